@@ -1,0 +1,387 @@
+// The farm module of one node: membership, failure detection and bucket ownership.
+// `stepFarm` is a pure function that does not execute actions: it returns the next state
+// and the effects (sends, timers, filter and VIP changes, logs) that the runtime executes.
+//
+// Protocol, in short (docs/farm.md has the full argument):
+// - Every node heartbeats every peer on every ring each tick. A peer is alive while some
+//   ring has heard it within detectionTimeoutMs; it is dead only when all rings are silent.
+// - A started node waits (WAIT) until it has heard every peer or a detection timeout has
+//   passed ("settled"), then announces `joining`. Peers count a joining node as a member,
+//   so they release its buckets; it takes them (UP) once every live UP peer lists it.
+//   So a join never makes two nodes own a bucket, only at most one heartbeat of no owner.
+// - Owned buckets = weighted rendezvous map over the members. A bucket that moves to a live
+//   peer "lingers" for handoverWindowMs: its established connections stay here, the new
+//   owner takes only new ones. A bucket no live peer lingers on is "reset": strangers
+//   mid-stream get a TCP reset (their old node is gone) so clients reconnect at once.
+// - The kernel forgets the buckets unless the lease is renewed every tick; a node whose
+//   ticks stalled past leaseMs (< detectionTimeoutMs) has lost them and rejoins, so a hung
+//   node and its successor never own a bucket together.
+
+import { assert, unreachable } from "./assert.ts";
+import { BucketSet } from "./bucket-set.ts";
+import { computeOwners, bucketsOwnedBy, compareIds, movedBuckets, type OwnerMap } from "./ownership.ts";
+import type { FarmConfig } from "./farm-config.ts";
+import type { LogEntry, LogLevel, NodeId, RingId, StepResult } from "./types.ts";
+
+export type FarmState = "STOP" | "WAIT" | "UP";
+
+export interface FarmHeartbeat {
+  readonly kind: "farm-heartbeat";
+  readonly module: string;
+  readonly from: NodeId;
+  readonly incarnation: number;
+  readonly seq: number;
+  readonly state: FarmState;
+  readonly joining: boolean;
+  /** The sender's member view, sorted. */
+  readonly members: readonly NodeId[];
+  /** Buckets whose established connections the sender still serves. */
+  readonly lingering: BucketSet;
+}
+
+export type FarmInput =
+  | { readonly kind: "start" }
+  | { readonly kind: "stop" }
+  | { readonly kind: "timer"; readonly timer: "tick" }
+  | { readonly kind: "receive"; readonly ring: RingId; readonly message: FarmHeartbeat }
+  | { readonly kind: "health"; readonly healthy: boolean };
+
+export type FarmEffect =
+  /** Send a heartbeat datagram; may run at any time, loss is tolerated. */
+  | { readonly kind: "send"; readonly ring: RingId; readonly to: NodeId; readonly message: FarmHeartbeat }
+  /** (Re)arm the named timer; it fires once as a `timer` input. */
+  | { readonly kind: "timer-arm"; readonly timer: "tick"; readonly afterMs: number }
+  /** Cancel the named timer; an already queued firing is ignored by the core. */
+  | { readonly kind: "timer-cancel"; readonly timer: "tick" }
+  /** Replace the kernel filter atomically; must run before the sends of the same batch,
+   *  since those tell peers what this node now owns. Starts a lease of leaseMs. */
+  | {
+      readonly kind: "filter-set";
+      readonly owned: BucketSet;
+      readonly lingering: BucketSet;
+      readonly reset: BucketSet;
+      readonly leaseMs: number;
+    }
+  /** Extend the kernel filter's lease by leaseMs from now; runs after any filter-set. */
+  | { readonly kind: "filter-renew"; readonly leaseMs: number }
+  /** Raise or drop the virtual IP; runs after the filter-set of the same batch. */
+  | { readonly kind: "vip"; readonly up: boolean }
+  /** Restart the application; runs only after this node has left the membership (the
+   *  filter-set and sends before it in the batch). */
+  | { readonly kind: "app-restart" }
+  /** Write a log event; may run at any time. */
+  | { readonly kind: "log"; readonly entry: LogEntry };
+
+export interface FarmPeer {
+  readonly id: NodeId;
+  readonly weight: number;
+  /** -1 until the first heartbeat. */
+  readonly incarnation: number;
+  readonly seq: number;
+  /** Per ring, in config order; -Infinity when never heard. */
+  readonly lastHeardMs: readonly number[];
+  readonly alive: boolean;
+  readonly state: FarmState;
+  readonly joining: boolean;
+  readonly members: readonly NodeId[];
+  readonly lingering: BucketSet;
+}
+
+export interface FarmNode {
+  readonly config: FarmConfig;
+  readonly self: NodeId;
+  readonly weight: number;
+  readonly incarnation: number;
+  readonly state: FarmState;
+  readonly healthy: boolean;
+  readonly joining: boolean;
+  readonly settled: boolean;
+  readonly startedMs: number;
+  readonly lastRenewMs: number;
+  readonly seq: number;
+  /** Every configured node but self, in config order. */
+  readonly peers: readonly FarmPeer[];
+  /** This node's view of the membership, sorted. */
+  readonly members: readonly NodeId[];
+  readonly owners: OwnerMap | null;
+  readonly owned: BucketSet;
+  /** Per bucket, when its lingering ends (0: not lingering). */
+  readonly lingeringUntilMs: readonly number[];
+  readonly lingering: BucketSet;
+  readonly reset: BucketSet;
+  readonly vipUp: boolean;
+}
+
+/** A stopped farm node. `incarnation` must grow across restarts of the node service. */
+export function createFarmNode(config: FarmConfig, self: NodeId, incarnation: number): FarmNode {
+  const own = config.nodes.find((node) => node.id === self);
+  assert(own !== undefined, `node ${self} is not in module ${config.module}`);
+  assert(Number.isInteger(incarnation) && incarnation >= 0, `incarnation ${incarnation} invalid`);
+  const empty = BucketSet.empty(config.bucketCount);
+  return {
+    config,
+    self,
+    weight: own.weight,
+    incarnation,
+    state: "STOP",
+    healthy: true,
+    joining: false,
+    settled: false,
+    startedMs: 0,
+    lastRenewMs: 0,
+    seq: 0,
+    peers: freshPeers(config, self),
+    members: [],
+    owners: null,
+    owned: empty,
+    lingeringUntilMs: new Array<number>(config.bucketCount).fill(0),
+    lingering: empty,
+    reset: empty,
+    vipUp: false,
+  };
+}
+
+function freshPeers(config: FarmConfig, self: NodeId): FarmPeer[] {
+  const empty = BucketSet.empty(config.bucketCount);
+  return config.nodes
+    .filter((node) => node.id !== self)
+    .map((node) => ({
+      id: node.id,
+      weight: node.weight,
+      incarnation: -1,
+      seq: -1,
+      lastHeardMs: config.rings.map(() => -Infinity),
+      alive: false,
+      state: "STOP" as const,
+      joining: false,
+      members: [],
+      lingering: empty,
+    }));
+}
+
+export function stepFarm(node: FarmNode, nowMs: number, input: FarmInput): StepResult<FarmNode, FarmEffect> {
+  assert(Number.isFinite(nowMs), "nowMs must be finite");
+  const effects: FarmEffect[] = [];
+  let next: FarmNode;
+  let restartApplication = false;
+  let heartbeatDue = false;
+  switch (input.kind) {
+    case "start":
+      next = onStart(node, nowMs, effects);
+      heartbeatDue = next !== node;
+      break;
+    case "stop":
+      next = onStop(node, nowMs, effects);
+      break;
+    case "timer":
+      if (node.state === "STOP") return { state: node, effects };
+      next = onTick(node, nowMs, effects);
+      heartbeatDue = true;
+      break;
+    case "receive":
+      next = onReceive(node, nowMs, input.ring, input.message, effects);
+      break;
+    case "health":
+      restartApplication = node.healthy && !input.healthy && node.state !== "STOP";
+      next = { ...node, healthy: input.healthy };
+      if (node.healthy !== input.healthy) log(effects, input.healthy ? "info" : "warn", "farm.health", next, { healthy: input.healthy });
+      break;
+    default:
+      unreachable(input);
+  }
+  next = reconcile(node, next, nowMs, effects, heartbeatDue);
+  if (restartApplication) effects.push({ kind: "app-restart" });
+  checkInvariants(next);
+  return { state: next, effects };
+}
+
+function onStart(node: FarmNode, nowMs: number, effects: FarmEffect[]): FarmNode {
+  if (node.state !== "STOP") {
+    log(effects, "info", "farm.start-ignored", node, { reason: `already ${node.state}` });
+    return node;
+  }
+  effects.push({ kind: "timer-arm", timer: "tick", afterMs: node.config.timings.heartbeatIntervalMs });
+  log(effects, "info", "farm.start", node, {});
+  return { ...node, state: "WAIT", healthy: true, settled: false, startedMs: nowMs, peers: freshPeers(node.config, node.self) };
+}
+
+function onStop(node: FarmNode, nowMs: number, effects: FarmEffect[]): FarmNode {
+  if (node.state === "STOP") return node;
+  effects.push({ kind: "timer-cancel", timer: "tick" });
+  log(effects, "info", "farm.stop", node, {});
+  // Reconcile sees STOP, clears the filter and the VIP, and tells the peers we left.
+  return { ...node, state: "STOP", joining: false, settled: false, startedMs: nowMs };
+}
+
+function onTick(node: FarmNode, nowMs: number, effects: FarmEffect[]): FarmNode {
+  const timings = node.config.timings;
+  effects.push({ kind: "timer-arm", timer: "tick", afterMs: timings.heartbeatIntervalMs });
+  let next = node;
+  if (node.state === "UP" && nowMs - node.lastRenewMs > timings.leaseMs) {
+    // Our ticks stalled (a hang, an overloaded host): the kernel has already dropped our
+    // buckets and the peers may own them. Rejoin from scratch rather than trust our view.
+    log(effects, "warn", "farm.lease-lost", node, { stalledMs: nowMs - node.lastRenewMs });
+    next = { ...next, state: "WAIT", joining: false, settled: false, startedMs: nowMs };
+  }
+  const peers = next.peers.map((peer) => {
+    const alive = peer.lastHeardMs.some((heardMs) => nowMs - heardMs <= timings.detectionTimeoutMs);
+    if (alive === peer.alive) return peer;
+    log(effects, "warn", "farm.peer-lost", next, { peer: peer.id, silentMs: nowMs - Math.max(...peer.lastHeardMs) });
+    return { ...peer, alive };
+  });
+  const lingeringUntilMs = next.lingeringUntilMs.some((untilMs) => untilMs !== 0 && untilMs <= nowMs)
+    ? next.lingeringUntilMs.map((untilMs) => (untilMs <= nowMs ? 0 : untilMs))
+    : next.lingeringUntilMs;
+  if (next.state === "UP") effects.push({ kind: "filter-renew", leaseMs: timings.leaseMs });
+  return { ...next, peers, lingeringUntilMs, lastRenewMs: next.state === "UP" ? nowMs : next.lastRenewMs };
+}
+
+function onReceive(node: FarmNode, nowMs: number, ring: RingId, message: FarmHeartbeat, effects: FarmEffect[]): FarmNode {
+  const ringIndex = node.config.rings.indexOf(ring);
+  const peerIndex = node.peers.findIndex((peer) => peer.id === message.from);
+  if (node.state === "STOP" || message.module !== node.config.module || ringIndex < 0 || peerIndex < 0) {
+    return node;
+  }
+  let peer = node.peers[peerIndex]!;
+  if (message.incarnation < peer.incarnation) return node;
+  if (message.incarnation > peer.incarnation) {
+    // A restarted peer: forget everything the previous incarnation said.
+    peer = { ...freshPeers(node.config, node.self)[peerIndex]!, incarnation: message.incarnation };
+  }
+  if (message.seq < peer.seq) return node;
+  const lastHeardMs = peer.lastHeardMs.slice();
+  lastHeardMs[ringIndex] = nowMs;
+  let updated: FarmPeer = { ...peer, lastHeardMs, alive: true };
+  if (message.seq > peer.seq) {
+    const { state, joining, members, lingering, seq } = message;
+    assert(lingering.bucketCount === node.config.bucketCount, "heartbeat lingering set has the wrong size");
+    updated = { ...updated, state, joining, members, lingering, seq };
+  }
+  if (!peer.alive) log(effects, "info", "farm.peer-seen", node, { peer: peer.id, ring });
+  const peers = node.peers.slice();
+  peers[peerIndex] = updated;
+  return { ...node, peers };
+}
+
+/** Derives membership, role and ownership from the updated inputs, and emits what changed. */
+function reconcile(before: FarmNode, node: FarmNode, nowMs: number, effects: FarmEffect[], heartbeatDue: boolean): FarmNode {
+  let next = advanceRole(node, nowMs, effects);
+  const members = viewOf(next);
+  const membersChanged = !sameIds(members, before.members);
+  const owners = next.state !== "UP" ? null : membersChanged || before.owners === null ? ownersOf(next, members) : before.owners;
+  if (owners !== null && before.owners !== null && membersChanged) checkMinimalMove(before.members, members, before.owners, owners);
+  const owned = owners === null ? BucketSet.empty(next.config.bucketCount) : bucketsOwnedBy(owners, next.self);
+  const lingeringUntilMs = lingerUntil(next, before.owned, owned, owners, nowMs);
+  const lingering = BucketSet.of(next.config.bucketCount, lingeringIndices(lingeringUntilMs));
+  const peerLingering = next.peers.reduce((all, peer) => (peer.alive ? all.union(peer.lingering) : all), BucketSet.empty(next.config.bucketCount));
+  const reset = owned.minus(peerLingering);
+  next = { ...next, members, owners, owned, lingeringUntilMs, lingering, reset, vipUp: next.state === "UP" };
+  const filterChanged = !owned.equals(before.owned) || !lingering.equals(before.lingering) || !reset.equals(before.reset);
+  if (filterChanged) {
+    effects.push({ kind: "filter-set", owned, lingering, reset, leaseMs: next.config.timings.leaseMs });
+    next = { ...next, lastRenewMs: nowMs };
+    log(effects, "info", "farm.filter", next, { owned: owned.size(), lingering: lingering.size(), reset: reset.size(), members: members.join(" ") });
+  }
+  if (next.vipUp !== before.vipUp) effects.push({ kind: "vip", up: next.vipUp });
+  const announce = next.state !== before.state || next.joining !== before.joining || membersChanged || !lingering.equals(before.lingering);
+  if (heartbeatDue || announce) next = broadcast(next, effects);
+  return next;
+}
+
+/** Moves between WAIT and UP, and sets `joining`, from health, settling and the peers' views. */
+function advanceRole(node: FarmNode, nowMs: number, effects: FarmEffect[]): FarmNode {
+  if (node.state === "STOP") return { ...node, joining: false };
+  const settled = node.settled || nowMs - node.startedMs >= node.config.timings.detectionTimeoutMs || node.peers.every((peer) => Math.max(...peer.lastHeardMs) >= node.startedMs);
+  const ready = node.healthy && settled;
+  const upPeers = node.peers.filter((peer) => peer.alive && peer.state === "UP");
+  const accepted = upPeers.every((peer) => peer.members.includes(node.self));
+  let next: FarmNode = { ...node, settled };
+  if (node.state === "UP" && !ready) {
+    next = { ...next, state: "WAIT", joining: false };
+  } else if (node.state === "UP" && !accepted) {
+    const rejectedBy = upPeers.filter((peer) => !peer.members.includes(node.self)).map((peer) => peer.id);
+    log(effects, "warn", "farm.rejected", node, { by: rejectedBy.join(" ") });
+    next = { ...next, state: "WAIT", joining: true };
+  } else if (node.state === "WAIT") {
+    next = { ...next, joining: ready && !accepted, state: ready && accepted ? "UP" : "WAIT" };
+  }
+  if (next.state !== node.state) log(effects, "info", "farm.state", next, { from: node.state, to: next.state });
+  return next;
+}
+
+function viewOf(node: FarmNode): NodeId[] {
+  const members = node.peers.filter((peer) => peer.alive && (peer.state === "UP" || peer.joining)).map((peer) => peer.id);
+  if (node.state === "UP" || node.joining) members.push(node.self);
+  return members.sort(compareIds);
+}
+
+function ownersOf(node: FarmNode, members: readonly NodeId[]): OwnerMap {
+  const weightOf = new Map(node.config.nodes.map((config) => [config.id, config.weight]));
+  return computeOwners(members.map((id) => ({ id, weight: weightOf.get(id)! })), node.config.bucketCount, node.config.hashSeed);
+}
+
+function lingerUntil(node: FarmNode, ownedBefore: BucketSet, owned: BucketSet, owners: OwnerMap | null, nowMs: number): readonly number[] {
+  if (owners === null) return node.lingeringUntilMs.some((untilMs) => untilMs !== 0) ? node.lingeringUntilMs.map(() => 0) : node.lingeringUntilMs;
+  const lost = ownedBefore.minus(owned).toArray();
+  const regained = owned.intersect(BucketSet.of(owned.bucketCount, lingeringIndices(node.lingeringUntilMs))).toArray();
+  if (lost.length === 0 && regained.length === 0) return node.lingeringUntilMs;
+  const untilMs = node.lingeringUntilMs.slice();
+  const livePeers = new Set(node.peers.filter((peer) => peer.alive).map((peer) => peer.id));
+  for (const bucketIndex of lost) {
+    if (livePeers.has(owners[bucketIndex] ?? "")) untilMs[bucketIndex] = nowMs + node.config.timings.handoverWindowMs;
+  }
+  for (const bucketIndex of regained) untilMs[bucketIndex] = 0;
+  return untilMs;
+}
+
+function lingeringIndices(untilMs: readonly number[]): number[] {
+  const indices: number[] = [];
+  untilMs.forEach((until, bucketIndex) => until !== 0 && indices.push(bucketIndex));
+  return indices;
+}
+
+function broadcast(node: FarmNode, effects: FarmEffect[]): FarmNode {
+  const seq = node.seq + 1;
+  const message: FarmHeartbeat = {
+    kind: "farm-heartbeat",
+    module: node.config.module,
+    from: node.self,
+    incarnation: node.incarnation,
+    seq,
+    state: node.state,
+    joining: node.joining,
+    members: node.members,
+    lingering: node.lingering,
+  };
+  for (const peer of node.peers) {
+    for (const ring of node.config.rings) effects.push({ kind: "send", ring, to: peer.id, message });
+  }
+  return { ...node, seq };
+}
+
+/** F3, asserted in the core: a change of one member moves only that member's buckets. */
+function checkMinimalMove(before: readonly NodeId[], after: readonly NodeId[], ownersBefore: OwnerMap, ownersAfter: OwnerMap): void {
+  const changed = [...before.filter((id) => !after.includes(id)), ...after.filter((id) => !before.includes(id))];
+  if (changed.length !== 1) return;
+  for (const bucketIndex of movedBuckets(ownersBefore, ownersAfter)) {
+    const involved = ownersBefore[bucketIndex] === changed[0] || ownersAfter[bucketIndex] === changed[0];
+    assert(involved, `bucket ${bucketIndex} moved from ${ownersBefore[bucketIndex]} to ${ownersAfter[bucketIndex]} although only ${changed[0]} changed`);
+  }
+}
+
+function checkInvariants(node: FarmNode): void {
+  assert(node.state === "UP" || node.owned.isEmpty(), `${node.self} owns buckets while ${node.state}`);
+  assert(node.state === "UP" || node.lingering.isEmpty(), `${node.self} lingers while ${node.state}`);
+  assert(node.owned.intersect(node.lingering).isEmpty(), `${node.self} both owns and lingers on a bucket`);
+  assert(node.reset.minus(node.owned).isEmpty(), `${node.self} resets buckets it does not own`);
+  assert(!(node.state === "UP" && node.joining), `${node.self} is UP and joining`);
+  assert(node.vipUp === (node.state === "UP"), `${node.self} VIP ${node.vipUp} while ${node.state}`);
+}
+
+function sameIds(a: readonly NodeId[], b: readonly NodeId[]): boolean {
+  return a.length === b.length && a.every((id, index) => id === b[index]);
+}
+
+function log(effects: FarmEffect[], level: LogLevel, event: string, node: FarmNode, fields: LogEntry["fields"]): void {
+  effects.push({ kind: "log", entry: { level, event, fields: { module: node.config.module, node: node.self, ...fields } } });
+}
