@@ -6,9 +6,13 @@
 // - Every node heartbeats every peer on every ring each tick. A peer is alive while some
 //   ring has heard it within detectionTimeoutMs; it is dead only when all rings are silent.
 // - A started node waits (WAIT) until it has heard every peer or a detection timeout has
-//   passed ("settled"), then announces `joining`. Peers count a joining node as a member,
-//   so they release its buckets; it takes them (UP) once every live UP peer lists it.
-//   So a join never makes two nodes own a bucket, only at most one heartbeat of no owner.
+//   passed ("settled"), then announces `joining` with a fresh join epoch. Peers count a
+//   joining node as a member, so they release its buckets before they list it; it takes
+//   them (UP) once every live peer that is not stopped lists it with that same epoch. The
+//   epoch makes a list written before the node's latest WAIT worthless, and waiting for
+//   every live peer (not only UP ones) stops two nodes that start together from both
+//   going UP alone. So a join never makes two nodes own a bucket, at worst none for a
+//   moment. An UP node that an UP peer stops listing steps back to joining.
 // - Owned buckets = weighted rendezvous map over the members. A bucket that moves to a live
 //   peer "lingers" for handoverWindowMs: its established connections stay here, the new
 //   owner takes only new ones. A bucket no live peer lingers on is "reset": strangers
@@ -33,10 +37,19 @@ export interface FarmHeartbeat {
   readonly seq: number;
   readonly state: FarmState;
   readonly joining: boolean;
-  /** The sender's member view, sorted. */
-  readonly members: readonly NodeId[];
+  /** The sender's current join epoch (0 before its first join). */
+  readonly epoch: number;
+  /** The sender's member view, sorted by id. */
+  readonly members: readonly MemberRef[];
   /** Buckets whose established connections the sender still serves. */
   readonly lingering: BucketSet;
+}
+
+/** A member as seen by a node: which incarnation, and which of its joins. */
+export interface MemberRef {
+  readonly id: NodeId;
+  readonly incarnation: number;
+  readonly epoch: number;
 }
 
 export type FarmInput =
@@ -83,7 +96,8 @@ export interface FarmPeer {
   readonly alive: boolean;
   readonly state: FarmState;
   readonly joining: boolean;
-  readonly members: readonly NodeId[];
+  readonly epoch: number;
+  readonly members: readonly MemberRef[];
   readonly lingering: BucketSet;
 }
 
@@ -95,14 +109,16 @@ export interface FarmNode {
   readonly state: FarmState;
   readonly healthy: boolean;
   readonly joining: boolean;
+  /** The seq of the heartbeat that announced the current join (0 before the first). */
+  readonly joinEpoch: number;
   readonly settled: boolean;
   readonly startedMs: number;
   readonly lastRenewMs: number;
   readonly seq: number;
   /** Every configured node but self, in config order. */
   readonly peers: readonly FarmPeer[];
-  /** This node's view of the membership, sorted. */
-  readonly members: readonly NodeId[];
+  /** This node's view of the membership, sorted by id. */
+  readonly members: readonly MemberRef[];
   readonly owners: OwnerMap | null;
   readonly owned: BucketSet;
   /** Per bucket, when its lingering ends (0: not lingering). */
@@ -126,6 +142,7 @@ export function createFarmNode(config: FarmConfig, self: NodeId, incarnation: nu
     state: "STOP",
     healthy: true,
     joining: false,
+    joinEpoch: 0,
     settled: false,
     startedMs: 0,
     lastRenewMs: 0,
@@ -154,6 +171,7 @@ function freshPeers(config: FarmConfig, self: NodeId): FarmPeer[] {
       alive: false,
       state: "STOP" as const,
       joining: false,
+      epoch: 0,
       members: [],
       lingering: empty,
     }));
@@ -253,9 +271,9 @@ function onReceive(node: FarmNode, nowMs: number, ring: RingId, message: FarmHea
   lastHeardMs[ringIndex] = nowMs;
   let updated: FarmPeer = { ...peer, lastHeardMs, alive: true };
   if (message.seq > peer.seq) {
-    const { state, joining, members, lingering, seq } = message;
+    const { state, joining, epoch, members, lingering, seq } = message;
     assert(lingering.bucketCount === node.config.bucketCount, "heartbeat lingering set has the wrong size");
-    updated = { ...updated, state, joining, members, lingering, seq };
+    updated = { ...updated, state, joining, epoch, members, lingering, seq };
   }
   if (!peer.alive) log(effects, "info", "farm.peer-seen", node, { peer: peer.id, ring });
   const peers = node.peers.slice();
@@ -267,9 +285,11 @@ function onReceive(node: FarmNode, nowMs: number, ring: RingId, message: FarmHea
 function reconcile(before: FarmNode, node: FarmNode, nowMs: number, effects: FarmEffect[], heartbeatDue: boolean): FarmNode {
   let next = advanceRole(node, nowMs, effects);
   const members = viewOf(next);
-  const membersChanged = !sameIds(members, before.members);
-  const owners = next.state !== "UP" ? null : membersChanged || before.owners === null ? ownersOf(next, members) : before.owners;
-  if (owners !== null && before.owners !== null && membersChanged) checkMinimalMove(before.members, members, before.owners, owners);
+  const ids = members.map((member) => member.id);
+  const idsBefore = before.members.map((member) => member.id);
+  const membersChanged = !sameIds(ids, idsBefore);
+  const owners = next.state !== "UP" ? null : membersChanged || before.owners === null ? ownersOf(next, ids) : before.owners;
+  if (owners !== null && before.owners !== null && membersChanged) checkMinimalMove(idsBefore, ids, before.owners, owners);
   const owned = owners === null ? BucketSet.empty(next.config.bucketCount) : bucketsOwnedBy(owners, next.self);
   const lingeringUntilMs = lingerUntil(next, before.owned, owned, owners, nowMs);
   const lingering = BucketSet.of(next.config.bucketCount, lingeringIndices(lingeringUntilMs));
@@ -280,10 +300,10 @@ function reconcile(before: FarmNode, node: FarmNode, nowMs: number, effects: Far
   if (filterChanged) {
     effects.push({ kind: "filter-set", owned, lingering, reset, leaseMs: next.config.timings.leaseMs });
     next = { ...next, lastRenewMs: nowMs };
-    log(effects, "info", "farm.filter", next, { owned: owned.size(), lingering: lingering.size(), reset: reset.size(), members: members.join(" ") });
+    log(effects, "info", "farm.filter", next, { owned: owned.size(), lingering: lingering.size(), reset: reset.size(), members: ids.join(" ") });
   }
   if (next.vipUp !== before.vipUp) effects.push({ kind: "vip", up: next.vipUp });
-  const announce = next.state !== before.state || next.joining !== before.joining || membersChanged || !lingering.equals(before.lingering);
+  const announce = next.state !== before.state || next.joining !== before.joining || !sameRefs(members, before.members) || !lingering.equals(before.lingering);
   if (heartbeatDue || announce) next = broadcast(next, effects);
   return next;
 }
@@ -293,26 +313,37 @@ function advanceRole(node: FarmNode, nowMs: number, effects: FarmEffect[]): Farm
   if (node.state === "STOP") return { ...node, joining: false };
   const settled = node.settled || nowMs - node.startedMs >= node.config.timings.detectionTimeoutMs || node.peers.every((peer) => Math.max(...peer.lastHeardMs) >= node.startedMs);
   const ready = node.healthy && settled;
-  const upPeers = node.peers.filter((peer) => peer.alive && peer.state === "UP");
-  const accepted = upPeers.every((peer) => peer.members.includes(node.self));
   let next: FarmNode = { ...node, settled };
-  if (node.state === "UP" && !ready) {
-    next = { ...next, state: "WAIT", joining: false };
-  } else if (node.state === "UP" && !accepted) {
-    const rejectedBy = upPeers.filter((peer) => !peer.members.includes(node.self)).map((peer) => peer.id);
-    log(effects, "warn", "farm.rejected", node, { by: rejectedBy.join(" ") });
-    next = { ...next, state: "WAIT", joining: true };
-  } else if (node.state === "WAIT") {
-    next = { ...next, joining: ready && !accepted, state: ready && accepted ? "UP" : "WAIT" };
+  if (node.state === "UP") {
+    const rejectedBy = node.peers.filter((peer) => peer.alive && peer.state === "UP" && !listsSelf(node, peer)).map((peer) => peer.id);
+    if (!ready) next = { ...next, state: "WAIT", joining: false };
+    else if (rejectedBy.length > 0) {
+      log(effects, "warn", "farm.rejected", node, { by: rejectedBy.join(" ") });
+      next = { ...next, state: "WAIT", joining: true, joinEpoch: node.seq + 1 };
+    }
+  } else if (node.state === "WAIT" && !ready) {
+    next = { ...next, joining: false };
+  } else if (node.state === "WAIT" && !node.joining) {
+    // The next heartbeat (seq + 1) announces this join; peers acknowledge that epoch.
+    next = { ...next, joining: true, joinEpoch: node.seq + 1 };
+  } else if (node.state === "WAIT" && node.peers.every((peer) => !peer.alive || peer.state === "STOP" || listsSelf(node, peer))) {
+    next = { ...next, state: "UP", joining: false };
   }
   if (next.state !== node.state) log(effects, "info", "farm.state", next, { from: node.state, to: next.state });
   return next;
 }
 
-function viewOf(node: FarmNode): NodeId[] {
-  const members = node.peers.filter((peer) => peer.alive && (peer.state === "UP" || peer.joining)).map((peer) => peer.id);
-  if (node.state === "UP" || node.joining) members.push(node.self);
-  return members.sort(compareIds);
+/** Whether `peer`'s latest heartbeat lists this node's current incarnation and join. */
+function listsSelf(node: FarmNode, peer: FarmPeer): boolean {
+  return peer.members.some((member) => member.id === node.self && member.incarnation === node.incarnation && member.epoch === node.joinEpoch);
+}
+
+function viewOf(node: FarmNode): MemberRef[] {
+  const members: MemberRef[] = node.peers
+    .filter((peer) => peer.alive && (peer.state === "UP" || peer.joining))
+    .map((peer) => ({ id: peer.id, incarnation: peer.incarnation, epoch: peer.epoch }));
+  if (node.state === "UP" || node.joining) members.push({ id: node.self, incarnation: node.incarnation, epoch: node.joinEpoch });
+  return members.sort((a, b) => compareIds(a.id, b.id));
 }
 
 function ownersOf(node: FarmNode, members: readonly NodeId[]): OwnerMap {
@@ -350,6 +381,7 @@ function broadcast(node: FarmNode, effects: FarmEffect[]): FarmNode {
     seq,
     state: node.state,
     joining: node.joining,
+    epoch: node.joinEpoch,
     members: node.members,
     lingering: node.lingering,
   };
@@ -380,6 +412,10 @@ function checkInvariants(node: FarmNode): void {
 
 function sameIds(a: readonly NodeId[], b: readonly NodeId[]): boolean {
   return a.length === b.length && a.every((id, index) => id === b[index]);
+}
+
+function sameRefs(a: readonly MemberRef[], b: readonly MemberRef[]): boolean {
+  return a.length === b.length && a.every((ref, index) => ref.id === b[index]!.id && ref.incarnation === b[index]!.incarnation && ref.epoch === b[index]!.epoch);
 }
 
 function log(effects: FarmEffect[], level: LogLevel, event: string, node: FarmNode, fields: LogEntry["fields"]): void {

@@ -1,0 +1,173 @@
+// Simulated clients of a farm VIP: each opens TCP-like connections from its own address
+// and a new source port per connection, sends requests, and records which nodes accepted,
+// reset or answered every packet. Every node's kernel sees every client packet (a switch
+// floods frames to the virtual MAC), as with SafeKit's vmac_invisible.
+// Injects: nothing itself. Models: retransmission after retryMs (no exponential backoff),
+// reconnection on reset, close after a number of requests (conntrack entries removed).
+// Cannot model: TCP windows, partial answers, client-side network faults.
+
+import { assert } from "../../core/assert.ts";
+import { bucketOfPacket } from "../../core/farm-packet.ts";
+import type { NodeId } from "../../core/types.ts";
+import type { FarmWorld } from "./farm-world.ts";
+import type { Prng } from "./prng.ts";
+
+export interface ClientSettings {
+  readonly count: number;
+  /** Defaults to the port of the module's first rule. */
+  readonly dstPort: number;
+  readonly requestsPerConnection: number;
+  /** Pause between two requests, and before the next connection. */
+  readonly thinkMs: number;
+  /** A packet left unanswered is sent again after this. */
+  readonly retryMs: number;
+  /** One-way delay between a client and the nodes. */
+  readonly latencyMs: number;
+}
+
+export interface PacketRecord {
+  readonly atMs: number;
+  readonly clientIp: number;
+  readonly connectionId: number;
+  readonly isSyn: boolean;
+  readonly bucket: number;
+  /** Nodes whose kernel accepted the packet. */
+  readonly accepted: readonly NodeId[];
+  /** Nodes whose kernel answered with a TCP reset. */
+  readonly reset: readonly NodeId[];
+  /** Accepting nodes whose application answered. */
+  readonly responders: readonly NodeId[];
+  /** The node the connection was established with, for packets after the SYN. */
+  readonly connectedTo: NodeId | null;
+  /** Sorted ids of the UP nodes when membership is stable, else null. */
+  readonly stableView: string | null;
+}
+
+interface Connection {
+  readonly id: number;
+  readonly srcPort: number;
+  established: boolean;
+  node: NodeId | null;
+  requestsLeft: number;
+}
+
+export class SimClient {
+  readonly ip: number;
+  nextPort = 32_768;
+  connection: Connection | null = null;
+  successes = 0;
+  lastSuccessMs = -Infinity;
+  resets = 0;
+  connections = 0;
+
+  constructor(ip: number) {
+    this.ip = ip;
+  }
+}
+
+/** 198.18.0.0/15, the range reserved for network benchmarks. */
+const clientIpBase = (198 << 24) | (18 << 16);
+
+export class ClientFleet {
+  readonly settings: ClientSettings;
+  readonly clients: SimClient[];
+  /** Called at every answered request. */
+  onSuccess: ((client: SimClient, node: NodeId, atMs: number) => void) | null = null;
+  active = false;
+  #connectionCount = 0;
+  readonly #world: FarmWorld;
+  readonly #prng: Prng;
+  readonly #onPacket: ((record: PacketRecord) => void) | undefined;
+
+  constructor(world: FarmWorld, prng: Prng, settings: Partial<ClientSettings>, onPacket?: (record: PacketRecord) => void) {
+    this.#world = world;
+    this.#prng = prng;
+    this.#onPacket = onPacket;
+    const firstRule = world.config.rules[0];
+    this.settings = { count: 0, dstPort: firstRule?.port ?? 80, requestsPerConnection: 5, thinkMs: 20, retryMs: 100, latencyMs: 0.2, ...settings };
+    assert(this.settings.count >= 0 && this.settings.count <= 65_536, `client count ${this.settings.count} out of range`);
+    this.clients = Array.from({ length: this.settings.count }, (_, index) => new SimClient((clientIpBase + index + 1) >>> 0));
+  }
+
+  /** Starts every client, staggered over one think time. */
+  start(): void {
+    if (this.active) return;
+    this.active = true;
+    for (const client of this.clients) {
+      this.#world.schedule(this.#world.nowMs + this.#prng.float() * this.settings.thinkMs, () => this.#open(client));
+    }
+  }
+
+  /** Stops the load; answers still in flight are ignored. */
+  stop(): void {
+    this.active = false;
+    for (const client of this.clients) client.connection = null;
+  }
+
+  #open(client: SimClient): void {
+    if (!this.active) return;
+    const srcPort = client.nextPort;
+    client.nextPort = client.nextPort >= 60_999 ? 32_768 : client.nextPort + 1;
+    const connection: Connection = { id: ++this.#connectionCount, srcPort, established: false, node: null, requestsLeft: this.settings.requestsPerConnection };
+    client.connection = connection;
+    client.connections++;
+    this.#send(client, connection);
+  }
+
+  #send(client: SimClient, connection: Connection): void {
+    const world = this.#world;
+    const isSyn = !connection.established;
+    const packet = { srcIp: client.ip, srcPort: connection.srcPort, dstPort: this.settings.dstPort, proto: "tcp" as const };
+    const bucket = bucketOfPacket(world.config, packet);
+    assert(bucket !== null, `no farm rule for port ${this.settings.dstPort}`);
+    const flowKey = `${client.ip}:${connection.srcPort}`;
+    world.schedule(world.nowMs + this.settings.latencyMs, () => {
+      const accepted: NodeId[] = [];
+      const reset: NodeId[] = [];
+      for (const node of world.nodes) {
+        if (!node.powered) continue;
+        const verdict = node.kernel.decide(bucket, flowKey, isSyn, world.nowMs);
+        if (verdict === "accept") accepted.push(node.id);
+        else if (verdict === "reset") reset.push(node.id);
+      }
+      const responders = accepted.filter((id) => world.serving(world.node(id)));
+      const stableView = world.isStable() ? world.upNodes().map((node) => node.id).sort().join(",") : null;
+      this.#onPacket?.({ atMs: world.nowMs, clientIp: client.ip, connectionId: connection.id, isSyn, bucket, accepted, reset, responders, connectedTo: connection.node, stableView });
+      world.schedule(world.nowMs + this.settings.latencyMs, () => this.#answer(client, connection, flowKey, responders, reset));
+    });
+  }
+
+  #answer(client: SimClient, connection: Connection, flowKey: string, responders: readonly NodeId[], reset: readonly NodeId[]): void {
+    if (!this.active || client.connection !== connection) return;
+    const world = this.#world;
+    if (responders.length > 0 && !connection.established) {
+      connection.established = true;
+      connection.node = responders[0]!;
+      world.schedule(world.nowMs + this.settings.thinkMs, () => this.#sendIfCurrent(client, connection));
+    } else if (connection.node !== null && responders.includes(connection.node)) {
+      client.successes++;
+      client.lastSuccessMs = world.nowMs;
+      this.onSuccess?.(client, connection.node, world.nowMs);
+      connection.requestsLeft--;
+      if (connection.requestsLeft > 0) {
+        world.schedule(world.nowMs + this.settings.thinkMs, () => this.#sendIfCurrent(client, connection));
+      } else {
+        for (const node of world.nodes) node.kernel.conntrack.delete(flowKey);
+        client.connection = null;
+        world.schedule(world.nowMs + this.settings.thinkMs, () => this.#open(client));
+      }
+    } else if (reset.length > 0 || responders.length > 0) {
+      // A reset, or an answer from a node that does not hold the connection (which a real
+      // client's TCP stack would also reset): reconnect at once.
+      client.resets++;
+      client.connection = null;
+      this.#open(client);
+    } else {
+      world.schedule(world.nowMs + this.settings.retryMs, () => this.#sendIfCurrent(client, connection));
+    }
+  }
+
+  #sendIfCurrent(client: SimClient, connection: Connection): void {
+    if (this.active && client.connection === connection) this.#send(client, connection);
+  }
+}

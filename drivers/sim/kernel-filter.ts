@@ -1,0 +1,88 @@
+// A model of one node's kernel for one farm module's VIP: the nftables filter (owned,
+// lingering and reset buckets under a lease) and connection tracking.
+// Injects: nothing by itself; the world flushes it on a process crash (the real table is
+// owned by the service's netlink socket, so the kernel removes it when the process dies)
+// and wipes it, conntrack included, on power loss.
+// Cannot model: conntrack's loose pickup of mid-stream flows (the real driver disables
+// it), table size limits, or the time a real transaction takes.
+
+import { BucketSet } from "../../core/bucket-set.ts";
+import type { FilterSettings } from "../../core/ports.ts";
+
+export type PacketVerdict = "accept" | "reset" | "drop";
+
+/** Test-only faults planted in the model to prove the checker catches them. */
+export type PlantedBug = "none" | "filter-keeps-buckets";
+
+export class SimKernelFilter {
+  owned: BucketSet;
+  lingering: BucketSet;
+  reset: BucketSet;
+  leaseExpiresMs = -Infinity;
+  vipUp = false;
+  /** Flows this kernel accepted the SYN of, by flow key. */
+  readonly conntrack = new Set<string>();
+  readonly #bug: PlantedBug;
+
+  constructor(bucketCount: number, bug: PlantedBug) {
+    this.owned = this.lingering = this.reset = BucketSet.empty(bucketCount);
+    this.#bug = bug;
+  }
+
+  apply(settings: FilterSettings, nowMs: number): void {
+    if (this.#bug === "filter-keeps-buckets" && settings.owned.isEmpty() && !this.owned.isEmpty()) {
+      this.leaseExpiresMs = Infinity;
+      return;
+    }
+    this.owned = settings.owned;
+    this.lingering = settings.lingering;
+    this.reset = settings.reset;
+    this.leaseExpiresMs = nowMs + settings.leaseMs;
+  }
+
+  renew(leaseMs: number, nowMs: number): void {
+    if (this.leaseExpiresMs === Infinity) return;
+    this.leaseExpiresMs = nowMs + leaseMs;
+  }
+
+  /** The service's process died: its table goes with it; conntrack stays. */
+  flushRules(): void {
+    if (this.#bug === "filter-keeps-buckets") return;
+    const empty = BucketSet.empty(this.owned.bucketCount);
+    this.owned = this.lingering = this.reset = empty;
+    this.leaseExpiresMs = -Infinity;
+  }
+
+  /** Power loss: nothing survives. */
+  wipe(): void {
+    this.flushRules();
+    this.conntrack.clear();
+    this.vipUp = false;
+  }
+
+  leaseValid(nowMs: number): boolean {
+    return nowMs < this.leaseExpiresMs;
+  }
+
+  /** True when some packet to the VIP could be accepted by this kernel now. */
+  acceptsAnything(nowMs: number): boolean {
+    return this.vipUp && this.leaseValid(nowMs) && !(this.owned.isEmpty() && this.lingering.isEmpty());
+  }
+
+  /** Owned buckets in force now (empty once the lease lapsed or the VIP is down). */
+  effectiveOwned(nowMs: number): BucketSet {
+    return this.vipUp && this.leaseValid(nowMs) ? this.owned : BucketSet.empty(this.owned.bucketCount);
+  }
+
+  decide(bucket: number, flowKey: string, isSyn: boolean, nowMs: number): PacketVerdict {
+    if (!this.vipUp || !this.leaseValid(nowMs)) return "drop";
+    const tracked = this.conntrack.has(flowKey);
+    if (tracked && (this.owned.has(bucket) || this.lingering.has(bucket))) return "accept";
+    if (isSyn && this.owned.has(bucket)) {
+      this.conntrack.add(flowKey);
+      return "accept";
+    }
+    if (!isSyn && this.reset.has(bucket)) return "reset";
+    return "drop";
+  }
+}
