@@ -198,6 +198,9 @@ export function stepFarm(node: FarmNode, nowMs: number, input: FarmInput): StepR
       break;
     case "receive":
       next = onReceive(node, nowMs, input.ring, input.message, effects);
+      // Steady state: a heartbeat that only proves the peer still lives changes no role,
+      // view or ownership, so the derivation below would find nothing to do.
+      if (next !== node && node.settled && onlyLivenessChanged(node, next, input.message.from)) return { state: next, effects };
       break;
     case "health":
       restartApplication = node.healthy && !input.healthy && node.state !== "STOP";
@@ -238,13 +241,13 @@ function onTick(node: FarmNode, nowMs: number, effects: FarmEffect[]): FarmNode 
   if (node.state === "UP" && nowMs - node.lastRenewMs > timings.leaseMs) {
     // Our ticks stalled (a hang, an overloaded host): the kernel has already dropped our
     // buckets and the peers may own them. Rejoin from scratch rather than trust our view.
-    log(effects, "warn", "farm.lease-lost", node, { stalledMs: nowMs - node.lastRenewMs });
+    log(effects, "warn", "farm.lease-lost", node, { stalledMs: Math.round(nowMs - node.lastRenewMs) });
     next = { ...next, state: "WAIT", joining: false, settled: false, startedMs: nowMs };
   }
   const peers = next.peers.map((peer) => {
     const alive = peer.lastHeardMs.some((heardMs) => nowMs - heardMs <= timings.detectionTimeoutMs);
     if (alive === peer.alive) return peer;
-    log(effects, "warn", "farm.peer-lost", next, { peer: peer.id, silentMs: nowMs - Math.max(...peer.lastHeardMs) });
+    log(effects, "warn", "farm.peer-lost", next, { peer: peer.id, silentMs: Math.round(nowMs - Math.max(...peer.lastHeardMs)) });
     return { ...peer, alive };
   });
   const lingeringUntilMs = next.lingeringUntilMs.some((untilMs) => untilMs !== 0 && untilMs <= nowMs)
@@ -252,6 +255,20 @@ function onTick(node: FarmNode, nowMs: number, effects: FarmEffect[]): FarmNode 
     : next.lingeringUntilMs;
   if (next.state === "UP") effects.push({ kind: "filter-renew", leaseMs: timings.leaseMs });
   return { ...next, peers, lingeringUntilMs, lastRenewMs: next.state === "UP" ? nowMs : next.lastRenewMs };
+}
+
+function onlyLivenessChanged(before: FarmNode, after: FarmNode, peerId: NodeId): boolean {
+  const old = before.peers.find((peer) => peer.id === peerId)!;
+  const now = after.peers.find((peer) => peer.id === peerId)!;
+  return (
+    old.alive &&
+    old.incarnation === now.incarnation &&
+    old.state === now.state &&
+    old.joining === now.joining &&
+    old.epoch === now.epoch &&
+    sameRefs(old.members, now.members) &&
+    old.lingering.equals(now.lingering)
+  );
 }
 
 function onReceive(node: FarmNode, nowMs: number, ring: RingId, message: FarmHeartbeat, effects: FarmEffect[]): FarmNode {
@@ -284,7 +301,8 @@ function onReceive(node: FarmNode, nowMs: number, ring: RingId, message: FarmHea
 /** Derives membership, role and ownership from the updated inputs, and emits what changed. */
 function reconcile(before: FarmNode, node: FarmNode, nowMs: number, effects: FarmEffect[], heartbeatDue: boolean): FarmNode {
   let next = advanceRole(node, nowMs, effects);
-  const members = viewOf(next);
+  const view = viewOf(next);
+  const members = sameRefs(view, before.members) ? before.members : view;
   const ids = members.map((member) => member.id);
   const idsBefore = before.members.map((member) => member.id);
   const membersChanged = !sameIds(ids, idsBefore);
@@ -292,11 +310,13 @@ function reconcile(before: FarmNode, node: FarmNode, nowMs: number, effects: Far
   if (owners !== null && before.owners !== null && membersChanged) checkMinimalMove(idsBefore, ids, before.owners, owners);
   const owned = owners === null ? BucketSet.empty(next.config.bucketCount) : bucketsOwnedBy(owners, next.self);
   const lingeringUntilMs = lingerUntil(next, before.owned, owned, owners, nowMs);
-  const lingering = BucketSet.of(next.config.bucketCount, lingeringIndices(lingeringUntilMs));
+  const lingering = lingeringUntilMs === before.lingeringUntilMs ? before.lingering : BucketSet.of(next.config.bucketCount, lingeringIndices(lingeringUntilMs));
   const peerLingering = next.peers.reduce((all, peer) => (peer.alive ? all.union(peer.lingering) : all), BucketSet.empty(next.config.bucketCount));
   const reset = owned.minus(peerLingering);
   next = { ...next, members, owners, owned, lingeringUntilMs, lingering, reset, vipUp: next.state === "UP" };
-  const filterChanged = !owned.equals(before.owned) || !lingering.equals(before.lingering) || !reset.equals(before.reset);
+  // Becoming UP always installs the filter: it starts the lease, even with no bucket owned.
+  const becameUp = next.state === "UP" && before.state !== "UP";
+  const filterChanged = becameUp || !owned.equals(before.owned) || !lingering.equals(before.lingering) || !reset.equals(before.reset);
   if (filterChanged) {
     effects.push({ kind: "filter-set", owned, lingering, reset, leaseMs: next.config.timings.leaseMs });
     next = { ...next, lastRenewMs: nowMs };

@@ -131,39 +131,43 @@ export class ClientFleet {
         else if (verdict === "reset") reset.push(node.id);
       }
       const responders = accepted.filter((id) => world.serving(world.node(id)));
+      if (isSyn) for (const id of responders) world.node(id).kernel.establish(flowKey);
       const stableView = world.isStable() ? world.upNodes().map((node) => node.id).sort().join(",") : null;
       this.#onPacket?.({ atMs: world.nowMs, clientIp: client.ip, connectionId: connection.id, isSyn, bucket, accepted, reset, responders, connectedTo: connection.node, stableView });
-      world.schedule(world.nowMs + this.settings.latencyMs, () => this.#answer(client, connection, flowKey, responders, reset));
+      // One event per packet: the client learns the answer now and adds the return trip
+      // to whatever it does next.
+      this.#answer(client, connection, flowKey, responders, reset);
     });
   }
 
   #answer(client: SimClient, connection: Connection, flowKey: string, responders: readonly NodeId[], reset: readonly NodeId[]): void {
     if (!this.active || client.connection !== connection) return;
     const world = this.#world;
+    const returnMs = this.settings.latencyMs;
     if (responders.length > 0 && !connection.established) {
       connection.established = true;
       connection.node = responders[0]!;
-      world.schedule(world.nowMs + this.settings.thinkMs, () => this.#sendIfCurrent(client, connection));
+      world.schedule(world.nowMs + returnMs + this.settings.thinkMs, () => this.#sendIfCurrent(client, connection));
     } else if (connection.node !== null && responders.includes(connection.node)) {
       client.successes++;
       client.lastSuccessMs = world.nowMs;
       this.onSuccess?.(client, connection.node, world.nowMs);
       connection.requestsLeft--;
       if (connection.requestsLeft > 0) {
-        world.schedule(world.nowMs + this.settings.thinkMs, () => this.#sendIfCurrent(client, connection));
+        world.schedule(world.nowMs + returnMs + this.settings.thinkMs, () => this.#sendIfCurrent(client, connection));
       } else {
         for (const node of world.nodes) node.kernel.conntrack.delete(flowKey);
         client.connection = null;
-        world.schedule(world.nowMs + this.settings.thinkMs, () => this.#open(client));
+        world.schedule(world.nowMs + returnMs + this.settings.thinkMs, () => this.#open(client));
       }
     } else if (reset.length > 0 || responders.length > 0) {
       // A reset, or an answer from a node that does not hold the connection (which a real
       // client's TCP stack would also reset): reconnect at once.
       client.resets++;
       client.connection = null;
-      this.#open(client);
+      world.schedule(world.nowMs + returnMs, () => this.#open(client));
     } else {
-      world.schedule(world.nowMs + this.settings.retryMs, () => this.#sendIfCurrent(client, connection));
+      world.schedule(world.nowMs + returnMs + this.settings.retryMs, () => this.#sendIfCurrent(client, connection));
     }
   }
 

@@ -20,8 +20,8 @@ export class SimKernelFilter {
   reset: BucketSet;
   leaseExpiresMs = -Infinity;
   vipUp = false;
-  /** Flows this kernel accepted the SYN of, by flow key. */
-  readonly conntrack = new Set<string>();
+  /** Flows this kernel accepted the SYN of, by flow key: "syn" until this node answered it. */
+  readonly conntrack = new Map<string, "syn" | "established">();
   readonly #bug: PlantedBug;
 
   constructor(bucketCount: number, bug: PlantedBug) {
@@ -74,15 +74,24 @@ export class SimKernelFilter {
     return this.vipUp && this.leaseValid(nowMs) ? this.owned : BucketSet.empty(this.owned.bucketCount);
   }
 
+  /** This node answered the flow's SYN: the flow is established here. */
+  establish(flowKey: string): void {
+    if (this.conntrack.has(flowKey)) this.conntrack.set(flowKey, "established");
+  }
+
   decide(bucket: number, flowKey: string, isSyn: boolean, nowMs: number): PacketVerdict {
     if (!this.vipUp || !this.leaseValid(nowMs)) return "drop";
-    const tracked = this.conntrack.has(flowKey);
-    if (tracked && (this.owned.has(bucket) || this.lingering.has(bucket))) return "accept";
-    if (isSyn && this.owned.has(bucket)) {
-      this.conntrack.add(flowKey);
+    // A SYN (first or retransmitted) is only ever taken by the bucket's owner. A lingering
+    // bucket keeps only flows whose handshake this node answered (ct state established).
+    const tracked = this.conntrack.get(flowKey);
+    if (isSyn) {
+      if (!this.owned.has(bucket)) return "drop";
+      if (tracked === undefined) this.conntrack.set(flowKey, "syn");
       return "accept";
     }
-    if (!isSyn && this.reset.has(bucket)) return "reset";
+    if (tracked !== undefined && this.owned.has(bucket)) return "accept";
+    if (tracked === "established" && this.lingering.has(bucket)) return "accept";
+    if (tracked === undefined && this.reset.has(bucket)) return "reset";
     return "drop";
   }
 }

@@ -1,0 +1,91 @@
+// `tandem sim`: fault-plan runs, replays and named scenarios in the simulator.
+
+import { parseArgs } from "node:util";
+import { fuzzFarm } from "../drivers/sim/farm-fuzz.ts";
+import { decodePlan, describePlan, runPlan } from "../drivers/sim/farm-plan.ts";
+import type { PlantedBug } from "../drivers/sim/kernel-filter.ts";
+import { runScenarioByName, scenarioNames } from "../scenarios/index.ts";
+
+const usage = `usage: tandem sim [options]
+  --module farm          the module kind to simulate (farm; mirror comes later)
+  --seeds N              how many generated fault plans to run (default 100)
+  --seed S               fast-check seed that generates the plans (default: random, printed)
+  --nodes N              fixed node count (default: 2 to 16 drawn per plan)
+  --replay TOKEN         replay one plan exactly, with its event trace
+  --scenario NAME        run a named scenario and print its timeline (${scenarioNames().join(", ")})
+  --trace                with --replay: print the full event trace (default: the last 60 lines)
+  --json                 print the summary as JSON`;
+
+export async function simCommand(argv: readonly string[], print: (line: string) => void): Promise<number> {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      module: { type: "string", default: "farm" },
+      seeds: { type: "string", default: "100" },
+      seed: { type: "string" },
+      nodes: { type: "string" },
+      replay: { type: "string" },
+      scenario: { type: "string" },
+      bug: { type: "string", default: "none" },
+      trace: { type: "boolean", default: false },
+      json: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    print(usage);
+    return 0;
+  }
+  if (values.module !== "farm") {
+    print(`tandem sim: --module ${values.module} is not simulated yet; only farm is (the mirror module arrives with its own issue)`);
+    return 2;
+  }
+  if (values.replay !== undefined) return replay(values.replay, values.trace, print);
+  if (values.scenario !== undefined) return runScenarioByName(values.scenario, print);
+  const runs = positiveInteger(values.seeds, "--seeds");
+  const nodeCount = values.nodes === undefined ? undefined : positiveInteger(values.nodes, "--nodes");
+  if (nodeCount !== undefined && (nodeCount < 1 || nodeCount > 16)) throw new Error(`--nodes ${nodeCount}: a simulated farm has 1 to 16 nodes`);
+  const seed = values.seed === undefined ? Math.floor(Math.random() * 0x7fff_ffff) : positiveInteger(values.seed, "--seed");
+  const bug = values.bug as PlantedBug;
+  print(`tandem sim: ${runs} farm fault plans, fast-check seed ${seed}, ${nodeCount === undefined ? "2-16" : nodeCount} nodes${bug === "none" ? "" : `, planted bug ${bug}`}`);
+  const startedMs = performance.now();
+  const summary = fuzzFarm({
+    runs,
+    seed,
+    shape: { ...(nodeCount === undefined ? {} : { nodeCount }), bug },
+    onProgress: (done, total) => process.stderr.isTTY && process.stderr.write(`\r  ${done}/${total} plans`),
+  });
+  if (process.stderr.isTTY) process.stderr.write("\r");
+  const wallMs = performance.now() - startedMs;
+  const violated = summary.failure === null ? 0 : 1;
+  if (values.json) {
+    print(JSON.stringify({ runs: summary.runs, violated, seed, wallMs: Math.round(wallMs), virtualMs: Math.round(summary.virtualMs), replay: summary.failure?.command ?? null }));
+  } else {
+    print(`plans run: ${summary.runs}, violated an invariant: ${violated} (${(wallMs / 1000).toFixed(1)} s wall, ${(summary.virtualMs / 1000).toFixed(0)} s simulated)`);
+    if (summary.failure !== null) print(summary.failure.report);
+  }
+  return violated === 0 ? 0 : 1;
+}
+
+function replay(token: string, fullTrace: boolean, print: (line: string) => void): number {
+  const plan = decodePlan(token);
+  print("replaying plan:");
+  print(describePlan(plan).replace(/^/gm, "  "));
+  const result = runPlan(plan, { trace: true });
+  const lines = fullTrace ? result.trace : result.trace.slice(-60);
+  print(fullTrace ? "trace:" : `trace (last ${lines.length} of ${result.trace.length} lines; --trace for all):`);
+  for (const line of lines) print(`  ${line}`);
+  if (result.violations.length === 0) {
+    print(`no violation (${result.stats.events} events, converged ${result.stats.convergedAfterMs} ms after the faults stopped)`);
+    return 0;
+  }
+  for (const violation of result.violations) print(`[${violation.invariant}] t=${violation.atMs.toFixed(3)} ms: ${violation.message}`);
+  return 1;
+}
+
+function positiveInteger(text: string, flag: string): number {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 0) throw new Error(`${flag} ${text}: expected a whole number`);
+  return value;
+}
