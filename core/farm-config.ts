@@ -5,6 +5,7 @@
 // directly. Validation returns errors as values (operating errors), never throws.
 
 import { bucketCountMax } from "./bucket-set.ts";
+import { hashString32 } from "./hash.ts";
 import { weightMax } from "./ownership.ts";
 import type { NodeId, RingId } from "./types.ts";
 
@@ -79,8 +80,15 @@ export function validateFarmConfig(config: FarmConfig): ConfigProblem[] {
     problem("nodes", `a farm has 1 to ${farmNodeCountMax} nodes, found ${config.nodes.length}`);
   }
   const ids = new Set<NodeId>();
+  const idOfHash = new Map<number, NodeId>();
   config.nodes.forEach((node, index) => {
+    if (node.id.length === 0) problem(`nodes[${index}].id`, "node name must not be empty");
     if (ids.has(node.id)) problem(`nodes[${index}].id`, `node ${node.id} is listed twice`, "CONFIG_DUPLICATE");
+    const other = idOfHash.get(hashString32(node.id));
+    if (other !== undefined && other !== node.id) {
+      problem(`nodes[${index}].id`, `node names ${other} and ${node.id} hash to the same 32-bit value, so they could not share buckets; rename one of them`, "CONFIG_HASH_COLLISION");
+    }
+    idOfHash.set(hashString32(node.id), node.id);
     ids.add(node.id);
     if (!Number.isInteger(node.weight) || node.weight < 0 || node.weight > weightMax) {
       problem(`nodes[${index}].weight`, `weight of ${node.id} is ${node.weight}; expected an integer 0..${weightMax}`);
@@ -90,16 +98,21 @@ export function validateFarmConfig(config: FarmConfig): ConfigProblem[] {
     problem("rings", `a farm needs 1 to ${farmRingCountMax} heartbeat rings, found ${config.rings.length}`);
   }
   if (new Set(config.rings).size !== config.rings.length) problem("rings", "a ring is listed twice", "CONFIG_DUPLICATE");
+  config.rings.forEach((ring, index) => ring.length === 0 && problem(`rings[${index}]`, "ring name must not be empty"));
   if (!Number.isInteger(config.bucketCount) || config.bucketCount < 1 || config.bucketCount > bucketCountMax) {
     problem("bucketCount", `bucketCount is ${config.bucketCount}; expected an integer 1..${bucketCountMax}`);
   }
   if (!Number.isInteger(config.hashSeed) || config.hashSeed < 0 || config.hashSeed > 0xffff_ffff) {
     problem("hashSeed", `hashSeed is ${config.hashSeed}; expected a 32-bit unsigned integer`);
   }
+  const rulePorts = new Set<string>();
   config.rules.forEach((rule, index) => {
     if (!Number.isInteger(rule.port) || rule.port < 1 || rule.port > 65_535) {
       problem(`rules[${index}].port`, `port is ${rule.port}; expected 1..65535`);
     }
+    const key = `${rule.proto}/${rule.port}`;
+    if (rulePorts.has(key)) problem(`rules[${index}]`, `a second rule for ${key}: only one rule may balance a port`, "CONFIG_DUPLICATE");
+    rulePorts.add(key);
   });
   problems.push(...validateTimings(config.timings));
   return problems;

@@ -1,7 +1,9 @@
 // Which bucket a client packet falls into. A pure module: it performs no I/O.
 //
-// The real filter computes the same classification in the kernel (nftables jhash); this
-// function is the reference the simulator's filter model and the tests use.
+// The simulator's filter model and the tests classify packets with this function. The
+// real filter hashes in the kernel (nftables jhash with the module's seed), which gives
+// other buckets for the same packet; what correctness needs is only that every node of a
+// cluster classifies alike, and every real node runs the same kernel expression.
 
 import { combine32 } from "./hash.ts";
 import type { FarmConfig, FarmRule } from "./farm-config.ts";

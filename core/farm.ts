@@ -180,40 +180,54 @@ function freshPeers(config: FarmConfig, self: NodeId): FarmPeer[] {
 export function stepFarm(node: FarmNode, nowMs: number, input: FarmInput): StepResult<FarmNode, FarmEffect> {
   assert(Number.isFinite(nowMs), "nowMs must be finite");
   const effects: FarmEffect[] = [];
-  let next: FarmNode;
+  // Checked before any input: after a stall, a queued heartbeat may be processed before
+  // the overdue tick, and must not renew a lease the kernel has already dropped.
+  const current = checkLease(node, nowMs, effects);
+  const leaseLost = current !== node;
   let restartApplication = false;
-  let heartbeatDue = false;
+  let heartbeatDue = leaseLost;
+  let next: FarmNode;
   switch (input.kind) {
     case "start":
-      next = onStart(node, nowMs, effects);
-      heartbeatDue = next !== node;
+      next = onStart(current, nowMs, effects);
+      heartbeatDue = next !== current;
       break;
     case "stop":
-      next = onStop(node, nowMs, effects);
+      next = onStop(current, nowMs, effects);
       break;
     case "timer":
-      if (node.state === "STOP") return { state: node, effects };
-      next = onTick(node, nowMs, effects);
+      if (current.state === "STOP") return { state: current, effects };
+      next = onTick(current, nowMs, effects);
       heartbeatDue = true;
       break;
     case "receive":
-      next = onReceive(node, nowMs, input.ring, input.message, effects);
+      next = onReceive(current, nowMs, input.ring, input.message, effects);
       // Steady state: a heartbeat that only proves the peer still lives changes no role,
       // view or ownership, so the derivation below would find nothing to do.
-      if (next !== node && node.settled && onlyLivenessChanged(node, next, input.message.from)) return { state: next, effects };
+      if (!leaseLost && next !== current && current.settled && onlyLivenessChanged(current, next, input.message.from)) return { state: next, effects };
       break;
     case "health":
-      restartApplication = node.healthy && !input.healthy && node.state !== "STOP";
-      next = { ...node, healthy: input.healthy };
-      if (node.healthy !== input.healthy) log(effects, input.healthy ? "info" : "warn", "farm.health", next, { healthy: input.healthy });
+      restartApplication = current.healthy && !input.healthy && current.state !== "STOP";
+      next = { ...current, healthy: input.healthy };
+      if (current.healthy !== input.healthy) log(effects, input.healthy ? "info" : "warn", "farm.health", next, { healthy: input.healthy });
       break;
     default:
       unreachable(input);
   }
+  // Effects are derived against the node as it was before this step, lease loss included.
   next = reconcile(node, next, nowMs, effects, heartbeatDue);
   if (restartApplication) effects.push({ kind: "app-restart" });
   checkInvariants(next);
   return { state: next, effects };
+}
+
+/** An UP node whose lease ran out (its ticks stalled: a hang, an overloaded host) has lost
+ *  its buckets in the kernel and the peers may own them: it rejoins from scratch rather
+ *  than trust its view. */
+function checkLease(node: FarmNode, nowMs: number, effects: FarmEffect[]): FarmNode {
+  if (node.state !== "UP" || nowMs - node.lastRenewMs <= node.config.timings.leaseMs) return node;
+  log(effects, "warn", "farm.lease-lost", node, { stalledMs: Math.round(nowMs - node.lastRenewMs) });
+  return { ...node, state: "WAIT", joining: false, settled: false, startedMs: nowMs };
 }
 
 function onStart(node: FarmNode, nowMs: number, effects: FarmEffect[]): FarmNode {
@@ -237,13 +251,7 @@ function onStop(node: FarmNode, nowMs: number, effects: FarmEffect[]): FarmNode 
 function onTick(node: FarmNode, nowMs: number, effects: FarmEffect[]): FarmNode {
   const timings = node.config.timings;
   effects.push({ kind: "timer-arm", timer: "tick", afterMs: timings.heartbeatIntervalMs });
-  let next = node;
-  if (node.state === "UP" && nowMs - node.lastRenewMs > timings.leaseMs) {
-    // Our ticks stalled (a hang, an overloaded host): the kernel has already dropped our
-    // buckets and the peers may own them. Rejoin from scratch rather than trust our view.
-    log(effects, "warn", "farm.lease-lost", node, { stalledMs: Math.round(nowMs - node.lastRenewMs) });
-    next = { ...next, state: "WAIT", joining: false, settled: false, startedMs: nowMs };
-  }
+  const next = node;
   const peers = next.peers.map((peer) => {
     const alive = peer.lastHeardMs.some((heardMs) => nowMs - heardMs <= timings.detectionTimeoutMs);
     if (alive === peer.alive) return peer;

@@ -35,6 +35,9 @@ export function computeOwners(members: readonly WeightedMember[], bucketCount: n
   // Sorting by id makes the result independent of the order members were listed in.
   const sorted = [...members].filter((member) => member.weight > 0).sort((a, b) => compareIds(a.id, b.id));
   const keys = sorted.map((member) => hashString32(member.id));
+  // Two members with one key would score alike everywhere and the first would take both
+  // shares; validateFarmConfig rejects such names, so here it is a programmer error.
+  assert(new Set(keys).size === keys.length, `member names ${sorted.map((member) => member.id).join(",")} include a hash collision`);
   const owners: (NodeId | null)[] = new Array(bucketCount).fill(null);
   for (let bucketIndex = 0; bucketIndex < bucketCount; bucketIndex++) {
     const bucketKey = combine32(seed >>> 0, bucketIndex);

@@ -85,8 +85,16 @@ export class ClientFleet {
     this.#onPacket = onPacket;
     const firstRule = world.config.rules[0];
     this.settings = { count: 0, dstPort: firstRule?.port ?? 80, requestsPerConnection: 5, thinkMs: 20, retryMs: 100, latencyMs: 0.2, ...settings };
-    assert(this.settings.count >= 0 && this.settings.count <= 65_536, `client count ${this.settings.count} out of range`);
-    this.clients = Array.from({ length: this.settings.count }, (_, index) => new SimClient((clientIpBase + index + 1) >>> 0));
+    this.clients = [];
+    this.setClientCount(this.settings.count);
+  }
+
+  /** Replaces the clients (only while the load is stopped). */
+  setClientCount(count: number): void {
+    assert(!this.active, "cannot change the client count while the load runs");
+    assert(Number.isInteger(count) && count >= 0 && count <= 65_536, `client count ${count} out of range`);
+    this.clients.length = 0;
+    for (let index = 0; index < count; index++) this.clients.push(new SimClient((clientIpBase + index + 1) >>> 0));
   }
 
   /** Starts every client, staggered over one think time. */
