@@ -12,7 +12,10 @@
 //   epoch makes a list written before the node's latest WAIT worthless, and waiting for
 //   every live peer (not only UP ones) stops two nodes that start together from both
 //   going UP alone. So a join never makes two nodes own a bucket, at worst none for a
-//   moment. An UP node that an UP peer stops listing steps back to joining.
+//   moment. An UP node steps back to joining when an UP peer, heard for at least two
+//   heartbeat intervals (time enough to have heard us back), does not list it: that is a
+//   one-way link, and stepping back keeps both from owning the same buckets. The grace
+//   keeps the first heartbeats after a healed partition from knocking every node down.
 // - Owned buckets = weighted rendezvous map over the members. A bucket that moves to a live
 //   peer "lingers" for handoverWindowMs: its established connections stay here, the new
 //   owner takes only new ones. A bucket no live peer lingers on is "reset": strangers
@@ -94,6 +97,8 @@ export interface FarmPeer {
   /** Per ring, in config order; -Infinity when never heard. */
   readonly lastHeardMs: readonly number[];
   readonly alive: boolean;
+  /** When this peer was last seen coming alive. */
+  readonly aliveSinceMs: number;
   readonly state: FarmState;
   readonly joining: boolean;
   readonly epoch: number;
@@ -113,6 +118,8 @@ export interface FarmNode {
   readonly joinEpoch: number;
   readonly settled: boolean;
   readonly startedMs: number;
+  /** When the last tick ran: a gap longer than the lease means this node stalled. */
+  readonly lastTickMs: number;
   readonly lastRenewMs: number;
   readonly seq: number;
   /** Every configured node but self, in config order. */
@@ -145,6 +152,7 @@ export function createFarmNode(config: FarmConfig, self: NodeId, incarnation: nu
     joinEpoch: 0,
     settled: false,
     startedMs: 0,
+    lastTickMs: 0,
     lastRenewMs: 0,
     seq: 0,
     peers: freshPeers(config, self),
@@ -169,6 +177,7 @@ function freshPeers(config: FarmConfig, self: NodeId): FarmPeer[] {
       seq: -1,
       lastHeardMs: config.rings.map(() => -Infinity),
       alive: false,
+      aliveSinceMs: -Infinity,
       state: "STOP" as const,
       joining: false,
       epoch: 0,
@@ -182,7 +191,7 @@ export function stepFarm(node: FarmNode, nowMs: number, input: FarmInput): StepR
   const effects: FarmEffect[] = [];
   // Checked before any input: after a stall, a queued heartbeat may be processed before
   // the overdue tick, and must not renew a lease the kernel has already dropped.
-  const current = checkLease(node, nowMs, effects);
+  const current = checkStall(node, nowMs, effects);
   const leaseLost = current !== node;
   let restartApplication = false;
   let heartbeatDue = leaseLost;
@@ -221,12 +230,19 @@ export function stepFarm(node: FarmNode, nowMs: number, input: FarmInput): StepR
   return { state: next, effects };
 }
 
-/** An UP node whose lease ran out (its ticks stalled: a hang, an overloaded host) has lost
- *  its buckets in the kernel and the peers may own them: it rejoins from scratch rather
- *  than trust its view. */
-function checkLease(node: FarmNode, nowMs: number, effects: FarmEffect[]): FarmNode {
-  if (node.state !== "UP" || nowMs - node.lastRenewMs <= node.config.timings.leaseMs) return node;
-  log(effects, "warn", "farm.lease-lost", node, { stalledMs: Math.round(nowMs - node.lastRenewMs) });
+/** A node whose ticks stalled past the lease (a hang, an overloaded host) may have been
+ *  declared dead meanwhile. UP, it has lost its buckets in the kernel and the peers may own
+ *  them; joining, the acknowledgements it is about to read may predate that verdict. Either
+ *  way it rejoins from scratch, with a new join epoch, rather than trust what it knew. */
+function checkStall(node: FarmNode, nowMs: number, effects: FarmEffect[]): FarmNode {
+  const leaseMs = node.config.timings.leaseMs;
+  if (node.state === "UP" && nowMs - node.lastRenewMs > leaseMs) {
+    log(effects, "warn", "farm.lease-lost", node, { stalledMs: Math.round(nowMs - node.lastRenewMs) });
+  } else if (node.state === "WAIT" && node.joining && nowMs - node.lastTickMs > leaseMs) {
+    log(effects, "warn", "farm.join-stalled", node, { stalledMs: Math.round(nowMs - node.lastTickMs) });
+  } else {
+    return node;
+  }
   return { ...node, state: "WAIT", joining: false, settled: false, startedMs: nowMs };
 }
 
@@ -237,7 +253,7 @@ function onStart(node: FarmNode, nowMs: number, effects: FarmEffect[]): FarmNode
   }
   effects.push({ kind: "timer-arm", timer: "tick", afterMs: node.config.timings.heartbeatIntervalMs });
   log(effects, "info", "farm.start", node, {});
-  return { ...node, state: "WAIT", healthy: true, settled: false, startedMs: nowMs, peers: freshPeers(node.config, node.self) };
+  return { ...node, state: "WAIT", healthy: true, settled: false, startedMs: nowMs, lastTickMs: nowMs, peers: freshPeers(node.config, node.self) };
 }
 
 function onStop(node: FarmNode, nowMs: number, effects: FarmEffect[]): FarmNode {
@@ -251,18 +267,17 @@ function onStop(node: FarmNode, nowMs: number, effects: FarmEffect[]): FarmNode 
 function onTick(node: FarmNode, nowMs: number, effects: FarmEffect[]): FarmNode {
   const timings = node.config.timings;
   effects.push({ kind: "timer-arm", timer: "tick", afterMs: timings.heartbeatIntervalMs });
-  const next = node;
-  const peers = next.peers.map((peer) => {
+  const peers = node.peers.map((peer) => {
     const alive = peer.lastHeardMs.some((heardMs) => nowMs - heardMs <= timings.detectionTimeoutMs);
     if (alive === peer.alive) return peer;
-    log(effects, "warn", "farm.peer-lost", next, { peer: peer.id, silentMs: Math.round(nowMs - Math.max(...peer.lastHeardMs)) });
+    log(effects, "warn", "farm.peer-lost", node, { peer: peer.id, silentMs: Math.round(nowMs - Math.max(...peer.lastHeardMs)) });
     return { ...peer, alive };
   });
-  const lingeringUntilMs = next.lingeringUntilMs.some((untilMs) => untilMs !== 0 && untilMs <= nowMs)
-    ? next.lingeringUntilMs.map((untilMs) => (untilMs <= nowMs ? 0 : untilMs))
-    : next.lingeringUntilMs;
-  if (next.state === "UP") effects.push({ kind: "filter-renew", leaseMs: timings.leaseMs });
-  return { ...next, peers, lingeringUntilMs, lastRenewMs: next.state === "UP" ? nowMs : next.lastRenewMs };
+  const lingeringUntilMs = node.lingeringUntilMs.some((untilMs) => untilMs !== 0 && untilMs <= nowMs)
+    ? node.lingeringUntilMs.map((untilMs) => (untilMs <= nowMs ? 0 : untilMs))
+    : node.lingeringUntilMs;
+  if (node.state === "UP") effects.push({ kind: "filter-renew", leaseMs: timings.leaseMs });
+  return { ...node, peers, lingeringUntilMs, lastTickMs: nowMs, lastRenewMs: node.state === "UP" ? nowMs : node.lastRenewMs };
 }
 
 function onlyLivenessChanged(before: FarmNode, after: FarmNode, peerId: NodeId): boolean {
@@ -294,7 +309,7 @@ function onReceive(node: FarmNode, nowMs: number, ring: RingId, message: FarmHea
   if (message.seq < peer.seq) return node;
   const lastHeardMs = peer.lastHeardMs.slice();
   lastHeardMs[ringIndex] = nowMs;
-  let updated: FarmPeer = { ...peer, lastHeardMs, alive: true };
+  let updated: FarmPeer = { ...peer, lastHeardMs, alive: true, aliveSinceMs: peer.alive ? peer.aliveSinceMs : nowMs };
   if (message.seq > peer.seq) {
     const { state, joining, epoch, members, lingering, seq } = message;
     assert(lingering.bucketCount === node.config.bucketCount, "heartbeat lingering set has the wrong size");
@@ -343,7 +358,10 @@ function advanceRole(node: FarmNode, nowMs: number, effects: FarmEffect[]): Farm
   const ready = node.healthy && settled;
   let next: FarmNode = { ...node, settled };
   if (node.state === "UP") {
-    const rejectedBy = node.peers.filter((peer) => peer.alive && peer.state === "UP" && !listsSelf(node, peer)).map((peer) => peer.id);
+    const graceMs = 2 * node.config.timings.heartbeatIntervalMs;
+    const rejectedBy = node.peers
+      .filter((peer) => peer.alive && peer.state === "UP" && nowMs - peer.aliveSinceMs >= graceMs && !listsSelf(node, peer))
+      .map((peer) => peer.id);
     if (!ready) next = { ...next, state: "WAIT", joining: false };
     else if (rejectedBy.length > 0) {
       log(effects, "warn", "farm.rejected", node, { by: rejectedBy.join(" ") });

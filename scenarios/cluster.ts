@@ -70,6 +70,8 @@ export interface Scenario {
   readonly summary: string;
   readonly nodes: readonly { readonly id: NodeId; readonly weight: number }[];
   readonly mode: "srcip" | "srcip+srcport";
+  /** Nodes left powered off when the scenario begins. */
+  readonly initiallyOff?: readonly NodeId[];
   run(cluster: Cluster): Promise<void>;
 }
 

@@ -14,7 +14,7 @@ export interface SimClusterOptions {
   readonly trace?: boolean;
 }
 
-const timelineEvents = new Set(["farm.state", "farm.peer-lost", "farm.lease-lost", "farm.rejected", "farm.health", "farm.stop", "farm.start"]);
+const timelineEvents = new Set(["farm.state", "farm.peer-lost", "farm.peer-seen", "farm.lease-lost", "farm.rejected", "farm.health", "farm.stop", "farm.start"]);
 
 export class SimCluster implements Cluster {
   readonly world: FarmWorld;
@@ -56,8 +56,8 @@ export class SimCluster implements Cluster {
   }
 
   /** Powers every node on and starts the invariant checker. */
-  bootAll(): void {
-    for (const id of this.nodeIds) this.world.powerOn(id);
+  bootAll(initiallyOff: readonly NodeId[] = []): void {
+    for (const id of this.nodeIds) if (!initiallyOff.includes(id)) this.world.powerOn(id);
     this.checker.start();
   }
 
