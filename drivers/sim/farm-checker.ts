@@ -8,7 +8,8 @@
 //     both reach the client can cause: counted, not a violation; see docs/farm.md);
 //  S3 in srcip mode, while membership is stable, all SYNs of a client go to one node;
 //  F2 a node that stopped running (crash, power off, hang) accepts nothing once its lease
-//     has run out, and no running UP node keeps it in its view past the detection bound.
+//     has run out, and no running UP node keeps it in its view past the detection bound;
+//     a running node out of the farm (STOP, WAIT) accepts nothing.
 // Liveness, checked by checkConverged() after the faults stop:
 //  F1 every running node is UP with the same view, and every bucket has exactly one owner.
 // F3 (one membership change moves only that member's buckets) is asserted inside the core.
@@ -44,6 +45,7 @@ export class FarmChecker {
   readonly #affinity = new Map<string, NodeId>();
   readonly #notRunningSinceMs = new Map<NodeId, number>();
   #running = false;
+  readonly #reported = new Set<string>();
 
   constructor(world: FarmWorld) {
     this.#world = world;
@@ -65,7 +67,12 @@ export class FarmChecker {
     this.#running = false;
   }
 
-  violate(invariant: string, message: string): void {
+  /** Records a violation; one that persists (same `key`) is recorded once, when it starts. */
+  violate(invariant: string, message: string, key?: string): void {
+    if (key !== undefined) {
+      if (this.#reported.has(key)) return;
+      this.#reported.add(key);
+    }
     if (this.violations.length < violationCountMax) this.violations.push({ atMs: this.#world.nowMs, invariant, message });
   }
 
@@ -112,18 +119,22 @@ export class FarmChecker {
     for (const node of world.nodes) {
       if (node.process === "running") {
         this.#notRunningSinceMs.delete(node.id);
+        const state = node.farm?.state;
+        if (state !== "UP" && node.kernel.acceptsAnything(world.nowMs)) {
+          this.violate("F2", `${node.id} is ${state} (out of the farm) but its kernel still accepts VIP traffic`, `F2-left-${node.id}-${node.bootCount}`);
+        }
         continue;
       }
       const sinceMs = this.#notRunningSinceMs.get(node.id) ?? world.nowMs;
       this.#notRunningSinceMs.set(node.id, sinceMs);
       if (world.nowMs - sinceMs > timings.leaseMs + checkIntervalMs && node.kernel.acceptsAnything(world.nowMs)) {
-        this.violate("F2", `${node.id} stopped running at ${sinceMs.toFixed(1)} ms but its kernel still accepts VIP traffic`);
+        this.violate("F2", `${node.id} stopped running at ${sinceMs.toFixed(1)} ms but its kernel still accepts VIP traffic`, `F2-kernel-${node.id}-${sinceMs}`);
       }
       const boundMs = timings.detectionTimeoutMs + timings.heartbeatIntervalMs + this.#maxDelayMs() + checkIntervalMs;
       if (world.nowMs - sinceMs > boundMs) {
         for (const peer of world.upNodes()) {
           if (peer.farm!.members.some((member) => member.id === node.id)) {
-            this.violate("F2", `${peer.id} still counts ${node.id} as a member ${(world.nowMs - sinceMs).toFixed(1)} ms after it stopped running`);
+            this.violate("F2", `${peer.id} still counts ${node.id} as a member ${(world.nowMs - sinceMs).toFixed(1)} ms after it stopped running`, `F2-view-${peer.id}-${node.id}-${sinceMs}`);
           }
         }
       }

@@ -341,9 +341,7 @@ export class FarmWorld {
     return {
       apply: (settings) => node.kernel.apply(settings, this.#nowMs),
       renew: (leaseMs) => node.kernel.renew(leaseMs, this.#nowMs),
-      setVip: (up) => {
-        node.kernel.vipUp = up;
-      },
+      setVip: (up) => node.kernel.setVip(up),
     };
   }
 

@@ -11,7 +11,10 @@ import type { FilterSettings } from "../../core/ports.ts";
 
 export type PacketVerdict = "accept" | "reset" | "drop";
 
-/** Test-only faults planted in the model to prove the checker catches them. */
+/** Test-only faults planted in the model to prove the checker catches them.
+ *  "filter-keeps-buckets": a driver that removes nothing when its node leaves the farm
+ *  (an emptying filter, a VIP removal and a process crash are ignored, the lease never
+ *  runs out), so a node that left keeps answering for its old buckets. */
 export type PlantedBug = "none" | "filter-keeps-buckets";
 
 export class SimKernelFilter {
@@ -38,6 +41,11 @@ export class SimKernelFilter {
     this.lingering = settings.lingering;
     this.reset = settings.reset;
     this.leaseExpiresMs = nowMs + settings.leaseMs;
+  }
+
+  setVip(up: boolean): void {
+    if (this.#bug === "filter-keeps-buckets" && !up) return;
+    this.vipUp = up;
   }
 
   renew(leaseMs: number, nowMs: number): void {
