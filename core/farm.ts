@@ -78,7 +78,8 @@ export type FarmEffect =
       readonly reset: BucketSet;
       readonly leaseMs: number;
     }
-  /** Extend the kernel filter's lease by leaseMs from now; runs after any filter-set. */
+  /** Extend the kernel filter's lease to leaseMs from now. A filter-set in the same batch
+   *  starts a lease of its own, so the two may run in either order. */
   | { readonly kind: "filter-renew"; readonly leaseMs: number }
   /** Raise or drop the virtual IP; runs after the filter-set of the same batch. */
   | { readonly kind: "vip"; readonly up: boolean }
@@ -117,6 +118,9 @@ export interface FarmNode {
   /** The seq of the heartbeat that announced the current join (0 before the first). */
   readonly joinEpoch: number;
   readonly settled: boolean;
+  /** After a stall the heartbeats waiting in the queue are stale, so hearing every peer
+   *  proves nothing: only a full detection timeout of fresh traffic settles the node. */
+  readonly settleByTimeout: boolean;
   readonly startedMs: number;
   /** When the last tick ran: a gap longer than the lease means this node stalled. */
   readonly lastTickMs: number;
@@ -151,6 +155,7 @@ export function createFarmNode(config: FarmConfig, self: NodeId, incarnation: nu
     joining: false,
     joinEpoch: 0,
     settled: false,
+    settleByTimeout: false,
     startedMs: 0,
     lastTickMs: 0,
     lastRenewMs: 0,
@@ -243,7 +248,7 @@ function checkStall(node: FarmNode, nowMs: number, effects: FarmEffect[]): FarmN
   } else {
     return node;
   }
-  return { ...node, state: "WAIT", joining: false, settled: false, startedMs: nowMs };
+  return { ...node, state: "WAIT", joining: false, settled: false, settleByTimeout: true, startedMs: nowMs };
 }
 
 function onStart(node: FarmNode, nowMs: number, effects: FarmEffect[]): FarmNode {
@@ -253,7 +258,7 @@ function onStart(node: FarmNode, nowMs: number, effects: FarmEffect[]): FarmNode
   }
   effects.push({ kind: "timer-arm", timer: "tick", afterMs: node.config.timings.heartbeatIntervalMs });
   log(effects, "info", "farm.start", node, {});
-  return { ...node, state: "WAIT", healthy: true, settled: false, startedMs: nowMs, lastTickMs: nowMs, peers: freshPeers(node.config, node.self) };
+  return { ...node, state: "WAIT", healthy: true, settled: false, settleByTimeout: false, startedMs: nowMs, lastTickMs: nowMs, peers: freshPeers(node.config, node.self) };
 }
 
 function onStop(node: FarmNode, nowMs: number, effects: FarmEffect[]): FarmNode {
@@ -354,7 +359,8 @@ function reconcile(before: FarmNode, node: FarmNode, nowMs: number, effects: Far
 /** Moves between WAIT and UP, and sets `joining`, from health, settling and the peers' views. */
 function advanceRole(node: FarmNode, nowMs: number, effects: FarmEffect[]): FarmNode {
   if (node.state === "STOP") return { ...node, joining: false };
-  const settled = node.settled || nowMs - node.startedMs >= node.config.timings.detectionTimeoutMs || node.peers.every((peer) => Math.max(...peer.lastHeardMs) >= node.startedMs);
+  const heardEveryPeer = !node.settleByTimeout && node.peers.every((peer) => Math.max(...peer.lastHeardMs) >= node.startedMs);
+  const settled = node.settled || nowMs - node.startedMs >= node.config.timings.detectionTimeoutMs || heardEveryPeer;
   const ready = node.healthy && settled;
   let next: FarmNode = { ...node, settled };
   if (node.state === "UP") {
