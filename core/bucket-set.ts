@@ -8,6 +8,8 @@ import { assert } from "./assert.ts";
 
 export const bucketCountMax = 65_536;
 
+const emptySets = new Map<number, BucketSet>();
+
 export class BucketSet {
   readonly bucketCount: number;
   readonly #words: Uint32Array;
@@ -17,14 +19,24 @@ export class BucketSet {
     this.#words = words;
   }
 
+  /** The empty set of this size; one shared instance, since sets are immutable. */
   static empty(bucketCount: number): BucketSet {
+    let set = emptySets.get(bucketCount);
+    if (set === undefined) {
+      set = BucketSet.#blank(bucketCount);
+      emptySets.set(bucketCount, set);
+    }
+    return set;
+  }
+
+  static #blank(bucketCount: number): BucketSet {
     assert(Number.isInteger(bucketCount), "bucketCount must be an integer");
     assert(bucketCount >= 1 && bucketCount <= bucketCountMax, `bucketCount ${bucketCount} out of range`);
     return new BucketSet(bucketCount, new Uint32Array(Math.ceil(bucketCount / 32)));
   }
 
   static of(bucketCount: number, indices: Iterable<number>): BucketSet {
-    const set = BucketSet.empty(bucketCount);
+    const set = BucketSet.#blank(bucketCount);
     for (const index of indices) {
       set.#check(index);
       const wordIndex = index >>> 5;

@@ -272,12 +272,14 @@ function onStop(node: FarmNode, nowMs: number, effects: FarmEffect[]): FarmNode 
 function onTick(node: FarmNode, nowMs: number, effects: FarmEffect[]): FarmNode {
   const timings = node.config.timings;
   effects.push({ kind: "timer-arm", timer: "tick", afterMs: timings.heartbeatIntervalMs });
-  const peers = node.peers.map((peer) => {
-    const alive = peer.lastHeardMs.some((heardMs) => nowMs - heardMs <= timings.detectionTimeoutMs);
-    if (alive === peer.alive) return peer;
-    log(effects, "warn", "farm.peer-lost", node, { peer: peer.id, silentMs: Math.round(nowMs - Math.max(...peer.lastHeardMs)) });
-    return { ...peer, alive };
-  });
+  const lapsed = (peer: FarmPeer) => peer.alive && !peer.lastHeardMs.some((heardMs) => nowMs - heardMs <= timings.detectionTimeoutMs);
+  const peers = !node.peers.some(lapsed)
+    ? node.peers
+    : node.peers.map((peer) => {
+        if (!lapsed(peer)) return peer;
+        log(effects, "warn", "farm.peer-lost", node, { peer: peer.id, silentMs: Math.round(nowMs - Math.max(...peer.lastHeardMs)) });
+        return { ...peer, alive: false };
+      });
   const lingeringUntilMs = node.lingeringUntilMs.some((untilMs) => untilMs !== 0 && untilMs <= nowMs)
     ? node.lingeringUntilMs.map((untilMs) => (untilMs <= nowMs ? 0 : untilMs))
     : node.lingeringUntilMs;
@@ -336,11 +338,10 @@ function reconcile(before: FarmNode, node: FarmNode, nowMs: number, effects: Far
   const membersChanged = !sameIds(ids, idsBefore);
   const owners = next.state !== "UP" ? null : membersChanged || before.owners === null ? ownersOf(next, ids) : before.owners;
   if (owners !== null && before.owners !== null && membersChanged) checkMinimalMove(idsBefore, ids, before.owners, owners);
-  const owned = owners === null ? BucketSet.empty(next.config.bucketCount) : bucketsOwnedBy(owners, next.self);
+  const owned = owners === null ? BucketSet.empty(next.config.bucketCount) : owners === before.owners ? before.owned : bucketsOwnedBy(owners, next.self);
   const lingeringUntilMs = lingerUntil(next, before.owned, owned, owners, nowMs);
-  const lingering = lingeringUntilMs === before.lingeringUntilMs ? before.lingering : BucketSet.of(next.config.bucketCount, lingeringIndices(lingeringUntilMs));
-  const peerLingering = next.peers.reduce((all, peer) => (peer.alive ? all.union(peer.lingering) : all), BucketSet.empty(next.config.bucketCount));
-  const reset = owned.minus(peerLingering);
+  const lingering = lingeringUntilMs === next.lingeringUntilMs ? next.lingering : BucketSet.of(next.config.bucketCount, lingeringIndices(lingeringUntilMs));
+  const reset = resetOf(owned, next.peers);
   next = { ...next, members, owners, owned, lingeringUntilMs, lingering, reset, vipUp: next.state === "UP" };
   // Becoming UP always installs the filter: it starts the lease, even with no bucket owned.
   const becameUp = next.state === "UP" && before.state !== "UP";
@@ -403,8 +404,17 @@ function ownersOf(node: FarmNode, members: readonly NodeId[]): OwnerMap {
   return computeOwners(members.map((id) => ({ id, weight: weightOf.get(id)! })), node.config.bucketCount, node.config.hashSeed);
 }
 
+/** Owned buckets whose strangers no live peer may still serve: those get TCP resets. */
+function resetOf(owned: BucketSet, peers: readonly FarmPeer[]): BucketSet {
+  let reset = owned;
+  for (const peer of peers) if (peer.alive && !peer.lingering.isEmpty()) reset = reset.minus(peer.lingering);
+  return reset;
+}
+
 function lingerUntil(node: FarmNode, ownedBefore: BucketSet, owned: BucketSet, owners: OwnerMap | null, nowMs: number): readonly number[] {
-  if (owners === null) return node.lingeringUntilMs.some((untilMs) => untilMs !== 0) ? node.lingeringUntilMs.map(() => 0) : node.lingeringUntilMs;
+  if (owners === null) return node.lingering.isEmpty() && node.lingeringUntilMs.every((untilMs) => untilMs === 0) ? node.lingeringUntilMs : node.lingeringUntilMs.map(() => 0);
+  // Lingering buckets are never owned, so unchanged ownership regains none and loses none.
+  if (owned === ownedBefore) return node.lingeringUntilMs;
   const lost = ownedBefore.minus(owned).toArray();
   const regained = owned.intersect(BucketSet.of(owned.bucketCount, lingeringIndices(node.lingeringUntilMs))).toArray();
   if (lost.length === 0 && regained.length === 0) return node.lingeringUntilMs;

@@ -46,6 +46,9 @@ export interface PacketRecord {
 interface Connection {
   readonly id: number;
   readonly srcPort: number;
+  /** The flow's bucket and conntrack key, fixed for the connection's life. */
+  readonly bucket: number;
+  readonly flowKey: string;
   established: boolean;
   node: NodeId | null;
   requestsLeft: number;
@@ -116,7 +119,10 @@ export class ClientFleet {
     if (!this.active) return;
     const srcPort = client.nextPort;
     client.nextPort = client.nextPort >= 60_999 ? 32_768 : client.nextPort + 1;
-    const connection: Connection = { id: ++this.#connectionCount, srcPort, established: false, node: null, requestsLeft: this.settings.requestsPerConnection };
+    const bucket = bucketOfPacket(this.#world.config, { srcIp: client.ip, srcPort, dstPort: this.settings.dstPort, proto: "tcp" });
+    assert(bucket !== null, `no farm rule for port ${this.settings.dstPort}`);
+    const flowKey = `${client.ip}:${srcPort}`;
+    const connection: Connection = { id: ++this.#connectionCount, srcPort, bucket, flowKey, established: false, node: null, requestsLeft: this.settings.requestsPerConnection };
     client.connection = connection;
     client.connections++;
     this.#send(client, connection);
@@ -125,10 +131,7 @@ export class ClientFleet {
   #send(client: SimClient, connection: Connection): void {
     const world = this.#world;
     const isSyn = !connection.established;
-    const packet = { srcIp: client.ip, srcPort: connection.srcPort, dstPort: this.settings.dstPort, proto: "tcp" as const };
-    const bucket = bucketOfPacket(world.config, packet);
-    assert(bucket !== null, `no farm rule for port ${this.settings.dstPort}`);
-    const flowKey = `${client.ip}:${connection.srcPort}`;
+    const { bucket, flowKey } = connection;
     world.schedule(world.nowMs + this.settings.latencyMs, () => {
       const accepted: NodeId[] = [];
       const reset: NodeId[] = [];
@@ -140,7 +143,7 @@ export class ClientFleet {
       }
       const responders = accepted.filter((id) => world.serving(world.node(id)));
       if (isSyn) for (const id of responders) world.node(id).kernel.establish(flowKey);
-      const stableView = world.isStable() ? world.upNodes().map((node) => node.id).sort().join(",") : null;
+      const stableView = this.#onPacket === undefined || !world.isStable() ? null : world.upNodes().map((node) => node.id).sort().join(",");
       this.#onPacket?.({ atMs: world.nowMs, clientIp: client.ip, connectionId: connection.id, isSyn, bucket, accepted, reset, responders, connectedTo: connection.node, stableView });
       // One event per packet: the client learns the answer now and adds the return trip
       // to whatever it does next.
