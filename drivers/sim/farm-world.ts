@@ -373,7 +373,11 @@ export class FarmWorld {
       if (node.bootCount !== bootCount || node.process === "down") return;
       const healthy = !node.appBroken && this.#nowMs >= node.appRestartingUntilMs;
       if (healthy === node.appReportedHealthy) return;
-      if (!healthy && this.#nowMs < node.appRestartingUntilMs) return; // a restart in progress is not a failure
+      if (!healthy && this.#nowMs < node.appRestartingUntilMs) {
+        // A (re)start in progress is not a failure yet: look again when it should be done.
+        this.schedule(node.appRestartingUntilMs, () => this.#checkHealthLater(node));
+        return;
+      }
       node.appReportedHealthy = healthy;
       node.input(() => node.healthReport?.(healthy));
     });

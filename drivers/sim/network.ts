@@ -47,12 +47,17 @@ export class SimNetwork {
     this.#prng = prng;
     this.#rings = rings;
     this.#clockMs = clockMs;
+    checkLink(link);
     for (const ring of rings) this.#links.set(ring, link);
   }
 
   /** Changes the link settings of one ring, or of all rings with "*". */
   setLink(ring: RingId | "*", settings: Partial<LinkSettings>): void {
-    for (const each of this.#ringsOf(ring)) this.#links.set(each, { ...this.#links.get(each)!, ...settings });
+    for (const each of this.#ringsOf(ring)) {
+      const link = { ...this.#links.get(each)!, ...settings };
+      checkLink(link);
+      this.#links.set(each, link);
+    }
   }
 
   link(ring: RingId): LinkSettings {
@@ -77,17 +82,18 @@ export class SimNetwork {
   }
 
   isCut(ring: RingId, from: NodeId, to: NodeId): boolean {
+    this.#ringsOf(ring);
     return this.#cuts.has(cutKey(ring, from, to));
   }
 
   /** Schedules `deliver` zero, one or two times, as the ring's link settings dictate. */
   transmit(ring: RingId, from: NodeId, to: NodeId, deliver: () => void): void {
+    const link = this.link(ring);
     this.stats.sent++;
     if (this.#cuts.has(cutKey(ring, from, to))) {
       this.stats.cut++;
       return;
     }
-    const link = this.link(ring);
     if (this.#prng.chance(link.lossRate)) {
       this.stats.lost++;
       return;
@@ -108,6 +114,12 @@ export class SimNetwork {
     assert(ring === "*" || this.#rings.includes(ring), `unknown ring ${ring}`);
     return ring === "*" ? this.#rings : [ring];
   }
+}
+
+function checkLink(link: LinkSettings): void {
+  assert(Number.isFinite(link.latencyMs) && link.latencyMs >= 0, `latencyMs ${link.latencyMs} must be a finite number >= 0`);
+  assert(Number.isFinite(link.jitterMs) && link.jitterMs >= 0, `jitterMs ${link.jitterMs} must be a finite number >= 0`);
+  for (const rate of [link.lossRate, link.duplicateRate, link.reorderRate]) assert(rate >= 0 && rate <= 1, `rate ${rate} must be in [0, 1]`);
 }
 
 function cutKey(ring: RingId, from: NodeId, to: NodeId): string {

@@ -56,6 +56,8 @@ export class Prng {
   /** Uniform integer in [min, max]. */
   int(min: number, max: number): number {
     assert(Number.isInteger(min) && Number.isInteger(max) && min <= max, `int(${min}, ${max}) invalid`);
+    // float() carries 32 random bits, so a wider range could not be drawn uniformly.
+    assert(max - min < 0x1_0000_0000, `int(${min}, ${max}) spans more than 2^32 values`);
     return min + Math.floor(this.float() * (max - min + 1));
   }
 
