@@ -459,7 +459,7 @@ function checkMinimalMove(before: readonly NodeId[], after: readonly NodeId[], o
   if (changed.length !== 1) return;
   for (const bucketIndex of movedBuckets(ownersBefore, ownersAfter)) {
     const involved = ownersBefore[bucketIndex] === changed[0] || ownersAfter[bucketIndex] === changed[0];
-    assert(involved, `bucket ${bucketIndex} moved from ${ownersBefore[bucketIndex]} to ${ownersAfter[bucketIndex]} although only ${changed[0]} changed`);
+    assert(involved, `F3: bucket ${bucketIndex} moved from ${ownersBefore[bucketIndex]} to ${ownersAfter[bucketIndex]} although only ${changed[0]} changed`);
   }
 }
 

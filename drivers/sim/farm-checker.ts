@@ -6,13 +6,15 @@
 //  S2 an established connection is never accepted by a node other than the one holding it
 //     (unless its SYN itself was accepted twice, which only a partition between nodes that
 //     both reach the client can cause: counted, not a violation; see docs/farm.md);
-//  S3 in srcip mode, while membership is stable, all SYNs of a client go to one node;
+//  F4 in srcip mode, while membership is stable, all SYNs of a client go to one node;
 //  F2 a node that stopped running (crash, power off, hang) accepts nothing once its lease
 //     has run out, and no running UP node keeps it in its view past the detection bound;
 //     a running node out of the farm (STOP, WAIT) accepts nothing.
 // Liveness, checked by checkConverged() after the faults stop:
 //  F1 every running node is UP with the same view, and every bucket has exactly one owner.
-// F3 (one membership change moves only that member's buckets) is asserted inside the core.
+// F3 (one membership change moves only that member's buckets) is asserted inside the core
+// on every change; a failed assertion ends the run as a violation ("assert", "F3: ...").
+// F1-F4 are the design's farm invariants (shared/DESIGN.md); S1 and S2 are this checker's.
 
 import { BucketSet } from "../../core/bucket-set.ts";
 import type { NodeId } from "../../core/types.ts";
@@ -43,7 +45,6 @@ export class FarmChecker {
   /** Per client address: its current connection and the nodes that accepted its SYN. */
   readonly #synAcceptors = new Map<number, { connectionId: number; nodes: Set<NodeId> }>();
   readonly #affinity = new Map<string, NodeId>();
-  readonly #notRunningSinceMs = new Map<NodeId, number>();
   #running = false;
   readonly #reported = new Set<string>();
 
@@ -98,7 +99,7 @@ export class FarmChecker {
       const key = `${record.stableView}|${record.clientIp}`;
       const previous = this.#affinity.get(key);
       if (previous !== undefined && previous !== record.accepted[0]) {
-        this.violate("S3", `srcip client ${ip(record.clientIp)} reached ${previous} then ${record.accepted[0]} under the same stable membership [${record.stableView}]`);
+        this.violate("F4", `srcip client ${ip(record.clientIp)} reached ${previous} then ${record.accepted[0]} under the same stable membership [${record.stableView}]`);
       }
       this.#affinity.set(key, record.accepted[0]!);
     }
@@ -118,15 +119,13 @@ export class FarmChecker {
     const timings = world.config.timings;
     for (const node of world.nodes) {
       if (node.process === "running") {
-        this.#notRunningSinceMs.delete(node.id);
         const state = node.farm?.state;
         if (state !== "UP" && node.kernel.acceptsAnything(world.nowMs)) {
           this.violate("F2", `${node.id} is ${state} (out of the farm) but its kernel still accepts VIP traffic`, `F2-left-${node.id}-${node.bootCount}`);
         }
         continue;
       }
-      const sinceMs = this.#notRunningSinceMs.get(node.id) ?? world.nowMs;
-      this.#notRunningSinceMs.set(node.id, sinceMs);
+      const sinceMs = node.notRunningSinceMs ?? world.nowMs;
       if (world.nowMs - sinceMs > timings.leaseMs + checkIntervalMs && node.kernel.acceptsAnything(world.nowMs)) {
         this.violate("F2", `${node.id} stopped running at ${sinceMs.toFixed(1)} ms but its kernel still accepts VIP traffic`, `F2-kernel-${node.id}-${sinceMs}`);
       }

@@ -195,7 +195,7 @@ export function farmPlanArbitrary(shape: PlanShape = {}): fc.Arbitrary<FarmPlan>
       mode: fc.constantFrom<BalanceMode>("srcip", "srcip+srcport"),
       link: linkArbitrary(),
       clients: fc.integer({ min: 1, max: 12 }),
-      faults: fc.array(faultArbitrary(ids, rings), { maxLength: 12 }).map((faults) => [...faults].sort((a, b) => a.atMs - b.atMs)),
+      faults: fc.array(faultArbitrary(ids, rings), { maxLength: 8 }).map((episodes) => episodes.flat().sort((a, b) => a.atMs - b.atMs)),
       safetyMs: fc.constant(3_000),
       bug: fc.constant(shape.bug ?? "none"),
     });
@@ -213,14 +213,49 @@ function linkArbitrary(): fc.Arbitrary<LinkSettings> {
   });
 }
 
-function faultArbitrary(ids: readonly NodeId[], rings: readonly RingId[]): fc.Arbitrary<FarmFault> {
+/** The verb that repairs each fault verb, for fault episodes. */
+const repairOf = { crash: "restart", powerOff: "powerOn", hang: "release", stop: "start", breakApp: "repairApp" } as const;
+type EpisodeVerb = keyof typeof repairOf;
+
+/**
+ * Faults come mostly as episodes, a fault and its repair after a drawn duration, because
+ * the interesting races sit at the boundaries of the timings (a hang just longer than the
+ * lease, a partition just shorter than detection) which independent faults rarely hit;
+ * single unpaired faults are drawn too.
+ */
+function faultArbitrary(ids: readonly NodeId[], rings: readonly RingId[]): fc.Arbitrary<FarmFault[]> {
   const atMs = fc.integer({ min: 0, max: 2_900 });
+  const durationMs = fc.oneof(fc.integer({ min: 1, max: 600 }), fc.integer({ min: 1, max: 2_000 }));
   const node = fc.constantFrom(...ids);
   const ring = fc.constantFrom<RingId | "*">("*", ...rings);
   const nodeVerb = fc.constantFrom<NodeVerb>("crash", "restart", "powerOff", "powerOn", "hang", "release", "stop", "start", "breakApp", "repairApp");
+  const episodeVerb = fc.constantFrom<EpisodeVerb>("crash", "powerOff", "hang", "stop", "breakApp");
+  const link = fc.record({ atMs, ring, from: node, to: node }).filter((fault) => fault.from !== fault.to);
   return fc.oneof(
-    { weight: 5, arbitrary: fc.record({ atMs, verb: nodeVerb, node }) },
-    { weight: 4, arbitrary: fc.record({ atMs, verb: fc.constantFrom<LinkVerb>("partition", "heal"), ring, from: node, to: node }).filter((fault) => fault.from !== fault.to) },
-    { weight: 1, arbitrary: fc.record({ atMs, verb: fc.constant("degrade" as const), ring: fc.constant("lan"), lossRate: fc.double({ min: 0, max: 0.3, noNaN: true }), jitterMs: fc.double({ min: 0, max: 50, noNaN: true }) }) },
+    {
+      weight: 5,
+      arbitrary: fc.record({ atMs, verb: episodeVerb, node, durationMs }).map(({ atMs, verb, node, durationMs }): FarmFault[] => [
+        { atMs, verb, node },
+        { atMs: atMs + durationMs, verb: repairOf[verb], node },
+      ]),
+    },
+    {
+      weight: 4,
+      arbitrary: fc.tuple(link, durationMs, fc.boolean()).map(([cut, durationMs, bothWays]): FarmFault[] => {
+        const ways = bothWays ? [[cut.from, cut.to], [cut.to, cut.from]] : [[cut.from, cut.to]];
+        return ways.flatMap(([from, to]): FarmFault[] => [
+          { atMs: cut.atMs, verb: "partition", ring: cut.ring, from: from!, to: to! },
+          { atMs: cut.atMs + durationMs, verb: "heal", ring: cut.ring, from: from!, to: to! },
+        ]);
+      }),
+    },
+    { weight: 2, arbitrary: fc.record({ atMs, verb: nodeVerb, node }).map((fault): FarmFault[] => [fault]) },
+    { weight: 1, arbitrary: link.map((cut): FarmFault[] => [{ ...cut, verb: "partition" }]) },
+    {
+      weight: 1,
+      arbitrary: fc
+        .record({ atMs, verb: fc.constant("degrade" as const), ring: fc.constant(rings[0]!), lossRate: fc.double({ min: 0, max: 0.3, noNaN: true }), jitterMs: fc.double({ min: 0, max: 50, noNaN: true }) })
+        .map((fault): FarmFault[] => [fault]),
+    },
   );
 }

@@ -53,6 +53,8 @@ export class SimNode {
   readonly id: NodeId;
   powered = false;
   process: ProcessState = "down";
+  /** When the service last stopped running (crash, power off, hang); null while running. */
+  notRunningSinceMs: number | null = 0;
   /** Grows at every process start: the core's incarnation. */
   bootCount = 0;
   /** Whether the operator wants the module started (SafeKit's boot="on"). */
@@ -209,6 +211,7 @@ export class FarmWorld {
     if (node.process !== "running") return;
     this.note(`world hang ${id}`);
     node.process = "hung";
+    node.notRunningSinceMs = this.#nowMs;
   }
 
   /** release: a hung node resumes and processes what queued up meanwhile, in order. */
@@ -217,6 +220,7 @@ export class FarmWorld {
     if (node.process !== "hung") return;
     this.note(`world release ${id} queued=${node.hungQueue.length}`);
     node.process = "running";
+    node.notRunningSinceMs = null;
     const queued = node.hungQueue;
     node.hungQueue = [];
     for (const input of queued) node.input(input);
@@ -286,6 +290,7 @@ export class FarmWorld {
 
   #startProcess(node: SimNode): void {
     node.process = "running";
+    node.notRunningSinceMs = null;
     node.bootCount++;
     node.hungQueue = [];
     const drivers = {
@@ -303,6 +308,7 @@ export class FarmWorld {
   }
 
   #stopProcess(node: SimNode): void {
+    if (node.process === "running") node.notRunningSinceMs = this.#nowMs;
     node.process = "down";
     node.runtime = null;
     node.receive = null;
