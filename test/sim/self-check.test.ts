@@ -1,23 +1,11 @@
 // Proof that the checker can fail: a planted bug is found, shrunk, and its printed replay
 // reproduces it; and the same seed always produces the same run.
 
-import { execFileSync } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { runCli } from "../cli/run-cli.ts";
 import { fuzzFarm } from "../../drivers/sim/farm-fuzz.ts";
 import { decodePlan, encodePlan, farmPlanArbitrary, runPlan, type FarmPlan } from "../../drivers/sim/farm-plan.ts";
-
-const cli = fileURLToPath(new URL("../../cli/tandem.ts", import.meta.url));
-
-function runCli(args: readonly string[]): { code: number; output: string } {
-  try {
-    return { code: 0, output: execFileSync(process.execPath, [cli, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }) };
-  } catch (error) {
-    const failed = error as { status: number; stdout: string; stderr: string };
-    return { code: failed.status, output: failed.stdout + failed.stderr };
-  }
-}
 
 describe("the checker finds a planted bug", () => {
   const summary = fuzzFarm({ runs: 300, seed: 7, shape: { bug: "filter-keeps-buckets", nodeCountMax: 6 } });
