@@ -59,7 +59,9 @@ export type FarmInput =
   | { readonly kind: "start" }
   | { readonly kind: "stop" }
   | { readonly kind: "timer"; readonly timer: "tick" }
-  | { readonly kind: "receive"; readonly ring: RingId; readonly message: FarmHeartbeat }
+  /** A heartbeat; `receivedAtMs` is when it reached this host (at most nowMs), so that a
+   *  pause of this node's service does not make queued heartbeats look fresh. */
+  | { readonly kind: "receive"; readonly ring: RingId; readonly message: FarmHeartbeat; readonly receivedAtMs: number }
   | { readonly kind: "health"; readonly healthy: boolean };
 
 export type FarmEffect =
@@ -215,7 +217,7 @@ export function stepFarm(node: FarmNode, nowMs: number, input: FarmInput): StepR
       heartbeatDue = true;
       break;
     case "receive":
-      next = onReceive(current, nowMs, input.ring, input.message, effects);
+      next = onReceive(current, nowMs, input, effects);
       // Steady state: a heartbeat that only proves the peer still lives changes no role,
       // view or ownership, so the derivation below would find nothing to do.
       if (!leaseLost && next !== current && current.settled && onlyLivenessChanged(current, next, input.message.from)) return { state: next, effects };
@@ -292,6 +294,7 @@ function onlyLivenessChanged(before: FarmNode, after: FarmNode, peerId: NodeId):
   const now = after.peers.find((peer) => peer.id === peerId)!;
   return (
     old.alive &&
+    now.alive &&
     old.incarnation === now.incarnation &&
     old.state === now.state &&
     old.joining === now.joining &&
@@ -301,7 +304,9 @@ function onlyLivenessChanged(before: FarmNode, after: FarmNode, peerId: NodeId):
   );
 }
 
-function onReceive(node: FarmNode, nowMs: number, ring: RingId, message: FarmHeartbeat, effects: FarmEffect[]): FarmNode {
+function onReceive(node: FarmNode, nowMs: number, input: Extract<FarmInput, { kind: "receive" }>, effects: FarmEffect[]): FarmNode {
+  const { ring, message, receivedAtMs } = input;
+  assert(receivedAtMs <= nowMs, `heartbeat received at ${receivedAtMs}, after now (${nowMs})`);
   const ringIndex = node.config.rings.indexOf(ring);
   const peerIndex = node.peers.findIndex((peer) => peer.id === message.from);
   if (node.state === "STOP" || message.module !== node.config.module || ringIndex < 0 || peerIndex < 0) {
@@ -315,14 +320,16 @@ function onReceive(node: FarmNode, nowMs: number, ring: RingId, message: FarmHea
   }
   if (message.seq < peer.seq) return node;
   const lastHeardMs = peer.lastHeardMs.slice();
-  lastHeardMs[ringIndex] = nowMs;
-  let updated: FarmPeer = { ...peer, lastHeardMs, alive: true, aliveSinceMs: peer.alive ? peer.aliveSinceMs : nowMs };
+  lastHeardMs[ringIndex] = Math.max(lastHeardMs[ringIndex]!, receivedAtMs);
+  // A heartbeat that waited in our queue past the detection timeout proves nothing.
+  const alive = lastHeardMs.some((heardMs) => nowMs - heardMs <= node.config.timings.detectionTimeoutMs);
+  let updated: FarmPeer = { ...peer, lastHeardMs, alive, aliveSinceMs: peer.alive || !alive ? peer.aliveSinceMs : nowMs };
   if (message.seq > peer.seq) {
     const { state, joining, epoch, members, lingering, seq } = message;
     assert(lingering.bucketCount === node.config.bucketCount, "heartbeat lingering set has the wrong size");
     updated = { ...updated, state, joining, epoch, members, lingering, seq };
   }
-  if (!peer.alive) log(effects, "info", "farm.peer-seen", node, { peer: peer.id, ring });
+  if (!peer.alive && alive) log(effects, "info", "farm.peer-seen", node, { peer: peer.id, ring });
   const peers = node.peers.slice();
   peers[peerIndex] = updated;
   return { ...node, peers };

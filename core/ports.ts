@@ -18,8 +18,10 @@ export interface ClockPort {
 /** Heartbeat datagrams on each ring: may be lost, duplicated, delayed or reordered. */
 export interface DatagramPort<Message> {
   send(ring: RingId, to: NodeId, message: Message): void;
-  /** Registers the one receiver of this node's datagrams. */
-  listen(receive: (ring: RingId, message: Message) => void): void;
+  /** Registers the one receiver of this node's datagrams. `receivedAtMs` is when the
+   *  datagram reached the host, on this port's clock (the kernel's receive timestamp on
+   *  Linux), so that time spent waiting in the socket does not count as freshness. */
+  listen(receive: (ring: RingId, message: Message, receivedAtMs: number) => void): void;
 }
 
 /** What the kernel filter of one module must enforce for the VIP's traffic. */

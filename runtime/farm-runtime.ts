@@ -28,7 +28,7 @@ export function createFarmRuntime(
     execute: (effect) => executeFarmEffect(effect, drivers, runtime),
     ...(observe === undefined ? {} : { observe }),
   });
-  drivers.network.listen((ring, message) => runtime.deliver({ kind: "receive", ring, message }));
+  drivers.network.listen((ring, message, receivedAtMs) => runtime.deliver({ kind: "receive", ring, message, receivedAtMs }));
   drivers.application.watchHealth((healthy) => runtime.deliver({ kind: "health", healthy }));
   return runtime;
 }

@@ -60,7 +60,7 @@ export class SimNode {
   /** Whether the operator wants the module started (SafeKit's boot="on"). */
   moduleWanted = true;
   runtime: FarmRuntime | null = null;
-  receive: ((ring: RingId, message: FarmHeartbeat) => void) | null = null;
+  receive: ((ring: RingId, message: FarmHeartbeat, receivedAtMs: number) => void) | null = null;
   healthReport: ((healthy: boolean) => void) | null = null;
   readonly timerGeneration = new Map<string, number>();
   hungQueue: (() => void)[] = [];
@@ -335,7 +335,10 @@ export class FarmWorld {
     return {
       send: (ring, to, message) => {
         const target = this.node(to);
-        this.network.transmit(ring, node.id, to, () => target.input(() => target.receive?.(ring, message)));
+        this.network.transmit(ring, node.id, to, () => {
+          const receivedAtMs = this.#nowMs;
+          target.input(() => target.receive?.(ring, message, receivedAtMs));
+        });
       },
       listen: (receive) => {
         node.receive = receive;

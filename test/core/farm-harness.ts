@@ -297,7 +297,8 @@ export class FarmHarness {
       case "send":
         assert(effect.message.from === id, `${id} sends a heartbeat from ${effect.message.from}`);
         if (this.isDropped(id, effect.to, effect.ring)) return;
-        this.#schedule(this.nowMs + this.delayMs, effect.to, { kind: "receive", ring: effect.ring, message: effect.message }, null);
+        const receivedAtMs = this.nowMs + this.delayMs;
+        this.#schedule(receivedAtMs, effect.to, { kind: "receive", ring: effect.ring, message: effect.message, receivedAtMs }, null);
         return;
       case "timer-arm": {
         const generation = this.#timerGeneration.get(id)! + 1;

@@ -488,7 +488,7 @@ describe("farm stop", () => {
 describe("farm stale heartbeats", () => {
   const config = farmConfig({ rings: ["r1", "r2"] });
   const receive = (node: FarmNode, nowMs: number, ring: string, message: FarmHeartbeat) =>
-    stepFarm(node, nowMs, { kind: "receive", ring, message }).state;
+    stepFarm(node, nowMs, { kind: "receive", ring, message, receivedAtMs: nowMs }).state;
 
   function startedNode(): FarmNode {
     return stepFarm(createFarmNode(config, "n1", 1), 0, { kind: "start" }).state;
