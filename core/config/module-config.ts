@@ -4,6 +4,7 @@
 // attributes (../shared/userconfig.md) so that a SafeKit user recognises them.
 
 import type { BalanceMode } from "../farm-config.ts";
+import type { FailoverRule } from "./failover-rules.ts";
 
 export type ModuleMode = "mirror" | "farm" | "light";
 
@@ -189,8 +190,11 @@ export interface FailoverSection {
   readonly extends: boolean;
   readonly periodMs: number;
   readonly handleTimeMs: number;
-  /** The rule text as written (CDATA), parsed by the failover rule language. */
-  readonly rules: string;
+  /** The rule text as written (CDATA). */
+  readonly text: string;
+  /** The rules in force: the defaults (when extends) then the user's; a user rule with a
+   *  default's label replaces it. */
+  readonly rules: readonly FailoverRule[];
 }
 
 export interface ModuleConfig {

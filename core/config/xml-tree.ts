@@ -30,6 +30,10 @@ export interface XmlElement {
   readonly children: readonly XmlElement[];
   /** Text and CDATA content, concatenated, untrimmed. */
   readonly text: string;
+  /** Where that content begins (inside the CDATA section when it opens one), so that a
+   *  position in `text` maps back to the file; exact from the first line break on. */
+  readonly textLine: number;
+  readonly textColumn: number;
 }
 
 export interface XmlDocument {
@@ -103,7 +107,16 @@ function toElement(node: OrderedNode, parentPath: string, text: string, lines: r
     const [attrLine, attrColumn] = position(lines, offset);
     return { name: attribute, value: String(value), line: attrLine, column: attrColumn };
   });
-  return [{ name, path, line, column, attributes, children, text: body }];
+  const [textLine, textColumn] = position(lines, contentStart(text, start));
+  return [{ name, path, line, column, attributes, children, text: body, textLine, textColumn }];
+}
+
+/** Offset of an element's content: after its start tag, and after `<![CDATA[` if it opens one. */
+function contentStart(text: string, start: number): number {
+  const tagEnd = text.indexOf(">", start);
+  if (tagEnd < 0) return start;
+  const after = tagEnd + 1;
+  return text.startsWith("<![CDATA[", after) ? after + "<![CDATA[".length : after;
 }
 
 function cdataText(value: unknown): string {
