@@ -3,8 +3,10 @@
 
 import { simCommand } from "./sim-command.ts";
 import { demoCommand } from "./demo-command.ts";
+import { configCommand } from "./config-command.ts";
 
 const usage = `usage: tandem <command> [options]
+  config  check a configuration: tandem config check [DIR] (cluster.xml and modules' userconfig.xml)
   sim     run farm fault plans, a replay or a named scenario in the simulator (tandem sim --help)
   demo    watch a 3-node farm lose and regain a node, in the simulator`;
 
@@ -16,6 +18,8 @@ async function main(argv: readonly string[]): Promise<number> {
       return simCommand(rest, print);
     case "demo":
       return demoCommand(rest, print);
+    case "config":
+      return configCommand(rest, print);
     case undefined:
     case "help":
     case "--help":
