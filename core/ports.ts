@@ -55,3 +55,74 @@ export interface ApplicationPort {
 export interface LogPort {
   write(entry: LogEntry): void;
 }
+
+// ---- Module scripts, checkers and process monitoring (SafeKit's <user>, <check>, <errd>) ----
+
+/** One run of a module script (`bin/start_both`, ...) or of a custom checker program. */
+export interface ScriptRun {
+  /** Names this run in logs and in its outcome; unique per module and node. */
+  readonly id: number;
+  /** The program's name in the module's `bin/` directory, e.g. `stop_both`, or an
+   *  absolute path (a custom checker's `exec`). */
+  readonly script: string;
+  /** SafeKit's three arguments (current state, next state, action), plus `force` on the
+   *  second call of a stop script. */
+  readonly args: readonly string[];
+  /** The whole environment of the run besides PATH (SAFEMODULE, <var> values, ...). */
+  readonly env: Readonly<Record<string, string>>;
+  /** After this the run's whole process group is killed and the outcome is `timed-out`. */
+  readonly timeoutMs: number;
+}
+
+export type ScriptOutcome =
+  | { readonly kind: "exited"; readonly code: number }
+  /** Killed by a signal it did not ask for (SIGSEGV, an operator's kill). */
+  | { readonly kind: "signalled"; readonly signal: string }
+  | { readonly kind: "timed-out" }
+  /** No such program in `bin/`: SafeKit treats a missing script as one that did nothing. */
+  | { readonly kind: "missing" }
+  /** It exists but could not be started (not executable, bad interpreter). */
+  | { readonly kind: "not-started"; readonly reason: string };
+
+/** What <errd> asks about the processes of the host. */
+export interface ProcessQuery {
+  /** Exact process name (the kernel's comm, at most 15 characters). */
+  readonly name: string | null;
+  /** POSIX ERE over the process name. */
+  readonly nameRegex: string | null;
+  /** POSIX ERE over the command line's arguments, joined by spaces. */
+  readonly argRegex: string | null;
+  /** `name` is a systemd service: the count is 1 when it is active, 0 otherwise. */
+  readonly service: boolean;
+}
+
+/** Runs module scripts and custom checkers as child processes, and counts processes. */
+export interface ProcessPort {
+  /** Starts `run` in a process group of its own; calls `done` exactly once. Output goes to
+   *  the module's per-script log. Never throws for a run that fails: that is an outcome. */
+  run(run: ScriptRun, done: (outcome: ScriptOutcome) => void): void;
+  /** Kills the process group of a run still going (a custom checker on module stop). */
+  kill(id: number): void;
+  /** How many processes (or active services) match; `done` is called exactly once. */
+  count(query: ProcessQuery, done: (count: number) => void): void;
+}
+
+/** A checker's probe: one test of one resource, answered up or down. */
+export type Probe =
+  | { readonly kind: "tcp"; readonly addr: string; readonly port: number }
+  | { readonly kind: "ping"; readonly addr: string }
+  /** The interface that holds `localAddr` is up and running. */
+  | { readonly kind: "intf"; readonly localAddr: string }
+  /** `addr` is configured on this host. */
+  | { readonly kind: "ip"; readonly addr: string };
+
+export interface ProbeResult {
+  readonly up: boolean;
+  /** Why it is down, for the log: "connection refused", "timed out after 5000 ms". */
+  readonly detail: string;
+}
+
+export interface ProbePort {
+  /** Tests once; calls `done` exactly once, within `timeoutMs` plus scheduling slack. */
+  probe(probe: Probe, timeoutMs: number, done: (result: ProbeResult) => void): void;
+}
