@@ -65,6 +65,9 @@ export interface FarmSection {
   readonly pulseMs: number;
   readonly mlostCount: number;
   readonly slostCount: number;
+  /** Whether the file wrote pulse or slost_count: when it did not, the farm runs on
+   *  tandem's faster detection instead of SafeKit's (core/config/to-farm.ts). */
+  readonly detectionWritten?: boolean;
   /** Lans of cluster.xml that carry the farm's heartbeats. */
   readonly lans: readonly string[];
 }

@@ -38,13 +38,15 @@ const hosts = `<cluster><host name="s1"/></cluster>`;
 
 describe("<farm>: valid snippets", () => {
   it.each<[string, string, FarmSection]>([
-    ["defaults", `<farm><lan name="default"/></farm>`, { port: null, pulseMs: 100, mlostCount: 20, slostCount: 10, lans: ["default"] }],
+    ["defaults", `<farm><lan name="default"/></farm>`, { port: null, pulseMs: 100, mlostCount: 20, slostCount: 10, detectionWritten: false, lans: ["default"] }],
     [
       "every attribute, bare pulse in ms",
       `<farm port="9453" pulse="50" mlost_count="4" slost_count="2"><lan name="default"/><lan name="private"/></farm>`,
-      { port: 9453, pulseMs: 50, mlostCount: 4, slostCount: 2, lans: ["default", "private"] },
+      { port: 9453, pulseMs: 50, mlostCount: 4, slostCount: 2, detectionWritten: true, lans: ["default", "private"] },
     ],
-    ["a pulse with a unit", `<farm pulse="1s"><lan name="a"/></farm>`, { port: null, pulseMs: 1_000, mlostCount: 20, slostCount: 10, lans: ["a"] }],
+    ["a pulse with a unit", `<farm pulse="1s"><lan name="a"/></farm>`, { port: null, pulseMs: 1_000, mlostCount: 20, slostCount: 10, detectionWritten: true, lans: ["a"] }],
+    ["slost_count alone", `<farm slost_count="5"><lan name="a"/></farm>`, { port: null, pulseMs: 100, mlostCount: 20, slostCount: 5, detectionWritten: true, lans: ["a"] }],
+    ["mlost_count alone does not set the detection", `<farm mlost_count="5"><lan name="a"/></farm>`, { port: null, pulseMs: 100, mlostCount: 5, slostCount: 10, detectionWritten: false, lans: ["a"] }],
   ])("%s", (_, text, expected) => {
     const { value, messages } = farm(text);
     expect(messages).toEqual([]);

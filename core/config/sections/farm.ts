@@ -35,11 +35,12 @@ export function readFarm(farm: ElementReader): FarmSection {
   const pulseMs = readPulse(farm);
   const mlostCount = farm.int("mlost_count", mlostCountDefault, 1, lostCountMax);
   const slostCount = readSlostCount(farm);
+  const detectionWritten = located(farm, "pulse") !== undefined || located(farm, "slost_count") !== undefined;
   const lans = readLans(farm);
   farm.finish();
   assert(lans.length <= farmRingCountMax, "readLans keeps at most farmRingCountMax lans");
   assert(slostCount >= 2, "readSlostCount never returns a count below 2");
-  return { port: port === 0 ? null : port, pulseMs, mlostCount, slostCount, lans };
+  return { port: port === 0 ? null : port, pulseMs, mlostCount, slostCount, detectionWritten, lans };
 }
 
 function readPulse(farm: ElementReader): number {
