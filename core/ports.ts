@@ -98,7 +98,8 @@ export interface ProcessQuery {
 
 /** Runs module scripts and custom checkers as child processes, and counts processes. */
 export interface ProcessPort {
-  /** Starts `run` in a process group of its own; calls `done` exactly once. Output goes to
+  /** Starts `run` in a process group of its own; calls `done` exactly once, never before
+   *  `run` has returned (the runtime must not be re-entered). Output goes to
    *  the module's per-script log. Never throws for a run that fails: that is an outcome. */
   run(run: ScriptRun, done: (outcome: ScriptOutcome) => void): void;
   /** Kills the process group of a run still going (a custom checker on module stop). */
@@ -118,11 +119,12 @@ export type Probe =
 
 export interface ProbeResult {
   readonly up: boolean;
-  /** Why it is down, for the log: "connection refused", "timed out after 5000 ms". */
+  /** Why it is down, for the log: "ECONNREFUSED", "timed out after 5000 ms". */
   readonly detail: string;
 }
 
 export interface ProbePort {
-  /** Tests once; calls `done` exactly once, within `timeoutMs` plus scheduling slack. */
+  /** Tests once; calls `done` exactly once, never before `probe` has returned (the runtime
+   *  must not be re-entered), within `timeoutMs` plus scheduling slack. */
   probe(probe: Probe, timeoutMs: number, done: (result: ProbeResult) => void): void;
 }
