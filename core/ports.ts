@@ -70,7 +70,8 @@ export interface ScriptRun {
   readonly args: readonly string[];
   /** The whole environment of the run besides PATH (SAFEMODULE, <var> values, ...). */
   readonly env: Readonly<Record<string, string>>;
-  /** After this the run's whole process group is killed and the outcome is `timed-out`. */
+  /** After this the run's whole process group is killed (SIGTERM, then SIGKILL after a
+   *  grace) and the outcome `timed-out` is reported once the group is gone. */
   readonly timeoutMs: number;
 }
 
@@ -88,9 +89,9 @@ export type ScriptOutcome =
 export interface ProcessQuery {
   /** Exact process name (the kernel's comm, at most 15 characters). */
   readonly name: string | null;
-  /** POSIX ERE over the process name. */
+  /** A JavaScript regular expression searched in the process name (as errd's reader checks it). */
   readonly nameRegex: string | null;
-  /** POSIX ERE over the command line's arguments, joined by spaces. */
+  /** A JavaScript regular expression searched in the arguments after argv[0], joined by spaces. */
   readonly argRegex: string | null;
   /** `name` is a systemd service: the count is 1 when it is active, 0 otherwise. */
   readonly service: boolean;
@@ -104,8 +105,10 @@ export interface ProcessPort {
   run(run: ScriptRun, done: (outcome: ScriptOutcome) => void): void;
   /** Kills the process group of a run still going (a custom checker on module stop). */
   kill(id: number): void;
-  /** How many processes (or active services) match; `done` is called exactly once. */
-  count(query: ProcessQuery, done: (count: number) => void): void;
+  /** How many processes (or active services) match; `done` is called exactly once, with
+   *  null when the host could not be asked (no /proc, no systemctl, a scan that failed):
+   *  not knowing must not read as "no process" and restart the application. */
+  count(query: ProcessQuery, done: (count: number | null) => void): void;
 }
 
 /** A checker's probe: one test of one resource, answered up or down. */

@@ -63,6 +63,7 @@ describe("<errd>: invalid snippets give located problems", () => {
   it.each<[string, string, ModuleMode, string[]]>([
     ["neither name nor nameregex", `<errd><proc atleast="1"/></errd>`, "mirror", ["userconfig.xml:1:7 <proc>: a <proc> needs name (the exact process or service name) or nameregex (a regular expression on it)"]],
     ["both name and nameregex", `<errd><proc name="a" nameregex="a.*"/></errd>`, "mirror", ['userconfig.xml:1:22 <proc nameregex="a.*">: give name or nameregex, not both: it would be unclear which processes count']],
+    ["a service by regex", `<errd><proc nameregex="ngin.*" service="yes"/></errd>`, "mirror", ['userconfig.xml:1:13 <proc nameregex="ngin.*">: service="yes" watches one systemd service by its name: give name, not nameregex']],
     ["an empty name", `<errd><proc name=" "/></errd>`, "mirror", ['userconfig.xml:1:13 <proc name=" ">: expected the name of the process or service to watch']],
     [
       "a regex that does not compile",

@@ -67,6 +67,9 @@ function readProc(proc: ElementReader, mode: ModuleMode): ProcWatch {
     proc.report("error", "CONFIG_CONFLICT", "give name or nameregex, not both: it would be unclear which processes count", located(proc, "nameregex"));
   }
   const service = proc.bool("service", false);
+  if (service && name === null && located(proc, "nameregex") !== undefined) {
+    proc.report("error", "CONFIG_CONFLICT", `service="yes" watches one systemd service by its name: give name, not nameregex`, located(proc, "nameregex"));
+  }
   const atLeast = proc.int("atleast", 1, 0, procCountLimit);
   const atMost = proc.int("atmax", -1, -1, procCountLimit);
   if (atMost !== -1 && atMost < atLeast) {
