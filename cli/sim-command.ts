@@ -3,11 +3,13 @@
 import { parseArgs } from "node:util";
 import { fuzzFarm } from "../drivers/sim/farm-fuzz.ts";
 import { decodePlan, describePlan, runPlan } from "../drivers/sim/farm-plan.ts";
+import { decodeModulePlan, describeModulePlan, fuzzModule, runModulePlan } from "../drivers/sim/module-plan.ts";
 import type { PlantedBug } from "../drivers/sim/kernel-filter.ts";
 import { runScenarioByName, scenarioNames } from "../scenarios/index.ts";
 
 const usage = `usage: tandem sim [options]
-  --module farm          the module kind to simulate (farm; mirror comes later)
+  --module farm|light    farm: the farm protocol over N nodes; light: one module's life
+                         cycle (scripts, checkers, errd, failover rules); mirror comes later
   --seeds N              how many generated fault plans to run (default 100)
   --seed S               fast-check seed that generates the plans (default: random, printed)
   --nodes N              fixed node count (default: 2 to 16 drawn per plan)
@@ -37,8 +39,9 @@ export async function simCommand(argv: readonly string[], print: (line: string) 
     print(usage);
     return 0;
   }
+  if (values.module === "light") return simLight(values, print);
   if (values.module !== "farm") {
-    print(`tandem sim: --module ${values.module} is not simulated yet; only farm is (the mirror module arrives with its own issue)`);
+    print(`tandem sim: --module ${values.module} is not simulated yet; farm and light are (the mirror module arrives with its own issue)`);
     return 2;
   }
   if (values.replay !== undefined) return replay(values.replay, values.trace, print);
@@ -66,6 +69,35 @@ export async function simCommand(argv: readonly string[], print: (line: string) 
     if (summary.failure !== null) print(summary.failure.report);
   }
   return violated === 0 ? 0 : 1;
+}
+
+function simLight(values: { seeds: string; seed?: string; replay?: string; json: boolean }, print: (line: string) => void): number {
+  if (values.replay !== undefined) {
+    const plan = decodeModulePlan(values.replay);
+    print("replaying module plan:");
+    print(describeModulePlan(plan).replace(/^/gm, "  "));
+    const result = runModulePlan(plan);
+    for (const { atMs, entry, ready } of result.world.trail) {
+      if (entry?.level === "debug") continue;
+      print(`  ${atMs} ms ${ready === undefined ? `${entry!.event} ${JSON.stringify(entry!.fields)}` : ready ? "ready" : "not ready"}`);
+    }
+    for (const violation of result.violations) print(`[${violation.invariant}] t=${violation.atMs} ms: ${violation.message}`);
+    if (result.violations.length === 0) print("no violation");
+    return result.violations.length === 0 ? 0 : 1;
+  }
+  const runs = positiveInteger(values.seeds, "--seeds");
+  const seed = values.seed === undefined ? Math.floor(Math.random() * 0x7fff_ffff) : positiveInteger(values.seed, "--seed");
+  print(`tandem sim: ${runs} module fault plans, fast-check seed ${seed}`);
+  const startedMs = performance.now();
+  const summary = fuzzModule({ runs, seed, onProgress: (done, total) => process.stderr.isTTY && process.stderr.write(`\r  ${done}/${total} plans`) });
+  if (process.stderr.isTTY) process.stderr.write("\r");
+  const violated = summary.failure === null ? 0 : 1;
+  if (values.json) print(JSON.stringify({ runs: summary.runs, violated, seed, replay: summary.failure?.command ?? null }));
+  else {
+    print(`plans run: ${summary.runs}, violated an invariant: ${violated} (${((performance.now() - startedMs) / 1000).toFixed(1)} s wall)`);
+    if (summary.failure !== null) print(summary.failure.report);
+  }
+  return violated;
 }
 
 function replay(token: string, fullTrace: boolean, print: (line: string) => void): number {

@@ -4,9 +4,10 @@ import { SimCluster } from "../drivers/sim/sim-cluster.ts";
 import type { Violation } from "../drivers/sim/farm-checker.ts";
 import type { Scenario } from "./cluster.ts";
 import { farmScenarios } from "./farm-scenarios.ts";
+import { moduleScenarios, type ModuleScenario } from "./module-scenarios.ts";
 
 export function scenarioNames(): string[] {
-  return farmScenarios.map((scenario) => scenario.name);
+  return [...farmScenarios, ...moduleScenarios].map((scenario) => scenario.name);
 }
 
 export interface ScenarioOutcome {
@@ -33,6 +34,8 @@ export async function runScenarioInSim(scenario: Scenario, options: { seed?: num
 }
 
 export async function runScenarioByName(name: string, print: (line: string) => void): Promise<number> {
+  const moduleScenario = moduleScenarios.find((each) => each.name === name);
+  if (moduleScenario !== undefined) return runModuleScenario(moduleScenario, print);
   const scenario = farmScenarios.find((each) => each.name === name);
   if (scenario === undefined) {
     print(`tandem sim: no scenario "${name}"; the scenarios are: ${scenarioNames().join(", ")}`);
@@ -44,4 +47,16 @@ export async function runScenarioByName(name: string, print: (line: string) => v
   for (const violation of outcome.violations) print(`VIOLATION [${violation.invariant}] t=${violation.atMs.toFixed(3)} ms: ${violation.message}`);
   if (outcome.passed) print(`scenario ${scenario.name} passed: ${outcome.cluster.checker.stats.packets} client packets checked, no invariant broken`);
   return outcome.passed ? 0 : 1;
+}
+
+function runModuleScenario(scenario: ModuleScenario, print: (line: string) => void): number {
+  print(`scenario ${scenario.name}: ${scenario.summary}`);
+  try {
+    scenario.run(print);
+  } catch (error) {
+    print(`FAILED: ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}`);
+    return 1;
+  }
+  print(`scenario ${scenario.name} passed`);
+  return 0;
 }

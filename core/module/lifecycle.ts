@@ -129,6 +129,8 @@ interface RunningScript {
   readonly force: boolean;
   /** A start script's failure aborts the change; a stop script's is logged and passed. */
   readonly starting: boolean;
+  /** A stop script that times out runs again with `force`. */
+  readonly stopping: boolean;
 }
 
 export interface Lifecycle {
@@ -147,15 +149,18 @@ export interface Lifecycle {
   readonly enabled: ReadonlySet<ClassName>;
   /** Local resources by name (CLASS.IDENT). */
   readonly resources: ReadonlyMap<string, ResourceState>;
-  /** Bumped when a checker is enabled, so that results of an earlier activation are dropped. */
+  /** Bumped when a class is enabled; a probe or count carries the epoch it was asked in,
+   *  so that the answer to a question asked before a class was re-enabled is dropped. */
   readonly checkerEpoch: number;
-  readonly probing: ReadonlySet<string>;
+  /** Probes outstanding: resource → the epoch they were asked in. */
+  readonly probing: ReadonlyMap<string, number>;
   /** Custom checker programs running, by resource name → run id. */
   readonly customRuns: ReadonlyMap<string, number>;
   readonly ruleSince: ReadonlyMap<string, number>;
   /** errd polls done since each watched process's class was enabled, by proc index. */
   readonly procPolls: ReadonlyMap<number, number>;
-  readonly counting: ReadonlySet<number>;
+  /** Counts outstanding: proc index → the epoch they were asked in. */
+  readonly counting: ReadonlyMap<number, number>;
   /** When each counted automatic action ran, oldest first. */
   readonly loops: readonly number[];
   readonly lastReady: boolean;
@@ -166,7 +171,8 @@ export type LifecycleInput =
   | { readonly kind: "timer"; readonly timer: string }
   | { readonly kind: "script-done"; readonly id: number; readonly outcome: ScriptOutcome }
   | { readonly kind: "probe-result"; readonly resource: string; readonly epoch: number; readonly up: boolean; readonly detail: string }
-  | { readonly kind: "proc-count"; readonly index: number; readonly epoch: number; readonly count: number }
+  /** null: the host could not be asked; that poll is skipped, not read as "no process". */
+  | { readonly kind: "proc-count"; readonly index: number; readonly epoch: number; readonly count: number | null }
   /** A resource set from outside: a custom checker (`tandem set -r custom.x -v down`) or another module's state. */
   | { readonly kind: "resource-set"; readonly resource: string; readonly state: ResourceState };
 
@@ -200,11 +206,11 @@ export function initLifecycle(config: LifecycleConfig): Lifecycle {
     enabled: new Set(),
     resources: new Map(),
     checkerEpoch: 0,
-    probing: new Set(),
+    probing: new Map(),
     customRuns: new Map(),
     ruleSince: new Map(),
     procPolls: new Map(),
-    counting: new Set(),
+    counting: new Map(),
     loops: [],
     lastReady: false,
   };
@@ -226,14 +232,14 @@ export function stepLifecycle(before: Lifecycle, nowMs: number, input: Lifecycle
       node = onScriptDone(node, nowMs, input.id, input.outcome, effects);
       break;
     case "probe-result":
-      if (input.epoch !== node.checkerEpoch || !node.probing.has(input.resource)) break;
-      node = { ...node, probing: without(node.probing, input.resource) };
+      if (node.probing.get(input.resource) !== input.epoch) break;
+      node = { ...node, probing: withoutKey(node.probing, input.resource) };
       if (input.up !== (node.resources.get(input.resource) === "up")) log(effects, input.up ? "info" : "warn", "checker.changed", node, { resource: input.resource, state: input.up ? "up" : "down", detail: input.detail });
       node = setResource(node, input.resource, input.up ? "up" : "down");
       break;
     case "proc-count":
-      if (input.epoch !== node.checkerEpoch || !node.counting.has(input.index)) break;
-      node = onProcCount({ ...node, counting: without(node.counting, input.index) }, nowMs, input.index, input.count, effects);
+      if (node.counting.get(input.index) !== input.epoch) break;
+      node = onProcCount({ ...node, counting: withoutKey(node.counting, input.index) }, nowMs, input.index, input.count, effects);
       break;
     case "resource-set":
       if (!node.resources.has(input.resource)) {
@@ -247,21 +253,14 @@ export function stepLifecycle(before: Lifecycle, nowMs: number, input: Lifecycle
       unreachable(input);
   }
   node = advance(node, effects);
-  const ready = node.state === "UP" && node.readiness === "Ready";
-  if (ready !== node.lastReady) {
-    effects.push({ kind: "ready", ready });
-    node = { ...node, lastReady: ready };
-  }
   checkInvariants(node);
   return { state: node, effects };
 }
 
 function onCommand(node: Lifecycle, command: "start" | "stop" | "restart" | "stopstart", effects: LifecycleEffect[]): Lifecycle {
-  log(effects, "info", "module.command", node, { command, state: node.state });
-  if (command === "start") {
-    if (node.goal === "running" && (node.state !== "STOP" || node.plan.length > 0)) return node;
-    return { ...node, goal: "running", loops: [], plan: node.state === "STOP" && node.plan.length === 0 ? [startChange("start")] : node.plan };
-  }
+  log(effects, "info", "module.command", node, { command, state: node.state, goal: node.goal });
+  // A start while a stop is under way starts again once stopped (see advance).
+  if (command === "start") return node.goal === "running" ? node : { ...node, goal: "running", loops: [] };
   if (command === "stop") return { ...node, goal: "stopped", plan: replaceRest(node, stopChanges(afterPlan(node), "stop")) };
   // Operator restarts do not count toward maxloop: they are not a loop the module got into.
   if (node.state === "STOP" && node.plan.length === 0) {
@@ -283,13 +282,13 @@ function onTimer(node: Lifecycle, nowMs: number, timer: string, effects: Lifecyc
     // A count still outstanding is not asked again: a slow /proc scan must not pile up.
     const watched = [...node.procPolls.keys()].filter((index) => !node.counting.has(index));
     const procPolls = new Map(node.procPolls);
-    const counting = new Set(node.counting);
+    const counting = new Map(node.counting);
     for (const index of watched) {
       const polls = (procPolls.get(index) ?? 0) + 1;
       procPolls.set(index, polls);
       const proc = node.config.procs[index]!;
       if (polls <= proc.startAfter) continue;
-      counting.add(index);
+      counting.set(index, node.checkerEpoch);
       effects.push({ kind: "count-procs", index, epoch: node.checkerEpoch, query: { name: proc.name, nameRegex: proc.nameRegex, argRegex: proc.argRegex, service: proc.service } });
     }
     return { ...node, procPolls, counting };
@@ -303,7 +302,7 @@ function onTimer(node: Lifecycle, nowMs: number, timer: string, effects: Lifecyc
     const probe = probeOf(checker);
     if (probe === null || node.probing.has(resource)) return node;
     effects.push({ kind: "probe", resource, epoch: node.checkerEpoch, probe, timeoutMs: checker.timeoutMs });
-    return { ...node, probing: new Set(node.probing).add(resource) };
+    return { ...node, probing: new Map(node.probing).set(resource, node.checkerEpoch) };
   }
   return node;
 }
@@ -324,7 +323,7 @@ function onScriptDone(node: Lifecycle, nowMs: number, id: number, outcome: Scrip
   const failed = !(outcome.kind === "exited" && outcome.code === 0) && outcome.kind !== "missing";
   log(effects, failed ? "warn" : "info", "script.done", node, { script: running.script, outcome: describe(outcome), force: running.force });
   node = { ...node, running: null };
-  if (outcome.kind === "timed-out" && !running.starting && !running.force) {
+  if (outcome.kind === "timed-out" && running.stopping && !running.force) {
     // SafeKit's nice stop failed: the same stop script again, told to force.
     return runScript(node, change, running.script, true, effects);
   }
@@ -339,9 +338,13 @@ function onScriptDone(node: Lifecycle, nowMs: number, id: number, outcome: Scrip
   return { ...node, step: node.step + 1 };
 }
 
-function onProcCount(node: Lifecycle, nowMs: number, index: number, count: number, effects: LifecycleEffect[]): Lifecycle {
+function onProcCount(node: Lifecycle, nowMs: number, index: number, count: number | null, effects: LifecycleEffect[]): Lifecycle {
   const proc = node.config.procs[index]!;
   if (!node.procPolls.has(index)) return node;
+  if (count === null) {
+    log(effects, "warn", "errd.count-failed", node, { process: proc.name ?? proc.nameRegex ?? "?" });
+    return node;
+  }
   if (count >= proc.atLeast && (proc.atMost < 0 || count <= proc.atMost)) return node;
   const what = proc.name ?? proc.nameRegex ?? "?";
   const reason = `${what}: ${count} running, expected ${proc.atMost < 0 ? `at least ${proc.atLeast}` : `${proc.atLeast} to ${proc.atMost}`}`;
@@ -457,6 +460,10 @@ function advance(node: Lifecycle, effects: LifecycleEffect[]): Lifecycle {
     if (node.running !== null) return node;
     const change = node.plan[0];
     if (change === undefined) {
+      if (node.state === "STOP" && node.goal === "running") {
+        node = { ...node, plan: [startChange("start")] };
+        continue;
+      }
       if (node.state === "WAIT" && node.goal === "running" && preChecked(node) && !waitHolds(node)) {
         node = { ...node, plan: [upChange("start")] };
         continue;
@@ -492,16 +499,22 @@ function advance(node: Lifecycle, effects: LifecycleEffect[]): Lifecycle {
 function runScript(node: Lifecycle, change: Change, script: string, force: boolean, effects: LifecycleEffect[]): Lifecycle {
   const id = node.nextRunId;
   const starting = script === "prestart" || script.startsWith("start_");
+  const stopping = script.startsWith("stop_");
   const args = [change.from, change.to, change.action, ...(force ? ["force"] : [])];
   const timeoutMs = force ? node.config.forceStopTimeoutMs : node.config.niceStopTimeoutMs;
   log(effects, "info", "script.run", node, { script, args: args.join(" "), id });
   effects.push({ kind: "run-script", run: { id, script, args, env: node.config.env, timeoutMs } });
-  return { ...node, nextRunId: id + 1, running: { id, script, force, starting } };
+  return { ...node, nextRunId: id + 1, running: { id, script, force, starting, stopping } };
 }
 
+/** Readiness only changes here, so `ready` is reported in order with the scripts: a farm
+ *  node leaves the farm before stop_both stops its application. */
 function withReadiness(node: Lifecycle, readiness: Readiness, effects: LifecycleEffect[]): Lifecycle {
-  if (readiness !== node.readiness) log(effects, "info", "module.state", node, { state: node.state, readiness });
-  return { ...node, readiness };
+  if (readiness === node.readiness) return node;
+  log(effects, "info", "module.state", node, { state: node.state, readiness });
+  const ready = node.state === "UP" && readiness === "Ready";
+  if (ready !== node.lastReady) effects.push({ kind: "ready", ready });
+  return { ...node, readiness, lastReady: ready };
 }
 
 // ---- Checkers and <errd> classes ----
@@ -545,13 +558,13 @@ function disable(node: Lifecycle, classes: readonly ClassName[], effects: Lifecy
   const enabled = new Set(node.enabled);
   const resources = new Map(node.resources);
   const customRuns = new Map(node.customRuns);
-  let probing = node.probing;
+  const probing = new Map(node.probing);
   for (const name of dropping) enabled.delete(name);
   for (const checker of node.config.checkers) {
     if (!dropping.includes(checkerClass(checker))) continue;
     const resource = resourceName(checker);
     resources.delete(resource);
-    probing = without(probing, resource);
+    probing.delete(resource);
     effects.push({ kind: "timer-cancel", timer: checkTimerPrefix + resource });
     const run = customRuns.get(resource);
     if (run !== undefined) {
@@ -560,7 +573,7 @@ function disable(node: Lifecycle, classes: readonly ClassName[], effects: Lifecy
     }
   }
   const procPolls = new Map([...node.procPolls].filter(([index]) => isIn([...enabled], procClass(node.config.procs[index]!))));
-  const counting = new Set([...node.counting].filter((index) => procPolls.has(index)));
+  const counting = new Map([...node.counting].filter(([index]) => procPolls.has(index)));
   if (procPolls.size === 0) effects.push({ kind: "timer-cancel", timer: errdTimer });
   log(effects, "debug", "classes.disabled", node, { classes: dropping.join(",") });
   return { ...node, enabled, resources, customRuns, probing, procPolls, counting };
@@ -607,10 +620,10 @@ function isIn(classes: readonly ClassName[], name: ClassName | null): boolean {
   return name !== null && classes.includes(name);
 }
 
-function without<T>(set: ReadonlySet<T>, value: T): ReadonlySet<T> {
-  if (!set.has(value)) return set;
-  const copy = new Set(set);
-  copy.delete(value);
+function withoutKey<K, V>(map: ReadonlyMap<K, V>, key: K): ReadonlyMap<K, V> {
+  if (!map.has(key)) return map;
+  const copy = new Map(map);
+  copy.delete(key);
   return copy;
 }
 

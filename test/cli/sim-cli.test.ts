@@ -24,11 +24,20 @@ describe("tandem sim", () => {
     expect(output).toContain("scenario node-loss passed");
   });
 
+  it("runs a module scenario: the crash loop ends in STOP after maxloop", () => {
+    const { code, output } = runCli(["sim", "--scenario", "crash-loop"]);
+    expect(code).toBe(0);
+    expect(output).toContain("script start_both WAIT UP start");
+    expect(output).toContain("module.maxloop");
+    expect(output).toContain("scenario crash-loop passed");
+  });
+
   it("names the known scenarios when asked for an unknown one", () => {
     const { code, output } = runCli(["sim", "--scenario", "nope"]);
     expect(code).toBe(2);
     expect(output).toContain('no scenario "nope"');
     expect(output).toContain("node-loss");
+    expect(output).toContain("witness-unreachable");
   });
 
   it("refuses a module kind it cannot simulate yet, and bad numbers", () => {

@@ -22,7 +22,7 @@ export interface Answers {
   /** A script's outcome, or "pending" to leave it running until `finish`. */
   script?: (run: ScriptRun, call: number) => ScriptOutcome | "pending";
   probe?: (resource: string, probe: Probe, nowMs: number) => boolean | "pending";
-  count?: (index: number, nowMs: number) => number;
+  count?: (index: number, nowMs: number) => number | null;
 }
 
 export class Harness {
@@ -31,6 +31,8 @@ export class Harness {
   readonly runs: { atMs: number; run: ScriptRun }[] = [];
   readonly logs: LogEntry[] = [];
   readonly readyChanges: { atMs: number; ready: boolean }[] = [];
+  /** Scripts started and ready changes, in the order the core asked for them. */
+  readonly trail: string[] = [];
   readonly pending = new Map<number, ScriptRun>();
   readonly #timers = new Map<string, number>();
   readonly #queue: LifecycleInput[] = [];
@@ -84,6 +86,7 @@ export class Harness {
     switch (effect.kind) {
       case "run-script": {
         this.runs.push({ atMs: this.nowMs, run: effect.run });
+        this.trail.push(effect.run.script);
         const call = (this.#calls.get(effect.run.script) ?? 0) + 1;
         this.#calls.set(effect.run.script, call);
         const outcome = this.answers.script?.(effect.run, call) ?? { kind: "exited", code: 0 };
@@ -100,7 +103,7 @@ export class Harness {
         return;
       }
       case "count-procs":
-        this.#queue.push({ kind: "proc-count", index: effect.index, epoch: effect.epoch, count: this.answers.count?.(effect.index, this.nowMs) ?? 1 });
+        this.#queue.push({ kind: "proc-count", index: effect.index, epoch: effect.epoch, count: this.answers.count === undefined ? 1 : this.answers.count(effect.index, this.nowMs) });
         return;
       case "timer-arm":
         this.#timers.set(effect.timer, this.nowMs + effect.afterMs);
@@ -110,6 +113,7 @@ export class Harness {
         return;
       case "ready":
         this.readyChanges.push({ atMs: this.nowMs, ready: effect.ready });
+        this.trail.push(effect.ready ? "ready" : "not ready");
         return;
       case "log":
         this.logs.push(effect.entry);

@@ -28,7 +28,7 @@ describe("scripts", () => {
     harness.deliver({ kind: "command", command: "stop" });
     expect(harness.scripts()).toEqual(["transition UP STOP stop", "stop_both UP STOP stop", "poststop UP STOP stop"]);
     expect(harness.node.state).toBe("STOP");
-    expect(harness.readyChanges.at(-1)).toEqual({ atMs: 0, ready: false });
+    expect(harness.trail).toEqual(["transition", "prestart", "transition", "start_both", "ready", "not ready", "transition", "stop_both", "poststop"]);
   });
 
   it("a stop script that outlives nicestoptimeout runs again with force, with forcestoptimeout", () => {
@@ -58,6 +58,14 @@ describe("scripts", () => {
     harness.finish([...harness.pending.keys()][0]!, { kind: "exited", code: 0 });
     expect(harness.node.state).toBe("STOP");
     expect(harness.scripts().slice(-3)).toEqual(["transition UP STOP stop", "stop_both UP STOP stop", "poststop UP STOP stop"]);
+  });
+
+  it("a start asked for while the module stops starts it again once stopped", () => {
+    const harness = new Harness(configOf(user), { script: (run) => (run.script === "stop_both" ? "pending" : { kind: "exited", code: 0 }) });
+    harness.deliver({ kind: "command", command: "start" }).deliver({ kind: "command", command: "stop" }).deliver({ kind: "command", command: "start" });
+    harness.finish([...harness.pending.keys()][0]!, { kind: "exited", code: 0 });
+    expect(harness.node.state).toBe("UP");
+    expect(harness.scripts().slice(-5)).toEqual(["poststop UP STOP stop", "transition STOP WAIT start", "prestart STOP WAIT start", "transition WAIT UP start", "start_both WAIT UP start"]);
   });
 });
 
@@ -110,7 +118,7 @@ describe("checkers and failover rules", () => {
 
   it("the tcp checker is not probed before start_both nor after stop_both", () => {
     const probedIn: string[] = [];
-    const harness = new Harness(configOf(tcp), { probe: () => (probedIn.push(harness.node.state), true) });
+    const harness: Harness = new Harness(configOf(tcp), { probe: () => (probedIn.push(harness.node.state), true) });
     harness.deliver({ kind: "command", command: "start" }).advance(5_000).deliver({ kind: "command", command: "stop" }).advance(5_000);
     expect(new Set(probedIn)).toEqual(new Set(["UP"]));
     expect(probedIn.length).toBeGreaterThanOrEqual(5);
@@ -182,6 +190,13 @@ describe("errd", () => {
     expect(harness.events("module.maxloop")).toEqual([]);
   });
 
+  it("a count that could not be made is skipped, not taken for a dead application", () => {
+    const harness = new Harness(configOf(errd('atleast="1" action="restart"')), { count: () => null });
+    harness.deliver({ kind: "command", command: "start" }).advance(3_000);
+    expect(harness.events("errd.count-failed")).toHaveLength(3);
+    expect(harness.events("module.action")).toEqual([]);
+  });
+
   it("noaction only logs", () => {
     const harness = new Harness(configOf(errd('action="noaction"')), { count: () => 0 });
     harness.deliver({ kind: "command", command: "start" }).advance(3_000);
@@ -191,7 +206,7 @@ describe("errd", () => {
 
   it("processes are not counted while the module is stopped", () => {
     const counted: string[] = [];
-    const harness = new Harness(configOf(errd("")), { count: () => (counted.push(harness.node.state), 1) });
+    const harness: Harness = new Harness(configOf(errd("")), { count: () => (counted.push(harness.node.state), 1) });
     harness.deliver({ kind: "command", command: "start" }).advance(3_000).deliver({ kind: "command", command: "stop" }).advance(3_000);
     expect(new Set(counted)).toEqual(new Set(["UP"]));
   });
