@@ -83,9 +83,15 @@ export function checkConfigDir(dir: string, clusterPath?: string): CheckReport {
   };
 }
 
+/** A module's name is its directory's: letters, digits, `_` and `-`, at most 64. Other
+ *  entries (`web.previous` kept by `module install --force`, `.web.install-…` staging)
+ *  are not modules. */
+export const moduleNamePattern = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+
 function listModuleDirs(modulesDir: string): string[] {
   if (!existsSync(modulesDir)) return [];
   return readdirSync(modulesDir)
+    .filter((entry) => moduleNamePattern.test(entry))
     .sort()
     .map((entry) => join(modulesDir, entry))
     .filter((path) => existsSync(join(path, "conf", "userconfig.xml")));

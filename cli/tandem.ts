@@ -4,9 +4,11 @@
 import { simCommand } from "./sim-command.ts";
 import { demoCommand } from "./demo-command.ts";
 import { configCommand } from "./config-command.ts";
+import { moduleCommand } from "./module-command.ts";
 
 const usage = `usage: tandem <command> [options]
   config  check a configuration: tandem config check [DIR] (cluster.xml and modules' userconfig.xml)
+  module  export, install and list module packages (NAME.safe, as SafeKit ships them): tandem module --help
   sim     run farm fault plans, a replay or a named scenario in the simulator (tandem sim --help)
   demo    watch a 3-node farm lose and regain a node, in the simulator`;
 
@@ -20,6 +22,8 @@ async function main(argv: readonly string[]): Promise<number> {
       return demoCommand(rest, print);
     case "config":
       return configCommand(rest, print);
+    case "module":
+      return moduleCommand(rest, print);
     case undefined:
     case "help":
     case "--help":
