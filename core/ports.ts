@@ -118,7 +118,10 @@ export type Probe =
   /** The interface that holds `localAddr` is up and running. */
   | { readonly kind: "intf"; readonly localAddr: string }
   /** `addr` is configured on this host. */
-  | { readonly kind: "ip"; readonly addr: string };
+  | { readonly kind: "ip"; readonly addr: string }
+  /** Another module is running and Ready (UP; PRIM or ALONE for a mirror): on this node
+   *  when `addr` is null, else on the node service at addr:port. */
+  | { readonly kind: "module"; readonly module: string; readonly addr: string | null; readonly port: number | null };
 
 export interface ProbeResult {
   readonly up: boolean;

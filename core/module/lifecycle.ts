@@ -602,9 +602,10 @@ function probeOf(checker: Checker): Probe | null {
       // The witness: reachable when any of the addresses answers (the first one is probed
       // here; the mirror module, which acts on it, probes them all).
       return checker.witnesses[0] === undefined ? null : { kind: "ping", addr: checker.witnesses[0] };
-    case "custom":
     case "module":
-      // Set from outside: by the custom program, or from the other module's state.
+      return { kind: "module", module: checker.module, addr: checker.addr, port: checker.port };
+    case "custom":
+      // Set from outside, by the custom program.
       return null;
   }
 }

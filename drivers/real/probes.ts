@@ -16,6 +16,9 @@ export interface RealProbeOptions {
   readonly pingPath?: string;
   /** Where the kernel describes network interfaces. */
   readonly sysClassNet?: string;
+  /** Whether a module of this node is running and Ready; null when there is no such
+   *  module. The node service, which runs every module, answers it. */
+  readonly moduleReady?: (module: string) => boolean | null;
 }
 
 const up: ProbeResult = Object.freeze({ up: true, detail: "" });
@@ -26,10 +29,12 @@ const interfaceFlagUp = 0x1;
 export class RealProbePort implements ProbePort {
   readonly #pingPath: string;
   readonly #sysClassNet: string;
+  readonly #moduleReady: (module: string) => boolean | null;
 
   constructor(options: RealProbeOptions = {}) {
     this.#pingPath = options.pingPath ?? "ping";
     this.#sysClassNet = options.sysClassNet ?? "/sys/class/net";
+    this.#moduleReady = options.moduleReady ?? (() => null);
   }
 
   probe(probe: Probe, timeoutMs: number, done: (result: ProbeResult) => void): void {
@@ -49,9 +54,24 @@ export class RealProbePort implements ProbePort {
         queueMicrotask(() => answer(holder === null ? down(`${probe.addr} is not configured on this host`) : up));
         return;
       }
+      case "module": {
+        const result = this.#probeModule(probe.module, probe.addr, probe.port);
+        queueMicrotask(() => answer(result));
+        return;
+      }
       default:
         return unreachable(probe);
     }
+  }
+
+  #probeModule(module: string, addr: string | null, port: number | null): ProbeResult {
+    if (addr !== null && interfaceHolding(addr) === null) {
+      // Asking another node's service needs its API, which arrives with the node service.
+      return down(`module ${module} on ${addr}:${port ?? "?"}: asking another node is not supported yet`);
+    }
+    const ready = this.#moduleReady(module);
+    if (ready === null) return down(`no module ${module} on this node`);
+    return ready ? up : down(`module ${module} is not running and Ready`);
   }
 
   #probePing(addr: string, timeoutMs: number, answer: (result: ProbeResult) => void): void {

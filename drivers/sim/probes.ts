@@ -33,6 +33,8 @@ export class SimProbePort implements ProbePort {
   /** `addr port` of the endpoints that accept connections. */
   readonly #listening = new Set<string>();
   readonly #interfaces = new Map<string, SimInterface>();
+  /** Modules running and Ready, as `name` (this node) or `name@addr`. */
+  readonly #modules = new Set<string>();
 
   constructor(queue: EventQueue, clockMs: () => number, latencyMs: number) {
     this.#queue = queue;
@@ -85,6 +87,16 @@ export class SimProbePort implements ProbePort {
     this.#interface(name).up = true;
   }
 
+  /** moduleUp: module `name` (on the node at addr, or on this node) is running and Ready. */
+  moduleUp(name: string, addr: string | null = null): void {
+    addBounded(this.#modules, moduleKey(name, addr));
+  }
+
+  /** moduleDown: module `name` is stopped, waiting or not Ready. */
+  moduleDown(name: string, addr: string | null = null): void {
+    this.#modules.delete(moduleKey(name, addr));
+  }
+
   /** slow: probes answer after `latencyMs` from now on (beyond a timeout, they time out). */
   slow(latencyMs: number): void {
     this.#latencyMs = checkLatency(latencyMs);
@@ -117,6 +129,9 @@ export class SimProbePort implements ProbePort {
       }
       case "ip":
         return this.#holding(probe.addr) === undefined ? down(`${probe.addr} is not configured on this host`) : up;
+      case "module":
+        if (probe.addr !== null && !this.#hosts.has(probe.addr)) return null;
+        return this.#modules.has(moduleKey(probe.module, probe.addr)) ? up : down(`module ${probe.module} is not running and Ready`);
       default:
         return unreachable(probe);
     }
@@ -148,4 +163,8 @@ function checkLatency(latencyMs: number): number {
   assert(Number.isFinite(latencyMs), `probe latency ${latencyMs} is not finite`);
   assert(latencyMs >= 0, `probe latency ${latencyMs} is negative`);
   return latencyMs;
+}
+
+function moduleKey(name: string, addr: string | null): string {
+  return addr === null ? name : `${name}@${addr}`;
 }

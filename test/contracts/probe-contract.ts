@@ -28,6 +28,9 @@ export interface ProbeHarness extends ProbeClock {
   readonly refused: Endpoint;
   /** A TCP endpoint that never answers a connection attempt. */
   readonly blackhole: Endpoint;
+  /** A module of this node that is running and Ready, and one that is stopped. */
+  readonly readyModule: string;
+  readonly stoppedModule: string;
   close(): Promise<void>;
 }
 
@@ -120,6 +123,12 @@ export function probeContract(name: string, createHarness: () => Promise<ProbeHa
     it("intf: an address no interface holds is down", async () => {
       const { result } = await answerOf(harness, { kind: "intf", localAddr: absentAddr }, quickTimeoutMs);
       expect(result).toEqual({ up: false, detail: `no interface holds ${absentAddr}` });
+    });
+
+    it("module: a module of this node running and Ready is up; a stopped one and an unknown one are down", async () => {
+      expect((await answerOf(harness, { kind: "module", module: harness.readyModule, addr: null, port: null }, quickTimeoutMs)).result).toEqual({ up: true, detail: "" });
+      expect((await answerOf(harness, { kind: "module", module: harness.stoppedModule, addr: null, port: null }, quickTimeoutMs)).result.up).toBe(false);
+      expect((await answerOf(harness, { kind: "module", module: "no-such-module", addr: null, port: null }, quickTimeoutMs)).result.up).toBe(false);
     });
 
     it("ping: 127.0.0.1 answers", async () => {

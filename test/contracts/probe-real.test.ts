@@ -93,7 +93,10 @@ async function realHarness(): Promise<ProbeHarness> {
   const blackhole = await blackholeEndpoint();
   return {
     ...realClock,
-    port: new RealProbePort(),
+    // The node service answers for its modules; here web runs and Ready, db is stopped.
+    port: new RealProbePort({ moduleReady: (module) => (module === "web" ? true : module === "db" ? false : null) }),
+    readyModule: "web",
+    stoppedModule: "db",
     listening: listening.endpoint,
     refused: await refusedEndpoint(),
     blackhole: blackhole.endpoint,

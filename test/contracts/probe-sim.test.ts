@@ -19,12 +19,15 @@ function simHarness(): ProbeHarness & { readonly world: SimProbePort } {
   world.addAddress("eth0", "192.0.2.2");
   world.hostUp("127.0.0.1");
   world.listen("127.0.0.1", 8080);
+  world.moduleUp("web");
   return {
     world,
     port: world,
     listening: { addr: "127.0.0.1", port: 8080 },
     refused: { addr: "127.0.0.1", port: 8081 },
     blackhole: { addr: "198.18.255.254", port: 80 },
+    readyModule: "web",
+    stoppedModule: "db",
     nowMs: () => nowMs,
     // Runs the queue's events in time order: virtual time, no waiting.
     waitUntil: async (condition, deadlineMs) => {

@@ -161,6 +161,16 @@ describe("checkers and failover rules", () => {
     expect(harness.pending.size).toBe(1);
   });
 
+  it("a module checker keeps this module waiting until the module it depends on is Ready", () => {
+    let databaseReady = false;
+    const harness = new Harness(configOf(`${user}<check><module name="db"/></check>`), { probe: (_, probe) => probe.kind === "module" && probe.module === "db" && databaseReady });
+    harness.deliver({ kind: "command", command: "start" }).advance(30_000);
+    expect(harness.node.state).toBe("WAIT");
+    databaseReady = true;
+    harness.advance(10_000);
+    expect(harness.node.state).toBe("UP");
+  });
+
   it("swap is a mirror action: a farm logs it and does nothing", () => {
     const harness = new Harness(configOf(`${user}<check><tcp ident="web" action="noaction"><to addr="127.0.0.1" port="80"/></tcp></check><failover handle_time="0" period="1s"><![CDATA[s: if (tcp.web == down) then swap();]]></failover>`), { probe: () => false });
     harness.deliver({ kind: "command", command: "start" }).advance(3_000);
