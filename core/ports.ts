@@ -134,3 +134,17 @@ export interface ProbePort {
    *  must not be re-entered), within `timeoutMs` plus scheduling slack. */
   probe(probe: Probe, timeoutMs: number, done: (result: ProbeResult) => void): void;
 }
+
+// ---- Node-to-node control stream ----
+
+/** One ordered, reliable, authenticated stream to each peer (admin commands travelling
+ *  between node services; later the mirror's replication). Messages to one peer arrive
+ *  in order, each at most once; while a peer is unreachable `send` drops, and the stream
+ *  reports the peer down, so that nothing waits on a message that will never arrive. */
+export interface StreamPort<Message> {
+  send(to: NodeId, message: Message): void;
+  /** Registers the one receiver of this node's messages. Never called before listen returns. */
+  listen(receive: (from: NodeId, message: Message) => void): void;
+  /** Registers the one receiver of connectivity changes: a peer's stream is up or down. */
+  watchPeers(report: (peer: NodeId, connected: boolean) => void): void;
+}
