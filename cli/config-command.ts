@@ -6,14 +6,13 @@
 // default $TANDEM_CONFIG_DIR or /etc/tandem) or one module's directory (conf/userconfig.xml),
 // checked alone, against --cluster FILE if given.
 
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
-import { basename, join, relative, resolve } from "node:path";
+import { existsSync, statSync } from "node:fs";
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { checkCluster, type ModuleFile } from "../core/config/cluster-checks.ts";
-import { readClusterXml } from "../core/config/cluster-xml.ts";
-import type { ClusterConfig } from "../core/config/module-config.ts";
 import { formatProblem, type ConfigProblem } from "../core/config/problems.ts";
-import { readUserconfig } from "../core/config/userconfig.ts";
+import { loadConfigDir } from "../service/config-load.ts";
+
+export { moduleNamePattern } from "../service/config-load.ts";
 
 export interface CheckReport {
   readonly modules: readonly string[];
@@ -53,54 +52,6 @@ export async function configCommand(argv: readonly string[], print: (line: strin
 
 /** Reads and checks a configuration or module directory; file names in problems are relative to `dir`. */
 export function checkConfigDir(dir: string, clusterPath?: string): CheckReport {
-  const single = existsSync(join(dir, "conf", "userconfig.xml"));
-  const moduleDirs = single ? [dir] : listModuleDirs(join(dir, "modules"));
-  const clusterFile = clusterPath ?? (single ? findUp(dir, "cluster.xml") : join(dir, "cluster.xml"));
-  const name = (path: string) => relative(dir, path) || basename(path);
-  const problems: ConfigProblem[] = [];
-  let cluster: ClusterConfig | null = null;
-  if (clusterFile !== undefined && existsSync(clusterFile)) {
-    const result = readClusterXml(name(clusterFile), readFileSync(clusterFile, "utf8"), process.env);
-    problems.push(...result.problems);
-    cluster = result.cluster;
-  } else {
-    problems.push({ severity: single ? "warning" : "error", code: "CONFIG_NO_CLUSTER", file: name(clusterFile ?? join(dir, "cluster.xml")), line: 0, column: 0, path: "", message: single ? "no cluster.xml found (give --cluster FILE): node and lan names are not checked" : "cluster.xml is missing: it names the cluster's nodes and networks" });
-  }
-  const files: ModuleFile[] = [];
-  for (const moduleDir of moduleDirs) {
-    const path = join(moduleDir, "conf", "userconfig.xml");
-    const result = readUserconfig({ moduleName: basename(moduleDir), file: name(path), text: readFileSync(path, "utf8"), environment: process.env });
-    problems.push(...result.problems);
-    if (result.module !== null && result.root !== null) files.push({ module: result.module, file: name(path), root: result.root });
-  }
-  problems.push(...checkCluster(cluster, name(clusterFile ?? "cluster.xml"), files));
-  problems.sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.column - b.column);
-  return {
-    modules: moduleDirs.map((moduleDir) => basename(moduleDir)),
-    problems,
-    errors: problems.filter((problem) => problem.severity === "error").length,
-    warnings: problems.filter((problem) => problem.severity === "warning").length,
-  };
-}
-
-/** A module's name is its directory's: letters, digits, `_` and `-`, at most 64. Other
- *  entries (`web.previous` kept by `module install --force`, `.web.install-…` staging)
- *  are not modules. */
-export const moduleNamePattern = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
-
-function listModuleDirs(modulesDir: string): string[] {
-  if (!existsSync(modulesDir)) return [];
-  return readdirSync(modulesDir)
-    .filter((entry) => moduleNamePattern.test(entry))
-    .sort()
-    .map((entry) => join(modulesDir, entry))
-    .filter((path) => existsSync(join(path, "conf", "userconfig.xml")));
-}
-
-/** cluster.xml in the module's directory or above it (a module inside DIR/modules/). */
-function findUp(dir: string, file: string): string | undefined {
-  for (let current = dir, depth = 0; depth < 4; current = resolve(current, ".."), depth++) {
-    if (existsSync(join(current, file))) return join(current, file);
-  }
-  return undefined;
+  const loaded = loadConfigDir(dir, clusterPath);
+  return { modules: loaded.modules.map((module) => module.name), problems: loaded.problems, errors: loaded.errors, warnings: loaded.warnings };
 }

@@ -1,12 +1,21 @@
 #!/usr/bin/env node
-// The `tandem` command line. Subcommands: sim, demo (more arrive with the node service).
+// The `tandem` command line: operate the local node service, check and package modules,
+// run the simulator.
 
 import { simCommand } from "./sim-command.ts";
 import { demoCommand } from "./demo-command.ts";
 import { configCommand } from "./config-command.ts";
 import { moduleCommand } from "./module-command.ts";
+import { daemonCommand } from "./daemon-command.ts";
+import { operateCommand, operateVerbs, type OperateVerb } from "./operate-command.ts";
 
 const usage = `usage: tandem <command> [options]
+  state      modules' states on this node: tandem state [-m MODULE] [--json] [-q: exit code 0 STOP, 1 WAIT, 2 UP]
+  start      start a module on this node: tandem start -m MODULE [--wait]; also stop, restart (its
+             application only) and stopstart
+  set        what a custom checker reports: tandem set -m MODULE -r custom.IDENT -v up|down
+  log        a module's last events: tandem log -m MODULE [-n COUNT] [--json]
+  daemon     run the node service in the foreground (systemd: packaging/tandem.service)
   config  check a configuration: tandem config check [DIR] (cluster.xml and modules' userconfig.xml)
   module  export, install and list module packages (NAME.safe, as SafeKit ships them): tandem module --help
   sim     run farm fault plans, a replay or a named scenario in the simulator (tandem sim --help)
@@ -24,6 +33,8 @@ async function main(argv: readonly string[]): Promise<number> {
       return configCommand(rest, print);
     case "module":
       return moduleCommand(rest, print);
+    case "daemon":
+      return daemonCommand(rest, print);
     case undefined:
     case "help":
     case "--help":
@@ -31,6 +42,7 @@ async function main(argv: readonly string[]): Promise<number> {
       print(usage);
       return command === undefined ? 2 : 0;
     default:
+      if ((operateVerbs as readonly string[]).includes(command)) return operateCommand(command as OperateVerb, rest, print);
       print(`tandem: unknown command "${command}"\n${usage}`);
       return 2;
   }

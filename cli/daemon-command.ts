@@ -1,0 +1,107 @@
+// `tandem daemon`: the node service in the foreground (systemd runs it so: packaging/
+// tandem.service). Logs are JSON lines on stdout, one per event, with module and node.
+// SIGTERM or SIGINT stops every module (their stop scripts run) and exits 0.
+
+import { networkInterfaces } from "node:os";
+import { mkdirSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import pino from "pino";
+import { formatProblem } from "../core/config/problems.ts";
+import type { ResourceState } from "../core/config/failover-rules.ts";
+import { RealClockPort } from "../drivers/real/clock.ts";
+import { RealProbePort } from "../drivers/real/probes.ts";
+import { RealProcessPort } from "../drivers/real/process.ts";
+import { loadConfigDir } from "../service/config-load.ts";
+import { listenControl, type ControlRequest } from "../service/control.ts";
+import { NodeService, type ModuleCommand } from "../service/node-service.ts";
+import { servicePaths } from "./service-paths.ts";
+
+const usage = `usage: tandem daemon [--config DIR] [--state DIR] [--log-dir DIR] [--socket PATH] [--node NAME]
+  runs the node service in the foreground; systemd's unit is packaging/tandem.service
+  --node NAME   this node's name in cluster.xml (default: the node whose address is on this host)`;
+
+export async function daemonCommand(argv: readonly string[], print: (line: string) => void): Promise<number> {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: { config: { type: "string" }, state: { type: "string" }, "log-dir": { type: "string" }, socket: { type: "string" }, node: { type: "string" }, help: { type: "boolean", short: "h", default: false } },
+    strict: true,
+  });
+  if (values.help) {
+    print(usage);
+    return 0;
+  }
+  const paths = servicePaths({ config: values.config, state: values.state, logDir: values["log-dir"], socket: values.socket });
+  const node = values.node ?? process.env["TANDEM_NODE"] ?? localNode(paths.configDir);
+  if (node === null) {
+    print(`tandem daemon: no node of ${join(paths.configDir, "cluster.xml")} has an address on this host; give --node NAME`);
+    return 2;
+  }
+  const logger = pino({ base: { node }, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } });
+  const service = new NodeService({
+    configDir: paths.configDir,
+    stateDir: paths.stateDir,
+    logDir: paths.logDir,
+    node,
+    log: (entry) => logger[entry.level]({ event: entry.event, ...entry.fields }),
+    drivers: {
+      clock: new RealClockPort(),
+      processes: (module, logDir) => new RealProcessPort({ binDir: join(module.dir, "bin"), logDir, log: (line) => logger.warn({ event: "process.driver", module: module.name, detail: line }) }),
+      probes: (moduleReady) => new RealProbePort({ moduleReady }),
+    },
+  });
+  const config = service.start();
+  for (const problem of config.problems) logger[problem.severity === "error" ? "error" : "warn"]({ event: "config.problem", detail: formatProblem(problem) });
+  mkdirSync(dirname(paths.socket), { recursive: true, mode: 0o700 });
+  const server = await listenControl(paths.socket, (request) => handleRequest(service, request));
+  logger.info({ event: "service.listening", socket: paths.socket });
+  await new Promise<void>((done) => {
+    const stop = (signal: string) => {
+      logger.info({ event: "service.signal", signal });
+      server.close();
+      void service.stop().then(done);
+    };
+    process.once("SIGTERM", () => stop("SIGTERM"));
+    process.once("SIGINT", () => stop("SIGINT"));
+  });
+  logger.flush();
+  return 0;
+}
+
+const commands = new Set<string>(["start", "stop", "restart", "stopstart"]);
+const states = new Set<string>(["up", "down", "init", "unknown"]);
+
+async function handleRequest(service: NodeService, request: ControlRequest): Promise<unknown> {
+  const module = typeof request.module === "string" ? request.module : undefined;
+  if (commands.has(request.verb)) {
+    if (module === undefined) throw new Error(`${request.verb} needs a module (-m NAME)`);
+    const view = service.command(module, request.verb as ModuleCommand);
+    if (request["wait"] !== true) return view;
+    const target = request.verb === "stop" ? "STOP" : "UP";
+    return service.waitFor(module, target, typeof request["timeoutMs"] === "number" ? request["timeoutMs"] : 600_000);
+  }
+  switch (request.verb) {
+    case "state":
+      return service.views(module);
+    case "set": {
+      const resource = request["resource"];
+      const value = request["value"];
+      if (module === undefined || typeof resource !== "string" || typeof value !== "string" || !states.has(value)) throw new Error("set needs -m MODULE -r CLASS.IDENT -v up|down");
+      return service.setResource(module, resource, value as ResourceState);
+    }
+    case "log":
+      if (module === undefined) throw new Error("log needs a module (-m NAME)");
+      return service.logs(module, typeof request["count"] === "number" ? request["count"] : 50);
+    default:
+      throw new Error(`unknown request ${request.verb}`);
+  }
+}
+
+/** The node of cluster.xml with an address configured on this host, if exactly one. */
+function localNode(configDir: string): string | null {
+  const cluster = loadConfigDir(resolve(configDir)).cluster;
+  if (cluster === null) return null;
+  const local = new Set(Object.values(networkInterfaces()).flatMap((addresses) => (addresses ?? []).map((address) => address.address)));
+  const nodes = new Set(cluster.lans.flatMap((lan) => lan.nodes.filter((node) => local.has(node.addr)).map((node) => node.name)));
+  return nodes.size === 1 ? [...nodes][0]! : null;
+}

@@ -1,0 +1,112 @@
+// The operator's commands, answered by the local node service over its control socket:
+//   tandem start|stop|restart|stopstart -m MODULE [--wait]
+//   tandem state [-m MODULE] [--json] [-q]
+//   tandem set -m MODULE -r CLASS.IDENT -v up|down      (a custom checker reporting)
+//   tandem log -m MODULE [-n COUNT] [--json]
+
+import { parseArgs } from "node:util";
+import type { LogEntry } from "../core/types.ts";
+import { requestControl } from "../service/control.ts";
+import type { ModuleView } from "../service/node-service.ts";
+import { servicePaths } from "./service-paths.ts";
+
+export const operateVerbs = ["start", "stop", "restart", "stopstart", "state", "set", "log"] as const;
+export type OperateVerb = (typeof operateVerbs)[number];
+
+/** SafeKit's `state -lq` exit codes, which operators' scripts test. */
+const stateExitCodes: Readonly<Record<string, number>> = { STOP: 0, WAIT: 1, ALONE: 2, UP: 2, PRIM: 3, SECOND: 4 };
+const requestTimeoutMs = 10_000;
+
+export async function operateCommand(verb: OperateVerb, argv: readonly string[], print: (line: string) => void): Promise<number> {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      module: { type: "string", short: "m" },
+      resource: { type: "string", short: "r" },
+      value: { type: "string", short: "v" },
+      count: { type: "string", short: "n" },
+      wait: { type: "boolean", default: false },
+      json: { type: "boolean", default: false },
+      quiet: { type: "boolean", short: "q", default: false },
+      socket: { type: "string" },
+    },
+    strict: true,
+  });
+  // A custom checker's program runs with SAFEMODULE set: `tandem set -r custom.x -v down` names its module.
+  const module = values.module ?? (verb === "set" ? process.env["SAFEMODULE"] : undefined);
+  const socket = servicePaths({ socket: values.socket }).socket;
+  const ask = (fields: Record<string, unknown>, timeoutMs = requestTimeoutMs) => requestControl(socket, verb, { ...(module === undefined ? {} : { module }), ...fields }, timeoutMs);
+  if (verb !== "state" && module === undefined) {
+    print(`tandem ${verb}: give the module with -m NAME`);
+    return 2;
+  }
+  try {
+    switch (verb) {
+      case "state": {
+        const views = (await ask({})) as ModuleView[];
+        if (values.quiet) return module === undefined ? 0 : (stateExitCodes[views[0]!.state] ?? 0);
+        if (values.json) print(JSON.stringify(views));
+        else for (const view of views) print(formatView(view, colours()));
+        return 0;
+      }
+      case "set": {
+        if (values.resource === undefined || values.value === undefined) {
+          print("tandem set: give the resource and its state: -r CLASS.IDENT -v up|down");
+          return 2;
+        }
+        const view = (await ask({ resource: values.resource, value: values.value })) as ModuleView;
+        print(formatView(view, colours()));
+        return 0;
+      }
+      case "log": {
+        const count = values.count === undefined ? 50 : Number(values.count);
+        if (!Number.isInteger(count) || count <= 0) {
+          print(`tandem log: -n ${values.count}: expected a positive whole number`);
+          return 2;
+        }
+        const entries = (await ask({ count })) as LogEntry[];
+        for (const entry of entries) print(values.json ? JSON.stringify(entry) : formatEntry(entry));
+        return 0;
+      }
+      default: {
+        const view = (await ask({ wait: values.wait }, values.wait ? 3_600_000 : requestTimeoutMs)) as ModuleView;
+        print(formatView(view, colours()));
+        return 0;
+      }
+    }
+  } catch (error) {
+    print(`tandem ${verb}: ${error instanceof Error ? error.message : String(error)}`);
+    return 1;
+  }
+}
+
+interface Colours {
+  readonly paint: (text: string, readiness: string, state: string) => string;
+}
+
+function colours(): Colours {
+  const enabled = process.stdout.isTTY === true && process.env["NO_COLOR"] === undefined;
+  return {
+    paint: (text, readiness, state) => {
+      if (!enabled) return text;
+      // Ready green, changing yellow, stopped or waiting red, as in SafeKit's console.
+      const code = state === "STOP" ? 90 : readiness === "Ready" ? 32 : readiness === "Transient" ? 33 : 31;
+      return `\u001b[${code}m${text}\u001b[0m`;
+    },
+  };
+}
+
+export function formatView(view: ModuleView, colours: Colours = { paint: (text) => text }): string {
+  const state = colours.paint(`${view.state} (${view.readiness})`, view.readiness, view.state);
+  const resources = Object.entries(view.resources).map(([name, value]) => `${name}=${value}`).join(" ");
+  const parts = [`${view.module.padEnd(16)} ${view.node.padEnd(10)} ${view.mode.padEnd(6)} ${state}`];
+  if (view.problem !== null) parts.push(`not run here: ${view.problem}`);
+  else if (view.goal === "stopped" && view.state !== "STOP") parts.push("stopping");
+  if (resources !== "") parts.push(resources);
+  return parts.join("  ");
+}
+
+function formatEntry(entry: LogEntry): string {
+  const { module: _module, node: _node, ...fields } = entry.fields;
+  return `${entry.level.toUpperCase().padEnd(5)} ${entry.event} ${Object.entries(fields).map(([key, value]) => `${key}=${value}`).join(" ")}`;
+}
