@@ -312,7 +312,7 @@ function onScriptDone(node: Lifecycle, nowMs: number, id: number, outcome: Scrip
   if (custom !== undefined) {
     // A custom checker's program should run as long as its class is enabled; if it ends,
     // nobody sets its resource any more, so it is down until restarted on the next interval.
-    log(effects, "warn", "checker.program-ended", node, { resource: custom[0], outcome: describe(outcome) });
+    log(effects, "warn", "checker.program-ended", node, { resource: custom[0], outcome: describeOutcome(outcome) });
     const customRuns = new Map(node.customRuns);
     customRuns.delete(custom[0]);
     return setResource({ ...node, customRuns }, custom[0], "down");
@@ -321,7 +321,7 @@ function onScriptDone(node: Lifecycle, nowMs: number, id: number, outcome: Scrip
   if (running === null || running.id !== id) return node;
   const change = node.plan[0]!;
   const failed = !(outcome.kind === "exited" && outcome.code === 0) && outcome.kind !== "missing";
-  log(effects, failed ? "warn" : "info", "script.done", node, { script: running.script, outcome: describe(outcome), force: running.force });
+  log(effects, failed ? "warn" : "info", "script.done", node, { script: running.script, outcome: describeOutcome(outcome), force: running.force });
   node = { ...node, running: null };
   if (outcome.kind === "timed-out" && running.stopping && !running.force) {
     // SafeKit's nice stop failed: the same stop script again, told to force.
@@ -330,11 +330,11 @@ function onScriptDone(node: Lifecycle, nowMs: number, id: number, outcome: Scrip
   if (failed && running.starting) {
     // The application may be half started: stop what ran, and try again as a counted
     // automatic action, so that a start that always fails ends in STOP, not a loop.
-    log(effects, "error", "script.start-failed", node, { script: running.script, outcome: describe(outcome) });
+    log(effects, "error", "script.start-failed", node, { script: running.script, outcome: describeOutcome(outcome) });
     const stopped: Lifecycle = { ...node, plan: [], step: 0 };
-    return automaticAction(stopped, nowMs, "stopstart", `${running.script} failed (${describe(outcome)})`, effects, running.script === "start_both");
+    return automaticAction(stopped, nowMs, "stopstart", `${running.script} failed (${describeOutcome(outcome)})`, effects, running.script === "start_both");
   }
-  if (failed && running.force) log(effects, "error", "script.force-failed", node, { script: running.script, outcome: describe(outcome) });
+  if (failed && running.force) log(effects, "error", "script.force-failed", node, { script: running.script, outcome: describeOutcome(outcome) });
   return { ...node, step: node.step + 1 };
 }
 
@@ -628,14 +628,15 @@ function withoutKey<K, V>(map: ReadonlyMap<K, V>, key: K): ReadonlyMap<K, V> {
   return copy;
 }
 
-function describe(outcome: ScriptOutcome): string {
+/** A script's outcome in words, for logs (the service's and the script's own log). */
+export function describeOutcome(outcome: ScriptOutcome): string {
   switch (outcome.kind) {
     case "exited":
       return `exit ${outcome.code}`;
     case "signalled":
       return `killed by ${outcome.signal}`;
     case "timed-out":
-      return "timed out";
+      return "timed out, process group killed";
     case "missing":
       return "missing (nothing to run)";
     case "not-started":

@@ -16,6 +16,7 @@ import { basename, isAbsolute, join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { assert } from "../../core/assert.ts";
 import type { ProcessPort, ProcessQuery, ScriptOutcome, ScriptRun } from "../../core/ports.ts";
+import { describeOutcome } from "../../core/module/lifecycle.ts";
 
 export interface RealProcessOptions {
   /** The module's `bin/`: where relative script names are looked up; the runs' cwd. */
@@ -302,20 +303,6 @@ function spawnFailure(error: NodeJS.ErrnoException): string {
   return describeError(error);
 }
 
-function describeOutcome(outcome: ScriptOutcome): string {
-  switch (outcome.kind) {
-    case "exited":
-      return `exit ${outcome.code}`;
-    case "signalled":
-      return `killed by ${outcome.signal}`;
-    case "timed-out":
-      return "timed out, process group killed";
-    case "missing":
-      return "missing";
-    case "not-started":
-      return `not started: ${outcome.reason}`;
-  }
-}
 
 function describeError(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
