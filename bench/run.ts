@@ -3,6 +3,7 @@
 
 import { bucketSpread, failoverSample, falseFailovers, percentile, planRate, safekitTimings, simulatorSpeed } from "./farm-bench.ts";
 import { defaultFarmTimings } from "../core/farm-config.ts";
+import { serviceFigures } from "./service-bench.ts";
 
 const quick = process.argv.includes("--quick");
 const runs = quick ? 20 : 40;
@@ -38,3 +39,12 @@ out(`4. False failovers, 3 idle nodes, ${idleMinutes} simulated minutes at 1 % l
 const falseOurs = falseFailovers(defaultFarmTimings, idleMinutes * 60_000);
 const falseTheirs = falseFailovers(safekitTimings, idleMinutes * 60_000);
 out(`   tandem ${falseOurs}   baseline ${falseTheirs}`);
+out();
+const windowSeconds = quick ? 10 : 30;
+out(`5. Node service (dist/), 3 light modules each with a tcp checker and an errd watch, ${windowSeconds} s windows (baseline: an idle Node process)`);
+const service = await serviceFigures(windowSeconds * 1_000);
+const row = (label: string, use: { rssMb: number; cpuPercent: number }) =>
+  out(`   ${label.padEnd(34)} RSS ${fixed(use.rssMb, 1).padStart(6)} MB (x${fixed(use.rssMb / service.baseline.rssMb, 2)} baseline; goal <= 100 MB)   CPU ${fixed(use.cpuPercent, 2).padStart(5)} % of a core (baseline ${fixed(service.baseline.cpuPercent, 2)} %; goal idle <= 1 %)`);
+row("idle (default intervals)", service.idle);
+row(`loaded (1 s intervals, ${fixed(service.requestsPerSecond)} requests/s)`, service.loaded);
+row("baseline: idle Node process", service.baseline);

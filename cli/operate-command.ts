@@ -8,10 +8,9 @@ import { parseArgs } from "node:util";
 import type { LogEntry } from "../core/types.ts";
 import { requestControl } from "../service/control.ts";
 import type { ModuleView } from "../service/node-service.ts";
+import type { OperateVerb } from "./operate-verbs.ts";
 import { servicePaths } from "./service-paths.ts";
 
-export const operateVerbs = ["start", "stop", "restart", "stopstart", "state", "set", "log"] as const;
-export type OperateVerb = (typeof operateVerbs)[number];
 
 /** SafeKit's `state -lq` exit codes, which operators' scripts test. */
 const stateExitCodes: Readonly<Record<string, number>> = { STOP: 0, WAIT: 1, ALONE: 2, UP: 2, PRIM: 3, SECOND: 4 };

@@ -2,12 +2,9 @@
 // The `tandem` command line: operate the local node service, check and package modules,
 // run the simulator.
 
-import { simCommand } from "./sim-command.ts";
-import { demoCommand } from "./demo-command.ts";
-import { configCommand } from "./config-command.ts";
-import { moduleCommand } from "./module-command.ts";
-import { daemonCommand } from "./daemon-command.ts";
-import { operateCommand, operateVerbs, type OperateVerb } from "./operate-command.ts";
+// Each command is imported when it runs: the node service must not carry the simulator
+// and fast-check in its memory, nor a quick `tandem state` wait for them to load.
+import { operateVerbs, type OperateVerb } from "./operate-verbs.ts";
 
 const usage = `usage: tandem <command> [options]
   state      modules' states on this node: tandem state [-m MODULE] [--json] [-q: exit code 0 STOP, 1 WAIT, 2 UP]
@@ -26,15 +23,15 @@ async function main(argv: readonly string[]): Promise<number> {
   const print = (line: string) => console.log(line);
   switch (command) {
     case "sim":
-      return simCommand(rest, print);
+      return (await import("./sim-command.ts")).simCommand(rest, print);
     case "demo":
-      return demoCommand(rest, print);
+      return (await import("./demo-command.ts")).demoCommand(rest, print);
     case "config":
-      return configCommand(rest, print);
+      return (await import("./config-command.ts")).configCommand(rest, print);
     case "module":
-      return moduleCommand(rest, print);
+      return (await import("./module-command.ts")).moduleCommand(rest, print);
     case "daemon":
-      return daemonCommand(rest, print);
+      return (await import("./daemon-command.ts")).daemonCommand(rest, print);
     case undefined:
     case "help":
     case "--help":
@@ -42,7 +39,7 @@ async function main(argv: readonly string[]): Promise<number> {
       print(usage);
       return command === undefined ? 2 : 0;
     default:
-      if ((operateVerbs as readonly string[]).includes(command)) return operateCommand(command as OperateVerb, rest, print);
+      if ((operateVerbs as readonly string[]).includes(command)) return (await import("./operate-command.ts")).operateCommand(command as OperateVerb, rest, print);
       print(`tandem: unknown command "${command}"\n${usage}`);
       return 2;
   }
