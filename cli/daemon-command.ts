@@ -3,16 +3,19 @@
 // SIGTERM or SIGINT stops every module (their stop scripts run) and exits 0.
 
 import { networkInterfaces } from "node:os";
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import pino from "pino";
 import { formatProblem } from "../core/config/problems.ts";
 import type { ResourceState } from "../core/config/failover-rules.ts";
+import type { LogEntry } from "../core/types.ts";
 import { RealClockPort } from "../drivers/real/clock.ts";
 import { RealProbePort } from "../drivers/real/probes.ts";
 import { RealProcessPort } from "../drivers/real/process.ts";
+import { clusterKeyProblem, WireKey } from "../drivers/real/wire.ts";
 import { loadConfigDir } from "../service/config-load.ts";
+import { createRealFarm } from "../service/farm-parts.ts";
 import { listenControl, type ControlRequest } from "../service/control.ts";
 import { NodeService, type ModuleCommand } from "../service/node-service.ts";
 import { servicePaths } from "./service-paths.ts";
@@ -38,19 +41,28 @@ export async function daemonCommand(argv: readonly string[], print: (line: strin
     return 2;
   }
   const logger = pino({ base: { node }, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } });
+  mkdirSync(paths.stateDir, { recursive: true, mode: 0o700 });
+  const incarnation = nextIncarnation(paths.stateDir);
+  const key = readClusterKey(join(paths.configDir, "cluster.key"));
+  if (typeof key === "string") logger.warn({ event: "service.no-cluster-key", detail: key });
+  const cluster = loadConfigDir(paths.configDir).cluster;
+  const log = (entry: LogEntry) => logger[entry.level]({ event: entry.event, ...entry.fields });
   const service = new NodeService({
     configDir: paths.configDir,
     stateDir: paths.stateDir,
     logDir: paths.logDir,
     node,
-    log: (entry) => logger[entry.level]({ event: entry.event, ...entry.fields }),
+    log,
     drivers: {
+      ...(typeof key === "string" || cluster === null
+        ? { farmUnavailable: typeof key === "string" ? key : "cluster.xml does not load" }
+        : { farm: (module) => createRealFarm({ module, cluster, node, key, incarnation, log }) }),
       clock: new RealClockPort(),
       processes: (module, logDir) => new RealProcessPort({ binDir: join(module.dir, "bin"), logDir, log: (line) => logger.warn({ event: "process.driver", module: module.name, detail: line }) }),
       probes: (moduleReady) => new RealProbePort({ moduleReady }),
     },
   });
-  const config = service.start();
+  const config = await service.start();
   for (const problem of config.problems) logger[problem.severity === "error" ? "error" : "warn"]({ event: "config.problem", detail: formatProblem(problem) });
   mkdirSync(dirname(paths.socket), { recursive: true, mode: 0o700 });
   const server = await listenControl(paths.socket, (request) => handleRequest(service, request));
@@ -95,6 +107,27 @@ async function handleRequest(service: NodeService, request: ControlRequest): Pro
     default:
       throw new Error(`unknown request ${request.verb}`);
   }
+}
+
+/** Grows at every start, also across a wiped state directory or a clock set back: peers
+ *  refuse messages of an older incarnation. */
+function nextIncarnation(stateDir: string): number {
+  const file = join(stateDir, "incarnation");
+  const stored = existsSync(file) ? Number(readFileSync(file, "utf8").trim()) : 0;
+  const incarnation = Math.max(Number.isSafeInteger(stored) ? stored + 1 : 0, Date.now());
+  writeFileSync(`${file}.tmp`, `${incarnation}\n`);
+  renameSync(`${file}.tmp`, file);
+  return incarnation;
+}
+
+/** The cluster key, or why there is none: every node holds the same secret file. */
+function readClusterKey(file: string): WireKey | string {
+  const howTo = `create it once (head -c 32 /dev/urandom > ${file}; chmod 600 ${file}) and copy it to every node`;
+  if (!existsSync(file)) return `no cluster key at ${file}: farm modules need one to authenticate their heartbeats; ${howTo}`;
+  if ((statSync(file).mode & 0o077) !== 0) return `${file} can be read by other users than root: chmod 600 ${file}`;
+  const bytes = readFileSync(file);
+  const problem = clusterKeyProblem(bytes);
+  return problem === null ? new WireKey(bytes) : `${file}: ${problem}`;
 }
 
 /** The node of cluster.xml with an address configured on this host, if exactly one. */

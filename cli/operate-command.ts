@@ -99,6 +99,7 @@ export function formatView(view: ModuleView, colours: Colours = { paint: (text) 
   const state = colours.paint(`${view.state} (${view.readiness})`, view.readiness, view.state);
   const resources = Object.entries(view.resources).map(([name, value]) => `${name}=${value}`).join(" ");
   const parts = [`${view.module.padEnd(16)} ${view.node.padEnd(10)} ${view.mode.padEnd(6)} ${state}`];
+  if (view.farm !== null) parts.push(`farm ${view.farm.state}, ${view.farm.ownedBuckets}/${view.farm.bucketCount} buckets, members ${view.farm.members.join(",") || "-"}`);
   if (view.problem !== null) parts.push(`not run here: ${view.problem}`);
   else if (view.goal === "stopped" && view.state !== "STOP") parts.push("stopping");
   if (resources !== "") parts.push(resources);

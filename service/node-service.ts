@@ -2,20 +2,22 @@
 // each module's wanted state (started or stopped) under the state directory, and answers
 // the operator's commands. The decisions stay in the core; this is wiring.
 //
-// What runs here today: light and farm modules' life cycles (scripts, checkers, errd,
-// failover rules). The farm protocol over the network and the kernel filter join the same
-// composition when their real drivers are present; a mirror module is refused with a
-// message until the mirror issue brings it.
+// What runs here: light and farm modules' life cycles (scripts, checkers, errd, failover
+// rules) and, for a farm module, its protocol over the network and its kernel filter,
+// healthy while its life cycle is UP and Ready. A mirror module is refused with a message
+// until the mirror issue brings it.
 
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { initLifecycle, lifecycleConfig, type Lifecycle, type LifecycleEffect, type LifecycleInput } from "../core/module/lifecycle.ts";
 import type { ResourceState } from "../core/config/failover-rules.ts";
+import type { ModuleConfig } from "../core/config/module-config.ts";
 import type { ClockPort, LogPort, ProbePort, ProcessPort } from "../core/ports.ts";
 import type { LogEntry } from "../core/types.ts";
 import type { StepResult } from "../core/types.ts";
 import { createModuleRuntime, type ModuleRuntime } from "../runtime/module-runtime.ts";
 import { loadConfigDir, type LoadedConfig, type LoadedModule } from "./config-load.ts";
+import type { FarmParts, FarmView } from "./farm-parts.ts";
 
 export type ModuleCommand = "start" | "stop" | "restart" | "stopstart";
 
@@ -24,6 +26,11 @@ export interface ServiceDrivers {
   /** One process port per module: scripts run from its bin/ and log to its log directory. */
   processes(module: LoadedModule, logDir: string): ProcessPort;
   probes(moduleReady: (module: string) => boolean | null): ProbePort;
+  /** A farm module's protocol and filter; absent where farm modules cannot run (the
+   *  message says why). */
+  farm?: (module: ModuleConfig) => Promise<FarmParts>;
+  /** Why farm modules cannot run here, when `farm` is absent. */
+  farmUnavailable?: string;
 }
 
 export interface NodeServiceOptions {
@@ -47,6 +54,8 @@ export interface ModuleView {
   readonly resources: Readonly<Record<string, ResourceState>>;
   /** Why the module does not run here, when it does not. */
   readonly problem: string | null;
+  /** A farm module's membership and buckets on this node. */
+  readonly farm: FarmView | null;
 }
 
 /** The last log events kept per module for `tandem log`. */
@@ -55,6 +64,7 @@ export const logRingSize = 2_000;
 interface ModuleHandle {
   readonly loaded: LoadedModule;
   readonly runtime: ModuleRuntime | null;
+  readonly farm: FarmParts | null;
   readonly problem: string | null;
   readonly logs: LogEntry[];
   readonly waiters: Set<() => void>;
@@ -70,17 +80,17 @@ export class NodeService {
 
   /** Loads the configuration and starts each module that should run. A module whose
    *  file has errors does not run (its view says why); the result lists every problem. */
-  start(): LoadedConfig {
+  async start(): Promise<LoadedConfig> {
     const config = loadConfigDir(this.#options.configDir);
     mkdirSync(join(this.#options.stateDir, "modules"), { recursive: true });
     const cluster = config.cluster;
     if (cluster !== null && !cluster.nodeNames.includes(this.#options.node)) {
       throw new Error(`node ${this.#options.node} is not in cluster.xml (its nodes: ${cluster.nodeNames.join(", ")}); give --node NAME`);
     }
-    for (const loaded of config.modules) this.#modules.set(loaded.name, this.#createModule(loaded));
+    for (const loaded of config.modules) this.#modules.set(loaded.name, await this.#createModule(loaded));
     this.#serviceLog("info", "service.started", { modules: [...this.#modules.keys()].join(","), errors: config.errors, warnings: config.warnings });
     for (const handle of this.#modules.values()) {
-      if (handle.runtime !== null && this.#shouldStartAtBoot(handle)) handle.runtime.deliver({ kind: "command", command: "start" });
+      if (handle.runtime !== null && this.#shouldStartAtBoot(handle)) this.#deliver(handle, "start");
     }
     return config;
   }
@@ -89,16 +99,24 @@ export class NodeService {
   async stop(): Promise<void> {
     this.#serviceLog("info", "service.stopping", {});
     const stopping = [...this.#modules.values()].filter((handle) => handle.runtime !== null);
-    for (const handle of stopping) handle.runtime!.deliver({ kind: "command", command: "stop" });
+    for (const handle of stopping) this.#deliver(handle, "stop");
     await Promise.all(stopping.map((handle) => this.#until(handle, (state) => state.state === "STOP" && state.running === null)));
+    await Promise.all(stopping.map((handle) => handle.farm?.close()));
     this.#serviceLog("info", "service.stopped", {});
   }
 
   command(module: string, command: ModuleCommand): ModuleView {
     const handle = this.#handle(module);
     if (command === "start" || command === "stop") this.#saveGoal(module, command === "start" ? "running" : "stopped");
-    handle.runtime!.deliver({ kind: "command", command });
+    this.#deliver(handle, command);
     return this.#view(handle);
+  }
+
+  /** A farm node joins on start and leaves on stop at once: the others take its buckets
+   *  before its stop scripts run. */
+  #deliver(handle: ModuleHandle, command: ModuleCommand): void {
+    if (command === "start" || command === "stop") handle.farm?.runtime.deliver({ kind: command });
+    handle.runtime!.deliver({ kind: "command", command });
   }
 
   /** `tandem set -r custom.x -v down`: what a custom checker's program reports. */
@@ -146,13 +164,24 @@ export class NodeService {
 
   // ---- modules ----
 
-  #createModule(loaded: LoadedModule): ModuleHandle {
+  async #createModule(loaded: LoadedModule): Promise<ModuleHandle> {
     const logs: LogEntry[] = [];
     const waiters = new Set<() => void>();
-    const problem = loaded.config === null ? "its configuration has errors (tandem config check)" : loaded.config.mode === "mirror" ? "mirror modules do not run on the node service yet" : null;
-    if (problem !== null || loaded.config === null) {
-      this.#serviceLog("error", "module.not-run", { module: loaded.name, reason: problem ?? "" });
-      return { loaded, runtime: null, problem, logs, waiters };
+    const notRun = (problem: string): ModuleHandle => {
+      this.#serviceLog("error", "module.not-run", { module: loaded.name, reason: problem });
+      return { loaded, runtime: null, farm: null, problem, logs, waiters };
+    };
+    if (loaded.config === null) return notRun("its configuration has errors (tandem config check)");
+    if (loaded.config.mode === "mirror") return notRun("mirror modules do not run on the node service yet");
+    let farm: FarmParts | null = null;
+    if (loaded.config.mode === "farm") {
+      const create = this.#options.drivers.farm;
+      if (create === undefined) return notRun(`farm modules cannot run here: ${this.#options.drivers.farmUnavailable ?? "no farm driver"}`);
+      try {
+        farm = await create(loaded.config);
+      } catch (error) {
+        return notRun(`its farm could not be set up: ${error instanceof Error ? error.message : String(error)}`);
+      }
     }
     const logDir = join(this.#options.logDir, loaded.name);
     mkdirSync(logDir, { recursive: true });
@@ -173,10 +202,10 @@ export class NodeService {
     const runtime = createModuleRuntime(
       initLifecycle(config),
       { clock: drivers.clock, processes: drivers.processes(loaded, logDir), probes: drivers.probes((name) => this.moduleReady(name)), log },
-      () => {},
+      (ready) => farm?.setReady(ready),
       observe,
     );
-    return { loaded, runtime, problem: null, logs, waiters };
+    return { loaded, runtime, farm, problem: null, logs, waiters };
   }
 
   #shouldStartAtBoot(handle: ModuleHandle): boolean {
@@ -220,6 +249,7 @@ export class NodeService {
       goal: state?.goal ?? "stopped",
       resources: Object.fromEntries(state?.resources ?? []),
       problem: handle.problem,
+      farm: handle.farm?.view() ?? null,
     };
   }
 
