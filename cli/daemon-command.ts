@@ -16,18 +16,22 @@ import { RealProcessPort } from "../drivers/real/process.ts";
 import { clusterKeyProblem, WireKey } from "../drivers/real/wire.ts";
 import { loadConfigDir } from "../service/config-load.ts";
 import { createRealFarm } from "../service/farm-parts.ts";
+import { adminCodec, PeerAdmin, type AdminMessage } from "../service/peer-admin.ts";
+import { RealStreamPort, streamTopologyOf } from "../drivers/real/streams.ts";
 import { listenControl, type ControlRequest } from "../service/control.ts";
 import { NodeService, type ModuleCommand } from "../service/node-service.ts";
 import { servicePaths } from "./service-paths.ts";
 
-const usage = `usage: tandem daemon [--config DIR] [--state DIR] [--log-dir DIR] [--socket PATH] [--node NAME]
+const peerPortDefault = 9_452;
+const usage = `usage: tandem daemon [--config DIR] [--state DIR] [--log-dir DIR] [--socket PATH] [--node NAME] [--peer-port N]
   runs the node service in the foreground; systemd's unit is packaging/tandem.service
-  --node NAME   this node's name in cluster.xml (default: the node whose address is on this host)`;
+  --node NAME     this node's name in cluster.xml (default: the node whose address is on this host)
+  --peer-port N   the TCP port node services talk on, the same on every node (default ${peerPortDefault})`;
 
 export async function daemonCommand(argv: readonly string[], print: (line: string) => void): Promise<number> {
   const { values } = parseArgs({
     args: [...argv],
-    options: { config: { type: "string" }, state: { type: "string" }, "log-dir": { type: "string" }, socket: { type: "string" }, node: { type: "string" }, help: { type: "boolean", short: "h", default: false } },
+    options: { config: { type: "string" }, state: { type: "string" }, "log-dir": { type: "string" }, socket: { type: "string" }, node: { type: "string" }, "peer-port": { type: "string" }, help: { type: "boolean", short: "h", default: false } },
     strict: true,
   });
   if (values.help) {
@@ -63,15 +67,33 @@ export async function daemonCommand(argv: readonly string[], print: (line: strin
     },
   });
   const config = await service.start();
+  const handle = (request: ControlRequest) => handleRequest(service, request);
+  // Other nodes' services: commands with -H travel on the authenticated control stream.
+  let peers: { admin: PeerAdmin; nodes: readonly string[]; close: () => Promise<void> } | null = null;
+  if (typeof key !== "string" && cluster !== null) {
+    const peerPort = Number(values["peer-port"] ?? process.env["TANDEM_PEER_PORT"] ?? peerPortDefault);
+    if (!Number.isInteger(peerPort) || peerPort < 1 || peerPort > 65_535) {
+      print(`tandem daemon: --peer-port ${values["peer-port"] ?? process.env["TANDEM_PEER_PORT"]}: expected a TCP port, 1 to 65535`);
+      await service.stop();
+      return 2;
+    }
+    const topology = streamTopologyOf(cluster, node);
+    const stream = new RealStreamPort<AdminMessage>({ self: node, incarnation, key, port: peerPort, listen: topology.listen, peers: topology.peers, codec: adminCodec, log });
+    await stream.open();
+    peers = { admin: new PeerAdmin(node, stream, handle), nodes: cluster.nodeNames, close: () => stream.close() };
+  }
   for (const problem of config.problems) logger[problem.severity === "error" ? "error" : "warn"]({ event: "config.problem", detail: formatProblem(problem) });
   mkdirSync(dirname(paths.socket), { recursive: true, mode: 0o700 });
-  const server = await listenControl(paths.socket, (request) => handleRequest(service, request));
+  const server = await listenControl(paths.socket, (request) => (request.verb === "relay" ? relay(peers, request, handle) : handle(request)));
   logger.info({ event: "service.listening", socket: paths.socket });
   await new Promise<void>((done) => {
     const stop = (signal: string) => {
       logger.info({ event: "service.signal", signal });
       server.close();
-      void service.stop().then(done);
+      void service
+        .stop()
+        .then(() => peers?.close())
+        .then(done);
     };
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));
@@ -81,6 +103,18 @@ export async function daemonCommand(argv: readonly string[], print: (line: strin
 }
 
 const commands = new Set<string>(["start", "stop", "restart", "stopstart"]);
+
+/** `tandem -H n1,n2 VERB`: asks each named node (`*`: every node of cluster.xml). */
+async function relay(peers: { admin: PeerAdmin; nodes: readonly string[] } | null, request: ControlRequest, handle: (request: ControlRequest) => Promise<unknown>): Promise<unknown> {
+  if (peers === null) throw new Error("-H needs the cluster key (cluster.key) and cluster.xml: this service talks to no other node");
+  const inner = request["request"] as ControlRequest | undefined;
+  const named = request["nodes"];
+  if (inner === undefined || typeof inner.verb !== "string" || !(named === "*" || (Array.isArray(named) && named.every((each) => typeof each === "string")))) throw new Error("relay needs nodes and a request");
+  const nodes = named === "*" ? peers.nodes : (named as string[]);
+  const unknown = nodes.filter((each) => !peers.nodes.includes(each));
+  if (unknown.length > 0) throw new Error(`no node ${unknown.join(", ")} in cluster.xml (its nodes: ${peers.nodes.join(", ")})`);
+  return peers.admin.ask(nodes, inner, handle, typeof request["timeoutMs"] === "number" ? request["timeoutMs"] : 10_000);
+}
 const states = new Set<string>(["up", "down", "init", "unknown"]);
 
 async function handleRequest(service: NodeService, request: ControlRequest): Promise<unknown> {

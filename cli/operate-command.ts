@@ -1,4 +1,5 @@
-// The operator's commands, answered by the local node service over its control socket:
+// The operator's commands, answered by the local node service over its control socket,
+// or with -H by the services of the nodes named (`-H n1,n2`, `-H '*'` for all):
 //   tandem start|stop|restart|stopstart -m MODULE [--wait]
 //   tandem state [-m MODULE] [--json] [-q]
 //   tandem set -m MODULE -r CLASS.IDENT -v up|down      (a custom checker reporting)
@@ -28,6 +29,7 @@ export async function operateCommand(verb: OperateVerb, argv: readonly string[],
       json: { type: "boolean", default: false },
       quiet: { type: "boolean", short: "q", default: false },
       socket: { type: "string" },
+      hosts: { type: "string", short: "H" },
     },
     strict: true,
   });
@@ -39,6 +41,7 @@ export async function operateCommand(verb: OperateVerb, argv: readonly string[],
     print(`tandem ${verb}: give the module with -m NAME`);
     return 2;
   }
+  if (values.hosts !== undefined) return onNodes(values.hosts, verb, module, values, socket, print);
   try {
     switch (verb) {
       case "state": {
@@ -77,6 +80,33 @@ export async function operateCommand(verb: OperateVerb, argv: readonly string[],
     print(`tandem ${verb}: ${error instanceof Error ? error.message : String(error)}`);
     return 1;
   }
+}
+
+/** `-H`: the local service relays the command to each node and returns every node's answer. */
+async function onNodes(hosts: string, verb: OperateVerb, module: string | undefined, values: { wait: boolean; json: boolean; resource?: string | undefined; value?: string | undefined; count?: string | undefined }, socket: string, print: (line: string) => void): Promise<number> {
+  const nodes = hosts.trim() === "*" ? "*" : hosts.split(",").map((each) => each.trim()).filter((each) => each !== "");
+  if (nodes !== "*" && nodes.length === 0) {
+    print(`tandem ${verb}: -H ${hosts}: expected node names separated by commas, or '*'`);
+    return 2;
+  }
+  const timeoutMs = values.wait ? 3_600_000 : requestTimeoutMs;
+  const request = { verb, ...(module === undefined ? {} : { module }), wait: values.wait, resource: values.resource, value: values.value, count: values.count === undefined ? undefined : Number(values.count) };
+  let answers: { node: string; ok: boolean; result?: unknown; error?: string }[];
+  try {
+    answers = (await requestControl(socket, "relay", { nodes, request, timeoutMs }, timeoutMs + 1_000)) as typeof answers;
+  } catch (error) {
+    print(`tandem ${verb}: ${error instanceof Error ? error.message : String(error)}`);
+    return 1;
+  }
+  if (values.json) print(JSON.stringify(answers));
+  else {
+    for (const answer of answers) {
+      if (!answer.ok) print(`${answer.node}: ${answer.error}`);
+      else if (verb === "log") for (const entry of answer.result as LogEntry[]) print(`${answer.node}: ${formatEntry(entry)}`);
+      else for (const view of [answer.result].flat() as ModuleView[]) print(formatView(view, colours()));
+    }
+  }
+  return answers.every((answer) => answer.ok) ? 0 : 1;
 }
 
 interface Colours {

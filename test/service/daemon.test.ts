@@ -1,71 +1,17 @@
 // The node service for real: `tandem daemon` in a child process with a light module whose
 // scripts are shell scripts, operated through `tandem` commands over its control socket.
 
-import { spawn, type ChildProcess } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { runCli } from "../cli/run-cli.ts";
+import { DaemonHarness, exited, traceOf, until } from "./daemon-harness.ts";
 
-const cli = fileURLToPath(new URL("../../cli/tandem.ts", import.meta.url));
-const root = mkdtempSync(join(tmpdir(), "tandem-daemon-"));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
-
-interface Setup {
-  readonly dir: string;
-  readonly socket: string;
-  readonly trace: string;
-  readonly flags: string[];
-}
-
-let count = 0;
-/** A configuration with one light module `app`: every script appends its name and arguments to a trace file. */
-function setup(check = ""): Setup {
-  const dir = join(root, `node${count++}`);
-  const trace = join(dir, "trace");
-  const bin = join(dir, "config", "modules", "app", "bin");
-  mkdirSync(join(dir, "config", "modules", "app", "conf"), { recursive: true });
-  mkdirSync(bin, { recursive: true });
-  writeFileSync(join(dir, "config", "cluster.xml"), `<cluster><lans><lan name="default"><node name="n1" addr="127.0.0.1"/></lan></lans></cluster>`);
-  writeFileSync(
-    join(dir, "config", "modules", "app", "conf", "userconfig.xml"),
-    `<safe><service mode="light"><user nicestoptimeout="5s" forcestoptimeout="5s"><var name="TRACE" value="${trace}"/></user>${check}</service></safe>`,
-  );
-  for (const script of ["transition", "prestart", "start_both", "stop_both", "poststop"]) {
-    writeFileSync(join(bin, script), `#!/bin/sh\necho "$(basename "$0") $* module=$SAFEMODULE" >> "$TRACE"\n`);
-    chmodSync(join(bin, script), 0o755);
-  }
-  const socket = join(dir, "tandem.sock");
-  return { dir, socket, trace, flags: ["--config", join(dir, "config"), "--state", join(dir, "state"), "--log-dir", join(dir, "log"), "--socket", socket, "--node", "n1"] };
-}
-
-const daemons: ChildProcess[] = [];
-afterEach(() => {
-  for (const daemon of daemons.splice(0)) daemon.kill("SIGKILL");
-});
-
-async function startDaemon(node: Setup): Promise<{ daemon: ChildProcess; output: () => string }> {
-  const daemon = spawn(process.execPath, [cli, "daemon", ...node.flags], { stdio: ["ignore", "pipe", "pipe"] });
-  daemons.push(daemon);
-  let output = "";
-  daemon.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  daemon.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  await until(() => output.includes('"event":"service.listening"'), 10_000, () => `the daemon did not start listening:\n${output}`);
-  return { daemon, output: () => output };
-}
-
-async function until(condition: () => boolean, timeoutMs: number, why: () => string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(why());
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
-const traceOf = (node: Setup) => (existsSync(node.trace) ? readFileSync(node.trace, "utf8").trim().split("\n") : []);
-const exited = (daemon: ChildProcess) => new Promise<number | null>((resolve) => daemon.once("exit", (code) => resolve(code)));
+const harness = new DaemonHarness();
+afterEach(() => harness.killAll());
+afterAll(() => harness.remove());
+const setup = (check?: string) => harness.setup(check === undefined ? {} : { check });
+const startDaemon = (node: ReturnType<typeof setup>) => harness.start(node);
 
 describe("tandem daemon", () => {
   it("starts and stops a module with SafeKit's scripts, reports its state, and stops it on SIGTERM", async () => {
@@ -106,8 +52,7 @@ describe("tandem daemon", () => {
 
   it("a custom checker's report through tandem set restarts the application", async () => {
     const node = setup(`<check><custom ident="probe" exec="checker"/></check><failover period="200ms" handle_time="0"/>`);
-    writeFileSync(join(node.dir, "config", "modules", "app", "bin", "checker"), "#!/bin/sh\nexec sleep 60\n");
-    chmodSync(join(node.dir, "config", "modules", "app", "bin", "checker"), 0o755);
+    harness.script(node, "checker", "exec sleep 60");
     await startDaemon(node);
     expect(runCli(["start", "-m", "app", "--wait", "--socket", node.socket]).code).toBe(0);
     await until(() => JSON.parse(runCli(["state", "--json", "--socket", node.socket]).output)[0].resources["custom.probe"] === "init", 10_000, () => "the custom checker never started");
