@@ -135,6 +135,13 @@ async function handleRequest(service: NodeService, request: ControlRequest): Pro
       if (module === undefined || typeof resource !== "string" || typeof value !== "string" || !states.has(value)) throw new Error("set needs -m MODULE -r CLASS.IDENT -v up|down");
       return service.setResource(module, resource, value as ResourceState);
     }
+    case "prim":
+    case "second":
+    case "swap": {
+      if (module === undefined) throw new Error(`${request.verb} needs a module (-m NAME)`);
+      const view = service.views(module)[0]!;
+      throw new Error(`${request.verb} applies to mirror modules (a primary and a secondary); ${module} is a ${view.mode} module${view.mode === "mirror" ? ", and mirror modules do not run on the node service yet" : ""}`);
+    }
     case "log":
       if (module === undefined) throw new Error("log needs a module (-m NAME)");
       return service.logs(module, typeof request["count"] === "number" ? request["count"] : 50);

@@ -34,7 +34,7 @@ export const adminCodec: PayloadCodec<AdminMessage> = {
 };
 
 /** Verbs another node may ask for; `relay` is not one (no command travels twice). */
-const remoteVerbs = new Set(["state", "start", "stop", "restart", "stopstart", "set", "log"]);
+const remoteVerbs = new Set(["state", "start", "stop", "restart", "stopstart", "set", "log", "prim", "second", "swap"]);
 
 export class PeerAdmin {
   readonly #self: NodeId;

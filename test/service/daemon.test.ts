@@ -70,6 +70,8 @@ describe("tandem daemon", () => {
     const unknown = runCli(["start", "-m", "web", "--socket", node.socket]);
     expect([unknown.code, unknown.output]).toEqual([1, expect.stringContaining("no module web on this node (its modules: app)")]);
     expect(runCli(["start", "--socket", node.socket]).code).toBe(2);
+    const prim = runCli(["prim", "-m", "app", "--socket", node.socket]);
+    expect([prim.code, prim.output]).toEqual([1, expect.stringContaining("prim applies to mirror modules (a primary and a secondary); app is a light module")]);
     const second = runCli(["daemon", ...node.flags]);
     expect([second.code, second.output]).toEqual([2, expect.stringContaining("already listens")]);
   });
