@@ -260,7 +260,9 @@ function onStart(node: FarmNode, nowMs: number, effects: FarmEffect[]): FarmNode
   }
   effects.push({ kind: "timer-arm", timer: "tick", afterMs: node.config.timings.heartbeatIntervalMs });
   log(effects, "info", "farm.start", node, {});
-  return { ...node, state: "WAIT", healthy: true, settled: false, settleByTimeout: false, startedMs: nowMs, lastTickMs: nowMs, peers: freshPeers(node.config, node.self) };
+  // Health is its own input (the module's life cycle, the application's checker): a node
+  // started before its application is ready must not join on a health it never reported.
+  return { ...node, state: "WAIT", settled: false, settleByTimeout: false, startedMs: nowMs, lastTickMs: nowMs, peers: freshPeers(node.config, node.self) };
 }
 
 function onStop(node: FarmNode, nowMs: number, effects: FarmEffect[]): FarmNode {

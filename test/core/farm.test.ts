@@ -714,8 +714,8 @@ function applyFault(harness: FarmHarness, model: ModelNode[], fault: Fault): voi
       model[fault.node]!.started = false;
       return harness.stop(id(fault.node));
     case "start":
-      // The core starts a node healthy; the checker reports again when it fails.
-      if (!model[fault.node]!.started) model[fault.node] = { started: true, healthy: true };
+      // Starting keeps the health last reported: health is its own input.
+      model[fault.node]!.started = true;
       return harness.start(id(fault.node));
     case "crash":
       model[fault.node] = { started: false, healthy: true };
