@@ -3,12 +3,44 @@
 // only it may change the table, and the kernel deletes the table when the socket closes,
 // which happens when the object is closed, collected, or the process dies.
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <nftables/libnftables.h>
+#include <sys/socket.h>
+
+#include <cstdlib>
 
 #include "common.h"
 
 namespace tandem {
 namespace {
+
+// libnftables opens its netlink socket without SOCK_CLOEXEC (mnl_socket_open), so every
+// process the service spawns (module scripts, and the daemons they leave running) would
+// inherit it and keep it open after the service died, and with it the `flags owner`
+// tables: a crashed service's node would keep its filter (accepting until the lease ran
+// out) and the next service would find the tables busy. libnftables does not expose the
+// socket, so every netlink socket of the process is marked close-on-exec: none is meant
+// for a child. Run on the JS thread, which is also the one that spawns children, so no
+// child can be spawned between the socket's creation (in nft_ctx_new; libnftables never
+// reopens it since nft_mnl_socket_reopen was removed in 0.9.9, the release that brought
+// `flags owner`) and this.
+void NetlinkSocketsCloseOnExec() {
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return;
+  const int own = dirfd(dir);
+  while (dirent* entry = readdir(dir)) {
+    char* end = nullptr;
+    const long fd = std::strtol(entry->d_name, &end, 10);
+    if (end == entry->d_name || *end != '\0' || fd == own) continue;
+    int domain = 0;
+    socklen_t length = sizeof domain;
+    if (getsockopt(static_cast<int>(fd), SOL_SOCKET, SO_DOMAIN, &domain, &length) != 0 || domain != AF_NETLINK) continue;
+    const int flags = fcntl(static_cast<int>(fd), F_GETFD);
+    if (flags >= 0 && (flags & FD_CLOEXEC) == 0) fcntl(static_cast<int>(fd), F_SETFD, flags | FD_CLOEXEC);
+  }
+  closedir(dir);
+}
 
 class NftContext : public Napi::ObjectWrap<NftContext> {
  public:
@@ -28,6 +60,7 @@ class NftContext : public Napi::ObjectWrap<NftContext> {
       ctx_ = nullptr;
       throw Napi::Error::New(info.Env(), "nft: cannot buffer libnftables output");
     }
+    NetlinkSocketsCloseOnExec();
   }
 
   ~NftContext() override { Free(); }
