@@ -8,12 +8,13 @@ import { toFarmConfig } from "../core/config/to-farm.ts";
 import type { ClusterConfig, ModuleConfig } from "../core/config/module-config.ts";
 import { hashString32 } from "../core/hash.ts";
 import { createFarmNode, type FarmState } from "../core/farm.ts";
+import type { FarmConfig } from "../core/farm-config.ts";
 import type { FilterPort } from "../core/ports.ts";
 import type { LogEntry, NodeId } from "../core/types.ts";
 import { RealClockPort } from "../drivers/real/clock.ts";
 import { datagramRingsOf, RealDatagramPort, type DatagramStats } from "../drivers/real/datagrams.ts";
 import { farmHeartbeatCodec } from "../drivers/real/farm-codec.ts";
-import { RealFilterPort } from "../drivers/real/filter.ts";
+import { RealFilterPort, realFilterOptions } from "../drivers/real/filter.ts";
 import type { WireKey } from "../drivers/real/wire.ts";
 import { createFarmRuntime, type FarmRuntime } from "../runtime/farm-runtime.ts";
 
@@ -61,7 +62,7 @@ export async function createRealFarm(options: RealFarmOptions): Promise<FarmPart
   await datagrams.open();
   let filter: FilterPort & { close(): void };
   try {
-    filter = createFilter(module, config.bucketCount, config.hashSeed, config.rules, rings[0]!.localAddr, (line) => log({ level: "info", event: "filter.driver", fields: { detail: line } }));
+    filter = createFilter(module, config, rings[0]!.localAddr, (line) => log({ level: "info", event: "filter.driver", fields: { detail: line } }));
   } catch (error) {
     await datagrams.close();
     throw error;
@@ -75,6 +76,8 @@ export async function createRealFarm(options: RealFarmOptions): Promise<FarmPart
     application: { restart: () => {}, watchHealth: (receiver) => (report = receiver) },
     log: { write: log },
   });
+  // Not healthy until the life cycle reports UP and Ready: a node whose application does
+  // not listen yet must not take buckets (the kernel would reset their new connections).
   report(false);
   return {
     runtime,
@@ -90,12 +93,15 @@ export async function createRealFarm(options: RealFarmOptions): Promise<FarmPart
 
 /** The module's filter, or one that does nothing for a farm without a VIP (a load balancer
  *  then asks each node's health URL instead). */
-function createFilter(module: ModuleConfig, bucketCount: number, hashSeed: number, rules: RealFilterPort["options"]["rules"], localAddr: string, log: (line: string) => void): FilterPort & { close(): void } {
+function createFilter(module: ModuleConfig, config: FarmConfig, localAddr: string, log: (line: string) => void): FilterPort & { close(): void } {
   const virtual = (module.vip?.interfaces ?? []).flatMap((each) => (each.virtualInterface === null ? [] : [each.virtualInterface]));
   const vips = virtual.flatMap((each) => each.virtualAddrs.map((addr) => addr.addr));
-  if (vips.length === 0) return { apply: () => {}, renew: () => {}, setVip: () => {}, close: () => {} };
+  if (module.vip === null || vips.length === 0) return { apply: () => {}, renew: () => {}, setVip: () => {}, close: () => {} };
   const interfaceName = Object.entries(networkInterfaces()).find(([, addresses]) => (addresses ?? []).some((address) => address.address === localAddr))?.[0];
   if (interfaceName === undefined) throw new Error(`no interface of this host holds ${localAddr}, this node's address in cluster.xml`);
-  const virtualMac = virtual.find((each) => each.type === "vmac_invisible")?.mac ?? null;
-  return new RealFilterPort({ module: module.name, vips, interfaceName, virtualMac, bucketCount, hashSeed, rules, log });
+  // realFilterOptions derives vmac_invisible's MAC from the VIP when the file leaves `addr`
+  // out (as SafeKit does). Taking `mac` as written would give null there, i.e. ARP answered
+  // with each node's own MAC (vmac_directed): the client would then send everything to
+  // whichever node answered last, and the other nodes' buckets would never be served.
+  return new RealFilterPort(realFilterOptions(config, module.vip, interfaceName, log));
 }
