@@ -318,3 +318,22 @@ describe("FarmWorld determinism", () => {
     expect(world.trace).toEqual([]);
   });
 });
+
+describe("FarmWorld: a module started while its application is failing", () => {
+  // Found in the namespace lab: starting a stopped node counted it healthy again, so it
+  // took buckets before its application answered and the kernel reset their connections.
+  it("stays out of the farm until its application is healthy again", () => {
+    const world = startedWorld();
+    world.breakApp("n2");
+    world.runFor(1000);
+    world.stopModule("n2");
+    world.runFor(500);
+    world.startModule("n2");
+    world.runFor(2000);
+    expect(upIds(world)).toEqual(["n1", "n3"]);
+    expect(world.node("n2").kernel.effectiveOwned(world.nowMs).size()).toBe(0);
+    world.repairApp("n2");
+    world.runFor(2000);
+    expect(upIds(world)).toEqual(["n1", "n2", "n3"]);
+  });
+});
