@@ -18,7 +18,8 @@ const usage = `usage: tandem <command> [options]
   config  check a configuration: tandem config check [DIR] (cluster.xml and modules' userconfig.xml)
   module  export, install and list module packages (NAME.safe, as SafeKit ships them): tandem module --help
   sim     run farm fault plans, a replay or a named scenario in the simulator (tandem sim --help)
-  demo    watch a 3-node farm lose and regain a node, in the simulator`;
+  demo    watch a 3-node farm lose and regain a node, in the simulator
+  lab     a farm of real node services in Docker containers: tandem lab up|status|get|kill|start|pause|unpause|partition|heal|down`;
 
 async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -32,6 +33,8 @@ async function main(argv: readonly string[]): Promise<number> {
       return (await import("./config-command.ts")).configCommand(rest, print);
     case "module":
       return (await import("./module-command.ts")).moduleCommand(rest, print);
+    case "lab":
+      return (await import("./lab-command.ts")).labCommand(rest, print);
     case "daemon":
       return (await import("./daemon-command.ts")).daemonCommand(rest, print);
     case undefined:

@@ -1,0 +1,231 @@
+// What the lab writes into each container: the node's /etc/tandem (cluster.xml, the
+// cluster key, a farm module `web` like test/host/farm-lab.ts's: a vmac_invisible VIP,
+// port 80 spread per connection, whose application is a small HTTP server answering with
+// the node's name) and /etc/tandem-lab (the boot script and the partition rules), as tar
+// archives for the engine's putArchive.
+
+export const labSubnet = "198.18.0.0/24";
+export const labGateway = "198.18.0.254";
+/** Addresses Docker may hand out on its own (none of the lab's fixed ones). */
+export const labDynamicRange = "198.18.0.128/25";
+export const labVip = "198.18.0.100";
+export const clientAddress = "198.18.0.10";
+export const farmModule = "web";
+export const partitionFile = "/etc/tandem-lab/partition.nft";
+export const acceptLog = "/var/log/tandem-web/accepted.log";
+
+export const nodeName = (index: number): string => `n${index + 1}`;
+export const nodeAddress = (index: number): string => `198.18.0.${index + 1}`;
+
+export function clusterXml(names: readonly string[]): string {
+  const nodes = names.map((name, index) => `      <node name="${name}" addr="${nodeAddress(index)}"/>`).join("\n");
+  return `<?xml version="1.0" encoding="utf-8"?>\n<cluster>\n  <lans>\n    <lan name="default">\n${nodes}\n    </lan>\n  </lans>\n</cluster>\n`;
+}
+
+/** The shape of templates/modules/nginx-farm: a vmac_invisible VIP (its MAC derived from
+ *  the address), port 80 balanced per connection; boot="on" so that a node that gets
+ *  power back starts it. */
+export function userconfigXml(names: readonly string[], node: string): string {
+  const hosts = names.map((name) => `            <host name="${name}" power="1"/>`).join("\n");
+  const vars = {
+    NODE_NAME: node,
+    NODE_BIN: "/usr/local/bin/node",
+    SERVER: `/etc/tandem/modules/${farmModule}/bin/http-server.mjs`,
+    ACCEPT_LOG: acceptLog,
+    PID_FILE: "/run/tandem-web.pid",
+    SERVER_LOG: "/var/log/tandem-web/http-server.log",
+  };
+  return `<?xml version="1.0" encoding="utf-8"?>
+<safe>
+  <macro name="VIRTUAL_IP" value="${labVip}"/>
+  <service mode="farm" boot="on">
+    <farm>
+      <lan name="default"/>
+    </farm>
+    <vip>
+      <interface_list>
+        <interface>
+          <virtual_interface type="vmac_invisible">
+            <virtual_addr addr="%VIRTUAL_IP%" where="alias"/>
+          </virtual_interface>
+        </interface>
+      </interface_list>
+      <loadbalancing_list>
+        <group name="web">
+          <cluster>
+${hosts}
+          </cluster>
+          <rule virtual_addr="*" port="80" proto="tcp" filter="on_port"/>
+        </group>
+      </loadbalancing_list>
+    </vip>
+    <user nicestoptimeout="10s" forcestoptimeout="5s">
+${Object.entries(vars).map(([name, value]) => `      <var name="${name}" value="${value}"/>`).join("\n")}
+    </user>
+  </service>
+</safe>
+`;
+}
+
+/** HTTP on port 80 of every address, answering every request with the node's name; idle
+ *  keep-alive connections are never timed out. Each accepted connection appends the
+ *  client's address and port to a file. */
+export const httpServer = `import { appendFileSync, renameSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+const [name, acceptLog, pidFile] = process.argv.slice(2);
+const server = createServer((request, response) => {
+  request.resume();
+  response.setHeader("content-type", "text/plain");
+  response.end(name);
+});
+server.keepAliveTimeout = 0;
+server.on("connection", (socket) => appendFileSync(acceptLog, socket.remoteAddress + ":" + socket.remotePort + "\\n"));
+server.listen(80, "0.0.0.0", () => {
+  writeFileSync(pidFile + ".tmp", process.pid + "\\n");
+  renameSync(pidFile + ".tmp", pidFile);
+});
+process.on("SIGTERM", () => process.exit(0));
+`;
+
+export const startBoth = `#!/bin/sh
+# start_both: this node's HTTP server on port 80, in the background.
+set -eu
+mkdir -p "$(dirname "$ACCEPT_LOG")" "$(dirname "$SERVER_LOG")"
+if [ -f "$PID_FILE" ]; then
+  old=$(cat "$PID_FILE")
+  rm -f "$PID_FILE"
+  kill -9 "$old" 2>/dev/null || true
+  i=0
+  while kill -0 "$old" 2>/dev/null && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.02; done
+fi
+"$NODE_BIN" "$SERVER" "$NODE_NAME" "$ACCEPT_LOG" "$PID_FILE" >>"$SERVER_LOG" 2>&1 </dev/null &
+i=0
+while [ ! -f "$PID_FILE" ]; do
+  i=$((i + 1))
+  if [ $i -gt 500 ]; then echo "the HTTP server did not start"; exit 1; fi
+  sleep 0.02
+done
+`;
+
+export const stopBoth = `#!/bin/sh
+# stop_both: stops this node's HTTP server.
+set -u
+[ -f "$PID_FILE" ] || exit 0
+pid=$(cat "$PID_FILE")
+rm -f "$PID_FILE"
+kill "$pid" 2>/dev/null || exit 0
+i=0
+while kill -0 "$pid" 2>/dev/null && [ $i -lt 250 ]; do i=$((i + 1)); sleep 0.02; done
+`;
+
+/** The container's main process: re-applies the lab's partition rules (a cut cable stays
+ *  cut across a power loss), then becomes the node service, logging to stdout. */
+export function bootScript(node: string): string {
+  return `#!/bin/sh
+# The lab's boot of ${node}.
+if [ -s ${partitionFile} ]; then
+  nft -f ${partitionFile} || echo "tandem-lab: cannot apply ${partitionFile}" >&2
+fi
+exec node /opt/tandem/dist/cli/tandem.js daemon --node ${node}
+`;
+}
+
+/** nftables rules that drop every packet between this node and `peers` (their addresses),
+ *  both ways, before anything else sees it. An empty list: no partition. The first line
+ *  names the peers (the lab reads it back). */
+export function partitionRules(peers: readonly { name: string; address: string }[]): string {
+  if (peers.length === 0) return "";
+  const addresses = peers.map((peer) => peer.address).join(", ");
+  return `# peers: ${peers.map((peer) => peer.name).join(" ")}
+table inet tandem_lab
+delete table inet tandem_lab
+table inet tandem_lab {
+  chain input {
+    type filter hook input priority -400; policy accept;
+    ip saddr { ${addresses} } drop
+  }
+  chain output {
+    type filter hook output priority -400; policy accept;
+    ip daddr { ${addresses} } drop
+  }
+}
+`;
+}
+
+/** The peers named on the first line of a partition file. */
+export function partitionPeers(text: string): string[] {
+  const match = /^# peers: (.*)$/m.exec(text);
+  return match === null ? [] : match[1]!.split(" ").filter((name) => name !== "");
+}
+
+export interface TarEntry {
+  readonly path: string;
+  readonly content?: string | Buffer;
+  readonly mode: number;
+  readonly directory?: boolean;
+}
+
+/** Every file a node container gets, relative to /. */
+export function nodeFiles(names: readonly string[], node: string, key: Buffer): TarEntry[] {
+  const module = `etc/tandem/modules/${farmModule}`;
+  return [
+    { path: "etc/tandem", mode: 0o755, directory: true },
+    { path: "etc/tandem/modules", mode: 0o755, directory: true },
+    { path: module, mode: 0o755, directory: true },
+    { path: `${module}/conf`, mode: 0o755, directory: true },
+    { path: `${module}/bin`, mode: 0o755, directory: true },
+    { path: "etc/tandem-lab", mode: 0o755, directory: true },
+    { path: "etc/tandem/cluster.xml", content: clusterXml(names), mode: 0o644 },
+    { path: "etc/tandem/cluster.key", content: key, mode: 0o600 },
+    { path: `${module}/conf/userconfig.xml`, content: userconfigXml(names, node), mode: 0o644 },
+    { path: `${module}/bin/http-server.mjs`, content: httpServer, mode: 0o644 },
+    { path: `${module}/bin/start_both`, content: startBoth, mode: 0o755 },
+    { path: `${module}/bin/stop_both`, content: stopBoth, mode: 0o755 },
+    { path: "etc/tandem-lab/boot.sh", content: bootScript(node), mode: 0o755 },
+  ];
+}
+
+/** A ustar archive of `entries` (owned by root), as the engine's putArchive takes. */
+export function tarOf(entries: readonly TarEntry[]): Buffer {
+  const blocks: Buffer[] = [];
+  for (const entry of entries) {
+    const content = entry.directory ? Buffer.alloc(0) : Buffer.from(entry.content ?? "");
+    const header = Buffer.alloc(512);
+    const name = entry.directory ? `${entry.path}/` : entry.path;
+    if (Buffer.byteLength(name) > 100) throw new Error(`tar: path too long: ${name}`);
+    header.write(name, 0, 100, "utf8");
+    header.write(octal(entry.mode, 8), 100);
+    header.write(octal(0, 8), 108);
+    header.write(octal(0, 8), 116);
+    header.write(octal(content.length, 12), 124);
+    header.write(octal(Math.floor(Date.now() / 1_000), 12), 136);
+    header.write("        ", 148);
+    header.write(entry.directory ? "5" : "0", 156);
+    header.write("ustar\u000000", 257, "binary");
+    header.write("root", 265);
+    header.write("root", 297);
+    let sum = 0;
+    for (const byte of header) sum += byte;
+    header.write(`${sum.toString(8).padStart(6, "0")}\u0000 `, 148, "binary");
+    blocks.push(header, content, Buffer.alloc((512 - (content.length % 512)) % 512));
+  }
+  blocks.push(Buffer.alloc(1024));
+  return Buffer.concat(blocks);
+}
+
+/** The content of the first regular file in a tar archive (what getArchive returns for one file). */
+export function firstFileOf(archive: Buffer): Buffer | null {
+  for (let offset = 0; offset + 512 <= archive.length; ) {
+    const header = archive.subarray(offset, offset + 512);
+    if (header.every((byte) => byte === 0)) return null;
+    const size = parseInt(header.subarray(124, 136).toString("binary").replace(/\0.*$/, "").trim() || "0", 8);
+    const type = String.fromCharCode(header[156]!);
+    if (type === "0" || type === "\0") return archive.subarray(offset + 512, offset + 512 + size);
+    offset += 512 + Math.ceil(size / 512) * 512;
+  }
+  return null;
+}
+
+function octal(value: number, width: number): string {
+  return `${value.toString(8).padStart(width - 1, "0")}\u0000`;
+}
