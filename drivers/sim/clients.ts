@@ -155,7 +155,15 @@ export class ClientFleet {
     if (!this.active || client.connection !== connection) return;
     const world = this.#world;
     const returnMs = this.settings.latencyMs;
-    if (responders.length > 0 && !connection.established) {
+    if (responders.length > 1 && !connection.established) {
+      // Two nodes answered the SYN (a partitioned farm): the client completes the
+      // handshake with one, and the other, still half-open, answers that ACK with a reset
+      // the client accepts (its sequence number is in the window). Seen in the lab.
+      for (const node of world.nodes) node.kernel.conntrack.delete(flowKey);
+      client.resets++;
+      client.connection = null;
+      world.schedule(world.nowMs + returnMs, () => this.#open(client));
+    } else if (responders.length > 0 && !connection.established) {
       connection.established = true;
       connection.node = responders[0]!;
       world.schedule(world.nowMs + returnMs + this.settings.thinkMs, () => this.#sendIfCurrent(client, connection));
