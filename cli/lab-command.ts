@@ -6,6 +6,9 @@ import { DockerUnavailable } from "../lab/images.ts";
 import { clientContainer, describeNode, Lab, labVip, type LabStatus } from "../lab/lab.ts";
 
 const usage = `usage: tandem lab <verb> [--json]
+  demo [--for SECONDS] bring the lab up (or reuse it) and watch it live: each node's state and which
+                      node answers a client; falls back to the simulated demo where Docker cannot run
+                      (npm start; tandem lab demo --help)
   up [--nodes N]      build the images (cached) and start the lab: N nodes (default 3) of the
                       farm module web, VIP ${labVip}, and a client container
   status              each container's state and each node's farm (tandem state, through docker exec)
@@ -15,6 +18,8 @@ const usage = `usage: tandem lab <verb> [--json]
   partition A B       no packet crosses between nodes A and B (nftables in both) until heal
   heal                every partition repaired
   down                remove the lab's containers and network (images stay cached)
+  scenario NAME       run a farm scenario of the simulator on the lab, unchanged, with its timeline
+                      (node-loss, node-join, rolling-restart, hung-node, partition-heal, flapping-network)
   Needs a running Docker engine (dockerd) and root; nodes are n1, n2, ...`;
 
 export async function labCommand(argv: readonly string[], print: (line: string) => void): Promise<number> {
@@ -22,6 +27,14 @@ export async function labCommand(argv: readonly string[], print: (line: string) 
   if (verb === undefined || verb === "--help" || verb === "-h" || verb === "help") {
     print(usage);
     return verb === undefined ? 2 : 0;
+  }
+  if (verb === "demo") return (await import("./lab-demo.ts")).labDemoCommand(rest, print);
+  if (verb === "scenario") {
+    if (rest[0] === undefined) {
+      print(`tandem lab scenario: name the scenario\n${usage}`);
+      return 2;
+    }
+    return (await import("../lab/run-scenario.ts")).runScenarioOnLab(rest[0], print);
   }
   const { values, positionals } = parseArgs({ args: rest, options: { json: { type: "boolean", default: false }, nodes: { type: "string" }, help: { type: "boolean", short: "h", default: false } }, allowPositionals: true, strict: true });
   if (values.help) {

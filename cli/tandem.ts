@@ -19,7 +19,7 @@ const usage = `usage: tandem <command> [options]
   module  export, install and list module packages (NAME.safe, as SafeKit ships them): tandem module --help
   sim     run farm fault plans, a replay or a named scenario in the simulator (tandem sim --help)
   demo    watch a 3-node farm lose and regain a node, in the simulator
-  lab     a farm of real node services in Docker containers: tandem lab up|status|get|kill|start|pause|unpause|partition|heal|down`;
+  lab     a farm of real node services in Docker containers: tandem lab demo|up|status|get|kill|start|pause|unpause|partition|heal|down`;
 
 async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;

@@ -13,6 +13,8 @@ export const clientAddress = "198.18.0.10";
 export const farmModule = "web";
 export const partitionFile = "/etc/tandem-lab/partition.nft";
 export const acceptLog = "/var/log/tandem-web/accepted.log";
+/** A shell script degrading the links to the other nodes (lab.degrade), re-run at boot. */
+export const degradeFile = "/etc/tandem-lab/degrade.sh";
 
 export const nodeName = (index: number): string => `n${index + 1}`;
 export const nodeAddress = (index: number): string => `198.18.0.${index + 1}`;
@@ -22,11 +24,18 @@ export function clusterXml(names: readonly string[]): string {
   return `<?xml version="1.0" encoding="utf-8"?>\n<cluster>\n  <lans>\n    <lan name="default">\n${nodes}\n    </lan>\n  </lans>\n</cluster>\n`;
 }
 
+/** How the farm spreads clients and weighs nodes (the scenarios' `mode` and weights):
+ *  srcip+srcport (on_port, the default) or srcip (on_addr); each node's power, 1 by default. */
+export interface FarmOptions {
+  readonly mode?: "srcip" | "srcip+srcport";
+  readonly powers?: Readonly<Record<string, number>>;
+}
+
 /** The shape of templates/modules/nginx-farm: a vmac_invisible VIP (its MAC derived from
  *  the address), port 80 balanced per connection; boot="on" so that a node that gets
  *  power back starts it. */
-export function userconfigXml(names: readonly string[], node: string): string {
-  const hosts = names.map((name) => `            <host name="${name}" power="1"/>`).join("\n");
+export function userconfigXml(names: readonly string[], node: string, farm: FarmOptions = {}): string {
+  const hosts = names.map((name) => `            <host name="${name}" power="${farm.powers?.[name] ?? 1}"/>`).join("\n");
   const vars = {
     NODE_NAME: node,
     NODE_BIN: "/usr/local/bin/node",
@@ -55,7 +64,7 @@ export function userconfigXml(names: readonly string[], node: string): string {
           <cluster>
 ${hosts}
           </cluster>
-          <rule virtual_addr="*" port="80" proto="tcp" filter="on_port"/>
+          <rule virtual_addr="*" port="80" proto="tcp" filter="${farm.mode === "srcip" ? "on_addr" : "on_port"}"/>
         </group>
       </loadbalancing_list>
     </vip>
@@ -126,6 +135,9 @@ export function bootScript(node: string): string {
 if [ -s ${partitionFile} ]; then
   nft -f ${partitionFile} || echo "tandem-lab: cannot apply ${partitionFile}" >&2
 fi
+if [ -s ${degradeFile} ]; then
+  sh ${degradeFile} || echo "tandem-lab: cannot apply ${degradeFile}" >&2
+fi
 exec node /opt/tandem/dist/cli/tandem.js daemon --node ${node}
 `;
 }
@@ -158,6 +170,47 @@ export function partitionPeers(text: string): string[] {
   return match === null ? [] : match[1]!.split(" ").filter((name) => name !== "");
 }
 
+/** The script that degrades this node's links to `peers` (their addresses): `lossRate`
+ *  of the packets it sends them dropped (nftables: numgen random, output hook, so that
+ *  each direction of a link loses that rate once), and with `jitterMs` > 0 a delay drawn
+ *  uniformly in [0, jitterMs] (tc netem, as the simulator's jitter: netem with a jitter
+ *  and no distribution is uniform in [delay - jitter, delay + jitter]) on the packets to
+ *  them only (an htb root whose class 1:20, selected by destination, holds the netem).
+ *  Client traffic is left alone, as the simulator degrades only the heartbeat rings.
+ *  lossRate 0 and jitterMs 0: a script that removes both. */
+export function degradeScript(peers: readonly string[], lossRate: number, jitterMs: number): string {
+  const lines = ["#!/bin/sh", `# tandem-lab degrade: loss ${lossRate * 100} % and jitter ${jitterMs} ms to ${peers.join(" ") || "no peer"}`];
+  lines.push("nft delete table inet tandem_lab_degrade 2>/dev/null", "tc qdisc del dev eth0 root 2>/dev/null", "set -e");
+  const perTenThousand = Math.round(lossRate * 10_000);
+  if (perTenThousand > 0 && peers.length > 0) {
+    lines.push(`nft -f - <<'EOF'
+table inet tandem_lab_degrade {
+  chain output {
+    type filter hook output priority -390; policy accept;
+    ip daddr { ${peers.join(", ")} } numgen random mod 10000 < ${perTenThousand} drop
+  }
+}
+EOF`);
+  }
+  if (jitterMs > 0 && peers.length > 0) {
+    const half = (jitterMs / 2).toFixed(3);
+    lines.push(
+      "tc qdisc add dev eth0 root handle 1: htb default 10",
+      "tc class add dev eth0 parent 1: classid 1:10 htb rate 10gbit quantum 60000",
+      "tc class add dev eth0 parent 1: classid 1:20 htb rate 10gbit quantum 60000",
+      `tc qdisc add dev eth0 parent 1:20 handle 20: netem delay ${half}ms ${half}ms`,
+      ...peers.map((address) => `tc filter add dev eth0 parent 1: protocol ip prio 1 u32 match ip dst ${address}/32 flowid 1:20`),
+    );
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+/** The address of the load's client number `index` (0-based), added to the client
+ *  container's eth0 so that every simulated client has its own source address, as in the
+ *  simulator (srcip spreads by it): 198.18.0.11 to .99. */
+export const loadClientCountMax = 89;
+export const loadClientAddress = (index: number): string => `198.18.0.${11 + index}`;
+
 export interface TarEntry {
   readonly path: string;
   readonly content?: string | Buffer;
@@ -166,7 +219,7 @@ export interface TarEntry {
 }
 
 /** Every file a node container gets, relative to /. */
-export function nodeFiles(names: readonly string[], node: string, key: Buffer): TarEntry[] {
+export function nodeFiles(names: readonly string[], node: string, key: Buffer, farm: FarmOptions = {}): TarEntry[] {
   const module = `etc/tandem/modules/${farmModule}`;
   return [
     { path: "etc/tandem", mode: 0o755, directory: true },
@@ -177,7 +230,7 @@ export function nodeFiles(names: readonly string[], node: string, key: Buffer): 
     { path: "etc/tandem-lab", mode: 0o755, directory: true },
     { path: "etc/tandem/cluster.xml", content: clusterXml(names), mode: 0o644 },
     { path: "etc/tandem/cluster.key", content: key, mode: 0o600 },
-    { path: `${module}/conf/userconfig.xml`, content: userconfigXml(names, node), mode: 0o644 },
+    { path: `${module}/conf/userconfig.xml`, content: userconfigXml(names, node, farm), mode: 0o644 },
     { path: `${module}/bin/http-server.mjs`, content: httpServer, mode: 0o644 },
     { path: `${module}/bin/start_both`, content: startBoth, mode: 0o755 },
     { path: `${module}/bin/stop_both`, content: stopBoth, mode: 0o755 },

@@ -34,7 +34,7 @@ import { PassThrough } from "node:stream";
 import type Docker from "dockerode";
 import type { ModuleView } from "../service/node-service.ts";
 import { dockerClient, ensureImages, requireDocker, withTimeout, type Images, type Progress } from "./images.ts";
-import { clientAddress, farmModule, firstFileOf, labDynamicRange, labGateway, labSubnet, labVip, nodeAddress, nodeFiles, nodeName, partitionFile, partitionPeers, partitionRules, tarOf } from "./lab-config.ts";
+import { clientAddress, degradeFile, degradeScript, farmModule, firstFileOf, labDynamicRange, labGateway, labSubnet, labVip, nodeAddress, nodeFiles, nodeName, partitionFile, partitionPeers, partitionRules, tarOf, type FarmOptions } from "./lab-config.ts";
 
 export const labLabel = "tandem.lab";
 const roleLabel = "tandem.lab.role";
@@ -80,6 +80,20 @@ export interface UpResult {
 /** An answer to one request through the VIP: the node's name, or what went wrong. */
 export type Answer = string | "reset" | "timeout" | "refused" | "error";
 
+/** What the lab cannot do on this host or at all (the message names it). */
+export class LabUnsupported extends Error {
+  override readonly name = "LabUnsupported";
+}
+
+export interface UpOptions {
+  nodes?: number;
+  waitMs?: number;
+  /** How the farm spreads clients and weighs nodes; applies to containers created now. */
+  farm?: FarmOptions;
+  /** Nodes created but left powered off (a scenario's initiallyOff). */
+  off?: readonly string[];
+}
+
 export interface LabOptions {
   readonly docker?: Docker;
   readonly progress?: Progress;
@@ -104,7 +118,7 @@ export class Lab {
   /** Builds the images (cached), creates the network and the containers, and waits until
    *  the farm is UP on every node. On a lab that is up already it changes nothing; on
    *  one partly there it starts what is stopped and creates what is missing. */
-  async up(options: { nodes?: number; waitMs?: number } = {}): Promise<UpResult> {
+  async up(options: UpOptions = {}): Promise<UpResult> {
     const count = options.nodes ?? 3;
     if (!Number.isInteger(count) || count < 1 || count > 9) throw new Error(`a lab has 1 to 9 nodes, not ${count}`);
     await this.requireDocker();
@@ -112,6 +126,10 @@ export class Lab {
     const names = existing.some((info) => info.Labels[roleLabel] === "node")
       ? existing.flatMap((info) => (info.Labels[roleLabel] === "node" ? [info.Labels[nodeLabel]!] : [])).sort()
       : Array.from({ length: count }, (_, index) => nodeName(index));
+    const off = options.off ?? [];
+    const unknownOff = off.filter((name) => !names.includes(name));
+    if (unknownOff.length > 0) throw new Error(`up: no node ${unknownOff.join(", ")} to leave off (nodes: ${names.join(" ")})`);
+    if (off.length > 0 && existing.length > 0) throw new Error(`up: nodes are left off only in a new lab, and one is there: \`tandem lab down\` first`);
     const before = await this.status();
     if (before.up) {
       if (names.length !== count) this.#progress(`the lab is up with ${names.length} node(s), not ${count}: \`tandem lab down\` first to change it`);
@@ -125,7 +143,7 @@ export class Lab {
     await this.#ensureNetwork();
     // One key for the whole lab; an existing node's own copy is what counts for it.
     const key = await this.#existingKey(existing) ?? randomBytes(32);
-    for (const [index, name] of names.entries()) await this.#ensureContainer(`${containerPrefix}${name}`, () => this.#createNode(images.node, names, index, key));
+    for (const [index, name] of names.entries()) await this.#ensureContainer(`${containerPrefix}${name}`, () => this.#createNode(images.node, names, index, key, options.farm ?? {}), !off.includes(name));
     await this.#ensureContainer(clientContainer, () => this.#createClient(images.node));
     const cut = (await this.status()).nodes.filter((node) => node.partitionedFrom.length > 0);
     if (cut.length > 0) {
@@ -133,7 +151,7 @@ export class Lab {
       this.#progress(`note: partitions in place (${cut.map((node) => `${node.name} cut from ${node.partitionedFrom.join(",")}`).join("; ")}): the farm stays split until \`tandem lab heal\``);
       return { already: false, images, status: await this.status() };
     }
-    await this.waitForFarm(names, options.waitMs ?? 60_000);
+    await this.waitForFarm(names.filter((name) => !off.includes(name)), options.waitMs ?? 60_000);
     return { already: false, images, status: await this.status() };
   }
 
@@ -259,31 +277,70 @@ export class Lab {
     const b = typeof groupB === "string" ? [groupB] : [...groupB];
     const overlap = a.filter((name) => b.includes(name));
     if (overlap.length > 0 || a.length === 0 || b.length === 0) throw new Error(`partition: two non-empty groups of different nodes, not ${a.join(",")} and ${b.join(",")}`);
-    const all = await this.nodeNames();
-    const unknown = [...a, ...b].filter((name) => !all.includes(name));
-    if (unknown.length > 0) throw new Error(`no lab node ${unknown.join(", ")} (nodes: ${all.join(" ") || "none: tandem lab up"})`);
-    await this.#refusePaused([...a, ...b]);
+    // One listing, then every node at once: the cut is in place on all of them within
+    // tens of milliseconds (a flapping link is cut and repaired every few hundred).
+    const containers = await this.#containers();
+    const nodes = new Map(containers.filter((info) => info.Labels[roleLabel] === "node").map((info) => [info.Labels[nodeLabel]!, info]));
+    const unknown = [...a, ...b].filter((name) => !nodes.has(name));
+    if (unknown.length > 0) throw new Error(`no lab node ${unknown.join(", ")} (nodes: ${[...nodes.keys()].sort().join(" ") || "none: tandem lab up"})`);
+    refusePaused([...a, ...b].map((name) => nodes.get(name)!));
     const changes = new Map<string, string[]>();
     for (const [side, other] of [[a, b], [b, a]] as const) for (const name of side) changes.set(name, other);
-    for (const [name, others] of changes) {
-      const container = await this.#node(name);
-      const peers = [...new Set([...(await this.#partitionPeers(container.id)), ...others])].sort();
-      await this.#setPartition(container, peers);
-    }
+    await Promise.all(
+      [...changes].map(async ([name, others]) => {
+        const info = nodes.get(name)!;
+        const peers = [...new Set([...(await this.#partitionPeers(info.Id)), ...others])].sort();
+        await this.#setPartition(info, peers, containers);
+      }),
+    );
     this.#progress(`partition: ${a.join(",")} | ${b.join(",")} (no packet crosses, both ways)`);
   }
 
   /** Every partition repaired, on every node. */
   async heal(): Promise<void> {
-    const names = await this.nodeNames();
-    const partitioned: string[] = [];
-    for (const name of names) {
-      const container = await this.#node(name);
-      if ((await this.#partitionPeers(container.id)).length > 0) partitioned.push(name);
+    const containers = await this.#containers();
+    const nodes = containers.filter((info) => info.Labels[roleLabel] === "node").sort((x, y) => x.Labels[nodeLabel]!.localeCompare(y.Labels[nodeLabel]!));
+    const peers = await Promise.all(nodes.map((info) => this.#partitionPeers(info.Id)));
+    const partitioned = nodes.filter((_, index) => peers[index]!.length > 0);
+    refusePaused(partitioned);
+    await Promise.all(partitioned.map((info) => this.#setPartition(info, [], containers)));
+    const names = partitioned.map((info) => info.Labels[nodeLabel]!);
+    this.#progress(names.length === 0 ? "heal: no partition to heal" : `heal: partitions removed on ${names.join(" ")}`);
+  }
+
+  /** Every node's links to the other nodes lose `lossRate` of their packets (each
+   *  direction; nftables) and, with `jitterMs` > 0, are delayed by [0, jitterMs] (tc netem);
+   *  degrade(0, 0) restores them. Client traffic is left alone. Kept in each node's
+   *  /etc/tandem-lab/degrade.sh, which the boot script runs, so it outlives a power loss.
+   *  Throws LabUnsupported when jitter is asked for and the kernel has no sch_netem. */
+  async degrade(lossRate: number, jitterMs: number): Promise<void> {
+    if (!(lossRate >= 0 && lossRate <= 1) || !(jitterMs >= 0 && jitterMs <= 10_000)) throw new Error(`degrade: loss rate in [0, 1] and jitter in [0, 10000] ms, not ${lossRate} and ${jitterMs}`);
+    const all = await this.#containers();
+    const nodes = all.filter((info) => info.Labels[roleLabel] === "node");
+    if (nodes.length === 0) throw new Error("degrade: no lab node (tandem lab up)");
+    const paused = nodes.filter((info) => containerState(info) === "paused").map((info) => info.Labels[nodeLabel]!);
+    if (paused.length > 0) throw new Error(`degrade: ${paused.join(", ")} paused: its links cannot change now (unpause first)`);
+    const running = nodes.filter((info) => containerState(info) === "running");
+    if (jitterMs > 0) {
+      const probe = running[0] === undefined ? null : await this.exec(running[0].Id, ["sh", "-c", "tc qdisc add dev lo root netem delay 1ms && tc qdisc del dev lo root"]);
+      if (probe !== null && probe.code !== 0) {
+        const kernel = (await this.exec(running[0]!.Id, ["uname", "-r"])).stdout.trim();
+        throw new LabUnsupported(
+          `degrade: a jitter of ${jitterMs} ms needs tc netem, and this kernel (${kernel}) has no sch_netem (tc says: ${(probe.stderr || probe.stdout).trim()}): ` +
+            "latency and jitter cannot be emulated on this host (loss alone can: degrade(rate, 0) drops packets with nftables)",
+        );
+      }
     }
-    await this.#refusePaused(partitioned);
-    for (const name of partitioned) await this.#setPartition(await this.#node(name), []);
-    this.#progress(partitioned.length === 0 ? "heal: no partition to heal" : `heal: partitions removed on ${partitioned.join(" ")}`);
+    for (const info of nodes) {
+      const peers = nodes.filter((other) => other.Id !== info.Id).map(nodeAddressOf);
+      const script = lossRate === 0 && jitterMs === 0 ? "" : degradeScript(peers, lossRate, jitterMs);
+      const handle = this.docker.getContainer(info.Id);
+      await handle.putArchive(tarOf([{ path: degradeFile.slice(1), content: script, mode: 0o755 }]), { path: "/" });
+      if (containerState(info) !== "running") continue;
+      const result = await this.exec(info.Id, ["sh", "-c", script === "" ? degradeScript([], 0, 0) : script]);
+      if (result.code !== 0) throw new Error(`degrade on ${info.Labels[nodeLabel]} failed (${result.code}): ${(result.stderr || result.stdout).trim()}`);
+    }
+    this.#progress(lossRate === 0 && jitterMs === 0 ? "degrade: links between nodes restored" : `degrade: links between nodes lose ${lossRate * 100} %, jitter ${jitterMs} ms`);
   }
 
   // ---- Clients ----
@@ -364,13 +421,6 @@ Promise.all(Array.from({ length: count }, one)).then((answers) => console.log(JS
     return { id: info.Id, handle: this.docker.getContainer(info.Id) };
   }
 
-  async #refusePaused(names: readonly string[]): Promise<void> {
-    for (const name of names) {
-      const state = containerState(await this.#info((await this.#node(name)).id));
-      if (state === "paused") throw new Error(`${name} is paused: its rules cannot change now (\`tandem lab unpause ${name}\` first)`);
-    }
-  }
-
   async #partitionPeers(id: string): Promise<string[]> {
     try {
       const stream = (await this.docker.getContainer(id).getArchive({ path: partitionFile })) as NodeJS.ReadableStream;
@@ -384,8 +434,8 @@ Promise.all(Array.from({ length: count }, one)).then((answers) => console.log(JS
   }
 
   /** Writes the node's partition file and, when it runs, applies it at once. */
-  async #setPartition(container: { id: string; handle: Docker.Container }, peers: readonly string[]): Promise<void> {
-    const all = await this.#containers();
+  async #setPartition(info: Docker.ContainerInfo, peers: readonly string[], all: readonly Docker.ContainerInfo[]): Promise<void> {
+    const container = { id: info.Id, handle: this.docker.getContainer(info.Id) };
     const addressOf = (name: string) => {
       const info = all.find((each) => each.Labels[nodeLabel] === name);
       if (info === undefined) throw new Error(`no lab node ${name}`);
@@ -393,7 +443,7 @@ Promise.all(Array.from({ length: count }, one)).then((answers) => console.log(JS
     };
     const rules = partitionRules(peers.map((name) => ({ name, address: addressOf(name) })));
     await container.handle.putArchive(tarOf([{ path: partitionFile.slice(1), content: rules, mode: 0o644 }]), { path: "/" });
-    if (containerState(await this.#info(container.id)) !== "running") return;
+    if (containerState(info) !== "running") return;
     const command = rules === "" ? ["sh", "-c", "nft delete table inet tandem_lab 2>/dev/null; true"] : ["nft", "-f", partitionFile];
     const result = await this.exec(container.id, command);
     if (result.code !== 0) throw new Error(`nft in ${container.id.slice(0, 12)} failed: ${result.stderr.trim()}`);
@@ -431,11 +481,15 @@ Promise.all(Array.from({ length: count }, one)).then((answers) => console.log(JS
     this.#progress(`network ${networkName}: ${labSubnet} (bridge ${bridgeName}, internal), VIP ${labVip}`);
   }
 
-  /** Creates the container when missing, starts it when it is not running. */
-  async #ensureContainer(name: string, create: () => Promise<Docker.Container>): Promise<void> {
+  /** Creates the container when missing, starts it when it is not running (unless `start` is false). */
+  async #ensureContainer(name: string, create: () => Promise<Docker.Container>, start = true): Promise<void> {
     const info = (await this.#containers()).find((each) => each.Names.includes(`/${name}`));
     if (info === undefined) {
       const container = await create();
+      if (!start) {
+        this.#progress(`${name}: created, left powered off`);
+        return;
+      }
       await container.start();
       this.#progress(`${name}: started`);
       return;
@@ -444,13 +498,13 @@ Promise.all(Array.from({ length: count }, one)).then((answers) => console.log(JS
     if (state === "paused") {
       await this.docker.getContainer(info.Id).unpause();
       this.#progress(`${name}: unpaused`);
-    } else if (state !== "running") {
+    } else if (state !== "running" && start) {
       await this.docker.getContainer(info.Id).start();
       this.#progress(`${name}: started`);
     }
   }
 
-  async #createNode(image: string, names: readonly string[], index: number, key: Buffer): Promise<Docker.Container> {
+  async #createNode(image: string, names: readonly string[], index: number, key: Buffer, farm: FarmOptions): Promise<Docker.Container> {
     const name = names[index]!;
     const container = await this.docker.createContainer({
       name: `${containerPrefix}${name}`,
@@ -471,7 +525,7 @@ Promise.all(Array.from({ length: count }, one)).then((answers) => console.log(JS
       },
       NetworkingConfig: { EndpointsConfig: { [networkName]: { IPAMConfig: { IPv4Address: nodeAddress(index) } } } },
     });
-    await container.putArchive(tarOf(nodeFiles(names, name, key)), { path: "/" });
+    await container.putArchive(tarOf(nodeFiles(names, name, key, farm)), { path: "/" });
     return container;
   }
 
@@ -486,6 +540,14 @@ Promise.all(Array.from({ length: count }, one)).then((answers) => console.log(JS
       HostConfig: { Init: true, CapAdd: ["NET_ADMIN"], NetworkMode: networkName, RestartPolicy: { Name: "no" } },
       NetworkingConfig: { EndpointsConfig: { [networkName]: { IPAMConfig: { IPv4Address: clientAddress } } } },
     });
+  }
+}
+
+/** A paused node cannot change its rules. */
+function refusePaused(nodes: readonly Docker.ContainerInfo[]): void {
+  for (const info of nodes) {
+    const name = info.Labels[nodeLabel]!;
+    if (containerState(info) === "paused") throw new Error(`${name} is paused: its rules cannot change now (\`tandem lab unpause ${name}\` first)`);
   }
 }
 

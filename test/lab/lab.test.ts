@@ -12,6 +12,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { dockerClient, ensureImages, imageId, requireDocker, type Images } from "../../lab/images.ts";
 import { labLabel, Lab, networkName, type Answer, type LabStatus } from "../../lab/lab.ts";
+import { lockLab } from "./lab-lock.ts";
 
 const names = ["n1", "n2", "n3"];
 /** From power loss to every new connection answered by the others (detection takes 250–300 ms). */
@@ -23,6 +24,8 @@ const progressLines: string[] = [];
 const timings: Record<string, number> = {};
 let images: Images;
 let setupFailure: Error | null = null;
+// One lab per host: test files that use it (scenarios.test.ts too) take turns.
+let releaseLab = () => {};
 
 const tally = (answers: readonly Answer[]) => {
   const counts: Record<string, number> = {};
@@ -56,6 +59,7 @@ describe("the Docker lab: a three-node farm of real node services in containers"
   beforeAll(async () => {
     try {
       await requireDocker(docker);
+      releaseLab = await lockLab("test/lab/lab.test.ts");
       images = await timed("images (built or cached)", () => ensureImages(docker, (line) => progressLines.push(line)));
       // A second look must come from the cache, in seconds.
       const again = await timed("images, cached", () => ensureImages(docker, () => {}));
@@ -75,6 +79,7 @@ describe("the Docker lab: a three-node farm of real node services in containers"
 
   afterAll(async () => {
     await lab.down().catch(() => {});
+    releaseLab();
     console.log(`lab test timings (ms): ${JSON.stringify(timings)}; images ${JSON.stringify(images)}`);
   }, 120_000);
 
