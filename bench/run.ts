@@ -3,6 +3,7 @@
 
 import { bucketSpread, failoverSample, falseFailovers, percentile, planRate, safekitTimings, simulatorSpeed } from "./farm-bench.ts";
 import { defaultFarmTimings } from "../core/farm-config.ts";
+import { filterBenchShape, filterFigureLines, filterFigures, filterSectionTitle } from "./filter-bench.ts";
 import { serviceFigures } from "./service-bench.ts";
 
 const quick = process.argv.includes("--quick");
@@ -48,3 +49,6 @@ const row = (label: string, use: { rssMb: number; cpuPercent: number }) =>
 row("idle (default intervals)", service.idle);
 row(`loaded (1 s intervals, ${fixed(service.requestsPerSecond)} requests/s)`, service.loaded);
 row("baseline: idle Node process", service.baseline);
+out();
+out(`6. ${filterSectionTitle(filterBenchShape(quick))}`);
+for (const line of filterFigureLines(await filterFigures({ quick }))) out(line);
