@@ -353,7 +353,9 @@ function reconcile(before: FarmNode, node: FarmNode, nowMs: number, effects: Far
   if (owners !== null && before.owners !== null && membersChanged) checkMinimalMove(idsBefore, ids, before.owners, owners);
   const owned = owners === null ? BucketSet.empty(next.config.bucketCount) : owners === before.owners ? before.owned : bucketsOwnedBy(owners, next.self);
   const lingeringUntilMs = lingerUntil(next, before.owned, owned, owners, nowMs);
-  const lingering = lingeringUntilMs === next.lingeringUntilMs ? next.lingering : BucketSet.of(next.config.bucketCount, lingeringIndices(lingeringUntilMs));
+  // Compared with the deadlines the last lingering set was built from: a tick that expired
+  // some (a new array in `node`) must shrink the set too, even when ownership stays put.
+  const lingering = lingeringUntilMs === before.lingeringUntilMs ? before.lingering : BucketSet.of(next.config.bucketCount, lingeringIndices(lingeringUntilMs));
   const reset = resetOf(owned, next.peers);
   next = { ...next, members, owners, owned, lingeringUntilMs, lingering, reset, vipUp: next.state === "UP" };
   // Becoming UP always installs the filter: it starts the lease, even with no bucket owned.

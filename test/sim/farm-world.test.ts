@@ -337,3 +337,20 @@ describe("FarmWorld: a module started while its application is failing", () => {
     expect(upIds(world)).toEqual(["n1", "n2", "n3"]);
   });
 });
+
+describe("FarmWorld: the hand-over window ends", () => {
+  // Found by the lab benchmark: a tick that expired lingering deadlines left the lingering
+  // set as it was, so the old owner kept its handed-over buckets for ever.
+  it("the old owners stop lingering on a joiner's buckets once the window has passed", () => {
+    const world = new FarmWorld({ seed: 1, config: { ...config, timings: { ...timings, handoverWindowMs: 1_000 } } });
+    world.powerOn("n1");
+    world.powerOn("n2");
+    world.runFor(1_000);
+    world.powerOn("n3");
+    world.runFor(500);
+    expect(world.node("n1").farm!.lingering.size()).toBeGreaterThan(0);
+    world.runFor(2_000);
+    expect(world.node("n1").farm!.lingering.size()).toBe(0);
+    expect(world.node("n2").farm!.lingering.size()).toBe(0);
+  });
+});
