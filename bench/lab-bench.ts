@@ -38,7 +38,6 @@ import { execFileSync } from "node:child_process";
 import { copyFileSync, mkdtempSync, readFileSync, realpathSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PassThrough, type Duplex } from "node:stream";
 import { parseArgs } from "node:util";
 import { percentile } from "./farm-bench.ts";
 import { defaultFarmTimings, type FarmConfig } from "../core/farm-config.ts";
@@ -47,7 +46,7 @@ import { FarmWorld } from "../drivers/sim/farm-world.ts";
 import { kernelBucket } from "../drivers/real/filter.ts";
 import { demuxBuffer, DockerUnavailable } from "../lab/images.ts";
 import { clientAddress, clientContainer, containerPrefix, farmModule, Lab, labVip } from "../lab/lab.ts";
-import { LabCluster } from "../lab/lab-cluster.ts";
+import { ExecSession, LabCluster } from "../lab/lab-cluster.ts";
 import { tarOf } from "../lab/lab-config.ts";
 import { moduleView, safekitFarmTimings, upWithTimings, type FarmTimingsXml } from "../lab/lab-timings.ts";
 import type { NodeView, Scenario } from "../scenarios/cluster.ts";
@@ -76,46 +75,30 @@ const lab = new Lab({ progress: values.verbose ? (line) => progress(`lab: ${line
 // ---- A program in a container, talking over the exec's stdin and stdout ----
 
 /** A long-running `docker exec` with stdin: one JSON request per line, one JSON answer per line (matched by id). */
+/** A request/answer agent over lab-cluster's ExecSession: one JSON line each way, matched by id. */
 class Agent {
-  readonly #stream: Duplex;
   readonly #waiting = new Map<number, (answer: unknown) => void>();
+  #session: ExecSession | null = null;
   #nextId = 1;
   #ended: string | null = null;
 
-  private constructor(stream: Duplex) {
-    this.#stream = stream;
-  }
-
   static async start(container: string, cmd: readonly string[]): Promise<Agent> {
-    const exec = await lab.docker.getContainer(container).exec({ Cmd: [...cmd], AttachStdin: true, AttachStdout: true, AttachStderr: true, Tty: false });
-    const stream = (await exec.start({ hijack: true, stdin: true })) as unknown as Duplex;
-    const agent = new Agent(stream);
-    const stdout = new PassThrough();
-    const stderr = new PassThrough();
-    let pending = "";
-    let errors = "";
-    stdout.on("data", (chunk: Buffer) => {
-      pending += chunk.toString("utf8");
-      const lines = pending.split("\n");
-      pending = lines.pop()!;
-      for (const line of lines) {
-        if (line.trim() === "") continue;
+    const agent = new Agent();
+    agent.#session = await ExecSession.start(
+      lab.docker,
+      container,
+      cmd,
+      (line) => {
         const message = JSON.parse(line) as { id: number; answer: unknown };
         agent.#waiting.get(message.id)?.(message.answer);
         agent.#waiting.delete(message.id);
-      }
-    });
-    stderr.on("data", (chunk: Buffer) => (errors = (errors + chunk.toString("utf8")).slice(-2_000)));
-    lab.docker.modem.demuxStream(stream, stdout, stderr);
-    const end = () => {
-      if (agent.#ended !== null) return;
-      agent.#ended = `the agent in ${container} ended${errors.trim() === "" ? "" : `: ${errors.trim()}`}`;
-      for (const resolve of agent.#waiting.values()) resolve(undefined);
-      agent.#waiting.clear();
-    };
-    stream.on("end", end);
-    stream.on("close", end);
-    stream.on("error", end);
+      },
+      (errors) => {
+        agent.#ended = `the agent in ${container} ended${errors.trim() === "" ? "" : `: ${errors.trim()}`}`;
+        for (const resolve of agent.#waiting.values()) resolve(undefined);
+        agent.#waiting.clear();
+      },
+    );
     return agent;
   }
 
@@ -123,7 +106,7 @@ class Agent {
     if (this.#ended !== null) throw new Error(this.#ended);
     const id = this.#nextId++;
     const answer = new Promise<unknown>((resolve) => this.#waiting.set(id, resolve));
-    this.#stream.write(`${JSON.stringify({ id, op, ...fields })}\n`);
+    this.#session!.write(JSON.stringify({ id, op, ...fields }));
     let timer: NodeJS.Timeout | undefined;
     const result = await Promise.race([answer, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${op}: no answer within ${timeoutMs} ms`)), timeoutMs)))]).finally(() => clearTimeout(timer));
     if (result === undefined) throw new Error(this.#ended ?? `${op}: the agent ended`);
@@ -131,9 +114,7 @@ class Agent {
   }
 
   close(): void {
-    if (this.#ended !== null) return;
-    this.#stream.end();
-    setTimeout(() => this.#stream.destroy(), 2_000).unref();
+    this.#session?.close();
   }
 }
 

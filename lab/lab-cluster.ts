@@ -414,7 +414,8 @@ function withDeadline<T>(promise: Promise<T>, timeoutMs: number, message: string
 }
 
 /** A long-running `docker exec` with stdin: lines in, lines out; closing stdin ends it. */
-class ExecSession {
+/** A program running in a container through `docker exec`: lines in on stdin, lines out on stdout. */
+export class ExecSession {
   readonly #stream: Duplex;
   #ended = false;
 
