@@ -16,6 +16,7 @@ import { kernelBucket } from "../../drivers/real/filter.ts";
 import type { ModuleView } from "../../service/node-service.ts";
 import { requestControl } from "../../service/control.ts";
 import { buildLab, destroyLab, removeStaleLabs, type Lab } from "./netns-lab.ts";
+import { httpServer } from "../../lab/lab-config.ts";
 
 const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
 export const cliPath = join(repoRoot, "cli", "tandem.ts");
@@ -39,7 +40,7 @@ export interface LabNode {
   readonly configDir: string;
   readonly stateDir: string;
   readonly socket: string;
-  /** One line per connection the node's HTTP server accepted: the client's source port. */
+  /** One line per connection the node's HTTP server accepted: the client's address:port. */
   readonly acceptLog: string;
   readonly pidFile: string;
   readonly flags: readonly string[];
@@ -90,25 +91,6 @@ ${Object.entries(vars).map(([name, value]) => `      <var name="${name}" value="
 `;
 }
 
-/** The application: HTTP on port 80 of every address, answering every request with the
- *  node's name. Idle keep-alive connections are never timed out (the test holds some open
- *  across a rejoin). Each accepted connection appends the client's source port to a file. */
-const httpServer = `import { appendFileSync, renameSync, writeFileSync } from "node:fs";
-import { createServer } from "node:http";
-const [name, acceptLog, pidFile] = process.argv.slice(2);
-const server = createServer((request, response) => {
-  request.resume();
-  response.setHeader("content-type", "text/plain");
-  response.end(name);
-});
-server.keepAliveTimeout = 0;
-server.on("connection", (socket) => appendFileSync(acceptLog, socket.remotePort + "\\n"));
-server.listen(80, "0.0.0.0", () => {
-  writeFileSync(pidFile + ".tmp", process.pid + "\\n");
-  renameSync(pidFile + ".tmp", pidFile);
-});
-process.on("SIGTERM", () => process.exit(0));
-`;
 
 /** Starts the server in the background, first stopping one a killed service left behind. */
 const startBoth = `#!/bin/sh
@@ -387,7 +369,7 @@ export class FarmLab {
 
   /** Source ports each node's server accepted, by node name. */
   accepted(): Map<string, number[]> {
-    return new Map(this.nodes.map((node) => [node.name, existsSync(node.acceptLog) ? readFileSync(node.acceptLog, "utf8").split("\n").filter((line) => line !== "").map(Number) : []]));
+    return new Map(this.nodes.map((node) => [node.name, existsSync(node.acceptLog) ? readFileSync(node.acceptLog, "utf8").split("\n").filter((line) => line !== "").map((line) => Number(line.slice(line.lastIndexOf(":") + 1))) : []]));
   }
 
   async states(): Promise<ModuleView[]> {
