@@ -153,7 +153,7 @@ export interface ProcWatch {
   readonly name: string | null;
   readonly nameRegex: string | null;
   readonly argRegex: string | null;
-  /** A systemd service rather than a process. */
+  /** A systemd service (by its unit name) rather than a running program. */
   readonly service: boolean;
   readonly atLeast: number;
   /** -1: no maximum. */

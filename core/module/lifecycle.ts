@@ -35,7 +35,7 @@ export type LifecycleAction = "restart" | "stopstart" | "stop" | "wait";
 /** Checker and <errd> classes: enabled after their start script, disabled before their stop script. */
 type ClassName = "pre" | "both";
 
-/** setTimeout's ceiling: a longer timeout would fire at once on the real clock. */
+/** The longest timer the real clock can arm (2^31 - 1 ms); a longer one would fire at once. */
 export const longRunTimeoutMs = 2_147_483_647;
 
 export interface LifecycleConfig {
