@@ -13,7 +13,12 @@
 //   views / waitFor   a watcher in each node running `tandem state --json -m web` every
 //                     25 ms, streaming each change; waitFor checks the condition at each
 //                     new sample until its deadline
-//   breakApp / repairApp  LabUnsupported: the lab's module has no health checker yet
+//   breakApp / repairApp  the lab's flag file (/etc/tandem-lab/app-broken) created /
+//                     removed in the node: while it exists the node's HTTP server does not
+//                     listen, the module's custom checker (custom.http, a connect to
+//                     127.0.0.1:80 every 50 ms) sees it down and restarts the application:
+//                     the node leaves the farm, then start_both waits for the server to
+//                     listen again, i.e. for the repair (lab-config.ts, userconfigXml)
 //
 // A LabCluster starts from a fresh lab (`down`, then `up` with the scenario's nodes, mode,
 // weights and nodes left off), so that a scenario never inherits another's state. The
@@ -27,7 +32,7 @@ import type { NodeId } from "../core/types.ts";
 import { ScenarioFailure, type Cluster, type LoadStats, type NodeView, type Scenario } from "../scenarios/cluster.ts";
 import { failureStretches, loadScript, watcherScript, type LoadReport, type LoadSettings } from "./in-container.ts";
 import { clientContainer, containerPrefix, farmModule, Lab, LabUnsupported, labVip, tandemCli } from "./lab.ts";
-import { loadClientAddress, loadClientCountMax, nodeName } from "./lab-config.ts";
+import { appBrokenFlag, appCheckResource, loadClientAddress, loadClientCountMax, nodeName } from "./lab-config.ts";
 
 export { LabUnsupported };
 
@@ -205,11 +210,21 @@ export class LabCluster implements Cluster {
   }
 
   async breakApp(node: NodeId): Promise<void> {
-    throw new LabUnsupported(`breakApp ${node}: the lab's farm module ${farmModule} has no health checker (its userconfig.xml has no <check>), so an application failing its health check cannot be staged on the lab yet`);
+    this.#appReachable(node, "breakApp");
+    this.note(`break the application on ${node} (${appBrokenFlag} created: its server stops listening; the checker ${appCheckResource} sees it)`);
+    await this.lab.breakApp(node);
   }
 
   async repairApp(node: NodeId): Promise<void> {
-    throw new LabUnsupported(`repairApp ${node}: the lab's farm module ${farmModule} has no health checker, so there is no failing application to repair`);
+    this.#appReachable(node, "repairApp");
+    this.note(`repair the application on ${node} (${appBrokenFlag} removed: its server listens again)`);
+    await this.lab.repairApp(node);
+  }
+
+  #appReachable(node: NodeId, verb: string): void {
+    this.#known(node);
+    if (!this.#powered.has(node)) throw new ScenarioFailure(`${verb} ${node}: the node is powered off`);
+    if (this.#hung.has(node)) throw new ScenarioFailure(`${verb} ${node}: the node is hung`);
   }
 
   // ---- Load ----

@@ -1,8 +1,9 @@
 // What the lab writes into each container: the node's /etc/tandem (cluster.xml, the
 // cluster key, a farm module `web` like test/host/farm-lab.ts's: a vmac_invisible VIP,
 // port 80 spread per connection, whose application is a small HTTP server answering with
-// the node's name) and /etc/tandem-lab (the boot script and the partition rules), as tar
-// archives for the engine's putArchive.
+// the node's name, watched by a custom health checker) and /etc/tandem-lab (the boot
+// script, the partition rules, the flag that breaks the application), as tar archives for
+// the engine's putArchive.
 
 export const labSubnet = "198.18.0.0/24";
 export const labGateway = "198.18.0.254";
@@ -13,6 +14,12 @@ export const clientAddress = "198.18.0.10";
 export const farmModule = "web";
 export const partitionFile = "/etc/tandem-lab/partition.nft";
 export const acceptLog = "/var/log/tandem-web/accepted.log";
+/** While this file exists the node's HTTP server does not listen: its application is
+ *  broken (LabCluster.breakApp). Outside /run, so that neither a restart of the
+ *  application nor a power loss repairs it; only removing it does (repairApp). */
+export const appBrokenFlag = "/etc/tandem-lab/app-broken";
+/** The custom checker's resource (CLASS.IDENT) in failover rules and `tandem state`. */
+export const appCheckResource = "custom.http";
 /** A shell script degrading the links to the other nodes (lab.degrade), re-run at boot. */
 export const degradeFile = "/etc/tandem-lab/degrade.sh";
 
@@ -33,7 +40,25 @@ export interface FarmOptions {
 
 /** The shape of templates/modules/nginx-farm: a vmac_invisible VIP (its MAC derived from
  *  the address), port 80 balanced per connection; boot="on" so that a node that gets
- *  power back starts it. */
+ *  power back starts it.
+ *
+ *  The application's health check: a custom checker (bin/http-check) that connects to
+ *  127.0.0.1:80 every 50 ms and sets `custom.http` up or down on a change; its action is
+ *  restart. Not a <tcp> checker: its interval and timeout count in whole seconds (at
+ *  least 1 s, timeout below interval), too slow for the scenarios' 500 ms from a broken
+ *  application to its node out of the farm. The failover rules are looked at every 50 ms
+ *  (`period`) and act once a rule has held for 50 ms (`handle_time`): a down seen by the
+ *  checker restarts the application within about 100 ms. A restart makes the module
+ *  Transient before stop_both runs, so the node leaves the farm first; start_both then
+ *  waits until the server listens again (up to 8 s), so a broken application keeps its
+ *  node out of the farm, inside that one restart, until it is repaired, instead of joining
+ *  and failing again in a loop. Each break is therefore one counted automatic action (a
+ *  start_both that gives up after 8 s is one more). maxloop 10 within loop_interval 1 h:
+ *  a scenario's break is far from it, a few breaks an hour in a long-lived lab are too,
+ *  and an application broken for good stops the module after ten failed starts (about
+ *  85 s, measured) instead of restarting it forever; SafeKit's default (3 in 24 h) would stop
+ *  the module on the fourth break of the lab's life, and then no repair would bring the
+ *  node back. */
 export function userconfigXml(names: readonly string[], node: string, farm: FarmOptions = {}): string {
   const hosts = names.map((name) => `            <host name="${name}" power="${farm.powers?.[name] ?? 1}"/>`).join("\n");
   const vars = {
@@ -42,12 +67,14 @@ export function userconfigXml(names: readonly string[], node: string, farm: Farm
     SERVER: `/etc/tandem/modules/${farmModule}/bin/http-server.mjs`,
     ACCEPT_LOG: acceptLog,
     PID_FILE: "/run/tandem-web.pid",
+    LISTENING_FILE: "/run/tandem-web.listening",
+    BROKEN_FLAG: appBrokenFlag,
     SERVER_LOG: "/var/log/tandem-web/http-server.log",
   };
   return `<?xml version="1.0" encoding="utf-8"?>
 <safe>
   <macro name="VIRTUAL_IP" value="${labVip}"/>
-  <service mode="farm" boot="on">
+  <service mode="farm" boot="on" maxloop="10" loop_interval="1h">
     <farm>
       <lan name="default"/>
     </farm>
@@ -71,6 +98,10 @@ ${hosts}
     <user nicestoptimeout="10s" forcestoptimeout="5s">
 ${Object.entries(vars).map(([name, value]) => `      <var name="${name}" value="${value}"/>`).join("\n")}
     </user>
+    <check>
+      <custom ident="${appCheckResource.slice("custom.".length)}" when="both" action="restart" exec="http-check" arg="127.0.0.1 80 50"/>
+    </check>
+    <failover period="50ms" handle_time="50ms"/>
   </service>
 </safe>
 `;
@@ -78,26 +109,121 @@ ${Object.entries(vars).map(([name, value]) => `      <var name="${name}" value="
 
 /** HTTP on port 80 of every address, answering every request with the node's name; idle
  *  keep-alive connections are never timed out. Each accepted connection appends the
- *  client's address and port to a file. */
-export const httpServer = `import { appendFileSync, renameSync, writeFileSync } from "node:fs";
+ *  client's address and port to a file.
+ *
+ *  argv: name, accept log, pid file, and for the lab two more: the broken flag and the
+ *  listening file. Without them (test/host/farm-lab.ts) it listens at once and writes the
+ *  pid file once it listens. With them it writes the pid file at once (stop_both can stop
+ *  it whatever its state), then looks at the flag every 20 ms: while the flag exists it
+ *  does not listen (its listener closed, its connections dropped: a dead application,
+ *  which a connect to port 80 sees refused), otherwise it listens and the listening file
+ *  exists. Connections from 127.0.0.1 (the health checker's) are not logged. */
+export const httpServer = `import { appendFileSync, existsSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
-const [name, acceptLog, pidFile] = process.argv.slice(2);
-const server = createServer((request, response) => {
-  request.resume();
-  response.setHeader("content-type", "text/plain");
-  response.end(name);
-});
-server.keepAliveTimeout = 0;
-server.on("connection", (socket) => appendFileSync(acceptLog, socket.remoteAddress + ":" + socket.remotePort + "\\n"));
-server.listen(80, "0.0.0.0", () => {
-  writeFileSync(pidFile + ".tmp", process.pid + "\\n");
-  renameSync(pidFile + ".tmp", pidFile);
-});
+const [name, acceptLog, pidFile, brokenFlag, listeningFile] = process.argv.slice(2);
+const lab = brokenFlag !== undefined && listeningFile !== undefined;
+const writeFile = (file, text) => {
+  writeFileSync(file + ".tmp", text);
+  renameSync(file + ".tmp", file);
+};
+const open = (onListening) => {
+  const server = createServer((request, response) => {
+    request.resume();
+    response.setHeader("content-type", "text/plain");
+    response.end(name);
+  });
+  server.keepAliveTimeout = 0;
+  server.on("connection", (socket) => {
+    if (lab && socket.remoteAddress === "127.0.0.1") return;
+    appendFileSync(acceptLog, socket.remoteAddress + ":" + socket.remotePort + "\\n");
+  });
+  server.listen(80, "0.0.0.0", () => onListening(server));
+  return server;
+};
 process.on("SIGTERM", () => process.exit(0));
+if (!lab) {
+  open(() => writeFile(pidFile, process.pid + "\\n"));
+} else {
+  writeFile(pidFile, process.pid + "\\n");
+  let server = null;
+  let listening = false;
+  const follow = () => {
+    const broken = existsSync(brokenFlag);
+    if (broken && server !== null) {
+      const closing = server;
+      server = null;
+      listening = false;
+      rmSync(listeningFile, { force: true });
+      closing.close();
+      closing.closeAllConnections();
+      console.log(new Date().toISOString() + " broken (" + brokenFlag + "): not listening");
+    } else if (!broken && server === null) {
+      const opening = open(() => {
+        if (server !== opening) return;
+        listening = true;
+        writeFile(listeningFile, "");
+        console.log(new Date().toISOString() + " listening on port 80");
+      });
+      // A listener still closing, or one a killed server left: try again at the next look.
+      opening.on("error", (error) => {
+        if (server === opening) server = null;
+        console.log(new Date().toISOString() + " cannot listen: " + error.message);
+      });
+      server = opening;
+    }
+  };
+  follow();
+  setInterval(follow, 20);
+}
+`;
+
+/** The lab module's custom checker (bin/http-check; args: address, port, period in ms):
+ *  connects to the address and port every period (a connection not made within 4
+ *  periods, at least 200 ms, is a failure) and sets the resource it is given
+ *  (TANDEM_RESOURCE, of module SAFEMODULE) up or down when that changes, through the
+ *  node service's control socket (the CLI's `tandem set`, imported, not spawned: a spawn
+ *  costs ~90 ms). The service starts it when the module comes UP and kills it before
+ *  stop_both. */
+export const httpCheck = `#!/usr/local/bin/node
+import { connect } from "node:net";
+const { operateCommand } = await import("/opt/tandem/dist/cli/operate-command.js");
+const [address, port, period] = [process.argv[2] || "127.0.0.1", Number(process.argv[3] || 80), Number(process.argv[4] || 50)];
+const module = process.env.SAFEMODULE;
+const resource = process.env.TANDEM_RESOURCE;
+const timeoutMs = Math.max(200, 4 * period);
+const probe = () => new Promise((resolve) => {
+  const socket = connect({ host: address, port });
+  const done = (up, detail) => {
+    clearTimeout(timer);
+    socket.destroy();
+    resolve({ up, detail });
+  };
+  const timer = setTimeout(() => done(false, "no connection within " + timeoutMs + " ms"), timeoutMs);
+  socket.once("connect", () => done(true, "connected"));
+  socket.once("error", (error) => done(false, error.code || error.message));
+});
+let reported = null;
+for (;;) {
+  const started = Date.now();
+  const { up, detail } = await probe();
+  const state = up ? "up" : "down";
+  if (state !== reported) {
+    let said = "";
+    const code = await operateCommand("set", ["-m", module, "-r", resource, "-v", state], (line) => (said += line + "\\n")).catch((error) => ((said = String(error)), 1));
+    console.log(new Date().toISOString() + " " + address + ":" + port + " " + state + " (" + detail + ")" + (code === 0 ? "" : ": tandem set failed: " + said.trim()));
+    // Reported again at the next look when the service did not take it.
+    if (code === 0) reported = state;
+  }
+  await new Promise((resolve) => setTimeout(resolve, Math.max(1, period - (Date.now() - started))));
+}
 `;
 
 export const startBoth = `#!/bin/sh
-# start_both: this node's HTTP server on port 80, in the background.
+# start_both: this node's HTTP server on port 80, in the background; returns once it
+# listens. While the application is broken ($BROKEN_FLAG exists) it does not listen:
+# start_both waits for that, up to 8 s (below nicestoptimeout, 10 s, which would kill it),
+# so that a restart of a broken application keeps the module Transient (its node out of
+# the farm) until the application is repaired, rather than joining with nothing behind it.
 set -eu
 mkdir -p "$(dirname "$ACCEPT_LOG")" "$(dirname "$SERVER_LOG")"
 if [ -f "$PID_FILE" ]; then
@@ -107,11 +233,15 @@ if [ -f "$PID_FILE" ]; then
   i=0
   while kill -0 "$old" 2>/dev/null && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.02; done
 fi
-"$NODE_BIN" "$SERVER" "$NODE_NAME" "$ACCEPT_LOG" "$PID_FILE" >>"$SERVER_LOG" 2>&1 </dev/null &
+rm -f "$LISTENING_FILE"
+"$NODE_BIN" "$SERVER" "$NODE_NAME" "$ACCEPT_LOG" "$PID_FILE" "$BROKEN_FLAG" "$LISTENING_FILE" >>"$SERVER_LOG" 2>&1 </dev/null &
 i=0
-while [ ! -f "$PID_FILE" ]; do
+while [ ! -f "$LISTENING_FILE" ]; do
   i=$((i + 1))
-  if [ $i -gt 500 ]; then echo "the HTTP server did not start"; exit 1; fi
+  if [ $i -gt 400 ]; then
+    if [ -f "$BROKEN_FLAG" ]; then echo "the HTTP server is broken ($BROKEN_FLAG): not listening after 8 s"; else echo "the HTTP server did not start"; fi
+    exit 1
+  fi
   sleep 0.02
 done
 `;
@@ -119,6 +249,7 @@ done
 export const stopBoth = `#!/bin/sh
 # stop_both: stops this node's HTTP server.
 set -u
+rm -f "$LISTENING_FILE"
 [ -f "$PID_FILE" ] || exit 0
 pid=$(cat "$PID_FILE")
 rm -f "$PID_FILE"
@@ -234,6 +365,7 @@ export function nodeFiles(names: readonly string[], node: string, key: Buffer, f
     { path: `${module}/bin/http-server.mjs`, content: httpServer, mode: 0o644 },
     { path: `${module}/bin/start_both`, content: startBoth, mode: 0o755 },
     { path: `${module}/bin/stop_both`, content: stopBoth, mode: 0o755 },
+    { path: `${module}/bin/http-check`, content: httpCheck, mode: 0o755 },
     { path: "etc/tandem-lab/boot.sh", content: bootScript(node), mode: 0o755 },
   ];
 }

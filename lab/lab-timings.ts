@@ -48,11 +48,14 @@ export function withFarmTimings(userconfig: string, timings: FarmTimingsXml | nu
   return userconfig.replace("<farm>", `<farm pulse="${timings.pulseMs}ms" slost_count="${timings.slostCount}">`);
 }
 
-/** An extra farm module's userconfig.xml: web's, with another VIP and its timings, and no <user> section (no scripts). */
+/** An extra farm module's userconfig.xml: web's, with another VIP and its timings, and no
+ *  <user> section (no scripts) nor <check> (web's health checker is a program in web's
+ *  bin/, and the extra module has no application of its own to check). */
 export function extraFarmXml(names: readonly string[], node: string, extra: ExtraFarm, farm: FarmOptions = {}): string {
   const base = userconfigXml(names, node, farm)
     .replace(`<macro name="VIRTUAL_IP" value="${labVip}"/>`, `<macro name="VIRTUAL_IP" value="${extra.vip}"/>`)
     .replace(/\n *<user[^>]*>[\s\S]*?<\/user>/, "")
+    .replace(/\n *<check>[\s\S]*?<\/check>/, "")
     .replace('<group name="web">', `<group name="${extra.name}">`);
   if (!base.includes(extra.vip)) throw new Error(`extraFarmXml: the lab's module file no longer names its VIP as expected`);
   return withFarmTimings(base, extra.timings);

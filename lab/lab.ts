@@ -34,7 +34,7 @@ import { PassThrough } from "node:stream";
 import type Docker from "dockerode";
 import type { ModuleView } from "../service/node-service.ts";
 import { dockerClient, ensureImages, requireDocker, withTimeout, type Images, type Progress } from "./images.ts";
-import { clientAddress, degradeFile, degradeScript, farmModule, firstFileOf, labDynamicRange, labGateway, labSubnet, labVip, nodeAddress, nodeFiles, nodeName, partitionFile, partitionPeers, partitionRules, tarOf, type FarmOptions } from "./lab-config.ts";
+import { appBrokenFlag, clientAddress, degradeFile, degradeScript, farmModule, firstFileOf, labDynamicRange, labGateway, labSubnet, labVip, nodeAddress, nodeFiles, nodeName, partitionFile, partitionPeers, partitionRules, tarOf, type FarmOptions } from "./lab-config.ts";
 
 export const labLabel = "tandem.lab";
 const roleLabel = "tandem.lab.role";
@@ -306,6 +306,29 @@ export class Lab {
     await Promise.all(partitioned.map((info) => this.#setPartition(info, [], containers)));
     const names = partitioned.map((info) => info.Labels[nodeLabel]!);
     this.#progress(names.length === 0 ? "heal: no partition to heal" : `heal: partitions removed on ${names.join(" ")}`);
+  }
+
+  /** The node's application starts failing its health check: the lab's flag file
+   *  (/etc/tandem-lab/app-broken), while it exists, keeps the node's HTTP server from
+   *  listening on port 80, which the module's checker sees (connection refused). Neither
+   *  a restart of the application nor a power loss removes it: repairApp does. */
+  async breakApp(name: string): Promise<void> {
+    await this.#appFlag(name, true);
+    this.#progress(`${name}: application broken (${appBrokenFlag}): its server stops listening`);
+  }
+
+  /** The node's application is repaired: the flag removed, its server listens again. */
+  async repairApp(name: string): Promise<void> {
+    await this.#appFlag(name, false);
+    this.#progress(`${name}: application repaired`);
+  }
+
+  async #appFlag(name: string, broken: boolean): Promise<void> {
+    const { id } = await this.#node(name);
+    const state = containerState(await this.#info(id));
+    if (state !== "running") throw new Error(`${broken ? "break" : "repair"} the application of ${name}: the node is ${state}${state === "paused" ? " (unpause it first)" : " (start it first)"}`);
+    const result = await this.exec(id, ["sh", "-c", broken ? `: > ${appBrokenFlag}` : `rm -f ${appBrokenFlag}`]);
+    if (result.code !== 0) throw new Error(`${broken ? "break" : "repair"} the application of ${name} failed (${result.code}): ${(result.stderr || result.stdout).trim()}`);
   }
 
   /** Every node's links to the other nodes lose `lossRate` of their packets (each

@@ -3,17 +3,19 @@
 // starts from a fresh lab (down, up: about 2 s with the images cached) and must pass on
 // the deadlines written for the simulator.
 //
-// Two scenarios ask for what the lab cannot stage (yet): lossy-network's 20 ms jitter
-// needs tc netem, which some kernels lack (then the lab must say exactly that), and
-// unhealthy-app's breakApp needs a health checker the lab's module does not have. Their
-// tests assert that the lab says so clearly, and run them fully where it can.
+// unhealthy-app runs too: the lab's module has a health checker (a custom checker
+// connecting to the HTTP server every 50 ms, action restart) and breakApp makes the server
+// stop listening until repairApp (lab/lab-config.ts, userconfigXml). One scenario asks for
+// what some hosts cannot stage: lossy-network's 20 ms jitter needs tc netem, which some
+// kernels lack (this workplace's among them); there the test asserts that the lab says
+// exactly that, and runs it fully where it can.
 //
 // Needs a running Docker engine (dockerd) and root: it FAILS, saying how to start dockerd,
-// rather than skip. The container life cycle is the Lab class's (lab/lab.ts), not
-// testcontainers': the lab needs fixed addresses on its own network, sysctls, devices and
-// files in place before a container starts, and label-based removal, all of which the Lab
-// does already; testcontainers would add a second Docker client and a reaper image that
-// cannot be pulled here, and nothing these tests use.
+// rather than skip. The nodes' container life cycle is the Lab class's (lab/lab.ts): the
+// lab needs fixed addresses on its own network, sysctls, devices, files in place before a
+// container starts, power loss and restart of the same container, and label-based
+// removal. testcontainers is used where it fits, for a throwaway client container
+// (test/lab/srcip.test.ts).
 
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { dockerClient, ensureImages, requireDocker } from "../../lab/images.ts";
@@ -84,8 +86,8 @@ describe("the farm scenarios, unchanged, on the Docker lab", () => {
     }
   }, 180_000);
 
-  it("unhealthy-app: the lab says it cannot stage an application failing its health check", async () => {
+  it(`unhealthy-app: ${byName("unhealthy-app").summary}`, async () => {
     const outcome = await run("unhealthy-app");
-    expect(outcome.failure).toMatch(/^LabUnsupported: breakApp n2: the lab's farm module web has no health checker/);
+    expect(outcome.failure, outcome.timeline.join("\n")).toBeNull();
   }, 120_000);
 });
