@@ -3,6 +3,7 @@
 // (drivers/real), and one contract test suite that runs against both.
 
 import type { BucketSet } from "./bucket-set.ts";
+import type { DiskError, DiskOp, DiskResult, PathSnapshot } from "./mirror/disk-ops.ts";
 import type { LogEntry, NodeId, RingId } from "./types.ts";
 
 /** Monotonic time and one-shot named timers. */
@@ -147,4 +148,33 @@ export interface StreamPort<Message> {
   listen(receive: (from: NodeId, message: Message) => void): void;
   /** Registers the one receiver of connectivity changes: a peer's stream is up or down. */
   watchPeers(report: (peer: NodeId, connected: boolean) => void): void;
+}
+
+// ---- Mirror: the replicated tree of one module on one node ----
+
+/** The replicated tree of one mirror module on one node, below the interception: what the
+ *  core asks of the node's own disk. Operations complete in the order they were issued
+ *  (a read issued after a write sees it); each `done` is called exactly once, never before
+ *  the call has returned (the runtime must not be re-entered). Writes land in a page cache
+ *  and become durable on fsync (or when the disk writes them back): a power loss drops
+ *  what was not yet durable. The metadata (`Meta`, e.g. generations and dirty maps)
+ *  lives outside the tree and is durable when `persistMeta` completes. */
+export interface DiskPort<Meta> {
+  /** Applies one operation; an fsync completes once what it covers is durable. */
+  apply(op: DiskOp, done: (result: DiskResult) => void): void;
+  /** What a resync sends of `path`: its kind and attributes and, for a file, the blocks
+   *  asked for (`all`: every block of its current size). */
+  read(path: string, blocks: readonly number[] | "all", blockSize: number, done: (result: PathSnapshot | DiskError) => void): void;
+  /** Makes `path` match `snapshot` (a resync target's side): absent removes it and all
+   *  below it; a file is created or replaced, cut or extended to `size`, its given blocks
+   *  written; a directory is created (its `children` are not touched); attributes set. */
+  install(path: string, snapshot: PathSnapshot, blockSize: number, done: (result: DiskResult) => void): void;
+  /** Copies the current version of `paths` (directories with what is below them) to a
+   *  recoverable place outside the tree named after `label`; answers that place. Used to
+   *  keep a split brain's losing side. */
+  preserve(paths: readonly string[], label: string, done: (result: { readonly place: string } | DiskError) => void): void;
+  /** Replaces the durable metadata; done once it is durable. */
+  persistMeta(meta: Meta, done: (result: DiskResult) => void): void;
+  /** The metadata last made durable, or null when there is none (a new node). */
+  loadMeta(done: (meta: Meta | null) => void): void;
 }

@@ -1,0 +1,94 @@
+// The operations a mirror module intercepts on its replicated trees, the results a disk
+// gives them, and what a resync reads and installs. Shared by the core (which decides
+// where each operation goes), the disk port's simulated and real twins, and the checker.
+// A pure module: types and small pure helpers.
+//
+// Paths are relative to the module's replicated root, `/`-separated, without a leading
+// or trailing `/`, `.` or `..` segments (`pg/base/1/112`); "" names the root itself.
+
+/** One modifying operation on the replicated tree, as the application issued it. */
+export type DiskOp =
+  | { readonly kind: "create"; readonly path: string; readonly mode: number }
+  /** Writes `data` at `offset`, extending the file (with zeros) when needed. */
+  | { readonly kind: "write"; readonly path: string; readonly offset: number; readonly data: Uint8Array }
+  | { readonly kind: "truncate"; readonly path: string; readonly size: number }
+  /** Replaces `to` if it exists (a file, or an empty directory when `from` is one). */
+  | { readonly kind: "rename"; readonly from: string; readonly to: string }
+  | { readonly kind: "unlink"; readonly path: string }
+  | { readonly kind: "mkdir"; readonly path: string; readonly mode: number }
+  | { readonly kind: "rmdir"; readonly path: string }
+  | { readonly kind: "setattr"; readonly path: string; readonly mode: number }
+  | { readonly kind: "symlink"; readonly path: string; readonly target: string }
+  /** Makes what was written to `path` durable (the whole tree when `path` is null). */
+  | { readonly kind: "fsync"; readonly path: string | null };
+
+/** The errors a local disk gives, by their POSIX names. */
+export type DiskError = "ENOENT" | "EEXIST" | "ENOTDIR" | "EISDIR" | "ENOTEMPTY" | "EINVAL" | "ENOSPC" | "EIO" | "EROFS";
+
+/** An operation's result: null when it succeeded. */
+export type DiskResult = DiskError | null;
+
+/** Errors that mean the disk itself failed, not that the operation made no sense for the tree. */
+export function isMediaError(error: DiskResult): boolean {
+  return error === "ENOSPC" || error === "EIO";
+}
+
+/** What a resync copies of one path: its kind and attributes, and the blocks asked for. */
+export type PathSnapshot =
+  | { readonly kind: "absent" }
+  | { readonly kind: "dir"; readonly mode: number; readonly children: readonly string[] }
+  | { readonly kind: "symlink"; readonly target: string }
+  | {
+      readonly kind: "file";
+      readonly mode: number;
+      readonly size: number;
+      /** Block index → the block's bytes (the last block may be short). */
+      readonly blocks: ReadonlyMap<number, Uint8Array>;
+    };
+
+/** The paths an operation changes (a rename changes both names). */
+export function pathsOf(op: DiskOp): readonly string[] {
+  switch (op.kind) {
+    case "rename":
+      return [op.from, op.to];
+    case "fsync":
+      return op.path === null ? [] : [op.path];
+    default:
+      return [op.path];
+  }
+}
+
+/** The blocks of `blockSize` bytes a write covers, or null for an operation that is not a write. */
+export function blocksOfWrite(op: DiskOp, blockSize: number): { first: number; last: number } | null {
+  if (op.kind !== "write" || op.data.length === 0) return null;
+  return { first: Math.floor(op.offset / blockSize), last: Math.floor((op.offset + op.data.length - 1) / blockSize) };
+}
+
+/** The parent directory of a path ("" for a top-level name). */
+export function parentOf(path: string): string {
+  const slash = path.lastIndexOf("/");
+  return slash < 0 ? "" : path.slice(0, slash);
+}
+
+/** Whether `path` is `ancestor` or lies under it. */
+export function isWithin(path: string, ancestor: string): boolean {
+  return ancestor === "" || path === ancestor || path.startsWith(`${ancestor}/`);
+}
+
+/** One line for logs and traces: `write pg/x @4096+512`. */
+export function describeOp(op: DiskOp): string {
+  switch (op.kind) {
+    case "write":
+      return `write ${op.path} @${op.offset}+${op.data.length}`;
+    case "truncate":
+      return `truncate ${op.path} ${op.size}`;
+    case "rename":
+      return `rename ${op.from} ${op.to}`;
+    case "fsync":
+      return `fsync ${op.path ?? "(all)"}`;
+    case "symlink":
+      return `symlink ${op.path} -> ${op.target}`;
+    default:
+      return `${op.kind} ${op.path}`;
+  }
+}

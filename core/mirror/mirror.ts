@@ -1,0 +1,1576 @@
+// One mirror module on one node: roles, the synchronous write path, generations, dirty
+// tracking, resync, split brain and swap, as one state machine (docs/mirror.md).
+//
+//   STOP ─start─▶ (load metadata, prestart, start_both) ─▶ WAIT (joining: listen for the peer)
+//     joining ─peer met─▶ decide(): primary ─▶ PRIM (attach the peer, resync) │ SECOND
+//     joining ─alone, last role ALONE─▶ ALONE │ otherwise WAIT until the peer or an operator
+//     PRIM ─peer lost (witness reached)─▶ ALONE (new generation) │ (witness not reached) ─▶ WAIT
+//     SECOND ─peer lost, up to date, failover on, witness reached─▶ ALONE (new generation)
+//
+// The write path (primary): an intercepted operation's dirty marks are made durable
+// first, then it is applied locally and sent to the peer in one order; it completes when
+// both applied it (or, with ack "received", when the peer received it; an fsync always
+// when durable on both). The peer lost, the primary starts a new generation before it
+// completes anything alone.
+//
+// Unlike the farm's, this state is a mutable object owned by one runtime: stepMirror
+// changes it in place and returns it, which keeps a step O(1) per operation. Tests that
+// compare states take copies.
+//
+// A pure module: time enters as nowMs; disk, network, scripts and probes are effects
+// whose results come back as inputs.
+
+import { assert, unreachable } from "../assert.ts";
+import type { DefaultPrim } from "../config/module-config.ts";
+import type { Probe, ScriptOutcome, ScriptRun } from "../ports.ts";
+import type { LogEntry, LogLevel } from "../types.ts";
+import { decide, planResync, type SplitBrainPolicy } from "./decide.ts";
+import { describeOp, isMediaError, parentOf, pathsOf, type DiskError, type DiskOp, type DiskResult, type PathSnapshot } from "./disk-ops.ts";
+import type { HelloSummary, MirrorBeat, MirrorMessage, MirrorReadiness, MirrorRole } from "./messages.ts";
+import { dirtyOf, emptyDirty, filterDirty, lineage, newMeta, nextGen, unionDirty, withNewGen, type FileDirty, type Gen, type MirrorMeta } from "./meta.ts";
+
+export interface MirrorConfig {
+  readonly module: string;
+  readonly self: string;
+  readonly peer: string;
+  readonly rings: readonly string[];
+  readonly pulseMs: number;
+  /** No heartbeat on any ring for this long: the peer is lost. */
+  readonly timeoutMs: number;
+  /** How long a starting node listens for its peer before it decides without it. */
+  readonly joinMs: number;
+  readonly blockSize: number;
+  /** applied: the peer acknowledges once applied (sync); received: on receipt (async="second"). */
+  readonly ack: "applied" | "received";
+  readonly failover: boolean;
+  readonly defaultPrim: DefaultPrim;
+  /** The split-brain checker's witnesses; empty: no checker. */
+  readonly witnesses: readonly string[];
+  readonly witnessTimeoutMs: number;
+  readonly splitBrain: SplitBrainPolicy;
+  readonly maxLoop: number;
+  readonly loopIntervalMs: number;
+  /** false: the module has no <user> element and runs no scripts. */
+  readonly scripts: boolean;
+  readonly scriptEnv: Readonly<Record<string, string>>;
+  readonly scriptTimeoutMs: number;
+  readonly resyncWorkers: number;
+  /** How often an attached primary clears the dirty marks of what is durable on both. */
+  readonly checkpointMs: number;
+  /** After its disk failed, a secondary asks to be attached again this often. */
+  readonly retryMs: number;
+  /** Test-only: a bug the simulator must catch. early-ack: complete an operation once
+   *  applied locally, without waiting for the peer. */
+  readonly plantedBug?: "early-ack";
+}
+
+export type MirrorCommand = "start" | "stop" | "prim" | "primforce" | "second" | "swap" | "restart";
+
+export type MirrorInput =
+  | { readonly kind: "command"; readonly command: MirrorCommand; readonly fullsync?: boolean }
+  | { readonly kind: "meta-loaded"; readonly meta: MirrorMeta | null }
+  | { readonly kind: "meta-persisted"; readonly version: number; readonly result: DiskResult }
+  | { readonly kind: "timer"; readonly timer: MirrorTimer }
+  | { readonly kind: "beat"; readonly ring: string; readonly message: MirrorBeat; readonly receivedAtMs: number }
+  | { readonly kind: "message"; readonly message: MirrorMessage }
+  | { readonly kind: "stream"; readonly connected: boolean }
+  /** The application issued `op`; answered by one `complete` effect with the same id. */
+  | { readonly kind: "intercepted"; readonly id: number; readonly op: DiskOp }
+  | { readonly kind: "disk-done"; readonly tag: number; readonly result: DiskResult }
+  | { readonly kind: "read-done"; readonly tag: number; readonly result: PathSnapshot | DiskError }
+  | { readonly kind: "preserved"; readonly tag: number; readonly result: { readonly place: string } | DiskError }
+  | { readonly kind: "script-done"; readonly id: number; readonly outcome: ScriptOutcome }
+  | { readonly kind: "probe-result"; readonly epoch: number; readonly up: boolean; readonly detail: string }
+  /** The application died or failed its checker. */
+  | { readonly kind: "app-failed"; readonly why: string };
+
+export type MirrorTimer = "pulse" | "join" | "checkpoint" | "retry";
+
+export type MirrorEffect =
+  | { readonly kind: "load-meta" }
+  | { readonly kind: "persist-meta"; readonly version: number; readonly meta: MirrorMeta }
+  | { readonly kind: "apply"; readonly tag: number; readonly op: DiskOp }
+  | { readonly kind: "read"; readonly tag: number; readonly path: string; readonly blocks: readonly number[] | "all" }
+  | { readonly kind: "install"; readonly tag: number; readonly path: string; readonly snapshot: PathSnapshot }
+  | { readonly kind: "preserve"; readonly tag: number; readonly paths: readonly string[]; readonly label: string }
+  | { readonly kind: "send"; readonly message: MirrorMessage }
+  | { readonly kind: "beat"; readonly ring: string; readonly message: MirrorBeat }
+  | { readonly kind: "complete"; readonly id: number; readonly result: DiskResult }
+  | { readonly kind: "run-script"; readonly run: ScriptRun }
+  | { readonly kind: "probe"; readonly epoch: number; readonly probe: Probe; readonly timeoutMs: number }
+  | { readonly kind: "timer-arm"; readonly timer: MirrorTimer; readonly afterMs: number }
+  | { readonly kind: "timer-cancel"; readonly timer: MirrorTimer }
+  | { readonly kind: "vip"; readonly up: boolean }
+  /** Whether this node now accepts the application's writes (the checker's M3). */
+  | { readonly kind: "accepting"; readonly on: boolean }
+  | { readonly kind: "role"; readonly role: MirrorRole; readonly readiness: MirrorReadiness; readonly gen: Gen | null }
+  | { readonly kind: "log"; readonly entry: LogEntry };
+
+type Phase = "stopped" | "loading" | "starting" | "joining" | "waiting" | "promoting" | "primary" | "handing-over" | "secondary" | "stopping";
+
+type Continuation =
+  | { readonly k: "started" }
+  | { readonly k: "prim-started" }
+  | { readonly k: "prim-stopped"; readonly then: "handover-swap" | "handover-stop" | "stop" | "wait" }
+  | { readonly k: "stopped" }
+  | { readonly k: "none" };
+
+type Tag =
+  | { readonly t: "local"; readonly seq: number }
+  | { readonly t: "remote"; readonly session: number; readonly seq: number; readonly fsync: boolean }
+  | { readonly t: "resync-read"; readonly session: number; readonly path: string; readonly version: number }
+  | { readonly t: "prune-read"; readonly session: number; readonly path: string; readonly snapshot: PathSnapshot }
+  | { readonly t: "install"; readonly session: number; readonly path: string; readonly last: boolean }
+  | { readonly t: "checkpoint"; readonly session: number }
+  | { readonly t: "peer-flush"; readonly session: number; readonly upTo: number }
+  | { readonly t: "sync-end"; readonly session: number; readonly gen: Gen; readonly history: readonly Gen[]; readonly upTo: number; readonly unsyncs: number }
+  | { readonly t: "preserve"; readonly paths: readonly string[] };
+
+interface Pending {
+  readonly id: number;
+  readonly op: DiskOp;
+  local: DiskResult | undefined;
+  /** undefined: waiting for the peer; null or an error: its result. */
+  peer: DiskResult | undefined;
+  /** The peer's answer is not needed (dispatched alone, or the peer detached). */
+  peerless: boolean;
+}
+
+interface Link {
+  readonly session: number;
+  inSync: boolean;
+  /** What the resync still has to send. */
+  plan: Map<string, FileDirty>;
+  queue: string[];
+  queueIndex: number;
+  requeue: string[];
+  readonly reading: Set<string>;
+  readonly sending: Set<string>;
+  /** Paths re-marked while their snapshot was on the way: not done when acknowledged. */
+  readonly remarked: Set<string>;
+  endSent: boolean;
+  checkpoint: { upTo: number; local: boolean; peer: boolean } | null;
+  readonly startedMs: number;
+  readonly full: boolean;
+}
+
+interface Follow {
+  readonly session: number;
+  /** Local applies of replicated operations not yet done. */
+  applying: number;
+  /** Resync installs of the path still to come before its acknowledgement. */
+  readonly installing: Map<string, number>;
+  /** Counts unsync messages: a sync-end overtaken by one does not make this node up to date. */
+  unsyncs: number;
+}
+
+export interface MirrorStats {
+  /** Bytes of file blocks the resyncs sent (as primary). */
+  resyncBlockBytes: number;
+  resyncPaths: number;
+  resyncs: number;
+  fullResyncs: number;
+  replicatedOps: number;
+  completed: number;
+}
+
+export interface Mirror {
+  readonly config: MirrorConfig;
+  readonly incarnation: number;
+  phase: Phase;
+  why: string;
+  meta: MirrorMeta;
+  metaVersion: number;
+  metaDone: number;
+  metaWaiters: { version: number; then: (step: Step) => void }[];
+  nextTag: number;
+  readonly tags: Map<number, Tag>;
+  // The peer, as heard.
+  peerBeatMs: number | null;
+  peerAlive: boolean;
+  peerIncarnation: number | null;
+  peerRole: MirrorRole;
+  peerGen: Gen | null;
+  streamUp: boolean;
+  peerHello: HelloSummary | null;
+  /** Operator flags carried in hellos. */
+  yielding: boolean;
+  fullsync: boolean;
+  // Primary.
+  app: "stopped" | "starting" | "running" | "stopping";
+  accepting: boolean;
+  /** Intercepted operations may be dispatched (false while the primary decides how to go on without its peer). */
+  dispatching: boolean;
+  vip: boolean;
+  link: Link | null;
+  nextSession: number;
+  readonly held: { id: number; op: DiskOp; needs: number }[];
+  opSeq: number;
+  readonly pending: Map<number, Pending>;
+  readonly pathSeq: Map<string, number>;
+  readonly pathVersion: Map<string, number>;
+  /** Paths marked by operations intercepted but not yet dispatched. */
+  readonly pathHeld: Map<string, number>;
+  fence: { gen: Gen | null } | null;
+  witness: { epoch: number; purpose: "alone" | "promote" } | null;
+  witnessEpoch: number;
+  // Secondary.
+  follow: Follow | null;
+  promoteWhenDrained: boolean;
+  /** Running since this node was last primary or an up-to-date secondary (see HelloSummary). */
+  continuous: boolean;
+  startAfterStop: boolean;
+  /** false after a disk failure, until the retry timer: the primary must not attach this node yet. */
+  attachable: boolean;
+  // Scripts.
+  job: { names: string[]; then: Continuation; running: number | null } | null;
+  nextScriptId: number;
+  loops: number[];
+  reported: string;
+  /** The summary last sent to the peer, and its key. */
+  sent: HelloSummary | null;
+  sentKey: string;
+  readonly stats: MirrorStats;
+}
+
+export function initMirror(config: MirrorConfig, incarnation: number): Mirror {
+  assert(config.self !== config.peer, "a mirror's two nodes must differ");
+  assert(config.blockSize > 0 && Number.isInteger(config.blockSize), `block size ${config.blockSize}`);
+  return {
+    config,
+    incarnation,
+    phase: "stopped",
+    why: "",
+    meta: newMeta(),
+    metaVersion: 0,
+    metaDone: 0,
+    metaWaiters: [],
+    nextTag: 1,
+    tags: new Map(),
+    peerBeatMs: null,
+    peerAlive: false,
+    peerIncarnation: null,
+    peerRole: "STOP",
+    peerGen: null,
+    streamUp: false,
+    peerHello: null,
+    yielding: false,
+    fullsync: false,
+    app: "stopped",
+    accepting: false,
+    dispatching: true,
+    vip: false,
+    link: null,
+    nextSession: 1,
+    held: [],
+    opSeq: 0,
+    pending: new Map(),
+    pathSeq: new Map(),
+    pathVersion: new Map(),
+    pathHeld: new Map(),
+    fence: null,
+    witness: null,
+    witnessEpoch: 0,
+    follow: null,
+    promoteWhenDrained: false,
+    continuous: false,
+    startAfterStop: false,
+    attachable: true,
+    job: null,
+    nextScriptId: 1,
+    loops: [],
+    reported: "",
+    sent: null,
+    sentKey: "",
+    stats: { resyncBlockBytes: 0, resyncPaths: 0, resyncs: 0, fullResyncs: 0, replicatedOps: 0, completed: 0 },
+  };
+}
+
+/** The role and readiness operators see (SafeKit's states). */
+export function roleOf(s: Mirror): { role: MirrorRole; readiness: MirrorReadiness } {
+  switch (s.phase) {
+    case "stopped":
+      return { role: "STOP", readiness: "NotReady" };
+    case "loading":
+    case "starting":
+      return { role: "STOP", readiness: "Transient" };
+    case "joining":
+    case "promoting":
+      return { role: "WAIT", readiness: "Transient" };
+    case "waiting":
+      return { role: "WAIT", readiness: "NotReady" };
+    case "primary":
+      return { role: s.link === null ? "ALONE" : "PRIM", readiness: s.app === "running" && s.accepting && s.dispatching ? "Ready" : "Transient" };
+    case "handing-over":
+      return { role: s.link === null ? "ALONE" : "PRIM", readiness: "Transient" };
+    case "secondary":
+      return { role: "SECOND", readiness: s.follow === null ? "NotReady" : s.meta.consistent && s.continuous ? "Ready" : "Transient" };
+    case "stopping":
+      return { role: "STOP", readiness: "Transient" };
+    default:
+      return unreachable(s.phase);
+  }
+}
+
+/** One step: the input changes `s` in place; the effects are for the runtime, in order. */
+export function stepMirror(s: Mirror, nowMs: number, input: MirrorInput): { state: Mirror; effects: MirrorEffect[] } {
+  const out: MirrorEffect[] = [];
+  const step = new Step(s, nowMs, out);
+  step.handle(input);
+  step.report();
+  return { state: s, effects: out };
+}
+
+class Step {
+  readonly s: Mirror;
+  readonly now: number;
+  readonly out: MirrorEffect[];
+
+  constructor(s: Mirror, now: number, out: MirrorEffect[]) {
+    this.s = s;
+    this.now = now;
+    this.out = out;
+  }
+
+  // ---- plumbing ----
+
+  log(level: LogLevel, event: string, fields: Record<string, string | number | boolean | null> = {}): void {
+    this.out.push({ kind: "log", entry: { level, event, fields: { module: this.s.config.module, ...fields } } });
+  }
+
+  tag(tag: Tag): number {
+    const id = this.s.nextTag++;
+    this.s.tags.set(id, tag);
+    return id;
+  }
+
+  send(message: MirrorMessage): void {
+    if (this.s.streamUp) this.out.push({ kind: "send", message });
+  }
+
+  persist(then?: (step: Step) => void): void {
+    const version = ++this.s.metaVersion;
+    this.out.push({ kind: "persist-meta", version, meta: this.s.meta });
+    if (then !== undefined) this.s.metaWaiters.push({ version, then });
+  }
+
+  setMeta(meta: MirrorMeta, then?: (step: Step) => void): void {
+    this.s.meta = meta;
+    this.persist(then);
+  }
+
+  setVip(up: boolean): void {
+    if (this.s.vip === up) return;
+    this.s.vip = up;
+    this.out.push({ kind: "vip", up });
+  }
+
+  setAccepting(on: boolean): void {
+    if (this.s.accepting === on) return;
+    this.s.accepting = on;
+    this.out.push({ kind: "accepting", on });
+  }
+
+  report(): void {
+    const { role, readiness } = roleOf(this.s);
+    const key = `${role}/${readiness}/${this.s.meta.gen}`;
+    if (key === this.s.reported) return;
+    this.s.reported = key;
+    this.out.push({ kind: "role", role, readiness, gen: this.s.meta.gen });
+  }
+
+  summary(): HelloSummary {
+    const { role } = roleOf(this.s);
+    const meta = this.s.meta;
+    return {
+      incarnation: this.s.incarnation,
+      role,
+      gen: meta.gen,
+      history: meta.history,
+      consistent: meta.consistent,
+      lastRole: meta.lastRole,
+      dirtyBase: meta.dirtyBase,
+      dirty: [...meta.dirty],
+      yielding: this.s.yielding,
+      fullsync: this.s.fullsync,
+      continuous: this.s.continuous,
+      attachable: this.s.attachable,
+    };
+  }
+
+  /** Tells the peer this node's summary when it changed (or always, `force`): the
+   *  decision uses the summaries as sent, so both nodes decide on the same two. */
+  hello(force = false): void {
+    const s = this.s;
+    if (!s.streamUp) return;
+    const summary = this.summary();
+    const key = [summary.role, summary.gen, summary.consistent, summary.lastRole, summary.yielding, summary.fullsync, summary.continuous, summary.attachable, summary.dirtyBase, summary.dirty.length].join("|");
+    if (!force && key === s.sentKey) return;
+    s.sentKey = key;
+    s.sent = summary;
+    this.send({ kind: "hello", summary });
+  }
+
+  runScripts(names: string[], then: Continuation): void {
+    assert(this.s.job === null, `scripts ${names.join(",")} asked while ${this.s.job?.names.join(",")} run`);
+    if (!this.s.config.scripts) {
+      this.continueWith(then);
+      return;
+    }
+    this.s.job = { names: [...names], then, running: null };
+    this.nextScript();
+  }
+
+  nextScript(): void {
+    const job = this.s.job!;
+    const name = job.names.shift();
+    if (name === undefined) {
+      this.s.job = null;
+      this.continueWith(job.then);
+      return;
+    }
+    const id = this.s.nextScriptId++;
+    job.running = id;
+    const { role } = roleOf(this.s);
+    this.out.push({
+      kind: "run-script",
+      run: { id, script: name, args: [role, name.startsWith("stop") || name === "poststop" ? "STOP" : role, name.startsWith("stop") ? "stop" : "start"], env: this.s.config.scriptEnv, timeoutMs: this.s.config.scriptTimeoutMs },
+    });
+  }
+
+  continueWith(then: Continuation): void {
+    switch (then.k) {
+      case "started":
+        this.joined();
+        return;
+      case "prim-started":
+        this.primStarted();
+        return;
+      case "prim-stopped":
+        this.primStopped(then.then);
+        return;
+      case "stopped":
+        this.s.phase = "stopped";
+        this.out.push({ kind: "timer-cancel", timer: "pulse" }, { kind: "timer-cancel", timer: "join" }, { kind: "timer-cancel", timer: "checkpoint" }, { kind: "timer-cancel", timer: "retry" });
+        this.log("info", "mirror.stopped");
+        if (this.s.startAfterStop) {
+          this.s.startAfterStop = false;
+          this.command("start", false);
+        }
+        return;
+      case "none":
+        return;
+      default:
+        unreachable(then);
+    }
+  }
+
+  // ---- inputs ----
+
+  handle(input: MirrorInput): void {
+    const s = this.s;
+    switch (input.kind) {
+      case "command":
+        this.command(input.command, input.fullsync === true);
+        return;
+      case "meta-loaded":
+        if (s.phase !== "loading") return;
+        s.meta = input.meta ?? newMeta();
+        s.phase = "starting";
+        this.log("info", "mirror.meta", { gen: s.meta.gen, consistent: s.meta.consistent, lastRole: s.meta.lastRole, dirtyPaths: s.meta.dirty.size });
+        this.out.push({ kind: "timer-arm", timer: "pulse", afterMs: s.config.pulseMs });
+        this.runScripts(["prestart", "start_both"], { k: "started" });
+        return;
+      case "meta-persisted":
+        if (input.result !== null) this.log("error", "mirror.meta_failed", { error: input.result });
+        s.metaDone = Math.max(s.metaDone, input.version);
+        while (s.metaWaiters.length > 0 && s.metaWaiters[0]!.version <= s.metaDone) s.metaWaiters.shift()!.then(this);
+        this.drainHeld();
+        return;
+      case "timer":
+        this.timer(input.timer);
+        return;
+      case "beat":
+        this.beat(input.message, input.receivedAtMs);
+        return;
+      case "stream":
+        this.stream(input.connected);
+        return;
+      case "message":
+        this.message(input.message);
+        return;
+      case "intercepted":
+        this.intercepted(input.id, input.op);
+        return;
+      case "disk-done":
+        this.diskDone(input.tag, input.result);
+        return;
+      case "read-done":
+        this.readDone(input.tag, input.result);
+        return;
+      case "preserved": {
+        const tag = s.tags.get(input.tag);
+        s.tags.delete(input.tag);
+        if (tag?.t !== "preserve") return;
+        if (typeof input.result === "string") this.log("error", "mirror.preserve_failed", { error: input.result, paths: tag.paths.join(" ") });
+        else this.log("warn", "mirror.splitbrain_preserved", { place: input.result.place, paths: tag.paths.join(" ") });
+        return;
+      }
+      case "script-done":
+        this.scriptDone(input.id, input.outcome);
+        return;
+      case "probe-result":
+        this.witnessResult(input.epoch, input.up, input.detail);
+        return;
+      case "app-failed":
+        this.appFailed(input.why);
+        return;
+      default:
+        unreachable(input);
+    }
+  }
+
+  command(command: MirrorCommand, fullsync: boolean): void {
+    const s = this.s;
+    switch (command) {
+      case "start":
+        const then = s.job?.then;
+        if (s.phase === "stopping" || (s.phase === "handing-over" && then?.k === "prim-stopped" && (then.then === "stop" || then.then === "handover-stop"))) {
+          // Asked while stopping: start again once stopped.
+          s.startAfterStop = true;
+          return;
+        }
+        if (s.phase !== "stopped") return;
+        s.phase = "loading";
+        s.continuous = false;
+        s.attachable = true;
+        s.yielding = false;
+        s.fullsync = false;
+        this.log("info", "mirror.start");
+        this.out.push({ kind: "load-meta" });
+        return;
+      case "stop":
+        this.stopModule("operator stop");
+        return;
+      case "prim":
+      case "primforce":
+        this.prim(command === "primforce", fullsync);
+        return;
+      case "second":
+        if (s.phase === "stopped" || s.phase === "loading") return;
+        s.yielding = true;
+        s.fullsync = fullsync;
+        this.log("warn", "mirror.second", { fullsync });
+        if (s.phase === "primary") {
+          this.leavePrimary("wait", "operator second");
+          return;
+        }
+        this.hello();
+        this.evaluate();
+        return;
+      case "swap":
+        if (s.phase !== "primary" || s.link === null || !s.link.inSync || s.app !== "running") {
+          this.log("warn", "mirror.swap_refused", { why: s.phase !== "primary" ? "not primary" : s.link === null ? "no secondary" : "the secondary is not up to date yet" });
+          return;
+        }
+        this.leavePrimary("handover-swap", "swap");
+        return;
+      case "restart":
+        if (s.phase === "primary" && s.app === "running" && s.job === null) this.restartApp("operator restart");
+        return;
+      default:
+        unreachable(command);
+    }
+  }
+
+  prim(force: boolean, fullsync: boolean): void {
+    const s = this.s;
+    if (s.phase !== "joining" && s.phase !== "waiting" && s.phase !== "secondary") {
+      this.log("warn", "mirror.prim_refused", { why: `the module is ${roleOf(s).role}` });
+      return;
+    }
+    if (s.phase === "secondary" && s.peerAlive) {
+      this.log("warn", "mirror.prim_refused", { why: "the peer is primary: use swap" });
+      return;
+    }
+    if (!force && s.meta.gen !== null && !s.meta.consistent) {
+      this.log("warn", "mirror.prim_refused", { why: "data not up to date after an interrupted resync: primforce overrides" });
+      return;
+    }
+    this.log("warn", force ? "mirror.primforce" : "mirror.prim", { gen: s.meta.gen, consistent: s.meta.consistent });
+    s.fullsync = fullsync;
+    s.yielding = false;
+    this.promote(force ? "primforce" : "prim");
+  }
+
+  // ---- start, join, decide ----
+
+  joined(): void {
+    const s = this.s;
+    s.phase = "joining";
+    s.why = "listening for the peer";
+    this.out.push({ kind: "timer-arm", timer: "join", afterMs: s.config.joinMs });
+    this.hello();
+    this.evaluate();
+  }
+
+  /** With no peer heard after joinMs: start alone only if this node was alone last. */
+  joinTimedOut(): void {
+    const s = this.s;
+    if (s.phase !== "joining") return;
+    if (s.peerAlive) return; // heard: the hello decides
+    const meta = s.meta;
+    if (meta.gen !== null && meta.consistent && meta.lastRole === "ALONE") {
+      this.log("info", "mirror.start_alone", { gen: meta.gen });
+      this.becomePrimary();
+      return;
+    }
+    this.wait(meta.gen === null ? "a new mirror: run prim on the node whose data is right" : !meta.consistent ? "data not up to date (an interrupted resync or outdated): waiting for the other node; primforce overrides" : "data may be not up to date: waiting for the other node, or force with prim");
+  }
+
+  wait(why: string): void {
+    const s = this.s;
+    if (s.phase !== "waiting" || s.why !== why) this.log("warn", "mirror.wait", { why });
+    s.phase = "waiting";
+    s.why = why;
+    this.hello();
+  }
+
+  /** Decides roles once both nodes' summaries are known and neither is settled with the other. */
+  evaluate(): void {
+    const s = this.s;
+    const peer = s.peerHello;
+    if (peer === null || !s.streamUp) return;
+    if (peer.role === "STOP") return;
+    this.hello();
+    const mine = s.sent ?? this.summary();
+    const verdict = decide({ node: s.config.self, summary: mine }, { node: s.config.peer, summary: peer }, s.config.defaultPrim, s.config.splitBrain);
+    if (s.phase === "primary") {
+      if (verdict.primary === s.config.self) {
+        if (s.link === null && (peer.role === "WAIT" || peer.role === "SECOND") && peer.attachable && s.app === "running") this.attach(peer);
+        return;
+      }
+      // A split brain this node loses (or leaves to an operator).
+      this.log("error", "mirror.splitbrain", { why: verdict.why });
+      this.leavePrimary("wait", verdict.why);
+      return;
+    }
+    if (s.phase === "joining" || s.phase === "waiting" || (s.phase === "secondary" && s.follow === null)) {
+      if (verdict.primary === s.config.self) {
+        this.log("info", "mirror.elected", { why: verdict.why });
+        s.yielding = false;
+        this.becomePrimary();
+      } else if (verdict.primary === s.config.peer) {
+        if (s.phase !== "secondary") {
+          s.phase = "secondary";
+          s.why = verdict.why;
+          this.hello();
+        }
+      } else {
+        this.wait(verdict.why);
+      }
+    }
+  }
+
+  // ---- primary ----
+
+  promote(why: string): void {
+    const s = this.s;
+    s.phase = "promoting";
+    const gen = nextGen(s.meta, s.config.self, s.peerGen);
+    const base = s.meta.gen === null ? gen : s.meta.dirtyBase;
+    this.log("warn", "mirror.new_generation", { gen, from: s.meta.gen, why });
+    this.setMeta({ ...withNewGen(s.meta, gen, "ALONE"), consistent: true, dirtyBase: base }, (step) => {
+      if (s.phase === "promoting") step.becomePrimary();
+    });
+  }
+
+  becomePrimary(): void {
+    const s = this.s;
+    s.phase = "primary";
+    s.continuous = true;
+    s.follow = null;
+    s.dispatching = true;
+    s.fence = null;
+    s.app = "starting";
+    this.setVip(true);
+    this.runScripts(["start_prim"], { k: "prim-started" });
+    this.hello();
+    if (s.peerHello !== null && s.streamUp) this.evaluate();
+  }
+
+  primStarted(): void {
+    const s = this.s;
+    if (s.phase !== "primary") return;
+    s.app = "running";
+    this.setAccepting(true);
+    this.log("info", "mirror.primary", { role: roleOf(s).role, gen: s.meta.gen });
+    this.drainHeld();
+    if (s.link === null) this.evaluate();
+  }
+
+  /** Stops the application and then goes where `then` says. */
+  leavePrimary(then: "handover-swap" | "handover-stop" | "stop" | "wait", why: string): void {
+    const s = this.s;
+    this.log("info", "mirror.leave_primary", { then, why });
+    s.phase = then === "stop" ? "stopping" : "handing-over";
+    s.why = why;
+    this.setAccepting(false);
+    this.failHeld("EIO");
+    if (s.job !== null) {
+      // A start or stop script is running: cancel what follows it and continue after it.
+      s.job.names.length = 0;
+      s.job.then = { k: "prim-stopped", then };
+      if (s.app === "starting") s.job.names.push("stop_prim");
+      s.app = "stopping";
+      return;
+    }
+    s.app = "stopping";
+    this.runScripts(["stop_prim"], { k: "prim-stopped", then });
+  }
+
+  primStopped(then: "handover-swap" | "handover-stop" | "stop" | "wait"): void {
+    const s = this.s;
+    s.app = "stopped";
+    this.setVip(false);
+    if (s.pending.size > 0) {
+      // Drain: operations already dispatched finish first (their completions come back).
+      s.job = { names: [], then: { k: "prim-stopped", then }, running: null };
+      return;
+    }
+    const link = s.link;
+    if ((then === "handover-swap" || then === "handover-stop") && link !== null && link.inSync) {
+      this.send({ kind: "handover", session: link.session, reason: then === "handover-swap" ? "swap" : "stop" });
+      s.link = null;
+      this.out.push({ kind: "timer-cancel", timer: "checkpoint" });
+      this.setMeta({ ...s.meta, lastRole: "SECOND" });
+      if (then === "handover-swap") {
+        s.phase = "secondary";
+        s.why = "swap";
+        this.hello();
+        return;
+      }
+    } else if (link !== null) {
+      // Leaving a secondary that is not up to date: it must not take over.
+      this.send({ kind: "detach", session: link.session, reason: "the primary stopped" });
+      s.link = null;
+    }
+    if (then === "stop" || then === "handover-stop") {
+      s.phase = "stopping";
+      this.runScripts(["stop_both", "poststop"], { k: "stopped" });
+      return;
+    }
+    if (then === "wait" || then === "handover-swap") {
+      s.phase = "waiting";
+      this.hello();
+      this.evaluate();
+    }
+  }
+
+  stopModule(why: string): void {
+    const s = this.s;
+    s.startAfterStop = false;
+    switch (s.phase) {
+      case "stopped":
+      case "stopping":
+        return;
+      case "primary":
+        this.leavePrimary(s.link !== null && s.link.inSync ? "handover-stop" : "stop", why);
+        return;
+      case "handing-over":
+        if (s.job !== null && s.job.then.k === "prim-stopped") s.job.then = { k: "prim-stopped", then: "stop" };
+        return;
+      default:
+        break;
+    }
+    this.log("info", "mirror.stop", { why });
+    const follow = s.follow;
+    s.follow = null;
+    if (follow !== null) this.setMeta({ ...s.meta, consistent: false }, (step) => step.send({ kind: "detach", session: follow.session, reason: "the secondary stops" }));
+    s.phase = "stopping";
+    this.out.push({ kind: "timer-cancel", timer: "join" });
+    if (s.job !== null) {
+      s.job.names.length = 0;
+      s.job.then = { k: "stopped" };
+      s.job.names.push("stop_both", "poststop");
+      return;
+    }
+    this.runScripts(["stop_both", "poststop"], { k: "stopped" });
+  }
+
+  restartApp(why: string): void {
+    const s = this.s;
+    this.log("warn", "mirror.restart", { why });
+    s.app = "starting";
+    this.setAccepting(false);
+    this.failHeld("EIO");
+    this.runScripts(["stop_prim", "start_prim"], { k: "prim-started" });
+  }
+
+  appFailed(why: string): void {
+    const s = this.s;
+    if (s.phase !== "primary" || s.app !== "running") return;
+    s.loops = s.loops.filter((at) => s.config.loopIntervalMs === 0 || this.now - at < s.config.loopIntervalMs);
+    s.loops.push(this.now);
+    if (s.config.maxLoop > 0 && s.loops.length > s.config.maxLoop) {
+      this.log("error", "mirror.maxloop", { why, loops: s.loops.length });
+      this.stopModule(`maxloop: ${why}`);
+      return;
+    }
+    this.restartApp(why);
+  }
+
+  // ---- the write path ----
+
+  intercepted(id: number, op: DiskOp): void {
+    const s = this.s;
+    if (!(s.phase === "primary" && s.accepting)) {
+      this.out.push({ kind: "complete", id, result: s.phase === "secondary" ? "EROFS" : "EIO" });
+      return;
+    }
+    const marks = dirtyOf(op, s.config.blockSize);
+    // Marked now, dispatched later: no checkpoint may clear these marks in between.
+    for (const path of marks.keys()) s.pathHeld.set(path, (s.pathHeld.get(path) ?? 0) + 1);
+    const dirty = unionDirty(s.meta.dirty, marks);
+    if (dirty !== s.meta.dirty) {
+      s.meta = { ...s.meta, dirty };
+      this.persist();
+      s.held.push({ id, op, needs: s.metaVersion });
+    } else {
+      s.held.push({ id, op, needs: 0 });
+    }
+    this.drainHeld();
+  }
+
+  drainHeld(): void {
+    const s = this.s;
+    while (s.held.length > 0 && s.dispatching && s.accepting && s.held[0]!.needs <= s.metaDone) {
+      const { id, op } = s.held.shift()!;
+      this.dispatch(id, op);
+    }
+  }
+
+  failHeld(error: DiskError): void {
+    for (const { id, op } of this.s.held.splice(0)) {
+      this.unhold(op);
+      this.out.push({ kind: "complete", id, result: error });
+    }
+  }
+
+  unhold(op: DiskOp): void {
+    const s = this.s;
+    for (const path of dirtyOf(op, s.config.blockSize).keys()) {
+      const count = (s.pathHeld.get(path) ?? 1) - 1;
+      if (count > 0) s.pathHeld.set(path, count);
+      else s.pathHeld.delete(path);
+    }
+  }
+
+  touch(op: DiskOp): void {
+    const s = this.s;
+    const bump = (path: string): void => {
+      s.pathVersion.set(path, (s.pathVersion.get(path) ?? 0) + 1);
+    };
+    for (const path of pathsOf(op)) {
+      bump(path);
+      if (op.kind !== "write" && op.kind !== "truncate" && op.kind !== "setattr" && op.kind !== "fsync") bump(parentOf(path));
+    }
+    for (const path of dirtyOf(op, s.config.blockSize).keys()) s.pathSeq.set(path, s.opSeq);
+  }
+
+  dispatch(id: number, op: DiskOp): void {
+    const s = this.s;
+    const seq = ++s.opSeq;
+    this.unhold(op);
+    this.touch(op);
+    const link = s.link;
+    s.pending.set(seq, { id, op, local: undefined, peer: undefined, peerless: link === null });
+    this.out.push({ kind: "apply", tag: this.tag({ t: "local", seq }), op });
+    if (link !== null) {
+      s.stats.replicatedOps++;
+      this.send({ kind: "rep", session: link.session, seq, op });
+    }
+  }
+
+  tryComplete(seq: number): void {
+    const s = this.s;
+    const pending = s.pending.get(seq);
+    if (pending === undefined || pending.local === undefined) return;
+    if (!pending.peerless && pending.peer === undefined && s.config.plantedBug !== "early-ack") return;
+    if (!pending.peerless && pending.peer !== pending.local && !isMediaError(pending.peer ?? null)) this.diverge(pending.op, `${describeOp(pending.op)}: ${pending.local ?? "ok"} here, ${pending.peer ?? "ok"} on ${s.config.peer}`);
+    s.pending.delete(seq);
+    s.stats.completed++;
+    this.out.push({ kind: "complete", id: pending.id, result: pending.local });
+    if (s.pending.size === 0 && s.job !== null && s.job.running === null && s.job.names.length === 0) {
+      // A drain was waiting for the last completion.
+      const then = s.job.then;
+      s.job = null;
+      this.continueWith(then);
+    }
+  }
+
+  /** An operation gave different results on the two sides: resend its paths. */
+  diverge(op: DiskOp, why: string): void {
+    const s = this.s;
+    const link = s.link;
+    if (link === null) return;
+    // During a resync the secondary lacks paths not sent yet: expected, not a warning.
+    this.log(link.inSync ? "warn" : "debug", "mirror.diverged_op", { why });
+    const marks = new Map<string, FileDirty>();
+    for (const path of pathsOf(op)) {
+      marks.set(path, { all: true, blocks: new Set() });
+      marks.set(parentOf(path), { all: false, blocks: new Set() });
+    }
+    s.meta = { ...s.meta, dirty: unionDirty(s.meta.dirty, marks) };
+    this.persist();
+    if (link.inSync || link.endSent) {
+      link.inSync = false;
+      link.endSent = false;
+      this.send({ kind: "unsync", session: link.session });
+    }
+    for (const [path, entry] of marks) this.plan(link, path, entry);
+    this.pumpResync();
+  }
+
+  diskDone(tagId: number, result: DiskResult): void {
+    const s = this.s;
+    const tag = s.tags.get(tagId);
+    if (tag === undefined) return;
+    s.tags.delete(tagId);
+    switch (tag.t) {
+      case "local": {
+        const pending = s.pending.get(tag.seq);
+        if (pending === undefined) return;
+        pending.local = result;
+        if (result !== null && isMediaError(result)) this.log("error", "mirror.local_disk", { op: describeOp(pending.op), error: result });
+        this.tryComplete(tag.seq);
+        return;
+      }
+      case "remote":
+        this.remoteApplied(tag.session, tag.seq, tag.fsync, result);
+        return;
+      case "install": {
+        const follow = s.follow;
+        if (follow === null || follow.session !== tag.session) return;
+        const left = (follow.installing.get(tag.path) ?? 1) - 1;
+        if (result !== null) {
+          if (isMediaError(result)) {
+            this.followerDiskFailed(`resync of ${tag.path}: ${result}`);
+            return;
+          }
+          this.log("warn", "mirror.install_failed", { path: tag.path, error: result });
+        }
+        if (left > 0 && !tag.last) {
+          follow.installing.set(tag.path, left);
+          return;
+        }
+        follow.installing.delete(tag.path);
+        this.send({ kind: "sync-path-ack", session: tag.session, path: tag.path, result });
+        return;
+      }
+      case "checkpoint": {
+        const link = s.link;
+        if (link === null || link.session !== tag.session || link.checkpoint === null) return;
+        link.checkpoint.local = true;
+        this.checkpointDone(link);
+        return;
+      }
+      case "peer-flush":
+        if (s.follow !== null && s.follow.session === tag.session) this.send({ kind: "flushed", session: tag.session, upTo: tag.upTo });
+        return;
+      case "sync-end": {
+        const follow = s.follow;
+        if (follow === null || follow.session !== tag.session || follow.unsyncs !== tag.unsyncs) return;
+        if (result !== null) {
+          this.followerDiskFailed(`flush at the end of the resync: ${result}`);
+          return;
+        }
+        this.setMeta({ gen: tag.gen, history: tag.history, consistent: true, lastRole: "SECOND", dirtyBase: tag.gen, dirty: emptyDirty }, (step) => {
+          if (follow.unsyncs !== tag.unsyncs) return;
+          // Up to date, durably, and running since: the best copy if the primary is lost now.
+          s.continuous = true;
+          if (s.follow === follow) {
+            step.log("info", "mirror.in_sync", { gen: tag.gen });
+            step.send({ kind: "sync-done", session: tag.session, upTo: tag.upTo });
+          }
+        });
+        return;
+      }
+      case "resync-read":
+      case "prune-read":
+      case "preserve":
+        return;
+      default:
+        unreachable(tag);
+    }
+  }
+
+  // ---- the secondary ----
+
+  remoteApplied(session: number, seq: number, fsync: boolean, result: DiskResult): void {
+    const s = this.s;
+    const follow = s.follow;
+    if (follow === null || follow.session !== session) return;
+    follow.applying--;
+    if (isMediaError(result)) {
+      this.followerDiskFailed(`replicated operation ${seq}: ${result}`);
+      return;
+    }
+    if (s.config.ack === "applied" || fsync || result !== null) this.send({ kind: "rep-ack", session, seq, result });
+    if (follow.applying === 0 && s.promoteWhenDrained) {
+      s.promoteWhenDrained = false;
+      this.takeOver("the primary is lost");
+    }
+  }
+
+  followerDiskFailed(why: string): void {
+    const s = this.s;
+    const follow = s.follow;
+    if (follow === null) return;
+    this.log("error", "mirror.secondary_disk", { why });
+    s.follow = null;
+    s.attachable = false;
+    // Not up to date, durably, before the primary goes on without this node.
+    this.setMeta({ ...s.meta, consistent: false }, (step) => step.send({ kind: "detach", session: follow.session, reason: why }));
+    this.wait(`the disk failed (${why}): retrying attachment every ${s.config.retryMs} ms`);
+    this.out.push({ kind: "timer-arm", timer: "retry", afterMs: s.config.retryMs });
+  }
+
+  /** The peer is gone and this secondary was up to date with it: take over. */
+  takeOver(why: string): void {
+    const s = this.s;
+    if (s.phase !== "secondary") return;
+    if (!s.config.failover) {
+      this.wait("failover is off: waiting for an operator (prim)");
+      return;
+    }
+    if (!s.meta.consistent) {
+      this.wait("data not up to date (the resync did not finish): waiting for the other node; primforce overrides");
+      return;
+    }
+    if (s.peerGen !== null && !lineage(s.meta).includes(s.peerGen)) {
+      this.wait(`the primary went on alone (generation ${s.peerGen}): waiting for it`);
+      return;
+    }
+    if (s.follow !== null && s.follow.applying > 0) {
+      s.promoteWhenDrained = true;
+      return;
+    }
+    s.follow = null;
+    this.checkWitness("promote", why);
+  }
+
+  message(message: MirrorMessage): void {
+    const s = this.s;
+    switch (message.kind) {
+      case "hello": {
+        const before = s.peerHello;
+        s.peerHello = message.summary;
+        s.peerRole = message.summary.role;
+        s.peerGen = message.summary.gen;
+        if (before !== null && before.incarnation !== message.summary.incarnation && s.follow !== null) s.follow = null;
+        this.evaluate();
+        return;
+      }
+      case "attach":
+        this.attached(message);
+        return;
+      case "rep": {
+        const follow = s.follow;
+        if (follow === null || follow.session !== message.session) return;
+        follow.applying++;
+        this.out.push({ kind: "apply", tag: this.tag({ t: "remote", session: message.session, seq: message.seq, fsync: message.op.kind === "fsync" }), op: message.op });
+        if (s.config.ack === "received" && message.op.kind !== "fsync") this.send({ kind: "rep-ack", session: message.session, seq: message.seq, result: null });
+        return;
+      }
+      case "rep-ack": {
+        const link = s.link;
+        if (link === null || link.session !== message.session) return;
+        const pending = s.pending.get(message.seq);
+        if (pending === undefined) {
+          if (message.result !== null && !isMediaError(message.result)) this.log("warn", "mirror.late_error", { seq: message.seq, error: message.result });
+          return;
+        }
+        if (pending.peer === undefined || s.config.ack === "applied") pending.peer = message.result;
+        else if (message.result !== null) pending.peer = message.result;
+        this.tryComplete(message.seq);
+        return;
+      }
+      case "sync-path":
+        this.syncPath(message.session, message.path, message.snapshot, message.prune);
+        return;
+      case "sync-path-ack":
+        this.syncPathAcked(message.session, message.path, message.result);
+        return;
+      case "sync-end": {
+        const follow = s.follow;
+        if (follow === null || follow.session !== message.session) return;
+        this.out.push({ kind: "apply", tag: this.tag({ t: "sync-end", session: message.session, gen: message.gen, history: message.history, upTo: message.upTo, unsyncs: follow.unsyncs }), op: { kind: "fsync", path: null } });
+        return;
+      }
+      case "sync-done":
+        this.syncDone(message.session, message.upTo);
+        return;
+      case "unsync":
+        if (s.follow !== null && s.follow.session === message.session) {
+          s.follow.unsyncs++;
+          this.setMeta({ ...s.meta, consistent: false });
+        }
+        return;
+      case "flush":
+        if (s.follow !== null && s.follow.session === message.session) this.out.push({ kind: "apply", tag: this.tag({ t: "peer-flush", session: message.session, upTo: message.upTo }), op: { kind: "fsync", path: null } });
+        return;
+      case "flushed": {
+        const link = s.link;
+        if (link === null || link.session !== message.session || link.checkpoint === null || link.checkpoint.upTo !== message.upTo) return;
+        link.checkpoint.peer = true;
+        this.checkpointDone(link);
+        return;
+      }
+      case "handover": {
+        const follow = s.follow;
+        if (follow === null || follow.session !== message.session) return;
+        this.log("info", "mirror.handover", { reason: message.reason });
+        if (message.reason === "swap") {
+          s.follow = null;
+          this.setMeta({ ...s.meta, lastRole: "PRIM" });
+          this.becomePrimary();
+          return;
+        }
+        this.takeOver("the primary stopped");
+        return;
+      }
+      case "detach":
+        if (s.follow !== null && s.follow.session === message.session) {
+          s.follow = null;
+          if (s.phase === "secondary") this.wait(`detached: ${message.reason}`);
+          return;
+        }
+        if (s.link !== null && s.link.session === message.session) {
+          // The secondary made itself durably not up to date first: it can never take
+          // over with this generation, so no new one is needed.
+          this.log("warn", "mirror.peer_detached", { why: message.reason });
+          this.goAlone(`the secondary detached: ${message.reason}`, false);
+        }
+        return;
+      default:
+        unreachable(message);
+    }
+  }
+
+  attached(message: Extract<MirrorMessage, { kind: "attach" }>): void {
+    const s = this.s;
+    if (s.phase !== "secondary" && s.phase !== "waiting" && s.phase !== "joining") return;
+    s.phase = "secondary";
+    s.why = "";
+    s.follow = { session: message.session, applying: 0, installing: new Map(), unsyncs: 0 };
+    s.yielding = false;
+    s.fullsync = false;
+    this.out.push({ kind: "timer-cancel", timer: "join" });
+    this.log("info", "mirror.attached", { full: message.full, preserve: message.preserve?.length ?? 0 });
+    if (message.preserve !== null && message.preserve.length > 0) {
+      this.log("error", "mirror.splitbrain_loser", { paths: message.preserve.join(" "), label: message.label });
+      this.out.push({ kind: "preserve", tag: this.tag({ t: "preserve", paths: message.preserve }), paths: message.preserve, label: message.label });
+    }
+    this.setMeta({ ...s.meta, consistent: false, lastRole: "SECOND" });
+  }
+
+  syncPath(session: number, path: string, snapshot: PathSnapshot, prune: boolean): void {
+    const s = this.s;
+    const follow = s.follow;
+    if (follow === null || follow.session !== session) return;
+    if (prune && snapshot.kind === "dir") {
+      this.out.push({ kind: "read", tag: this.tag({ t: "prune-read", session, path, snapshot }), path, blocks: [] });
+      follow.installing.set(path, 1);
+      return;
+    }
+    follow.installing.set(path, 1);
+    this.out.push({ kind: "install", tag: this.tag({ t: "install", session, path, last: true }), path, snapshot });
+  }
+
+  readDone(tagId: number, result: PathSnapshot | DiskError): void {
+    const s = this.s;
+    const tag = s.tags.get(tagId);
+    if (tag === undefined) return;
+    s.tags.delete(tagId);
+    if (tag.t === "prune-read") {
+      const follow = s.follow;
+      if (follow === null || follow.session !== tag.session) return;
+      const keep = tag.snapshot.kind === "dir" ? new Set(tag.snapshot.children) : new Set<string>();
+      const extras = typeof result !== "string" && result.kind === "dir" ? result.children.filter((child) => !keep.has(child)) : [];
+      follow.installing.set(tag.path, extras.length + 1);
+      for (const child of extras) {
+        const childPath = tag.path === "" ? child : `${tag.path}/${child}`;
+        this.out.push({ kind: "install", tag: this.tag({ t: "install", session: tag.session, path: tag.path, last: false }), path: childPath, snapshot: { kind: "absent" } });
+      }
+      this.out.push({ kind: "install", tag: this.tag({ t: "install", session: tag.session, path: tag.path, last: true }), path: tag.path, snapshot: tag.snapshot });
+      return;
+    }
+    if (tag.t !== "resync-read") return;
+    const link = s.link;
+    if (link === null || link.session !== tag.session) return;
+    link.reading.delete(tag.path);
+    const entry = link.plan.get(tag.path);
+    if (entry === undefined) {
+      this.pumpResync();
+      return;
+    }
+    if (typeof result === "string") {
+      this.log("error", "mirror.resync_read", { path: tag.path, error: result });
+      link.requeue.push(tag.path);
+      this.out.push({ kind: "timer-arm", timer: "retry", afterMs: s.config.retryMs });
+      return;
+    }
+    if (this.versionOf(tag.path) !== tag.version) {
+      link.requeue.push(tag.path);
+      this.pumpResync();
+      return;
+    }
+    if (result.kind === "dir" && entry.all) for (const child of result.children) this.plan(link, tag.path === "" ? child : `${tag.path}/${child}`, { all: true, blocks: new Set() });
+    if (result.kind === "file") for (const block of result.blocks.values()) s.stats.resyncBlockBytes += block.length;
+    s.stats.resyncPaths++;
+    link.sending.add(tag.path);
+    link.remarked.delete(tag.path);
+    this.send({ kind: "sync-path", session: link.session, path: tag.path, snapshot: result, prune: result.kind === "dir" && entry.all });
+    this.pumpResync();
+  }
+
+  // ---- resync, as primary ----
+
+  versionOf(path: string): number {
+    let sum = this.s.pathVersion.get(path) ?? 0;
+    let at = path;
+    while (at !== "") {
+      at = parentOf(at);
+      sum += this.s.pathVersion.get(at) ?? 0;
+    }
+    return sum;
+  }
+
+  plan(link: Link, path: string, entry: FileDirty): void {
+    const before = link.plan.get(path);
+    if (before === undefined) {
+      link.plan.set(path, entry);
+      link.requeue.push(path);
+    } else if (!before.all) {
+      link.plan.set(path, entry.all ? entry : { all: false, blocks: new Set([...before.blocks, ...entry.blocks]) });
+    }
+    if (link.sending.has(path)) {
+      link.remarked.add(path);
+      link.requeue.push(path);
+    }
+  }
+
+  attach(peer: HelloSummary): void {
+    const s = this.s;
+    const plan = planResync(s.meta, peer);
+    const session = s.nextSession++ * 1000 + (s.incarnation % 1000);
+    s.fullsync = false;
+    const link: Link = {
+      session,
+      inSync: false,
+      plan: new Map(plan.dirty),
+      queue: [...plan.dirty.keys()].sort(),
+      queueIndex: 0,
+      requeue: [],
+      reading: new Set(),
+      sending: new Set(),
+      remarked: new Set(),
+      endSent: false,
+      checkpoint: null,
+      startedMs: this.now,
+      full: plan.full,
+    };
+    s.link = link;
+    s.stats.resyncs++;
+    if (plan.full) s.stats.fullResyncs++;
+    // Operations dispatched alone and still in flight are covered by the plan (marked before dispatch).
+    this.log(plan.preserve === null ? "info" : "warn", "mirror.attach", { peer: s.config.peer, full: plan.full, paths: plan.dirty.size, why: plan.why });
+    this.send({ kind: "attach", session, full: plan.full, preserve: plan.preserve, label: `splitbrain-${peer.gen ?? "none"}-${s.config.peer}` });
+    this.out.push({ kind: "timer-arm", timer: "checkpoint", afterMs: s.config.checkpointMs });
+    this.pumpResync();
+  }
+
+  pumpResync(): void {
+    const s = this.s;
+    const link = s.link;
+    if (link === null || link.inSync) return;
+    while (link.reading.size + link.sending.size < s.config.resyncWorkers) {
+      let path: string | undefined;
+      while (path === undefined) {
+        const next = link.requeue.length > 0 ? link.requeue.shift() : link.queueIndex < link.queue.length ? link.queue[link.queueIndex++] : undefined;
+        if (next === undefined) break;
+        if (!link.plan.has(next) || link.reading.has(next) || (link.sending.has(next) && !link.remarked.has(next))) continue;
+        path = next;
+      }
+      if (path === undefined) break;
+      const entry = link.plan.get(path)!;
+      link.reading.add(path);
+      const blocks = entry.all ? "all" : [...entry.blocks].sort((a, b) => a - b);
+      this.out.push({ kind: "read", tag: this.tag({ t: "resync-read", session: link.session, path, version: this.versionOf(path) }), path, blocks });
+    }
+    if (link.plan.size === 0 && link.reading.size === 0 && link.sending.size === 0 && !link.endSent) {
+      link.endSent = true;
+      // Once the peer is up to date it may take over and go on without this node, which
+      // then must not start alone after a restart: PRIM is durable before the peer can be.
+      this.setMeta({ ...s.meta, lastRole: "PRIM" }, (step) => {
+        if (s.link !== link || !link.endSent || link.plan.size > 0) return;
+        step.send({ kind: "sync-end", session: link.session, gen: s.meta.gen!, history: s.meta.history, upTo: s.opSeq });
+      });
+    }
+  }
+
+  syncPathAcked(session: number, path: string, result: DiskResult): void {
+    const s = this.s;
+    const link = s.link;
+    if (link === null || link.session !== session) return;
+    link.sending.delete(path);
+    if (result === null && !link.remarked.has(path)) link.plan.delete(path);
+    else link.requeue.push(path);
+    link.remarked.delete(path);
+    this.pumpResync();
+  }
+
+  syncDone(session: number, upTo: number): void {
+    const s = this.s;
+    const link = s.link;
+    if (link === null || link.session !== session || link.plan.size > 0) return;
+    link.inSync = true;
+    link.endSent = false;
+    this.log("info", "mirror.resynced", { peer: s.config.peer, ms: this.now - link.startedMs, full: link.full, blockBytes: s.stats.resyncBlockBytes });
+    this.clearDirty(upTo, true);
+  }
+
+  clearDirty(upTo: number, rebase: boolean): void {
+    const s = this.s;
+    const dirty = filterDirty(s.meta.dirty, (path) => (s.pathSeq.get(path) ?? 0) > upTo || s.pathHeld.has(path));
+    if (dirty === s.meta.dirty && !rebase) return;
+    for (const [path, seq] of s.pathSeq) if (seq <= upTo) s.pathSeq.delete(path);
+    this.setMeta({ ...s.meta, dirty, dirtyBase: rebase ? s.meta.gen : s.meta.dirtyBase });
+  }
+
+  checkpointDone(link: Link): void {
+    const checkpoint = link.checkpoint!;
+    if (!checkpoint.local || !checkpoint.peer) return;
+    link.checkpoint = null;
+    if (link.inSync) this.clearDirty(checkpoint.upTo, false);
+  }
+
+  // ---- the peer: heartbeats, stream, loss ----
+
+  timer(timer: MirrorTimer): void {
+    const s = this.s;
+    switch (timer) {
+      case "pulse": {
+        if (s.phase === "stopped") return;
+        for (const ring of s.config.rings) this.out.push({ kind: "beat", ring, message: { kind: "beat", from: s.config.self, incarnation: s.incarnation, role: roleOf(s).role, gen: s.meta.gen } });
+        if (s.fence !== null) for (const ring of s.config.rings) this.out.push({ kind: "beat", ring, message: { kind: "outdate", from: s.config.self, gen: s.meta.gen } });
+        if (s.peerAlive && s.peerBeatMs !== null && this.now - s.peerBeatMs >= s.config.timeoutMs) {
+          s.peerAlive = false;
+          this.log("warn", "mirror.peer_lost", { peer: s.config.peer, silentMs: this.now - s.peerBeatMs });
+          this.peerLost();
+        }
+        this.out.push({ kind: "timer-arm", timer: "pulse", afterMs: s.config.pulseMs });
+        return;
+      }
+      case "join":
+        this.joinTimedOut();
+        return;
+      case "checkpoint": {
+        const link = s.link;
+        if (link === null) return;
+        if (link.inSync && link.checkpoint === null && s.meta.dirty.size > 0) {
+          link.checkpoint = { upTo: s.opSeq, local: false, peer: false };
+          this.out.push({ kind: "apply", tag: this.tag({ t: "checkpoint", session: link.session }), op: { kind: "fsync", path: null } });
+          this.send({ kind: "flush", session: link.session, upTo: s.opSeq });
+        }
+        this.out.push({ kind: "timer-arm", timer: "checkpoint", afterMs: s.config.checkpointMs });
+        return;
+      }
+      case "retry":
+        if (s.link !== null && !s.link.inSync) this.pumpResync();
+        if ((s.phase === "waiting" || s.phase === "secondary") && s.follow === null) {
+          s.attachable = true;
+          this.hello();
+          this.evaluate();
+        }
+        return;
+      default:
+        unreachable(timer);
+    }
+  }
+
+  beat(message: MirrorBeat, receivedAtMs: number): void {
+    const s = this.s;
+    if (message.from !== s.config.peer || s.phase === "stopped") return;
+    switch (message.kind) {
+      case "beat":
+        s.peerBeatMs = Math.max(s.peerBeatMs ?? receivedAtMs, receivedAtMs);
+        if (!s.peerAlive) this.log("info", "mirror.peer_heard", { peer: s.config.peer, role: message.role });
+        s.peerAlive = true;
+        s.peerIncarnation = message.incarnation;
+        s.peerRole = message.role;
+        if (message.gen !== null) s.peerGen = message.gen;
+        return;
+      case "outdate": {
+        if (s.phase === "primary" || s.phase === "handing-over") return;
+        const answer = (): void => {
+          for (const ring of s.config.rings) this.out.push({ kind: "beat", ring, message: { kind: "outdated", from: s.config.self, gen: message.gen } });
+        };
+        if (!s.meta.consistent) {
+          answer();
+          return;
+        }
+        this.log("warn", "mirror.outdated", { by: s.config.peer, gen: message.gen });
+        s.follow = null;
+        this.setMeta({ ...s.meta, consistent: false }, (step) => {
+          if (s.phase === "secondary") step.wait("outdated: the primary went on without this node");
+          for (const ring of s.config.rings) step.out.push({ kind: "beat", ring, message: { kind: "outdated", from: s.config.self, gen: message.gen } });
+        });
+        return;
+      }
+      case "outdated":
+        if (s.fence !== null) {
+          this.log("info", "mirror.peer_outdated", { peer: s.config.peer });
+          s.fence = null;
+          this.goAlone("the peer is outdated");
+        }
+        return;
+      default:
+        unreachable(message);
+    }
+  }
+
+  stream(connected: boolean): void {
+    const s = this.s;
+    s.streamUp = connected;
+    if (connected) {
+      this.hello(true);
+      return;
+    }
+    s.peerHello = null;
+    if (s.phase === "primary" && s.link !== null) {
+      const link = s.link;
+      s.link = null;
+      this.out.push({ kind: "timer-cancel", timer: "checkpoint" });
+      void link;
+      s.dispatching = false;
+      if (s.peerAlive) {
+        // The peer still beats: it must mark itself outdated before this node goes on alone.
+        this.log("warn", "mirror.fencing", { peer: s.config.peer });
+        s.fence = { gen: s.meta.gen };
+        for (const ring of s.config.rings) this.out.push({ kind: "beat", ring, message: { kind: "outdate", from: s.config.self, gen: s.meta.gen } });
+      } else {
+        this.checkWitness("alone", "the peer is lost");
+      }
+      return;
+    }
+    if (s.phase === "handing-over" && s.link !== null) {
+      s.link = null;
+      return;
+    }
+    if (s.follow !== null) {
+      // Keep following in spirit: if the primary is also lost, takeOver decides.
+      s.follow = null;
+      if (!s.peerAlive && s.phase === "secondary") this.takeOver("the primary is lost");
+    }
+  }
+
+  peerLost(): void {
+    const s = this.s;
+    s.peerHello = null;
+    if (s.phase === "primary" && (s.link !== null || s.fence !== null)) {
+      s.link = null;
+      s.fence = null;
+      s.dispatching = false;
+      this.out.push({ kind: "timer-cancel", timer: "checkpoint" });
+      this.checkWitness("alone", "the peer is lost");
+      return;
+    }
+    if (s.phase === "secondary") this.takeOver("the primary is lost");
+  }
+
+  checkWitness(purpose: "alone" | "promote", why: string): void {
+    const s = this.s;
+    if (s.config.witnesses.length === 0) {
+      this.witnessPassed(purpose, why);
+      return;
+    }
+    const epoch = ++s.witnessEpoch;
+    s.witness = { epoch, purpose };
+    if (purpose === "promote") s.phase = "promoting";
+    this.out.push({ kind: "probe", epoch, probe: { kind: "ping", addr: s.config.witnesses[0]! }, timeoutMs: s.config.witnessTimeoutMs });
+  }
+
+  witnessResult(epoch: number, up: boolean, detail: string): void {
+    const s = this.s;
+    if (s.witness === null || s.witness.epoch !== epoch) return;
+    const purpose = s.witness.purpose;
+    s.witness = null;
+    if (up) {
+      this.witnessPassed(purpose, "witness reached");
+      return;
+    }
+    const why = `split-brain checker: witness ${s.config.witnesses[0]} not reached (${detail})`;
+    this.log("error", "mirror.witness_down", { detail });
+    if (purpose === "alone" && s.phase === "primary") {
+      // Operations the peer never confirmed fail: this node may not go on alone.
+      for (const [seq, pending] of [...s.pending]) {
+        if (pending.peerless) continue;
+        s.pending.delete(seq);
+        this.out.push({ kind: "complete", id: pending.id, result: "EIO" });
+      }
+      this.leavePrimary("wait", why);
+      return;
+    }
+    this.wait(why);
+  }
+
+  witnessPassed(purpose: "alone" | "promote", why: string): void {
+    if (purpose === "alone") this.goAlone(why);
+    else this.promote(why);
+  }
+
+  /** The primary goes on without its peer: a new generation first, then what waited. */
+  goAlone(why: string, newGeneration = true): void {
+    const s = this.s;
+    if (s.phase !== "primary") return;
+    s.link = null;
+    s.dispatching = false;
+    this.out.push({ kind: "timer-cancel", timer: "checkpoint" });
+    let meta: MirrorMeta = { ...s.meta, lastRole: "ALONE" };
+    if (newGeneration) {
+      const gen = nextGen(s.meta, s.config.self, s.peerGen);
+      this.log("warn", "mirror.new_generation", { gen, from: s.meta.gen, why });
+      meta = withNewGen(s.meta, gen, "ALONE");
+    } else {
+      this.log("warn", "mirror.alone", { gen: s.meta.gen, why });
+    }
+    this.setMeta(meta, (step) => {
+      if (s.phase !== "primary") return;
+      // The peer may have been attached again meanwhile: what was dispatched before belongs to no session.
+      s.dispatching = true;
+      for (const [seq, pending] of s.pending) {
+        pending.peerless = true;
+        step.tryComplete(seq);
+      }
+      step.drainHeld();
+      step.hello();
+    });
+  }
+
+  scriptDone(id: number, outcome: ScriptOutcome): void {
+    const s = this.s;
+    const job = s.job;
+    if (job === null || job.running !== id) return;
+    job.running = null;
+    if (!(outcome.kind === "exited" && outcome.code === 0) && outcome.kind !== "missing") this.log("warn", "mirror.script", { id, outcome: outcome.kind === "exited" ? `exit ${outcome.code}` : outcome.kind });
+    if (job.names.length === 0 && job.then.k === "prim-stopped" && s.pending.size > 0) {
+      // Drain before leaving primary: the last completion continues.
+      return;
+    }
+    this.nextScript();
+  }
+}
+
+export type { MirrorMeta } from "./meta.ts";

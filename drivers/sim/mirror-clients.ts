@@ -1,0 +1,337 @@
+// Simulated applications writing to a mirror module: each client owns the files under
+// its own directory (`c<k>/`), issues one operation at a time through the module's VIP,
+// waits for the answer, and keeps a model of what its files must hold from the answers
+// it got. That model is what the checker compares the nodes' trees with.
+//
+// A path whose last operation failed, timed out or was in flight during a double failure
+// (both nodes down, one of them losing power) without being fsync-acknowledged becomes
+// uncertain: its content is not checked, and the client never touches it again.
+//
+// Operations: create, write at random offsets and sizes, truncate, setattr, rename to a
+// new name, unlink, symlink, mkdir, fsync of a file and of the whole tree, and reads of a
+// file back from the current primary (checked against the model at once).
+
+import { describeOp, type DiskOp, type DiskResult } from "../../core/mirror/disk-ops.ts";
+import type { Gen } from "../../core/mirror/meta.ts";
+import type { Prng } from "./prng.ts";
+
+export interface ClientSettings {
+  readonly count: number;
+  /** Pause between an answer and the next operation. */
+  readonly thinkMs: number;
+  /** An operation unanswered this long is given up (its paths become uncertain). */
+  readonly timeoutMs: number;
+  readonly maxWrite: number;
+  readonly maxOffset: number;
+}
+
+export const defaultClientSettings: ClientSettings = { count: 3, thinkMs: 5, timeoutMs: 8_000, maxWrite: 6_000, maxOffset: 40_000 };
+
+export type Expected =
+  | { readonly kind: "file"; content: Uint8Array; mode: number }
+  | { readonly kind: "dir"; readonly mode: number }
+  | { readonly kind: "symlink"; readonly target: string };
+
+/** What the world does for the clients. */
+export interface ClientWorld {
+  nowMs(): number;
+  schedule(afterMs: number, run: () => void): void;
+  /** Sends `op` to whichever node holds the VIP; `done` gets its answer, or "unreachable"
+   *  at once when no node holds it. Never called back for a node that died meanwhile. */
+  submit(op: DiskOp, done: (result: DiskResult | "unreachable", node: string, gen: Gen | null) => void): void;
+  /** Reads file `path` on the VIP holder's tree as the application sees it (null bytes: no
+   *  such file); null when no node holds the VIP. */
+  read(path: string): { node: string; bytes: Uint8Array | null } | null;
+  violation(kind: string, detail: string): void;
+}
+
+export interface AckRecord {
+  readonly atMs: number;
+  readonly client: number;
+  readonly op: string;
+  readonly node: string;
+  readonly gen: Gen | null;
+  readonly paths: readonly string[];
+}
+
+interface Client {
+  readonly index: number;
+  readonly dir: string;
+  nextName: number;
+  current: string | null;
+  inFlight: { op: DiskOp; sentMs: number; token: number } | null;
+  started: boolean;
+}
+
+export class MirrorClients {
+  readonly settings: ClientSettings;
+  /** The model: every path the clients made, with what it must hold. */
+  readonly expected = new Map<string, Expected | null>();
+  readonly uncertain = new Set<string>();
+  /** Paths changed since the last fsync that covers them. */
+  readonly unsynced = new Set<string>();
+  readonly acks: AckRecord[] = [];
+  readonly stats = { sent: 0, acked: 0, failed: 0, timedOut: 0, unreachable: 0, reads: 0, readChecks: 0 };
+  #running = false;
+  #token = 0;
+  readonly #clients: Client[];
+  readonly #world: ClientWorld;
+  readonly #prng: Prng;
+  /** Read-back checks are meaningless once a split brain let two trees diverge. */
+  checkReads = true;
+
+  constructor(world: ClientWorld, prng: Prng, settings: Partial<ClientSettings> = {}) {
+    this.settings = { ...defaultClientSettings, ...settings };
+    this.#world = world;
+    this.#prng = prng;
+    this.#clients = Array.from({ length: this.settings.count }, (_, index) => ({ index, dir: `c${index}`, nextName: 0, current: null, inFlight: null, started: false }));
+  }
+
+  get running(): boolean {
+    return this.#running;
+  }
+
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    for (const client of this.#clients) if (client.inFlight === null) this.#world.schedule(this.#prng.int(0, 20), () => this.#next(client));
+  }
+
+  /** Stops issuing; operations in flight still get their answers (or time out). */
+  stop(): void {
+    this.#running = false;
+  }
+
+  get idle(): boolean {
+    return this.#clients.every((client) => client.inFlight === null);
+  }
+
+  /** Both nodes were down at once with a power loss: what was not fsync-acknowledged may be gone. */
+  doubleFailure(): void {
+    for (const path of this.unsynced) this.#forget(path);
+    for (const client of this.#clients) if (client.inFlight !== null) for (const path of pathsTouched(client.inFlight.op)) this.#forget(path);
+    this.unsynced.clear();
+  }
+
+  #forget(path: string): void {
+    this.uncertain.add(path);
+    for (const client of this.#clients) if (client.current === path) client.current = null;
+  }
+
+  #certain(path: string): boolean {
+    return !this.uncertain.has(path);
+  }
+
+  #next(client: Client): void {
+    if (!this.#running || client.inFlight !== null) return;
+    const op = this.#choose(client);
+    if (op === null) {
+      this.#world.schedule(this.settings.thinkMs, () => this.#next(client));
+      return;
+    }
+    this.#send(client, op);
+  }
+
+  #send(client: Client, op: DiskOp): void {
+    const token = ++this.#token;
+    client.inFlight = { op, sentMs: this.#world.nowMs(), token };
+    this.stats.sent++;
+    this.#world.submit(op, (result, node, gen) => this.#answered(client, token, result, node, gen));
+    this.#world.schedule(this.settings.timeoutMs, () => {
+      if (client.inFlight?.token !== token) return;
+      this.stats.timedOut++;
+      for (const path of pathsTouched(op)) this.#forget(path);
+      client.inFlight = null;
+      this.#world.schedule(this.settings.thinkMs, () => this.#next(client));
+    });
+  }
+
+  #answered(client: Client, token: number, result: DiskResult | "unreachable", node: string, gen: Gen | null): void {
+    const flight = client.inFlight;
+    if (flight === null || flight.token !== token) return;
+    client.inFlight = null;
+    const { op } = flight;
+    if (result === "unreachable") {
+      // Not delivered anywhere: try the same operation again later.
+      this.stats.unreachable++;
+      this.stats.sent--;
+      this.#world.schedule(50, () => {
+        if (!this.#running || client.inFlight !== null) return;
+        this.#send(client, op);
+      });
+      return;
+    }
+    if (result !== null) {
+      this.stats.failed++;
+      const semantic = result !== "EIO" && result !== "EROFS" && result !== "ENOSPC";
+      const paths = pathsTouched(op);
+      if (semantic && paths.every((path) => this.#certain(path))) this.#world.violation("M1", `${describeOp(op)} answered ${result} by ${node}, but the client's acknowledged history says it must succeed`);
+      for (const path of paths) this.#forget(path);
+    } else {
+      this.stats.acked++;
+      this.acks.push({ atMs: this.#world.nowMs(), client: client.index, op: describeOp(op), node, gen, paths: pathsTouched(op) });
+      this.#apply(op);
+    }
+    this.#world.schedule(this.settings.thinkMs, () => this.#next(client));
+  }
+
+  /** The model after an acknowledged operation. */
+  #apply(op: DiskOp): void {
+    const model = this.expected;
+    switch (op.kind) {
+      case "create":
+        model.set(op.path, { kind: "file", content: new Uint8Array(0), mode: op.mode });
+        this.unsynced.add(op.path);
+        return;
+      case "mkdir":
+        model.set(op.path, { kind: "dir", mode: op.mode });
+        this.unsynced.add(op.path);
+        return;
+      case "symlink":
+        model.set(op.path, { kind: "symlink", target: op.target });
+        this.unsynced.add(op.path);
+        return;
+      case "write": {
+        const entry = model.get(op.path);
+        if (entry?.kind !== "file") return;
+        const end = op.offset + op.data.length;
+        if (end > entry.content.length) {
+          const grown = new Uint8Array(end);
+          grown.set(entry.content);
+          entry.content = grown;
+        }
+        entry.content.set(op.data, op.offset);
+        this.unsynced.add(op.path);
+        return;
+      }
+      case "truncate": {
+        const entry = model.get(op.path);
+        if (entry?.kind !== "file") return;
+        const next = new Uint8Array(op.size);
+        next.set(entry.content.subarray(0, Math.min(op.size, entry.content.length)));
+        entry.content = next;
+        this.unsynced.add(op.path);
+        return;
+      }
+      case "setattr": {
+        const entry = model.get(op.path);
+        if (entry?.kind === "file") entry.mode = op.mode;
+        this.unsynced.add(op.path);
+        return;
+      }
+      case "rename": {
+        const entry = model.get(op.from) ?? null;
+        model.set(op.from, null);
+        model.set(op.to, entry);
+        this.unsynced.add(op.from);
+        this.unsynced.add(op.to);
+        return;
+      }
+      case "unlink":
+      case "rmdir":
+        model.set(op.path, null);
+        this.unsynced.add(op.path);
+        return;
+      case "fsync":
+        if (op.path === null) this.unsynced.clear();
+        else this.unsynced.delete(op.path);
+        return;
+    }
+  }
+
+  #choose(client: Client): DiskOp | null {
+    const prng = this.#prng;
+    if (!client.started) {
+      client.started = true;
+      if (!this.expected.has(client.dir)) return { kind: "mkdir", path: client.dir, mode: 0o755 };
+    }
+    if (!this.#certain(client.dir)) return null;
+    if (client.current === null || !this.#certain(client.current)) {
+      client.current = `${client.dir}/f${client.nextName++}`;
+      return { kind: "create", path: client.current, mode: 0o644 };
+    }
+    const path = client.current;
+    const entry = this.expected.get(path);
+    const size = entry?.kind === "file" ? entry.content.length : 0;
+    const roll = prng.int(0, 99);
+    if (roll < 50) {
+      const length = prng.int(1, this.settings.maxWrite);
+      const offset = prng.int(0, this.settings.maxOffset);
+      const data = randomBytes(length, prng.u32());
+      return { kind: "write", path, offset, data };
+    }
+    if (roll < 62) return { kind: "fsync", path };
+    if (roll < 68) return { kind: "fsync", path: null };
+    if (roll < 72) return { kind: "truncate", path, size: prng.int(0, Math.max(1, size)) };
+    if (roll < 75) return { kind: "setattr", path, mode: prng.pick([0o600, 0o640, 0o644]) };
+    if (roll < 79) {
+      const to = `${client.dir}/f${client.nextName++}`;
+      client.current = to;
+      return { kind: "rename", from: path, to };
+    }
+    if (roll < 82) {
+      client.current = null;
+      return { kind: "unlink", path };
+    }
+    if (roll < 84) return { kind: "symlink", path: `${client.dir}/l${client.nextName++}`, target: `f${prng.int(0, client.nextName)}` };
+    if (roll < 86) return { kind: "mkdir", path: `${client.dir}/d${client.nextName++}`, mode: 0o750 };
+    this.#readBack(path);
+    return { kind: "fsync", path };
+  }
+
+  /** Reads a file back from the primary at once and compares it with the model. */
+  #readBack(path: string): void {
+    const seen = this.#world.read(path);
+    this.stats.reads++;
+    if (seen === null || !this.checkReads || !this.#certain(path)) return;
+    const expected = this.expected.get(path) ?? null;
+    if (expected?.kind !== "file") return;
+    this.stats.readChecks++;
+    const problem = compareEntry(expected, seen.bytes === null ? null : { kind: "file", content: seen.bytes, mode: expected.mode });
+    if (problem !== null) this.#world.violation("M1", `read back ${path} on ${seen.node}: ${problem}`);
+  }
+}
+
+/** `length` bytes from a xorshift32 seeded by `seed` (one draw from the run's PRNG). */
+function randomBytes(length: number, seed: number): Uint8Array {
+  const data = new Uint8Array(length);
+  let x = seed | 1;
+  for (let index = 0; index < length; index += 4) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    data[index] = x & 0xff;
+    if (index + 1 < length) data[index + 1] = (x >>> 8) & 0xff;
+    if (index + 2 < length) data[index + 2] = (x >>> 16) & 0xff;
+    if (index + 3 < length) data[index + 3] = (x >>> 24) & 0xff;
+  }
+  return data;
+}
+
+/** The paths an operation may leave changed, for uncertainty. */
+function pathsTouched(op: DiskOp): string[] {
+  switch (op.kind) {
+    case "rename":
+      return [op.from, op.to];
+    case "fsync":
+      return op.path === null ? [] : [op.path];
+    default:
+      return [op.path];
+  }
+}
+
+/** null when `actual` is what `expected` says, else what differs. */
+export function compareEntry(expected: Expected | null, actual: Expected | null): string | null {
+  if (expected === null) return actual === null ? null : `should not exist, but is a ${actual.kind}`;
+  if (actual === null) return `should be a ${expected.kind}, but does not exist`;
+  if (expected.kind !== actual.kind) return `should be a ${expected.kind}, but is a ${actual.kind}`;
+  if (expected.kind === "symlink" && actual.kind === "symlink") return expected.target === actual.target ? null : `links to ${actual.target}, not ${expected.target}`;
+  if (expected.kind === "file" && actual.kind === "file") {
+    if (expected.mode !== actual.mode) return `mode ${actual.mode.toString(8)}, not ${expected.mode.toString(8)}`;
+    if (expected.content.length !== actual.content.length) return `${actual.content.length} bytes, not ${expected.content.length}`;
+    for (let index = 0; index < expected.content.length; index++) {
+      if (expected.content[index] !== actual.content[index]) return `byte ${index} is ${actual.content[index]}, not ${expected.content[index]}`;
+    }
+  }
+  return null;
+}

@@ -1,0 +1,221 @@
+// Fault plans for a two-node mirror module under client load, and the one-command replay
+// of a failing one: `npm run sim -- --module mirror --replay TOKEN`.
+//
+// A plan starts both nodes, makes n1 primary of a new mirror (the operator's first
+// `prim`), starts the clients, injects its faults in virtual time, then ends every fault
+// and checks the invariants M1-M5 (drivers/sim/mirror-checker.ts). With the split-brain
+// checker on, partitions isolate one node from both its peer and the witness: a ping
+// witness cannot arbitrate a partition in which both nodes still reach it (docs/mirror.md).
+
+import fc from "fast-check";
+import { checkFinal, convergeBoundMs, settle } from "./mirror-checker.ts";
+import { MirrorWorld, type MirrorPlantedBug, type Violation } from "./mirror-world.ts";
+
+export type MirrorVerb =
+  | "powerOff"
+  | "powerOn"
+  | "crash"
+  | "restart"
+  | "partition"
+  | "heal"
+  | "cutWitness"
+  | "healWitness"
+  | "crashApp"
+  | "swap"
+  | "stop"
+  | "start"
+  | "diskFull"
+  | "diskRoomy"
+  | "diskError";
+
+export interface MirrorFault {
+  readonly atMs: number;
+  readonly verb: MirrorVerb;
+  readonly node: "n1" | "n2";
+}
+
+export interface MirrorPlan {
+  readonly kind: "mirror";
+  readonly seed: number;
+  readonly witness: boolean;
+  readonly ack: "applied" | "received";
+  readonly tornWrites: boolean;
+  readonly failover: boolean;
+  readonly bug: MirrorPlantedBug;
+  readonly faults: readonly MirrorFault[];
+}
+
+export interface MirrorPlanResult {
+  readonly violations: readonly Violation[];
+  readonly world: MirrorWorld;
+}
+
+const firstPrimMs = 1_000;
+const clientsFromMs = 1_500;
+export const faultWindowMs = 20_000;
+
+export function runMirrorPlan(plan: MirrorPlan, options: { readonly trace?: boolean } = {}): MirrorPlanResult {
+  const world = new MirrorWorld({
+    seed: plan.seed,
+    witness: plan.witness,
+    ack: plan.ack,
+    failover: plan.failover,
+    disk: { tornWrites: plan.tornWrites },
+    trace: options.trace === true ? "full" : "off",
+    plantedBug: plan.bug,
+  });
+  world.powerOn("n1");
+  world.powerOn("n2");
+  world.runUntil(firstPrimMs);
+  world.command("n1", "prim");
+  world.runUntil(clientsFromMs);
+  world.clients.start();
+  for (const fault of plan.faults) {
+    world.runUntil(Math.max(world.nowMs, clientsFromMs + fault.atMs));
+    apply(world, plan, fault);
+  }
+  world.runUntil(Math.max(world.nowMs, clientsFromMs + faultWindowMs));
+  for (const node of world.nodes) world.diskFull(node.id, null);
+  // failover="off" leaves a lost primary's secondary waiting for an operator: the operator comes.
+  if (!plan.failover) operatorPrim(world);
+  settle(world, convergeBoundMs);
+  checkFinal(world);
+  return { violations: world.violations, world };
+}
+
+function operatorPrim(world: MirrorWorld): void {
+  world.healAll();
+  for (const node of world.nodes) if (!node.powered) world.powerOn(node.id);
+  world.runFor(2_000);
+  const primary = world.nodes.find((node) => node.role === "PRIM" || node.role === "ALONE");
+  if (primary !== undefined) return;
+  const waiting = world.nodes.find((node) => node.role === "WAIT" && node.runtime?.state.meta.consistent === true);
+  if (waiting !== undefined) world.command(waiting.id, "prim");
+}
+
+function apply(world: MirrorWorld, plan: MirrorPlan, fault: MirrorFault): void {
+  const { node } = fault;
+  switch (fault.verb) {
+    case "powerOff":
+      return world.powerOff(node);
+    case "powerOn":
+      return world.powerOn(node);
+    case "crash":
+      return world.crash(node);
+    case "restart":
+      return world.restart(node);
+    case "partition":
+      if (plan.witness) world.isolate(node);
+      else world.partition();
+      return;
+    case "heal":
+      if (plan.witness) world.healWitness(node);
+      return world.heal();
+    case "cutWitness":
+      return world.cutWitness(node);
+    case "healWitness":
+      return world.healWitness(node);
+    case "crashApp":
+      return world.crashApp(node);
+    case "swap": {
+      const primary = world.nodes.find((each) => each.role === "PRIM");
+      if (primary !== undefined) world.command(primary.id, "swap");
+      return;
+    }
+    case "stop":
+      return world.command(node, "stop");
+    case "start":
+      return world.command(node, "start");
+    case "diskFull":
+      return world.diskFull(node, world.node(node).disk.usedBytes + 30_000);
+    case "diskRoomy":
+      return world.diskFull(node, null);
+    case "diskError":
+      return world.diskFailNext(node, "EIO");
+  }
+}
+
+// ---- generation, encoding ----
+
+const repairOf = { powerOff: "powerOn", crash: "restart", partition: "heal", cutWitness: "healWitness", stop: "start", diskFull: "diskRoomy" } as const;
+
+export interface MirrorPlanShape {
+  readonly bug?: MirrorPlantedBug;
+}
+
+export function mirrorPlanArbitrary(shape: MirrorPlanShape = {}): fc.Arbitrary<MirrorPlan> {
+  const atMs = fc.integer({ min: 0, max: faultWindowMs - 2_000 });
+  const node = fc.constantFrom<"n1" | "n2">("n1", "n2");
+  const episode = fc
+    .record({ atMs, node, verb: fc.constantFrom(...(Object.keys(repairOf) as (keyof typeof repairOf)[])), durationMs: fc.oneof(fc.integer({ min: 1, max: 1_500 }), fc.integer({ min: 1, max: 8_000 })) })
+    .map(({ atMs, node, verb, durationMs }): MirrorFault[] => [
+      { atMs, verb, node },
+      { atMs: atMs + durationMs, verb: repairOf[verb], node },
+    ]);
+  const single = fc.record({ atMs, node, verb: fc.constantFrom<MirrorVerb>("crashApp", "swap", "diskError", "powerOff", "crash") }).map((fault) => [fault]);
+  return fc.record({
+    kind: fc.constant("mirror" as const),
+    seed: fc.integer({ min: 0, max: 0xffff_ffff }),
+    witness: fc.boolean(),
+    ack: fc.constantFrom<"applied" | "received">("applied", "applied", "received"),
+    tornWrites: fc.boolean(),
+    failover: fc.constantFrom(true, true, true, false),
+    bug: fc.constant(shape.bug ?? "none"),
+    faults: fc.array(fc.oneof({ weight: 4, arbitrary: episode }, { weight: 1, arbitrary: single }), { maxLength: 6 }).map((groups) => groups.flat().sort((a, b) => a.atMs - b.atMs)),
+  });
+}
+
+export function describeMirrorPlan(plan: MirrorPlan): string {
+  const settings = `seed=${plan.seed} witness=${plan.witness} ack=${plan.ack} torn=${plan.tornWrites} failover=${plan.failover}${plan.bug === "none" ? "" : ` bug=${plan.bug}`}`;
+  return [settings, ...(plan.faults.length === 0 ? ["faults: none"] : plan.faults.map((fault) => `  +${fault.atMs} ms ${fault.verb} ${fault.node}`))].join("\n");
+}
+
+export function encodeMirrorPlan(plan: MirrorPlan): string {
+  return Buffer.from(JSON.stringify(plan)).toString("base64url");
+}
+
+export function decodeMirrorPlan(token: string): MirrorPlan {
+  let plan: MirrorPlan;
+  try {
+    plan = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as MirrorPlan;
+  } catch {
+    throw new Error(`replay token is not a plan: it does not decode to JSON (${token.slice(0, 20)}…); copy the whole token from the failure report`);
+  }
+  if (plan.kind !== "mirror" || !Array.isArray(plan.faults) || typeof plan.seed !== "number") throw new Error("replay token is not a mirror plan: it lacks kind, seed or faults");
+  return plan;
+}
+
+export function mirrorReplayCommand(plan: MirrorPlan): string {
+  return `npm run sim -- --module mirror --replay ${encodeMirrorPlan(plan)}`;
+}
+
+export interface MirrorFuzzSummary {
+  readonly runs: number;
+  readonly virtualMs: number;
+  readonly failure: { readonly report: string; readonly command: string; readonly plan: MirrorPlan } | null;
+}
+
+/** Runs `runs` generated plans; fast-check shrinks a failing one. */
+export function fuzzMirror(options: { readonly runs: number; readonly seed: number; readonly shape?: MirrorPlanShape; readonly onProgress?: (done: number, runs: number) => void }): MirrorFuzzSummary {
+  let done = 0;
+  let virtualMs = 0;
+  const property = fc.property(mirrorPlanArbitrary(options.shape), (plan) => {
+    if (++done % 10 === 0) options.onProgress?.(done, options.runs);
+    const result = runMirrorPlan(plan);
+    virtualMs += result.world.nowMs;
+    return result.violations.length === 0;
+  });
+  const details = fc.check(property, { numRuns: options.runs, seed: options.seed, endOnFailure: false, maxSkipsPerRun: 0 });
+  if (!details.failed || details.counterexample === null) return { runs: details.numRuns, virtualMs, failure: null };
+  const plan = details.counterexample[0];
+  const command = mirrorReplayCommand(plan);
+  const report = [
+    `VIOLATION in a mirror fault plan (found after ${details.numRuns} plans, shrunk ${details.numShrinks} times)`,
+    ...runMirrorPlan(plan).violations.slice(0, 5).map((violation) => `  [${violation.kind}] t=${violation.atMs.toFixed(1)} ms: ${violation.detail}`),
+    "plan:",
+    describeMirrorPlan(plan).replace(/^/gm, "  "),
+    "replay with:",
+    `  ${command}`,
+  ].join("\n");
+  return { runs: details.numRuns, virtualMs, failure: { report, command, plan } };
+}

@@ -1,0 +1,555 @@
+// The simulated world of one mirror module: two nodes, their heartbeat rings and
+// replication stream, their disks, scripts and witness probes, and clients writing through
+// the VIP, all on one event queue in virtual time. Each node runs the real runtime and
+// core (core/mirror) over simulated drivers; the world records what the clients were told
+// and checks the mirror's invariants (drivers/sim/mirror-checker.ts).
+//
+// Faults it injects: power loss (the disk's cache is lost, torn writes optional), a
+// service crash (the kernel and its page cache survive), restarts, an application crash,
+// network partitions between the nodes (all rings and the stream) and between a node and
+// the witness, loss and latency on the rings, a full or failing disk, slow disks.
+// It cannot inject: clock drift, a hung service (a paused node), corruption on the wire
+// (the real stream authenticates), or a replication stream cut while heartbeats flow for
+// longer than the stream's detection time (both share the partition verbs).
+
+import { assert } from "../../core/assert.ts";
+import type { DefaultPrim } from "../../core/config/module-config.ts";
+import type { DiskError, DiskOp, DiskResult } from "../../core/mirror/disk-ops.ts";
+import type { MirrorBeat, MirrorMessage, MirrorReadiness, MirrorRole } from "../../core/mirror/messages.ts";
+import { lineage, type Gen, type MirrorMeta } from "../../core/mirror/meta.ts";
+import { initMirror, type MirrorCommand, type MirrorConfig } from "../../core/mirror/mirror.ts";
+import type { ClockPort, DiskPort, LogPort, ProbePort, ProcessPort } from "../../core/ports.ts";
+import type { LogEntry } from "../../core/types.ts";
+import { createMirrorRuntime, type MirrorRuntime } from "../../runtime/mirror-runtime.ts";
+import { SimDatagrams } from "./datagrams.ts";
+import { SimDisk, type SimDiskSettings } from "./disk.ts";
+import { EventQueue } from "./event-queue.ts";
+import { MirrorClients, type ClientSettings } from "./mirror-clients.ts";
+import { lanLink, SimNetwork, type LinkSettings } from "./network.ts";
+import { Prng } from "./prng.ts";
+import { SimProbePort } from "./probes.ts";
+import { SimProcessPort, type ScriptBehaviour } from "./processes.ts";
+import { SimStreams } from "./streams.ts";
+
+export const mirrorNodes = ["n1", "n2"] as const;
+export const witnessAddr = "198.51.100.9";
+export const mirrorRings = ["lan1", "lan2"] as const;
+
+/** Test-only: a bug planted in the world's wiring, which the checker must catch. */
+export type MirrorPlantedBug = "none" | "ack-before-peer";
+
+export interface MirrorWorldOptions {
+  readonly seed: number;
+  readonly witness?: boolean;
+  readonly ack?: "applied" | "received";
+  readonly failover?: boolean;
+  readonly defaultPrim?: DefaultPrim;
+  readonly splitBrain?: MirrorConfig["splitBrain"];
+  readonly blockSize?: number;
+  readonly clients?: Partial<ClientSettings>;
+  readonly disk?: Partial<SimDiskSettings>;
+  readonly link?: LinkSettings;
+  readonly trace?: "off" | "full";
+  readonly plantedBug?: MirrorPlantedBug;
+  /** How long start_prim takes (the application's start). */
+  readonly appStartMs?: number;
+  /** Called for every log event of every node. */
+  readonly onLog?: (node: string, atMs: number, entry: LogEntry) => void;
+}
+
+export interface Violation {
+  readonly atMs: number;
+  readonly kind: string;
+  readonly detail: string;
+}
+
+export class MirrorSimNode {
+  readonly id: string;
+  readonly disk: SimDisk<MirrorMeta>;
+  processes: SimProcessPort;
+  readonly probes: SimProbePort;
+  powered = false;
+  running = false;
+  /** Down because of a power loss (its page cache is gone), not a crash. */
+  lostPower = false;
+  incarnation = 0;
+  runtime: MirrorRuntime | null = null;
+  moduleWanted = true;
+  vip = false;
+  vipSinceMs = 0;
+  accepting = false;
+  role: MirrorRole = "STOP";
+  readiness: MirrorReadiness = "NotReady";
+  /** Set by an operator's prim or primforce: the next promotion is not automatic. */
+  forced = false;
+  readonly requests = new Map<number, (result: DiskResult) => void>();
+
+  constructor(id: string, disk: SimDisk<MirrorMeta>, processes: SimProcessPort, probes: SimProbePort) {
+    this.id = id;
+    this.disk = disk;
+    this.processes = processes;
+    this.probes = probes;
+  }
+
+  get meta(): MirrorMeta | null {
+    return this.runtime?.state.meta ?? null;
+  }
+}
+
+export class MirrorWorld {
+  readonly seed: number;
+  readonly prng: Prng;
+  readonly queue = new EventQueue();
+  readonly network: SimNetwork;
+  readonly streams: SimStreams<MirrorMessage>;
+  readonly datagrams: SimDatagrams<MirrorBeat>;
+  readonly nodes: readonly MirrorSimNode[];
+  readonly clients: MirrorClients;
+  readonly trace: string[] = [];
+  readonly violations: Violation[] = [];
+  /** What clients saw that is a violation unless a split brain happened (see diverged()). */
+  readonly suspects: Violation[] = [];
+  readonly logs: { atMs: number; node: string; entry: LogEntry }[] = [];
+  readonly options: MirrorWorldOptions;
+  /** Generations under which some write was acknowledged, and each one's lineage. */
+  readonly ackedGens = new Set<Gen>();
+  readonly genLineage = new Map<Gen, readonly Gen[]>();
+  doubleFailures = 0;
+  splitBrains = 0;
+  #nowMs = 0;
+  #eventCount = 0;
+  #nextRequest = 1;
+  readonly #witnessCut = new Set<string>();
+  readonly #scripts: Record<string, ScriptBehaviour>;
+
+  constructor(options: MirrorWorldOptions) {
+    this.options = options;
+    this.seed = options.seed;
+    this.prng = new Prng(options.seed);
+    const clockMs = () => this.#nowMs;
+    this.network = new SimNetwork(this.queue, this.prng.fork("network"), mirrorRings, options.link ?? lanLink, clockMs);
+    this.streams = new SimStreams<MirrorMessage>(this.queue, clockMs, mirrorNodes, { latencyMs: 0.2, connectMs: 100, detectMs: 2_000 });
+    this.datagrams = new SimDatagrams<MirrorBeat>(this.network, clockMs);
+    const appStartMs = options.appStartMs ?? 40;
+    const scripts: Record<string, ScriptBehaviour> = {
+      prestart: { durationMs: 5 },
+      start_both: { durationMs: 5 },
+      start_prim: { durationMs: appStartMs },
+      stop_prim: { durationMs: 20 },
+      stop_both: { durationMs: 5 },
+      poststop: { durationMs: 5 },
+    };
+    this.#scripts = scripts;
+    this.nodes = mirrorNodes.map((id) => {
+      const disk = new SimDisk<MirrorMeta>({ queue: this.queue, clockMs, prng: this.prng.fork(`disk:${id}`), ...(options.disk === undefined ? {} : { settings: options.disk }) });
+      const processes = new SimProcessPort({ queue: this.queue, clockMs, scripts });
+      const probes = new SimProbePort(this.queue, clockMs, 1);
+      probes.hostUp(witnessAddr);
+      return new MirrorSimNode(id, disk, processes, probes);
+    });
+    this.clients = new MirrorClients(this.#clientWorld(), this.prng.fork("clients"), options.clients ?? {});
+  }
+
+  get nowMs(): number {
+    return this.#nowMs;
+  }
+
+  get eventCount(): number {
+    return this.#eventCount;
+  }
+
+  node(id: string): MirrorSimNode {
+    const node = this.nodes.find((each) => each.id === id);
+    assert(node !== undefined, `unknown node ${id}`);
+    return node;
+  }
+
+  peerOf(node: MirrorSimNode): MirrorSimNode {
+    return this.nodes.find((each) => each !== node)!;
+  }
+
+  note(line: string): void {
+    if (this.options.trace === "full") this.trace.push(`${formatMs(this.#nowMs)} ${line}`);
+  }
+
+  violation(kind: string, detail: string): void {
+    this.violations.push({ atMs: this.#nowMs, kind, detail });
+    this.note(`VIOLATION ${kind}: ${detail}`);
+  }
+
+  schedule(atMs: number, run: () => void): void {
+    assert(atMs >= this.#nowMs, `event scheduled in the past (${atMs} < ${this.#nowMs})`);
+    this.queue.push(atMs, run);
+  }
+
+  runUntil(timeMs: number): void {
+    for (let next = this.queue.peekTimeMs(); next !== undefined && next <= timeMs; next = this.queue.peekTimeMs()) {
+      const event = this.queue.pop()!;
+      this.#nowMs = event.atMs;
+      this.#eventCount++;
+      event.run();
+    }
+    this.#nowMs = Math.max(this.#nowMs, timeMs);
+  }
+
+  runFor(durationMs: number): void {
+    this.runUntil(this.#nowMs + durationMs);
+  }
+
+  runUntilCondition(condition: () => boolean, deadlineMs: number, stepMs = 5): boolean {
+    while (!condition()) {
+      if (this.#nowMs >= deadlineMs) return false;
+      this.runUntil(Math.min(deadlineMs, this.#nowMs + stepMs));
+    }
+    return true;
+  }
+
+  // ---- the mirror's configuration ----
+
+  config(self: string): MirrorConfig {
+    const options = this.options;
+    return {
+      module: "db",
+      self,
+      peer: self === "n1" ? "n2" : "n1",
+      rings: mirrorRings,
+      pulseMs: 50,
+      timeoutMs: 250,
+      joinMs: 600,
+      blockSize: options.blockSize ?? 4_096,
+      ack: options.ack ?? "applied",
+      failover: options.failover ?? true,
+      defaultPrim: options.defaultPrim ?? { kind: "alone" },
+      witnesses: options.witness === true ? [witnessAddr] : [],
+      witnessTimeoutMs: 300,
+      splitBrain: options.splitBrain ?? "changes",
+      maxLoop: 3,
+      loopIntervalMs: 86_400_000,
+      scripts: true,
+      scriptEnv: { SAFEMODULE: "db" },
+      scriptTimeoutMs: 60_000,
+      resyncWorkers: 4,
+      checkpointMs: 500,
+      retryMs: 1_000,
+      ...(options.plantedBug === "ack-before-peer" ? { plantedBug: "early-ack" as const } : {}),
+    };
+  }
+
+  // ---- verbs (in pairs) ----
+
+  /** powerOn: boots the node; its service starts and, if wanted, starts the module. */
+  powerOn(id: string): void {
+    const node = this.node(id);
+    if (node.powered) return;
+    this.note(`world power-on ${id}`);
+    node.powered = true;
+    this.#startService(node);
+  }
+
+  /** powerOff: the node loses power: its page cache, its processes and its VIP are gone. */
+  powerOff(id: string): void {
+    const node = this.node(id);
+    if (!node.powered) return;
+    this.note(`world power-off ${id}`);
+    const peer = this.peerOf(node);
+    const copyElsewhere = peer.running && peer.role === "SECOND" && peer.readiness === "Ready";
+    if ((node.role === "PRIM" || node.role === "ALONE") && peer.running && !copyElsewhere) {
+      // Writes acknowledged while the peer was not an up-to-date copy (resyncing, outdated)
+      // had one whole copy, this node's: its power loss is a double failure (docs/simulation.md).
+      this.doubleFailures++;
+      this.note("double failure: the primary loses power while its peer is not an up-to-date copy");
+      this.clients.doubleFailure();
+    }
+    if (node.running) this.#stopService(node, "power");
+    else node.lostPower = true;
+    node.disk.powerLoss();
+    node.powered = false;
+  }
+
+  /** crash: the node's service dies; the kernel, its page cache and the VIP address stay
+   *  (the VIP with nothing behind it answers nothing). */
+  crash(id: string): void {
+    const node = this.node(id);
+    if (!node.running) return;
+    this.note(`world crash ${id}`);
+    this.#stopService(node, "crash");
+  }
+
+  /** restart: the crashed service starts again (a new incarnation). */
+  restart(id: string): void {
+    const node = this.node(id);
+    if (!node.powered || node.running) return;
+    this.note(`world restart ${id}`);
+    this.#startService(node);
+  }
+
+  /** partition: the two nodes cannot reach each other on any ring nor by the stream. */
+  partition(): void {
+    this.note("world partition n1 n2");
+    this.network.partition("*", "n1", "n2");
+    this.network.partition("*", "n2", "n1");
+    this.streams.partition("n1", "n2");
+  }
+
+  heal(): void {
+    this.note("world heal n1 n2");
+    this.network.heal("*", "n1", "n2");
+    this.network.heal("*", "n2", "n1");
+    this.streams.heal("n1", "n2");
+  }
+
+  /** cutWitness: `id` cannot reach the witness. */
+  cutWitness(id: string): void {
+    this.note(`world cut-witness ${id}`);
+    this.#witnessCut.add(id);
+    this.node(id).probes.hostDown(witnessAddr);
+  }
+
+  healWitness(id: string): void {
+    this.note(`world heal-witness ${id}`);
+    this.#witnessCut.delete(id);
+    this.node(id).probes.hostUp(witnessAddr);
+  }
+
+  /** isolate: `id` reaches neither its peer nor the witness (its network cable is out). */
+  isolate(id: string): void {
+    this.partition();
+    this.cutWitness(id);
+  }
+
+  healAll(): void {
+    this.heal();
+    for (const node of this.nodes) this.healWitness(node.id);
+    this.network.setLink("*", this.options.link ?? lanLink);
+  }
+
+  crashApp(id: string): void {
+    const node = this.node(id);
+    if (node.runtime === null) return;
+    this.note(`world app-crash ${id}`);
+    node.runtime.deliver({ kind: "app-failed", why: "the application died" });
+  }
+
+  command(id: string, command: MirrorCommand, fullsync = false): void {
+    const node = this.node(id);
+    this.note(`world command ${id} ${command}${fullsync ? " fullsync" : ""}`);
+    if (command === "start") node.moduleWanted = true;
+    if (command === "stop") node.moduleWanted = false;
+    if (command === "prim" || command === "primforce") node.forced = true;
+    if (node.runtime === null) return;
+    node.runtime.deliver({ kind: "command", command, fullsync });
+  }
+
+  diskFull(id: string, capacityBytes: number | null): void {
+    this.note(`world disk-capacity ${id} ${capacityBytes}`);
+    (this.node(id).disk.settings as { capacityBytes: number | null }).capacityBytes = capacityBytes;
+  }
+
+  diskFailNext(id: string, error: DiskError): void {
+    this.note(`world disk-fail-next ${id} ${error}`);
+    this.node(id).disk.failNext("write", error);
+  }
+
+  // ---- services ----
+
+  #startService(node: MirrorSimNode): void {
+    node.running = true;
+    node.lostPower = false;
+    node.incarnation++;
+    const incarnation = node.incarnation;
+    const live = () => node.running && node.incarnation === incarnation;
+    const clock: ClockPort = this.#clock(node, live);
+    const disk = guardDisk(node.disk.open(), live);
+    // Scripts of an ended incarnation die with it; run ids start again at 1.
+    node.processes = new SimProcessPort({ queue: this.queue, clockMs: () => this.#nowMs, scripts: this.#scripts });
+    const processes = guardProcesses(node.processes, live);
+    const probes: ProbePort = { probe: (probe, timeoutMs, done) => node.probes.probe(probe, timeoutMs, (result) => live() && done(result)) };
+    const log: LogPort = {
+      write: (entry) => {
+        this.logs.push({ atMs: this.#nowMs, node: node.id, entry });
+        this.options.onLog?.(node.id, this.#nowMs, entry);
+        if (this.options.trace === "full") this.note(`${node.id} ${entry.level} ${entry.event} ${JSON.stringify(entry.fields)}`);
+      },
+    };
+    const stream = this.streams.start(node.id);
+    const datagrams = this.datagrams.port(node.id);
+    const guardedDatagrams = { send: datagrams.send, listen: (receive: Parameters<typeof datagrams.listen>[0]) => datagrams.listen((ring, message, at) => live() && receive(ring, message, at)) };
+    node.runtime = createMirrorRuntime(initMirror(this.config(node.id), incarnation), { clock, datagrams: guardedDatagrams, stream, disk, processes, probes, log }, {
+      complete: (id, result) => this.#completed(node, id, result),
+      vip: (up) => {
+        node.vip = up;
+        node.vipSinceMs = this.#nowMs;
+        this.note(`${node.id} vip ${up ? "up" : "down"}`);
+      },
+      accepting: (on) => {
+        node.accepting = on;
+      },
+      role: (role, readiness, gen) => this.#roleChanged(node, role, readiness, gen),
+    });
+    if (node.moduleWanted) {
+      const runtime = node.runtime;
+      this.schedule(this.#nowMs + 1, () => live() && runtime.deliver({ kind: "command", command: "start" }));
+    }
+  }
+
+  #stopService(node: MirrorSimNode, why: "crash" | "power"): void {
+    const other = this.peerOf(node);
+    node.running = false;
+    node.lostPower = why === "power";
+    node.runtime = null;
+    node.accepting = false;
+    node.role = "STOP";
+    node.readiness = "NotReady";
+    node.requests.clear();
+    // A crash leaves the address configured but nothing answers on it; a power loss removes it.
+    node.vip = false;
+    this.streams.stop(node.id);
+    if (why === "crash") node.disk.crash();
+    if (!other.running && (node.lostPower || other.lostPower)) {
+      this.doubleFailures++;
+      this.note("double failure: both nodes down, a power loss among them");
+      this.clients.doubleFailure();
+    }
+  }
+
+  #clock(node: MirrorSimNode, live: () => boolean): ClockPort {
+    const generations = new Map<string, number>();
+    return {
+      nowMs: () => this.#nowMs,
+      arm: (timer, afterMs, onFire) => {
+        const generation = (generations.get(timer) ?? 0) + 1;
+        generations.set(timer, generation);
+        this.queue.push(this.#nowMs + afterMs, () => live() && generations.get(timer) === generation && onFire());
+      },
+      cancel: (timer) => generations.set(timer, (generations.get(timer) ?? 0) + 1),
+    };
+  }
+
+  #roleChanged(node: MirrorSimNode, role: MirrorRole, readiness: MirrorReadiness, gen: Gen | null): void {
+    const before = node.role;
+    node.role = role;
+    node.readiness = readiness;
+    this.note(`${node.id} ${role} ${readiness} gen ${gen}`);
+    const meta = node.meta;
+    if (meta !== null && meta.gen !== null && !this.genLineage.has(meta.gen)) {
+      // A generation's lineage is its parent's plus itself: kept whole here, whatever the
+      // node's bounded history still holds.
+      const parent = meta.history.at(-1);
+      this.genLineage.set(meta.gen, parent === undefined ? [meta.gen] : [...(this.genLineage.get(parent) ?? lineage({ ...meta, gen: parent, history: meta.history.slice(0, -1) })), meta.gen]);
+    }
+    const primary = role === "ALONE" || role === "PRIM";
+    if (primary && before !== role && !(before === "ALONE" || before === "PRIM")) {
+      if (node.forced) {
+        node.forced = false;
+        return;
+      }
+      // M5: a node that takes the primary role on its own holds every acknowledged generation.
+      const mine = new Set(meta === null ? [] : lineage(meta));
+      const missing = [...this.ackedGens].filter((acked) => !mine.has(acked));
+      if (missing.length > 0 && this.options.witness === true) this.violation("M5", `${node.id} became ${role} by itself with generation ${meta?.gen} whose lineage lacks acknowledged generation(s) ${missing.join(", ")}`);
+    }
+  }
+
+  #completed(node: MirrorSimNode, id: number, result: DiskResult): void {
+    const reply = node.requests.get(id);
+    if (reply === undefined) return;
+    node.requests.delete(id);
+    if (result === null) {
+      const gen = node.meta?.gen ?? null;
+      if (gen !== null) this.#ackedUnder(gen);
+    }
+    reply(result);
+  }
+
+  #ackedUnder(gen: Gen): void {
+    if (this.ackedGens.has(gen)) return;
+    for (const other of this.ackedGens) {
+      const a = this.genLineage.get(gen) ?? [gen];
+      const b = this.genLineage.get(other) ?? [other];
+      if (!a.includes(other) && !b.includes(gen)) {
+        this.splitBrains++;
+        this.clients.checkReads = false;
+        if (this.options.witness === true) this.violation("M3", `writes acknowledged under generations ${other} and ${gen}, neither of which descends from the other (two primaries)`);
+        else this.note(`split brain: writes acknowledged under ${other} and ${gen}`);
+      }
+    }
+    this.ackedGens.add(gen);
+  }
+
+  /** Whether two generations that ever had a primary diverged (a split brain happened). */
+  diverged(): boolean {
+    const gens = [...this.genLineage.keys()];
+    for (let i = 0; i < gens.length; i++) {
+      for (let j = i + 1; j < gens.length; j++) {
+        const a = this.genLineage.get(gens[i]!)!;
+        const b = this.genLineage.get(gens[j]!)!;
+        if (!a.includes(gens[j]!) && !b.includes(gens[i]!)) return true;
+      }
+    }
+    return false;
+  }
+
+  /** The node clients reach through the VIP: the last to raise it among those holding it. */
+  vipHolder(): MirrorSimNode | null {
+    let holder: MirrorSimNode | null = null;
+    for (const node of this.nodes) if (node.vip && node.running && (holder === null || node.vipSinceMs > holder.vipSinceMs)) holder = node;
+    return holder;
+  }
+
+  #clientWorld() {
+    const world = this;
+    const latencyMs = 0.1;
+    return {
+      nowMs: () => world.#nowMs,
+      schedule: (afterMs: number, run: () => void) => world.schedule(world.#nowMs + afterMs, run),
+      submit(op: DiskOp, done: (result: DiskResult | "unreachable", node: string, gen: Gen | null) => void): void {
+        const node = world.vipHolder();
+        // No application listens behind the VIP until start_prim has run: refused.
+        if (node === null || node.runtime === null || !node.accepting) {
+          done("unreachable", "", null);
+          return;
+        }
+        const id = world.#nextRequest++;
+        const runtime = node.runtime;
+        world.schedule(world.#nowMs + latencyMs, () => {
+          if (node.runtime !== runtime) return;
+          node.requests.set(id, (result) => {
+            const gen = node.meta?.gen ?? null;
+            world.schedule(world.#nowMs + latencyMs, () => done(result, node.id, gen));
+          });
+          runtime.deliver({ kind: "intercepted", id, op });
+        });
+      },
+      read(path: string): { node: string; bytes: Uint8Array | null } | null {
+        const node = world.vipHolder();
+        if (node === null) return null;
+        return { node: node.id, bytes: node.disk.fileBytes(path) };
+      },
+      // What a client saw is a violation only if no split brain explains it: decided at the end.
+      violation: (kind: string, detail: string) => world.suspects.push({ atMs: world.#nowMs, kind, detail }),
+    };
+  }
+}
+
+function guardDisk(port: DiskPort<MirrorMeta>, live: () => boolean): DiskPort<MirrorMeta> {
+  return {
+    apply: (op, done) => port.apply(op, (result) => live() && done(result)),
+    read: (path, blocks, blockSize, done) => port.read(path, blocks, blockSize, (result) => live() && done(result)),
+    install: (path, snapshot, blockSize, done) => port.install(path, snapshot, blockSize, (result) => live() && done(result)),
+    preserve: (paths, label, done) => port.preserve(paths, label, (result) => live() && done(result)),
+    persistMeta: (meta, done) => port.persistMeta(meta, (result) => live() && done(result)),
+    loadMeta: (done) => port.loadMeta((meta) => live() && done(meta)),
+  };
+}
+
+function guardProcesses(port: ProcessPort, live: () => boolean): ProcessPort {
+  return {
+    run: (run, done) => port.run(run, (outcome) => live() && done(outcome)),
+    kill: (id) => port.kill(id),
+    count: (query, done) => port.count(query, (count) => live() && done(count)),
+  };
+}
+
+export function formatMs(ms: number): string {
+  return `${(ms / 1000).toFixed(3).padStart(9)}s`;
+}
