@@ -5,9 +5,12 @@ import type { Violation } from "../drivers/sim/farm-checker.ts";
 import type { Scenario } from "./cluster.ts";
 import { farmScenarios } from "./farm-scenarios.ts";
 import { moduleScenarios, type ModuleScenario } from "./module-scenarios.ts";
+import { mirrorScenarios } from "./mirror-scenarios.ts";
+import { runMirrorScenarioInSim } from "./run-mirror.ts";
+import type { MirrorScenario } from "./mirror-cluster.ts";
 
 export function scenarioNames(): string[] {
-  return [...farmScenarios, ...moduleScenarios].map((scenario) => scenario.name);
+  return [...farmScenarios, ...mirrorScenarios, ...moduleScenarios].map((scenario) => scenario.name);
 }
 
 export interface ScenarioOutcome {
@@ -36,6 +39,8 @@ export async function runScenarioInSim(scenario: Scenario, options: { seed?: num
 export async function runScenarioByName(name: string, print: (line: string) => void): Promise<number> {
   const moduleScenario = moduleScenarios.find((each) => each.name === name);
   if (moduleScenario !== undefined) return runModuleScenario(moduleScenario, print);
+  const mirrorScenario = mirrorScenarios.find((each) => each.name === name);
+  if (mirrorScenario !== undefined) return runMirrorScenario(mirrorScenario, print);
   const scenario = farmScenarios.find((each) => each.name === name);
   if (scenario === undefined) {
     print(`tandem sim: no scenario "${name}"; the scenarios are: ${scenarioNames().join(", ")}`);
@@ -46,6 +51,16 @@ export async function runScenarioByName(name: string, print: (line: string) => v
   if (outcome.failure !== null) print(`FAILED: ${outcome.failure}`);
   for (const violation of outcome.violations) print(`VIOLATION [${violation.invariant}] t=${violation.atMs.toFixed(3)} ms: ${violation.message}`);
   if (outcome.passed) print(`scenario ${scenario.name} passed: ${outcome.cluster.checker.stats.packets} client packets checked, no invariant broken`);
+  return outcome.passed ? 0 : 1;
+}
+
+async function runMirrorScenario(scenario: MirrorScenario, print: (line: string) => void): Promise<number> {
+  print(`scenario ${scenario.name}: ${scenario.summary}`);
+  const outcome = await runMirrorScenarioInSim(scenario, { print });
+  if (outcome.failure !== null) print(`FAILED: ${outcome.failure}`);
+  for (const violation of outcome.violations) print(`VIOLATION [${violation.kind}] t=${violation.atMs.toFixed(1)} ms: ${violation.detail}`);
+  const clients = outcome.cluster.world.clients;
+  if (outcome.passed) print(`scenario ${scenario.name} passed: ${clients.stats.acked} writes acknowledged, ${clients.expected.size - clients.uncertain.size} paths checked on the primary, trees identical`);
   return outcome.passed ? 0 : 1;
 }
 

@@ -58,6 +58,10 @@ export interface HeartSection {
   readonly timeoutMs: number;
   readonly permanentArp: boolean;
   readonly heartbeats: readonly HeartbeatNetwork[];
+  /** Whether the file wrote pulse or timeout, on <heart> or on any <heartbeat>: when it did
+   *  not, the mirror runs on tandem's faster detection instead of SafeKit's
+   *  (core/config/to-mirror.ts). */
+  readonly timingWritten?: boolean;
 }
 
 export interface FarmSection {
@@ -136,6 +140,11 @@ export interface RfsSection {
   readonly sendTimeoutMs: number;
   /** Minutes within which a not-up-to-date node may still become primary (0: never). */
   readonly syncDeltaMinutes: number;
+  /** tandem extension `blocksize`: the unit, in bytes, in which writes are marked dirty and
+   *  a resync copies a file (a power of two from 512 to 1 MiB). */
+  readonly blockSize: number;
+  /** tandem extension `splitbrain`: which side is kept when both nodes wrote while apart. */
+  readonly splitBrain: "changes" | "primary" | "operator";
   readonly replicated: readonly ReplicatedDir[];
 }
 

@@ -46,15 +46,24 @@ function byChanges(a: Side, b: Side): Side {
   return a.node < b.node ? a : b;
 }
 
+/** Whether a split brain may keep this side: a primary, or a node whose data is whole. */
+const keepable = (side: Side): boolean => isPrimary(side) || (side.summary.consistent && side.summary.gen !== null);
+
 function diverged(a: Side, b: Side, policy: SplitBrainPolicy, why: string): Verdict {
-  if (a.summary.yielding !== b.summary.yielding) return { primary: a.summary.yielding ? b.node : a.node, why: `${why}; ${a.summary.yielding ? a.node : b.node} yields (operator's second)`, splitBrain: true };
+  if (a.summary.yielding !== b.summary.yielding) {
+    const keep = a.summary.yielding ? b : a;
+    if (!keepable(keep)) return { primary: null, why: `${why}; ${keep.node} is not up to date: waiting; primforce overrides`, splitBrain: true };
+    return { primary: keep.node, why: `${why}; ${a.summary.yielding ? a.node : b.node} yields (operator's second)`, splitBrain: true };
+  }
   if (policy === "operator") return { primary: null, why: `${why}: waiting for an operator (run second on the node whose changes to set aside, or prim on the one to keep)`, splitBrain: true };
   if (policy === "primary" && isPrimary(a) !== isPrimary(b)) {
     const keep = isPrimary(a) ? a : b;
     return { primary: keep.node, why: `${why}: keeping ${keep.node}, the primary now`, splitBrain: true };
   }
-  const keep = byChanges(a, b);
-  return { primary: keep.node, why: `${why}: keeping ${keep.node}, which has more changes`, splitBrain: true };
+  const candidates = [a, b].filter(keepable);
+  if (candidates.length === 0) return { primary: null, why: `${why}: neither node is up to date: waiting; primforce overrides`, splitBrain: true };
+  const keep = candidates.length === 1 ? candidates[0]! : byChanges(a, b);
+  return { primary: keep.node, why: `${why}: keeping ${keep.node}, ${candidates.length === 1 ? "the one up to date" : "which has more changes"}`, splitBrain: true };
 }
 
 /** Who is primary once `a` and `b` have exchanged summaries, or null for nobody yet. */
@@ -101,14 +110,14 @@ export interface ResyncPlan {
 
 /** What the primary sends the secondary: the union of both dirty maps when each covers
  *  their common generation, everything otherwise. */
-export function planResync(source: MirrorMeta, target: HelloSummary): ResyncPlan {
+export function planResync(source: MirrorMeta, target: HelloSummary, sourceFullsync = false): ResyncPlan {
   const targetMeta = metaOf(target);
   const common = commonGen(source, targetMeta);
   const targetCovers = common !== null && dirtyCovers(targetMeta, common);
   const targetChanged = target.gen !== null && target.gen !== common;
   const preserve = targetChanged ? (targetCovers ? [...targetMeta.dirty.keys()].sort() : [""]) : null;
   const whole: DirtyMap = new Map([["", { all: true, blocks: new Set<number>() }]]);
-  if (target.fullsync) return { full: true, dirty: whole, preserve, why: "a full resync was asked for" };
+  if (target.fullsync || sourceFullsync) return { full: true, dirty: whole, preserve, why: "a full resync was asked for" };
   if (common === null) return { full: true, dirty: whole, preserve, why: target.gen === null ? "the secondary has no data of this mirror yet" : "no common generation" };
   if (!dirtyCovers(source, common)) return { full: true, dirty: whole, preserve, why: `the primary's dirty map does not reach back to ${common}` };
   if (!targetCovers) return { full: true, dirty: whole, preserve, why: `the secondary's dirty map does not reach back to ${common}` };

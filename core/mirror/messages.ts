@@ -46,7 +46,8 @@ export interface HelloSummary {
 }
 
 export type MirrorMessage =
-  | { readonly kind: "hello"; readonly summary: HelloSummary }
+  /** `ask`: answer with your own hello even if it did not change. */
+  | { readonly kind: "hello"; readonly summary: HelloSummary; readonly ask?: boolean }
   /** From the primary: this node is now its secondary; `plan` is what the resync will send.
    *  `preserve` lists the paths whose current version the secondary must keep aside first
    *  (its changes the primary never had), null when there are none. */

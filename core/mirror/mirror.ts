@@ -191,6 +191,10 @@ export interface Mirror {
   peerIncarnation: number | null;
   peerRole: MirrorRole;
   peerGen: Gen | null;
+  /** What the peer's latest heartbeat said: a hello that disagrees is stale. */
+  peerBeatGen: Gen | null;
+  peerBeatRole: MirrorRole | null;
+  askedMs: number;
   streamUp: boolean;
   peerHello: HelloSummary | null;
   /** Operator flags carried in hellos. */
@@ -233,6 +237,8 @@ export interface Mirror {
   readonly stats: MirrorStats;
 }
 
+const isPrimaryRole = (role: MirrorRole): boolean => role === "ALONE" || role === "PRIM";
+
 export function initMirror(config: MirrorConfig, incarnation: number): Mirror {
   assert(config.self !== config.peer, "a mirror's two nodes must differ");
   assert(config.blockSize > 0 && Number.isInteger(config.blockSize), `block size ${config.blockSize}`);
@@ -252,6 +258,9 @@ export function initMirror(config: MirrorConfig, incarnation: number): Mirror {
     peerIncarnation: null,
     peerRole: "STOP",
     peerGen: null,
+    peerBeatGen: null,
+    peerBeatRole: null,
+    askedMs: -1_000_000,
     streamUp: false,
     peerHello: null,
     yielding: false,
@@ -398,6 +407,20 @@ class Step {
     };
   }
 
+  /** Whether this node waits for a decision with its peer. */
+  undecided(): boolean {
+    const s = this.s;
+    return s.phase === "joining" || s.phase === "waiting" || (s.phase === "secondary" && s.follow === null) || (s.phase === "primary" && s.link === null && s.app === "running");
+  }
+
+  /** Asks the peer for its summary (at most once per pulse). */
+  askHello(): void {
+    const s = this.s;
+    if (!s.streamUp || this.now - s.askedMs < s.config.pulseMs) return;
+    s.askedMs = this.now;
+    this.send({ kind: "hello", summary: this.summary(), ask: true });
+  }
+
   /** Tells the peer this node's summary when it changed (or always, `force`): the
    *  decision uses the summaries as sent, so both nodes decide on the same two. */
   hello(force = false): void {
@@ -478,6 +501,10 @@ class Step {
         s.meta = input.meta ?? newMeta();
         s.phase = "starting";
         this.log("info", "mirror.meta", { gen: s.meta.gen, consistent: s.meta.consistent, lastRole: s.meta.lastRole, dirtyPaths: s.meta.dirty.size });
+        // What the peer said before this start may be stale: ask it again.
+        s.peerHello = null;
+        s.sentKey = "";
+        this.askHello();
         this.out.push({ kind: "timer-arm", timer: "pulse", afterMs: s.config.pulseMs });
         this.runScripts(["prestart", "start_both"], { k: "started" });
         return;
@@ -598,7 +625,8 @@ class Step {
       return;
     }
     this.log("warn", force ? "mirror.primforce" : "mirror.prim", { gen: s.meta.gen, consistent: s.meta.consistent });
-    s.fullsync = fullsync;
+    // primforce copies everything: what the forced node holds is the truth from now on.
+    s.fullsync = fullsync || force;
     s.yielding = false;
     this.promote(force ? "primforce" : "prim");
   }
@@ -642,6 +670,12 @@ class Step {
     const peer = s.peerHello;
     if (peer === null || !s.streamUp) return;
     if (peer.role === "STOP") return;
+    // A hello older than the peer's last heartbeat (its stream may be dead and not yet
+    // known to be): ask again rather than decide on it.
+    if (s.peerAlive && (s.peerBeatGen !== peer.gen || (s.peerBeatRole !== null && isPrimaryRole(s.peerBeatRole) !== isPrimaryRole(peer.role)))) {
+      this.askHello();
+      return;
+    }
     this.hello();
     const mine = s.sent ?? this.summary();
     const verdict = decide({ node: s.config.self, summary: mine }, { node: s.config.peer, summary: peer }, s.config.defaultPrim, s.config.splitBrain);
@@ -901,11 +935,26 @@ class Step {
     s.pending.delete(seq);
     s.stats.completed++;
     this.out.push({ kind: "complete", id: pending.id, result: pending.local });
+    this.drained();
+  }
+
+  /** Continues what waited for the last dispatched operation to complete (a drain). */
+  drained(): void {
+    const s = this.s;
     if (s.pending.size === 0 && s.job !== null && s.job.running === null && s.job.names.length === 0) {
-      // A drain was waiting for the last completion.
       const then = s.job.then;
       s.job = null;
       this.continueWith(then);
+    }
+  }
+
+  /** Operations the peer never confirmed fail (this node may not complete them alone). */
+  failUnconfirmed(error: DiskError): void {
+    const s = this.s;
+    for (const [seq, pending] of [...s.pending]) {
+      if (pending.peerless || pending.peer !== undefined) continue;
+      s.pending.delete(seq);
+      this.out.push({ kind: "complete", id: pending.id, result: error });
     }
   }
 
@@ -1064,6 +1113,7 @@ class Step {
     const s = this.s;
     switch (message.kind) {
       case "hello": {
+        if (message.ask === true) this.hello(true);
         const before = s.peerHello;
         s.peerHello = message.summary;
         s.peerRole = message.summary.role;
@@ -1263,7 +1313,7 @@ class Step {
 
   attach(peer: HelloSummary): void {
     const s = this.s;
-    const plan = planResync(s.meta, peer);
+    const plan = planResync(s.meta, peer, s.fullsync);
     const session = s.nextSession++ * 1000 + (s.incarnation % 1000);
     s.fullsync = false;
     const link: Link = {
@@ -1411,6 +1461,13 @@ class Step {
         s.peerIncarnation = message.incarnation;
         s.peerRole = message.role;
         if (message.gen !== null) s.peerGen = message.gen;
+        s.peerBeatGen = message.gen;
+        s.peerBeatRole = message.role;
+        // Undecided with a peer that beats: its summary is missing or older than this beat.
+        if (this.undecided()) {
+          if (s.peerHello === null || s.peerHello.gen !== message.gen || isPrimaryRole(s.peerHello.role) !== isPrimaryRole(message.role)) this.askHello();
+          else this.evaluate();
+        }
         return;
       case "outdate": {
         if (s.phase === "primary" || s.phase === "handing-over") return;
@@ -1466,7 +1523,12 @@ class Step {
       return;
     }
     if (s.phase === "handing-over" && s.link !== null) {
+      // The handover cannot finish: what the peer did not confirm fails, and the node
+      // goes where the handover was to take it without a peer (waiting, or stopped).
+      this.log("warn", "mirror.handover_lost", { peer: s.config.peer });
       s.link = null;
+      this.failUnconfirmed("EIO");
+      this.drained();
       return;
     }
     if (s.follow !== null) {
@@ -1515,11 +1577,7 @@ class Step {
     this.log("error", "mirror.witness_down", { detail });
     if (purpose === "alone" && s.phase === "primary") {
       // Operations the peer never confirmed fail: this node may not go on alone.
-      for (const [seq, pending] of [...s.pending]) {
-        if (pending.peerless) continue;
-        s.pending.delete(seq);
-        this.out.push({ kind: "complete", id: pending.id, result: "EIO" });
-      }
+      this.failUnconfirmed("EIO");
       this.leavePrimary("wait", why);
       return;
     }

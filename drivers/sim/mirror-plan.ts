@@ -196,7 +196,14 @@ export interface MirrorFuzzSummary {
 }
 
 /** Runs `runs` generated plans; fast-check shrinks a failing one. */
-export function fuzzMirror(options: { readonly runs: number; readonly seed: number; readonly shape?: MirrorPlanShape; readonly onProgress?: (done: number, runs: number) => void }): MirrorFuzzSummary {
+export function fuzzMirror(options: {
+  readonly runs: number;
+  readonly seed: number;
+  readonly shape?: MirrorPlanShape;
+  readonly onProgress?: (done: number, runs: number) => void;
+  /** Stops generating and shrinking after this long: a failure found is reported shrunk as far as it got. */
+  readonly timeLimitMs?: number;
+}): MirrorFuzzSummary {
   let done = 0;
   let virtualMs = 0;
   const property = fc.property(mirrorPlanArbitrary(options.shape), (plan) => {
@@ -205,7 +212,7 @@ export function fuzzMirror(options: { readonly runs: number; readonly seed: numb
     virtualMs += result.world.nowMs;
     return result.violations.length === 0;
   });
-  const details = fc.check(property, { numRuns: options.runs, seed: options.seed, endOnFailure: false, maxSkipsPerRun: 0 });
+  const details = fc.check(property, { numRuns: options.runs, seed: options.seed, ...(options.timeLimitMs === undefined ? {} : { interruptAfterTimeLimit: options.timeLimitMs }) });
   if (!details.failed || details.counterexample === null) return { runs: details.numRuns, virtualMs, failure: null };
   const plan = details.counterexample[0];
   const command = mirrorReplayCommand(plan);

@@ -53,6 +53,8 @@ export interface MirrorWorldOptions {
   readonly plantedBug?: MirrorPlantedBug;
   /** How long start_prim takes (the application's start). */
   readonly appStartMs?: number;
+  /** Heartbeat pulse and peer-loss timeout (default tandem's: 50 ms and 250 ms). */
+  readonly timings?: { readonly pulseMs: number; readonly timeoutMs: number };
   /** Called for every log event of every node. */
   readonly onLog?: (node: string, atMs: number, entry: LogEntry) => void;
 }
@@ -114,6 +116,7 @@ export class MirrorWorld {
   /** Generations under which some write was acknowledged, and each one's lineage. */
   readonly ackedGens = new Set<Gen>();
   readonly genLineage = new Map<Gen, readonly Gen[]>();
+  readonly ackedGenFirstMs = new Map<Gen, number>();
   doubleFailures = 0;
   splitBrains = 0;
   #nowMs = 0;
@@ -213,9 +216,9 @@ export class MirrorWorld {
       self,
       peer: self === "n1" ? "n2" : "n1",
       rings: mirrorRings,
-      pulseMs: 50,
-      timeoutMs: 250,
-      joinMs: 600,
+      pulseMs: options.timings?.pulseMs ?? 50,
+      timeoutMs: options.timings?.timeoutMs ?? 250,
+      joinMs: Math.max(600, 2 * (options.timings?.timeoutMs ?? 250)),
       blockSize: options.blockSize ?? 4_096,
       ack: options.ack ?? "applied",
       failover: options.failover ?? true,
@@ -444,9 +447,12 @@ export class MirrorWorld {
         return;
       }
       // M5: a node that takes the primary role on its own holds every acknowledged generation.
+      // Without a witness, a partition lets both go on: a generation the other side acknowledged
+      // after this node last heard from it is a split brain (resolved later), not staleness.
       const mine = new Set(meta === null ? [] : lineage(meta));
-      const missing = [...this.ackedGens].filter((acked) => !mine.has(acked));
-      if (missing.length > 0 && this.options.witness === true) this.violation("M5", `${node.id} became ${role} by itself with generation ${meta?.gen} whose lineage lacks acknowledged generation(s) ${missing.join(", ")}`);
+      const lastHeardMs = node.runtime?.state.peerBeatMs ?? -Infinity;
+      const missing = [...this.ackedGens].filter((acked) => !mine.has(acked) && (this.options.witness === true || (this.ackedGenFirstMs.get(acked) ?? Infinity) <= lastHeardMs));
+      if (missing.length > 0) this.violation("M5", `${node.id} became ${role} by itself with generation ${meta?.gen} whose lineage lacks acknowledged generation(s) ${missing.join(", ")}`);
     }
   }
 
@@ -474,6 +480,7 @@ export class MirrorWorld {
       }
     }
     this.ackedGens.add(gen);
+    this.ackedGenFirstMs.set(gen, this.#nowMs);
   }
 
   /** Whether two generations that ever had a primary diverged (a split brain happened). */
@@ -502,24 +509,7 @@ export class MirrorWorld {
     return {
       nowMs: () => world.#nowMs,
       schedule: (afterMs: number, run: () => void) => world.schedule(world.#nowMs + afterMs, run),
-      submit(op: DiskOp, done: (result: DiskResult | "unreachable", node: string, gen: Gen | null) => void): void {
-        const node = world.vipHolder();
-        // No application listens behind the VIP until start_prim has run: refused.
-        if (node === null || node.runtime === null || !node.accepting) {
-          done("unreachable", "", null);
-          return;
-        }
-        const id = world.#nextRequest++;
-        const runtime = node.runtime;
-        world.schedule(world.#nowMs + latencyMs, () => {
-          if (node.runtime !== runtime) return;
-          node.requests.set(id, (result) => {
-            const gen = node.meta?.gen ?? null;
-            world.schedule(world.#nowMs + latencyMs, () => done(result, node.id, gen));
-          });
-          runtime.deliver({ kind: "intercepted", id, op });
-        });
-      },
+      submit: (op: DiskOp, done: (result: DiskResult | "unreachable", node: string, gen: Gen | null) => void) => world.submit(op, done),
       read(path: string): { node: string; bytes: Uint8Array | null } | null {
         const node = world.vipHolder();
         if (node === null) return null;
@@ -528,6 +518,28 @@ export class MirrorWorld {
       // What a client saw is a violation only if no split brain explains it: decided at the end.
       violation: (kind: string, detail: string) => world.suspects.push({ atMs: world.#nowMs, kind, detail }),
     };
+  }
+
+  /** Sends `op` through the VIP as an application would; `done` gets the answer, or
+   *  "unreachable" at once when no application listens behind the VIP. */
+  submit(op: DiskOp, done: (result: DiskResult | "unreachable", node: string, gen: Gen | null) => void): void {
+    const latencyMs = 0.1;
+    const node = this.vipHolder();
+    // No application listens behind the VIP until start_prim has run: refused.
+    if (node === null || node.runtime === null || !node.accepting) {
+      done("unreachable", "", null);
+      return;
+    }
+    const id = this.#nextRequest++;
+    const runtime = node.runtime;
+    this.schedule(this.#nowMs + latencyMs, () => {
+      if (node.runtime !== runtime) return;
+      node.requests.set(id, (result) => {
+        const gen = node.meta?.gen ?? null;
+        this.schedule(this.#nowMs + latencyMs, () => done(result, node.id, gen));
+      });
+      runtime.deliver({ kind: "intercepted", id, op });
+    });
   }
 }
 

@@ -40,8 +40,10 @@ describe("tandem sim", () => {
     expect(output).toContain("witness-unreachable");
   });
 
-  it("refuses a module kind it cannot simulate yet, and bad numbers", () => {
-    expect(runCli(["sim", "--module", "mirror"]).code).toBe(2);
+  it("refuses a module kind it does not know, and bad numbers", () => {
+    const unknown = runCli(["sim", "--module", "cluster"]);
+    expect(unknown.code).toBe(2);
+    expect(unknown.output).toContain("expected farm, mirror or light");
     const bad = runCli(["sim", "--seeds", "many"]);
     expect(bad.code).toBe(2);
     expect(bad.output).toContain("--seeds many");

@@ -30,7 +30,7 @@ const heart = (text: string) => readWith(text, readHeart);
 const rfs = (text: string) => readWith(text, readRfs);
 
 const network = (name: string, fields: Partial<HeartbeatNetwork> = {}): HeartbeatNetwork => ({ name, ident: null, flow: false, pulseMs: 700, timeoutMs: 30_000, ...fields });
-const heartSection = (fields: Partial<HeartSection>): HeartSection => ({ port: null, pulseMs: 700, timeoutMs: 30_000, permanentArp: true, heartbeats: [network("default")], ...fields });
+const heartSection = (fields: Partial<HeartSection>): HeartSection => ({ port: null, pulseMs: 700, timeoutMs: 30_000, permanentArp: true, heartbeats: [network("default")], timingWritten: false, ...fields });
 
 describe("<heart>: valid snippets", () => {
   it.each<[string, string, HeartSection]>([
@@ -38,12 +38,12 @@ describe("<heart>: valid snippets", () => {
     [
       "the documented example, with a flow network",
       `<heart pulse="700ms" timeout="30000ms" permanent_arp="on"><heartbeat name="default" ident="flow"/><heartbeat name="private"/></heart>`,
-      heartSection({ heartbeats: [network("default", { ident: "flow", flow: true }), network("private")] }),
+      heartSection({ heartbeats: [network("default", { ident: "flow", flow: true }), network("private")], timingWritten: true }),
     ],
     [
       "bare numbers are ms; units are accepted",
       `<heart port="4800" pulse="500" timeout="5s" permanent_arp="off"><heartbeat name="a"/></heart>`,
-      { port: 4800, pulseMs: 500, timeoutMs: 5_000, permanentArp: false, heartbeats: [network("a", { pulseMs: 500, timeoutMs: 5_000 })] },
+      { port: 4800, pulseMs: 500, timeoutMs: 5_000, permanentArp: false, heartbeats: [network("a", { pulseMs: 500, timeoutMs: 5_000 })], timingWritten: true },
     ],
     [
       "a heartbeat's own pulse and timeout; the others inherit the heart's",
@@ -52,9 +52,15 @@ describe("<heart>: valid snippets", () => {
         pulseMs: 1_000,
         timeoutMs: 10_000,
         heartbeats: [network("fast", { pulseMs: 100, timeoutMs: 1_000 }), network("slow", { pulseMs: 1_000, timeoutMs: 60_000 }), network("plain", { pulseMs: 1_000, timeoutMs: 10_000 })],
+        timingWritten: true,
       }),
     ],
     ["an ident other than flow is kept", `<heart><heartbeat name="a" ident="backup"/></heart>`, heartSection({ heartbeats: [network("a", { ident: "backup" })] })],
+    [
+      "a heartbeat's own pulse alone counts as written timing",
+      `<heart><heartbeat name="a" pulse="100"/></heart>`,
+      heartSection({ heartbeats: [network("a", { pulseMs: 100 })], timingWritten: true }),
+    ],
   ])("%s", (_, text, expected) => {
     const { value, messages } = heart(text);
     expect(messages).toEqual([]);
@@ -110,6 +116,8 @@ const rfsSection = (fields: Partial<RfsSection>): RfsSection => ({
   lockTimeoutMs: 100_000,
   sendTimeoutMs: 30_000,
   syncDeltaMinutes: 0,
+  blockSize: 4_096,
+  splitBrain: "changes",
   replicated: [dir("/data")],
   ...fields,
 });
@@ -146,6 +154,9 @@ describe("<rfs>: valid snippets", () => {
       rfsSection({ async: "none", resyncWorkers: 2, resyncBandwidthKBps: 500, lockTimeoutMs: 20_000, sendTimeoutMs: 5_000, syncDeltaMinutes: 10 }),
     ],
     ["syncdelta with a unit", `<rfs syncdelta="2h"><replicated dir="/data"/></rfs>`, rfsSection({ syncDeltaMinutes: 120 })],
+    ["tandem's blocksize and splitbrain", `<rfs blocksize="65536" splitbrain="operator"><replicated dir="/data"/></rfs>`, rfsSection({ blockSize: 65_536, splitBrain: "operator" })],
+    ["the smallest block size", `<rfs blocksize="512" splitbrain="primary"><replicated dir="/data"/></rfs>`, rfsSection({ blockSize: 512, splitBrain: "primary" })],
+    ["the largest block size", `<rfs blocksize="1048576"><replicated dir="/data"/></rfs>`, rfsSection({ blockSize: 1_048_576 })],
     [
       "several disjoint directories (a shared prefix is not nesting), read_write, an inverted regexpath, a trailing / dropped",
       `<rfs><replicated dir="/data" mode="read_write"><notreplicated path="cache/"/></replicated><replicated dir="/data2"><notreplicated regexpath="!^keep/"/></replicated></rfs>`,
@@ -174,6 +185,7 @@ describe("<rfs>: invalid snippets give located problems", () => {
   const dirExpected = "expected an absolute, normalised directory such as /var/lib/data (no trailing /, no //, no . or .. parts)";
   const relativeExpected = "expected a path relative to the replicated directory, such as tmp or logs/app.log (no leading /, no //, no . or .. parts)";
   const replicated = (inside: string) => `<rfs><replicated dir="/data">${inside}</replicated></rfs>`;
+  const blockSizeExpected = "expected a block size in bytes, a power of two from 512 to 1048576 (1 MiB), such as 4096: the unit in which writes are tracked and a resync copies files";
   it.each<[string, string, string[]]>([
     ["no replicated directory", `<rfs/>`, ['userconfig.xml:1:1 <rfs>: an <rfs> needs at least one <replicated dir="…">: the directories to mirror']],
     [
@@ -227,6 +239,12 @@ describe("<rfs>: invalid snippets give located problems", () => {
     ],
     ["async not second or none", `<rfs async="first"><replicated dir="/data"/></rfs>`, ['userconfig.xml:1:6 <rfs async="first">: expected second or none']],
     ["nbrei 0", `<rfs nbrei="0"><replicated dir="/data"/></rfs>`, ['userconfig.xml:1:6 <rfs nbrei="0">: expected a whole number from 1 to 64']],
+    ...["3000", "256", "2097152", "4k", "0x1000", ""].map((size): [string, string, string[]] => [
+      `blocksize ${JSON.stringify(size)}`,
+      `<rfs blocksize="${size}"><replicated dir="/data"/></rfs>`,
+      [`userconfig.xml:1:6 <rfs blocksize="${size}">: ${blockSizeExpected}`],
+    ]),
+    ["splitbrain not changes, primary or operator", `<rfs splitbrain="newest"><replicated dir="/data"/></rfs>`, ['userconfig.xml:1:6 <rfs splitbrain="newest">: expected one of changes, primary, operator']],
     ["reiallowedbw 0", `<rfs reiallowedbw="0"><replicated dir="/data"/></rfs>`, ['userconfig.xml:1:6 <rfs reiallowedbw="0">: expected a whole number from 1 to 10000000']],
     [
       "a lock timeout of 0",

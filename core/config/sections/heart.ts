@@ -19,6 +19,10 @@
 //   would leave it to chance which.
 // - Pre-7.2 files put `<server addr>` under `<heartbeat>`; nodes are read from cluster.xml
 //   only, so such children are reported (a warning) rather than silently dropped.
+// - `timingWritten` records whether the file wrote pulse or timeout anywhere (on <heart>
+//   or on a <heartbeat>). A file that wrote neither runs on tandem's faster detection, one
+//   that wrote either keeps SafeKit's meaning (core/config/to-mirror.ts): so the defaults
+//   above are what a SafeKit file means, not necessarily what tandem runs.
 
 import { assert } from "../../assert.ts";
 import type { HeartbeatNetwork, HeartSection } from "../module-config.ts";
@@ -39,10 +43,13 @@ export function readHeart(heart: ElementReader): HeartSection {
   const timeoutMs = readTimeout(heart, pulseMs, heartTimeoutMsDefault);
   const permanentArp = heart.bool("permanent_arp", true);
   const heartbeats = readHeartbeats(heart, pulseMs, timeoutMs);
+  const timingWritten = [heart.element, ...heart.element.children.filter((child) => child.name === "heartbeat")].some((element) =>
+    element.attributes.some((attribute) => attribute.name === "pulse" || attribute.name === "timeout"),
+  );
   heart.finish();
   assert(heartbeats.length <= heartbeatCountMax, "readHeartbeats keeps at most heartbeatCountMax networks");
   assert(timeoutMs > 2 * pulseMs, "readTimeout never returns a timeout of two pulses or less");
-  return { port: port === 0 ? null : port, pulseMs, timeoutMs, permanentArp, heartbeats };
+  return { port: port === 0 ? null : port, pulseMs, timeoutMs, permanentArp, heartbeats, timingWritten };
 }
 
 function readHeartbeats(heart: ElementReader, pulseMs: number, timeoutMs: number): HeartbeatNetwork[] {

@@ -27,6 +27,19 @@
 //   caller lists `rfs@syncat` among the settings that are unsafe to ignore.
 // - Timeouts are above 0 and at most a day; nbrei is 1 to 64 workers; reiallowedbw is at
 //   least 1 KB/s (0 would stall a resync forever).
+//
+// tandem extensions (SafeKit has no such attributes, so a SafeKit file never writes them):
+// - `blocksize`: the unit, in bytes, in which the primary marks what a write dirtied and a
+//   resync copies a file: a power of two from 512 to 1 MiB (1048576), default 4096. A bare
+//   whole number of bytes, no unit. Smaller blocks send less after a failback for scattered
+//   small writes but track more marks; larger ones the reverse. A power of two so that a
+//   block never straddles the file systems' own blocks (512 B to 4 KiB sectors and pages).
+// - `splitbrain="changes|primary|operator"`, default changes: which side is kept when the
+//   two nodes meet after both wrote while apart (core/mirror/decide.ts). changes keeps the
+//   one with more changes, primary the one that is primary now (when only one is),
+//   operator neither until an operator runs prim or second. The files the side set aside
+//   changed are copied aside before the resync overwrites them. Not to be confused with the `<splitbrain>` checker of
+//   `<check>`, whose witness decides who may become primary while the nodes are apart.
 
 import { assert } from "../../assert.ts";
 import type { NotReplicated, ReplicatedDir, RfsSection } from "../module-config.ts";
@@ -47,6 +60,10 @@ export const toCheckCountMax = 64;
 export const notReplicatedCountMax = 256;
 export const pathLengthMax = 4_096;
 export const regexLengthMax = 1_024;
+export const blockSizeDefault = 4_096;
+export const blockSizeMin = 512;
+export const blockSizeMax = 1_048_576;
+export const splitBrainPolicies = ["changes", "primary", "operator"] as const;
 
 /** Reads `<rfs>`; every problem is recorded in the reader's context. */
 export function readRfs(rfs: ElementReader): RfsSection {
@@ -57,11 +74,14 @@ export function readRfs(rfs: ElementReader): RfsSection {
     lockTimeoutMs: readTimeout(rfs, "locktimeout", lockTimeoutMsDefault),
     sendTimeoutMs: readTimeout(rfs, "sendtimeout", sendTimeoutMsDefault),
     syncDeltaMinutes: readSyncDelta(rfs) / 60_000,
+    blockSize: readParsed(rfs, "blocksize", parseBlockSize)?.value ?? blockSizeDefault,
+    splitBrain: rfs.enumeration("splitbrain", splitBrainPolicies, "changes"),
     replicated: readReplicatedDirs(rfs),
   };
   rfs.finish();
   assert(section.replicated.length <= replicatedCountMax, "readReplicatedDirs keeps at most replicatedCountMax directories");
   assert(section.lockTimeoutMs > 0 && section.sendTimeoutMs > 0, "readTimeout never returns 0");
+  assert(isBlockSize(section.blockSize), "parseBlockSize and its default give a power of two from 512 to 1 MiB");
   return section;
 }
 
@@ -157,6 +177,21 @@ export function parseReplicatedDir(text: string): Parsed<string> {
   const parts = dir.slice(1).split("/");
   if (parts.some((part) => part === "" || part === "." || part === "..")) return { ok: false, expected: dirExpected };
   return { ok: true, value: dir };
+}
+
+/** `blocksize`: a bare whole number of bytes, a power of two from 512 to 1 MiB. */
+export function parseBlockSize(text: string): Parsed<number> {
+  const trimmed = text.trim();
+  const size = Number(trimmed);
+  if (/^\d+$/.test(trimmed) && isBlockSize(size)) return { ok: true, value: size };
+  return {
+    ok: false,
+    expected: `a block size in bytes, a power of two from ${blockSizeMin} to ${blockSizeMax} (1 MiB), such as 4096: the unit in which writes are tracked and a resync copies files`,
+  };
+}
+
+function isBlockSize(size: number): boolean {
+  return Number.isSafeInteger(size) && size >= blockSizeMin && size <= blockSizeMax && (size & (size - 1)) === 0;
 }
 
 /** A path inside the replicated directory, relative to it; a trailing / is dropped. */

@@ -1,0 +1,493 @@
+// A mirror node's metadata (core/mirror/meta.ts): generations and dirty maps.
+//
+// (a) relation(a, b) and relation(b, a) are mirror images; a node that went alone from a
+//     common generation is ahead of the one that stayed, two that both went alone have
+//     diverged, lineages with nothing in common are unrelated; commonGen is the latest
+//     shared generation; (b) nextGen is newer than anything either side has seen, and
+//     withNewGen moves the current generation into a bounded history; (c) dirtyCovers says
+//     whether the map counts from the common generation or earlier; (d) dirtyOf marks what
+//     each operation changes; (e) unionDirty and filterDirty behave as set operations and
+//     keep the identity of a map they do not change.
+//
+// Lineage pairs are generated the way two nodes make them: a shared prefix of generations
+// (started by either node, counters increasing), then each node's own generations.
+
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import type { DiskOp } from "../../core/mirror/disk-ops.ts";
+import {
+  commonGen,
+  dirtyCovers,
+  dirtyOf,
+  dirtyWeight,
+  emptyDirty,
+  filterDirty,
+  genCounter,
+  historyMax,
+  lineage,
+  newMeta,
+  nextGen,
+  relation,
+  unionDirty,
+  withNewGen,
+  type DirtyMap,
+  type FileDirty,
+  type Gen,
+  type MirrorMeta,
+  type Relation,
+} from "../../core/mirror/meta.ts";
+
+// ---------------------------------------------------------------------------------------
+// Helpers and arbitraries
+
+/** A meta whose lineage is `gens` (the last one current), with the given dirty map. */
+function metaOf(gens: readonly Gen[], dirtyBase: Gen | null = null, dirty: DirtyMap = emptyDirty): MirrorMeta {
+  return { ...newMeta(), gen: gens.at(-1) ?? null, history: gens.slice(0, -1), dirtyBase, dirty };
+}
+
+/** A dirty map as a plain value: path → "all" or its sorted blocks ("all" absorbs blocks). */
+type Plain = Record<string, "all" | number[]>;
+
+function plain(dirty: DirtyMap): Plain {
+  const out: Plain = {};
+  for (const [path, entry] of dirty) out[path] = entry.all ? "all" : [...entry.blocks].sort((x, y) => x - y);
+  return out;
+}
+
+function plainUnion(a: Plain, b: Plain): Plain {
+  const out: Plain = { ...a };
+  for (const [path, entry] of Object.entries(b)) {
+    const before = out[path];
+    if (before === undefined) out[path] = entry;
+    else if (before === "all" || entry === "all") out[path] = "all";
+    else out[path] = [...new Set([...before, ...entry])].sort((x, y) => x - y);
+  }
+  return out;
+}
+
+const pathOnly = (): FileDirty => ({ all: false, blocks: new Set() });
+const wholePath = (): FileDirty => ({ all: true, blocks: new Set() });
+const blocks = (...indexes: number[]): FileDirty => ({ all: false, blocks: new Set(indexes) });
+
+const pathArbitrary = fc.constantFrom("", "a", "a/b", "a/b/c", "d", "d/e", "pg/base/1/112");
+const fileDirtyArbitrary: fc.Arbitrary<FileDirty> = fc.oneof(
+  fc.constant(null).map(wholePath),
+  fc.uniqueArray(fc.nat(12), { maxLength: 6 }).map((indexes) => blocks(...indexes)),
+);
+const dirtyMapArbitrary: fc.Arbitrary<DirtyMap> = fc
+  .uniqueArray(fc.tuple(pathArbitrary, fileDirtyArbitrary), { maxLength: 6, selector: ([path]) => path })
+  .map((entries) => new Map(entries));
+
+interface LineagePair {
+  readonly shared: readonly Gen[];
+  /** n1's lineage: the shared prefix, then generations n1 started alone. */
+  readonly a: readonly Gen[];
+  /** n2's lineage: the shared prefix, then generations n2 started alone. */
+  readonly b: readonly Gen[];
+}
+
+const stepArbitrary = fc.integer({ min: 1, max: 3 });
+/** Half the time a node started no generation of its own since the shared prefix. */
+const ownArbitrary: fc.Arbitrary<number[]> = fc.oneof(fc.constant<number[]>([]), fc.array(stepArbitrary, { minLength: 1, maxLength: 3 }));
+const lineagePairArbitrary: fc.Arbitrary<LineagePair> = fc
+  .record({
+    shared: fc.array(fc.record({ step: stepArbitrary, node: fc.constantFrom("n1", "n2") }), { maxLength: 5 }),
+    ownA: ownArbitrary,
+    ownB: ownArbitrary,
+  })
+  .map(({ shared, ownA, ownB }) => {
+    let counter = 0;
+    const prefix = shared.map(({ step, node }) => `${(counter += step)}@${node}`);
+    let counterA = counter;
+    let counterB = counter;
+    return {
+      shared: prefix,
+      a: [...prefix, ...ownA.map((step) => `${(counterA += step)}@n1`)],
+      b: [...prefix, ...ownB.map((step) => `${(counterB += step)}@n2`)],
+    };
+  });
+
+/** What relation(a, b) must say, from how the pair was built. */
+function expectedRelation({ shared, a, b }: LineagePair): Relation {
+  if (a.length === 0 && b.length === 0) return "same";
+  if (a.length === 0) return "behind";
+  if (b.length === 0) return "ahead";
+  const ownA = a.length - shared.length;
+  const ownB = b.length - shared.length;
+  if (ownA === 0 && ownB === 0) return "same";
+  if (ownB === 0) return "ahead";
+  if (ownA === 0) return "behind";
+  return shared.length === 0 ? "unrelated" : "diverged";
+}
+
+function expectedCommon({ shared, a, b }: LineagePair): Gen | null {
+  return a.length > 0 && b.length > 0 ? (shared.at(-1) ?? null) : null;
+}
+
+const mirrorImage: Record<Relation, Relation> = { same: "same", ahead: "behind", behind: "ahead", diverged: "diverged", unrelated: "unrelated" };
+
+// ---------------------------------------------------------------------------------------
+// (a) relation and commonGen
+
+describe("relation and commonGen", () => {
+  it("relation(a, b) is what the lineages say, and relation(b, a) is its mirror image", () => {
+    fc.assert(
+      fc.property(lineagePairArbitrary, (pair) => {
+        const a = metaOf(pair.a);
+        const b = metaOf(pair.b);
+        expect(relation(a, b)).toBe(expectedRelation(pair));
+        expect(relation(b, a)).toBe(mirrorImage[relation(a, b)]);
+      }),
+    );
+  });
+
+  it("commonGen is the last shared generation, null when a side has no data or nothing is shared, and does not depend on the order", () => {
+    fc.assert(
+      fc.property(lineagePairArbitrary, (pair) => {
+        const a = metaOf(pair.a);
+        const b = metaOf(pair.b);
+        expect(commonGen(a, b)).toBe(expectedCommon(pair));
+        expect(commonGen(b, a)).toBe(commonGen(a, b));
+      }),
+    );
+  });
+
+  it("relation is diverged or unrelated exactly when neither lineage holds the other's generation", () => {
+    fc.assert(
+      fc.property(lineagePairArbitrary, (pair) => {
+        fc.pre(pair.a.length > 0 && pair.b.length > 0);
+        const a = metaOf(pair.a);
+        const b = metaOf(pair.b);
+        const split = !lineage(a).includes(b.gen!) && !lineage(b).includes(a.gen!);
+        expect(relation(a, b) === "diverged" || relation(a, b) === "unrelated").toBe(split);
+        if (split) expect(relation(a, b)).toBe(commonGen(a, b) === null ? "unrelated" : "diverged");
+      }),
+    );
+  });
+
+  it("a node that went alone from the common generation is ahead of the one that stayed", () => {
+    const stayed = metaOf(["1@n1", "2@n2", "3@n1"]);
+    const alone = withNewGen(stayed, nextGen(stayed, "n2", stayed.gen), "ALONE");
+    expect(alone.gen).toBe("4@n2");
+    expect(relation(alone, stayed)).toBe("ahead");
+    expect(relation(stayed, alone)).toBe("behind");
+    expect(commonGen(alone, stayed)).toBe("3@n1");
+  });
+
+  it("two nodes that both went alone from the same generation diverged, and their common generation is the one they left", () => {
+    const start = metaOf(["1@n1", "2@n2", "3@n1"]);
+    const one = withNewGen(start, nextGen(start, "n1", start.gen), "ALONE");
+    const two = withNewGen(start, nextGen(start, "n2", start.gen), "ALONE");
+    expect([one.gen, two.gen]).toEqual(["4@n1", "4@n2"]);
+    expect(relation(one, two)).toBe("diverged");
+    expect(relation(two, one)).toBe("diverged");
+    expect(commonGen(one, two)).toBe("3@n1");
+    expect(commonGen(two, one)).toBe("3@n1");
+  });
+
+  it("a node that went alone twice is still ahead of the one that stayed", () => {
+    const stayed = metaOf(["1@n1"]);
+    const once = withNewGen(stayed, nextGen(stayed, "n1", null), "ALONE");
+    const twice = withNewGen(once, nextGen(once, "n1", null), "ALONE");
+    expect(lineage(twice)).toEqual(["1@n1", "2@n1", "3@n1"]);
+    expect(relation(twice, stayed)).toBe("ahead");
+    expect(relation(stayed, twice)).toBe("behind");
+  });
+
+  it("a new node (no generation) is behind any node with data; two new nodes are the same", () => {
+    const fresh = newMeta();
+    const data = metaOf(["1@n1"]);
+    expect(relation(fresh, data)).toBe("behind");
+    expect(relation(data, fresh)).toBe("ahead");
+    expect(relation(fresh, newMeta())).toBe("same");
+    expect(commonGen(fresh, data)).toBeNull();
+  });
+
+  it("lineages that share no generation are unrelated", () => {
+    const a = metaOf(["1@n1", "2@n1"]);
+    const b = metaOf(["1@n2"]);
+    expect(relation(a, b)).toBe("unrelated");
+    expect(relation(b, a)).toBe("unrelated");
+    expect(commonGen(a, b)).toBeNull();
+  });
+
+  it("commonGen picks the latest of several shared generations", () => {
+    const a = metaOf(["1@n1", "2@n2", "3@n1", "4@n1"]);
+    const b = metaOf(["1@n1", "2@n2", "3@n1", "4@n2", "5@n2"]);
+    expect(commonGen(a, b)).toBe("3@n1");
+    expect(commonGen(b, a)).toBe("3@n1");
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// (b) nextGen and withNewGen
+
+describe("nextGen and withNewGen", () => {
+  it("genCounter reads the counter before the @", () => {
+    expect(genCounter("12@n1")).toBe(12);
+    expect(genCounter("7@node-07")).toBe(7);
+  });
+
+  it("the first generation of a new node is 1@node", () => {
+    expect(nextGen(newMeta(), "n1", null)).toBe("1@n1");
+  });
+
+  it("nextGen counts past the peer's generation when the peer has seen more", () => {
+    expect(nextGen(metaOf(["1@n1", "2@n1"]), "n1", "9@n2")).toBe("10@n1");
+    expect(nextGen(metaOf(["1@n1", "5@n1"]), "n1", "3@n2")).toBe("6@n1");
+  });
+
+  it("nextGen is newer than every generation either side has seen, started by the node, and in neither lineage", () => {
+    fc.assert(
+      fc.property(lineagePairArbitrary, fc.constantFrom("n1", "n2"), (pair, node) => {
+        const a = metaOf(pair.a);
+        const b = metaOf(pair.b);
+        const gen = nextGen(a, node, b.gen);
+        expect(gen.endsWith(`@${node}`)).toBe(true);
+        for (const seen of [...pair.a, ...pair.b]) expect(genCounter(gen)).toBeGreaterThan(genCounter(seen));
+        expect(lineage(a)).not.toContain(gen);
+        expect(lineage(b)).not.toContain(gen);
+      }),
+    );
+  });
+
+  it("withNewGen appends the current generation to the history, sets the role and keeps the rest", () => {
+    fc.assert(
+      fc.property(lineagePairArbitrary, dirtyMapArbitrary, fc.constantFrom("ALONE", "PRIM", "SECOND", null), fc.boolean(), (pair, dirty, role, consistent) => {
+        const before: MirrorMeta = { ...metaOf(pair.a, pair.a[0] ?? null, dirty), consistent };
+        const gen = nextGen(before, "n1", null);
+        const after = withNewGen(before, gen, role);
+        expect(after.gen).toBe(gen);
+        expect(lineage(after)).toEqual([...pair.a, gen]);
+        expect(after.lastRole).toBe(role);
+        expect(after.consistent).toBe(consistent);
+        expect(after.dirtyBase).toBe(before.dirtyBase);
+        expect(after.dirty).toBe(dirty);
+        expect(lineage(before)).toEqual(pair.a);
+      }),
+    );
+  });
+
+  it(`withNewGen keeps at most historyMax (${historyMax}) earlier generations, dropping the oldest`, () => {
+    const gens = Array.from({ length: historyMax + 1 }, (_, index) => `${index + 1}@n1`);
+    const full = metaOf(gens);
+    expect(full.history).toHaveLength(historyMax);
+    const after = withNewGen(full, nextGen(full, "n1", null), "ALONE");
+    expect(after.history).toHaveLength(historyMax);
+    expect(after.history[0]).toBe("2@n1");
+    expect(after.history.at(-1)).toBe(`${historyMax + 1}@n1`);
+    expect(after.gen).toBe(`${historyMax + 2}@n1`);
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// (c) dirtyCovers
+
+describe("dirtyCovers", () => {
+  it("is true exactly when the dirty base is in the lineage at or before the common generation", () => {
+    const baseChoice = fc.oneof(fc.constant<"none">("none"), fc.constant<"foreign">("foreign"), fc.nat(8));
+    fc.assert(
+      fc.property(lineagePairArbitrary, baseChoice, (pair, choice) => {
+        const common = expectedCommon(pair);
+        fc.pre(common !== null);
+        const baseIndex = typeof choice === "number" ? choice % pair.a.length : null;
+        const dirtyBase = choice === "none" ? null : choice === "foreign" ? "99@n9" : pair.a[baseIndex!]!;
+        const meta = metaOf(pair.a, dirtyBase);
+        const covers = baseIndex !== null && baseIndex <= pair.shared.length - 1;
+        expect(dirtyCovers(meta, common)).toBe(covers);
+      }),
+    );
+  });
+
+  it("a map with no base covers nothing", () => {
+    expect(dirtyCovers(metaOf(["1@n1"], null), "1@n1")).toBe(false);
+  });
+
+  it("a generation not in the node's lineage is not covered", () => {
+    expect(dirtyCovers(metaOf(["1@n1", "2@n1"], "1@n1"), "2@n2")).toBe(false);
+  });
+
+  it("a base later than the common generation does not cover it; the same or an earlier one does", () => {
+    const meta = (base: Gen): MirrorMeta => metaOf(["1@n1", "2@n2", "3@n1"], base);
+    expect(dirtyCovers(meta("3@n1"), "2@n2")).toBe(false);
+    expect(dirtyCovers(meta("2@n2"), "2@n2")).toBe(true);
+    expect(dirtyCovers(meta("1@n1"), "2@n2")).toBe(true);
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// (d) dirtyOf
+
+const write = (path: string, offset: number, length: number): DiskOp => ({ kind: "write", path, offset, data: new Uint8Array(length) });
+
+describe("dirtyOf", () => {
+  it("a write marks exactly the blocks its bytes fall in, and nothing else", () => {
+    const blockSizeArbitrary = fc.oneof(fc.constantFrom(1, 512, 4096), fc.integer({ min: 1, max: 5_000 }));
+    fc.assert(
+      fc.property(blockSizeArbitrary, fc.nat(20_000), fc.integer({ min: 1, max: 10_000 }), (blockSize, offset, length) => {
+        const expected = new Set<number>();
+        for (let byte = offset; byte < offset + length; byte++) expected.add(Math.floor(byte / blockSize));
+        expect(plain(dirtyOf(write("d/f", offset, length), blockSize))).toEqual({ "d/f": [...expected].sort((x, y) => x - y) });
+      }),
+    );
+  });
+
+  it("a write that starts on a block boundary and fills one block marks that block only", () => {
+    expect(plain(dirtyOf(write("f", 4096, 4096), 4096))).toEqual({ f: [1] });
+  });
+
+  it("a write that ends exactly on a block boundary does not mark the next block", () => {
+    expect(plain(dirtyOf(write("f", 0, 8192), 4096))).toEqual({ f: [0, 1] });
+  });
+
+  it("a write crossing one block boundary marks the two blocks on either side", () => {
+    expect(plain(dirtyOf(write("f", 4000, 200), 4096))).toEqual({ f: [0, 1] });
+    expect(plain(dirtyOf(write("f", 4095, 2), 4096))).toEqual({ f: [0, 1] });
+  });
+
+  it("a zero-length write marks no block (only the path)", () => {
+    expect(plain(dirtyOf(write("f", 8192, 0), 4096))).toEqual({ f: [] });
+  });
+
+  it("truncate marks the whole path (the peer may still hold the old tail)", () => {
+    expect(plain(dirtyOf({ kind: "truncate", path: "d/f", size: 10 }, 4096))).toEqual({ "d/f": "all" });
+  });
+
+  it("create, symlink and mkdir mark the whole path and its parent's entry", () => {
+    for (const op of [
+      { kind: "create", path: "d/f", mode: 0o644 },
+      { kind: "symlink", path: "d/f", target: "../x" },
+      { kind: "mkdir", path: "d/f", mode: 0o755 },
+    ] as const satisfies readonly DiskOp[]) {
+      expect(plain(dirtyOf(op, 4096)), op.kind).toEqual({ "d/f": "all", d: [] });
+    }
+  });
+
+  it("a top-level create marks the root's entry as its parent", () => {
+    expect(plain(dirtyOf({ kind: "create", path: "f", mode: 0o644 }, 4096))).toEqual({ f: "all", "": [] });
+  });
+
+  it("rename marks `to` whole, `from` and both parents", () => {
+    expect(plain(dirtyOf({ kind: "rename", from: "a/x", to: "b/y" }, 4096))).toEqual({ "a/x": [], "b/y": "all", a: [], b: [] });
+  });
+
+  it("rename within one directory marks that directory once", () => {
+    expect(plain(dirtyOf({ kind: "rename", from: "d/x", to: "d/y" }, 4096))).toEqual({ "d/x": [], "d/y": "all", d: [] });
+  });
+
+  it("unlink and rmdir mark the path and its parent", () => {
+    expect(plain(dirtyOf({ kind: "unlink", path: "d/f" }, 4096))).toEqual({ "d/f": [], d: [] });
+    expect(plain(dirtyOf({ kind: "rmdir", path: "d/e" }, 4096))).toEqual({ "d/e": [], d: [] });
+  });
+
+  it("setattr marks the path only", () => {
+    expect(plain(dirtyOf({ kind: "setattr", path: "d/f", mode: 0o600 }, 4096))).toEqual({ "d/f": [] });
+  });
+
+  it("fsync marks nothing", () => {
+    expect(dirtyOf({ kind: "fsync", path: "d/f" }, 4096).size).toBe(0);
+    expect(dirtyOf({ kind: "fsync", path: null }, 4096).size).toBe(0);
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// (e) unionDirty, filterDirty, dirtyWeight
+
+describe("unionDirty", () => {
+  it("holds every path of both maps, a path whole when either has it whole, else the union of the blocks", () => {
+    fc.assert(
+      fc.property(dirtyMapArbitrary, dirtyMapArbitrary, (a, b) => {
+        expect(plain(unionDirty(a, b))).toEqual(plainUnion(plain(a), plain(b)));
+      }),
+    );
+  });
+
+  it("is commutative in content", () => {
+    fc.assert(
+      fc.property(dirtyMapArbitrary, dirtyMapArbitrary, (a, b) => {
+        expect(plain(unionDirty(a, b))).toEqual(plain(unionDirty(b, a)));
+      }),
+    );
+  });
+
+  it("is idempotent and returns the same object when nothing is added", () => {
+    fc.assert(
+      fc.property(dirtyMapArbitrary, dirtyMapArbitrary, (a, b) => {
+        expect(unionDirty(a, a)).toBe(a);
+        expect(unionDirty(a, emptyDirty)).toBe(a);
+        const ab = unionDirty(a, b);
+        expect(unionDirty(ab, b)).toBe(ab);
+        expect(unionDirty(ab, a)).toBe(ab);
+      }),
+    );
+  });
+
+  it("returns the same object when the second map is contained in the first", () => {
+    fc.assert(
+      fc.property(dirtyMapArbitrary, fc.infiniteStream(fc.boolean()), (a, keeps) => {
+        const part = new Map<string, FileDirty>();
+        for (const [path, entry] of a) {
+          if (!keeps.next().value) continue;
+          part.set(path, entry.all ? wholePath() : blocks(...[...entry.blocks].filter(() => keeps.next().value)));
+        }
+        expect(unionDirty(a, part)).toBe(a);
+      }),
+    );
+  });
+
+  it("does not change its arguments", () => {
+    fc.assert(
+      fc.property(dirtyMapArbitrary, dirtyMapArbitrary, (a, b) => {
+        const before = [plain(a), plain(b)];
+        unionDirty(a, b);
+        expect([plain(a), plain(b)]).toEqual(before);
+      }),
+    );
+  });
+
+  it("a whole path absorbs blocks, in either order", () => {
+    const whole: DirtyMap = new Map([["f", wholePath()]]);
+    const some: DirtyMap = new Map([["f", blocks(1, 2)]]);
+    expect(unionDirty(whole, some)).toBe(whole);
+    expect(unionDirty(some, whole).get("f")?.all).toBe(true);
+    expect(plain(unionDirty(some, whole))).toEqual({ f: "all" });
+  });
+
+  it("adding a block to a path makes a new map and leaves the first unchanged", () => {
+    const first: DirtyMap = new Map([["f", blocks(1)], ["g", pathOnly()]]);
+    const out = unionDirty(first, new Map([["f", blocks(2)]]));
+    expect(out).not.toBe(first);
+    expect(plain(out)).toEqual({ f: [1, 2], g: [] });
+    expect(plain(first)).toEqual({ f: [1], g: [] });
+  });
+});
+
+describe("filterDirty", () => {
+  it("keeps exactly the entries `keep` accepts, and returns the same map when it keeps them all", () => {
+    fc.assert(
+      fc.property(dirtyMapArbitrary, fc.func(fc.boolean()), (dirty, keep) => {
+        const before = plain(dirty);
+        const out = filterDirty(dirty, (path, entry) => keep(path, entry.all));
+        const expected = Object.fromEntries(Object.entries(before).filter(([path]) => keep(path, dirty.get(path)!.all)));
+        expect(plain(out)).toEqual(expected);
+        if (out.size === dirty.size) expect(out).toBe(dirty);
+        expect(plain(dirty)).toEqual(before);
+      }),
+    );
+  });
+
+  it("keeping everything returns the same map; keeping nothing returns an empty one", () => {
+    const dirty: DirtyMap = new Map([["a", blocks(1)], ["b", wholePath()]]);
+    expect(filterDirty(dirty, () => true)).toBe(dirty);
+    expect(filterDirty(dirty, () => false).size).toBe(0);
+  });
+});
+
+describe("dirtyWeight", () => {
+  it("counts one per path plus its blocks, and a whole path outweighs any number of blocks", () => {
+    expect(dirtyWeight(emptyDirty)).toBe(0);
+    expect(dirtyWeight(new Map([["a", blocks(1, 2, 3)], ["b", pathOnly()]]))).toBe(5);
+    const manyBlocks = new Map([["a", blocks(...Array.from({ length: 10_000 }, (_, index) => index))]]);
+    expect(dirtyWeight(new Map([["b", wholePath()]]))).toBeGreaterThan(dirtyWeight(manyBlocks));
+  });
+});

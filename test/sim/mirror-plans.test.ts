@@ -1,0 +1,87 @@
+// The mirror's fault plans: the checker catches a planted bug and prints a replay that
+// reproduces it; plans are deterministic; plans found failing once stay fixed.
+
+import { describe, expect, it } from "vitest";
+import { runCli } from "../cli/run-cli.ts";
+import { decodeMirrorPlan, encodeMirrorPlan, fuzzMirror, runMirrorPlan, type MirrorPlan } from "../../drivers/sim/mirror-plan.ts";
+
+describe("the mirror checker finds a planted bug", () => {
+  // Acknowledging an operation once applied locally, without the secondary: a power loss
+  // of the primary then loses acknowledged writes.
+  const summary = fuzzMirror({ runs: 200, seed: 11, shape: { bug: "ack-before-peer" }, timeLimitMs: 40_000 });
+
+  it("is reported as a violation with a replay command", () => {
+    expect(summary.failure).not.toBeNull();
+    expect(summary.failure!.report).toMatch(/\[M[1-5]\]/);
+    expect(summary.failure!.command).toContain("npm run sim -- --module mirror --replay ");
+  }, 600_000);
+
+  it("the replay from the command line reproduces it and exits 1", () => {
+    const token = summary.failure!.command.split("--replay ")[1]!;
+    const { code, output } = runCli(["sim", "--module", "mirror", "--replay", token]);
+    expect(code).toBe(1);
+    expect(output).toMatch(/\[M[1-5]\]/);
+  }, 60_000);
+
+  it("without the planted bug the same plan passes", () => {
+    const fixed: MirrorPlan = { ...summary.failure!.plan, bug: "none" };
+    expect(runMirrorPlan(fixed).violations).toEqual([]);
+  }, 60_000);
+});
+
+describe("mirror plans are deterministic", () => {
+  const plan: MirrorPlan = {
+    kind: "mirror",
+    seed: 5,
+    witness: true,
+    ack: "applied",
+    tornWrites: true,
+    failover: true,
+    bug: "none",
+    faults: [
+      { atMs: 1_000, verb: "powerOff", node: "n1" },
+      { atMs: 3_000, verb: "powerOn", node: "n1" },
+      { atMs: 5_000, verb: "partition", node: "n2" },
+      { atMs: 6_000, verb: "heal", node: "n2" },
+    ],
+  };
+
+  it("one plan run twice gives the same trace and the same trees", () => {
+    const first = runMirrorPlan(plan, { trace: true });
+    const second = runMirrorPlan(plan, { trace: true });
+    expect(first.violations).toEqual([]);
+    expect(first.world.trace.length).toBeGreaterThan(50);
+    expect(second.world.trace).toEqual(first.world.trace);
+    expect(second.world.nodes.map((node) => node.disk.treeDigest())).toEqual(first.world.nodes.map((node) => node.disk.treeDigest()));
+  }, 60_000);
+
+  it("a plan survives its replay token", () => {
+    expect(decodeMirrorPlan(encodeMirrorPlan(plan))).toEqual(plan);
+  });
+
+  it("a token that is not a mirror plan is refused with a clear message", () => {
+    expect(() => decodeMirrorPlan("bm90IGEgcGxhbg")).toThrow(/not a plan/);
+    expect(() => decodeMirrorPlan(Buffer.from(JSON.stringify({ kind: "farm" })).toString("base64url"))).toThrow(/not a mirror plan/);
+  });
+});
+
+// Plans the fuzzer found failing, each with what was wrong; fixed since, kept as regressions.
+const regressions: readonly (readonly [string, string])[] = [
+  ["checkpoint cleared the mark of an op held for its persist", "eyJraW5kIjoibWlycm9yIiwic2VlZCI6MTE4MDU3MDE2NCwid2l0bmVzcyI6ZmFsc2UsImFjayI6ImFwcGxpZWQiLCJ0b3JuV3JpdGVzIjpmYWxzZSwiZmFpbG92ZXIiOnRydWUsImJ1ZyI6Im5vbmUiLCJmYXVsdHMiOlt7ImF0TXMiOjU0OCwibm9kZSI6Im4xIiwidmVyYiI6InBvd2VyT2ZmIn1dfQ"],
+  ["a secondary that became up to date as the primary lost power was not preferred (continuous set only with the stream still up)", "eyJraW5kIjoibWlycm9yIiwic2VlZCI6MCwid2l0bmVzcyI6ZmFsc2UsImFjayI6ImFwcGxpZWQiLCJ0b3JuV3JpdGVzIjpmYWxzZSwiZmFpbG92ZXIiOnRydWUsImJ1ZyI6Im5vbmUiLCJmYXVsdHMiOlt7ImF0TXMiOjQ5NDUsInZlcmIiOiJwb3dlck9mZiIsIm5vZGUiOiJuMSJ9LHsiYXRNcyI6MTE0MjMsInZlcmIiOiJwb3dlck9uIiwibm9kZSI6Im4xIn0seyJhdE1zIjoxMTU5OSwidmVyYiI6InBvd2VyT2ZmIiwibm9kZSI6Im4yIn0seyJhdE1zIjoxMTYwMCwidmVyYiI6InBvd2VyT24iLCJub2RlIjoibjIifV19"],
+  ["a primary back at once after a power loss was preferred over the secondary that kept running", "eyJraW5kIjoibWlycm9yIiwic2VlZCI6MCwid2l0bmVzcyI6ZmFsc2UsImFjayI6ImFwcGxpZWQiLCJ0b3JuV3JpdGVzIjpmYWxzZSwiZmFpbG92ZXIiOnRydWUsImJ1ZyI6Im5vbmUiLCJmYXVsdHMiOlt7ImF0TXMiOjYxOCwidmVyYiI6InBvd2VyT2ZmIiwibm9kZSI6Im4xIn0seyJhdE1zIjo2MTksInZlcmIiOiJwb3dlck9uIiwibm9kZSI6Im4xIn1dfQ"],
+  ["the primary stopped dispatching for ever when its secondary was attached again while its new generation was being persisted", "eyJraW5kIjoibWlycm9yIiwic2VlZCI6MCwid2l0bmVzcyI6ZmFsc2UsImFjayI6ImFwcGxpZWQiLCJ0b3JuV3JpdGVzIjpmYWxzZSwiZmFpbG92ZXIiOnRydWUsImJ1ZyI6Im5vbmUiLCJmYXVsdHMiOlt7ImF0TXMiOjAsIm5vZGUiOiJuMiIsInZlcmIiOiJkaXNrRXJyb3IifV19"],
+  ["a start asked while the module was stopping was lost", "eyJraW5kIjoibWlycm9yIiwic2VlZCI6MCwid2l0bmVzcyI6ZmFsc2UsImFjayI6ImFwcGxpZWQiLCJ0b3JuV3JpdGVzIjpmYWxzZSwiZmFpbG92ZXIiOnRydWUsImJ1ZyI6Im5vbmUiLCJmYXVsdHMiOlt7ImF0TXMiOjAsInZlcmIiOiJzdG9wIiwibm9kZSI6Im4xIn0seyJhdE1zIjoxLCJ2ZXJiIjoic3RhcnQiLCJub2RlIjoibjEifV19"],
+  ["a secondary with a full disk was attached again at once, a new generation each time", "eyJraW5kIjoibWlycm9yIiwic2VlZCI6MCwid2l0bmVzcyI6dHJ1ZSwiYWNrIjoiYXBwbGllZCIsInRvcm5Xcml0ZXMiOmZhbHNlLCJmYWlsb3ZlciI6dHJ1ZSwiYnVnIjoibm9uZSIsImZhdWx0cyI6W3siYXRNcyI6MCwidmVyYiI6ImRpc2tGdWxsIiwibm9kZSI6Im4yIn0seyJhdE1zIjoyMzIsInZlcmIiOiJkaXNrUm9vbXkiLCJub2RlIjoibjIifV19"],
+  ["a secondary waiting after a disk failure never asked to be attached again", "eyJraW5kIjoibWlycm9yIiwic2VlZCI6MCwid2l0bmVzcyI6ZmFsc2UsImFjayI6ImFwcGxpZWQiLCJ0b3JuV3JpdGVzIjpmYWxzZSwiZmFpbG92ZXIiOnRydWUsImJ1ZyI6Im5vbmUiLCJmYXVsdHMiOlt7ImF0TXMiOjAsInZlcmIiOiJkaXNrRnVsbCIsIm5vZGUiOiJuMiJ9LHsiYXRNcyI6NDEsInZlcmIiOiJkaXNrUm9vbXkiLCJub2RlIjoibjIifV19"],
+  ["what clients saw across a split brain was reported as lost writes", "eyJraW5kIjoibWlycm9yIiwic2VlZCI6MCwid2l0bmVzcyI6ZmFsc2UsImFjayI6ImFwcGxpZWQiLCJ0b3JuV3JpdGVzIjpmYWxzZSwiZmFpbG92ZXIiOnRydWUsImJ1ZyI6Im5vbmUiLCJmYXVsdHMiOlt7ImF0TXMiOjAsInZlcmIiOiJwYXJ0aXRpb24iLCJub2RlIjoibjEifSx7ImF0TXMiOjIwMiwidmVyYiI6ImhlYWwiLCJub2RlIjoibjEifV19"],
+  ["a swap whose stream died silently waited for ever for acknowledgements that could not come", "eyJraW5kIjoibWlycm9yIiwic2VlZCI6MCwid2l0bmVzcyI6ZmFsc2UsImFjayI6ImFwcGxpZWQiLCJ0b3JuV3JpdGVzIjpmYWxzZSwiZmFpbG92ZXIiOnRydWUsImJ1ZyI6Im5vbmUiLCJmYXVsdHMiOlt7ImF0TXMiOjAsInZlcmIiOiJwYXJ0aXRpb24iLCJub2RlIjoibjEifSx7ImF0TXMiOjEsInZlcmIiOiJoZWFsIiwibm9kZSI6Im4xIn0seyJhdE1zIjo3LCJub2RlIjoibjEiLCJ2ZXJiIjoic3dhcCJ9XX0"],
+  ["a restarted module decided from the peer's hello of before its stop (the stream was dead, not yet known): a stale node became primary", "eyJraW5kIjoibWlycm9yIiwic2VlZCI6MCwid2l0bmVzcyI6ZmFsc2UsImFjayI6ImFwcGxpZWQiLCJ0b3JuV3JpdGVzIjpmYWxzZSwiZmFpbG92ZXIiOnRydWUsImJ1ZyI6Im5vbmUiLCJmYXVsdHMiOlt7ImF0TXMiOjAsInZlcmIiOiJwYXJ0aXRpb24iLCJub2RlIjoibjEifSx7ImF0TXMiOjAsInZlcmIiOiJzdG9wIiwibm9kZSI6Im4xIn0seyJhdE1zIjoxLCJ2ZXJiIjoiaGVhbCIsIm5vZGUiOiJuMSJ9LHsiYXRNcyI6MzYwLCJ2ZXJiIjoic3RhcnQiLCJub2RlIjoibjEifV19"],
+];
+
+describe("mirror regressions", () => {
+  it.each(regressions)("%s", (why, token) => {
+    const result = runMirrorPlan(decodeMirrorPlan(token));
+    expect(result.violations, why).toEqual([]);
+  }, 60_000);
+});
