@@ -5,8 +5,15 @@ import { bucketSpread, failoverSample, falseFailovers, percentile, planRate, saf
 import { defaultFarmTimings } from "../core/farm-config.ts";
 import { filterBenchShape, filterFigureLines, filterFigures, filterSectionTitle } from "./filter-bench.ts";
 import { serviceFigures } from "./service-bench.ts";
+import { mirrorFigureLines } from "./mirror-bench.ts";
 
 const quick = process.argv.includes("--quick");
+// `npm run bench -- --mirror`: only the mirror's simulator figures (section 9; no root needed).
+if (process.argv.includes("--mirror")) {
+  console.log("9. Mirror module in the simulator" + (quick ? " (--quick)" : ""));
+  for (const line of mirrorFigureLines(quick)) console.log(line);
+  process.exit(0);
+}
 const runs = quick ? 20 : 40;
 const idleMinutes = quick ? 2 : 10;
 const out = (line = "") => console.log(line);
@@ -52,3 +59,8 @@ row("baseline: idle Node process", service.baseline);
 out();
 out(`6. ${filterSectionTitle(filterBenchShape(quick))}`);
 for (const line of filterFigureLines(await filterFigures({ quick }))) out(line);
+out();
+out("7-8. Farm on the host and in the Docker lab: their own commands (docs/benchmarks.md)");
+out();
+out("9. Mirror module in the simulator");
+for (const line of mirrorFigureLines(quick)) out(line);

@@ -65,6 +65,8 @@ export interface MirrorScenario {
   /** The split-brain checker's witness is configured. */
   readonly witness?: boolean;
   readonly failover?: boolean;
+  /** `defaultprim` names this node (the primary role goes back to it after a resync). */
+  readonly defaultPrim?: NodeId;
   run(cluster: MirrorCluster): Promise<void>;
 }
 

@@ -249,6 +249,22 @@ export const failoverOff: MirrorScenario = {
   },
 };
 
+export const defaultPrimSwapBack: MirrorScenario = {
+  name: "defaultprim-swap-back",
+  summary: "defaultprim=n1: n1 lost, n2 takes over; n1 back is resynced, then the primary role goes back to it by itself",
+  defaultPrim: "n1",
+  async run(cluster) {
+    await cluster.startWrites();
+    await cluster.sleep(1_000);
+    await cluster.kill("n1");
+    await cluster.waitFor("n2 primary", primaryIs("n2"), failoverBoundMs);
+    await cluster.sleep(2_000);
+    await cluster.boot("n1");
+    await cluster.waitFor("n1 PRIM again, n2 SECOND", inSyncWith("n1"), resyncBoundMs);
+    await cluster.stopWrites();
+  },
+};
+
 export const mirrorScenarios: readonly MirrorScenario[] = [
   primaryPowerLoss,
   secondaryDownResync,
@@ -263,6 +279,7 @@ export const mirrorScenarios: readonly MirrorScenario[] = [
   appCrashLoop,
   diskFullSecondary,
   failoverOff,
+  defaultPrimSwapBack,
 ];
 
 export type { MirrorCluster };

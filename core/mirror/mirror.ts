@@ -684,6 +684,11 @@ class Step {
         if (s.link === null && (peer.role === "WAIT" || peer.role === "SECOND") && peer.attachable && s.app === "running") this.attach(peer);
         return;
       }
+      // Both primary at the same generation is a handover in flight, not a split brain.
+      if (peer.gen === s.meta.gen && isPrimaryRole(peer.role)) {
+        this.askHello();
+        return;
+      }
       // A split brain this node loses (or leaves to an operator).
       this.log("error", "mirror.splitbrain", { why: verdict.why });
       this.leavePrimary("wait", verdict.why);
@@ -1183,6 +1188,8 @@ class Step {
         this.log("info", "mirror.handover", { reason: message.reason });
         if (message.reason === "swap") {
           s.follow = null;
+          // The old primary's summary says primary until its next hello (as secondary).
+          s.peerHello = null;
           this.setMeta({ ...s.meta, lastRole: "PRIM" });
           this.becomePrimary();
           return;
@@ -1389,6 +1396,12 @@ class Step {
     link.endSent = false;
     this.log("info", "mirror.resynced", { peer: s.config.peer, ms: this.now - link.startedMs, full: link.full, blockBytes: s.stats.resyncBlockBytes });
     this.clearDirty(upTo, true);
+    // defaultprim names the peer: once it is up to date, the primary role goes back to it.
+    const preferred = s.config.defaultPrim;
+    if (preferred.kind === "node" && preferred.node === s.config.peer && s.phase === "primary" && s.app === "running" && s.job === null) {
+      this.log("info", "mirror.swap_back", { to: s.config.peer, why: "defaultprim" });
+      this.leavePrimary("handover-swap", `defaultprim=${s.config.peer}`);
+    }
   }
 
   clearDirty(upTo: number, rebase: boolean): void {

@@ -25,6 +25,7 @@ export function settle(world: MirrorWorld, boundMs = convergeBoundMs): boolean {
   world.healAll();
   for (const node of world.nodes) {
     if (node.disk.settings.capacityBytes !== null) world.diskFull(node.id, null);
+    world.diskSlow(node.id, 1);
     if (!node.powered) world.powerOn(node.id);
     else if (!node.running) world.restart(node.id);
     if (!node.moduleWanted) world.command(node.id, "start");

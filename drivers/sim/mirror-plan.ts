@@ -26,7 +26,9 @@ export type MirrorVerb =
   | "start"
   | "diskFull"
   | "diskRoomy"
-  | "diskError";
+  | "diskError"
+  | "diskSlow"
+  | "diskFast";
 
 export interface MirrorFault {
   readonly atMs: number;
@@ -132,12 +134,16 @@ function apply(world: MirrorWorld, plan: MirrorPlan, fault: MirrorFault): void {
       return world.diskFull(node, null);
     case "diskError":
       return world.diskFailNext(node, "EIO");
+    case "diskSlow":
+      return world.diskSlow(node, 50);
+    case "diskFast":
+      return world.diskSlow(node, 1);
   }
 }
 
 // ---- generation, encoding ----
 
-const repairOf = { powerOff: "powerOn", crash: "restart", partition: "heal", cutWitness: "healWitness", stop: "start", diskFull: "diskRoomy" } as const;
+const repairOf = { powerOff: "powerOn", crash: "restart", partition: "heal", cutWitness: "healWitness", stop: "start", diskFull: "diskRoomy", diskSlow: "diskFast" } as const;
 
 export interface MirrorPlanShape {
   readonly bug?: MirrorPlantedBug;

@@ -348,6 +348,14 @@ export class MirrorWorld {
     (this.node(id).disk.settings as { capacityBytes: number | null }).capacityBytes = capacityBytes;
   }
 
+  /** diskSlow: every disk call of the node takes `factor` times as long (1: normal again). */
+  diskSlow(id: string, factor: number): void {
+    this.note(`world disk-slow ${id} x${factor}`);
+    const disk = this.node(id).disk;
+    if (factor === 1) disk.unslow();
+    else disk.slow(factor);
+  }
+
   diskFailNext(id: string, error: DiskError): void {
     this.note(`world disk-fail-next ${id} ${error}`);
     this.node(id).disk.failNext("write", error);

@@ -24,6 +24,7 @@ export class SimMirrorCluster implements MirrorCluster {
       seed: options.seed,
       witness: scenario.witness === true,
       failover: scenario.failover ?? true,
+      ...(scenario.defaultPrim === undefined ? {} : { defaultPrim: { kind: "node" as const, node: scenario.defaultPrim } }),
       trace: options.trace === true ? "full" : "off",
       onLog: (node, atMs, entry) => {
         if (!timelineLevels.has(entry.level) || !entry.event.startsWith("mirror.")) return;
