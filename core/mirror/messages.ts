@@ -43,6 +43,8 @@ export interface HelloSummary {
   readonly continuous: boolean;
   /** false while this node holds off being attached (after its disk failed). */
   readonly attachable: boolean;
+  /** The last attach session this node received: a primary knows the summary came after it. */
+  readonly seenSession: number | null;
 }
 
 export type MirrorMessage =
@@ -74,5 +76,8 @@ export type MirrorMessage =
   | { readonly kind: "flushed"; readonly session: number; readonly upTo: number }
   /** The primary hands over: its application is stopped and every operation acknowledged. */
   | { readonly kind: "handover"; readonly session: number; readonly reason: "swap" | "stop" }
+  /** The attach came when this node could not follow (stopping, starting): the primary
+   *  treats it like a lost stream. */
+  | { readonly kind: "attach-refused"; readonly session: number; readonly reason: string }
   /** The secondary cannot follow (its disk failed): it detaches and waits. */
   | { readonly kind: "detach"; readonly session: number; readonly reason: string };

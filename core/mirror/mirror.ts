@@ -226,6 +226,8 @@ export interface Mirror {
   startAfterStop: boolean;
   /** false after a disk failure, until the retry timer: the primary must not attach this node yet. */
   attachable: boolean;
+  /** The last attach session received from the peer (accepted or not). */
+  seenSession: number | null;
   // Scripts.
   job: { names: string[]; then: Continuation; running: number | null } | null;
   nextScriptId: number;
@@ -285,6 +287,7 @@ export function initMirror(config: MirrorConfig, incarnation: number): Mirror {
     continuous: false,
     startAfterStop: false,
     attachable: true,
+    seenSession: null,
     job: null,
     nextScriptId: 1,
     loops: [],
@@ -404,6 +407,7 @@ class Step {
       fullsync: this.s.fullsync,
       continuous: this.s.continuous,
       attachable: this.s.attachable,
+      seenSession: this.s.seenSession,
     };
   }
 
@@ -427,7 +431,7 @@ class Step {
     const s = this.s;
     if (!s.streamUp) return;
     const summary = this.summary();
-    const key = [summary.role, summary.gen, summary.consistent, summary.lastRole, summary.yielding, summary.fullsync, summary.continuous, summary.attachable, summary.dirtyBase, summary.dirty.length].join("|");
+    const key = [summary.role, summary.gen, summary.consistent, summary.lastRole, summary.yielding, summary.fullsync, summary.continuous, summary.attachable, summary.seenSession, summary.dirtyBase, summary.dirty.length].join("|");
     if (!force && key === s.sentKey) return;
     s.sentKey = key;
     s.sent = summary;
@@ -1119,6 +1123,12 @@ class Step {
     switch (message.kind) {
       case "hello": {
         if (message.ask === true) this.hello(true);
+        // An attached peer that says it is not a secondary (its module restarted) follows no more.
+        if (s.phase === "primary" && s.link !== null && message.summary.seenSession === s.link.session && message.summary.role !== "SECOND") {
+          s.peerHello = message.summary;
+          this.linkLost(`the peer is ${message.summary.role}, not following`);
+          return;
+        }
         const before = s.peerHello;
         s.peerHello = message.summary;
         s.peerRole = message.summary.role;
@@ -1197,6 +1207,9 @@ class Step {
         this.takeOver("the primary stopped");
         return;
       }
+      case "attach-refused":
+        if (s.link !== null && s.link.session === message.session) this.linkLost(message.reason);
+        return;
       case "detach":
         if (s.follow !== null && s.follow.session === message.session) {
           s.follow = null;
@@ -1217,7 +1230,12 @@ class Step {
 
   attached(message: Extract<MirrorMessage, { kind: "attach" }>): void {
     const s = this.s;
-    if (s.phase !== "secondary" && s.phase !== "waiting" && s.phase !== "joining") return;
+    s.seenSession = message.session;
+    if (s.phase !== "secondary" && s.phase !== "waiting" && s.phase !== "joining") {
+      // Not now (stopping, starting, primary): the primary must not count on this node.
+      this.send({ kind: "attach-refused", session: message.session, reason: `the peer is ${roleOf(s).role}` });
+      return;
+    }
     s.phase = "secondary";
     s.why = "";
     s.follow = { session: message.session, applying: 0, installing: new Map(), unsyncs: 0 };
@@ -1520,19 +1538,7 @@ class Step {
     }
     s.peerHello = null;
     if (s.phase === "primary" && s.link !== null) {
-      const link = s.link;
-      s.link = null;
-      this.out.push({ kind: "timer-cancel", timer: "checkpoint" });
-      void link;
-      s.dispatching = false;
-      if (s.peerAlive) {
-        // The peer still beats: it must mark itself outdated before this node goes on alone.
-        this.log("warn", "mirror.fencing", { peer: s.config.peer });
-        s.fence = { gen: s.meta.gen };
-        for (const ring of s.config.rings) this.out.push({ kind: "beat", ring, message: { kind: "outdate", from: s.config.self, gen: s.meta.gen } });
-      } else {
-        this.checkWitness("alone", "the peer is lost");
-      }
+      this.linkLost("the stream to the peer is down");
       return;
     }
     if (s.phase === "handing-over" && s.link !== null) {
@@ -1548,6 +1554,23 @@ class Step {
       // Keep following in spirit: if the primary is also lost, takeOver decides.
       s.follow = null;
       if (!s.peerAlive && s.phase === "secondary") this.takeOver("the primary is lost");
+    }
+  }
+
+  /** The attached peer stopped following (stream down, attach refused, restarted): it must
+   *  be made outdated before this primary completes anything alone. */
+  linkLost(why: string): void {
+    const s = this.s;
+    s.link = null;
+    this.out.push({ kind: "timer-cancel", timer: "checkpoint" });
+    s.dispatching = false;
+    if (s.peerAlive) {
+      // The peer still beats: it must mark itself outdated before this node goes on alone.
+      this.log("warn", "mirror.fencing", { peer: s.config.peer, why });
+      s.fence = { gen: s.meta.gen };
+      for (const ring of s.config.rings) this.out.push({ kind: "beat", ring, message: { kind: "outdate", from: s.config.self, gen: s.meta.gen } });
+    } else {
+      this.checkWitness("alone", "the peer is lost");
     }
   }
 

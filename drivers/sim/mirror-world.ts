@@ -459,7 +459,10 @@ export class MirrorWorld {
       // after this node last heard from it is a split brain (resolved later), not staleness.
       const mine = new Set(meta === null ? [] : lineage(meta));
       const lastHeardMs = node.runtime?.state.peerBeatMs ?? -Infinity;
-      const missing = [...this.ackedGens].filter((acked) => !mine.has(acked) && (this.options.witness === true || (this.ackedGenFirstMs.get(acked) ?? Infinity) <= lastHeardMs));
+      // Stale: behind a generation under which writes were acknowledged (that generation
+      // descends from this node's). A diverged one is a split brain (M3, preserve), not this.
+      const behind = (acked: Gen): boolean => meta?.gen !== null && meta?.gen !== undefined && acked !== meta.gen && (this.genLineage.get(acked) ?? []).includes(meta.gen);
+      const missing = [...this.ackedGens].filter((acked) => !mine.has(acked) && behind(acked) && (this.options.witness === true || (this.ackedGenFirstMs.get(acked) ?? Infinity) <= lastHeardMs));
       if (missing.length > 0) this.violation("M5", `${node.id} became ${role} by itself with generation ${meta?.gen} whose lineage lacks acknowledged generation(s) ${missing.join(", ")}`);
     }
   }

@@ -41,6 +41,7 @@ function summaryOf(gens: readonly Gen[], fields: Partial<HelloSummary> = {}): He
     fullsync: false,
     continuous: false,
     attachable: true,
+    seenSession: null,
     ...fields,
   };
 }
@@ -156,6 +157,7 @@ function summaryFrom(gens: readonly Gen[], flags: Flags): HelloSummary {
     fullsync: flags.fullsync,
     continuous: primary ? true : flags.continuous,
     attachable: flags.attachable,
+    seenSession: null,
   });
 }
 
