@@ -84,7 +84,7 @@ export type MirrorInput =
   /** The application died or failed its checker. */
   | { readonly kind: "app-failed"; readonly why: string };
 
-export type MirrorTimer = "pulse" | "join" | "checkpoint" | "retry";
+export type MirrorTimer = "pulse" | "join" | "checkpoint" | "retry" | "grace";
 
 export type MirrorEffect =
   | { readonly kind: "load-meta" }
@@ -217,6 +217,8 @@ export interface Mirror {
   readonly pathHeld: Map<string, number>;
   fence: { gen: Gen | null } | null;
   witness: { epoch: number; purpose: "alone" | "promote" } | null;
+  /** The witness answered: the pause before acting on it. */
+  grace: { purpose: "alone" | "promote" } | null;
   witnessEpoch: number;
   // Secondary.
   follow: Follow | null;
@@ -281,6 +283,7 @@ export function initMirror(config: MirrorConfig, incarnation: number): Mirror {
     pathHeld: new Map(),
     fence: null,
     witness: null,
+    grace: null,
     witnessEpoch: 0,
     follow: null,
     promoteWhenDrained: false,
@@ -1468,6 +1471,26 @@ class Step {
         this.out.push({ kind: "timer-arm", timer: "checkpoint", afterMs: s.config.checkpointMs });
         return;
       }
+      case "grace": {
+        const grace = s.grace;
+        s.grace = null;
+        if (grace === null) return;
+        if (!s.peerAlive) {
+          this.witnessPassed(grace.purpose, s.config.witnesses.length === 0 ? "the peer is lost" : "the peer is lost; the witness answers");
+          return;
+        }
+        this.log("warn", "mirror.peer_back", { peer: s.config.peer, during: grace.purpose === "alone" ? "going alone" : "taking over" });
+        if (grace.purpose === "alone") {
+          // The peer beats again, its stream maybe dead: it must be outdated first.
+          if (s.phase === "primary") this.linkLost("the peer came back during the witness check");
+          return;
+        }
+        if (s.phase === "promoting") {
+          s.phase = "secondary";
+          this.hello();
+        }
+        return;
+      }
       case "retry":
         if (s.link !== null && !s.link.inSync) this.pumpResync();
         if ((s.phase === "waiting" || s.phase === "secondary") && s.follow === null) {
@@ -1591,7 +1614,7 @@ class Step {
   checkWitness(purpose: "alone" | "promote", why: string): void {
     const s = this.s;
     if (s.config.witnesses.length === 0) {
-      this.witnessPassed(purpose, why);
+      this.startGrace(purpose);
       return;
     }
     const epoch = ++s.witnessEpoch;
@@ -1606,7 +1629,9 @@ class Step {
     const purpose = s.witness.purpose;
     s.witness = null;
     if (up) {
-      this.witnessPassed(purpose, "witness reached");
+      // The witness answered; but a partition that just healed lets both nodes reach it.
+      // Wait two pulses: if the peer beats again meanwhile, this node does not go on without it.
+      this.startGrace(purpose);
       return;
     }
     const why = `split-brain checker: witness ${s.config.witnesses[0]} not reached (${detail})`;
@@ -1618,6 +1643,15 @@ class Step {
       return;
     }
     this.wait(why);
+  }
+
+  /** Two pulses before acting on a lost peer: a partition that just healed (which would
+   *  also let both nodes reach a witness) shows as the peer's heartbeats coming back. */
+  startGrace(purpose: "alone" | "promote"): void {
+    const s = this.s;
+    if (purpose === "promote") s.phase = "promoting";
+    s.grace = { purpose };
+    this.out.push({ kind: "timer-arm", timer: "grace", afterMs: 2 * s.config.pulseMs });
   }
 
   witnessPassed(purpose: "alone" | "promote", why: string): void {

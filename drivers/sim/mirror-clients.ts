@@ -11,7 +11,7 @@
 // new name, unlink, symlink, mkdir, fsync of a file and of the whole tree, and reads of a
 // file back from the current primary (checked against the model at once).
 
-import { describeOp, type DiskOp, type DiskResult } from "../../core/mirror/disk-ops.ts";
+import { describeOp, pathsOf, type DiskOp, type DiskResult } from "../../core/mirror/disk-ops.ts";
 import type { Gen } from "../../core/mirror/meta.ts";
 import type { Prng } from "./prng.ts";
 
@@ -109,7 +109,7 @@ export class MirrorClients {
   /** Both nodes were down at once with a power loss: what was not fsync-acknowledged may be gone. */
   doubleFailure(): void {
     for (const path of this.unsynced) this.#forget(path);
-    for (const client of this.#clients) if (client.inFlight !== null) for (const path of pathsTouched(client.inFlight.op)) this.#forget(path);
+    for (const client of this.#clients) if (client.inFlight !== null) for (const path of pathsOf(client.inFlight.op)) this.#forget(path);
     this.unsynced.clear();
   }
 
@@ -140,7 +140,7 @@ export class MirrorClients {
     this.#world.schedule(this.settings.timeoutMs, () => {
       if (client.inFlight?.token !== token) return;
       this.stats.timedOut++;
-      for (const path of pathsTouched(op)) this.#forget(path);
+      for (const path of pathsOf(op)) this.#forget(path);
       client.inFlight = null;
       this.#world.schedule(this.settings.thinkMs, () => this.#next(client));
     });
@@ -164,12 +164,12 @@ export class MirrorClients {
     if (result !== null) {
       this.stats.failed++;
       const semantic = result !== "EIO" && result !== "EROFS" && result !== "ENOSPC";
-      const paths = pathsTouched(op);
+      const paths = pathsOf(op);
       if (semantic && paths.every((path) => this.#certain(path))) this.#world.violation("M1", `${describeOp(op)} answered ${result} by ${node}, but the client's acknowledged history says it must succeed`);
       for (const path of paths) this.#forget(path);
     } else {
       this.stats.acked++;
-      this.acks.push({ atMs: this.#world.nowMs(), client: client.index, op: describeOp(op), node, gen, paths: pathsTouched(op) });
+      this.acks.push({ atMs: this.#world.nowMs(), client: client.index, op: describeOp(op), node, gen, paths: pathsOf(op) });
       this.#apply(op);
     }
     this.#world.schedule(this.settings.thinkMs, () => this.#next(client));
@@ -308,17 +308,6 @@ function randomBytes(length: number, seed: number): Uint8Array {
   return data;
 }
 
-/** The paths an operation may leave changed, for uncertainty. */
-function pathsTouched(op: DiskOp): string[] {
-  switch (op.kind) {
-    case "rename":
-      return [op.from, op.to];
-    case "fsync":
-      return op.path === null ? [] : [op.path];
-    default:
-      return [op.path];
-  }
-}
 
 /** null when `actual` is what `expected` says, else what differs. */
 export function compareEntry(expected: Expected | null, actual: Expected | null): string | null {

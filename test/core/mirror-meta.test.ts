@@ -14,6 +14,7 @@
 
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { blocks, dirtyMapArbitrary, fileDirtyArbitrary, lineagePairArbitrary, pathArbitrary, pathOnly, plain, plainUnion, wholePath, type LineagePair, type Plain } from "./mirror-arbitraries.ts";
 import type { DiskOp } from "../../core/mirror/disk-ops.ts";
 import {
   commonGen,
@@ -44,68 +45,6 @@ import {
 function metaOf(gens: readonly Gen[], dirtyBase: Gen | null = null, dirty: DirtyMap = emptyDirty): MirrorMeta {
   return { ...newMeta(), gen: gens.at(-1) ?? null, history: gens.slice(0, -1), dirtyBase, dirty };
 }
-
-/** A dirty map as a plain value: path → "all" or its sorted blocks ("all" absorbs blocks). */
-type Plain = Record<string, "all" | number[]>;
-
-function plain(dirty: DirtyMap): Plain {
-  const out: Plain = {};
-  for (const [path, entry] of dirty) out[path] = entry.all ? "all" : [...entry.blocks].sort((x, y) => x - y);
-  return out;
-}
-
-function plainUnion(a: Plain, b: Plain): Plain {
-  const out: Plain = { ...a };
-  for (const [path, entry] of Object.entries(b)) {
-    const before = out[path];
-    if (before === undefined) out[path] = entry;
-    else if (before === "all" || entry === "all") out[path] = "all";
-    else out[path] = [...new Set([...before, ...entry])].sort((x, y) => x - y);
-  }
-  return out;
-}
-
-const pathOnly = (): FileDirty => ({ all: false, blocks: new Set() });
-const wholePath = (): FileDirty => ({ all: true, blocks: new Set() });
-const blocks = (...indexes: number[]): FileDirty => ({ all: false, blocks: new Set(indexes) });
-
-const pathArbitrary = fc.constantFrom("", "a", "a/b", "a/b/c", "d", "d/e", "pg/base/1/112");
-const fileDirtyArbitrary: fc.Arbitrary<FileDirty> = fc.oneof(
-  fc.constant(null).map(wholePath),
-  fc.uniqueArray(fc.nat(12), { maxLength: 6 }).map((indexes) => blocks(...indexes)),
-);
-const dirtyMapArbitrary: fc.Arbitrary<DirtyMap> = fc
-  .uniqueArray(fc.tuple(pathArbitrary, fileDirtyArbitrary), { maxLength: 6, selector: ([path]) => path })
-  .map((entries) => new Map(entries));
-
-interface LineagePair {
-  readonly shared: readonly Gen[];
-  /** n1's lineage: the shared prefix, then generations n1 started alone. */
-  readonly a: readonly Gen[];
-  /** n2's lineage: the shared prefix, then generations n2 started alone. */
-  readonly b: readonly Gen[];
-}
-
-const stepArbitrary = fc.integer({ min: 1, max: 3 });
-/** Half the time a node started no generation of its own since the shared prefix. */
-const ownArbitrary: fc.Arbitrary<number[]> = fc.oneof(fc.constant<number[]>([]), fc.array(stepArbitrary, { minLength: 1, maxLength: 3 }));
-const lineagePairArbitrary: fc.Arbitrary<LineagePair> = fc
-  .record({
-    shared: fc.array(fc.record({ step: stepArbitrary, node: fc.constantFrom("n1", "n2") }), { maxLength: 5 }),
-    ownA: ownArbitrary,
-    ownB: ownArbitrary,
-  })
-  .map(({ shared, ownA, ownB }) => {
-    let counter = 0;
-    const prefix = shared.map(({ step, node }) => `${(counter += step)}@${node}`);
-    let counterA = counter;
-    let counterB = counter;
-    return {
-      shared: prefix,
-      a: [...prefix, ...ownA.map((step) => `${(counterA += step)}@n1`)],
-      b: [...prefix, ...ownB.map((step) => `${(counterB += step)}@n2`)],
-    };
-  });
 
 /** What relation(a, b) must say, from how the pair was built. */
 function expectedRelation({ shared, a, b }: LineagePair): Relation {
