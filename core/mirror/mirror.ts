@@ -763,6 +763,12 @@ class Step {
     s.why = why;
     this.setAccepting(false);
     this.failHeld("EIO");
+    if (s.link === null) {
+      // Without a secondary nothing can confirm what was dispatched for one (a fencing or a
+      // witness check in progress): those operations fail, so that the drain can end.
+      s.fence = null;
+      this.failUnconfirmed("EIO");
+    }
     if (s.job !== null) {
       // A start or stop script is running: cancel what follows it and continue after it.
       s.job.names.length = 0;
@@ -1655,8 +1661,16 @@ class Step {
   }
 
   witnessPassed(purpose: "alone" | "promote", why: string): void {
-    if (purpose === "alone") this.goAlone(why);
-    else this.promote(why);
+    if (purpose === "alone") {
+      this.goAlone(why);
+      return;
+    }
+    // The primary may have outdated this node meanwhile (over the heartbeat rings).
+    if (!this.s.meta.consistent) {
+      this.wait("outdated: the primary went on without this node");
+      return;
+    }
+    this.promote(why);
   }
 
   /** The primary goes on without its peer: a new generation first, then what waited. */
