@@ -62,7 +62,8 @@ export type MirrorMessage =
     }
   /** One intercepted operation, in the order the primary dispatched it. */
   | { readonly kind: "rep"; readonly session: number; readonly seq: number; readonly op: DiskOp }
-  | { readonly kind: "rep-ack"; readonly session: number; readonly seq: number; readonly result: DiskResult }
+  /** `paths`: with a failure, the paths of the operation (the primary may no longer hold it). */
+  | { readonly kind: "rep-ack"; readonly session: number; readonly seq: number; readonly result: DiskResult; readonly paths?: readonly string[] }
   /** One path of the resync; `prune`: remove what the secondary holds below it that the snapshot's children do not name. */
   | { readonly kind: "sync-path"; readonly session: number; readonly path: string; readonly snapshot: PathSnapshot; readonly prune: boolean }
   | { readonly kind: "sync-path-ack"; readonly session: number; readonly path: string; readonly result: DiskResult }

@@ -138,9 +138,11 @@ export function unionDirty(a: DirtyMap, b: DirtyMap): DirtyMap {
 const pathOnly: FileDirty = Object.freeze({ all: false, blocks: new Set<number>() });
 const wholePath: FileDirty = Object.freeze({ all: true, blocks: new Set<number>() });
 
-/** What an operation dirties: the blocks of a write, the whole of a new or renamed-to
- *  path or a truncated file (whose old tail the peer may still hold), and the kind and
- *  attributes of every path and parent directory it changes. */
+/** What an operation dirties: the blocks of a write; the whole of a path whose identity
+ *  changed (created, truncated, renamed to or from, unlinked, removed): when the other
+ *  node changed such a path, this node's version must be sent whole (the other may have
+ *  no file there at all), and when this node did, the other's version is replaced or
+ *  removed; only the kind and attributes of a parent directory or a setattr. */
 export function dirtyOf(op: DiskOp, blockSize: number): DirtyMap {
   const out = new Map<string, FileDirty>();
   const add = (path: string, entry: FileDirty): void => {
@@ -161,14 +163,14 @@ export function dirtyOf(op: DiskOp, blockSize: number): DirtyMap {
       add(op.path, wholePath);
       break;
     case "rename":
-      add(op.from, pathOnly);
+      add(op.from, wholePath);
       add(op.to, wholePath);
       add(parentOf(op.from), pathOnly);
       add(parentOf(op.to), pathOnly);
       break;
     case "unlink":
     case "rmdir":
-      add(op.path, pathOnly);
+      add(op.path, wholePath);
       break;
     case "setattr":
       add(op.path, pathOnly);

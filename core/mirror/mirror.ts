@@ -117,7 +117,7 @@ type Continuation =
 
 type Tag =
   | { readonly t: "local"; readonly seq: number }
-  | { readonly t: "remote"; readonly session: number; readonly seq: number; readonly fsync: boolean }
+  | { readonly t: "remote"; readonly session: number; readonly seq: number; readonly fsync: boolean; readonly paths: readonly string[] }
   | { readonly t: "resync-read"; readonly session: number; readonly path: string; readonly version: number }
   | { readonly t: "prune-read"; readonly session: number; readonly path: string; readonly snapshot: PathSnapshot }
   | { readonly t: "install"; readonly session: number; readonly path: string; readonly last: boolean }
@@ -978,13 +978,17 @@ class Step {
 
   /** An operation gave different results on the two sides: resend its paths. */
   diverge(op: DiskOp, why: string): void {
+    this.divergePaths(pathsOf(op), why);
+  }
+
+  divergePaths(paths: readonly string[], why: string): void {
     const s = this.s;
     const link = s.link;
     if (link === null) return;
     // During a resync the secondary lacks paths not sent yet: expected, not a warning.
     this.log(link.inSync ? "warn" : "debug", "mirror.diverged_op", { why });
     const marks = new Map<string, FileDirty>();
-    for (const path of pathsOf(op)) {
+    for (const path of paths) {
       marks.set(path, { all: true, blocks: new Set() });
       marks.set(parentOf(path), { all: false, blocks: new Set() });
     }
@@ -1014,7 +1018,7 @@ class Step {
         return;
       }
       case "remote":
-        this.remoteApplied(tag.session, tag.seq, tag.fsync, result);
+        this.remoteApplied(tag.session, tag.seq, tag.fsync, tag.paths, result);
         return;
       case "install": {
         const follow = s.follow;
@@ -1074,7 +1078,7 @@ class Step {
 
   // ---- the secondary ----
 
-  remoteApplied(session: number, seq: number, fsync: boolean, result: DiskResult): void {
+  remoteApplied(session: number, seq: number, fsync: boolean, paths: readonly string[], result: DiskResult): void {
     const s = this.s;
     const follow = s.follow;
     if (follow === null || follow.session !== session) return;
@@ -1083,7 +1087,9 @@ class Step {
       this.followerDiskFailed(`replicated operation ${seq}: ${result}`);
       return;
     }
-    if (s.config.ack === "applied" || fsync || result !== null) this.send({ kind: "rep-ack", session, seq, result });
+    // With ack "received" the primary already had a first answer: a failure comes later,
+    // with the paths, because the primary may have completed the operation meanwhile.
+    if (s.config.ack === "applied" || fsync || result !== null) this.send({ kind: "rep-ack", session, seq, result, ...(result === null ? {} : { paths }) });
     if (follow.applying === 0 && s.promoteWhenDrained) {
       s.promoteWhenDrained = false;
       this.takeOver("the primary is lost");
@@ -1153,7 +1159,7 @@ class Step {
         const follow = s.follow;
         if (follow === null || follow.session !== message.session) return;
         follow.applying++;
-        this.out.push({ kind: "apply", tag: this.tag({ t: "remote", session: message.session, seq: message.seq, fsync: message.op.kind === "fsync" }), op: message.op });
+        this.out.push({ kind: "apply", tag: this.tag({ t: "remote", session: message.session, seq: message.seq, fsync: message.op.kind === "fsync", paths: pathsOf(message.op) }), op: message.op });
         if (s.config.ack === "received" && message.op.kind !== "fsync") this.send({ kind: "rep-ack", session: message.session, seq: message.seq, result: null });
         return;
       }
@@ -1162,7 +1168,8 @@ class Step {
         if (link === null || link.session !== message.session) return;
         const pending = s.pending.get(message.seq);
         if (pending === undefined) {
-          if (message.result !== null && !isMediaError(message.result)) this.log("warn", "mirror.late_error", { seq: message.seq, error: message.result });
+          // Completed on the secondary's receipt; applying it failed there since: resend its paths.
+          if (message.result !== null && !isMediaError(message.result)) this.divergePaths(message.paths ?? [], `operation ${message.seq}: ${message.result} on ${s.config.peer} after its receipt`);
           return;
         }
         if (pending.peer === undefined || s.config.ack === "applied") pending.peer = message.result;

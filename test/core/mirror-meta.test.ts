@@ -306,17 +306,19 @@ describe("dirtyOf", () => {
     expect(plain(dirtyOf({ kind: "create", path: "f", mode: 0o644 }, 4096))).toEqual({ f: "all", "": [] });
   });
 
-  it("rename marks `to` whole, `from` and both parents", () => {
-    expect(plain(dirtyOf({ kind: "rename", from: "a/x", to: "b/y" }, 4096))).toEqual({ "a/x": [], "b/y": "all", a: [], b: [] });
+  // A path whose identity changed is sent whole: if the other node made the change, this
+  // node's version is all the other lacks (a rename away or an unlink there left nothing).
+  it("rename marks `from` and `to` whole, and both parents", () => {
+    expect(plain(dirtyOf({ kind: "rename", from: "a/x", to: "b/y" }, 4096))).toEqual({ "a/x": "all", "b/y": "all", a: [], b: [] });
   });
 
   it("rename within one directory marks that directory once", () => {
-    expect(plain(dirtyOf({ kind: "rename", from: "d/x", to: "d/y" }, 4096))).toEqual({ "d/x": [], "d/y": "all", d: [] });
+    expect(plain(dirtyOf({ kind: "rename", from: "d/x", to: "d/y" }, 4096))).toEqual({ "d/x": "all", "d/y": "all", d: [] });
   });
 
-  it("unlink and rmdir mark the path and its parent", () => {
-    expect(plain(dirtyOf({ kind: "unlink", path: "d/f" }, 4096))).toEqual({ "d/f": [], d: [] });
-    expect(plain(dirtyOf({ kind: "rmdir", path: "d/e" }, 4096))).toEqual({ "d/e": [], d: [] });
+  it("unlink and rmdir mark the path whole and its parent", () => {
+    expect(plain(dirtyOf({ kind: "unlink", path: "d/f" }, 4096))).toEqual({ "d/f": "all", d: [] });
+    expect(plain(dirtyOf({ kind: "rmdir", path: "d/e" }, 4096))).toEqual({ "d/e": "all", d: [] });
   });
 
   it("setattr marks the path only", () => {
