@@ -1232,6 +1232,10 @@ class Step {
           if (s.phase === "secondary") this.wait(`detached: ${message.reason}`);
           return;
         }
+        if (s.phase === "handing-over" && s.link !== null && s.link.session === message.session) {
+          this.handoverLost(`the secondary detached: ${message.reason}`);
+          return;
+        }
         if (s.link !== null && s.link.session === message.session) {
           // The secondary made itself durably not up to date first: it can never take
           // over with this generation, so no new one is needed.
@@ -1578,12 +1582,7 @@ class Step {
       return;
     }
     if (s.phase === "handing-over" && s.link !== null) {
-      // The handover cannot finish: what the peer did not confirm fails, and the node
-      // goes where the handover was to take it without a peer (waiting, or stopped).
-      this.log("warn", "mirror.handover_lost", { peer: s.config.peer });
-      s.link = null;
-      this.failUnconfirmed("EIO");
-      this.drained();
+      this.handoverLost("the stream to the peer is down");
       return;
     }
     if (s.follow !== null) {
@@ -1591,6 +1590,18 @@ class Step {
       s.follow = null;
       if (!s.peerAlive && s.phase === "secondary") this.takeOver("the primary is lost");
     }
+  }
+
+  /** The peer went away while this node left the primary role: the handover cannot finish;
+   *  what the peer did not confirm fails, and the node goes where the handover was to take
+   *  it, without a peer (waiting, or stopped). */
+  handoverLost(why: string): void {
+    const s = this.s;
+    this.log("warn", "mirror.handover_lost", { peer: s.config.peer, why });
+    s.link = null;
+    this.out.push({ kind: "timer-cancel", timer: "checkpoint" });
+    this.failUnconfirmed("EIO");
+    this.drained();
   }
 
   /** The attached peer stopped following (stream down, attach refused, restarted): it must
@@ -1613,6 +1624,10 @@ class Step {
   peerLost(): void {
     const s = this.s;
     s.peerHello = null;
+    if (s.phase === "handing-over" && s.link !== null) {
+      this.handoverLost("the peer is lost");
+      return;
+    }
     if (s.phase === "primary" && (s.link !== null || s.fence !== null)) {
       s.link = null;
       s.fence = null;
