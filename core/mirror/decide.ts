@@ -28,6 +28,8 @@ export function metaOf(summary: HelloSummary): MirrorMeta {
     lastRole: summary.lastRole,
     dirtyBase: summary.dirtyBase,
     dirty: new Map(summary.dirty),
+    bootId: null,
+    cacheLost: summary.cacheLost,
   };
 }
 
@@ -93,6 +95,8 @@ export function decide(a: Side, b: Side, defaultPrim: DefaultPrim, policy: Split
   if (candidates.length === 1) return { primary: candidates[0]!.node, why: `${candidates[0]!.node} is the one up to date`, splitBrain: false };
   const continuous = candidates.filter((side) => side.summary.continuous);
   if (continuous.length === 1) return { primary: continuous[0]!.node, why: `${continuous[0]!.node} kept running (the other restarted and may have lost what was not yet on disk)`, splitBrain: false };
+  const cacheKept = candidates.filter((side) => !side.summary.cacheLost);
+  if (cacheKept.length === 1) return { primary: cacheKept[0]!.node, why: `${cacheKept[0]!.node} kept its page cache (the other's host rebooted: what was not yet on disk may be gone)`, splitBrain: false };
   if (defaultPrim.kind === "node" && (defaultPrim.node === a.node || defaultPrim.node === b.node)) return { primary: defaultPrim.node, why: `defaultprim=${defaultPrim.node}`, splitBrain: false };
   const wasPrimary = candidates.filter((side) => side.summary.lastRole === "ALONE" || side.summary.lastRole === "PRIM");
   if (wasPrimary.length === 1) return { primary: wasPrimary[0]!.node, why: `${wasPrimary[0]!.node} was primary last`, splitBrain: false };

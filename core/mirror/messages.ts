@@ -41,6 +41,8 @@ export interface HelloSummary {
    *  secondary: its page cache holds every write it acknowledged or applied. A node that
    *  restarted (maybe after a power loss) may have lost what was not yet durable. */
   readonly continuous: boolean;
+  /** The host rebooted since this node's tree was last made the reference (MirrorMeta.cacheLost). */
+  readonly cacheLost: boolean;
   /** false while this node holds off being attached (after its disk failed). */
   readonly attachable: boolean;
   /** The last attach session this node received: a primary knows the summary came after it. */

@@ -45,6 +45,13 @@ export interface MirrorMeta {
   /** The generation the dirty map counts from; null: nothing is known (full resync). */
   readonly dirtyBase: Gen | null;
   readonly dirty: DirtyMap;
+  /** The host's boot (Linux: /proc/sys/kernel/random/boot_id) when this was written: a
+   *  different boot at the next start means the page cache, and with it what was not yet
+   *  durable, may be gone. */
+  readonly bootId: string | null;
+  /** This node's tree may lack writes it had applied (its host rebooted since), until a
+   *  resync or its promotion makes its tree the reference again. */
+  readonly cacheLost: boolean;
 }
 
 export const historyMax = 256;
@@ -52,7 +59,7 @@ export const historyMax = 256;
 export const emptyDirty: DirtyMap = new Map();
 
 export function newMeta(): MirrorMeta {
-  return { gen: null, history: [], consistent: true, lastRole: null, dirtyBase: null, dirty: emptyDirty };
+  return { gen: null, history: [], consistent: true, lastRole: null, dirtyBase: null, dirty: emptyDirty, bootId: null, cacheLost: false };
 }
 
 export function genCounter(gen: Gen): number {

@@ -122,6 +122,7 @@ type Tag =
   | { readonly t: "prune-read"; readonly session: number; readonly path: string; readonly snapshot: PathSnapshot }
   | { readonly t: "install"; readonly session: number; readonly path: string; readonly last: boolean }
   | { readonly t: "checkpoint"; readonly session: number }
+  | { readonly t: "synced-flush"; readonly session: number; readonly upTo: number }
   | { readonly t: "peer-flush"; readonly session: number; readonly upTo: number }
   | { readonly t: "sync-end"; readonly session: number; readonly gen: Gen; readonly history: readonly Gen[]; readonly upTo: number; readonly unsyncs: number }
   | { readonly t: "preserve"; readonly paths: readonly string[] };
@@ -177,6 +178,7 @@ export interface MirrorStats {
 export interface Mirror {
   readonly config: MirrorConfig;
   readonly incarnation: number;
+  readonly bootId: string;
   phase: Phase;
   why: string;
   meta: MirrorMeta;
@@ -243,12 +245,14 @@ export interface Mirror {
 
 const isPrimaryRole = (role: MirrorRole): boolean => role === "ALONE" || role === "PRIM";
 
-export function initMirror(config: MirrorConfig, incarnation: number): Mirror {
+/** `bootId` names the host's boot (it changes when the host restarts, not when the service does). */
+export function initMirror(config: MirrorConfig, incarnation: number, bootId: string): Mirror {
   assert(config.self !== config.peer, "a mirror's two nodes must differ");
   assert(config.blockSize > 0 && Number.isInteger(config.blockSize), `block size ${config.blockSize}`);
   return {
     config,
     incarnation,
+    bootId,
     phase: "stopped",
     why: "",
     meta: newMeta(),
@@ -409,6 +413,7 @@ class Step {
       yielding: this.s.yielding,
       fullsync: this.s.fullsync,
       continuous: this.s.continuous,
+      cacheLost: this.s.meta.cacheLost,
       attachable: this.s.attachable,
       seenSession: this.s.seenSession,
     };
@@ -434,7 +439,7 @@ class Step {
     const s = this.s;
     if (!s.streamUp) return;
     const summary = this.summary();
-    const key = [summary.role, summary.gen, summary.consistent, summary.lastRole, summary.yielding, summary.fullsync, summary.continuous, summary.attachable, summary.seenSession, summary.dirtyBase, summary.dirty.length].join("|");
+    const key = [summary.role, summary.gen, summary.consistent, summary.lastRole, summary.yielding, summary.fullsync, summary.continuous, summary.cacheLost, summary.attachable, summary.seenSession, summary.dirtyBase, summary.dirty.length].join("|");
     if (!force && key === s.sentKey) return;
     s.sentKey = key;
     s.sent = summary;
@@ -505,7 +510,13 @@ class Step {
         return;
       case "meta-loaded":
         if (s.phase !== "loading") return;
-        s.meta = input.meta ?? newMeta();
+        {
+          const loaded = input.meta ?? newMeta();
+          // Written under another boot of this host: the page cache of then is gone.
+          const rebooted = loaded.bootId !== null && loaded.bootId !== s.bootId && loaded.gen !== null;
+          s.meta = { ...loaded, bootId: s.bootId, cacheLost: loaded.cacheLost || rebooted };
+          if (rebooted && !loaded.cacheLost) this.persist();
+        }
         s.phase = "starting";
         this.log("info", "mirror.meta", { gen: s.meta.gen, consistent: s.meta.consistent, lastRole: s.meta.lastRole, dirtyPaths: s.meta.dirty.size });
         // What the peer said before this start may be stale: ask it again.
@@ -735,6 +746,9 @@ class Step {
     const s = this.s;
     s.phase = "primary";
     s.continuous = true;
+    // Its tree is the reference from now on; and a node elected as primary is the last
+    // one that was (lastRole), should both restart before it attached its peer.
+    if (s.meta.cacheLost || s.meta.lastRole === "SECOND" || s.meta.lastRole === null) this.setMeta({ ...s.meta, cacheLost: false, lastRole: s.meta.lastRole === "ALONE" ? "ALONE" : "PRIM" });
     s.follow = null;
     s.dispatching = true;
     s.fence = null;
@@ -1046,6 +1060,11 @@ class Step {
         this.checkpointDone(link);
         return;
       }
+      case "synced-flush": {
+        const link = s.link;
+        if (result === null && link !== null && link.session === tag.session && link.inSync) this.clearDirty(tag.upTo, false);
+        return;
+      }
       case "peer-flush":
         if (s.follow !== null && s.follow.session === tag.session) this.send({ kind: "flushed", session: tag.session, upTo: tag.upTo });
         return;
@@ -1056,7 +1075,7 @@ class Step {
           this.followerDiskFailed(`flush at the end of the resync: ${result}`);
           return;
         }
-        this.setMeta({ gen: tag.gen, history: tag.history, consistent: true, lastRole: "SECOND", dirtyBase: tag.gen, dirty: emptyDirty }, (step) => {
+        this.setMeta({ gen: tag.gen, history: tag.history, consistent: true, lastRole: "SECOND", dirtyBase: tag.gen, dirty: emptyDirty, bootId: s.bootId, cacheLost: false }, (step) => {
           if (follow.unsyncs !== tag.unsyncs) return;
           // Up to date, durably, and running since: the best copy if the primary is lost now.
           s.continuous = true;
@@ -1433,7 +1452,10 @@ class Step {
     link.inSync = true;
     link.endSent = false;
     this.log("info", "mirror.resynced", { peer: s.config.peer, ms: this.now - link.startedMs, full: link.full, blockBytes: s.stats.resyncBlockBytes });
-    this.clearDirty(upTo, true);
+    // The secondary holds everything up to upTo durably; this node's own copy of what it
+    // wrote alone may still be only in its page cache: its marks go once it is durable here too.
+    this.setMeta({ ...s.meta, dirtyBase: s.meta.gen });
+    this.out.push({ kind: "apply", tag: this.tag({ t: "synced-flush", session, upTo }), op: { kind: "fsync", path: null } });
     // defaultprim names the peer: once it is up to date, the primary role goes back to it.
     const preferred = s.config.defaultPrim;
     if (preferred.kind === "node" && preferred.node === s.config.peer && s.phase === "primary" && s.app === "running" && s.job === null) {

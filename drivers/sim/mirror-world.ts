@@ -75,6 +75,8 @@ export class MirrorSimNode {
   /** Down because of a power loss (its page cache is gone), not a crash. */
   lostPower = false;
   incarnation = 0;
+  /** Power-ons so far: the host's boot id (a service restart keeps it). */
+  boots = 0;
   runtime: MirrorRuntime | null = null;
   moduleWanted = true;
   vip = false;
@@ -246,6 +248,7 @@ export class MirrorWorld {
     if (node.powered) return;
     this.note(`world power-on ${id}`);
     node.powered = true;
+    node.boots++;
     this.#startService(node);
   }
 
@@ -385,7 +388,7 @@ export class MirrorWorld {
     const stream = this.streams.start(node.id);
     const datagrams = this.datagrams.port(node.id);
     const guardedDatagrams = { send: datagrams.send, listen: (receive: Parameters<typeof datagrams.listen>[0]) => datagrams.listen((ring, message, at) => live() && receive(ring, message, at)) };
-    node.runtime = createMirrorRuntime(initMirror(this.config(node.id), incarnation), { clock, datagrams: guardedDatagrams, stream, disk, processes, probes, log }, {
+    node.runtime = createMirrorRuntime(initMirror(this.config(node.id), incarnation, `${node.id}-boot${node.boots}`), { clock, datagrams: guardedDatagrams, stream, disk, processes, probes, log }, {
       complete: (id, result) => this.#completed(node, id, result),
       vip: (up) => {
         node.vip = up;

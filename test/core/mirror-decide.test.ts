@@ -41,6 +41,7 @@ function summaryOf(gens: readonly Gen[], fields: Partial<HelloSummary> = {}): He
     yielding: false,
     fullsync: false,
     continuous: false,
+    cacheLost: false,
     attachable: true,
     seenSession: null,
     ...fields,
@@ -97,6 +98,7 @@ function summaryFrom(gens: readonly Gen[], flags: Flags): HelloSummary {
     yielding: primary ? false : flags.yielding,
     fullsync: flags.fullsync,
     continuous: primary ? true : flags.continuous,
+    cacheLost: false,
     attachable: flags.attachable,
     seenSession: null,
   });
@@ -359,7 +361,7 @@ const whole: Plain = { "": "all" };
 
 /** A primary's meta at the end of `gens`. */
 function sourceOf(gens: readonly Gen[], dirtyBase: Gen | null, dirty: DirtyMap = emptyDirty): MirrorMeta {
-  return { gen: gens.at(-1) ?? null, history: gens.slice(0, -1), consistent: true, lastRole: "PRIM", dirtyBase, dirty };
+  return { gen: gens.at(-1) ?? null, history: gens.slice(0, -1), consistent: true, lastRole: "PRIM", dirtyBase, dirty, bootId: null, cacheLost: false };
 }
 
 describe("planResync: properties", () => {
@@ -473,5 +475,14 @@ describe("planResync: cases", () => {
     const plan = planResync(source, summaryOf(history, { dirtyBase: "2@n2", dirty: [["a", blocks(4)]] }));
     expect(plan).toMatchObject({ full: false, preserve: null });
     expect(plain(plan.dirty)).toEqual({ a: [3, 4] });
+  });
+});
+
+describe("decide: a node whose host rebooted", () => {
+  it("loses to one that only restarted its service, at the same generation", () => {
+    const rebooted = summaryOf(["1@n1"], { lastRole: "PRIM", cacheLost: true });
+    const kept = summaryOf(["1@n1"], { lastRole: "SECOND", cacheLost: false });
+    expect(decide(side("n1", rebooted), side("n2", kept), alone, "changes").primary).toBe("n2");
+    expect(decide(side("n2", kept), side("n1", rebooted), alone, "changes").primary).toBe("n2");
   });
 });
