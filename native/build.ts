@@ -33,7 +33,13 @@ if (nodeDir === undefined) {
 // Run under this very Node (the pinned one when npm runs the install script).
 const nodeGyp = join(rootDir, "node_modules", "node-gyp", "bin", "node-gyp.js");
 console.log(`building native/ with node-gyp, headers from ${nodeDir}`);
-const result = spawnSync(process.execPath, [nodeGyp, "rebuild", `--nodedir=${nodeDir}`, "--directory", nativeDir], { stdio: "inherit" });
+// make keeps going past a failed target (-k), so that each addon of binding.gyp is built
+// whatever happens to the other; the build still fails as a whole if one does.
+const makeFlags = [process.env["MAKEFLAGS"], "-k"].filter((flag) => flag !== undefined && flag !== "").join(" ");
+const result = spawnSync(process.execPath, [nodeGyp, "rebuild", `--nodedir=${nodeDir}`, "--directory", nativeDir], {
+  stdio: "inherit",
+  env: { ...process.env, MAKEFLAGS: makeFlags },
+});
 if (result.error !== undefined) {
   console.error(`error: cannot run ${nodeGyp}: ${result.error.message}`);
   process.exit(1);

@@ -7,7 +7,8 @@
 // directories; unlink (also of an open file); mkdir and rmdir; symlinks; chmod; fsync; a
 // 64 MiB file; listings; the errors ENOENT, EEXIST, ENOTEMPTY, EISDIR, ENOTDIR; other
 // processes writing through the mount, one as an unprivileged user (its files are its own,
-// and the kernel refuses what its permissions do not allow). Then the counters, the
+// and the kernel refuses what its permissions do not allow; its write to a set-user-ID file
+// clears the bit). Then the counters, the
 // unmount's refusal while a file is open, and a mount whose process is killed with SIGKILL.
 //
 // It needs root and /dev/fuse and fails, never skips, without them (as .ci/run provides:
@@ -109,6 +110,9 @@ function seed(root: string): void {
   writeFileSync(join(root, "shared", "root-only.txt"), "root's\n", { mode: 0o644 });
   chmodSync(join(root, "shared", "root-only.txt"), 0o644);
   symlinkSync("docs/blob.bin", join(root, "blob-link"));
+  // Set-user-ID and writable by all: a write by another user must clear the bit.
+  writeFileSync(join(root, "shared", "setuid.bin"), "setuid\n");
+  chmodSync(join(root, "shared", "setuid.bin"), 0o4777);
 }
 const seedBlob = randomBytes(100_000);
 
@@ -335,6 +339,7 @@ describe("a FUSE passthrough mounted over a directory", () => {
       '(printf x >> "$1/shared/root-only.txt") 2>/dev/null || echo refused-write',
       '(printf x > "$1/not-shared.txt") 2>/dev/null || echo refused-create',
       '(cat "$1/existing.txt") 2>/dev/null || echo refused-read',
+      'printf more >> "$1/shared/setuid.bin" && echo wrote-setuid',
     ].join("\n");
     const outputs: string[] = [];
     for (const root of roots()) {
@@ -342,12 +347,13 @@ describe("a FUSE passthrough mounted over a directory", () => {
       expect(result.code, `shell as nobody on ${root}: ${result.output}`).toBe(0);
       outputs.push(result.output);
     }
-    expect(outputs[0]).toBe("created\nmkdir\nsymlink\nrefused-write\nrefused-create\nrefused-read\n");
+    expect(outputs[0]).toBe("created\nmkdir\nsymlink\nrefused-write\nrefused-create\nrefused-read\nwrote-setuid\n");
     expect(outputs[0]).toBe(outputs[1]);
     for (const name of ["own.txt", "own-dir", "own-link"]) {
       const status = lstatSync(join(mounted, "shared", name));
       expect(`${status.uid}:${status.gid}`, `${name} belongs to its creator`).toBe(`${nobodyUid}:${nobodyGid}`);
     }
+    expect(statSync(join(mounted, "shared", "setuid.bin")).mode & 0o7777, "another user's write cleared set-user-ID").toBe(0o777);
   });
 
   it("counts operations and bytes", () => {

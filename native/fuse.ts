@@ -1,0 +1,142 @@
+// Typed access to the replicator's FUSE addon (native/src/fuse-*.cc, built into
+// native/build/Release/tandem_fuse.node by `npm ci` or `node native/build.ts`): a passthrough
+// file system mounted over an existing directory and served from native threads, so that
+// the application's reads and writes never wait for the event loop. Loaded on first use,
+// apart from the network addon (native/index.ts): each builds and loads on its own.
+// docs/replicator.md describes the design and what comes next.
+
+import { closeSync, existsSync, openSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export interface FuseMountOptions {
+  /** Lets every user reach the mount (FUSE's allow_other); the default when root. The
+   *  kernel still checks each access against the files' own permissions. */
+  readonly allowOther?: boolean;
+  /** libfuse's fusermount3 helper detaches the mount when this process dies, even on
+   *  SIGKILL (default true). */
+  readonly autoUnmount?: boolean;
+  /** Largest read request, bytes (4096 to 1 MiB; default: the kernel's). */
+  readonly maxReadSize?: number;
+  /** Largest write request, bytes (4096 to 1 MiB; default 1 MiB). */
+  readonly maxWriteSize?: number;
+  /** libfuse worker threads at most (default 16), and kept idle at most (default 8). */
+  readonly threadCountMax?: number;
+  readonly idleThreadCountMax?: number;
+}
+
+/** The operations the passthrough counts, as named in FuseStats.operations. */
+export type FuseOperationKind =
+  | "getattr" | "readlink" | "mknod" | "mkdir" | "unlink" | "rmdir" | "symlink" | "rename" | "link"
+  | "chmod" | "chown" | "truncate" | "open" | "create" | "read" | "write" | "statfs" | "release"
+  | "fsync" | "opendir" | "readdir" | "releasedir" | "fsyncdir" | "utimens" | "fallocate" | "lseek";
+
+/** Counts since the mount, read from atomics (cheap enough to poll). */
+export interface FuseStats {
+  /** False once unmounted, from here or from outside. */
+  readonly mounted: boolean;
+  readonly operations: Readonly<Record<FuseOperationKind, number>>;
+  /** Operations that answered an error (ENOENT of a lookup included). */
+  readonly errors: number;
+  readonly bytesRead: number;
+  readonly bytesWritten: number;
+  /** What libfuse's session loop returned (0 until it ended, and after a clean end). */
+  readonly loopResult: number;
+  /** libfuse's last log line, or null. */
+  readonly lastMessage: string | null;
+}
+
+/** One passthrough mount over a directory. It lasts until unmount() (dropping this object
+ *  does not unmount), or until the process ends: a normal exit or process.exit() unmounts
+ *  with force; after SIGKILL, autoUnmount's helper detaches it. */
+export interface FuseMount {
+  /** The directory, resolved (realpath). */
+  readonly dir: string;
+  stats(): FuseStats;
+  /** Unmounts and stops the threads before it returns; idempotent. Throws with code EBUSY
+   *  while files are open under the mount, unless `force`: then the connection is aborted
+   *  first (those files answer ENOTCONN) and the mount detached. */
+  unmount(options?: { readonly force?: boolean }): void;
+}
+
+export interface FuseBinding {
+  /** Opens `dir` (O_PATH), then mounts over it; throws with code FUSE_MOUNT_FAILED and
+   *  libfuse's message, or an errno code, when it cannot. */
+  readonly FuseMount: new (dir: string, options?: FuseMountOptions) => FuseMount;
+  readonly operationKinds: readonly FuseOperationKind[];
+  /** The kinds that change the tree: what the replicator will intercept and ship. */
+  readonly modifyingKinds: readonly FuseOperationKind[];
+  /** libfuse's version, e.g. 314 for 3.14. */
+  readonly libfuseVersion: number;
+}
+
+/** Why the FUSE replicator cannot run on this machine. */
+export type FuseMissing = "addon" | "device" | "root";
+
+/** The FUSE replicator cannot run here: `missing` says what, the message what to do. */
+export class FuseUnavailableError extends Error {
+  readonly code = "FUSE_UNAVAILABLE";
+  readonly missing: FuseMissing;
+
+  constructor(missing: FuseMissing, message: string) {
+    super(message);
+    this.name = "FuseUnavailableError";
+    this.missing = missing;
+  }
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+/** Where node-gyp puts the addon: beside this file when run from the sources, and at
+ *  ../../native/build when this file runs compiled into dist/native/ (npm run build). */
+export const fuseAddonPath =
+  [join(here, "build", "Release", "tandem_fuse.node"), join(here, "..", "..", "native", "build", "Release", "tandem_fuse.node")].find(existsSync) ??
+  join(here, "build", "Release", "tandem_fuse.node");
+
+const fuseDevice = "/dev/fuse";
+
+/** What is missing to mount (the first of: not root, no usable /dev/fuse, addon not
+ *  built), or null when nothing is. */
+export function fuseUnavailable(): FuseUnavailableError | null {
+  if (process.geteuid?.() !== 0) {
+    return new FuseUnavailableError("root", "the FUSE replicator needs root: it mounts over the replicated directories with allow_other and hands new files to their creators");
+  }
+  const device = deviceProblem();
+  if (device !== null) {
+    return new FuseUnavailableError("device", `${fuseDevice} cannot be opened (${device}): load the fuse module (modprobe fuse), and in a container pass the device (docker run --device /dev/fuse --cap-add SYS_ADMIN)`);
+  }
+  if (!existsSync(fuseAddonPath)) {
+    return new FuseUnavailableError("addon", `the FUSE addon is not built (${fuseAddonPath} is missing): install Debian's fuse3 and libfuse3-dev, then run \`node native/build.ts\` (or \`npm ci\`)`);
+  }
+  return null;
+}
+
+function deviceProblem(): string | null {
+  if (!existsSync(fuseDevice)) return "it does not exist";
+  try {
+    closeSync(openSync(fuseDevice, "r+"));
+    return null;
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  }
+}
+
+let binding: FuseBinding | null = null;
+
+/** The addon; throws FuseUnavailableError saying how to build it when it is missing. */
+export function fuseBinding(): FuseBinding {
+  if (binding !== null) return binding;
+  if (!existsSync(fuseAddonPath)) {
+    throw new FuseUnavailableError("addon", `the FUSE addon is not built (${fuseAddonPath} is missing): install Debian's fuse3 and libfuse3-dev, then run \`node native/build.ts\` (or \`npm ci\`)`);
+  }
+  binding = createRequire(import.meta.url)(fuseAddonPath) as FuseBinding;
+  return binding;
+}
+
+/** Mounts the passthrough over `dir` (which must exist); throws FuseUnavailableError when
+ *  this machine or process cannot. */
+export function mount(dir: string, options: FuseMountOptions = {}): FuseMount {
+  const unavailable = fuseUnavailable();
+  if (unavailable !== null) throw unavailable;
+  return new (fuseBinding().FuseMount)(dir, options);
+}

@@ -1,0 +1,537 @@
+// Entry point of the tandem_fuse addon: mounts the passthrough file system of
+// fuse-passthrough.cc over a directory and serves it from native threads.
+//
+//   new FuseMount(dir, { allowOther, autoUnmount, maxReadSize, maxWriteSize,
+//                        threadCountMax, idleThreadCountMax })
+//     opens `dir` (O_PATH) FIRST, then mounts FUSE over it; the files underneath stay
+//     reachable through that handle only. Returns once the kernel has the mount.
+//   .stats()   counters (operations by kind, errors, bytes), read from atomics.
+//   .unmount({ force })   umount2; with force the connection is aborted first (open files
+//     get ENOTCONN) and a busy mount is detached. Joins the threads. Idempotent.
+//
+// Life cycle. The session loop (fuse_loop_mt, clone_fd) runs on a native thread of its own
+// with every signal blocked; libfuse's workers inherit that. A mount lasts until unmount(),
+// whatever happens to its JS object; mounts still alive when their Node environment is torn
+// down, or when the process calls exit(), are unmounted with force. On SIGKILL nothing here runs: with autoUnmount (the default) libfuse's fusermount3
+// helper notices the process is gone and detaches the mount; without it the directory
+// answers ENOTCONN until `fusermount3 -u -z DIR` or `umount -l DIR`.
+
+#include <napi.h>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <climits>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fuse-passthrough.h"
+
+#include <fuse_lowlevel.h>
+
+namespace tandem {
+namespace fusefs {
+namespace {
+
+// The kernel's largest request (FUSE_MAX_MAX_PAGES, 256 pages).
+constexpr unsigned kIoSizeMax = 1u << 20;
+constexpr unsigned kIoSizeMin = 4096;
+constexpr unsigned kThreadCountMaxLimit = 256;
+// statfs(2)'s f_type of a FUSE mount.
+constexpr long kFuseSuperMagic = 0x65735546;
+// How long a clean unmount waits for the auto_unmount helper to exit: 1 s at most.
+constexpr int kHelperWaitAttemptMax = 1000;
+constexpr useconds_t kHelperWaitStepUs = 1000;
+
+// ---- libfuse's log: kept, so that a failed mount can say why ----
+
+std::mutex logMutex;
+std::string lastLogMessage;
+
+void KeepLog(enum fuse_log_level level, const char* format, va_list arguments) {
+  (void)level;
+  char text[512];
+  std::vsnprintf(text, sizeof(text), format, arguments);
+  size_t length = std::strlen(text);
+  while (length > 0 && text[length - 1] == '\n') text[--length] = '\0';
+  std::lock_guard<std::mutex> lock(logMutex);
+  lastLogMessage = text;
+}
+
+std::string TakeLog() {
+  std::lock_guard<std::mutex> lock(logMutex);
+  std::string message = lastLogMessage;
+  lastLogMessage.clear();
+  return message;
+}
+
+std::string PeekLog() {
+  std::lock_guard<std::mutex> lock(logMutex);
+  return lastLogMessage;
+}
+
+// ---- errors: a stable `code` and errno details, as Node's own system errors have ----
+
+Napi::Error CodedError(Napi::Env env, const std::string& code, const std::string& message) {
+  Napi::Error error = Napi::Error::New(env, message);
+  error.Set("code", Napi::String::New(env, code));
+  return error;
+}
+
+Napi::Error ErrnoError(Napi::Env env, const std::string& what, int err) {
+  const char* name = strerrorname_np(err);
+  std::string code = name != nullptr ? name : "E" + std::to_string(err);
+  Napi::Error error = CodedError(env, code, what + ": " + std::strerror(err) + " (" + code + ")");
+  error.Set("errno", Napi::Number::New(env, err));
+  return error;
+}
+
+// ---- one mount ----
+
+struct Settings {
+  bool allowOther = false;
+  bool autoUnmount = true;
+  unsigned maxReadSize = 0;
+  unsigned maxWriteSize = 0;
+  unsigned threadCountMax = 16;
+  unsigned idleThreadCountMax = 8;
+};
+
+// The descriptors of this process that are sockets, to find the one libfuse leaves open to
+// its fusermount3 helper (auto_unmount) without the close-on-exec flag.
+std::set<int> OpenSockets() {
+  std::set<int> sockets;
+  DIR* directory = opendir("/proc/self/fd");
+  if (directory == nullptr) return sockets;
+  while (dirent* entry = readdir(directory)) {
+    char* end = nullptr;
+    long fd = std::strtol(entry->d_name, &end, 10);
+    if (end == entry->d_name || *end != '\0' || fd == dirfd(directory)) continue;
+    struct stat status {};
+    if (fstat(static_cast<int>(fd), &status) == 0 && S_ISSOCK(status.st_mode)) sockets.insert(static_cast<int>(fd));
+  }
+  closedir(directory);
+  return sockets;
+}
+
+bool IsUnixStream(int fd) {
+  int domain = 0;
+  int type = 0;
+  socklen_t size = sizeof(int);
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &size) < 0) return false;
+  size = sizeof(int);
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &size) < 0) return false;
+  return domain == AF_UNIX && type == SOCK_STREAM;
+}
+
+// This process's children (of every thread), to find the fusermount3 helper libfuse starts.
+std::set<pid_t> ChildPids() {
+  std::set<pid_t> children;
+  DIR* tasks = opendir("/proc/self/task");
+  if (tasks == nullptr) return children;
+  while (dirent* task = readdir(tasks)) {
+    if (task->d_name[0] == '.') continue;
+    std::string path = std::string("/proc/self/task/") + task->d_name + "/children";
+    FILE* file = std::fopen(path.c_str(), "r");
+    if (file == nullptr) continue;
+    long pid = 0;
+    while (std::fscanf(file, "%ld", &pid) == 1) children.insert(static_cast<pid_t>(pid));
+    std::fclose(file);
+  }
+  closedir(tasks);
+  return children;
+}
+
+bool IsFusermount(pid_t pid) {
+  std::string path = "/proc/" + std::to_string(pid) + "/comm";
+  FILE* file = std::fopen(path.c_str(), "r");
+  if (file == nullptr) return false;
+  char name[32] = {};
+  bool found = std::fgets(name, sizeof(name), file) != nullptr && std::strncmp(name, "fusermount", 10) == 0;
+  std::fclose(file);
+  return found;
+}
+
+class Session {
+ public:
+  Session(std::string dir, Settings settings) : dir_(std::move(dir)), settings_(settings) {}
+  ~Session() { Stop(true); }
+
+  const std::string& dir() const { return dir_; }
+  const Volume& volume() const { return volume_; }
+  bool mounted() const { return state_.load() == State::kServing; }
+  bool loopEnded() const { return loopEnded_.load(); }
+  int loopResult() const { return loopResult_.load(); }
+
+  // Opens the directory, mounts over it and starts serving. On failure everything it did
+  // is undone, `message` says what failed and `err` is its errno (0: libfuse's message).
+  bool Start(int* err, std::string* message) {
+    volume_.daemonUid = geteuid();
+    volume_.daemonGid = getegid();
+    volume_.maxReadSize = settings_.maxReadSize;
+    volume_.maxWriteSize = settings_.maxWriteSize;
+    volume_.dirFd = open(dir_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (volume_.dirFd < 0) {
+      *err = errno;
+      *message = "open " + dir_;
+      return false;
+    }
+    if (!CheckUnderneath(err, message)) return false;
+    std::vector<std::string> arguments = {"tandem-fuse", "-o", MountOptions()};
+    std::vector<char*> argv;
+    for (std::string& argument : arguments) argv.push_back(argument.data());
+    fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+    TakeLog();
+    fuse_ = fuse_new(&args, &PassthroughOperations(), sizeof(fuse_operations), &volume_);
+    if (fuse_ == nullptr) return Fail(err, message, "fuse_new");
+    std::set<int> socketsBefore = OpenSockets();
+    std::set<pid_t> childrenBefore = ChildPids();
+    if (fuse_mount(fuse_, dir_.c_str()) != 0) return Fail(err, message, "fuse_mount " + dir_);
+    if (settings_.autoUnmount) KeepHelper(socketsBefore, childrenBefore);
+    state_.store(State::kServing);
+    thread_ = std::thread([this] { Loop(); });
+    return true;
+  }
+
+  // Unmounts and waits for the threads; 0, or the errno of a refused unmount (EBUSY:
+  // files are open under the mount and `force` was not given). Idempotent.
+  int Stop(bool force) {
+    std::lock_guard<std::mutex> lock(stopMutex_);
+    if (state_.load() != State::kServing) return 0;
+    // A loop that already ended was unmounted from outside (umount, fusermount3 -u):
+    // never unmount again, something else may be mounted on the directory by now.
+    if (!loopEnded_.load()) {
+      int err = Unmount(force);
+      if (err != 0) return err;
+    }
+    thread_.join();
+    // The connection is gone, so this only closes libfuse's device descriptor.
+    fuse_unmount(fuse_);
+    fuse_destroy(fuse_);
+    fuse_ = nullptr;
+    ReleaseHelper();
+    close(volume_.dirFd);
+    volume_.dirFd = -1;
+    state_.store(State::kStopped);
+    return 0;
+  }
+
+ private:
+  enum class State { kNew, kServing, kStopped };
+
+  std::string MountOptions() const {
+    // default_permissions: the kernel checks access against the attributes the files have
+    // underneath, with the caller's credentials; this process (root) never decides it.
+    std::string options = "default_permissions,fsname=tandem,subtype=tandem";
+    if (settings_.allowOther) options += ",allow_other";
+    if (settings_.autoUnmount) options += ",auto_unmount";
+    if (settings_.maxReadSize != 0) options += ",max_read=" + std::to_string(settings_.maxReadSize);
+    return options;
+  }
+
+  // The directory must be a real one: not a FUSE mount, and above all not the dead mount
+  // of a crashed daemon (O_PATH opens it without asking anyone; any use then fails).
+  bool CheckUnderneath(int* err, std::string* message) {
+    struct statfs status {};
+    if (fstatfs(volume_.dirFd, &status) < 0) {
+      *err = errno;
+      *message = *err == ENOTCONN ? dir_ + " holds the mount of a FUSE process that died; detach it with `fusermount3 -u -z " + dir_ + "` (or `umount -l`), then mount again"
+                                   : "statfs " + dir_;
+    } else if (status.f_type == kFuseSuperMagic) {
+      *err = 0;
+      *message = dir_ + " is already a FUSE mount (a replicator still running, or another FUSE file system); unmount it first";
+    } else {
+      return true;
+    }
+    close(volume_.dirFd);
+    volume_.dirFd = -1;
+    state_.store(State::kStopped);
+    return false;
+  }
+
+  bool Fail(int* err, std::string* message, const std::string& what) {
+    *err = 0;
+    std::string log = TakeLog();
+    *message = what + " failed" + (log.empty() ? "" : ": " + log);
+    if (fuse_ != nullptr) fuse_destroy(fuse_);
+    fuse_ = nullptr;
+    close(volume_.dirFd);
+    volume_.dirFd = -1;
+    state_.store(State::kStopped);
+    return false;
+  }
+
+  // With auto_unmount, libfuse (3.14) leaves a fusermount3 running that detaches the mount
+  // once this process is gone (it waits for the end of a socket pair), and keeps its end of
+  // that socket open, inheritable: every child process (the application, its daemons) would
+  // hold it, and the helper would wait for the last of them instead of this process. Mark it
+  // close-on-exec, and keep it and the helper's pid, to let the helper go and reap it at a
+  // clean unmount (nobody else waits for it).
+  void KeepHelper(const std::set<int>& socketsBefore, const std::set<pid_t>& childrenBefore) {
+    int deviceFd = fuse_session_fd(fuse_get_session(fuse_));
+    for (int fd : OpenSockets()) {
+      if (socketsBefore.count(fd) != 0 || fd == deviceFd || !IsUnixStream(fd)) continue;
+      // Node's and glibc's own sockets are close-on-exec: only libfuse's is not.
+      int flags = fcntl(fd, F_GETFD);
+      if (flags < 0 || (flags & FD_CLOEXEC) != 0) continue;
+      fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+      helperSocket_ = fd;
+    }
+    for (pid_t pid : ChildPids()) {
+      if (childrenBefore.count(pid) == 0 && IsFusermount(pid)) helperPid_ = pid;
+    }
+  }
+
+  // Closing the socket tells the helper this process is done; it finds the mount gone and
+  // exits at once. Waits for it a little, so that no zombie is left.
+  void ReleaseHelper() {
+    if (helperSocket_ >= 0) close(helperSocket_);
+    helperSocket_ = -1;
+    if (helperPid_ <= 0) return;
+    for (int attempt = 0; attempt < kHelperWaitAttemptMax; attempt++) {
+      pid_t done = waitpid(helperPid_, nullptr, WNOHANG);
+      if (done == helperPid_ || (done < 0 && errno != EINTR)) break;
+      usleep(kHelperWaitStepUs);
+    }
+    helperPid_ = -1;
+  }
+
+  void Loop() {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, nullptr);
+    // A file system of its own (cwd, root, umask) for this thread and the workers it
+    // starts: umask 0 there, because the kernel has already applied the application's
+    // umask to the modes it sends; the rest of the process keeps its umask.
+    if (unshare(CLONE_FS) == 0) umask(0);
+    fuse_loop_config* config = fuse_loop_cfg_create();
+    fuse_loop_cfg_set_clone_fd(config, 1);
+    fuse_loop_cfg_set_max_threads(config, settings_.threadCountMax);
+    fuse_loop_cfg_set_idle_threads(config, settings_.idleThreadCountMax);
+    int result = fuse_loop_mt(fuse_, config);
+    fuse_loop_cfg_destroy(config);
+    loopResult_.store(result);
+    loopEnded_.store(true);
+  }
+
+  int Unmount(bool force) {
+    // MNT_FORCE on FUSE aborts the connection before unmounting: the workers' reads end
+    // with ENODEV and open files answer ENOTCONN.
+    if (umount2(dir_.c_str(), force ? MNT_FORCE : 0) == 0) return 0;
+    int err = errno;
+    if (err == EBUSY && force) {
+      if (umount2(dir_.c_str(), MNT_DETACH) == 0) return 0;
+      err = errno;
+    }
+    return err;
+  }
+
+  const std::string dir_;
+  const Settings settings_;
+  Volume volume_;
+  fuse* fuse_ = nullptr;
+  int helperSocket_ = -1;
+  pid_t helperPid_ = -1;
+  std::thread thread_;
+  std::mutex stopMutex_;
+  std::atomic<State> state_{State::kNew};
+  std::atomic<bool> loopEnded_{false};
+  std::atomic<int> loopResult_{0};
+};
+
+// ---- every live session, for the cleanup at environment teardown and at exit() ----
+
+// The registry owns the sessions: a mount lasts until unmount() or the end of its Node
+// environment (or of the process), never until the garbage collector drops its JS object.
+std::mutex registryMutex;
+// Never destroyed: exit() runs the atexit handler after static destructors may have run.
+auto* registry = new std::map<std::shared_ptr<Session>, napi_env>();
+
+void Register(const std::shared_ptr<Session>& session, napi_env env) {
+  std::lock_guard<std::mutex> lock(registryMutex);
+  registry->emplace(session, env);
+}
+
+void Unregister(const std::shared_ptr<Session>& session) {
+  std::lock_guard<std::mutex> lock(registryMutex);
+  registry->erase(session);
+}
+
+// Stops the sessions of `env` (a worker thread's environment ending), or every session
+// (nullptr: the process is exiting).
+void StopSessions(napi_env env) {
+  std::vector<std::shared_ptr<Session>> sessions;
+  {
+    std::lock_guard<std::mutex> lock(registryMutex);
+    for (auto entry = registry->begin(); entry != registry->end();) {
+      if (env != nullptr && entry->second != env) {
+        ++entry;
+        continue;
+      }
+      sessions.push_back(entry->first);
+      entry = registry->erase(entry);
+    }
+  }
+  for (const auto& session : sessions) session->Stop(true);
+}
+
+void StopAllAtExit() { StopSessions(nullptr); }
+
+// ---- JavaScript ----
+
+unsigned SizeOption(Napi::Env env, Napi::Object options, const char* name, unsigned fallback, unsigned min, unsigned max) {
+  Napi::Value value = options.Get(name);
+  if (value.IsUndefined()) return fallback;
+  if (!value.IsNumber()) throw Napi::TypeError::New(env, std::string("options.") + name + " must be a number");
+  double number = value.As<Napi::Number>().DoubleValue();
+  if (!(number >= min && number <= max) || number != static_cast<double>(static_cast<unsigned>(number))) {
+    throw Napi::RangeError::New(env, std::string("options.") + name + " must be an integer from " + std::to_string(min) + " to " + std::to_string(max));
+  }
+  return static_cast<unsigned>(number);
+}
+
+bool BoolOption(Napi::Env env, Napi::Object options, const char* name, bool fallback) {
+  Napi::Value value = options.Get(name);
+  if (value.IsUndefined()) return fallback;
+  if (!value.IsBoolean()) throw Napi::TypeError::New(env, std::string("options.") + name + " must be a boolean");
+  return value.As<Napi::Boolean>().Value();
+}
+
+Settings ParseSettings(Napi::Env env, Napi::Value value) {
+  Settings settings;
+  settings.allowOther = geteuid() == 0;
+  if (value.IsUndefined()) return settings;
+  if (!value.IsObject()) throw Napi::TypeError::New(env, "options must be an object");
+  Napi::Object options = value.As<Napi::Object>();
+  settings.allowOther = BoolOption(env, options, "allowOther", settings.allowOther);
+  settings.autoUnmount = BoolOption(env, options, "autoUnmount", settings.autoUnmount);
+  settings.maxReadSize = SizeOption(env, options, "maxReadSize", 0, kIoSizeMin, kIoSizeMax);
+  settings.maxWriteSize = SizeOption(env, options, "maxWriteSize", 0, kIoSizeMin, kIoSizeMax);
+  settings.threadCountMax = SizeOption(env, options, "threadCountMax", settings.threadCountMax, 1, kThreadCountMaxLimit);
+  unsigned idleFallback = std::min(settings.idleThreadCountMax, settings.threadCountMax);
+  settings.idleThreadCountMax = SizeOption(env, options, "idleThreadCountMax", idleFallback, 1, settings.threadCountMax);
+  return settings;
+}
+
+class FuseMount : public Napi::ObjectWrap<FuseMount> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "FuseMount", {
+        InstanceMethod<&FuseMount::Stats>("stats"),
+        InstanceMethod<&FuseMount::Unmount>("unmount"),
+        InstanceAccessor<&FuseMount::Dir>("dir"),
+    });
+  }
+
+  explicit FuseMount(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FuseMount>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "dir must be a string");
+    std::string dir = info[0].As<Napi::String>().Utf8Value();
+    Settings settings = ParseSettings(env, info.Length() > 1 ? info[1] : env.Undefined());
+    char resolved[PATH_MAX];
+    if (realpath(dir.c_str(), resolved) == nullptr) throw ErrnoError(env, "realpath " + dir, errno);
+    session_ = std::make_shared<Session>(resolved, settings);
+    int err = 0;
+    std::string message;
+    if (!session_->Start(&err, &message)) {
+      session_.reset();
+      if (err != 0) throw ErrnoError(env, message, err);
+      throw CodedError(env, "FUSE_MOUNT_FAILED", message);
+    }
+    Register(session_, env);
+  }
+
+ private:
+  Napi::Value Dir(const Napi::CallbackInfo& info) {
+    return session_ == nullptr ? info.Env().Null() : Napi::String::New(info.Env(), session_->dir()).As<Napi::Value>();
+  }
+
+  // stats(): { mounted, operations: { getattr, ... }, errors, bytesRead, bytesWritten,
+  //            loopResult, lastMessage } (counts since the mount).
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object stats = Napi::Object::New(env);
+    Napi::Object operations = Napi::Object::New(env);
+    const Volume& volume = session_->volume();
+    for (int kind = 0; kind < kOpCount; kind++) {
+      operations.Set(kOpNames[kind], Napi::Number::New(env, static_cast<double>(volume.operations[kind].Load())));
+    }
+    stats.Set("mounted", Napi::Boolean::New(env, session_->mounted() && !session_->loopEnded()));
+    stats.Set("operations", operations);
+    stats.Set("errors", Napi::Number::New(env, static_cast<double>(volume.errors.Load())));
+    stats.Set("bytesRead", Napi::Number::New(env, static_cast<double>(volume.bytesRead.Load())));
+    stats.Set("bytesWritten", Napi::Number::New(env, static_cast<double>(volume.bytesWritten.Load())));
+    stats.Set("loopResult", Napi::Number::New(env, session_->loopResult()));
+    std::string message = PeekLog();
+    stats.Set("lastMessage", message.empty() ? env.Null() : Napi::String::New(env, message).As<Napi::Value>());
+    return stats;
+  }
+
+  // unmount({ force? }): see the top of this file.
+  Napi::Value Unmount(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    bool force = false;
+    if (info.Length() > 0 && !info[0].IsUndefined()) {
+      if (!info[0].IsObject()) throw Napi::TypeError::New(env, "options must be an object");
+      force = BoolOption(env, info[0].As<Napi::Object>(), "force", false);
+    }
+    int err = session_->Stop(force);
+    if (err == EBUSY) {
+      throw CodedError(env, "EBUSY", "umount " + session_->dir() + ": files are open under the mount (EBUSY); close them, or unmount({ force: true }) to cut them off with ENOTCONN");
+    }
+    if (err != 0) throw ErrnoError(env, "umount " + session_->dir(), err);
+    Unregister(session_);
+    return env.Undefined();
+  }
+
+  std::shared_ptr<Session> session_;
+};
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    fuse_set_log_func(KeepLog);
+    std::atexit(StopAllAtExit);
+  });
+  napi_env raw = env;
+  env.AddCleanupHook([raw] { StopSessions(raw); });
+  exports.Set("FuseMount", FuseMount::Define(env));
+  Napi::Array operations = Napi::Array::New(env, kOpCount);
+  for (int kind = 0; kind < kOpCount; kind++) operations.Set(static_cast<uint32_t>(kind), Napi::String::New(env, kOpNames[kind]));
+  exports.Set("operationKinds", operations);
+  Napi::Array modifying = Napi::Array::New(env);
+  for (int kind = 0, count = 0; kind < kOpCount; kind++) {
+    if (OpModifies(static_cast<OpKind>(kind))) modifying.Set(static_cast<uint32_t>(count++), Napi::String::New(env, kOpNames[kind]));
+  }
+  exports.Set("modifyingKinds", modifying);
+  exports.Set("libfuseVersion", Napi::Number::New(env, fuse_version()));
+  return exports;
+}
+
+}  // namespace
+}  // namespace fusefs
+}  // namespace tandem
+
+static Napi::Object InitFuseAddon(Napi::Env env, Napi::Object exports) { return tandem::fusefs::Init(env, exports); }
+
+NODE_API_MODULE(tandem_fuse, InitFuseAddon)

@@ -1,0 +1,489 @@
+// The passthrough file system: every operation is applied to the real file underneath,
+// reached through the volume's directory handle (Volume::dirFd, opened before the mount
+// hid the directory). libfuse's high-level API hands each handler the path inside the
+// mount ("/a/b"); the handler uses it relative to the directory handle ("a/b"). These
+// handlers run on libfuse's worker threads, in parallel; they share nothing but the
+// volume's counters (atomics) and the kernel objects they name.
+//
+// Why the high-level API: the replication stream addresses files by path (DiskOp in
+// core/mirror/disk-ops.ts), and the high-level layer keeps the kernel's inode numbers
+// mapped to paths and locks the paths an operation names while it runs, so a rename
+// cannot slip between the path the replicator ships and the file it applies to. The
+// low-level API would have us rebuild that table. What it costs is in docs/replicator.md.
+//
+// Errors are the underlying file system's own (-errno), so applications see exactly what
+// a local disk gives them.
+
+#include "fuse-passthrough.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+namespace tandem {
+namespace fusefs {
+
+const char* const kOpNames[kOpCount] = {
+    "getattr", "readlink", "mknod",   "mkdir",   "unlink",     "rmdir",    "symlink", "rename",  "link",
+    "chmod",   "chown",    "truncate", "open",   "create",     "read",     "write",   "statfs",  "release",
+    "fsync",   "opendir",  "readdir",  "releasedir", "fsyncdir", "utimens", "fallocate", "lseek",
+};
+
+bool OpModifies(OpKind kind) {
+  switch (kind) {
+    case kMknod:
+    case kMkdir:
+    case kUnlink:
+    case kRmdir:
+    case kSymlink:
+    case kRename:
+    case kLink:
+    case kChmod:
+    case kChown:
+    case kTruncate:
+    case kCreate:
+    case kWrite:
+    case kFsync:
+    case kFsyncdir:
+    case kUtimens:
+    case kFallocate:
+      return true;
+    default:
+      return false;
+  }
+}
+
+namespace {
+
+Volume& CurrentVolume() { return *static_cast<Volume*>(fuse_get_context()->private_data); }
+
+// "/a/b" (a path inside the mount, as libfuse gives it) to "a/b", relative to the directory
+// handle; the root itself is ".".
+const char* Relative(const char* path) {
+  if (path == nullptr || path[0] != '/') return path;
+  return path[1] == '\0' ? "." : path + 1;
+}
+
+// Counts one operation and its failure; returns `result` (0, a size, or -errno).
+template <typename Result>
+Result Finish(Volume& volume, OpKind kind, Result result) {
+  volume.operations[kind].Add(1);
+  if (result < 0) volume.errors.Add(1);
+  return result;
+}
+
+int ResultOf(int rc) { return rc < 0 ? -errno : 0; }
+
+// THE SEAM OF THE REPLICATOR. Every operation that changes the tree applies itself
+// through Modify(), with the path(s) it changes. Today Modify() applies locally and counts.
+// The replicator will, in this order and on this worker thread: (1) make the operation's
+// dirty marks durable (metadata outside the tree), (2) take the next sequence number and
+// apply locally under the volume's ordering lock, (3) hand the operation and its local
+// result to the native replication stream, (4) wait until the core's mode says it is
+// complete (applied or received on the peer; for fsync, durable on both), then return the
+// local result to the application. The event loop is never on this path; see
+// docs/replicator.md.
+template <typename Apply>
+int Modify(Volume& volume, OpKind kind, const char* path, const char* otherPath, Apply apply) {
+  (void)path;
+  (void)otherPath;
+  return Finish(volume, kind, apply());
+}
+
+// Whether the directory holding `relative` has the set-group-ID bit (its new entries then
+// take the directory's group, which the underlying create already gave them).
+bool ParentIsSetgid(const Volume& volume, const char* relative) {
+  const char* slash = std::strrchr(relative, '/');
+  std::string parent = slash == nullptr ? std::string(".") : std::string(relative, static_cast<size_t>(slash - relative));
+  struct stat status {};
+  if (fstatat(volume.dirFd, parent.c_str(), &status, 0) < 0) return false;
+  return (status.st_mode & S_ISGID) != 0;
+}
+
+// A new file, directory, node or symlink belongs to the process that created it, as on a
+// local disk: the daemon created it with its own ids, so hand it over. Permission to
+// create was already checked by the kernel (default_permissions) with the caller's full
+// credentials, supplementary groups included. `fd` is the new file's descriptor or -1.
+int Adopt(const Volume& volume, int fd, const char* relative, mode_t mode) {
+  const fuse_context* context = fuse_get_context();
+  if (context->uid == volume.daemonUid && context->gid == volume.daemonGid) return 0;
+  gid_t gid = ParentIsSetgid(volume, relative) ? static_cast<gid_t>(-1) : context->gid;
+  int rc = fd >= 0 ? fchown(fd, context->uid, gid) : fchownat(volume.dirFd, relative, context->uid, gid, AT_SYMLINK_NOFOLLOW);
+  if (rc < 0) return -errno;
+  // chown clears a file's set-user-ID and set-group-ID bits: give back the ones asked for.
+  if (S_ISREG(mode) && (mode & (S_ISUID | S_ISGID)) != 0) {
+    rc = fd >= 0 ? fchmod(fd, mode & 07777) : fchmodat(volume.dirFd, relative, mode & 07777, 0);
+    if (rc < 0) return -errno;
+  }
+  return 0;
+}
+
+// Removes what a create made when handing it over failed, so a failed call leaves nothing.
+int Undo(const Volume& volume, const char* relative, int flags, int error) {
+  unlinkat(volume.dirFd, relative, flags);
+  return error;
+}
+
+// Flags for the underlying open. O_APPEND goes: the kernel already chose the offset of an
+// appending write (the file's size, under the inode lock), and a positioned write at that
+// offset is what the replicator ships. O_DIRECT goes too (its alignment rules would apply to
+// libfuse's buffers); the FUSE file is opened direct_io instead, so the page cache is skipped.
+int UnderlyingFlags(int flags) { return (flags & ~(O_APPEND | O_DIRECT)) | O_CLOEXEC | O_NOFOLLOW; }
+
+void* Init(fuse_conn_info* connection, fuse_config* config) {
+  Volume& volume = CurrentVolume();
+  // The real inode numbers (hard links, `find -inum`, tar) instead of libfuse's own.
+  config->use_ino = 1;
+  // Open files carry their descriptor: no path lookup for read, write, fsync, ftruncate.
+  config->nullpath_ok = 1;
+  // Unlinking an open file unlinks it underneath (the open descriptor keeps it alive), as
+  // a local disk does, instead of renaming it to .fuse_hidden*.
+  config->hard_remove = 1;
+  // Only this mount changes the files underneath, so the page cache stays valid across
+  // opens: reads of cached data never reach this process.
+  config->kernel_cache = 1;
+  config->entry_timeout = 1.0;
+  config->attr_timeout = 1.0;
+  config->negative_timeout = 0;
+  // Write-through: every write() reaches the handler before it returns to the application
+  // (the replicator's synchronous guarantee needs this), so no kernel writeback cache.
+  connection->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  // The kernel clears set-user/group-ID bits when someone else writes or truncates a file
+  // (a setattr this file system serves), since the daemon's own writes, as root, would not.
+  connection->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
+  if (volume.maxWriteSize != 0) connection->max_write = volume.maxWriteSize;
+  if (volume.maxReadSize != 0) {
+    connection->max_read = volume.maxReadSize;
+    if (connection->max_readahead > volume.maxReadSize) connection->max_readahead = volume.maxReadSize;
+  }
+  return &volume;
+}
+
+int Getattr(const char* path, struct stat* status, fuse_file_info* file) {
+  Volume& volume = CurrentVolume();
+  int rc = file != nullptr ? fstat(static_cast<int>(file->fh), status) : fstatat(volume.dirFd, Relative(path), status, AT_SYMLINK_NOFOLLOW);
+  return Finish(volume, kGetattr, ResultOf(rc));
+}
+
+int Readlink(const char* path, char* buffer, size_t size) {
+  Volume& volume = CurrentVolume();
+  if (size == 0) return Finish(volume, kReadlink, -EINVAL);
+  ssize_t length = readlinkat(volume.dirFd, Relative(path), buffer, size - 1);
+  if (length < 0) return Finish(volume, kReadlink, -errno);
+  buffer[length] = '\0';
+  return Finish(volume, kReadlink, 0);
+}
+
+int Mknod(const char* path, mode_t mode, dev_t device) {
+  Volume& volume = CurrentVolume();
+  const char* relative = Relative(path);
+  return Modify(volume, kMknod, relative, nullptr, [&] {
+    if (mknodat(volume.dirFd, relative, mode, device) < 0) return -errno;
+    int error = Adopt(volume, -1, relative, mode);
+    return error < 0 ? Undo(volume, relative, 0, error) : 0;
+  });
+}
+
+int Mkdir(const char* path, mode_t mode) {
+  Volume& volume = CurrentVolume();
+  const char* relative = Relative(path);
+  return Modify(volume, kMkdir, relative, nullptr, [&] {
+    if (mkdirat(volume.dirFd, relative, mode) < 0) return -errno;
+    int error = Adopt(volume, -1, relative, S_IFDIR | mode);
+    return error < 0 ? Undo(volume, relative, AT_REMOVEDIR, error) : 0;
+  });
+}
+
+int Unlink(const char* path) {
+  Volume& volume = CurrentVolume();
+  const char* relative = Relative(path);
+  return Modify(volume, kUnlink, relative, nullptr, [&] { return ResultOf(unlinkat(volume.dirFd, relative, 0)); });
+}
+
+int Rmdir(const char* path) {
+  Volume& volume = CurrentVolume();
+  const char* relative = Relative(path);
+  return Modify(volume, kRmdir, relative, nullptr, [&] { return ResultOf(unlinkat(volume.dirFd, relative, AT_REMOVEDIR)); });
+}
+
+// symlink(target, path): `target` is stored as given, never resolved by this process.
+int Symlink(const char* target, const char* path) {
+  Volume& volume = CurrentVolume();
+  const char* relative = Relative(path);
+  return Modify(volume, kSymlink, relative, nullptr, [&] {
+    if (symlinkat(target, volume.dirFd, relative) < 0) return -errno;
+    int error = Adopt(volume, -1, relative, S_IFLNK | 0777);
+    return error < 0 ? Undo(volume, relative, 0, error) : 0;
+  });
+}
+
+// RENAME_NOREPLACE and RENAME_EXCHANGE reach renameat2 unchanged.
+int Rename(const char* from, const char* to, unsigned int flags) {
+  Volume& volume = CurrentVolume();
+  const char* fromRelative = Relative(from);
+  const char* toRelative = Relative(to);
+  return Modify(volume, kRename, fromRelative, toRelative, [&] { return ResultOf(renameat2(volume.dirFd, fromRelative, volume.dirFd, toRelative, flags)); });
+}
+
+int Link(const char* from, const char* to) {
+  Volume& volume = CurrentVolume();
+  const char* fromRelative = Relative(from);
+  const char* toRelative = Relative(to);
+  return Modify(volume, kLink, fromRelative, toRelative, [&] { return ResultOf(linkat(volume.dirFd, fromRelative, volume.dirFd, toRelative, 0)); });
+}
+
+int Chmod(const char* path, mode_t mode, fuse_file_info* file) {
+  Volume& volume = CurrentVolume();
+  const char* relative = Relative(path);
+  return Modify(volume, kChmod, relative, nullptr, [&] {
+    // Never through a symlink: an lchmod (fchmodat2) of a link must not reach its target.
+    return ResultOf(file != nullptr ? fchmod(static_cast<int>(file->fh), mode) : fchmodat(volume.dirFd, relative, mode, AT_SYMLINK_NOFOLLOW));
+  });
+}
+
+int Chown(const char* path, uid_t uid, gid_t gid, fuse_file_info* file) {
+  Volume& volume = CurrentVolume();
+  const char* relative = Relative(path);
+  return Modify(volume, kChown, relative, nullptr, [&] {
+    return ResultOf(file != nullptr ? fchown(static_cast<int>(file->fh), uid, gid) : fchownat(volume.dirFd, relative, uid, gid, AT_SYMLINK_NOFOLLOW));
+  });
+}
+
+// truncate(2) on a path opens the file underneath for writing and truncates that descriptor.
+int Truncate(const char* path, off_t size, fuse_file_info* file) {
+  Volume& volume = CurrentVolume();
+  const char* relative = Relative(path);
+  return Modify(volume, kTruncate, relative, nullptr, [&] {
+    if (file != nullptr) return ResultOf(ftruncate(static_cast<int>(file->fh), size));
+    int fd = openat(volume.dirFd, relative, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return -errno;
+    int result = ResultOf(ftruncate(fd, size));
+    close(fd);
+    return result;
+  });
+}
+
+int OpenUnderlying(const Volume& volume, const char* relative, fuse_file_info* file) {
+  int fd = openat(volume.dirFd, relative, UnderlyingFlags(file->flags));
+  if (fd < 0) return -errno;
+  file->fh = static_cast<uint64_t>(fd);
+  if ((file->flags & O_DIRECT) != 0) file->direct_io = 1;
+  // Closing never needs this process (no FLUSH request on close).
+  file->noflush = 1;
+  return 0;
+}
+
+// An open with O_TRUNC (the kernel folds it into the open: atomic_o_trunc) changes the file,
+// so it goes through the seam; any other open does not.
+int Open(const char* path, fuse_file_info* file) {
+  Volume& volume = CurrentVolume();
+  const char* relative = Relative(path);
+  if ((file->flags & O_TRUNC) != 0) return Modify(volume, kOpen, relative, nullptr, [&] { return OpenUnderlying(volume, relative, file); });
+  return Finish(volume, kOpen, OpenUnderlying(volume, relative, file));
+}
+
+int Create(const char* path, mode_t mode, fuse_file_info* file) {
+  Volume& volume = CurrentVolume();
+  const char* relative = Relative(path);
+  return Modify(volume, kCreate, relative, nullptr, [&] {
+    int fd = openat(volume.dirFd, relative, UnderlyingFlags(file->flags) | O_CREAT, mode);
+    if (fd < 0) return -errno;
+    int error = Adopt(volume, fd, relative, S_IFREG | mode);
+    if (error < 0) {
+      close(fd);
+      return Undo(volume, relative, 0, error);
+    }
+    file->fh = static_cast<uint64_t>(fd);
+    if ((file->flags & O_DIRECT) != 0) file->direct_io = 1;
+    file->noflush = 1;
+    return 0;
+  });
+}
+
+int Read(const char* path, char* buffer, size_t size, off_t offset, fuse_file_info* file) {
+  (void)path;
+  Volume& volume = CurrentVolume();
+  ssize_t count = pread(static_cast<int>(file->fh), buffer, size, offset);
+  if (count < 0) return Finish(volume, kRead, -errno);
+  volume.bytesRead.Add(static_cast<uint64_t>(count));
+  return Finish(volume, kRead, static_cast<int>(count));
+}
+
+int Write(const char* path, const char* buffer, size_t size, off_t offset, fuse_file_info* file) {
+  Volume& volume = CurrentVolume();
+  return Modify(volume, kWrite, path, nullptr, [&] {
+    ssize_t count = pwrite(static_cast<int>(file->fh), buffer, size, offset);
+    if (count < 0) return -errno;
+    volume.bytesWritten.Add(static_cast<uint64_t>(count));
+    return static_cast<int>(count);
+  });
+}
+
+int Statfs(const char* path, struct statvfs* status) {
+  (void)path;
+  Volume& volume = CurrentVolume();
+  return Finish(volume, kStatfs, ResultOf(fstatvfs(volume.dirFd, status)));
+}
+
+int Release(const char* path, fuse_file_info* file) {
+  (void)path;
+  Volume& volume = CurrentVolume();
+  return Finish(volume, kRelease, ResultOf(close(static_cast<int>(file->fh))));
+}
+
+int Fsync(const char* path, int dataOnly, fuse_file_info* file) {
+  Volume& volume = CurrentVolume();
+  return Modify(volume, kFsync, path, nullptr, [&] {
+    int fd = static_cast<int>(file->fh);
+    return ResultOf(dataOnly != 0 ? fdatasync(fd) : fsync(fd));
+  });
+}
+
+// An open directory: the stream and where the kernel is in it. An entry that did not fit
+// in the kernel's buffer is kept for the next call.
+struct DirHandle {
+  DIR* stream = nullptr;
+  off_t offset = 0;
+  dirent* pending = nullptr;
+};
+
+DirHandle* DirOf(const fuse_file_info* file) { return reinterpret_cast<DirHandle*>(static_cast<uintptr_t>(file->fh)); }
+
+// The directory is opened again underneath (a descriptor of its own, so concurrent listings
+// do not share an offset) and read through fdopendir.
+int Opendir(const char* path, fuse_file_info* file) {
+  Volume& volume = CurrentVolume();
+  int fd = openat(volume.dirFd, Relative(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return Finish(volume, kOpendir, -errno);
+  DIR* stream = fdopendir(fd);
+  if (stream == nullptr) {
+    int error = errno;
+    close(fd);
+    return Finish(volume, kOpendir, -error);
+  }
+  auto* handle = new DirHandle();
+  handle->stream = stream;
+  file->fh = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(handle));
+  return Finish(volume, kOpendir, 0);
+}
+
+int Readdir(const char* path, void* buffer, fuse_fill_dir_t fill, off_t offset, fuse_file_info* file, fuse_readdir_flags flags) {
+  (void)path;
+  (void)flags;
+  Volume& volume = CurrentVolume();
+  DirHandle* handle = DirOf(file);
+  if (offset != handle->offset) {
+    seekdir(handle->stream, offset);
+    handle->pending = nullptr;
+    handle->offset = offset;
+  }
+  for (;;) {
+    if (handle->pending == nullptr) {
+      errno = 0;
+      handle->pending = readdir(handle->stream);
+      if (handle->pending == nullptr) {
+        if (errno != 0) return Finish(volume, kReaddir, -errno);
+        break;
+      }
+    }
+    struct stat status {};
+    status.st_ino = handle->pending->d_ino;
+    status.st_mode = static_cast<mode_t>(handle->pending->d_type) << 12;
+    off_t next = telldir(handle->stream);
+    if (fill(buffer, handle->pending->d_name, &status, next, static_cast<fuse_fill_dir_flags>(0)) != 0) break;
+    handle->pending = nullptr;
+    handle->offset = next;
+  }
+  return Finish(volume, kReaddir, 0);
+}
+
+int Releasedir(const char* path, fuse_file_info* file) {
+  (void)path;
+  Volume& volume = CurrentVolume();
+  DirHandle* handle = DirOf(file);
+  closedir(handle->stream);
+  delete handle;
+  return Finish(volume, kReleasedir, 0);
+}
+
+int Fsyncdir(const char* path, int dataOnly, fuse_file_info* file) {
+  Volume& volume = CurrentVolume();
+  return Modify(volume, kFsyncdir, path, nullptr, [&] {
+    int fd = dirfd(DirOf(file)->stream);
+    return ResultOf(dataOnly != 0 ? fdatasync(fd) : fsync(fd));
+  });
+}
+
+int Utimens(const char* path, const struct timespec times[2], fuse_file_info* file) {
+  Volume& volume = CurrentVolume();
+  const char* relative = Relative(path);
+  return Modify(volume, kUtimens, relative, nullptr, [&] {
+    return ResultOf(file != nullptr ? futimens(static_cast<int>(file->fh), times) : utimensat(volume.dirFd, relative, times, AT_SYMLINK_NOFOLLOW));
+  });
+}
+
+int Fallocate(const char* path, int mode, off_t offset, off_t length, fuse_file_info* file) {
+  Volume& volume = CurrentVolume();
+  return Modify(volume, kFallocate, path, nullptr, [&] {
+    if (file == nullptr) return -EOPNOTSUPP;
+    return ResultOf(fallocate(static_cast<int>(file->fh), mode, offset, length));
+  });
+}
+
+off_t Lseek(const char* path, off_t offset, int whence, fuse_file_info* file) {
+  (void)path;
+  Volume& volume = CurrentVolume();
+  off_t result = lseek(static_cast<int>(file->fh), offset, whence);
+  return Finish(volume, kLseek, result < 0 ? static_cast<off_t>(-errno) : result);
+}
+
+fuse_operations MakeOperations() {
+  fuse_operations operations{};
+  operations.init = Init;
+  operations.getattr = Getattr;
+  operations.readlink = Readlink;
+  operations.mknod = Mknod;
+  operations.mkdir = Mkdir;
+  operations.unlink = Unlink;
+  operations.rmdir = Rmdir;
+  operations.symlink = Symlink;
+  operations.rename = Rename;
+  operations.link = Link;
+  operations.chmod = Chmod;
+  operations.chown = Chown;
+  operations.truncate = Truncate;
+  operations.open = Open;
+  operations.create = Create;
+  operations.read = Read;
+  operations.write = Write;
+  operations.statfs = Statfs;
+  operations.release = Release;
+  operations.fsync = Fsync;
+  operations.opendir = Opendir;
+  operations.readdir = Readdir;
+  operations.releasedir = Releasedir;
+  operations.fsyncdir = Fsyncdir;
+  operations.utimens = Utimens;
+  operations.fallocate = Fallocate;
+  operations.lseek = Lseek;
+  // No flush (closing needs nothing from us), no access (default_permissions: the kernel
+  // checks permissions itself), no locks (the kernel keeps POSIX and flock locks locally,
+  // which is right for one mount per directory), no xattrs (EOPNOTSUPP; docs/replicator.md).
+  return operations;
+}
+
+}  // namespace
+
+const fuse_operations& PassthroughOperations() {
+  static const fuse_operations operations = MakeOperations();
+  return operations;
+}
+
+}  // namespace fusefs
+}  // namespace tandem
