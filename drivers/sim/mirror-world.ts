@@ -258,12 +258,14 @@ export class MirrorWorld {
     if (!node.powered) return;
     this.note(`world power-off ${id}`);
     const peer = this.peerOf(node);
-    const copyElsewhere = peer.running && peer.role === "SECOND" && peer.readiness === "Ready";
-    if ((node.role === "PRIM" || node.role === "ALONE") && peer.running && !copyElsewhere) {
-      // Writes acknowledged while the peer was not an up-to-date copy (resyncing, outdated)
-      // had one whole copy, this node's: its power loss is a double failure (docs/simulation.md).
+    // The peer holds every acknowledged write when it is primary, or an up-to-date secondary.
+    const wholeElsewhere = peer.running && (peer.role === "PRIM" || peer.role === "ALONE" || (peer.role === "SECOND" && peer.readiness === "Ready"));
+    if (peer.running && !wholeElsewhere) {
+      // This node may hold the only whole copy (it was primary, or stopped after being the
+      // primary alone, while the peer resynced or waited): its power loss is a double failure
+      // (docs/simulation.md). Both nodes down at once is counted in #stopService.
       this.doubleFailures++;
-      this.note("double failure: the primary loses power while its peer is not an up-to-date copy");
+      this.note("double failure: a node loses power while its peer is not a whole copy");
       this.clients.doubleFailure();
     }
     if (node.running) this.#stopService(node, "power");
