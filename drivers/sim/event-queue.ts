@@ -62,3 +62,26 @@ export class EventQueue {
 function before(a: SimEvent, b: SimEvent): boolean {
   return a.atMs < b.atMs || (a.atMs === b.atMs && a.seq < b.seq);
 }
+
+/** Runs every event of `queue` up to and including `timeMs`, telling `setNow` each event's
+ *  time before it runs (the worlds' virtual clocks); returns how many ran. */
+export function runEventsUntil(queue: EventQueue, timeMs: number, setNow: (atMs: number) => void): number {
+  let count = 0;
+  for (let next = queue.peekTimeMs(); next !== undefined && next <= timeMs; next = queue.peekTimeMs()) {
+    const event = queue.pop()!;
+    setNow(event.atMs);
+    count++;
+    event.run();
+  }
+  return count;
+}
+
+/** Runs a world in steps of `stepMs` until `condition` holds (checked before each step) or
+ *  `deadlineMs` passes; returns whether it held. */
+export function runUntilHolds(condition: () => boolean, deadlineMs: number, stepMs: number, nowMs: () => number, runUntil: (timeMs: number) => void): boolean {
+  while (!condition()) {
+    if (nowMs() >= deadlineMs) return false;
+    runUntil(Math.min(deadlineMs, nowMs() + stepMs));
+  }
+  return true;
+}

@@ -16,7 +16,7 @@ import type { ApplicationPort, ClockPort, DatagramPort, FilterPort, LogPort } fr
 import type { LogEntry, NodeId, RingId, StepResult } from "../../core/types.ts";
 import type { FarmHeartbeat } from "../../core/farm.ts";
 import { createFarmRuntime, type FarmRuntime } from "../../runtime/farm-runtime.ts";
-import { EventQueue } from "./event-queue.ts";
+import { EventQueue, runEventsUntil, runUntilHolds } from "./event-queue.ts";
 import { SimKernelFilter, type PlantedBug } from "./kernel-filter.ts";
 import { lanLink, SimNetwork, type LinkSettings } from "./network.ts";
 import { Prng } from "./prng.ts";
@@ -144,12 +144,7 @@ export class FarmWorld {
   /** Runs every event up to and including `timeMs`, then sets the clock to `timeMs`. */
   runUntil(timeMs: number): void {
     assert(timeMs >= this.#nowMs, "cannot run backwards");
-    for (let next = this.queue.peekTimeMs(); next !== undefined && next <= timeMs; next = this.queue.peekTimeMs()) {
-      const event = this.queue.pop()!;
-      this.#nowMs = event.atMs;
-      this.#eventCount++;
-      event.run();
-    }
+    this.#eventCount += runEventsUntil(this.queue, timeMs, (atMs) => (this.#nowMs = atMs));
     this.#nowMs = timeMs;
   }
 
@@ -159,11 +154,7 @@ export class FarmWorld {
 
   /** Runs until `condition` holds (checked every stepMs) or `deadlineMs` passes; returns whether it held. */
   runUntilCondition(condition: () => boolean, deadlineMs: number, stepMs = 5): boolean {
-    while (!condition()) {
-      if (this.#nowMs >= deadlineMs) return false;
-      this.runUntil(Math.min(deadlineMs, this.#nowMs + stepMs));
-    }
-    return true;
+    return runUntilHolds(condition, deadlineMs, stepMs, () => this.#nowMs, (timeMs) => this.runUntil(timeMs));
   }
 
   // ---- fault and operator verbs (in pairs) ----

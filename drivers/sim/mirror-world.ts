@@ -23,7 +23,7 @@ import type { LogEntry } from "../../core/types.ts";
 import { createMirrorRuntime, type MirrorRuntime } from "../../runtime/mirror-runtime.ts";
 import { SimDatagrams } from "./datagrams.ts";
 import { SimDisk, type SimDiskSettings } from "./disk.ts";
-import { EventQueue } from "./event-queue.ts";
+import { EventQueue, runEventsUntil, runUntilHolds } from "./event-queue.ts";
 import { MirrorClients, type ClientSettings } from "./mirror-clients.ts";
 import { lanLink, SimNetwork, type LinkSettings } from "./network.ts";
 import { Prng } from "./prng.ts";
@@ -188,12 +188,7 @@ export class MirrorWorld {
   }
 
   runUntil(timeMs: number): void {
-    for (let next = this.queue.peekTimeMs(); next !== undefined && next <= timeMs; next = this.queue.peekTimeMs()) {
-      const event = this.queue.pop()!;
-      this.#nowMs = event.atMs;
-      this.#eventCount++;
-      event.run();
-    }
+    this.#eventCount += runEventsUntil(this.queue, timeMs, (atMs) => (this.#nowMs = atMs));
     this.#nowMs = Math.max(this.#nowMs, timeMs);
   }
 
@@ -202,11 +197,7 @@ export class MirrorWorld {
   }
 
   runUntilCondition(condition: () => boolean, deadlineMs: number, stepMs = 5): boolean {
-    while (!condition()) {
-      if (this.#nowMs >= deadlineMs) return false;
-      this.runUntil(Math.min(deadlineMs, this.#nowMs + stepMs));
-    }
-    return true;
+    return runUntilHolds(condition, deadlineMs, stepMs, () => this.#nowMs, (timeMs) => this.runUntil(timeMs));
   }
 
   // ---- the mirror's configuration ----

@@ -1,6 +1,7 @@
 // The scenarios' Cluster interface over a FarmWorld, in virtual time, with the invariant
 // checker attached for the whole run.
 
+import { timelineFields, timelineLine } from "./timeline.ts";
 import type { NodeId } from "../../core/types.ts";
 import { defaultFarmTimings, type FarmConfig } from "../../core/farm-config.ts";
 import { ScenarioFailure, type Cluster, type LoadStats, type NodeView, type Scenario } from "../../scenarios/cluster.ts";
@@ -47,7 +48,7 @@ export class SimCluster implements Cluster {
       onPacket: (record) => checker?.onPacket(record),
       onLog: (node, atMs, entry) => {
         if (!timelineEvents.has(entry.event)) return;
-        const fields = Object.entries(entry.fields).filter(([key]) => key !== "module" && key !== "node").map(([key, value]) => `${key}=${value}`).join(" ");
+        const fields = timelineFields(entry.fields);
         this.#line(atMs, `${node.padEnd(4)} ${entry.event} ${fields}`);
       },
     });
@@ -75,7 +76,7 @@ export class SimCluster implements Cluster {
   }
 
   #line(atMs: number, text: string): void {
-    const line = `${(atMs / 1000).toFixed(3).padStart(8)} s  ${text}`;
+    const line = timelineLine(atMs, text);
     this.timeline.push(line);
     this.#print(line);
   }

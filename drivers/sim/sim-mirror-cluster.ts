@@ -2,6 +2,7 @@
 // mirror's invariants are checked during the run (M3, M5, reads back) and at its end
 // (M1, M2, M4: settle and checkFinal).
 
+import { timelineFields, timelineLine } from "./timeline.ts";
 import type { NodeId } from "../../core/types.ts";
 import { ScenarioFailure } from "../../scenarios/cluster.ts";
 import type { MirrorCluster, MirrorOperatorCommand, MirrorScenario, MirrorView, WriteStats } from "../../scenarios/mirror-cluster.ts";
@@ -28,7 +29,7 @@ export class SimMirrorCluster implements MirrorCluster {
       trace: options.trace === true ? "full" : "off",
       onLog: (node, atMs, entry) => {
         if (!timelineLevels.has(entry.level) || !entry.event.startsWith("mirror.")) return;
-        const fields = Object.entries(entry.fields).filter(([key]) => key !== "module").map(([key, value]) => `${key}=${value}`).join(" ");
+        const fields = timelineFields(entry.fields);
         this.#line(atMs, `${node.padEnd(4)} ${entry.event} ${fields}`);
       },
     });
@@ -61,7 +62,7 @@ export class SimMirrorCluster implements MirrorCluster {
   }
 
   #line(atMs: number, text: string): void {
-    const line = `${(atMs / 1000).toFixed(3).padStart(8)} s  ${text}`;
+    const line = timelineLine(atMs, text);
     this.timeline.push(line);
     this.#print(line);
   }
