@@ -112,8 +112,7 @@ type Continuation =
   | { readonly k: "started" }
   | { readonly k: "prim-started" }
   | { readonly k: "prim-stopped"; readonly then: "handover-swap" | "handover-stop" | "stop" | "wait" }
-  | { readonly k: "stopped" }
-  | { readonly k: "none" };
+  | { readonly k: "stopped" };
 
 type Tag =
   | { readonly t: "local"; readonly seq: number }
@@ -159,8 +158,6 @@ interface Follow {
   readonly session: number;
   /** Local applies of replicated operations not yet done. */
   applying: number;
-  /** Resync installs of the path still to come before its acknowledgement. */
-  readonly installing: Map<string, number>;
   /** Counts unsync messages: a sync-end overtaken by one does not make this node up to date. */
   unsyncs: number;
 }
@@ -210,7 +207,9 @@ export interface Mirror {
   vip: boolean;
   link: Link | null;
   nextSession: number;
-  readonly held: { id: number; op: DiskOp; needs: number }[];
+  /** Intercepted, waiting for their marks to be durable (`needs`: a metadata version) or for
+   *  dispatching to resume; `marked`: the paths their marks name. */
+  readonly held: { id: number; op: DiskOp; needs: number; marked: readonly string[] }[];
   opSeq: number;
   readonly pending: Map<number, Pending>;
   readonly pathSeq: Map<string, number>;
@@ -492,8 +491,6 @@ class Step {
           this.s.startAfterStop = false;
           this.command("start", false);
         }
-        return;
-      case "none":
         return;
       default:
         unreachable(then);
@@ -895,44 +892,44 @@ class Step {
       return;
     }
     const marks = dirtyOf(op, s.config.blockSize);
+    const marked = [...marks.keys()];
     // Marked now, dispatched later: no checkpoint may clear these marks in between.
-    for (const path of marks.keys()) s.pathHeld.set(path, (s.pathHeld.get(path) ?? 0) + 1);
+    for (const path of marked) s.pathHeld.set(path, (s.pathHeld.get(path) ?? 0) + 1);
     const dirty = unionDirty(s.meta.dirty, marks);
-    if (dirty !== s.meta.dirty) {
+    const grew = dirty !== s.meta.dirty;
+    if (grew) {
       s.meta = { ...s.meta, dirty };
       this.persist();
-      s.held.push({ id, op, needs: s.metaVersion });
-    } else {
-      s.held.push({ id, op, needs: 0 });
     }
+    s.held.push({ id, op, needs: grew ? s.metaVersion : 0, marked });
     this.drainHeld();
   }
 
   drainHeld(): void {
     const s = this.s;
     while (s.held.length > 0 && s.dispatching && s.accepting && s.held[0]!.needs <= s.metaDone) {
-      const { id, op } = s.held.shift()!;
-      this.dispatch(id, op);
+      const { id, op, marked } = s.held.shift()!;
+      this.dispatch(id, op, marked);
     }
   }
 
   failHeld(error: DiskError): void {
-    for (const { id, op } of this.s.held.splice(0)) {
-      this.unhold(op);
+    for (const { id, marked } of this.s.held.splice(0)) {
+      this.unhold(marked);
       this.out.push({ kind: "complete", id, result: error });
     }
   }
 
-  unhold(op: DiskOp): void {
+  unhold(marked: readonly string[]): void {
     const s = this.s;
-    for (const path of dirtyOf(op, s.config.blockSize).keys()) {
+    for (const path of marked) {
       const count = (s.pathHeld.get(path) ?? 1) - 1;
       if (count > 0) s.pathHeld.set(path, count);
       else s.pathHeld.delete(path);
     }
   }
 
-  touch(op: DiskOp): void {
+  touch(op: DiskOp, marked: readonly string[]): void {
     const s = this.s;
     const bump = (path: string): void => {
       s.pathVersion.set(path, (s.pathVersion.get(path) ?? 0) + 1);
@@ -941,14 +938,14 @@ class Step {
       bump(path);
       if (op.kind !== "write" && op.kind !== "truncate" && op.kind !== "setattr" && op.kind !== "fsync") bump(parentOf(path));
     }
-    for (const path of dirtyOf(op, s.config.blockSize).keys()) s.pathSeq.set(path, s.opSeq);
+    for (const path of marked) s.pathSeq.set(path, s.opSeq);
   }
 
-  dispatch(id: number, op: DiskOp): void {
+  dispatch(id: number, op: DiskOp, marked: readonly string[]): void {
     const s = this.s;
     const seq = ++s.opSeq;
-    this.unhold(op);
-    this.touch(op);
+    this.unhold(marked);
+    this.touch(op, marked);
     const link = s.link;
     s.pending.set(seq, { id, op, local: undefined, peer: undefined, peerless: link === null });
     this.out.push({ kind: "apply", tag: this.tag({ t: "local", seq }), op });
@@ -1037,7 +1034,6 @@ class Step {
       case "install": {
         const follow = s.follow;
         if (follow === null || follow.session !== tag.session) return;
-        const left = (follow.installing.get(tag.path) ?? 1) - 1;
         if (result !== null) {
           if (isMediaError(result)) {
             this.followerDiskFailed(`resync of ${tag.path}: ${result}`);
@@ -1045,12 +1041,8 @@ class Step {
           }
           this.log("warn", "mirror.install_failed", { path: tag.path, error: result });
         }
-        if (left > 0 && !tag.last) {
-          follow.installing.set(tag.path, left);
-          return;
-        }
-        follow.installing.delete(tag.path);
-        this.send({ kind: "sync-path-ack", session: tag.session, path: tag.path, result });
+        // Installs complete in order: the path's own install, issued after its prunes, answers.
+        if (tag.last) this.send({ kind: "sync-path-ack", session: tag.session, path: tag.path, result });
         return;
       }
       case "checkpoint": {
@@ -1277,7 +1269,7 @@ class Step {
     }
     s.phase = "secondary";
     s.why = "";
-    s.follow = { session: message.session, applying: 0, installing: new Map(), unsyncs: 0 };
+    s.follow = { session: message.session, applying: 0, unsyncs: 0 };
     s.yielding = false;
     s.fullsync = false;
     this.out.push({ kind: "timer-cancel", timer: "join" });
@@ -1295,10 +1287,8 @@ class Step {
     if (follow === null || follow.session !== session) return;
     if (prune && snapshot.kind === "dir") {
       this.out.push({ kind: "read", tag: this.tag({ t: "prune-read", session, path, snapshot }), path, blocks: [] });
-      follow.installing.set(path, 1);
       return;
     }
-    follow.installing.set(path, 1);
     this.out.push({ kind: "install", tag: this.tag({ t: "install", session, path, last: true }), path, snapshot });
   }
 
@@ -1312,7 +1302,6 @@ class Step {
       if (follow === null || follow.session !== tag.session) return;
       const keep = tag.snapshot.kind === "dir" ? new Set(tag.snapshot.children) : new Set<string>();
       const extras = typeof result !== "string" && result.kind === "dir" ? result.children.filter((child) => !keep.has(child)) : [];
-      follow.installing.set(tag.path, extras.length + 1);
       for (const child of extras) {
         const childPath = tag.path === "" ? child : `${tag.path}/${child}`;
         this.out.push({ kind: "install", tag: this.tag({ t: "install", session: tag.session, path: tag.path, last: false }), path: childPath, snapshot: { kind: "absent" } });

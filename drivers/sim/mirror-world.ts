@@ -119,12 +119,9 @@ export class MirrorWorld {
   readonly ackedGens = new Set<Gen>();
   readonly genLineage = new Map<Gen, readonly Gen[]>();
   readonly ackedGenFirstMs = new Map<Gen, number>();
-  doubleFailures = 0;
-  splitBrains = 0;
   #nowMs = 0;
   #eventCount = 0;
   #nextRequest = 1;
-  readonly #witnessCut = new Set<string>();
   readonly #scripts: Record<string, ScriptBehaviour>;
 
   constructor(options: MirrorWorldOptions) {
@@ -255,7 +252,6 @@ export class MirrorWorld {
       // This node may hold the only whole copy (it was primary, or stopped after being the
       // primary alone, while the peer resynced or waited): its power loss is a double failure
       // (docs/simulation.md). Both nodes down at once is counted in #stopService.
-      this.doubleFailures++;
       this.note("double failure: a node loses power while its peer is not a whole copy");
       this.clients.doubleFailure();
     }
@@ -300,13 +296,11 @@ export class MirrorWorld {
   /** cutWitness: `id` cannot reach the witness. */
   cutWitness(id: string): void {
     this.note(`world cut-witness ${id}`);
-    this.#witnessCut.add(id);
     this.node(id).probes.hostDown(witnessAddr);
   }
 
   healWitness(id: string): void {
     this.note(`world heal-witness ${id}`);
-    this.#witnessCut.delete(id);
     this.node(id).probes.hostUp(witnessAddr);
   }
 
@@ -413,7 +407,6 @@ export class MirrorWorld {
     this.streams.stop(node.id);
     if (why === "crash") node.disk.crash();
     if (!other.running && (node.lostPower || other.lostPower)) {
-      this.doubleFailures++;
       this.note("double failure: both nodes down, a power loss among them");
       this.clients.doubleFailure();
     }
@@ -480,7 +473,6 @@ export class MirrorWorld {
       const a = this.genLineage.get(gen) ?? [gen];
       const b = this.genLineage.get(other) ?? [other];
       if (!a.includes(other) && !b.includes(gen)) {
-        this.splitBrains++;
         this.clients.checkReads = false;
         if (this.options.witness === true) this.violation("M3", `writes acknowledged under generations ${other} and ${gen}, neither of which descends from the other (two primaries)`);
         else this.note(`split brain: writes acknowledged under ${other} and ${gen}`);
