@@ -6,6 +6,7 @@
 import fc from "fast-check";
 import type { DiskOp } from "../core/mirror/disk-ops.ts";
 import { inSync } from "../drivers/sim/mirror-checker.ts";
+import { randomBytes } from "../drivers/sim/mirror-clients.ts";
 import { mirrorPlanArbitrary, runMirrorPlan } from "../drivers/sim/mirror-plan.ts";
 import { MirrorWorld } from "../drivers/sim/mirror-world.ts";
 import { Prng } from "../drivers/sim/prng.ts";
@@ -38,14 +39,7 @@ function runOps(world: MirrorWorld, ops: readonly DiskOp[]): void {
   if (failure !== null || !done) throw new Error(`bench workload failed: ${failure ?? "did not finish"}`);
 }
 
-function bytes(length: number, prng: Prng): Uint8Array {
-  const data = new Uint8Array(length);
-  for (let index = 0; index < length; index += 4) {
-    const value = prng.u32();
-    for (let byte = 0; byte < 4 && index + byte < length; byte++) data[index + byte] = (value >>> (8 * byte)) & 0xff;
-  }
-  return data;
-}
+const bytes = (length: number, prng: Prng): Uint8Array => randomBytes(length, prng.u32());
 
 interface Workload {
   readonly name: string;

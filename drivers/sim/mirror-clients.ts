@@ -293,7 +293,7 @@ export class MirrorClients {
 }
 
 /** `length` bytes from a xorshift32 seeded by `seed` (one draw from the run's PRNG). */
-function randomBytes(length: number, seed: number): Uint8Array {
+export function randomBytes(length: number, seed: number): Uint8Array {
   const data = new Uint8Array(length);
   let x = seed | 1;
   for (let index = 0; index < length; index += 4) {
