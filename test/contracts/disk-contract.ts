@@ -1,5 +1,5 @@
 // The DiskPort contract (core/ports.ts), one suite run against the simulated twin
-// (disk-sim.test.ts) and, later, the real one: calls complete in the order they were issued
+// (disk-sim.test.ts) and the real one (disk-real.test.ts): calls complete in the order they were issued
 // and a read sees every write issued before it; POSIX results for each operation (create is
 // O_CREAT|O_EXCL, writes extend with zeros, truncate cuts and extends, each error the port
 // names); renames of files and directories over files, empty and non-empty directories

@@ -1,0 +1,407 @@
+// The real DiskPort (core/ports.ts): a mirror module's replicated tree on this node's file
+// system, below the interception. The core uses it on a secondary (applying what the
+// primary ships), for a resync (reading and installing paths) and for its metadata.
+//
+// What it guarantees: calls complete in the order they were issued, one at a time (a read
+// issued after a write sees it); each result is the error the file system gave, by its
+// POSIX name (errors the core has no name for are EIO, and the driver's `problem` hook
+// hears the original); `fsync` of a path returns once fsync(2) of it has; `fsync` of the
+// whole tree (`path: null`) fsyncs every path this port changed since the last one, and
+// their directories, then the root; metadata is written to a temporary file, fsynced,
+// renamed over the old one and the directory fsynced, so a crash leaves the old
+// metadata or the new, never half of either.
+//
+// `root` is the tree as this process reaches it. When the FUSE replicator is mounted over
+// the directory, it is the replicator's directory handle seen through /proc
+// (`/proc/self/fd/N`): a walk from it starts below the mount, so this port changes the
+// files underneath, not through the interception. The metadata file and the preserved
+// copies live outside the tree.
+
+import { constants, type Stats } from "node:fs";
+import { chmod, cp, lstat, mkdir, open, readdir, readFile, readlink, rename, rm, rmdir, symlink, truncate, unlink } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { assert } from "../../core/assert.ts";
+import type { DiskError, DiskOp, DiskResult, PathSnapshot } from "../../core/mirror/disk-ops.ts";
+import { parentOf } from "../../core/mirror/disk-ops.ts";
+import type { DiskPort } from "../../core/ports.ts";
+
+/** How metadata is written to and read from its file. */
+export interface MetaCodec<Meta> {
+  encode(meta: Meta): unknown;
+  /** null: the value is not valid metadata. */
+  decode(value: unknown): Meta | null;
+}
+
+export interface RealDiskOptions<Meta> {
+  /** The replicated tree's root directory as this process reaches it. */
+  readonly root: string;
+  /** The metadata file, outside the tree; its directory must exist. */
+  readonly metaFile: string;
+  /** Where preserved copies go (`<preserveDir>/<label>`), outside the tree. */
+  readonly preserveDir: string;
+  readonly codec: MetaCodec<Meta>;
+  /** Hears file-system errors that the port reports as EIO, with their real code. */
+  readonly problem?: (what: string, error: unknown) => void;
+}
+
+/** Calls waiting for their turn; the core keeps far fewer in flight. */
+export const queuedCallsMax = 100_000;
+/** Paths remembered for the next whole-tree fsync before one is forced. */
+export const unsyncedPathsMax = 100_000;
+
+const errorNames: ReadonlySet<string> = new Set<DiskError>(["ENOENT", "EEXIST", "ENOTDIR", "EISDIR", "ENOTEMPTY", "EINVAL", "ENOSPC", "EIO", "EROFS"]);
+
+/** The metadata file cannot be read or does not hold valid metadata: the module must not
+ *  start as a new node (it could take a stale tree for the reference). */
+export class MetaUnreadableError extends Error {
+  readonly code = "MIRROR_META_UNREADABLE";
+  readonly file: string;
+  constructor(file: string, reason: string) {
+    super(`mirror metadata ${file} is unreadable (${reason}); move it aside only if this node's tree is to be resent whole from its peer`);
+    this.file = file;
+  }
+}
+
+export class RealDisk<Meta> implements DiskPort<Meta> {
+  readonly #options: RealDiskOptions<Meta>;
+  #tail: Promise<void> = Promise.resolve();
+  #queued = 0;
+  /** Paths changed since the last whole-tree fsync. */
+  readonly #unsynced = new Set<string>();
+  /** More than unsyncedPathsMax changed: the next whole-tree fsync walks the tree. */
+  #overflowed = false;
+  #preserveCount = 0;
+
+  constructor(options: RealDiskOptions<Meta>) {
+    this.#options = options;
+  }
+
+  /** Reads the metadata file now; throws MetaUnreadableError when it exists but is not
+   *  valid. Call before starting the module so a damaged file stops it with a message. */
+  async checkMeta(): Promise<Meta | null> {
+    return this.#loadMeta();
+  }
+
+  apply(op: DiskOp, done: (result: DiskResult) => void): void {
+    // The data is the caller's: copy it now (the contract), not when the write runs.
+    const owned: DiskOp = op.kind === "write" ? { ...op, data: op.data.slice() } : op;
+    this.#enqueue(() => this.#apply(owned), done, (error) => this.#errorOf(`apply ${op.kind}`, error));
+  }
+
+  read(path: string, blocks: readonly number[] | "all", blockSize: number, done: (result: PathSnapshot | DiskError) => void): void {
+    assert(blockSize > 0);
+    this.#enqueue(() => this.#read(path, blocks, blockSize), done, (error) => this.#errorOf(`read ${path}`, error));
+  }
+
+  install(path: string, snapshot: PathSnapshot, blockSize: number, done: (result: DiskResult) => void): void {
+    assert(blockSize > 0);
+    this.#enqueue(() => this.#install(path, snapshot, blockSize), done, (error) => this.#errorOf(`install ${path}`, error));
+  }
+
+  preserve(paths: readonly string[], label: string, done: (result: { readonly place: string } | DiskError) => void): void {
+    this.#enqueue(() => this.#preserve(paths, label), done, (error) => this.#errorOf(`preserve ${label}`, error));
+  }
+
+  persistMeta(meta: Meta, done: (result: DiskResult) => void): void {
+    const text = JSON.stringify(this.#options.codec.encode(meta));
+    this.#enqueue(() => this.#persistMeta(text), done, (error) => this.#errorOf("persist metadata", error));
+  }
+
+  loadMeta(done: (meta: Meta | null) => void): void {
+    // The core's port has no error answer here; checkMeta() refused a damaged file before
+    // the module started, so a failure now is the disk failing under us: crash loudly.
+    this.#enqueue(() => this.#loadMeta(), done, (error) => {
+      throw error;
+    });
+  }
+
+  /** Runs `work` after every call issued before it; `done` gets its result on a later tick. */
+  #enqueue<R>(work: () => Promise<R>, done: (result: R) => void, failed: (error: unknown) => R): void {
+    assert(this.#queued < queuedCallsMax, `more than ${queuedCallsMax} disk calls queued`);
+    this.#queued += 1;
+    this.#tail = this.#tail.then(async () => {
+      let result: R;
+      try {
+        result = await work();
+      } catch (error) {
+        result = failed(error);
+      }
+      this.#queued -= 1;
+      done(result);
+    });
+  }
+
+  #errorOf(what: string, error: unknown): DiskError {
+    const code = (error as NodeJS.ErrnoException | null)?.code;
+    if (code !== undefined && errorNames.has(code)) return code as DiskError;
+    this.#options.problem?.(what, error);
+    return "EIO";
+  }
+
+  #at(path: string): string {
+    return path === "" ? this.#options.root : join(this.#options.root, path);
+  }
+
+  #changed(path: string): void {
+    if (this.#overflowed) return;
+    this.#unsynced.add(path);
+    if (this.#unsynced.size <= unsyncedPathsMax) return;
+    // Too many to remember: the next whole-tree fsync walks the whole tree instead.
+    this.#overflowed = true;
+    this.#unsynced.clear();
+  }
+
+  async #apply(op: DiskOp): Promise<DiskResult> {
+    switch (op.kind) {
+      case "create": {
+        const file = await open(this.#at(op.path), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, op.mode);
+        try {
+          await file.chmod(op.mode); // exactly the mode asked for, whatever our umask
+        } finally {
+          await file.close();
+        }
+        break;
+      }
+      case "write":
+        await this.#writeAt(op.path, op.offset, op.data);
+        break;
+      case "truncate":
+        await truncate(this.#at(op.path), op.size);
+        break;
+      case "rename":
+        await this.#rename(op.from, op.to);
+        this.#changed(op.from);
+        break;
+      case "unlink":
+        await unlink(this.#at(op.path));
+        break;
+      case "mkdir":
+        await mkdir(this.#at(op.path), op.mode);
+        await chmod(this.#at(op.path), op.mode);
+        break;
+      case "rmdir":
+        await rmdir(this.#at(op.path));
+        break;
+      case "setattr":
+        await chmod(this.#at(op.path), op.mode);
+        break;
+      case "symlink":
+        await symlink(op.target, this.#at(op.path));
+        break;
+      case "fsync":
+        await (op.path === null ? this.#syncTree() : this.#fsync(op.path));
+        return null;
+    }
+    this.#changed(op.kind === "rename" ? op.to : op.path);
+    return null;
+  }
+
+  async #writeAt(path: string, offset: number, data: Uint8Array): Promise<void> {
+    const file = await open(this.#at(path), constants.O_WRONLY);
+    try {
+      let written = 0;
+      while (written < data.length) {
+        const { bytesWritten } = await file.write(data, written, data.length - written, offset + written);
+        assert(bytesWritten > 0, `write of ${path} made no progress`);
+        written += bytesWritten;
+      }
+    } finally {
+      await file.close();
+    }
+  }
+
+  async #rename(from: string, to: string): Promise<void> {
+    try {
+      await rename(this.#at(from), this.#at(to));
+    } catch (error) {
+      // A directory over a non-empty directory: Linux may say EEXIST; POSIX's name is ENOTEMPTY.
+      if ((error as NodeJS.ErrnoException).code === "EEXIST") throw Object.assign(new Error("rename: target not empty"), { code: "ENOTEMPTY" });
+      throw error;
+    }
+  }
+
+  async #fsync(path: string): Promise<void> {
+    const file = await open(this.#at(path), constants.O_RDONLY | constants.O_NOFOLLOW);
+    try {
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+  }
+
+  /** fsyncs what this port changed since the last whole-tree fsync, then their
+   *  directories (which hold the names), then the root. */
+  async #syncTree(): Promise<void> {
+    if (this.#overflowed) {
+      this.#overflowed = false;
+      await this.#syncWalk("");
+      return;
+    }
+    const paths = [...this.#unsynced];
+    const directories = new Set<string>([""]);
+    for (const path of paths) {
+      directories.add(parentOf(path));
+      await this.#fsyncIfThere(path);
+    }
+    for (const directory of directories) await this.#fsyncIfThere(directory);
+    for (const path of paths) this.#unsynced.delete(path);
+  }
+
+  /** fsyncs every file and directory below `path`, children before their directory. */
+  async #syncWalk(path: string): Promise<void> {
+    const stats = await lstatOrNull(this.#at(path));
+    if (stats?.isDirectory() === true) {
+      for (const name of await readdir(this.#at(path))) await this.#syncWalk(path === "" ? name : `${path}/${name}`);
+    }
+    if (stats?.isDirectory() === true || stats?.isFile() === true) await this.#fsyncIfThere(path);
+  }
+
+  async #fsyncIfThere(path: string): Promise<void> {
+    try {
+      await this.#fsync(path);
+    } catch (error) {
+      // Gone since (renamed or removed: its directory's fsync covers that), or a symlink.
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== "ENOENT" && code !== "ENOTDIR" && code !== "ELOOP") throw error;
+    }
+  }
+
+  async #read(path: string, blocks: readonly number[] | "all", blockSize: number): Promise<PathSnapshot> {
+    const stats = await lstatOrNull(this.#at(path));
+    if (stats === null) return { kind: "absent" };
+    if (stats.isDirectory()) return { kind: "dir", mode: stats.mode & 0o7777, children: (await readdir(this.#at(path))).sort() };
+    if (stats.isSymbolicLink()) return { kind: "symlink", target: await readlink(this.#at(path)) };
+    assert(stats.isFile(), `${path} is neither a file, a directory nor a symlink`);
+    const file = await open(this.#at(path), constants.O_RDONLY | constants.O_NOFOLLOW);
+    try {
+      const { size } = await file.stat();
+      const count = Math.ceil(size / blockSize);
+      const wanted = blocks === "all" ? Array.from({ length: count }, (_, index) => index) : blocks.filter((index) => index < count);
+      const read = new Map<number, Uint8Array>();
+      for (const index of wanted) {
+        const length = Math.min(blockSize, size - index * blockSize);
+        const buffer = new Uint8Array(length);
+        const { bytesRead } = await file.read(buffer, 0, length, index * blockSize);
+        read.set(index, bytesRead === length ? buffer : buffer.subarray(0, bytesRead));
+      }
+      return { kind: "file", mode: stats.mode & 0o7777, size, blocks: read };
+    } finally {
+      await file.close();
+    }
+  }
+
+  async #install(path: string, snapshot: PathSnapshot, blockSize: number): Promise<DiskResult> {
+    const at = this.#at(path);
+    const stats = await lstatOrNull(at);
+    this.#changed(path);
+    if (snapshot.kind === "absent") {
+      if (stats !== null) await rm(at, { recursive: true, force: true });
+      return null;
+    }
+    const keep = stats !== null && ((snapshot.kind === "dir" && stats.isDirectory()) || (snapshot.kind === "file" && stats.isFile()));
+    if (stats !== null && !keep) await rm(at, { recursive: true, force: true });
+    if (path !== "") await this.#makeParents(parentOf(path));
+    switch (snapshot.kind) {
+      case "dir":
+        if (!keep) await mkdir(at, snapshot.mode);
+        await chmod(at, snapshot.mode);
+        return null;
+      case "symlink":
+        await symlink(snapshot.target, at);
+        return null;
+      case "file":
+        await this.#installFile(at, snapshot, blockSize);
+        return null;
+    }
+  }
+
+  async #installFile(at: string, snapshot: PathSnapshot & { kind: "file" }, blockSize: number): Promise<void> {
+    const file = await open(at, constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW, snapshot.mode);
+    try {
+      await file.truncate(snapshot.size);
+      for (const [index, data] of snapshot.blocks) {
+        assert(index * blockSize + data.length <= snapshot.size, `block ${index} of ${at} lies past its size ${snapshot.size}`);
+        await file.write(data, 0, data.length, index * blockSize);
+      }
+      await file.chmod(snapshot.mode);
+    } finally {
+      await file.close();
+    }
+  }
+
+  /** Creates `path` and its missing ancestors as directories (mode 0755, as a resync
+   *  installs each directory's own attributes when it reaches it). */
+  async #makeParents(path: string): Promise<void> {
+    if (path === "") return;
+    const stats = await lstatOrNull(this.#at(path));
+    if (stats?.isDirectory() === true) return;
+    if (stats !== null) await rm(this.#at(path), { recursive: true, force: true });
+    await this.#makeParents(parentOf(path));
+    await mkdir(this.#at(path), 0o755);
+    this.#changed(path);
+  }
+
+  async #preserve(paths: readonly string[], label: string): Promise<{ readonly place: string }> {
+    assert(/^[A-Za-z0-9._-]+$/.test(label), `preserve label ${JSON.stringify(label)} is not a plain name`);
+    this.#preserveCount += 1;
+    const place = join(this.#options.preserveDir, `${label}-${Date.now()}-${this.#preserveCount}`);
+    await mkdir(place, { recursive: true, mode: 0o700 });
+    for (const path of paths) {
+      if ((await lstatOrNull(this.#at(path))) === null) continue;
+      const target = join(place, path);
+      await mkdir(dirname(target), { recursive: true });
+      await cp(this.#at(path), target, { recursive: true, verbatimSymlinks: true, preserveTimestamps: true });
+    }
+    return { place };
+  }
+
+  async #persistMeta(text: string): Promise<DiskResult> {
+    const file = this.#options.metaFile;
+    const temporary = `${file}.new`;
+    const handle = await open(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o600);
+    try {
+      await handle.writeFile(`${text}\n`);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temporary, file);
+    const directory = await open(dirname(file), constants.O_RDONLY);
+    try {
+      await directory.sync();
+    } finally {
+      await directory.close();
+    }
+    return null;
+  }
+
+  async #loadMeta(): Promise<Meta | null> {
+    const file = this.#options.metaFile;
+    let text: string;
+    try {
+      text = await readFile(file, "utf8");
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
+      throw new MetaUnreadableError(file, (error as Error).message);
+    }
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (error) {
+      throw new MetaUnreadableError(file, `not JSON: ${(error as Error).message}`);
+    }
+    const meta = this.#options.codec.decode(value);
+    if (meta === null) throw new MetaUnreadableError(file, "not valid mirror metadata");
+    return meta;
+  }
+}
+
+async function lstatOrNull(path: string): Promise<Stats | null> {
+  try {
+    return await lstat(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ENOTDIR") return null;
+    throw error;
+  }
+}

@@ -1,0 +1,100 @@
+// The real disk (drivers/real/disk.ts) against the DiskPort contract, on a fresh directory
+// of this machine's file system per test, in real time. What only the real disk has (a
+// damaged metadata file refused with its name, a whole-tree fsync) is below the suite.
+
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { MetaUnreadableError, RealDisk, type MetaCodec } from "../../drivers/real/disk.ts";
+import { diskContract, type DiskHarness, type TestMeta } from "./disk-contract.ts";
+
+const testMetaCodec: MetaCodec<TestMeta> = {
+  encode: (meta) => meta,
+  decode: (value) => (typeof value === "object" && value !== null && "generation" in value ? (value as TestMeta) : null),
+};
+
+interface Made {
+  readonly base: string;
+  readonly disk: RealDisk<TestMeta>;
+}
+
+async function makeDisk(problems: string[] = []): Promise<Made> {
+  const base = await mkdtemp(join(tmpdir(), "tandem-disk-"));
+  await mkdir(join(base, "tree"));
+  await mkdir(join(base, "state"));
+  const disk = new RealDisk<TestMeta>({
+    root: join(base, "tree"),
+    metaFile: join(base, "state", "meta.json"),
+    preserveDir: join(base, "state", "preserved"),
+    codec: testMetaCodec,
+    problem: (what, error) => problems.push(`${what}: ${String(error)}`),
+  });
+  return { base, disk };
+}
+
+async function makeRealHarness(): Promise<DiskHarness> {
+  const { base, disk } = await makeDisk();
+  const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+  return {
+    port: disk,
+    preservedFile: async (place, path) => {
+      try {
+        return new Uint8Array(await readFile(join(place, path)));
+      } catch {
+        return null;
+      }
+    },
+    advance: sleep,
+    waitFor: async (condition, limitMs) => {
+      const deadline = Date.now() + limitMs;
+      while (!condition()) {
+        if (Date.now() >= deadline) return false;
+        await sleep(1);
+      }
+      return true;
+    },
+    dispose: () => rm(base, { recursive: true, force: true }),
+  };
+}
+
+diskContract("real", makeRealHarness);
+
+describe("real disk: what only it has", () => {
+  it("refuses a damaged metadata file by name instead of starting as a new node", async () => {
+    const { base, disk } = await makeDisk();
+    try {
+      await writeFile(join(base, "state", "meta.json"), "{ half written");
+      await expect(disk.checkMeta()).rejects.toThrow(MetaUnreadableError);
+      await expect(disk.checkMeta()).rejects.toThrow(join(base, "state", "meta.json"));
+      await writeFile(join(base, "state", "meta.json"), JSON.stringify({ other: 1 }));
+      await expect(disk.checkMeta()).rejects.toThrow("not valid mirror metadata");
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+  });
+
+  it("persists metadata by renaming a complete file over the old one", async () => {
+    const { base, disk } = await makeDisk();
+    try {
+      const done = await new Promise((resolve) => disk.persistMeta({ generation: 7, peers: [], dirty: {} }, resolve));
+      expect(done).toBeNull();
+      expect(JSON.parse(await readFile(join(base, "state", "meta.json"), "utf8"))).toEqual({ generation: 7, peers: [], dirty: {} });
+      await expect(readFile(join(base, "state", "meta.json.new"))).rejects.toMatchObject({ code: "ENOENT" });
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+  });
+
+  it("reports errors the core has no name for as EIO and tells its problem hook the real one", async () => {
+    const problems: string[] = [];
+    const { base, disk } = await makeDisk(problems);
+    try {
+      const result = await new Promise((resolve) => disk.apply({ kind: "symlink", path: "l", target: "x".repeat(5_000) }, resolve));
+      expect(result).toBe("EIO");
+      expect(problems.join("\n")).toContain("ENAMETOOLONG");
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+  });
+});
