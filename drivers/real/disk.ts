@@ -89,12 +89,12 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
   }
 
   read(path: string, blocks: readonly number[] | "all", blockSize: number, done: (result: PathSnapshot | DiskError) => void): void {
-    assert(blockSize > 0);
+    assert(blockSize > 0, `block size ${blockSize} is not positive`);
     this.#enqueue(() => this.#read(path, blocks, blockSize), done, (error) => this.#errorOf(`read ${path}`, error));
   }
 
   install(path: string, snapshot: PathSnapshot, blockSize: number, done: (result: DiskResult) => void): void {
-    assert(blockSize > 0);
+    assert(blockSize > 0, `block size ${blockSize} is not positive`);
     this.#enqueue(() => this.#install(path, snapshot, blockSize), done, (error) => this.#errorOf(`install ${path}`, error));
   }
 
