@@ -6,19 +6,29 @@
 // Paths are relative to the module's replicated root, `/`-separated, without a leading
 // or trailing `/`, `.` or `..` segments (`pg/base/1/112`); "" names the root itself.
 
+/** Who owns a path. Absent on an operation or a snapshot: the disk's own ids (the
+ *  simulator does not model owners; the real disk gives a new path the ids of the process
+ *  that created it through the replicator). */
+export interface Owner {
+  readonly uid: number;
+  readonly gid: number;
+}
+
 /** One modifying operation on the replicated tree, as the application issued it. */
 export type DiskOp =
-  | { readonly kind: "create"; readonly path: string; readonly mode: number }
+  | { readonly kind: "create"; readonly path: string; readonly mode: number; readonly owner?: Owner }
   /** Writes `data` at `offset`, extending the file (with zeros) when needed. */
   | { readonly kind: "write"; readonly path: string; readonly offset: number; readonly data: Uint8Array }
   | { readonly kind: "truncate"; readonly path: string; readonly size: number }
   /** Replaces `to` if it exists (a file, or an empty directory when `from` is one). */
   | { readonly kind: "rename"; readonly from: string; readonly to: string }
   | { readonly kind: "unlink"; readonly path: string }
-  | { readonly kind: "mkdir"; readonly path: string; readonly mode: number }
+  | { readonly kind: "mkdir"; readonly path: string; readonly mode: number; readonly owner?: Owner }
   | { readonly kind: "rmdir"; readonly path: string }
   | { readonly kind: "setattr"; readonly path: string; readonly mode: number }
-  | { readonly kind: "symlink"; readonly path: string; readonly target: string }
+  /** chown(2) without following a symlink; -1 leaves that id as it is. */
+  | { readonly kind: "chown"; readonly path: string; readonly uid: number; readonly gid: number }
+  | { readonly kind: "symlink"; readonly path: string; readonly target: string; readonly owner?: Owner }
   /** Makes what was written to `path` durable (the whole tree when `path` is null). */
   | { readonly kind: "fsync"; readonly path: string | null };
 
@@ -36,11 +46,12 @@ export function isMediaError(error: DiskResult): boolean {
 /** What a resync copies of one path: its kind and attributes, and the blocks asked for. */
 export type PathSnapshot =
   | { readonly kind: "absent" }
-  | { readonly kind: "dir"; readonly mode: number; readonly children: readonly string[] }
-  | { readonly kind: "symlink"; readonly target: string }
+  | { readonly kind: "dir"; readonly mode: number; readonly children: readonly string[]; readonly owner?: Owner }
+  | { readonly kind: "symlink"; readonly target: string; readonly owner?: Owner }
   | {
       readonly kind: "file";
       readonly mode: number;
+      readonly owner?: Owner;
       readonly size: number;
       /** Block index → the block's bytes (the last block may be short). */
       readonly blocks: ReadonlyMap<number, Uint8Array>;

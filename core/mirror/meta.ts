@@ -180,6 +180,7 @@ export function dirtyOf(op: DiskOp, blockSize: number): DirtyMap {
       add(op.path, wholePath);
       break;
     case "setattr":
+    case "chown":
       add(op.path, pathOnly);
       break;
     case "fsync":

@@ -936,7 +936,7 @@ class Step {
     };
     for (const path of pathsOf(op)) {
       bump(path);
-      if (op.kind !== "write" && op.kind !== "truncate" && op.kind !== "setattr" && op.kind !== "fsync") bump(parentOf(path));
+      if (op.kind !== "write" && op.kind !== "truncate" && op.kind !== "setattr" && op.kind !== "chown" && op.kind !== "fsync") bump(parentOf(path));
     }
     for (const path of marked) s.pathSeq.set(path, s.opSeq);
   }

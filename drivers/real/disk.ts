@@ -18,10 +18,10 @@
 // copies live outside the tree.
 
 import { constants, type Stats } from "node:fs";
-import { chmod, cp, lstat, mkdir, open, readdir, readFile, readlink, rename, rm, rmdir, symlink, truncate, unlink } from "node:fs/promises";
+import { chmod, cp, lchown, lstat, mkdir, open, readdir, readFile, readlink, rename, rm, rmdir, symlink, truncate, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { assert } from "../../core/assert.ts";
-import type { DiskError, DiskOp, DiskResult, PathSnapshot } from "../../core/mirror/disk-ops.ts";
+import type { DiskError, DiskOp, DiskResult, Owner, PathSnapshot } from "../../core/mirror/disk-ops.ts";
 import { parentOf } from "../../core/mirror/disk-ops.ts";
 import type { DiskPort } from "../../core/ports.ts";
 
@@ -156,7 +156,10 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
       case "create": {
         const file = await open(this.#at(op.path), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, op.mode);
         try {
-          await file.chmod(op.mode); // exactly the mode asked for, whatever our umask
+          if (op.owner !== undefined) await file.chown(op.owner.uid, op.owner.gid);
+          // Exactly the mode asked for, whatever our umask (and after chown, which clears
+          // set-user/group-ID bits).
+          await file.chmod(op.mode);
         } finally {
           await file.close();
         }
@@ -177,6 +180,7 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
         break;
       case "mkdir":
         await mkdir(this.#at(op.path), op.mode);
+        await this.#own(op.path, op.owner);
         await chmod(this.#at(op.path), op.mode);
         break;
       case "rmdir":
@@ -185,8 +189,12 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
       case "setattr":
         await chmod(this.#at(op.path), op.mode);
         break;
+      case "chown":
+        await lchown(this.#at(op.path), op.uid, op.gid);
+        break;
       case "symlink":
         await symlink(op.target, this.#at(op.path));
+        await this.#own(op.path, op.owner);
         break;
       case "fsync":
         await (op.path === null ? this.#syncTree() : this.#fsync(op.path));
@@ -194,6 +202,11 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
     }
     this.#changed(op.kind === "rename" ? op.to : op.path);
     return null;
+  }
+
+  /** Gives a path its owner (never through a symlink); nothing when none is given. */
+  async #own(path: string, owner: Owner | undefined): Promise<void> {
+    if (owner !== undefined) await lchown(this.#at(path), owner.uid, owner.gid);
   }
 
   async #writeAt(path: string, offset: number, data: Uint8Array): Promise<void> {
@@ -269,8 +282,9 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
   async #read(path: string, blocks: readonly number[] | "all", blockSize: number): Promise<PathSnapshot> {
     const stats = await lstatOrNull(this.#at(path));
     if (stats === null) return { kind: "absent" };
-    if (stats.isDirectory()) return { kind: "dir", mode: stats.mode & 0o7777, children: (await readdir(this.#at(path))).sort() };
-    if (stats.isSymbolicLink()) return { kind: "symlink", target: await readlink(this.#at(path)) };
+    const owner: Owner = { uid: stats.uid, gid: stats.gid };
+    if (stats.isDirectory()) return { kind: "dir", mode: stats.mode & 0o7777, owner, children: (await readdir(this.#at(path))).sort() };
+    if (stats.isSymbolicLink()) return { kind: "symlink", target: await readlink(this.#at(path)), owner };
     assert(stats.isFile(), `${path} is neither a file, a directory nor a symlink`);
     const file = await open(this.#at(path), constants.O_RDONLY | constants.O_NOFOLLOW);
     try {
@@ -284,7 +298,7 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
         const { bytesRead } = await file.read(buffer, 0, length, index * blockSize);
         read.set(index, bytesRead === length ? buffer : buffer.subarray(0, bytesRead));
       }
-      return { kind: "file", mode: stats.mode & 0o7777, size, blocks: read };
+      return { kind: "file", mode: stats.mode & 0o7777, owner, size, blocks: read };
     } finally {
       await file.close();
     }
@@ -304,10 +318,12 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
     switch (snapshot.kind) {
       case "dir":
         if (!keep) await mkdir(at, snapshot.mode);
+        await this.#own(path, snapshot.owner);
         await chmod(at, snapshot.mode);
         return null;
       case "symlink":
         await symlink(snapshot.target, at);
+        await this.#own(path, snapshot.owner);
         return null;
       case "file":
         await this.#installFile(at, snapshot, blockSize);
@@ -323,6 +339,7 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
         assert(index * blockSize + data.length <= snapshot.size, `block ${index} of ${at} lies past its size ${snapshot.size}`);
         await file.write(data, 0, data.length, index * blockSize);
       }
+      if (snapshot.owner !== undefined) await file.chown(snapshot.owner.uid, snapshot.owner.gid);
       await file.chmod(snapshot.mode);
     } finally {
       await file.close();

@@ -500,6 +500,8 @@ export class SimDisk<Meta> {
         return this.#rmdir(op.path);
       case "setattr":
         return this.#setattr(op.path, op.mode);
+      case "chown":
+        return this.#chown(op.path);
       case "symlink":
         return this.#symlink(op.path, op.target);
       case "fsync":
@@ -600,6 +602,13 @@ export class SimDisk<Meta> {
     found.inode.mode = modeBits(mode);
     this.#markDirty(found.inode);
     return null;
+  }
+
+  /** Owners are not modelled: a chown of an existing path succeeds and changes nothing. */
+  #chown(path: string): DiskResult {
+    const found = lookup(this.#cache, path);
+    if (found.error !== null) return found.error;
+    return found.inode === null ? "ENOENT" : null;
   }
 
   #symlink(path: string, target: string): DiskResult {

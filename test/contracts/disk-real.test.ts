@@ -98,3 +98,30 @@ describe("real disk: what only it has", () => {
     }
   });
 });
+
+describe("real disk: owners", () => {
+  const isRoot = process.getuid?.() === 0;
+  const run = <R>(issue: (done: (result: R) => void) => void) => new Promise<R>((resolve) => issue(resolve));
+
+  it("gives new paths the owner asked for, changes it with chown, reads it and installs it", async () => {
+    expect(isRoot, "this test needs root (owners other than one's own); CI runs as root").toBe(true);
+    const { base, disk } = await makeDisk();
+    try {
+      const owner = { uid: 65534, gid: 65534 };
+      expect(await run((done) => disk.apply({ kind: "mkdir", path: "d", mode: 0o2750, owner }, done))).toBeNull();
+      expect(await run((done) => disk.apply({ kind: "create", path: "d/f", mode: 0o4755, owner }, done))).toBeNull();
+      expect(await run((done) => disk.apply({ kind: "symlink", path: "d/l", target: "f", owner }, done))).toBeNull();
+      for (const path of ["d", "d/f", "d/l"]) expect(await run((done) => disk.read(path, [], 4096, done)), path).toMatchObject({ owner });
+      // chown clears set-user-ID; the mode asked for is given back after it.
+      expect(await run((done) => disk.read("d/f", [], 4096, done))).toMatchObject({ mode: 0o4755 });
+      expect(await run((done) => disk.apply({ kind: "chown", path: "d/f", uid: 0, gid: -1 }, done))).toBeNull();
+      expect(await run((done) => disk.read("d/f", [], 4096, done))).toMatchObject({ owner: { uid: 0, gid: 65534 } });
+      expect(await run((done) => disk.apply({ kind: "chown", path: "d/missing", uid: 0, gid: 0 }, done))).toBe("ENOENT");
+      const snapshot = { kind: "file" as const, mode: 0o600, owner: { uid: 65534, gid: 0 }, size: 1, blocks: new Map([[0, new Uint8Array([1])]]) };
+      expect(await run((done) => disk.install("e/g", snapshot, 4096, done))).toBeNull();
+      expect(await run((done) => disk.read("e/g", [], 4096, done))).toMatchObject({ mode: 0o600, owner: { uid: 65534, gid: 0 } });
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+  });
+});

@@ -602,6 +602,7 @@ const stepKinds: readonly { readonly weight: number; readonly arbitrary: fc.Arbi
     ["unlink", 1],
     ["rmdir", 1],
     ["setattr", 1],
+    ["chown", 1],
     ["symlink", 1],
   ] as const
 ).map(([kind, weight]) => ({ weight, arbitrary: fc.constant(kind) }));
@@ -644,6 +645,8 @@ function opOf(bench: Bench, step: Step): DiskOp {
       return { kind: "rmdir", path: pickFrom(dirs, step.pick) };
     case "setattr":
       return { kind: "setattr", path: pickFrom(any, step.pick), mode: step.fill % 2 === 0 ? 0o700 : 0o755 };
+    case "chown":
+      return { kind: "chown", path: pickFrom(any, step.pick), uid: -1, gid: -1 };
     case "fsync":
       return fsync(pickFrom([...files, ...dirs], step.pick));
     case "fsyncAll":
@@ -736,7 +739,7 @@ function follow(bench: Bench, kept: readonly KeptFile[], op: DiskOp): KeptFile[]
     if (op.kind === "rename" && isWithin(file.name, op.from) && op.from !== op.to) {
       const name = op.to + file.name.slice(op.from.length);
       next.push({ data: file.data, names: new Set([...file.names, name]), name });
-    } else if (op.kind === "rename" ? !isWithin(file.name, op.to) : op.kind === "fsync" || op.kind === "setattr" || !isWithin(file.name, op.path)) next.push(file);
+    } else if (op.kind === "rename" ? !isWithin(file.name, op.to) : op.kind === "fsync" || op.kind === "setattr" || op.kind === "chown" || !isWithin(file.name, op.path)) next.push(file);
   }
   if (op.kind !== "fsync") return next;
   const synced = op.path === null ? bench.disk.snapshotTree().filter((entry) => entry.kind === "file").map((entry) => entry.path) : [op.path];
