@@ -1,0 +1,365 @@
+// Mirror modules on the wire: the payload codecs of the real datagram port (beats) and
+// stream port (everything else), and the JSON form of a node's durable metadata.
+// Decoding checks every field (the MAC proved who sent it, not that it makes sense) and
+// refuses anything malformed: a path that could leave the replicated tree, a counter that
+// is not a count, an unknown kind, a beat that names another sender than the
+// authenticated one. Decoding never throws, whatever the JSON.
+//
+// Each message is described once, as a tree of small codecs (one per kind of value), so
+// that encoding and decoding cannot drift apart and the compiler checks that every
+// variant and every field is covered. Bytes travel as base64, sets and maps as arrays
+// sorted by key; decoding refuses unsorted or repeated keys rather than merge them.
+//
+// Neither beats nor messages name their module or (messages) their sender: the caller
+// must give each module's ports a channel of their own (as farm does with
+// `farm:<module>`), which the envelope authenticates, and a stream has one peer.
+
+import { assert } from "../../core/assert.ts";
+import type { DiskError, DiskOp, Owner, PathSnapshot } from "../../core/mirror/disk-ops.ts";
+import type { HelloSummary, MirrorBeat, MirrorMessage, MirrorRole } from "../../core/mirror/messages.ts";
+import { historyMax, type FileDirty, type Gen, type LastRole, type MirrorMeta } from "../../core/mirror/meta.ts";
+import { nodeNameSizeMax, type PayloadCodec } from "./wire.ts";
+
+/** The bytes of one write, or of all the blocks of one file snapshot, decoded. The stream's
+ *  frame limit (at most envelopeSizeMaxLimit) is lower today: this bound is a backstop. */
+export const dataSizeMax = 64 * 1024 * 1024;
+/** Children of a directory, paths to preserve, dirty paths, blocks of a file or a path. */
+export const entryCountMax = 1_000_000;
+/** Linux's PATH_MAX and NAME_MAX, counted in UTF-16 units: a string never has more units
+ *  than UTF-8 bytes, so no path the kernel accepts is refused. */
+export const pathSizeMax = 4096;
+export const nameSizeMax = 255;
+/** Symlink targets (PATH_MAX again), reasons, labels and boot ids, in UTF-16 units. */
+export const textSizeMax = 4096;
+/** The mode bits of st_mode: permissions, and the file type bits a caller may leave in. */
+export const modeMax = 0o177777;
+/** uid_t and gid_t are 32 bits, and (uid_t)-1 means "no id" (chown: leave it as it is). */
+export const idMax = 0xffff_fffe;
+/** The paths of one operation (pathsOf: two for a rename). */
+const opPathCountMax = 2;
+const base64SizeMax = Math.ceil(dataSizeMax / 3) * 4;
+
+// ---- Codecs of values ----
+
+const bad: unique symbol = Symbol("bad");
+type Bad = typeof bad;
+
+/** How one kind of value travels. `decode` sees untrusted JSON and returns `bad` for
+ *  anything that is not a valid value. Properties, not methods: the compiler then checks
+ *  a codec's type both ways, so a `Codec<Gen>` cannot stand for a `Codec<Gen | null>`. */
+interface Codec<T> {
+  readonly encode: (value: T) => unknown;
+  readonly decode: (value: unknown) => T | Bad;
+}
+
+/** A value that travels as itself, once `test` accepts it. */
+function leaf<T>(test: (value: unknown) => value is T): Codec<T> {
+  return { encode: (value) => value, decode: (value) => (test(value) ? value : bad) };
+}
+
+/** A value that travels as another: `toValue` may refuse what `codec` accepted. */
+function via<Wire, T>(codec: Codec<Wire>, toValue: (wire: Wire) => T | Bad, toWire: (value: T) => Wire): Codec<T> {
+  return {
+    encode: (value) => codec.encode(toWire(value)),
+    decode: (value) => {
+      const wire = codec.decode(value);
+      return wire === bad ? bad : toValue(wire);
+    },
+  };
+}
+
+/** `codec`, narrowed to the values `test` accepts. */
+function where<T>(codec: Codec<T>, test: (value: T) => boolean): Codec<T> {
+  return via(codec, (value) => (test(value) ? value : bad), (value) => value);
+}
+
+function nullable<T>(codec: Codec<T>): Codec<T | null> {
+  return { encode: (value) => (value === null ? null : codec.encode(value)), decode: (value) => (value === null ? null : codec.decode(value)) };
+}
+
+/** An optional field: absent stays absent (JSON has no undefined, so undefined is absent). */
+function optional<T>(codec: Codec<T>): Codec<T | undefined> {
+  return { encode: (value) => (value === undefined ? undefined : codec.encode(value)), decode: (value) => (value === undefined ? undefined : codec.decode(value)) };
+}
+
+function list<T>(codec: Codec<T>, countMax: number): Codec<readonly T[]> {
+  return {
+    encode: (values) => values.map((value) => codec.encode(value)),
+    decode: (value) => {
+      if (!Array.isArray(value) || value.length > countMax) return bad;
+      const out: T[] = [];
+      for (const item of value) {
+        const decoded = codec.decode(item);
+        if (decoded === bad) return bad;
+        out.push(decoded);
+      }
+      return out;
+    },
+  };
+}
+
+function pair<A, B>(first: Codec<A>, second: Codec<B>): Codec<readonly [A, B]> {
+  return {
+    encode: ([a, b]) => [first.encode(a), second.encode(b)],
+    decode: (value) => {
+      if (!Array.isArray(value) || value.length !== 2) return bad;
+      const a = first.decode(value[0]);
+      const b = second.decode(value[1]);
+      return a === bad || b === bad ? bad : [a, b];
+    },
+  };
+}
+
+/** A map as `[key, value]` pairs in increasing key order: one encoding per map, and no key twice. */
+function sortedMap<K extends string | number, V>(key: Codec<K>, value: Codec<V>): Codec<ReadonlyMap<K, V>> {
+  return via<readonly (readonly [K, V])[], ReadonlyMap<K, V>>(
+    list(pair(key, value), entryCountMax),
+    (entries) => (isIncreasing(entries.map(([k]) => k)) ? new Map(entries) : bad),
+    (map) => [...map].sort(([a], [b]) => (a < b ? -1 : 1)),
+  );
+}
+
+/** A set of indexes as an increasing array. */
+const indexSet = via<readonly number[], ReadonlySet<number>>(
+  list(leaf(isCount), entryCountMax),
+  (indexes) => (isIncreasing(indexes) ? new Set(indexes) : bad),
+  (set) => [...set].sort((a, b) => a - b),
+);
+
+/** Every field of `T`, optional ones included: the compiler checks that none is left out. */
+type Shape<T> = { readonly [K in keyof Required<T>]: Codec<T[K]> };
+
+/** An object of exactly the shape's fields; fields of the JSON the shape does not name are ignored. */
+function record<T>(shape: Shape<T>): Codec<T> {
+  const fields = Object.entries(shape) as [string, Codec<unknown>][];
+  return {
+    encode: (value) => {
+      const out: Record<string, unknown> = {};
+      for (const [key, codec] of fields) {
+        const field = (value as Record<string, unknown>)[key];
+        if (field !== undefined) out[key] = codec.encode(field);
+      }
+      return out;
+    },
+    decode: (value) => {
+      if (typeof value !== "object" || value === null || Array.isArray(value)) return bad;
+      const out: Record<string, unknown> = {};
+      for (const [key, codec] of fields) {
+        const decoded = codec.decode(Object.hasOwn(value, key) ? (value as Record<string, unknown>)[key] : undefined);
+        if (decoded === bad) return bad;
+        if (decoded !== undefined) out[key] = decoded;
+      }
+      return out as T;
+    },
+  };
+}
+
+type Variant<T, K> = Omit<Extract<T, { readonly kind: K }>, "kind">;
+
+/** A union told apart by its `kind`: one shape per kind, and the compiler checks that no kind lacks one. */
+function variants<T extends { readonly kind: string }>(shapes: { readonly [K in T["kind"]]: Shape<Variant<T, K>> }): Codec<T> {
+  const byKind = new Map<unknown, Codec<T>>(
+    Object.entries(shapes).map(([kind, shape]) => [kind, record<T>({ kind: leaf((value): value is string => value === kind), ...(shape as object) } as Shape<T>)]),
+  );
+  return {
+    encode: (value) => byKind.get(value.kind)!.encode(value),
+    decode: (value) => (typeof value === "object" && value !== null ? (byKind.get((value as Record<string, unknown>)["kind"])?.decode(value) ?? bad) : bad),
+  };
+}
+
+/** One of a union of strings; the table names each exactly once, as the compiler checks. */
+function oneOf<T extends string>(table: Readonly<Record<T, true>>): Codec<T> {
+  return leaf((value): value is T => typeof value === "string" && Object.hasOwn(table, value));
+}
+
+// ---- Tests of values ----
+
+function isCount(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 0;
+}
+
+function isId(value: unknown): value is number {
+  return isCount(value) && value <= idMax;
+}
+
+function isIncreasing(keys: readonly (string | number)[]): boolean {
+  return keys.every((key, index) => index === 0 || keys[index - 1]! < key);
+}
+
+/** One segment of a path: a directory entry's name. */
+function isName(value: unknown): value is string {
+  return typeof value === "string" && value !== "" && value.length <= nameSizeMax && value !== "." && value !== ".." && !/[/\0]/.test(value);
+}
+
+/** A path of disk-ops.ts: relative, `/`-separated, no empty, `.` or `..` segment; "" for the root. */
+function isPath(value: unknown): value is string {
+  return typeof value === "string" && value.length <= pathSizeMax && (value === "" || value.split("/").every(isName));
+}
+
+function isText(value: unknown): value is string {
+  return typeof value === "string" && value.length <= textSizeMax && !value.includes("\0");
+}
+
+function isNodeName(value: unknown): value is string {
+  return typeof value === "string" && value !== "" && Buffer.byteLength(value, "utf8") <= nodeNameSizeMax;
+}
+
+const genPattern = /^(0|[1-9][0-9]*)@(.+)$/;
+
+/** `<counter>@<node>` (meta.ts). */
+function isGen(value: unknown): value is Gen {
+  const match = typeof value === "string" ? genPattern.exec(value) : null;
+  return match !== null && Number.isSafeInteger(Number(match[1])) && isNodeName(match[2]);
+}
+
+/** The strict alphabet with its padding: Buffer's own decoder skips anything else silently. */
+const base64Pattern = /^[A-Za-z0-9+/]*={0,2}$/;
+
+function isBase64(value: unknown): value is string {
+  return typeof value === "string" && value.length <= base64SizeMax && value.length % 4 === 0 && base64Pattern.test(value);
+}
+
+// ---- The mirror's values ----
+
+const count = leaf(isCount);
+const flag = leaf((value): value is boolean => typeof value === "boolean");
+const path = leaf(isPath);
+const text = leaf(isText);
+const gen = leaf(isGen);
+const mode = where(count, (value) => value <= modeMax);
+const history = list(gen, historyMax);
+const owner = optional(record<Owner>({ uid: leaf(isId), gid: leaf(isId) }));
+const idOrKeep = leaf((value): value is number => value === -1 || isId(value));
+const role = oneOf<MirrorRole>({ STOP: true, WAIT: true, ALONE: true, PRIM: true, SECOND: true });
+const lastRole: Codec<LastRole> = nullable(oneOf<NonNullable<LastRole>>({ ALONE: true, PRIM: true, SECOND: true }));
+const result = nullable(oneOf<DiskError>({ ENOENT: true, EEXIST: true, ENOTDIR: true, EISDIR: true, ENOTEMPTY: true, EINVAL: true, ENOSPC: true, EIO: true, EROFS: true }));
+
+/** Bytes as base64, decoded into a plain Uint8Array (not a Buffer, whose pooled memory
+ *  and own methods the core does not expect). */
+const bytes = via<string, Uint8Array>(
+  leaf(isBase64),
+  (wire) => new Uint8Array(Buffer.from(wire, "base64")),
+  (data) => Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("base64"),
+);
+
+const fileDirty = record<FileDirty>({ all: flag, blocks: indexSet });
+
+const op = variants<DiskOp>({
+  create: { path, mode, owner },
+  write: { path, offset: count, data: where(bytes, (data) => data.length <= dataSizeMax) },
+  truncate: { path, size: count },
+  rename: { from: path, to: path },
+  unlink: { path },
+  mkdir: { path, mode, owner },
+  rmdir: { path },
+  setattr: { path, mode },
+  chown: { path, uid: idOrKeep, gid: idOrKeep },
+  symlink: { path, target: text, owner },
+  fsync: { path: nullable(path) },
+});
+
+const snapshot = variants<PathSnapshot>({
+  absent: {},
+  dir: { mode, children: list(leaf(isName), entryCountMax), owner },
+  symlink: { target: text, owner },
+  file: { mode, owner, size: count, blocks: where(sortedMap(count, bytes), (blocks) => sizeOf(blocks) <= dataSizeMax) },
+});
+
+function sizeOf(blocks: ReadonlyMap<number, Uint8Array>): number {
+  let size = 0;
+  for (const block of blocks.values()) size += block.length;
+  return size;
+}
+
+const summary = record<HelloSummary>({
+  incarnation: count,
+  role,
+  gen: nullable(gen),
+  history,
+  consistent: flag,
+  lastRole,
+  dirtyBase: nullable(gen),
+  dirty: list(pair(path, fileDirty), entryCountMax),
+  yielding: flag,
+  fullsync: flag,
+  continuous: flag,
+  cacheLost: flag,
+  attachable: flag,
+  seenSession: nullable(count),
+});
+
+const beat = variants<MirrorBeat>({
+  beat: { from: leaf(isNodeName), incarnation: count, role, gen: nullable(gen) },
+  outdate: { from: leaf(isNodeName), gen: nullable(gen) },
+  outdated: { from: leaf(isNodeName), gen: nullable(gen) },
+});
+
+const message = variants<MirrorMessage>({
+  hello: { summary, ask: optional(flag) },
+  attach: { session: count, full: flag, preserve: nullable(list(path, entryCountMax)), label: text },
+  rep: { session: count, seq: count, op },
+  "rep-ack": { session: count, seq: count, result, paths: optional(list(path, opPathCountMax)) },
+  "sync-path": { session: count, path, snapshot, prune: flag },
+  "sync-path-ack": { session: count, path, result },
+  "sync-end": { session: count, gen, history, upTo: count },
+  "sync-done": { session: count, upTo: count },
+  unsync: { session: count },
+  flush: { session: count, upTo: count },
+  flushed: { session: count, upTo: count },
+  handover: { session: count, reason: oneOf<"swap" | "stop">({ swap: true, stop: true }) },
+  "attach-refused": { session: count, reason: text },
+  detach: { session: count, reason: text },
+});
+
+const meta = record<MirrorMeta>({
+  gen: nullable(gen),
+  history,
+  consistent: flag,
+  lastRole,
+  dirtyBase: nullable(gen),
+  dirty: sortedMap(path, fileDirty),
+  bootId: nullable(text),
+  cacheLost: flag,
+});
+
+// ---- The codecs ----
+
+/** Encodes, asserting (the sender's side of the boundary) that the receiver will accept
+ *  the result: a value the core should never make is a crash here, not a silent refusal
+ *  on the peer or at the next start. */
+function checkedEncode<T>(codec: Codec<T>, what: string): (value: T) => unknown {
+  return (value) => {
+    const encoded = codec.encode(value);
+    assert(codec.decode(encoded) !== bad, `a ${what} the receiver would refuse: ${JSON.stringify(encoded)?.slice(0, 200)}`);
+    return encoded;
+  };
+}
+
+function orNull<T>(decoded: T | Bad): T | null {
+  return decoded === bad ? null : decoded;
+}
+
+/** Heartbeats of one mirror module; a beat that names another sender than the
+ *  authenticated one is refused. */
+export function mirrorBeatCodec(module: string): PayloadCodec<MirrorBeat> {
+  assert(module !== "", "a mirror module has a name");
+  return {
+    encode: checkedEncode(beat, "mirror beat"),
+    decode: (value, from) => {
+      const decoded = orNull(beat.decode(value));
+      return decoded?.from === from ? decoded : null;
+    },
+  };
+}
+
+/** The stream messages of one mirror module. They name no sender: the stream's peer is the only one. */
+export function mirrorMessageCodec(module: string): PayloadCodec<MirrorMessage> {
+  assert(module !== "", "a mirror module has a name");
+  return { encode: checkedEncode(message, "mirror message"), decode: (value) => orNull(message.decode(value)) };
+}
+
+/** A node's durable metadata, as stored by the disk port. */
+export const mirrorMetaCodec: { encode(meta: MirrorMeta): unknown; decode(value: unknown): MirrorMeta | null } = {
+  encode: checkedEncode(meta, "mirror metadata"),
+  decode: (value) => orNull(meta.decode(value)),
+};

@@ -1,0 +1,187 @@
+// Mirror beats, messages and metadata survive the wire (and the disk) exactly, and
+// anything that does not make sense is refused.
+
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import type { MirrorBeat, MirrorMessage } from "../../core/mirror/messages.ts";
+import { historyMax, newMeta, type MirrorMeta } from "../../core/mirror/meta.ts";
+import { dataSizeMax, mirrorBeatCodec, mirrorMessageCodec, mirrorMetaCodec } from "../../drivers/real/mirror-codec.ts";
+import { beatArbitraries, messageArbitraries, metaArbitrary } from "./mirror-codec-arbitraries.ts";
+
+const messages = mirrorMessageCodec("db");
+const beats = mirrorBeatCodec("db");
+const throughJson = (value: unknown): unknown => JSON.parse(JSON.stringify(value));
+const sent = (message: MirrorMessage) => messages.decode(throughJson(messages.encode(message)), "n1");
+/** Strict equality (absent fields stay absent, bytes stay plain Uint8Arrays) with what was
+ *  sent; fast-check makes some records without a prototype, which a clone gives back. */
+const expectSame = (decoded: unknown, value: unknown): void => {
+  expect(decoded).toStrictEqual(structuredClone(value));
+};
+
+const write: MirrorMessage = { kind: "rep", session: 4, seq: 9, op: { kind: "write", path: "pg/x", offset: 4096, data: new Uint8Array([1, 2, 3]) } };
+const syncPath: MirrorMessage = { kind: "sync-path", session: 4, path: "pg", snapshot: { kind: "dir", mode: 0o755, children: ["x"] }, prune: true };
+const syncFile: MirrorMessage = { kind: "sync-path", session: 4, path: "pg/x", snapshot: { kind: "file", mode: 0o644, size: 8, blocks: new Map([[0, new Uint8Array(8)]]) }, prune: false };
+const syncEnd: MirrorMessage = { kind: "sync-end", session: 4, gen: "3@n1", history: ["1@n1", "2@n2"], upTo: 7 };
+const hello: MirrorMessage = {
+  kind: "hello",
+  summary: { incarnation: 1, role: "PRIM", gen: "3@n1", history: [], consistent: true, lastRole: "PRIM", dirtyBase: null, dirty: [], yielding: false, fullsync: false, continuous: true, cacheLost: false, attachable: true, seenSession: null },
+};
+
+describe("mirror codecs round-trip", () => {
+  it.each(Object.entries(messageArbitraries))("a %s message", (_, arbitrary) => {
+    fc.assert(fc.property(arbitrary, (message) => {
+      expectSame(sent(message), message);
+    }));
+  });
+
+  it.each(Object.entries(beatArbitraries))("a %s beat", (_, arbitrary) => {
+    fc.assert(fc.property(arbitrary, (beat: MirrorBeat) => {
+      expectSame(beats.decode(throughJson(beats.encode(beat)), beat.from), beat);
+    }));
+  });
+
+  it("metadata", () => {
+    fc.assert(fc.property(metaArbitrary, (meta) => {
+      expectSame(mirrorMetaCodec.decode(throughJson(mirrorMetaCodec.encode(meta))), meta);
+    }));
+  });
+
+  it("keeps an absent optional field absent", () => {
+    const messagesWithout: MirrorMessage[] = [
+      { kind: "hello", summary: hello.summary },
+      { kind: "rep-ack", session: 1, seq: 2, result: null },
+      { kind: "rep", session: 1, seq: 2, op: { kind: "mkdir", path: "d", mode: 0o755 } },
+      { kind: "sync-path", session: 1, path: "l", snapshot: { kind: "symlink", target: "../t" }, prune: false },
+    ];
+    for (const message of messagesWithout) expectSame(sent(message), message);
+  });
+
+  it("decodes bytes into a plain Uint8Array, and sends only the bytes of a view", () => {
+    const view = new Uint8Array([9, 1, 2, 3, 9]).subarray(1, 4);
+    const decoded = sent({ kind: "rep", session: 1, seq: 2, op: { kind: "write", path: "f", offset: 0, data: view } });
+    const data = decoded?.kind === "rep" && decoded.op.kind === "write" ? decoded.op.data : null;
+    expect(Object.getPrototypeOf(data)).toBe(Uint8Array.prototype);
+    expect(data).toStrictEqual(new Uint8Array([1, 2, 3]));
+  });
+
+  it("encodes sets and maps sorted, whatever their insertion order", () => {
+    const meta: MirrorMeta = { ...newMeta(), dirty: new Map([["b", { all: false, blocks: new Set([3, 1]) }], ["a", { all: true, blocks: new Set() }]]) };
+    expect((mirrorMetaCodec.encode(meta) as { dirty: unknown }).dirty).toEqual([["a", { all: true, blocks: [] }], ["b", { all: false, blocks: [1, 3] }]]);
+  });
+});
+
+/** A valid message's JSON, with `change` made to its outermost object or, given `at`, to the object under that key. */
+function tampered(message: MirrorMessage, change: Record<string, unknown>, at?: string): unknown {
+  const json = throughJson(messages.encode(message)) as Record<string, unknown>;
+  return at === undefined ? { ...json, ...change } : { ...json, [at]: { ...(json[at] as object), ...change } };
+}
+
+const longBase64 = (size: number): string => "A".repeat(Math.ceil(size / 3) * 4);
+
+describe("the mirror message codec refuses", () => {
+  it("nothing of the examples below but what each changes", () => {
+    for (const message of [write, syncPath, syncFile, syncEnd, hello]) expectSame(sent(message), message);
+  });
+
+  it.each<[string, unknown]>([
+    ["a path that climbs out of the tree (../x)", tampered(syncPath, { path: "../x" })],
+    ["an absolute path (/abs)", tampered(syncPath, { path: "/abs" })],
+    ["an empty segment (a//b)", tampered(syncPath, { path: "a//b" })],
+    ["a trailing slash (a/)", tampered(syncPath, { path: "a/" })],
+    ["a `.` segment (a/./b)", tampered(syncPath, { path: "a/./b" })],
+    ["a NUL in a path", tampered(syncPath, { path: "a\0b" })],
+    ["a path over PATH_MAX", tampered(syncPath, { path: "a/".repeat(2048) + "a" })],
+    ["a bad path inside an operation (rename to ../x)", tampered(write, { kind: "rename", from: "a", to: "../x" }, "op")],
+    ["a child name with a slash", tampered(syncPath, { children: ["a/b"] }, "snapshot")],
+    ["a child named ..", tampered(syncPath, { children: [".."] }, "snapshot")],
+    ["a negative offset", tampered(write, { offset: -1 }, "op")],
+    ["a fractional offset", tampered(write, { offset: 1.5 }, "op")],
+    ["a counter over 2^53", tampered(write, { session: 2 ** 53 })],
+    ["a counter given as a string", tampered(write, { seq: "9" })],
+    ["a negative mode", tampered(syncPath, { mode: -1 }, "snapshot")],
+    ["a mode over 16 bits", tampered(syncPath, { mode: 0o200000 }, "snapshot")],
+    ["an owner uid of -1 (only chown may keep an id)", tampered(syncPath, { owner: { uid: -1, gid: 0 } }, "snapshot")],
+    ["a chown uid over 32 bits", tampered(write, { kind: "chown", path: "a", uid: 2 ** 32, gid: 0 }, "op")],
+    ["an unknown message kind", tampered(write, { kind: "replicate" })],
+    ["an unknown operation kind", tampered(write, { kind: "chmod" }, "op")],
+    ["an unknown snapshot kind", tampered(syncPath, { kind: "fifo" }, "snapshot")],
+    ["an unknown disk error", { kind: "rep-ack", session: 1, seq: 2, result: "EPERM" }],
+    ["an unknown handover reason", { kind: "handover", session: 1, reason: "tired" }],
+    ["an unknown role in a hello", tampered(hello, { role: "MASTER" }, "summary")],
+    ["a missing field", { kind: "sync-done", session: 1 }],
+    ["an optional field that is null", { kind: "rep-ack", session: 1, seq: 2, result: null, paths: null }],
+    ["an optional field of the wrong kind", tampered(hello, { ask: "yes" })],
+    ["more paths than an operation has", { kind: "rep-ack", session: 1, seq: 2, result: "EIO", paths: ["a", "b", "c"] }],
+    ["data that is not a base64 string", tampered(write, { data: [1, 2, 3] }, "op")],
+    ["data with characters outside base64", tampered(write, { data: "AQ$D" }, "op")],
+    ["data of a length base64 never has", tampered(write, { data: "AQID=" }, "op")],
+    ["a write over 64 MiB", tampered(write, { data: longBase64(dataSizeMax + 1) }, "op")],
+    ["file blocks over 64 MiB together", tampered(syncFile, { blocks: [[0, longBase64(dataSizeMax / 2)], [1, longBase64(dataSizeMax / 2 + 3)]] }, "snapshot")],
+    ["a block index given twice", tampered(syncFile, { blocks: [[0, "AA=="], [0, "AQ=="]] }, "snapshot")],
+    ["blocks out of order", tampered(syncFile, { blocks: [[1, "AA=="], [0, "AQ=="]] }, "snapshot")],
+    ["a malformed generation", tampered(syncEnd, { gen: "x@n1" })],
+    ["a generation without node", tampered(syncEnd, { gen: "3@" })],
+    ["a history longer than historyMax", tampered(syncEnd, { history: Array.from({ length: historyMax + 1 }, (_, index) => `${index}@n1`) })],
+    ["an array instead of an object", []],
+    ["null", null],
+  ])("%s", (_, value) => {
+    expect(messages.decode(value, "n1")).toBeNull();
+  });
+
+  it("never throws, whatever the JSON", () => {
+    fc.assert(fc.property(fc.jsonValue(), (value) => messages.decode(value, "n1") === null || typeof value === "object"));
+  });
+
+  it("to send a message a peer would refuse: a programmer error", () => {
+    expect(() => messages.encode({ kind: "sync-path-ack", session: 1, path: "../x", result: null })).toThrow(/would refuse/);
+  });
+});
+
+describe("the mirror beat codec refuses", () => {
+  const beat: MirrorBeat = { kind: "beat", from: "n2", incarnation: 7, role: "SECOND", gen: "2@n1" };
+  const json = throughJson(beats.encode(beat)) as object;
+
+  it.each<[string, Record<string, unknown>]>([
+    ["an unknown beat kind", { kind: "ping" }],
+    ["an unknown role", { role: "MASTER" }],
+    ["a negative incarnation", { incarnation: -1 }],
+    ["a malformed generation", { gen: "2" }],
+    ["a missing sender", { from: undefined }],
+  ])("%s", (_, change) => {
+    expect(beats.decode({ ...json, ...change }, "n2")).toBeNull();
+  });
+
+  it("a beat from another sender than the authenticated one", () => {
+    expect(beats.decode(json, "n3")).toBeNull();
+    expect(beats.decode(json, "n2")).toStrictEqual(beat);
+  });
+
+  it("never throws, whatever the JSON", () => {
+    fc.assert(fc.property(fc.jsonValue(), (value) => beats.decode(value, "n2") === null || typeof value === "object"));
+  });
+});
+
+describe("the mirror metadata codec refuses", () => {
+  const json = throughJson(mirrorMetaCodec.encode({ ...newMeta(), gen: "2@n1", dirty: new Map([["a", { all: false, blocks: new Set([1]) }]]) })) as object;
+
+  it.each<[string, Record<string, unknown>]>([
+    ["a dirty path that climbs out of the tree", { dirty: [["../a", { all: true, blocks: [] }]] }],
+    ["a dirty path given twice", { dirty: [["a", { all: true, blocks: [] }], ["a", { all: false, blocks: [] }]] }],
+    ["dirty blocks out of order", { dirty: [["a", { all: false, blocks: [2, 1] }]] }],
+    ["a negative dirty block", { dirty: [["a", { all: false, blocks: [-1] }]] }],
+    ["a flag that is not a boolean", { consistent: "yes" }],
+    ["an unknown last role", { lastRole: "WAIT" }],
+    ["a boot id that is not a string", { bootId: 42 }],
+    ["a history longer than historyMax", { history: Array.from({ length: historyMax + 1 }, (_, index) => `${index}@n1`) }],
+  ])("%s", (_, change) => {
+    expect(mirrorMetaCodec.decode({ ...json, ...change })).toBeNull();
+  });
+
+  it("nothing of the example but what each changes", () => {
+    expect(mirrorMetaCodec.decode(json)).not.toBeNull();
+  });
+
+  it("never throws, whatever the JSON", () => {
+    fc.assert(fc.property(fc.jsonValue(), (value) => mirrorMetaCodec.decode(value) === null || typeof value === "object"));
+  });
+});
