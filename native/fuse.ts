@@ -9,8 +9,25 @@ import { closeSync, existsSync, openSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { DiskOp } from "../core/mirror/disk-ops.ts";
+
+/** What the mount does with operations that change the tree. */
+export type FuseMode =
+  /** Applies them to the files underneath (a plain passthrough). */
+  | "passthrough"
+  /** Refuses them with EROFS, opens for writing included; caches nothing (the tree may
+   *  change underneath: a secondary's). */
+  | "readonly"
+  /** Hands each to `intercept` and answers the application what `answer` says. */
+  | "intercept";
 
 export interface FuseMountOptions {
+  /** Default "passthrough". */
+  readonly mode?: FuseMode;
+  /** Intercept mode: called on the JavaScript thread for each change, in DiskOp form,
+   *  while the application's call waits for `answer(id, errno)`. Never do I/O through
+   *  the mount on this thread: the worker that serves it would wait for this thread. */
+  readonly intercept?: (id: number, op: DiskOp) => void;
   /** Lets every user reach the mount (FUSE's allow_other); the default when root. The
    *  kernel still checks each access against the files' own permissions. */
   readonly allowOther?: boolean;
@@ -39,6 +56,9 @@ export interface FuseStats {
   readonly operations: Readonly<Record<FuseOperationKind, number>>;
   /** Operations that answered an error (ENOENT of a lookup included). */
   readonly errors: number;
+  /** Changes handed to `intercept`, and those not answered yet. */
+  readonly intercepted: number;
+  readonly waiting: number;
   readonly bytesRead: number;
   readonly bytesWritten: number;
   /** What libfuse's session loop returned (0 until it ended, and after a clean end). */
@@ -53,10 +73,17 @@ export interface FuseStats {
 export interface FuseMount {
   /** The directory, resolved (realpath). */
   readonly dir: string;
+  /** The directory handle opened before the mount: `/proc/self/fd/<handleFd>` reaches
+   *  the files underneath from this process (what the mirror's disk port works on). */
+  readonly handleFd: number;
   stats(): FuseStats;
+  /** Answers intercepted operation `id`: 0, or a positive errno the application gets.
+   *  False when nothing waits under that id (answered already, or the mount stopped). */
+  answer(id: number, errno: number): boolean;
   /** Unmounts and stops the threads before it returns; idempotent. Throws with code EBUSY
    *  while files are open under the mount, unless `force`: then the connection is aborted
-   *  first (those files answer ENOTCONN) and the mount detached. */
+   *  first (those files answer ENOTCONN) and the mount detached; intercepted operations
+   *  still waiting are answered EIO. */
   unmount(options?: { readonly force?: boolean }): void;
 }
 

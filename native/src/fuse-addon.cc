@@ -1,10 +1,16 @@
 // Entry point of the tandem_fuse addon: mounts the passthrough file system of
 // fuse-passthrough.cc over a directory and serves it from native threads.
 //
-//   new FuseMount(dir, { allowOther, autoUnmount, maxReadSize, maxWriteSize,
-//                        threadCountMax, idleThreadCountMax })
+//   new FuseMount(dir, { mode, intercept, allowOther, autoUnmount, maxReadSize,
+//                        maxWriteSize, threadCountMax, idleThreadCountMax })
 //     opens `dir` (O_PATH) FIRST, then mounts FUSE over it; the files underneath stay
 //     reachable through that handle only. Returns once the kernel has the mount.
+//     mode: "passthrough" (default), "readonly" (changes refused with EROFS) or
+//     "intercept": each change is handed to `intercept(id, op)` on the JavaScript thread
+//     (op in DiskOp form) and the application waits until `.answer(id, errno)`.
+//   .answer(id, errno)   0 or a positive errno for an intercepted operation.
+//   .handleFd   the directory handle (O_PATH): /proc/self/fd/<handleFd> reaches the tree
+//     underneath from this process.
 //   .stats()   counters (operations by kind, errors, bytes), read from atomics.
 //   .unmount({ force })   umount2; with force the connection is aborted first (open files
 //     get ENOTCONN) and a busy mount is detached. Joins the threads. Idempotent.
@@ -31,6 +37,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cerrno>
 #include <climits>
 #include <cstdarg>
@@ -109,6 +116,7 @@ Napi::Error ErrnoError(Napi::Env env, const std::string& what, int err) {
 // ---- one mount ----
 
 struct Settings {
+  Mode mode = Mode::kPassthrough;
   bool allowOther = false;
   bool autoUnmount = true;
   unsigned maxReadSize = 0;
@@ -172,13 +180,147 @@ bool IsFusermount(pid_t pid) {
   return found;
 }
 
+// Intercept mode: hands each operation to a JavaScript function through a threadsafe
+// function and blocks the worker until JavaScript answers it by id. Operations still
+// waiting when the mount stops, or that can no longer reach JavaScript (its environment
+// is ending), are answered EIO: a worker never waits forever.
+class JsInterceptor : public Interceptor {
+ public:
+  JsInterceptor(Napi::Env env, Napi::Function intercept) {
+    function_ = Napi::ThreadSafeFunction::New(env, intercept, "tandem-fuse-intercept", 0, 1);
+    // The mount, not a pending operation, decides how long the process lives.
+    function_.Unref(env);
+  }
+
+  int Submit(const Intercepted& op) override {
+    Waiting waiting{&op};
+    uint64_t id = 0;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (closed_) return -EIO;
+      id = ++lastId_;
+      waiting_.emplace(id, &waiting);
+    }
+    auto* boxed = new uint64_t(id);
+    napi_status status = function_.BlockingCall(boxed, [this](Napi::Env env, Napi::Function intercept, uint64_t* data) {
+      uint64_t callId = *data;
+      delete data;
+      Deliver(env, intercept, callId);
+    });
+    if (status != napi_ok) {
+      delete boxed;
+      Answer(id, EIO);
+    }
+    std::unique_lock<std::mutex> lock(mutex_);
+    waiting.answered.wait(lock, [&] { return waiting.done; });
+    return waiting.result;
+  }
+
+  // Answers operation `id` with 0 or a positive errno; false when it is not waiting.
+  bool Answer(uint64_t id, int err) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto entry = waiting_.find(id);
+    if (entry == waiting_.end()) return false;
+    entry->second->result = err == 0 ? 0 : -err;
+    entry->second->done = true;
+    entry->second->answered.notify_one();
+    waiting_.erase(entry);
+    return true;
+  }
+
+  // No operation is handed over any more; every waiting one is answered EIO.
+  void Close() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (closed_) return;
+      closed_ = true;
+      for (auto& entry : waiting_) {
+        entry.second->result = -EIO;
+        entry.second->done = true;
+        entry.second->answered.notify_one();
+      }
+      waiting_.clear();
+    }
+    function_.Release();
+  }
+
+  size_t WaitingCount() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return waiting_.size();
+  }
+
+ private:
+  struct Waiting {
+    const Intercepted* op;
+    std::condition_variable answered;
+    bool done = false;
+    int result = 0;
+  };
+
+  // On the JavaScript thread: builds the DiskOp while the worker still waits (the entry is
+  // there), then calls intercept(id, op) outside the lock (it may answer at once).
+  void Deliver(Napi::Env env, Napi::Function intercept, uint64_t id) {
+    if (env == nullptr) {
+      Answer(id, EIO);
+      return;
+    }
+    Napi::Object op = Napi::Object::New(env);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto entry = waiting_.find(id);
+      if (entry == waiting_.end()) return;  // answered EIO by Close() already
+      Describe(env, *entry->second->op, op);
+    }
+    intercept.Call({Napi::Number::New(env, static_cast<double>(id)), op});
+  }
+
+  static void Describe(Napi::Env env, const Intercepted& from, Napi::Object op) {
+    std::string kind = from.kind;
+    op.Set("kind", kind);
+    auto number = [&](const char* name, double value) { op.Set(name, Napi::Number::New(env, value)); };
+    if (kind == "rename") {
+      op.Set("from", from.path);
+      op.Set("to", from.other);
+    } else {
+      op.Set("path", from.path);
+    }
+    if (kind == "write") {
+      Napi::ArrayBuffer bytes = Napi::ArrayBuffer::New(env, from.length);
+      if (from.length > 0) std::memcpy(bytes.Data(), from.data, from.length);
+      number("offset", static_cast<double>(from.offset));
+      op.Set("data", Napi::Uint8Array::New(env, from.length, bytes, 0));
+    }
+    if (kind == "truncate") number("size", static_cast<double>(from.size));
+    if (kind == "create" || kind == "mkdir" || kind == "setattr") number("mode", from.mode);
+    if (kind == "symlink") op.Set("target", from.other);
+    if (kind == "chown") {
+      number("uid", static_cast<double>(from.uid));
+      number("gid", static_cast<double>(from.gid));
+    }
+    if (from.hasOwner) {
+      Napi::Object owner = Napi::Object::New(env);
+      owner.Set("uid", Napi::Number::New(env, static_cast<double>(from.uid)));
+      owner.Set("gid", Napi::Number::New(env, static_cast<double>(from.gid)));
+      op.Set("owner", owner);
+    }
+  }
+
+  Napi::ThreadSafeFunction function_;
+  std::mutex mutex_;
+  bool closed_ = false;
+  uint64_t lastId_ = 0;
+  std::map<uint64_t, Waiting*> waiting_;
+};
+
 class Session {
  public:
-  Session(std::string dir, Settings settings) : dir_(std::move(dir)), settings_(settings) {}
+  Session(std::string dir, Settings settings, std::unique_ptr<JsInterceptor> interceptor)
+      : dir_(std::move(dir)), settings_(settings), interceptor_(std::move(interceptor)) {}
   ~Session() { Stop(true); }
 
   const std::string& dir() const { return dir_; }
   const Volume& volume() const { return volume_; }
+  JsInterceptor* interceptor() const { return interceptor_.get(); }
   bool mounted() const { return state_.load() == State::kServing; }
   bool loopEnded() const { return loopEnded_.load(); }
   int loopResult() const { return loopResult_.load(); }
@@ -186,6 +328,8 @@ class Session {
   // Opens the directory, mounts over it and starts serving. On failure everything it did
   // is undone, `message` says what failed and `err` is its errno (0: libfuse's message).
   bool Start(int* err, std::string* message) {
+    volume_.mode = settings_.mode;
+    volume_.interceptor = interceptor_.get();
     volume_.daemonUid = geteuid();
     volume_.daemonGid = getegid();
     volume_.maxReadSize = settings_.maxReadSize;
@@ -218,12 +362,16 @@ class Session {
   int Stop(bool force) {
     std::lock_guard<std::mutex> lock(stopMutex_);
     if (state_.load() != State::kServing) return 0;
+    // An operation waiting for JavaScript would keep its worker, and the loop, from ending.
+    // Only with force: a refused unmount (EBUSY) leaves the mount serving as before.
+    if (force && interceptor_ != nullptr) interceptor_->Close();
     // A loop that already ended was unmounted from outside (umount, fusermount3 -u):
     // never unmount again, something else may be mounted on the directory by now.
     if (!loopEnded_.load()) {
       int err = Unmount(force);
       if (err != 0) return err;
     }
+    if (interceptor_ != nullptr) interceptor_->Close();
     thread_.join();
     // The connection is gone, so this only closes libfuse's device descriptor.
     fuse_unmount(fuse_);
@@ -265,12 +413,14 @@ class Session {
     }
     close(volume_.dirFd);
     volume_.dirFd = -1;
+    if (interceptor_ != nullptr) interceptor_->Close();
     state_.store(State::kStopped);
     return false;
   }
 
   bool Fail(int* err, std::string* message, const std::string& what) {
     *err = 0;
+    if (interceptor_ != nullptr) interceptor_->Close();
     std::string log = TakeLog();
     *message = what + " failed" + (log.empty() ? "" : ": " + log);
     if (fuse_ != nullptr) fuse_destroy(fuse_);
@@ -348,6 +498,7 @@ class Session {
 
   const std::string dir_;
   const Settings settings_;
+  const std::unique_ptr<JsInterceptor> interceptor_;
   Volume volume_;
   fuse* fuse_ = nullptr;
   int helperSocket_ = -1;
@@ -423,6 +574,14 @@ Settings ParseSettings(Napi::Env env, Napi::Value value) {
   if (value.IsUndefined()) return settings;
   if (!value.IsObject()) throw Napi::TypeError::New(env, "options must be an object");
   Napi::Object options = value.As<Napi::Object>();
+  Napi::Value mode = options.Get("mode");
+  if (!mode.IsUndefined()) {
+    std::string name = mode.IsString() ? mode.As<Napi::String>().Utf8Value() : "";
+    if (name == "passthrough") settings.mode = Mode::kPassthrough;
+    else if (name == "readonly") settings.mode = Mode::kReadOnly;
+    else if (name == "intercept") settings.mode = Mode::kIntercept;
+    else throw Napi::TypeError::New(env, "options.mode must be \"passthrough\", \"readonly\" or \"intercept\"");
+  }
   settings.allowOther = BoolOption(env, options, "allowOther", settings.allowOther);
   settings.autoUnmount = BoolOption(env, options, "autoUnmount", settings.autoUnmount);
   settings.maxReadSize = SizeOption(env, options, "maxReadSize", 0, kIoSizeMin, kIoSizeMax);
@@ -439,7 +598,9 @@ class FuseMount : public Napi::ObjectWrap<FuseMount> {
     return DefineClass(env, "FuseMount", {
         InstanceMethod<&FuseMount::Stats>("stats"),
         InstanceMethod<&FuseMount::Unmount>("unmount"),
+        InstanceMethod<&FuseMount::Answer>("answer"),
         InstanceAccessor<&FuseMount::Dir>("dir"),
+        InstanceAccessor<&FuseMount::HandleFd>("handleFd"),
     });
   }
 
@@ -448,9 +609,19 @@ class FuseMount : public Napi::ObjectWrap<FuseMount> {
     if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "dir must be a string");
     std::string dir = info[0].As<Napi::String>().Utf8Value();
     Settings settings = ParseSettings(env, info.Length() > 1 ? info[1] : env.Undefined());
+    std::unique_ptr<JsInterceptor> interceptor;
+    if (settings.mode == Mode::kIntercept) {
+      Napi::Value intercept = info[1].As<Napi::Object>().Get("intercept");
+      if (!intercept.IsFunction()) throw Napi::TypeError::New(env, "options.intercept must be a function (id, op) in intercept mode");
+      interceptor = std::make_unique<JsInterceptor>(env, intercept.As<Napi::Function>());
+    }
     char resolved[PATH_MAX];
-    if (realpath(dir.c_str(), resolved) == nullptr) throw ErrnoError(env, "realpath " + dir, errno);
-    session_ = std::make_shared<Session>(resolved, settings);
+    if (realpath(dir.c_str(), resolved) == nullptr) {
+      int err = errno;
+      if (interceptor != nullptr) interceptor->Close();
+      throw ErrnoError(env, "realpath " + dir, err);
+    }
+    session_ = std::make_shared<Session>(resolved, settings, std::move(interceptor));
     int err = 0;
     std::string message;
     if (!session_->Start(&err, &message)) {
@@ -466,6 +637,20 @@ class FuseMount : public Napi::ObjectWrap<FuseMount> {
     return session_ == nullptr ? info.Env().Null() : Napi::String::New(info.Env(), session_->dir()).As<Napi::Value>();
   }
 
+  Napi::Value HandleFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), session_->volume().dirFd); }
+
+  // answer(id, errno): 0 or a positive errno; false when nothing waits under that id.
+  Napi::Value Answer(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) throw Napi::TypeError::New(env, "answer(id, errno) takes two numbers");
+    double id = info[0].As<Napi::Number>().DoubleValue();
+    int err = info[1].As<Napi::Number>().Int32Value();
+    if (err < 0 || err > 4095) throw Napi::RangeError::New(env, "answer: errno must be 0 or a positive errno");
+    JsInterceptor* interceptor = session_->interceptor();
+    if (interceptor == nullptr) throw CodedError(env, "FUSE_NOT_INTERCEPTING", "answer: this mount does not intercept");
+    return Napi::Boolean::New(env, interceptor->Answer(static_cast<uint64_t>(id), err));
+  }
+
   // stats(): { mounted, operations: { getattr, ... }, errors, bytesRead, bytesWritten,
   //            loopResult, lastMessage } (counts since the mount).
   Napi::Value Stats(const Napi::CallbackInfo& info) {
@@ -479,6 +664,9 @@ class FuseMount : public Napi::ObjectWrap<FuseMount> {
     stats.Set("mounted", Napi::Boolean::New(env, session_->mounted() && !session_->loopEnded()));
     stats.Set("operations", operations);
     stats.Set("errors", Napi::Number::New(env, static_cast<double>(volume.errors.Load())));
+    stats.Set("intercepted", Napi::Number::New(env, static_cast<double>(volume.intercepted.Load())));
+    JsInterceptor* interceptor = session_->interceptor();
+    stats.Set("waiting", Napi::Number::New(env, interceptor == nullptr ? 0 : static_cast<double>(interceptor->WaitingCount())));
     stats.Set("bytesRead", Napi::Number::New(env, static_cast<double>(volume.bytesRead.Load())));
     stats.Set("bytesWritten", Napi::Number::New(env, static_cast<double>(volume.bytesWritten.Load())));
     stats.Set("loopResult", Napi::Number::New(env, session_->loopResult()));

@@ -80,20 +80,33 @@ Result Finish(Volume& volume, OpKind kind, Result result) {
 
 int ResultOf(int rc) { return rc < 0 ? -errno : 0; }
 
-// THE SEAM OF THE REPLICATOR. Every operation that changes the tree applies itself
-// through Modify(), with the path(s) it changes. Today Modify() applies locally and counts.
-// The replicator will, in this order and on this worker thread: (1) make the operation's
-// dirty marks durable (metadata outside the tree), (2) take the next sequence number and
-// apply locally under the volume's ordering lock, (3) hand the operation and its local
-// result to the native replication stream, (4) wait until the core's mode says it is
-// complete (applied or received on the peer; for fsync, durable on both), then return the
-// local result to the application. The event loop is never on this path; see
-// docs/replicator.md.
+// THE SEAM OF THE REPLICATOR. Every operation that changes the tree passes Modify(): a
+// read-only mount refuses it (EROFS), otherwise `apply` runs, which in intercept mode
+// builds the operation's DiskOp and Ship()s it to the core instead of applying it here
+// (the core applies it underneath, in the order it chose, and ships it to the peer).
 template <typename Apply>
-int Modify(Volume& volume, OpKind kind, const char* path, const char* otherPath, Apply apply) {
-  (void)path;
-  (void)otherPath;
+int Modify(Volume& volume, OpKind kind, Apply apply) {
+  if (volume.mode == Mode::kReadOnly) return Finish(volume, kind, -EROFS);
   return Finish(volume, kind, apply());
+}
+
+bool Intercepting(const Volume& volume) { return volume.mode == Mode::kIntercept; }
+
+// A path as libfuse gives it ("/a/b", "/") in DiskOp form ("a/b", "").
+std::string DiskPath(const char* path) { return path[0] == '/' ? std::string(path + 1) : std::string(path); }
+
+// An operation of `kind` on `path`, for the core.
+Intercepted OpOn(const char* kind, const char* path) {
+  Intercepted op;
+  op.kind = kind;
+  op.path = DiskPath(path);
+  return op;
+}
+
+// Hands `op` to the core and waits for its answer (0 or -errno).
+int Ship(Volume& volume, const Intercepted& op) {
+  volume.intercepted.Add(1);
+  return volume.interceptor->Submit(op);
 }
 
 // Whether the directory holding `relative` has the set-group-ID bit (its new entries then
@@ -124,6 +137,19 @@ int Adopt(const Volume& volume, int fd, const char* relative, mode_t mode) {
   return 0;
 }
 
+// The owner a new path gets, as on a local disk: the caller's uid, and its gid unless the
+// parent directory is set-group-ID (then the directory's group).
+void SetOwner(const Volume& volume, const char* relative, Intercepted* op) {
+  const fuse_context* context = fuse_get_context();
+  op->hasOwner = true;
+  op->uid = context->uid;
+  op->gid = context->gid;
+  const char* slash = std::strrchr(relative, '/');
+  std::string parent = slash == nullptr ? std::string(".") : std::string(relative, static_cast<size_t>(slash - relative));
+  struct stat status {};
+  if (fstatat(volume.dirFd, parent.c_str(), &status, 0) == 0 && (status.st_mode & S_ISGID) != 0) op->gid = status.st_gid;
+}
+
 // Removes what a create made when handing it over failed, so a failed call leaves nothing.
 int Undo(const Volume& volume, const char* relative, int flags, int error) {
   unlinkat(volume.dirFd, relative, flags);
@@ -141,7 +167,10 @@ void* Init(fuse_conn_info* connection, fuse_config* config) {
   // The real inode numbers (hard links, `find -inum`, tar) instead of libfuse's own.
   config->use_ino = 1;
   // Open files carry their descriptor: no path lookup for read, write, fsync, ftruncate.
-  config->nullpath_ok = 1;
+  // Intercepting needs the path of every change (the DiskOp names it): libfuse then builds
+  // it for writes too, and gives none only for a file unlinked while open (hard_remove),
+  // whose changes are nobody's business but its holders'.
+  config->nullpath_ok = volume.mode == Mode::kIntercept ? 0 : 1;
   // Unlinking an open file unlinks it underneath (the open descriptor keeps it alive), as
   // a local disk does, instead of renaming it to .fuse_hidden*.
   config->hard_remove = 1;
@@ -151,6 +180,13 @@ void* Init(fuse_conn_info* connection, fuse_config* config) {
   config->entry_timeout = 1.0;
   config->attr_timeout = 1.0;
   config->negative_timeout = 0;
+  if (volume.mode == Mode::kReadOnly) {
+    // A read-only mount stands over a tree that changes underneath (a secondary's): cache
+    // nothing, so a reader sees what is there.
+    config->kernel_cache = 0;
+    config->entry_timeout = 0;
+    config->attr_timeout = 0;
+  }
   // Write-through: every write() reaches the handler before it returns to the application
   // (the replicator's synchronous guarantee needs this), so no kernel writeback cache.
   connection->want &= ~FUSE_CAP_WRITEBACK_CACHE;
@@ -183,7 +219,15 @@ int Readlink(const char* path, char* buffer, size_t size) {
 int Mknod(const char* path, mode_t mode, dev_t device) {
   Volume& volume = CurrentVolume();
   const char* relative = Relative(path);
-  return Modify(volume, kMknod, relative, nullptr, [&] {
+  return Modify(volume, kMknod, [&] {
+    if (Intercepting(volume)) {
+      // Only regular files are replicated (the mount is nodev; fifos and sockets are local things).
+      if (!S_ISREG(mode)) return -EPERM;
+      Intercepted op = OpOn("create", path);
+      op.mode = mode & 07777;
+      SetOwner(volume, relative, &op);
+      return Ship(volume, op);
+    }
     if (mknodat(volume.dirFd, relative, mode, device) < 0) return -errno;
     int error = Adopt(volume, -1, relative, mode);
     return error < 0 ? Undo(volume, relative, 0, error) : 0;
@@ -193,7 +237,13 @@ int Mknod(const char* path, mode_t mode, dev_t device) {
 int Mkdir(const char* path, mode_t mode) {
   Volume& volume = CurrentVolume();
   const char* relative = Relative(path);
-  return Modify(volume, kMkdir, relative, nullptr, [&] {
+  return Modify(volume, kMkdir, [&] {
+    if (Intercepting(volume)) {
+      Intercepted op = OpOn("mkdir", path);
+      op.mode = mode & 07777;
+      SetOwner(volume, relative, &op);
+      return Ship(volume, op);
+    }
     if (mkdirat(volume.dirFd, relative, mode) < 0) return -errno;
     int error = Adopt(volume, -1, relative, S_IFDIR | mode);
     return error < 0 ? Undo(volume, relative, AT_REMOVEDIR, error) : 0;
@@ -203,45 +253,64 @@ int Mkdir(const char* path, mode_t mode) {
 int Unlink(const char* path) {
   Volume& volume = CurrentVolume();
   const char* relative = Relative(path);
-  return Modify(volume, kUnlink, relative, nullptr, [&] { return ResultOf(unlinkat(volume.dirFd, relative, 0)); });
+  return Modify(volume, kUnlink, [&] { return Intercepting(volume) ? Ship(volume, OpOn("unlink", path)) : ResultOf(unlinkat(volume.dirFd, relative, 0)); });
 }
 
 int Rmdir(const char* path) {
   Volume& volume = CurrentVolume();
   const char* relative = Relative(path);
-  return Modify(volume, kRmdir, relative, nullptr, [&] { return ResultOf(unlinkat(volume.dirFd, relative, AT_REMOVEDIR)); });
+  return Modify(volume, kRmdir, [&] { return Intercepting(volume) ? Ship(volume, OpOn("rmdir", path)) : ResultOf(unlinkat(volume.dirFd, relative, AT_REMOVEDIR)); });
 }
 
 // symlink(target, path): `target` is stored as given, never resolved by this process.
 int Symlink(const char* target, const char* path) {
   Volume& volume = CurrentVolume();
   const char* relative = Relative(path);
-  return Modify(volume, kSymlink, relative, nullptr, [&] {
+  return Modify(volume, kSymlink, [&] {
+    if (Intercepting(volume)) {
+      Intercepted op = OpOn("symlink", path);
+      op.other = target;
+      SetOwner(volume, relative, &op);
+      return Ship(volume, op);
+    }
     if (symlinkat(target, volume.dirFd, relative) < 0) return -errno;
     int error = Adopt(volume, -1, relative, S_IFLNK | 0777);
     return error < 0 ? Undo(volume, relative, 0, error) : 0;
   });
 }
 
-// RENAME_NOREPLACE and RENAME_EXCHANGE reach renameat2 unchanged.
+// RENAME_NOREPLACE and RENAME_EXCHANGE reach renameat2 unchanged, but are not replicated
+// (EINVAL when intercepting: callers such as `mv` fall back to a plain rename).
 int Rename(const char* from, const char* to, unsigned int flags) {
   Volume& volume = CurrentVolume();
   const char* fromRelative = Relative(from);
   const char* toRelative = Relative(to);
-  return Modify(volume, kRename, fromRelative, toRelative, [&] { return ResultOf(renameat2(volume.dirFd, fromRelative, volume.dirFd, toRelative, flags)); });
+  return Modify(volume, kRename, [&] {
+    if (!Intercepting(volume)) return ResultOf(renameat2(volume.dirFd, fromRelative, volume.dirFd, toRelative, flags));
+    if (flags != 0) return -EINVAL;
+    Intercepted op = OpOn("rename", from);
+    op.other = DiskPath(to);
+    return Ship(volume, op);
+  });
 }
 
 int Link(const char* from, const char* to) {
   Volume& volume = CurrentVolume();
   const char* fromRelative = Relative(from);
   const char* toRelative = Relative(to);
-  return Modify(volume, kLink, fromRelative, toRelative, [&] { return ResultOf(linkat(volume.dirFd, fromRelative, volume.dirFd, toRelative, 0)); });
+  // Hard links are not replicated: refused as on a file system without them.
+  return Modify(volume, kLink, [&] { return Intercepting(volume) ? -EPERM : ResultOf(linkat(volume.dirFd, fromRelative, volume.dirFd, toRelative, 0)); });
 }
 
 int Chmod(const char* path, mode_t mode, fuse_file_info* file) {
   Volume& volume = CurrentVolume();
   const char* relative = Relative(path);
-  return Modify(volume, kChmod, relative, nullptr, [&] {
+  return Modify(volume, kChmod, [&] {
+    if (Intercepting(volume) && path != nullptr) {
+      Intercepted op = OpOn("setattr", path);
+      op.mode = mode & 07777;
+      return Ship(volume, op);
+    }
     // Never through a symlink: an lchmod (fchmodat2) of a link must not reach its target.
     return ResultOf(file != nullptr ? fchmod(static_cast<int>(file->fh), mode) : fchmodat(volume.dirFd, relative, mode, AT_SYMLINK_NOFOLLOW));
   });
@@ -250,16 +319,29 @@ int Chmod(const char* path, mode_t mode, fuse_file_info* file) {
 int Chown(const char* path, uid_t uid, gid_t gid, fuse_file_info* file) {
   Volume& volume = CurrentVolume();
   const char* relative = Relative(path);
-  return Modify(volume, kChown, relative, nullptr, [&] {
+  return Modify(volume, kChown, [&] {
+    if (Intercepting(volume) && path != nullptr) {
+      Intercepted op = OpOn("chown", path);
+      op.uid = uid == static_cast<uid_t>(-1) ? -1 : static_cast<int64_t>(uid);
+      op.gid = gid == static_cast<gid_t>(-1) ? -1 : static_cast<int64_t>(gid);
+      return Ship(volume, op);
+    }
     return ResultOf(file != nullptr ? fchown(static_cast<int>(file->fh), uid, gid) : fchownat(volume.dirFd, relative, uid, gid, AT_SYMLINK_NOFOLLOW));
   });
+}
+
+int ShipTruncate(Volume& volume, const char* path, off_t size) {
+  Intercepted op = OpOn("truncate", path);
+  op.size = size;
+  return Ship(volume, op);
 }
 
 // truncate(2) on a path opens the file underneath for writing and truncates that descriptor.
 int Truncate(const char* path, off_t size, fuse_file_info* file) {
   Volume& volume = CurrentVolume();
   const char* relative = Relative(path);
-  return Modify(volume, kTruncate, relative, nullptr, [&] {
+  return Modify(volume, kTruncate, [&] {
+    if (Intercepting(volume) && path != nullptr) return ShipTruncate(volume, path, size);
     if (file != nullptr) return ResultOf(ftruncate(static_cast<int>(file->fh), size));
     int fd = openat(volume.dirFd, relative, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) return -errno;
@@ -269,8 +351,8 @@ int Truncate(const char* path, off_t size, fuse_file_info* file) {
   });
 }
 
-int OpenUnderlying(const Volume& volume, const char* relative, fuse_file_info* file) {
-  int fd = openat(volume.dirFd, relative, UnderlyingFlags(file->flags));
+int OpenUnderlying(const Volume& volume, const char* relative, fuse_file_info* file, int dropFlags = 0) {
+  int fd = openat(volume.dirFd, relative, UnderlyingFlags(file->flags & ~dropFlags));
   if (fd < 0) return -errno;
   file->fh = static_cast<uint64_t>(fd);
   if ((file->flags & O_DIRECT) != 0) file->direct_io = 1;
@@ -284,14 +366,38 @@ int OpenUnderlying(const Volume& volume, const char* relative, fuse_file_info* f
 int Open(const char* path, fuse_file_info* file) {
   Volume& volume = CurrentVolume();
   const char* relative = Relative(path);
-  if ((file->flags & O_TRUNC) != 0) return Modify(volume, kOpen, relative, nullptr, [&] { return OpenUnderlying(volume, relative, file); });
+  // Opening for writing is refused on a read-only file system, as on a local one.
+  if (volume.mode == Mode::kReadOnly && (file->flags & O_ACCMODE) != O_RDONLY) return Finish(volume, kOpen, -EROFS);
+  if ((file->flags & O_TRUNC) != 0) {
+    return Modify(volume, kOpen, [&] {
+      if (!Intercepting(volume)) return OpenUnderlying(volume, relative, file);
+      int rc = ShipTruncate(volume, path, 0);
+      return rc < 0 ? rc : OpenUnderlying(volume, relative, file, O_TRUNC);
+    });
+  }
   return Finish(volume, kOpen, OpenUnderlying(volume, relative, file));
+}
+
+// Intercepting a create: the core creates the file (exclusively), then it is opened here.
+// Without O_EXCL an existing file is simply opened (two creators raced; the kernel sends a
+// create only for a name it did not find), truncated first for O_TRUNC.
+int ShipCreate(Volume& volume, const char* path, const char* relative, mode_t mode, fuse_file_info* file) {
+  Intercepted op = OpOn("create", path);
+  op.mode = mode & 07777;
+  SetOwner(volume, relative, &op);
+  int rc = Ship(volume, op);
+  if (rc == -EEXIST && (file->flags & O_EXCL) == 0) {
+    rc = (file->flags & O_TRUNC) != 0 ? ShipTruncate(volume, path, 0) : 0;
+  }
+  if (rc < 0) return rc;
+  return OpenUnderlying(volume, relative, file, O_CREAT | O_EXCL | O_TRUNC);
 }
 
 int Create(const char* path, mode_t mode, fuse_file_info* file) {
   Volume& volume = CurrentVolume();
   const char* relative = Relative(path);
-  return Modify(volume, kCreate, relative, nullptr, [&] {
+  return Modify(volume, kCreate, [&] {
+    if (Intercepting(volume)) return ShipCreate(volume, path, relative, mode, file);
     int fd = openat(volume.dirFd, relative, UnderlyingFlags(file->flags) | O_CREAT, mode);
     if (fd < 0) return -errno;
     int error = Adopt(volume, fd, relative, S_IFREG | mode);
@@ -317,7 +423,17 @@ int Read(const char* path, char* buffer, size_t size, off_t offset, fuse_file_in
 
 int Write(const char* path, const char* buffer, size_t size, off_t offset, fuse_file_info* file) {
   Volume& volume = CurrentVolume();
-  return Modify(volume, kWrite, path, nullptr, [&] {
+  return Modify(volume, kWrite, [&] {
+    if (Intercepting(volume) && path != nullptr) {
+      Intercepted op = OpOn("write", path);
+      op.offset = offset;
+      op.data = buffer;
+      op.length = size;
+      int rc = Ship(volume, op);
+      if (rc < 0) return rc;
+      volume.bytesWritten.Add(size);
+      return static_cast<int>(size);
+    }
     ssize_t count = pwrite(static_cast<int>(file->fh), buffer, size, offset);
     if (count < 0) return -errno;
     volume.bytesWritten.Add(static_cast<uint64_t>(count));
@@ -339,7 +455,8 @@ int Release(const char* path, fuse_file_info* file) {
 
 int Fsync(const char* path, int dataOnly, fuse_file_info* file) {
   Volume& volume = CurrentVolume();
-  return Modify(volume, kFsync, path, nullptr, [&] {
+  return Modify(volume, kFsync, [&] {
+    if (Intercepting(volume) && path != nullptr) return Ship(volume, OpOn("fsync", path));
     int fd = static_cast<int>(file->fh);
     return ResultOf(dataOnly != 0 ? fdatasync(fd) : fsync(fd));
   });
@@ -414,7 +531,8 @@ int Releasedir(const char* path, fuse_file_info* file) {
 
 int Fsyncdir(const char* path, int dataOnly, fuse_file_info* file) {
   Volume& volume = CurrentVolume();
-  return Modify(volume, kFsyncdir, path, nullptr, [&] {
+  return Modify(volume, kFsyncdir, [&] {
+    if (Intercepting(volume) && path != nullptr) return Ship(volume, OpOn("fsync", path));
     int fd = dirfd(DirOf(file)->stream);
     return ResultOf(dataOnly != 0 ? fdatasync(fd) : fsync(fd));
   });
@@ -423,16 +541,26 @@ int Fsyncdir(const char* path, int dataOnly, fuse_file_info* file) {
 int Utimens(const char* path, const struct timespec times[2], fuse_file_info* file) {
   Volume& volume = CurrentVolume();
   const char* relative = Relative(path);
-  return Modify(volume, kUtimens, relative, nullptr, [&] {
+  // Times are not replicated (docs/replicator.md): applied here only.
+  return Modify(volume, kUtimens, [&] {
     return ResultOf(file != nullptr ? futimens(static_cast<int>(file->fh), times) : utimensat(volume.dirFd, relative, times, AT_SYMLINK_NOFOLLOW));
   });
 }
 
 int Fallocate(const char* path, int mode, off_t offset, off_t length, fuse_file_info* file) {
   Volume& volume = CurrentVolume();
-  return Modify(volume, kFallocate, path, nullptr, [&] {
+  return Modify(volume, kFallocate, [&] {
     if (file == nullptr) return -EOPNOTSUPP;
-    return ResultOf(fallocate(static_cast<int>(file->fh), mode, offset, length));
+    int fd = static_cast<int>(file->fh);
+    if (!Intercepting(volume) || path == nullptr || mode == FALLOC_FL_KEEP_SIZE) return ResultOf(fallocate(fd, mode, offset, length));
+    // Only a plain allocation is replicated, as what it means for the content: a file
+    // extended with zeros. The space is reserved here first (without changing the size),
+    // so a full disk answers ENOSPC before anything changed.
+    if (mode != 0) return -EOPNOTSUPP;
+    if (fallocate(fd, FALLOC_FL_KEEP_SIZE, offset, length) < 0) return -errno;
+    struct stat status {};
+    if (fstat(fd, &status) < 0) return -errno;
+    return offset + length > status.st_size ? ShipTruncate(volume, path, offset + length) : 0;
   });
 }
 

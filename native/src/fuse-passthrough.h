@@ -10,7 +10,9 @@
 #include <fuse.h>
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
+#include <string>
 #include <sys/types.h>
 
 namespace tandem {
@@ -63,8 +65,45 @@ struct alignas(64) Counter {
   uint64_t Load() const { return value.load(std::memory_order_relaxed); }
 };
 
+// What a mount does with the operations that change the tree.
+enum class Mode {
+  // Applies them to the files underneath (the step-1 passthrough; tests and benchmarks).
+  kPassthrough,
+  // Refuses them with EROFS, as a read-only file system does (a secondary, a stopped
+  // module); nothing is cached, since the files underneath change without this mount.
+  kReadOnly,
+  // Hands each one to the core (Interceptor) and answers what it answers.
+  kIntercept,
+};
+
+// One operation handed to the core, in the shape of its DiskOp (core/mirror/disk-ops.ts).
+// It lives on the stack of the worker that filled it, which waits until it is answered.
+struct Intercepted {
+  const char* kind = nullptr;  // a DiskOp kind: "create", "write", "rename", ...
+  std::string path;            // relative to the root, no leading '/'; "" is the root
+  std::string other;           // rename: the new name; symlink: what the link points to
+  int64_t offset = 0;          // write
+  int64_t size = 0;            // truncate
+  uint32_t mode = 0;           // create, mkdir, setattr (permission bits only)
+  int64_t uid = -1;            // chown (-1: unchanged); the owner of create, mkdir, symlink
+  int64_t gid = -1;
+  bool hasOwner = false;
+  const char* data = nullptr;  // write: the application's bytes
+  size_t length = 0;
+};
+
+// Hands an operation to the core and waits for its answer: 0, or -errno.
+class Interceptor {
+ public:
+  virtual ~Interceptor() = default;
+  virtual int Submit(const Intercepted& op) = 0;
+};
+
 // What the operations of one mount share; libfuse hands it back as private_data.
 struct Volume {
+  Mode mode = Mode::kPassthrough;
+  // Set in kIntercept mode; outlives the session loop.
+  Interceptor* interceptor = nullptr;
   // The replicated directory itself, opened (O_PATH) BEFORE the FUSE mount hid it: every
   // operation reaches the real files through it, relative to it, never through the mount.
   int dirFd = -1;
@@ -76,6 +115,7 @@ struct Volume {
   gid_t daemonGid = 0;
 
   Counter operations[kOpCount];
+  Counter intercepted;
   Counter errors;
   Counter bytesRead;
   Counter bytesWritten;

@@ -1,0 +1,218 @@
+// The replicator's FUSE mount in intercept and read-only modes (native/src/fuse-*.cc):
+// every change an application makes through the mount reaches JavaScript as the core's
+// DiskOp (paths relative to the root, owners of new paths, the written bytes), and the
+// application gets exactly what JavaScript answers, errors included; here the answer comes
+// from applying the op with the real disk port (drivers/real/disk.ts) through the mount's
+// directory handle, as the mirror does. Read-only mode refuses every change with EROFS and
+// still serves reads. An operation nobody answers is answered EIO when the mount is
+// unmounted with force. The applications are child processes (a shell, a Node script), as
+// in production: I/O through the mount from the thread that answers would wait for itself.
+//
+// It needs root and /dev/fuse and fails, never skips, without them.
+
+import { spawn } from "node:child_process";
+import { constants as osConstants, tmpdir } from "node:os";
+import { lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describeOp, type DiskOp, type DiskResult } from "../../core/mirror/disk-ops.ts";
+import { RealDisk } from "../../drivers/real/disk.ts";
+import { fuseUnavailable, mount, type FuseMount } from "../../native/fuse.ts";
+
+const nobody = 65534;
+
+let scratch = "";
+const mounts: FuseMount[] = [];
+
+beforeAll(() => {
+  const unavailable = fuseUnavailable();
+  expect(unavailable, unavailable?.message).toBeNull();
+});
+
+afterEach(() => {
+  for (const fuse of mounts.splice(0)) fuse.unmount({ force: true });
+  if (scratch !== "") rmSync(scratch, { recursive: true, force: true });
+  scratch = "";
+});
+
+function freshDir(): string {
+  scratch = mkdtempSync(join(tmpdir(), "tandem-intercept-"));
+  const dir = join(scratch, "tree");
+  mkdirSync(dir);
+  mkdirSync(join(scratch, "state"));
+  return dir;
+}
+
+/** Runs `script` under /bin/sh in `cwd` (as `uid` when given); its exit code and stderr. */
+function shell(cwd: string, script: string, uid?: number): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn("/bin/sh", ["-c", script], { cwd, stdio: ["ignore", "ignore", "pipe"], ...(uid === undefined ? {} : { uid, gid: uid }) });
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on("close", (code) => resolve({ code, stderr }));
+  });
+}
+
+function errnoOf(result: DiskResult): number {
+  return result === null ? 0 : osConstants.errno[result];
+}
+
+/** A mount over `dir` that applies each intercepted op with the real disk port (or answers
+ *  what `answer` returns instead) and records it. */
+function interceptingMount(dir: string, answer?: (op: DiskOp) => DiskResult | "never" | "apply"): { fuse: FuseMount; ops: DiskOp[] } {
+  const ops: DiskOp[] = [];
+  let disk: RealDisk<null> | null = null;
+  const fuse = mount(dir, {
+    mode: "intercept",
+    intercept: (id, op) => {
+      ops.push(op);
+      const forced = answer?.(op) ?? "apply";
+      if (forced === "never") return;
+      if (forced !== "apply") {
+        fuse.answer(id, errnoOf(forced));
+        return;
+      }
+      disk!.apply(op, (result) => fuse.answer(id, errnoOf(result)));
+    },
+  });
+  mounts.push(fuse);
+  disk = new RealDisk<null>({
+    root: `/proc/self/fd/${fuse.handleFd}`,
+    metaFile: join(scratch, "state", "meta.json"),
+    preserveDir: join(scratch, "state", "preserved"),
+    codec: { encode: () => null, decode: () => null },
+  });
+  return { fuse, ops };
+}
+
+describe("a FUSE mount that intercepts", () => {
+  it("hands every change to JavaScript as a DiskOp and answers the application what it answered", async () => {
+    const dir = freshDir();
+    const { fuse, ops } = interceptingMount(dir);
+    const script = [
+      "mkdir d",
+      "printf hello > d/f",
+      "printf XY | dd of=d/f bs=2 seek=3 oflag=seek_bytes conv=notrunc status=none",
+      "mv d/f d/g",
+      "ln -s g d/l",
+      "chmod 640 d/g",
+      "truncate -s 4 d/g",
+      "chown 65534:65534 d/g",
+      "mkdir e && rmdir e",
+      "rm d/l",
+      "sync d/g",
+    ].join(" && ");
+    expect(await shell(dir, script)).toEqual({ code: 0, stderr: "" });
+    const described = ops.map(describeOp);
+    expect(described).toEqual([
+      "mkdir d",
+      "create d/f",
+      "write d/f @0+5",
+      "write d/f @3+2",
+      "rename d/f d/g",
+      "symlink d/l -> g",
+      "setattr d/g",
+      "truncate d/g 4",
+      "chown d/g",
+      "mkdir e",
+      "rmdir e",
+      "unlink d/l",
+      "fsync d/g",
+    ]);
+    expect(ops[0]).toMatchObject({ kind: "mkdir", path: "d", owner: { uid: 0, gid: 0 } });
+    expect(ops[2]).toMatchObject({ kind: "write", offset: 0, data: new Uint8Array(Buffer.from("hello")) });
+    expect(ops[6]).toMatchObject({ kind: "setattr", mode: 0o640 });
+    expect(ops[8]).toMatchObject({ kind: "chown", uid: nobody, gid: nobody });
+    expect(fuse.stats()).toMatchObject({ intercepted: ops.length, waiting: 0 });
+    fuse.unmount();
+    mounts.splice(0);
+    expect(readFileSync(join(dir, "d/g"), "utf8")).toBe("helX");
+    expect(lstatSync(join(dir, "d/g"))).toMatchObject({ uid: nobody, gid: nobody });
+    expect(lstatSync(join(dir, "d/g")).mode & 0o7777).toBe(0o640);
+  });
+
+  it("gives a new path the owner of the process that made it", async () => {
+    const dir = freshDir();
+    const { ops } = interceptingMount(dir);
+    expect(await shell(dir, "mkdir -m 777 open")).toMatchObject({ code: 0 });
+    expect(await shell(dir, "printf x > open/mine && ln -s mine open/link", nobody)).toEqual({ code: 0, stderr: "" });
+    expect(ops.filter((op) => op.kind === "create" || op.kind === "symlink")).toMatchObject([
+      { kind: "create", path: "open/mine", owner: { uid: nobody, gid: nobody } },
+      { kind: "symlink", path: "open/link", target: "mine", owner: { uid: nobody, gid: nobody } },
+    ]);
+    expect(lstatSync(join(dir, "open/mine"))).toMatchObject({ uid: nobody, gid: nobody });
+    expect(readlinkSync(join(dir, "open/link"))).toBe("mine");
+  });
+
+  it("answers the application the error JavaScript gives, and changes nothing then", async () => {
+    const dir = freshDir();
+    writeFileSync(join(dir, "full"), "before");
+    interceptingMount(dir, (op) => (op.kind === "write" ? "ENOSPC" : op.kind === "mkdir" ? "EIO" : "apply"));
+    const write = await shell(dir, "printf more | dd of=full oflag=append conv=notrunc status=none");
+    expect(write.code).not.toBe(0);
+    expect(write.stderr).toContain("No space left on device");
+    const mkdir = await shell(dir, "mkdir d");
+    expect(mkdir.stderr).toContain("Input/output error");
+    expect(readFileSync(join(dir, "full"), "utf8")).toBe("before");
+  });
+
+  it("refuses hard links, and opens the file when another creator won the race", async () => {
+    const dir = freshDir();
+    let handle = "";
+    const { fuse, ops } = interceptingMount(dir, (op) => {
+      if (op.kind !== "create" || op.path !== "raced") return "apply";
+      // Another creator made it between the kernel's lookup and this create.
+      writeFileSync(join(handle, "raced"), "theirs");
+      return "EEXIST";
+    });
+    handle = `/proc/self/fd/${fuse.handleFd}`;
+    expect((await shell(dir, "printf a > f && ln f g")).stderr).toContain("Operation not permitted");
+    // Without O_EXCL the existing file is opened (and, for O_TRUNC, truncated), as on a local disk.
+    expect(await shell(dir, "printf mine > raced")).toEqual({ code: 0, stderr: "" });
+    expect(ops.map(describeOp)).toEqual(expect.arrayContaining(["create raced", "truncate raced 0", "write raced @0+4"]));
+    expect(readFileSync(join(handle, "raced"), "utf8")).toBe("mine");
+    // With O_EXCL the application hears EEXIST.
+    const exclusive = await shell(dir, "set -C; printf again > raced");
+    expect(exclusive.code).not.toBe(0);
+    expect(readFileSync(join(handle, "raced"), "utf8")).toBe("mine");
+  });
+
+  it("answers EIO to an operation still waiting when the mount is unmounted with force", async () => {
+    const dir = freshDir();
+    const { fuse } = interceptingMount(dir, (op) => (op.kind === "write" ? "never" : "apply"));
+    const stuck = shell(dir, "printf x > f");
+    for (let attempt = 0; attempt < 500 && fuse.stats().waiting === 0; attempt++) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(fuse.stats().waiting).toBe(1);
+    fuse.unmount({ force: true });
+    mounts.splice(0);
+    const { code, stderr } = await stuck;
+    expect(code).not.toBe(0);
+    expect(stderr).toMatch(/I\/O error|Input\/output error|Transport endpoint is not connected|Software caused connection abort/);
+  });
+});
+
+describe("a read-only FUSE mount", () => {
+  it("serves reads and refuses every change with EROFS, opens for writing included", async () => {
+    const dir = freshDir();
+    mkdirSync(join(dir, "d"));
+    writeFileSync(join(dir, "d/f"), "kept");
+    mounts.push(mount(dir, { mode: "readonly" }));
+    expect(readFileSync(join(dir, "d/f"), "utf8")).toBe("kept");
+    for (const script of ["printf x > d/new", "printf x >> d/f", "mkdir e", "rm d/f", "mv d/f d/g", "chmod 600 d/f", "touch d/f", "ln -s f d/l", "truncate -s 0 d/f"]) {
+      const { code, stderr } = await shell(dir, script);
+      expect(code, script).not.toBe(0);
+      expect(stderr, script).toContain("Read-only file system");
+    }
+    expect(readFileSync(join(dir, "d/f"), "utf8")).toBe("kept");
+  });
+
+  it("shows at once what changed underneath (nothing cached)", async () => {
+    const dir = freshDir();
+    writeFileSync(join(dir, "f"), "one");
+    const fuse = mount(dir, { mode: "readonly" });
+    mounts.push(fuse);
+    expect(readFileSync(join(dir, "f"), "utf8")).toBe("one");
+    writeFileSync(`/proc/self/fd/${fuse.handleFd}/f`, "two, longer");
+    expect(readFileSync(join(dir, "f"), "utf8")).toBe("two, longer");
+  });
+});
