@@ -31,7 +31,8 @@
 //   module without the split-brain protection its file asks for). The core pings only the
 //   first witness; more than one is a warning.
 // - blockSize and splitBrain come from the tandem extensions <rfs blocksize splitbrain>,
-//   resyncWorkers from nbrei; checkpointMs (500) and retryMs (1000) are constants.
+//   resyncWorkers from nbrei; checkpointMs (500), retryMs (1000) and resyncChunkBytes (1 MiB)
+//   are constants.
 // - Scripts run when the module has a <user> element, with SAFEMODULE, the <var> values and
 //   the caller's variables (in that order, later ones winning), and the nice-stop timeout
 //   (300 s without <user>).
@@ -72,6 +73,9 @@ export const witnessTimeoutMsMin = 250;
 export const witnessTimeoutMsMax = 1_000;
 /** How often an attached primary clears the dirty marks of what is durable on both. */
 export const mirrorCheckpointMs = 500;
+/** A resync sends 1 MiB of a file per message: well inside a stream frame (16 MiB at
+ *  most) once encoded, and small enough not to hold up the writes behind it. */
+export const mirrorResyncChunkBytes = 1024 * 1024;
 /** How often a secondary whose disk failed asks to be attached again. */
 export const mirrorRetryMs = 1_000;
 /** SafeKit's nicestoptimeout, for a module without <user> (which runs no scripts). */
@@ -120,6 +124,7 @@ export function toMirrorConfig(module: ModuleConfig, cluster: ClusterConfig, nod
     scriptEnv: { SAFEMODULE: module.name, ...Object.fromEntries((module.user?.vars ?? []).map((each) => [each.name, each.value])), ...options.scriptEnv },
     scriptTimeoutMs: module.user?.niceStopTimeoutMs ?? scriptTimeoutMsDefault,
     resyncWorkers: module.rfs.resyncWorkers,
+    resyncChunkBytes: mirrorResyncChunkBytes,
     checkpointMs: mirrorCheckpointMs,
     retryMs: mirrorRetryMs,
   };

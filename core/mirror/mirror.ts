@@ -25,7 +25,7 @@ import type { DefaultPrim } from "../config/module-config.ts";
 import type { Probe, ScriptOutcome, ScriptRun } from "../ports.ts";
 import type { LogEntry, LogLevel } from "../types.ts";
 import { decide, planResync, type SplitBrainPolicy } from "./decide.ts";
-import { describeOp, isMediaError, parentOf, pathsOf, type DiskError, type DiskOp, type DiskResult, type PathSnapshot } from "./disk-ops.ts";
+import { describeOp, isMediaError, isWithin, parentOf, pathsOf, type DiskError, type DiskOp, type DiskResult, type PathSnapshot } from "./disk-ops.ts";
 import type { HelloSummary, MirrorBeat, MirrorMessage, MirrorReadiness, MirrorRole } from "./messages.ts";
 import { dirtyOf, emptyDirty, filterDirty, lineage, newMeta, nextGen, unionDirty, withNewGen, type FileDirty, type Gen, type MirrorMeta } from "./meta.ts";
 
@@ -55,6 +55,9 @@ export interface MirrorConfig {
   readonly scriptEnv: Readonly<Record<string, string>>;
   readonly scriptTimeoutMs: number;
   readonly resyncWorkers: number;
+  /** A resync sends a file this many bytes at a time at most (whole blocks, one block at
+   *  least): each chunk is one message, which a real stream carries in one frame. */
+  readonly resyncChunkBytes: number;
   /** How often an attached primary clears the dirty marks of what is durable on both. */
   readonly checkpointMs: number;
   /** After its disk failed, a secondary asks to be attached again this often. */
@@ -117,7 +120,8 @@ type Continuation =
 type Tag =
   | { readonly t: "local"; readonly seq: number }
   | { readonly t: "remote"; readonly session: number; readonly seq: number; readonly fsync: boolean; readonly paths: readonly string[] }
-  | { readonly t: "resync-read"; readonly session: number; readonly path: string; readonly version: number }
+  /** `blocks`: the chunk asked for; `whole`: the first chunk of a whole path. */
+  | { readonly t: "resync-read"; readonly session: number; readonly path: string; readonly version: number; readonly blocks: readonly number[]; readonly whole: boolean }
   | { readonly t: "prune-read"; readonly session: number; readonly path: string; readonly snapshot: PathSnapshot }
   | { readonly t: "install"; readonly session: number; readonly path: string; readonly last: boolean }
   | { readonly t: "checkpoint"; readonly session: number }
@@ -145,9 +149,13 @@ interface Link {
   queueIndex: number;
   requeue: string[];
   readonly reading: Set<string>;
-  readonly sending: Set<string>;
+  /** Paths with snapshots on the way, and how many (a path re-marked meanwhile is read and
+   *  sent again before the first is acknowledged). */
+  readonly sending: Map<string, number>;
   /** Paths re-marked while their snapshot was on the way: not done when acknowledged. */
   readonly remarked: Set<string>;
+  /** Files sent in part (resyncChunkBytes at a time): their plan entry holds the rest. */
+  readonly partial: Set<string>;
   endSent: boolean;
   checkpoint: { upTo: number; local: boolean; peer: boolean } | null;
   readonly startedMs: number;
@@ -949,6 +957,7 @@ class Step {
     const link = s.link;
     s.pending.set(seq, { id, op, local: undefined, peer: undefined, peerless: link === null });
     this.out.push({ kind: "apply", tag: this.tag({ t: "local", seq }), op });
+    if (link !== null && op.kind === "rename") this.carryPlan(link, op.from, op.to);
     if (link !== null) {
       s.stats.replicatedOps++;
       this.send({ kind: "rep", session: link.session, seq, op });
@@ -1330,15 +1339,56 @@ class Step {
       return;
     }
     if (result.kind === "dir" && entry.all) for (const child of result.children) this.plan(link, tag.path === "" ? child : `${tag.path}/${child}`, { all: true, blocks: new Set() });
-    if (result.kind === "file") for (const block of result.blocks.values()) s.stats.resyncBlockBytes += block.length;
+    if (result.kind === "file") {
+      for (const block of result.blocks.values()) s.stats.resyncBlockBytes += block.length;
+      this.keepRest(link, tag.path, entry, tag, result.size);
+    }
     s.stats.resyncPaths++;
-    link.sending.add(tag.path);
+    link.sending.set(tag.path, (link.sending.get(tag.path) ?? 0) + 1);
     link.remarked.delete(tag.path);
     this.send({ kind: "sync-path", session: link.session, path: tag.path, snapshot: result, prune: result.kind === "dir" && entry.all });
     this.pumpResync();
   }
 
   // ---- resync, as primary ----
+
+  /** Blocks a resync sends of a file per message: a stream frame stays small. */
+  chunkBlocks(): number {
+    return Math.max(1, Math.floor(this.s.config.resyncChunkBytes / this.s.config.blockSize));
+  }
+
+  /** After a read of one chunk of `path` (a file of `size` bytes): what its plan entry
+   *  holds beyond the blocks that read asked for stays planned (blocks marked since the
+   *  read was issued included), sent once this chunk is acknowledged. */
+  keepRest(link: Link, path: string, entry: FileDirty, read: { readonly blocks: readonly number[]; readonly whole: boolean }, size: number): void {
+    const asked = new Set(read.blocks);
+    let rest: number[];
+    if (entry.all && !read.whole) {
+      // Made whole since the read was issued: read it whole again after this chunk.
+      link.partial.add(path);
+      return;
+    } else if (entry.all) {
+      const count = Math.ceil(size / this.s.config.blockSize);
+      rest = Array.from({ length: Math.max(0, count - read.blocks.length) }, (_, index) => read.blocks.length + index);
+    } else {
+      rest = [...entry.blocks].filter((block) => !asked.has(block));
+    }
+    if (rest.length === 0) return;
+    link.plan.set(path, { all: false, blocks: new Set(rest) });
+    link.partial.add(path);
+  }
+
+  /** A rename during a resync moves what is under `from` to `to` on both sides, the
+   *  secondary's stale copies included: if the resync still had to send anything under
+   *  `from`, all of `to` is sent again (reading `from` now finds nothing). */
+  carryPlan(link: Link, from: string, to: string): void {
+    if (link.inSync || from === to) return;
+    for (const path of link.plan.keys()) {
+      if (!isWithin(path, from)) continue;
+      this.plan(link, to, { all: true, blocks: new Set() });
+      return;
+    }
+  }
 
   versionOf(path: string): number {
     let sum = this.s.pathVersion.get(path) ?? 0;
@@ -1377,8 +1427,9 @@ class Step {
       queueIndex: 0,
       requeue: [],
       reading: new Set(),
-      sending: new Set(),
+      sending: new Map(),
       remarked: new Set(),
+      partial: new Set(),
       endSent: false,
       checkpoint: null,
       startedMs: this.now,
@@ -1409,8 +1460,11 @@ class Step {
       if (path === undefined) break;
       const entry = link.plan.get(path)!;
       link.reading.add(path);
-      const blocks = entry.all ? "all" : [...entry.blocks].sort((a, b) => a - b);
-      this.out.push({ kind: "read", tag: this.tag({ t: "resync-read", session: link.session, path, version: this.versionOf(path) }), path, blocks });
+      // At most one chunk per read: a whole file is read from its start, what lies past its
+      // end is not answered (a directory answers its children whatever the blocks).
+      const chunk = this.chunkBlocks();
+      const blocks = entry.all ? Array.from({ length: chunk }, (_, index) => index) : [...entry.blocks].sort((a, b) => a - b).slice(0, chunk);
+      this.out.push({ kind: "read", tag: this.tag({ t: "resync-read", session: link.session, path, version: this.versionOf(path), blocks, whole: entry.all }), path, blocks });
     }
     if (link.plan.size === 0 && link.reading.size === 0 && link.sending.size === 0 && !link.endSent) {
       link.endSent = true;
@@ -1427,8 +1481,17 @@ class Step {
     const s = this.s;
     const link = s.link;
     if (link === null || link.session !== session) return;
+    const left = (link.sending.get(path) ?? 1) - 1;
+    if (result !== null) link.requeue.push(path);
+    if (left > 0) {
+      // Another snapshot of the path is on the way: decide once the last is acknowledged.
+      link.sending.set(path, left);
+      this.pumpResync();
+      return;
+    }
     link.sending.delete(path);
-    if (result === null && !link.remarked.has(path)) link.plan.delete(path);
+    const partial = link.partial.delete(path);
+    if (result === null && !link.remarked.has(path) && !partial) link.plan.delete(path);
     else link.requeue.push(path);
     link.remarked.delete(path);
     this.pumpResync();

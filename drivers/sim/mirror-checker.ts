@@ -37,9 +37,18 @@ export function settle(world: MirrorWorld, boundMs = convergeBoundMs): boolean {
   const converged = world.runUntilCondition(() => inSync(world), deadline, 20);
   if (!converged) {
     const states = world.nodes.map((node) => `${node.id} ${node.role} ${node.readiness} gen ${node.meta?.gen ?? "-"}${node.runtime === null ? "" : ` (${node.runtime.state.why || node.runtime.state.phase})`}`).join("; ");
-    world.violation("M4", `not converged ${boundMs} ms after the faults stopped: ${states}; trees ${world.nodes.map((node) => node.disk.treeDigest().slice(0, 12)).join(" vs ")}`);
+    world.violation("M4", `not converged ${boundMs} ms after the faults stopped: ${states}; trees ${world.nodes.map((node) => node.disk.treeDigest().slice(0, 12)).join(" vs ")}${treeDifferences(world)}`);
   }
   return converged;
+}
+
+/** The first paths whose entries differ between the two nodes' trees, for the report. */
+function treeDifferences(world: MirrorWorld, count = 3): string {
+  const [a, b] = world.nodes.map((node) => new Map(node.disk.snapshotTree().map((entry) => [entry.path, JSON.stringify(entry)])));
+  const paths = [...new Set([...a!.keys(), ...b!.keys()])].sort().filter((path) => a!.get(path) !== b!.get(path));
+  if (paths.length === 0) return "";
+  const shown = paths.slice(0, count).map((path) => `${path || "(root)"}: ${a!.get(path) ?? "absent"} vs ${b!.get(path) ?? "absent"}`);
+  return `; ${paths.length} paths differ: ${shown.join("; ")}`;
 }
 
 /** PRIM and SECOND, both Ready, no operation in flight, identical trees. */

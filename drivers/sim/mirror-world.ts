@@ -222,6 +222,8 @@ export class MirrorWorld {
       scriptEnv: { SAFEMODULE: "db" },
       scriptTimeoutMs: 60_000,
       resyncWorkers: 4,
+      // Small, so that the plans' files are sent in several chunks.
+      resyncChunkBytes: 2 * (options.blockSize ?? 4_096),
       checkpointMs: 500,
       retryMs: 1_000,
       ...(options.plantedBug === "ack-before-peer" ? { plantedBug: "early-ack" as const } : {}),

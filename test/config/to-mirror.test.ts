@@ -84,6 +84,7 @@ const safekitExpected: MirrorConfig = {
   scriptEnv: { SAFEMODULE: "app", APP_HOME: "/opt/app", APP_PORT: "8080" },
   scriptTimeoutMs: 120_000,
   resyncWorkers: 4,
+  resyncChunkBytes: 1024 * 1024,
   checkpointMs: 500,
   retryMs: 1_000,
 };
@@ -302,7 +303,8 @@ describe("the postgresql template", () => {
       scriptEnv: { SAFEMODULE: "postgresql-mirror", PG_VERSION: "15" },
       scriptTimeoutMs: 120_000,
       resyncWorkers: 6,
-      checkpointMs: 500,
+      resyncChunkBytes: 1024 * 1024,
+  checkpointMs: 500,
       retryMs: 1_000,
     } satisfies MirrorConfig);
   });
