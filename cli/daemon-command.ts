@@ -16,6 +16,7 @@ import { RealProcessPort } from "../drivers/real/process.ts";
 import { clusterKeyProblem, WireKey } from "../drivers/real/wire.ts";
 import { loadConfigDir } from "../service/config-load.ts";
 import { createRealFarm } from "../service/farm-parts.ts";
+import { createRealMirror } from "../service/mirror-parts.ts";
 import { adminCodec, PeerAdmin, type AdminMessage } from "../service/peer-admin.ts";
 import { RealStreamPort, streamTopologyOf } from "../drivers/real/streams.ts";
 import { listenControl, type ControlRequest } from "../service/control.ts";
@@ -60,7 +61,11 @@ export async function daemonCommand(argv: readonly string[], print: (line: strin
     drivers: {
       ...(typeof key === "string" || cluster === null
         ? { farmUnavailable: typeof key === "string" ? key : "cluster.xml does not load" }
-        : { farm: (module) => createRealFarm({ module, cluster, node, key, incarnation, log }) }),
+        : {
+            farm: (module) => createRealFarm({ module, cluster, node, key, incarnation, log }),
+            mirror: (module, context) => createRealMirror({ module, cluster, node, key, incarnation, ...context }),
+          }),
+      ...(typeof key === "string" || cluster === null ? { mirrorUnavailable: typeof key === "string" ? key : "cluster.xml does not load" } : {}),
       clock: new RealClockPort(),
       processes: (module, logDir) => new RealProcessPort({ binDir: join(module.dir, "bin"), logDir, log: (line) => logger.warn({ event: "process.driver", module: module.name, detail: line }) }),
       probes: (moduleReady) => new RealProbePort({ moduleReady }),
@@ -137,10 +142,12 @@ async function handleRequest(service: NodeService, request: ControlRequest): Pro
     }
     case "prim":
     case "second":
-    case "swap": {
+    case "swap":
+    case "primforce": {
       if (module === undefined) throw new Error(`${request.verb} needs a module (-m NAME)`);
-      const view = service.views(module)[0]!;
-      throw new Error(`${request.verb} applies to mirror modules (a primary and a secondary); ${module} is a ${view.mode} module${view.mode === "mirror" ? ", and mirror modules do not run on the node service yet" : ""}`);
+      const view = service.mirrorCommand(module, request.verb, request["fullsync"] === true);
+      if (request["wait"] !== true || (request.verb !== "prim" && request.verb !== "second")) return view;
+      return service.waitFor(module, request.verb === "prim" ? "PRIM" : "SECOND", typeof request["timeoutMs"] === "number" ? request["timeoutMs"] : 600_000);
     }
     case "log":
       if (module === undefined) throw new Error("log needs a module (-m NAME)");
@@ -164,7 +171,7 @@ function nextIncarnation(stateDir: string): number {
 /** The cluster key, or why there is none: every node holds the same secret file. */
 function readClusterKey(file: string): WireKey | string {
   const howTo = `create it once (head -c 32 /dev/urandom > ${file}; chmod 600 ${file}) and copy it to every node`;
-  if (!existsSync(file)) return `no cluster key at ${file}: farm modules need one to authenticate their heartbeats; ${howTo}`;
+  if (!existsSync(file)) return `no cluster key at ${file}: farm and mirror modules need one to authenticate their heartbeats and streams; ${howTo}`;
   if ((statSync(file).mode & 0o077) !== 0) return `${file} can be read by other users than root: chmod 600 ${file}`;
   const bytes = readFileSync(file);
   const problem = clusterKeyProblem(bytes);

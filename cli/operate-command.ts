@@ -4,11 +4,14 @@
 //   tandem state [-m MODULE] [--json] [-q]
 //   tandem set -m MODULE -r CLASS.IDENT -v up|down      (a custom checker reporting)
 //   tandem log -m MODULE [-n COUNT] [--json]
+//   tandem prim|second -m MODULE [fullsync] [--wait]   a mirror's roles (fullsync: resend everything)
+//   tandem swap|primforce -m MODULE
 
 import { parseArgs } from "node:util";
 import type { LogEntry } from "../core/types.ts";
 import { requestControl } from "../service/control.ts";
 import type { ModuleView } from "../service/node-service.ts";
+import type { MirrorView } from "../service/mirror-parts.ts";
 import type { OperateVerb } from "./operate-verbs.ts";
 import { servicePaths } from "./service-paths.ts";
 
@@ -18,8 +21,9 @@ const stateExitCodes: Readonly<Record<string, number>> = { STOP: 0, WAIT: 1, ALO
 const requestTimeoutMs = 10_000;
 
 export async function operateCommand(verb: OperateVerb, argv: readonly string[], print: (line: string) => void): Promise<number> {
-  const { values } = parseArgs({
+  const { values, positionals } = parseArgs({
     args: [...argv],
+    allowPositionals: true,
     options: {
       module: { type: "string", short: "m" },
       resource: { type: "string", short: "r" },
@@ -39,6 +43,15 @@ export async function operateCommand(verb: OperateVerb, argv: readonly string[],
   const ask = (fields: Record<string, unknown>, timeoutMs = requestTimeoutMs) => requestControl(socket, verb, { ...(module === undefined ? {} : { module }), ...fields }, timeoutMs);
   if (verb !== "state" && module === undefined) {
     print(`tandem ${verb}: give the module with -m NAME`);
+    return 2;
+  }
+  const fullsync = positionals.length === 1 && positionals[0] === "fullsync" && (verb === "prim" || verb === "second");
+  if (positionals.length > 0 && !fullsync) {
+    print(`tandem ${verb}: unexpected ${positionals.join(" ")}${verb === "prim" || verb === "second" ? " (only fullsync may follow)" : ""}`);
+    return 2;
+  }
+  if (values.wait && (verb === "swap" || verb === "primforce")) {
+    print(`tandem ${verb}: --wait is for start, stop, restart, prim and second; follow a ${verb} with tandem state`);
     return 2;
   }
   if (values.hosts !== undefined) return onNodes(values.hosts, verb, module, values, socket, print);
@@ -71,7 +84,7 @@ export async function operateCommand(verb: OperateVerb, argv: readonly string[],
         return 0;
       }
       default: {
-        const view = (await ask({ wait: values.wait }, values.wait ? 3_600_000 : requestTimeoutMs)) as ModuleView;
+        const view = (await ask({ wait: values.wait, ...(fullsync ? { fullsync } : {}) }, values.wait ? 3_600_000 : requestTimeoutMs)) as ModuleView;
         print(formatView(view, colours()));
         return 0;
       }
@@ -130,10 +143,18 @@ export function formatView(view: ModuleView, colours: Colours = { paint: (text) 
   const resources = Object.entries(view.resources).map(([name, value]) => `${name}=${value}`).join(" ");
   const parts = [`${view.module.padEnd(16)} ${view.node.padEnd(10)} ${view.mode.padEnd(6)} ${state}`];
   if (view.farm !== null) parts.push(`farm ${view.farm.state}, ${view.farm.ownedBuckets}/${view.farm.bucketCount} buckets, members ${view.farm.members.join(",") || "-"}`);
+  if (view.mirror !== null) parts.push(formatMirror(view.mirror));
   if (view.problem !== null) parts.push(`not run here: ${view.problem}`);
   else if (view.goal === "stopped" && view.state !== "STOP") parts.push("stopping");
   if (resources !== "") parts.push(resources);
   return parts.join("  ");
+}
+
+function formatMirror(mirror: MirrorView): string {
+  const peer = `peer ${mirror.peer} ${mirror.peerConnected ? mirror.peerRole : "unreachable"}`;
+  const data = `${mirror.consistent ? "" : "not up to date, "}generation ${mirror.gen ?? "none"}`;
+  const resync = mirror.stats.resyncs === 0 ? "" : `, resynced ${mirror.stats.resyncs}× (${mirror.stats.resyncPaths} paths, ${(mirror.stats.resyncBlockBytes / 1_048_576).toFixed(1)} MiB)`;
+  return `${data}, ${peer}, ${mirror.dir} ${mirror.volume ?? "unmounted"}${resync}${mirror.why === "" ? "" : `  (${mirror.why})`}`;
 }
 
 function formatEntry(entry: LogEntry): string {

@@ -12,7 +12,8 @@ const usage = `usage: tandem <command> [options]
              application only) and stopstart
   set        what a custom checker reports: tandem set -m MODULE -r custom.IDENT -v up|down
   log        a module's last events: tandem log -m MODULE [-n COUNT] [--json]
-  prim, second, swap   a mirror module's roles: tandem prim -m MODULE (mirror modules arrive later)
+  prim, second, swap, primforce
+                       a mirror module's roles: tandem prim -m MODULE [fullsync] [--wait]
   -H n1,n2   with any of these: run it on the nodes named ('*': all), through the local service
   daemon     run the node service in the foreground (systemd: packaging/tandem.service)
   config  check a configuration: tandem config check [DIR] (cluster.xml and modules' userconfig.xml)

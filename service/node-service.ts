@@ -4,8 +4,8 @@
 //
 // What runs here: light and farm modules' life cycles (scripts, checkers, errd, failover
 // rules) and, for a farm module, its protocol over the network and its kernel filter,
-// healthy while its life cycle is UP and Ready. A mirror module is refused with a message
-// until the mirror issue brings it.
+// healthy while its life cycle is UP and Ready. A mirror module is its own state machine
+// (core/mirror/mirror.ts: roles, scripts, replication), built by the `mirror` driver.
 
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -18,6 +18,8 @@ import type { StepResult } from "../core/types.ts";
 import { createModuleRuntime, type ModuleRuntime } from "../runtime/module-runtime.ts";
 import { loadConfigDir, type LoadedConfig, type LoadedModule } from "./config-load.ts";
 import type { FarmParts, FarmView } from "./farm-parts.ts";
+import type { MirrorCommand } from "../core/mirror/mirror.ts";
+import type { MirrorParts, MirrorView } from "./mirror-parts.ts";
 
 export type ModuleCommand = "start" | "stop" | "restart" | "stopstart";
 
@@ -31,7 +33,24 @@ export interface ServiceDrivers {
   farm?: (module: ModuleConfig) => Promise<FarmParts>;
   /** Why farm modules cannot run here, when `farm` is absent. */
   farmUnavailable?: string;
+  /** A mirror module over this node's replicator; absent where mirror modules cannot run. */
+  mirror?: (module: ModuleConfig, context: MirrorContext) => Promise<MirrorParts>;
+  /** Why mirror modules cannot run here, when `mirror` is absent. */
+  mirrorUnavailable?: string;
 }
+
+/** What the service gives a mirror module it creates. */
+export interface MirrorContext {
+  readonly stateDir: string;
+  readonly scriptEnv: Readonly<Record<string, string>>;
+  readonly processes: ProcessPort;
+  readonly probes: ProbePort;
+  readonly log: (entry: LogEntry) => void;
+  readonly observe: () => void;
+}
+
+/** An operator's command for a mirror's roles. */
+export type MirrorRoleCommand = Extract<MirrorCommand, "prim" | "primforce" | "second" | "swap">;
 
 export interface NodeServiceOptions {
   readonly configDir: string;
@@ -56,6 +75,8 @@ export interface ModuleView {
   readonly problem: string | null;
   /** A farm module's membership and buckets on this node. */
   readonly farm: FarmView | null;
+  /** A mirror module's roles, generation and replication on this node. */
+  readonly mirror: MirrorView | null;
 }
 
 /** The last log events kept per module for `tandem log`. */
@@ -65,6 +86,7 @@ interface ModuleHandle {
   readonly loaded: LoadedModule;
   readonly runtime: ModuleRuntime | null;
   readonly farm: FarmParts | null;
+  readonly mirror: MirrorParts | null;
   readonly problem: string | null;
   readonly logs: LogEntry[];
   readonly waiters: Set<() => void>;
@@ -90,7 +112,7 @@ export class NodeService {
     for (const loaded of config.modules) this.#modules.set(loaded.name, await this.#createModule(loaded));
     this.#serviceLog("info", "service.started", { modules: [...this.#modules.keys()].join(","), errors: config.errors, warnings: config.warnings });
     for (const handle of this.#modules.values()) {
-      if (handle.runtime !== null && this.#shouldStartAtBoot(handle)) this.#deliver(handle, "start");
+      if (runs(handle) && this.#shouldStartAtBoot(handle)) this.#deliver(handle, "start");
     }
     return config;
   }
@@ -98,10 +120,11 @@ export class NodeService {
   /** Stops every module (its stop scripts run, with their timeouts) and resolves once all are STOP. */
   async stop(): Promise<void> {
     this.#serviceLog("info", "service.stopping", {});
-    const stopping = [...this.#modules.values()].filter((handle) => handle.runtime !== null);
+    const stopping = [...this.#modules.values()].filter(runs);
     for (const handle of stopping) this.#deliver(handle, "stop");
-    await Promise.all(stopping.map((handle) => this.#until(handle, (state) => state.state === "STOP" && state.running === null)));
+    await Promise.all(stopping.map((handle) => this.#until(handle, () => settledIn(handle, this.#view(handle), "STOP"))));
     await Promise.all(stopping.map((handle) => handle.farm?.close()));
+    await Promise.all(stopping.map((handle) => handle.mirror?.close()));
     this.#serviceLog("info", "service.stopped", {});
   }
 
@@ -115,13 +138,31 @@ export class NodeService {
   /** A farm node joins on start and leaves on stop at once: the others take its buckets
    *  before its stop scripts run. */
   #deliver(handle: ModuleHandle, command: ModuleCommand): void {
+    if (handle.mirror !== null) {
+      // The mirror core keeps a start that arrives while it stops.
+      if (command === "stopstart") {
+        handle.mirror.command("stop");
+        handle.mirror.command("start");
+      } else handle.mirror.command(command);
+      return;
+    }
     if (command === "start" || command === "stop") handle.farm?.runtime.deliver({ kind: command });
     handle.runtime!.deliver({ kind: "command", command });
+  }
+
+  /** `tandem prim|second|swap|primforce -m MODULE`: a mirror's roles. The core answers in
+   *  its log when it cannot (why not yet); the view shows where it is. */
+  mirrorCommand(module: string, command: MirrorRoleCommand, fullsync = false): ModuleView {
+    const handle = this.#handle(module);
+    if (handle.mirror === null) throw new Error(`${command} applies to mirror modules (a primary and a secondary); ${module} is a ${handle.loaded.config?.mode ?? "?"} module`);
+    handle.mirror.command(command, fullsync);
+    return this.#view(handle);
   }
 
   /** `tandem set -r custom.x -v down`: what a custom checker's program reports. */
   setResource(module: string, resource: string, state: ResourceState): ModuleView {
     const handle = this.#handle(module);
+    if (handle.runtime === null) throw new Error(`module ${module} is a mirror module: its resources are not set from outside (it has no custom checkers yet)`);
     if (!handle.runtime!.state.resources.has(resource)) {
       const known = [...handle.runtime!.state.resources.keys()];
       throw new Error(`module ${module} has no resource ${resource} being watched now${known.length === 0 ? "" : ` (watched: ${known.join(", ")})`}`);
@@ -130,10 +171,11 @@ export class NodeService {
     return this.#view(handle);
   }
 
-  /** Resolves once `module` is in `state` (and Ready for UP), or rejects after `timeoutMs`. */
+  /** Resolves once `module` is in `state` and settled (Ready, or NotReady for STOP), or
+   *  rejects after `timeoutMs`. For a mirror, UP means PRIM, ALONE or SECOND and Ready. */
   async waitFor(module: string, state: string, timeoutMs: number): Promise<ModuleView> {
     const handle = this.#handle(module);
-    const reached = (lifecycle: Lifecycle) => lifecycle.state === state && lifecycle.running === null && (state !== "UP" || lifecycle.readiness === "Ready");
+    const reached = () => settledIn(handle, this.#view(handle), state);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`module ${module} did not reach ${state} within ${timeoutMs} ms; it is ${this.#view(handle).state}`)), timeoutMs);
@@ -157,9 +199,10 @@ export class NodeService {
 
   /** Whether a module of this node is UP and Ready; null when there is no such module. */
   moduleReady(module: string): boolean | null {
-    const runtime = this.#modules.get(module)?.runtime;
-    if (runtime === undefined || runtime === null) return null;
-    return runtime.state.state === "UP" && runtime.state.readiness === "Ready";
+    const handle = this.#modules.get(module);
+    if (handle === undefined || !runs(handle)) return null;
+    const view = this.#view(handle);
+    return (view.state === "UP" || view.state === "PRIM" || view.state === "ALONE") && view.readiness === "Ready";
   }
 
   // ---- modules ----
@@ -169,10 +212,10 @@ export class NodeService {
     const waiters = new Set<() => void>();
     const notRun = (problem: string): ModuleHandle => {
       this.#serviceLog("error", "module.not-run", { module: loaded.name, reason: problem });
-      return { loaded, runtime: null, farm: null, problem, logs, waiters };
+      return { loaded, runtime: null, farm: null, mirror: null, problem, logs, waiters };
     };
     if (loaded.config === null) return notRun("its configuration has errors (tandem config check)");
-    if (loaded.config.mode === "mirror") return notRun("mirror modules do not run on the node service yet");
+    if (loaded.config.mode === "mirror") return this.#createMirror(loaded, loaded.config, logs, waiters, notRun);
     let farm: FarmParts | null = null;
     if (loaded.config.mode === "farm") {
       const create = this.#options.drivers.farm;
@@ -183,18 +226,9 @@ export class NodeService {
         return notRun(`its farm could not be set up: ${error instanceof Error ? error.message : String(error)}`);
       }
     }
-    const logDir = join(this.#options.logDir, loaded.name);
-    mkdirSync(logDir, { recursive: true });
-    const stateDir = join(this.#options.stateDir, "modules", loaded.name);
-    mkdirSync(stateDir, { recursive: true });
+    const { logDir, stateDir } = this.#moduleDirs(loaded.name);
     const config = lifecycleConfig(loaded.config, this.#options.node, { moduleDir: loaded.dir, binDir: join(loaded.dir, "bin"), stateDir, logDir });
-    const log: LogPort = {
-      write: (entry) => {
-        logs.push(entry);
-        if (logs.length > logRingSize) logs.splice(0, logs.length - logRingSize);
-        this.#options.log(entry);
-      },
-    };
+    const log: LogPort = { write: (entry) => this.#moduleLog(logs, entry) };
     const observe = (_nowMs: number, _input: LifecycleInput, _result: StepResult<Lifecycle, LifecycleEffect>) => {
       for (const waiter of [...waiters]) waiter();
     };
@@ -205,7 +239,45 @@ export class NodeService {
       (ready) => farm?.setReady(ready),
       observe,
     );
-    return { loaded, runtime, farm, problem: null, logs, waiters };
+    return { loaded, runtime, farm, mirror: null, problem: null, logs, waiters };
+  }
+
+  async #createMirror(loaded: LoadedModule, module: ModuleConfig, logs: LogEntry[], waiters: Set<() => void>, notRun: (problem: string) => ModuleHandle): Promise<ModuleHandle> {
+    const create = this.#options.drivers.mirror;
+    if (create === undefined) return notRun(`mirror modules cannot run here: ${this.#options.drivers.mirrorUnavailable ?? "no mirror driver"}`);
+    const { logDir, stateDir } = this.#moduleDirs(loaded.name);
+    const drivers = this.#options.drivers;
+    const binDir = join(loaded.dir, "bin");
+    const scriptEnv = { SAFEUSERBIN: binDir, SAFEVAR: stateDir, TANDEM_MODULE: loaded.name, TANDEM_NODE: this.#options.node, TANDEM_MODULE_DIR: loaded.dir, TANDEM_MODULE_BIN: binDir, TANDEM_MODULE_STATE: stateDir, TANDEM_MODULE_LOG: logDir };
+    try {
+      const mirror = await create(module, {
+        stateDir,
+        scriptEnv,
+        processes: drivers.processes(loaded, logDir),
+        probes: drivers.probes((name) => this.moduleReady(name)),
+        log: (entry) => this.#moduleLog(logs, entry),
+        observe: () => {
+          for (const waiter of [...waiters]) waiter();
+        },
+      });
+      return { loaded, runtime: null, farm: null, mirror, problem: null, logs, waiters };
+    } catch (error) {
+      return notRun(`its mirror could not be set up: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+
+  #moduleDirs(module: string): { logDir: string; stateDir: string } {
+    const logDir = join(this.#options.logDir, module);
+    mkdirSync(logDir, { recursive: true });
+    const stateDir = join(this.#options.stateDir, "modules", module);
+    mkdirSync(stateDir, { recursive: true });
+    return { logDir, stateDir };
+  }
+
+  #moduleLog(logs: LogEntry[], entry: LogEntry): void {
+    logs.push(entry);
+    if (logs.length > logRingSize) logs.splice(0, logs.length - logRingSize);
+    this.#options.log(entry);
   }
 
   #shouldStartAtBoot(handle: ModuleHandle): boolean {
@@ -216,10 +288,10 @@ export class NodeService {
     return this.#loadGoal(handle.loaded.name) === "running";
   }
 
-  #until(handle: ModuleHandle, reached: (state: Lifecycle) => boolean): Promise<void> {
+  #until(handle: ModuleHandle, reached: () => boolean): Promise<void> {
     return new Promise((resolve) => {
       const check = () => {
-        if (!reached(handle.runtime!.state)) return;
+        if (!reached()) return;
         handle.waiters.delete(check);
         resolve();
       };
@@ -234,11 +306,26 @@ export class NodeService {
       const names = [...this.#modules.keys()];
       throw new Error(`no module ${module} on this node${names.length === 0 ? "" : ` (its modules: ${names.join(", ")})`}`);
     }
-    if (mustRun && handle.runtime === null) throw new Error(`module ${module} does not run here: ${handle.problem}`);
+    if (mustRun && !runs(handle)) throw new Error(`module ${module} does not run here: ${handle.problem}`);
     return handle;
   }
 
   #view(handle: ModuleHandle): ModuleView {
+    if (handle.mirror !== null) {
+      const mirror = handle.mirror.view();
+      return {
+        module: handle.loaded.name,
+        mode: "mirror",
+        node: this.#options.node,
+        state: mirror.role,
+        readiness: mirror.readiness,
+        goal: this.#loadGoal(handle.loaded.name),
+        resources: {},
+        problem: null,
+        farm: null,
+        mirror,
+      };
+    }
     const state = handle.runtime?.state;
     return {
       module: handle.loaded.name,
@@ -250,6 +337,7 @@ export class NodeService {
       resources: Object.fromEntries(state?.resources ?? []),
       problem: handle.problem,
       farm: handle.farm?.view() ?? null,
+      mirror: null,
     };
   }
 
@@ -277,4 +365,22 @@ export class NodeService {
   #serviceLog(level: LogEntry["level"], event: string, fields: LogEntry["fields"]): void {
     this.#options.log({ level, event, fields: { node: this.#options.node, ...fields } });
   }
+}
+
+function runs(handle: ModuleHandle): boolean {
+  return handle.runtime !== null || handle.mirror !== null;
+}
+
+const mirrorUpRoles: ReadonlySet<string> = new Set(["PRIM", "ALONE", "SECOND"]);
+
+/** Whether a module is in `state` with nothing under way: a life cycle runs no script (and
+ *  is Ready for UP); a mirror is Ready (NotReady for STOP), and UP is any of its running
+ *  roles. */
+function settledIn(handle: ModuleHandle, view: ModuleView, state: string): boolean {
+  if (handle.mirror === null) {
+    const lifecycle = handle.runtime!.state;
+    return lifecycle.state === state && lifecycle.running === null && (state !== "UP" || lifecycle.readiness === "Ready");
+  }
+  const role = state === "UP" ? mirrorUpRoles.has(view.state) : view.state === state;
+  return role && view.readiness === (state === "STOP" ? "NotReady" : "Ready");
 }

@@ -139,7 +139,9 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
   }
 
   #at(path: string): string {
-    return path === "" ? this.#options.root : join(this.#options.root, path);
+    // The root itself as `root/.`: `root` may be a symlink (/proc/self/fd/N), which lstat
+    // and unlink would take for what they act on.
+    return path === "" ? `${this.#options.root}/.` : join(this.#options.root, path);
   }
 
   #changed(path: string): void {

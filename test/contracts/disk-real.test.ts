@@ -2,7 +2,7 @@
 // of this machine's file system per test, in real time. What only the real disk has (a
 // damaged metadata file refused with its name, a whole-tree fsync) is below the suite.
 
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -93,6 +93,25 @@ describe("real disk: what only it has", () => {
       const result = await new Promise((resolve) => disk.apply({ kind: "symlink", path: "l", target: "x".repeat(5_000) }, resolve));
       expect(result).toBe("EIO");
       expect(problems.join("\n")).toContain("ENAMETOOLONG");
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("real disk: a root reached through a symlink (/proc/self/fd/N under a mount)", () => {
+  it("reads and installs the root itself, never the link", async () => {
+    const base = await mkdtemp(join(tmpdir(), "tandem-disk-"));
+    try {
+      await mkdir(join(base, "tree"));
+      await mkdir(join(base, "state"));
+      await symlink(join(base, "tree"), join(base, "link"));
+      const disk = new RealDisk<TestMeta>({ root: join(base, "link"), metaFile: join(base, "state", "meta.json"), preserveDir: join(base, "state", "preserved"), codec: testMetaCodec });
+      const run = <R>(issue: (done: (result: R) => void) => void) => new Promise<R>((resolve) => issue(resolve));
+      expect(await run((done) => disk.install("", { kind: "dir", mode: 0o750, children: [] }, 4096, done))).toBeNull();
+      expect(await run((done) => disk.apply({ kind: "create", path: "f", mode: 0o600 }, done))).toBeNull();
+      expect(await run((done) => disk.read("", [], 4096, done))).toMatchObject({ kind: "dir", mode: 0o750, children: ["f"] });
+      expect(await run((done) => disk.apply({ kind: "fsync", path: null }, done))).toBeNull();
     } finally {
       await rm(base, { recursive: true, force: true });
     }

@@ -1,0 +1,130 @@
+// One replicated directory of a mirror module on this node: the FUSE mount over it
+// (native/fuse.ts) and the directory underneath, which the mirror's disk port works on.
+//
+// The mount is read-only while the core does not accept the application's writes (a
+// secondary, a stopped or waiting module): every change is refused with EROFS and nothing
+// is cached, since the tree changes underneath. While it accepts them (primary, alone), the
+// mount intercepts: each change goes to `intercept` as a DiskOp and the application's call
+// waits until `complete` answers it. Switching remounts (unmount with force, then mount),
+// so a primary starts with an empty kernel cache: nothing read while secondary is served
+// stale. Files held open across a switch answer ENOTCONN afterwards; the core stops the
+// application before it stops accepting.
+//
+// The tree underneath is reached through a directory handle taken from the first mount's
+// own (opened before that mount hid the directory) and kept across remounts:
+// `/proc/self/fd/<handle>` walks below the mount, never through it.
+
+import { closeSync, constants, openSync } from "node:fs";
+import { constants as osConstants } from "node:os";
+import { assert } from "../../core/assert.ts";
+import type { DiskOp, DiskResult } from "../../core/mirror/disk-ops.ts";
+import { mount as mountFuse, type FuseMount, type FuseStats } from "../../native/fuse.ts";
+
+/** open(2)'s O_PATH on Linux (not in Node's fs.constants). */
+const oPath = 0o10000000;
+/** Intercepted operations waiting for the core at once; libfuse has 16 workers by default. */
+export const waitingOpsMax = 4_096;
+
+export type VolumeMode = "readonly" | "intercept";
+
+export interface MirrorVolumeOptions {
+  readonly dir: string;
+  /** A change the application made while intercepting; answer it with `complete(id, …)`. */
+  readonly intercept: (id: number, op: DiskOp) => void;
+  readonly log: (event: string, fields: Record<string, string | number>) => void;
+  /** Options of each mount (tests); never `mode` or `intercept`. */
+  readonly mountOptions?: { readonly threadCountMax?: number };
+}
+
+export class MirrorVolume {
+  readonly #options: MirrorVolumeOptions;
+  #fuse: FuseMount | null = null;
+  #mode: VolumeMode | null = null;
+  #handle = -1;
+  /** The core's ids are ours, unique across remounts: id → the mount and its own id. */
+  readonly #waiting = new Map<number, { readonly fuse: FuseMount; readonly nativeId: number }>();
+  #lastId = 0;
+
+  constructor(options: MirrorVolumeOptions) {
+    this.#options = options;
+  }
+
+  /** Mounts read-only over the directory and keeps a handle to the tree underneath.
+   *  Throws (FuseUnavailableError, or the mount's error naming the directory) when it cannot. */
+  open(): void {
+    assert(this.#fuse === null, "volume opened twice");
+    this.#mount("readonly");
+    this.#handle = openSync(`/proc/self/fd/${this.#fuse!.handleFd}`, oPath | constants.O_DIRECTORY);
+  }
+
+  /** The tree underneath, as this process reaches it (the disk port's root). */
+  get root(): string {
+    assert(this.#handle >= 0, "volume not open");
+    return `/proc/self/fd/${this.#handle}`;
+  }
+
+  get mode(): VolumeMode | null {
+    return this.#mode;
+  }
+
+  /** Remounts in `mode` unless already there. */
+  setMode(mode: VolumeMode): void {
+    assert(this.#fuse !== null, "volume not open");
+    if (mode === this.#mode) return;
+    this.#unmount();
+    this.#mount(mode);
+  }
+
+  /** Answers intercepted operation `id` with the core's result. */
+  complete(id: number, result: DiskResult): void {
+    const waiting = this.#waiting.get(id);
+    if (waiting === undefined) return; // answered EIO by a remount already
+    this.#waiting.delete(id);
+    waiting.fuse.answer(waiting.nativeId, result === null ? 0 : osConstants.errno[result]);
+  }
+
+  stats(): FuseStats | null {
+    return this.#fuse?.stats() ?? null;
+  }
+
+  /** Unmounts (with force) and closes the handle. Idempotent. */
+  close(): void {
+    this.#unmount();
+    if (this.#handle >= 0) closeSync(this.#handle);
+    this.#handle = -1;
+  }
+
+  #mount(mode: VolumeMode): void {
+    const fuse: FuseMount = mountFuse(this.#options.dir, {
+      ...this.#options.mountOptions,
+      mode,
+      ...(mode === "intercept" ? { intercept: (nativeId: number, op: DiskOp) => this.#intercepted(fuse, nativeId, op) } : {}),
+    });
+    this.#fuse = fuse;
+    this.#mode = mode;
+    this.#options.log("mirror.volume_mounted", { dir: this.#options.dir, mode });
+  }
+
+  #intercepted(fuse: FuseMount, nativeId: number, op: DiskOp): void {
+    if (fuse !== this.#fuse) {
+      fuse.answer(nativeId, osConstants.errno.EIO);
+      return;
+    }
+    assert(this.#waiting.size < waitingOpsMax, `more than ${waitingOpsMax} intercepted operations waiting`);
+    this.#lastId += 1;
+    this.#waiting.set(this.#lastId, { fuse, nativeId });
+    this.#options.intercept(this.#lastId, op);
+  }
+
+  #unmount(): void {
+    const fuse = this.#fuse;
+    if (fuse === null) return;
+    this.#fuse = null;
+    this.#mode = null;
+    // Force: a file still open (an application not stopped, a reader on a secondary) must
+    // not keep the old mode. Operations still waiting are answered EIO by the unmount.
+    fuse.unmount({ force: true });
+    for (const [id, waiting] of this.#waiting) if (waiting.fuse === fuse) this.#waiting.delete(id);
+    this.#options.log("mirror.volume_unmounted", { dir: this.#options.dir });
+  }
+}

@@ -1,0 +1,226 @@
+// A mirror module on a real node: the mirror core (core/mirror/mirror.ts) over the FUSE
+// replicator's volume, the real disk port, authenticated UDP heartbeats and a TCP stream
+// to the peer, the module's scripts and split-brain probes, and its VIP on the real
+// interface. The node service owns one per mirror module; the core decides roles,
+// generations and resyncs, this file only wires.
+//
+// The data path goes through JavaScript: each intercepted change is a step of the core,
+// applied by the real disk port and shipped on the stream as JSON (docs/replicator.md says
+// what that costs and what moves to native code next).
+
+import { readFileSync } from "node:fs";
+import { mkdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { networkInterfaces } from "node:os";
+import { formatProblem } from "../core/config/problems.ts";
+import { toMirrorConfig } from "../core/config/to-mirror.ts";
+import type { ClusterConfig, ModuleConfig } from "../core/config/module-config.ts";
+import { hashString32 } from "../core/hash.ts";
+import type { MirrorReadiness, MirrorRole } from "../core/mirror/messages.ts";
+import type { Gen } from "../core/mirror/meta.ts";
+import { initMirror, roleOf, type MirrorCommand, type MirrorStats } from "../core/mirror/mirror.ts";
+import type { ProbePort, ProcessPort } from "../core/ports.ts";
+import type { LogEntry, NodeId } from "../core/types.ts";
+import { RealClockPort } from "../drivers/real/clock.ts";
+import { datagramRingsOf, RealDatagramPort } from "../drivers/real/datagrams.ts";
+import { RealDisk } from "../drivers/real/disk.ts";
+import { mirrorBeatCodec, mirrorMessageCodec, mirrorMetaCodec } from "../drivers/real/mirror-codec.ts";
+import { MirrorVolume, type VolumeMode } from "../drivers/real/mirror-volume.ts";
+import { RealStreamPort, streamTopologyOf } from "../drivers/real/streams.ts";
+import { RealVip } from "../drivers/real/vip.ts";
+import { envelopeSizeMaxLimit, type WireKey } from "../drivers/real/wire.ts";
+import { createMirrorRuntime, type MirrorRuntime } from "../runtime/mirror-runtime.ts";
+
+export interface MirrorView {
+  readonly role: MirrorRole;
+  readonly readiness: MirrorReadiness;
+  readonly gen: Gen | null;
+  readonly peer: NodeId;
+  readonly peerRole: MirrorRole;
+  readonly peerConnected: boolean;
+  /** Whether this node's tree is a whole copy (false during a resync into it, or outdated). */
+  readonly consistent: boolean;
+  readonly dir: string;
+  readonly volume: VolumeMode | null;
+  readonly stats: Readonly<MirrorStats>;
+  /** What the replicator intercepted and what waits for the core now. */
+  readonly intercepted: number;
+  readonly waiting: number;
+  /** Why the module is not Ready (the core's last reason); empty when it is. */
+  readonly why: string;
+}
+
+export interface MirrorParts {
+  readonly runtime: MirrorRuntime;
+  command(command: MirrorCommand, fullsync?: boolean): void;
+  view(): MirrorView;
+  /** Unmounts the volume, removes the VIP and closes the sockets (the module is STOP). */
+  close(): Promise<void>;
+}
+
+export interface RealMirrorOptions {
+  readonly module: ModuleConfig;
+  readonly cluster: ClusterConfig;
+  readonly node: NodeId;
+  readonly key: WireKey;
+  readonly incarnation: number;
+  /** The module's state directory; its metadata and preserved copies go under `mirror/`. */
+  readonly stateDir: string;
+  readonly scriptEnv: Readonly<Record<string, string>>;
+  readonly processes: ProcessPort;
+  readonly probes: ProbePort;
+  readonly log: (entry: LogEntry) => void;
+  /** Called after every step of the core (the service's waiters). */
+  readonly observe?: () => void;
+}
+
+/** Without `<heart port>`, every node derives the same port from the module's name (UDP
+ *  for heartbeats, TCP for the replication stream). */
+export function defaultMirrorPort(module: string): number {
+  return 10_000 + (hashString32(`tandem mirror port ${module}`) % 1_000);
+}
+
+/** The replication stream sends a resync chunk (1 MiB, base64) or a 1 MiB write per frame. */
+const mirrorFrameSizeMax = envelopeSizeMaxLimit;
+const mirrorSendBufferSizeMax = 4 * envelopeSizeMaxLimit;
+
+export async function createRealMirror(options: RealMirrorOptions): Promise<MirrorParts> {
+  const { module, cluster, node } = options;
+  const bridged = toMirrorConfig(module, cluster, node, { scriptEnv: options.scriptEnv });
+  if (bridged.config === null) throw new Error(bridged.problems.map(formatProblem).join("; "));
+  const config = bridged.config;
+  const dir = replicatedDir(module);
+  const log = (entry: LogEntry) => options.log({ ...entry, fields: { module: module.name, ...entry.fields } });
+  const rings = datagramRingsOf(cluster, node).filter((ring) => config.rings.includes(ring.ring));
+  if (rings.length === 0) throw new Error(`node ${node} is on none of the module's heartbeat lans (${config.rings.join(", ")})`);
+  const mirrorState = join(options.stateDir, "mirror");
+  mkdirSync(join(mirrorState, "preserved"), { recursive: true, mode: 0o700 });
+
+  let runtime: MirrorRuntime | null = null;
+  const volume = new MirrorVolume({
+    dir,
+    intercept: (id, op) => runtime!.deliver({ kind: "intercepted", id, op }),
+    log: (event, fields) => log({ level: "info", event, fields }),
+  });
+  volume.open();
+  const closers: (() => Promise<void> | void)[] = [() => volume.close()];
+  const closeAll = async () => {
+    for (const close of closers.reverse()) await close();
+  };
+  try {
+    const disk = new RealDisk({
+      root: volume.root,
+      metaFile: join(mirrorState, "meta.json"),
+      preserveDir: join(mirrorState, "preserved"),
+      codec: mirrorMetaCodec,
+      problem: (what, error) => log({ level: "error", event: "mirror.disk_error", fields: { what, error: String(error) } }),
+    });
+    await disk.checkMeta();
+    const clock = new RealClockPort();
+    closers.push(() => clock.cancelAll());
+    const port = module.heart?.port ?? defaultMirrorPort(module.name);
+    const channel = `mirror:${module.name}`;
+    const datagrams = new RealDatagramPort({ self: node, incarnation: options.incarnation, key: options.key, port, rings, codec: mirrorBeatCodec(module.name), channel, clock, log });
+    await datagrams.open();
+    closers.push(() => datagrams.close());
+    const topology = streamTopologyOf(cluster, node);
+    const stream = new RealStreamPort({
+      self: node,
+      incarnation: options.incarnation,
+      key: options.key,
+      port,
+      listen: topology.listen.filter((each) => config.rings.includes(each.ring)),
+      peers: topology.peers.filter((peer) => peer.id === config.peer).map((peer) => ({ ...peer, routes: peer.routes.filter((route) => config.rings.includes(route.ring)) })),
+      codec: mirrorMessageCodec(module.name),
+      channel,
+      clock,
+      log,
+      frameSizeMax: mirrorFrameSizeMax,
+      sendBufferSizeMax: mirrorSendBufferSizeMax,
+    });
+    await stream.open();
+    closers.push(() => stream.close());
+    const vip = createVip(module, rings[0]!.localAddr, (line) => log({ level: "info", event: "mirror.vip", fields: { detail: line } }));
+    closers.push(() => vip?.close());
+    runtime = createMirrorRuntime(
+      initMirror(config, options.incarnation, bootId()),
+      { clock, datagrams, stream, disk, processes: options.processes, probes: options.probes, log: { write: log } },
+      {
+        complete: (id, result) => volume.complete(id, result),
+        vip: (up) => vip?.set(up),
+        accepting: (on) => setVolumeMode(volume, on ? "intercept" : "readonly", log),
+        role: () => {},
+      },
+      () => options.observe?.(),
+    );
+    const running = runtime;
+    return {
+      runtime: running,
+      command: (command, fullsync) => running.deliver({ kind: "command", command, ...(fullsync === undefined ? {} : { fullsync }) }),
+      view: () => {
+        const state = running.state;
+        const { role, readiness } = roleOf(state);
+        const fuse = volume.stats();
+        return {
+          role,
+          readiness,
+          gen: state.meta.gen,
+          peer: config.peer,
+          peerRole: state.peerRole,
+          peerConnected: stream.stats().connected[config.peer] === true,
+          consistent: state.meta.consistent,
+          dir,
+          volume: volume.mode,
+          stats: { ...state.stats },
+          intercepted: fuse?.intercepted ?? 0,
+          waiting: fuse?.waiting ?? 0,
+          why: readiness === "Ready" ? "" : state.why,
+        };
+      },
+      close: closeAll,
+    };
+  } catch (error) {
+    await closeAll();
+    throw error;
+  }
+}
+
+/** The one directory a mirror module replicates (SafeKit allows several: tandem one, for now). */
+function replicatedDir(module: ModuleConfig): string {
+  const dirs = module.rfs?.replicated ?? [];
+  if (dirs.length !== 1) {
+    throw new Error(`module ${module.name} replicates ${dirs.length} directories (${dirs.map((each) => each.dir).join(", ") || "none"}); tandem replicates exactly one <replicated dir> per mirror module for now`);
+  }
+  const dir = dirs[0]!.dir;
+  let isDirectory = false;
+  try {
+    isDirectory = statSync(dir).isDirectory();
+  } catch {
+    // Reported below.
+  }
+  if (!isDirectory) throw new Error(`the replicated directory ${dir} of module ${module.name} does not exist or is not a directory: create it on both nodes (empty on one of them)`);
+  return dir;
+}
+
+function setVolumeMode(volume: MirrorVolume, mode: VolumeMode, log: (entry: LogEntry) => void): void {
+  try {
+    volume.setMode(mode);
+  } catch (error) {
+    // The directory is now unprotected: nothing intercepts or refuses writes to it.
+    log({ level: "error", event: "mirror.volume_failed", fields: { mode, error: error instanceof Error ? error.message : String(error) } });
+  }
+}
+
+/** The module's VIP on the interface that holds this node's address, or null without one. */
+function createVip(module: ModuleConfig, localAddr: string, log: (line: string) => void): RealVip | null {
+  const addrs = (module.vip?.interfaces ?? []).flatMap((each) => each.realInterface?.virtualAddrs.map((addr) => addr.addr) ?? []);
+  if (addrs.length === 0) return null;
+  const interfaceName = Object.entries(networkInterfaces()).find(([, addresses]) => (addresses ?? []).some((address) => address.address === localAddr))?.[0];
+  if (interfaceName === undefined) throw new Error(`no interface of this host holds ${localAddr}, this node's address in cluster.xml`);
+  return new RealVip(interfaceName, addrs, log);
+}
+
+/** This boot of the host: a different one at the next start means the page cache is gone. */
+function bootId(): string {
+  return readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+}

@@ -1,0 +1,207 @@
+// A two-node mirror on this host: two node namespaces (netns-lab.ts), each running the
+// real node service (`tandem daemon`) with one mirror module whose replicated directory is
+// a directory of its own per node (the FUSE mount lives in the service's mount namespace,
+// which `ip netns exec` makes private, so from here each directory shows what is
+// underneath). The "application" is whatever a test runs in a service's mount namespace
+// (nsenter), as a start_prim script's children would.
+
+import { execFile } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { ModuleView } from "../../service/node-service.ts";
+import { requestControl } from "../../service/control.ts";
+import { Daemon, tandem, until, type LabNode } from "./farm-lab.ts";
+import { buildLab, destroyLab, inNs, removeStaleLabs, type Lab } from "./netns-lab.ts";
+
+export const mirrorModule = "hostmirror";
+
+export interface MirrorLabNode extends LabNode {
+  /** The replicated directory (underneath, seen from here). */
+  readonly dataDir: string;
+  /** One line per script run: `start_prim`, `stop_prim`, ... */
+  readonly scriptLog: string;
+}
+
+function clusterXml(lab: Lab, names: readonly string[]): string {
+  const nodes = names.map((name, index) => `      <node name="${name}" addr="${lab.nodeIps[index]}"/>`).join("\n");
+  return `<?xml version="1.0" encoding="utf-8"?>\n<cluster>\n  <lans>\n    <lan name="default">\n${nodes}\n    </lan>\n  </lans>\n</cluster>\n`;
+}
+
+/** generic-mirror's shape: a VIP on the real interface, one replicated directory,
+ *  acknowledged once applied on the secondary (async="none"), tandem's default timings. */
+function userconfigXml(lab: Lab, node: MirrorLabNode): string {
+  return `<?xml version="1.0" encoding="utf-8"?>
+<safe>
+  <service mode="mirror" defaultprim="alone" failover="on">
+    <heart>
+      <heartbeat name="default"/>
+    </heart>
+    <vip>
+      <interface_list>
+        <interface>
+          <real_interface>
+            <virtual_addr addr="${lab.vip}" where="one_side_alias"/>
+          </real_interface>
+        </interface>
+      </interface_list>
+    </vip>
+    <rfs async="none">
+      <replicated dir="${node.dataDir}" mode="read_only"/>
+    </rfs>
+    <user nicestoptimeout="10s" forcestoptimeout="5s">
+      <var name="SCRIPT_LOG" value="${node.scriptLog}"/>
+    </user>
+  </service>
+</safe>
+`;
+}
+
+/** Every script of the module notes that it ran (and with which role arguments). */
+const noteScript = `#!/bin/sh\necho "$(basename "$0") $*" >> "$SCRIPT_LOG"\n`;
+
+function writeNodeConfig(lab: Lab, names: readonly string[], node: MirrorLabNode, key: Buffer): void {
+  const moduleDir = join(node.configDir, "modules", mirrorModule);
+  mkdirSync(join(moduleDir, "conf"), { recursive: true });
+  mkdirSync(join(moduleDir, "bin"), { recursive: true });
+  mkdirSync(node.dataDir, { recursive: true });
+  writeFileSync(join(node.configDir, "cluster.xml"), clusterXml(lab, names));
+  writeFileSync(join(node.configDir, "cluster.key"), key, { mode: 0o600 });
+  chmodSync(join(node.configDir, "cluster.key"), 0o600);
+  writeFileSync(join(moduleDir, "conf", "userconfig.xml"), userconfigXml(lab, node));
+  for (const script of ["prestart", "start_prim", "stop_prim", "start_second", "stop_second", "poststop"]) {
+    writeFileSync(join(moduleDir, "bin", script), noteScript);
+    chmodSync(join(moduleDir, "bin", script), 0o755);
+  }
+}
+
+/** Kind, mode, owner and content digest of everything under `root`, by relative path. */
+export function treeOf(root: string, relative = ""): Record<string, string> {
+  const entries: Record<string, string> = {};
+  for (const name of readdirSync(join(root, relative)).sort()) {
+    const path = relative === "" ? name : `${relative}/${name}`;
+    const status = lstatSync(join(root, path));
+    const attributes = `${(status.mode & 0o7777).toString(8)} ${status.uid}:${status.gid}`;
+    if (status.isSymbolicLink()) entries[path] = `symlink ${readlinkSync(join(root, path))} ${status.uid}:${status.gid}`;
+    else if (status.isDirectory()) {
+      entries[path] = `dir ${attributes}`;
+      Object.assign(entries, treeOf(root, path));
+    } else entries[path] = `file ${attributes} ${status.size} ${createHash("sha256").update(readFileSync(join(root, path))).digest("hex").slice(0, 16)}`;
+  }
+  return entries;
+}
+
+export class MirrorLab {
+  readonly lab: Lab;
+  readonly root: string;
+  readonly nodes: readonly MirrorLabNode[];
+  readonly daemons: (Daemon | null)[];
+
+  private constructor(lab: Lab, root: string, nodes: MirrorLabNode[]) {
+    this.lab = lab;
+    this.root = root;
+    this.nodes = nodes;
+    this.daemons = nodes.map(() => null);
+  }
+
+  static create(): MirrorLab {
+    removeStaleLabs();
+    const lab = buildLab(2);
+    const root = mkdtempSync(join(tmpdir(), `${lab.prefix}-`));
+    // Other users (the test's unprivileged application) reach the data directories.
+    chmodSync(root, 0o755);
+    const key = randomBytes(32);
+    const names = ["n1", "n2"];
+    const nodes = names.map((name, index): MirrorLabNode => {
+      const dir = join(root, name);
+      const configDir = join(dir, "config");
+      const stateDir = join(dir, "state");
+      const socket = join(dir, "tandem.sock");
+      return {
+        name,
+        ns: lab.nodeNs[index]!,
+        ip: lab.nodeIps[index]!,
+        dir,
+        configDir,
+        stateDir,
+        socket,
+        acceptLog: join(dir, "unused"),
+        pidFile: join(dir, "unused"),
+        flags: ["--config", configDir, "--state", stateDir, "--log-dir", join(dir, "log"), "--socket", socket, "--node", name],
+        dataDir: join(dir, "data"),
+        scriptLog: join(dir, "scripts.log"),
+      };
+    });
+    const mirror = new MirrorLab(lab, root, nodes);
+    try {
+      for (const node of nodes) writeNodeConfig(lab, names, node, key);
+    } catch (error) {
+      void mirror.destroy();
+      throw error;
+    }
+    return mirror;
+  }
+
+  async startDaemon(index: number): Promise<Daemon> {
+    const daemon = await Daemon.start(this.nodes[index]!);
+    this.daemons[index] = daemon;
+    return daemon;
+  }
+
+  /** Runs `script` under /bin/sh as an application of node `index` would: in its service's
+   *  mount namespace (where the replicator's mount is) and network namespace. */
+  app(index: number, script: string, uid?: number): Promise<{ code: number; output: string }> {
+    const daemon = this.daemons[index];
+    if (daemon === null || daemon === undefined || daemon.child.pid === undefined) throw new Error(`the service of ${this.nodes[index]!.name} does not run`);
+    const user = uid === undefined ? [] : ["--setuid", String(uid), "--setgid", String(uid)];
+    return new Promise((resolve) => {
+      execFile("nsenter", ["-t", String(daemon.child.pid), "-m", "-n", ...user, "--", "/bin/sh", "-c", script], { encoding: "utf8", timeout: 60_000 }, (error, stdout, stderr) => {
+        const code = error === null ? 0 : typeof (error as { code?: unknown }).code === "number" ? (error as { code: number }).code : 1;
+        resolve({ code, output: stdout + stderr });
+      });
+    });
+  }
+
+  async view(index: number): Promise<ModuleView | null> {
+    try {
+      return ((await requestControl(this.nodes[index]!.socket, "state", { module: mirrorModule }, 5_000)) as ModuleView[])[0]!;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Waits until each node named has the role (and Ready); `null` skips a node. */
+  async untilRoles(roles: readonly (string | null)[], timeoutMs = 30_000): Promise<ModuleView[]> {
+    let last: (ModuleView | null)[] = [];
+    await until(
+      async () => {
+        last = await Promise.all(this.nodes.map((_, index) => (roles[index] === null ? Promise.resolve(null) : this.view(index))));
+        return roles.every((role, index) => role === null || (last[index]?.state === role && last[index]?.readiness === "Ready"));
+      },
+      timeoutMs,
+      () => `the mirror did not reach ${roles.join("/")} within ${timeoutMs} ms: ${JSON.stringify(last.map((view) => view && { node: view.node, state: view.state, readiness: view.readiness, problem: view.problem, mirror: view.mirror && { gen: view.mirror.gen, why: view.mirror.why, volume: view.mirror.volume, peer: view.mirror.peerRole } }))}\n${this.daemons.map((daemon) => daemon?.output.split("\n").slice(-15).join("\n")).join("\n----\n")}`,
+    );
+    return last as ModuleView[];
+  }
+
+  tandem(index: number, args: readonly string[]): Promise<{ code: number; output: string }> {
+    return tandem(this.nodes[index]!, args);
+  }
+
+  /** Whether the VIP is on node `index`'s interface. */
+  hasVip(index: number): boolean {
+    return inNs(this.nodes[index]!.ns, "ip", "-4", "-o", "addr", "show", "dev", "eth0").includes(`${this.lab.vip}/32`);
+  }
+
+  scriptRuns(index: number): string[] {
+    const file = this.nodes[index]!.scriptLog;
+    return existsSync(file) ? readFileSync(file, "utf8").split("\n").filter((line) => line !== "") : [];
+  }
+
+  async destroy(): Promise<void> {
+    await Promise.all(this.daemons.map((daemon) => daemon?.stop(10_000).catch(() => {})));
+    destroyLab(this.lab);
+    rmSync(this.root, { recursive: true, force: true });
+  }
+}
