@@ -759,6 +759,8 @@ class Step {
     s.fence = null;
     s.app = "starting";
     this.setVip(true);
+    // The application writes while it starts (a database recovers, writes its lock file).
+    this.setAccepting(true);
     this.runScripts(["start_prim"], { k: "prim-started" });
     this.hello();
     if (s.peerHello !== null && s.streamUp) this.evaluate();
@@ -780,8 +782,13 @@ class Step {
     this.log("info", "mirror.leave_primary", { then, why });
     s.phase = then === "stop" ? "stopping" : "handing-over";
     s.why = why;
-    this.setAccepting(false);
-    this.failHeld("EIO");
+    if (then === "wait") {
+      // This node may no longer be the one whose data counts: nothing more is accepted.
+      this.setAccepting(false);
+      this.failHeld("EIO");
+    }
+    // Otherwise the application writes while it stops (a database's shutdown checkpoint),
+    // replicated as before, until stop_prim has returned.
     if (s.link === null) {
       // Without a secondary nothing can confirm what was dispatched for one (a fencing or a
       // witness check in progress): those operations fail, so that the drain can end.
@@ -803,6 +810,8 @@ class Step {
   primStopped(then: "handover-swap" | "handover-stop" | "stop" | "wait"): void {
     const s = this.s;
     s.app = "stopped";
+    this.setAccepting(false);
+    this.failHeld("EIO");
     this.setVip(false);
     if (s.pending.size > 0) {
       // Drain: operations already dispatched finish first (their completions come back).
@@ -873,8 +882,7 @@ class Step {
     const s = this.s;
     this.log("warn", "mirror.restart", { why });
     s.app = "starting";
-    this.setAccepting(false);
-    this.failHeld("EIO");
+    // Stopping and starting the application again both write, replicated as before.
     this.runScripts(["stop_prim", "start_prim"], { k: "prim-started" });
   }
 
@@ -895,7 +903,8 @@ class Step {
 
   intercepted(id: number, op: DiskOp): void {
     const s = this.s;
-    if (!(s.phase === "primary" && s.accepting)) {
+    // Accepting: primary, from start_prim to the end of stop_prim.
+    if (!s.accepting) {
       this.out.push({ kind: "complete", id, result: s.phase === "secondary" ? "EROFS" : "EIO" });
       return;
     }
