@@ -13,7 +13,15 @@
 // The tree underneath is reached through a directory handle taken from the first mount's
 // own (opened before that mount hid the directory) and kept across remounts:
 // `/proc/self/fd/<handle>` walks below the mount, never through it.
+//
+// If the service dies (a crash, SIGKILL), the mount stays, dead: every access to the
+// directory answers ENOTCONN until it is detached. That is the safe state: an application
+// still running cannot write anything the peer would not have, so it fails instead (a
+// database stops). libfuse's auto_unmount is off for this reason: it would detach the mount
+// and let the application write to the directory underneath, unreplicated and unmarked.
+// The next start of the service detaches the dead mount before mounting again.
 
+import { execFileSync } from "node:child_process";
 import { closeSync, constants, openSync } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { assert } from "../../core/assert.ts";
@@ -53,7 +61,15 @@ export class MirrorVolume {
    *  Throws (FuseUnavailableError, or the mount's error naming the directory) when it cannot. */
   open(): void {
     assert(this.#fuse === null, "volume opened twice");
-    this.#mount("readonly");
+    try {
+      this.#mount("readonly");
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOTCONN") throw error;
+      // The dead mount of a service that died: this service is its successor.
+      this.#options.log("mirror.volume_detached_dead_mount", { dir: this.#options.dir });
+      execFileSync("umount", ["-l", this.#options.dir], { stdio: "ignore" });
+      this.#mount("readonly");
+    }
     this.#handle = openSync(`/proc/self/fd/${this.#fuse!.handleFd}`, oPath | constants.O_DIRECTORY);
   }
 
@@ -97,6 +113,7 @@ export class MirrorVolume {
   #mount(mode: VolumeMode): void {
     const fuse: FuseMount = mountFuse(this.#options.dir, {
       ...this.#options.mountOptions,
+      autoUnmount: false,
       mode,
       ...(mode === "intercept" ? { intercept: (nativeId: number, op: DiskOp) => this.#intercepted(fuse, nativeId, op) } : {}),
     });

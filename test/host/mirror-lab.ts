@@ -13,7 +13,11 @@ import { join } from "node:path";
 import type { ModuleView } from "../../service/node-service.ts";
 import { requestControl } from "../../service/control.ts";
 import { Daemon, tandem, until, type LabNode } from "./farm-lab.ts";
-import { buildLab, destroyLab, inNs, removeStaleLabs, type Lab } from "./netns-lab.ts";
+import { buildLab, destroyLab, inNs, ip, removeStaleLabs, type Lab } from "./netns-lab.ts";
+
+function ipNetnsPids(ns: string): number[] {
+  return ip("netns", "pids", ns).split("\n").filter((line) => /^\d+$/.test(line.trim())).map(Number);
+}
 
 export const mirrorModule = "hostmirror";
 
@@ -29,9 +33,24 @@ function clusterXml(lab: Lab, names: readonly string[]): string {
   return `<?xml version="1.0" encoding="utf-8"?>\n<cluster>\n  <lans>\n    <lan name="default">\n${nodes}\n    </lan>\n  </lans>\n</cluster>\n`;
 }
 
+/** What the module runs: its scripts (bin/NAME) and the variables they get, per node. */
+export interface MirrorModuleSpec {
+  readonly scripts: Readonly<Record<string, string>>;
+  readonly vars?: (node: MirrorLabNode) => Readonly<Record<string, string>>;
+}
+
+/** Every script of the module notes that it ran (and with which role arguments). */
+const noteScript = `#!/bin/sh\necho "$(basename "$0") $*" >> "$SCRIPT_LOG"\n`;
+
+/** The default module: scripts that only note that they ran. */
+export const notingModule: MirrorModuleSpec = {
+  scripts: Object.fromEntries(["prestart", "start_prim", "stop_prim", "start_second", "stop_second", "poststop"].map((name) => [name, noteScript])),
+};
+
 /** generic-mirror's shape: a VIP on the real interface, one replicated directory,
  *  acknowledged once applied on the secondary (async="none"), tandem's default timings. */
-function userconfigXml(lab: Lab, node: MirrorLabNode): string {
+function userconfigXml(lab: Lab, node: MirrorLabNode, spec: MirrorModuleSpec): string {
+  const vars = { SCRIPT_LOG: node.scriptLog, DATA_DIR: node.dataDir, ...spec.vars?.(node) };
   return `<?xml version="1.0" encoding="utf-8"?>
 <safe>
   <service mode="mirror" defaultprim="alone" failover="on">
@@ -50,18 +69,15 @@ function userconfigXml(lab: Lab, node: MirrorLabNode): string {
     <rfs async="none">
       <replicated dir="${node.dataDir}" mode="read_only"/>
     </rfs>
-    <user nicestoptimeout="10s" forcestoptimeout="5s">
-      <var name="SCRIPT_LOG" value="${node.scriptLog}"/>
+    <user nicestoptimeout="60s" forcestoptimeout="10s">
+${Object.entries(vars).map(([name, value]) => `      <var name="${name}" value="${value}"/>`).join("\n")}
     </user>
   </service>
 </safe>
 `;
 }
 
-/** Every script of the module notes that it ran (and with which role arguments). */
-const noteScript = `#!/bin/sh\necho "$(basename "$0") $*" >> "$SCRIPT_LOG"\n`;
-
-function writeNodeConfig(lab: Lab, names: readonly string[], node: MirrorLabNode, key: Buffer): void {
+function writeNodeConfig(lab: Lab, names: readonly string[], node: MirrorLabNode, key: Buffer, spec: MirrorModuleSpec): void {
   const moduleDir = join(node.configDir, "modules", mirrorModule);
   mkdirSync(join(moduleDir, "conf"), { recursive: true });
   mkdirSync(join(moduleDir, "bin"), { recursive: true });
@@ -69,9 +85,9 @@ function writeNodeConfig(lab: Lab, names: readonly string[], node: MirrorLabNode
   writeFileSync(join(node.configDir, "cluster.xml"), clusterXml(lab, names));
   writeFileSync(join(node.configDir, "cluster.key"), key, { mode: 0o600 });
   chmodSync(join(node.configDir, "cluster.key"), 0o600);
-  writeFileSync(join(moduleDir, "conf", "userconfig.xml"), userconfigXml(lab, node));
-  for (const script of ["prestart", "start_prim", "stop_prim", "start_second", "stop_second", "poststop"]) {
-    writeFileSync(join(moduleDir, "bin", script), noteScript);
+  writeFileSync(join(moduleDir, "conf", "userconfig.xml"), userconfigXml(lab, node, spec));
+  for (const [script, text] of Object.entries(spec.scripts)) {
+    writeFileSync(join(moduleDir, "bin", script), text);
     chmodSync(join(moduleDir, "bin", script), 0o755);
   }
 }
@@ -105,7 +121,7 @@ export class MirrorLab {
     this.daemons = nodes.map(() => null);
   }
 
-  static create(): MirrorLab {
+  static create(spec: MirrorModuleSpec = notingModule): MirrorLab {
     removeStaleLabs();
     const lab = buildLab(2);
     const root = mkdtempSync(join(tmpdir(), `${lab.prefix}-`));
@@ -135,7 +151,7 @@ export class MirrorLab {
     });
     const mirror = new MirrorLab(lab, root, nodes);
     try {
-      for (const node of nodes) writeNodeConfig(lab, names, node, key);
+      for (const node of nodes) writeNodeConfig(lab, names, node, key, spec);
     } catch (error) {
       void mirror.destroy();
       throw error;
@@ -187,6 +203,22 @@ export class MirrorLab {
 
   tandem(index: number, args: readonly string[]): Promise<{ code: number; output: string }> {
     return tandem(this.nodes[index]!, args);
+  }
+
+  /** A power cut, as far as one host can: every process of node `index`'s network
+   *  namespace (its service, the application the scripts started) killed at once. */
+  async powerOff(index: number): Promise<void> {
+    const ns = this.nodes[index]!.ns;
+    const pids = ipNetnsPids(ns);
+    for (const pid of pids) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // Gone already.
+      }
+    }
+    await this.daemons[index]?.exited;
+    this.daemons[index] = null;
   }
 
   /** Whether the VIP is on node `index`'s interface. */

@@ -11,6 +11,7 @@
 // Needs root, `ip`, nsenter, nftables, /dev/fuse and both native addons; it FAILS, saying
 // which is missing, rather than skip: CI runs as root and must prove this.
 
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -98,15 +99,29 @@ describe("a mirror module on two node services", () => {
     expect((await mirror.app(1, `cat ${dir(1)}/sub/log`)).output).toBe("first line\nsecond line\n");
   }, 30_000);
 
-  it("fails over to the secondary when the primary's service is killed, VIP included", async () => {
+  it("fails over to the secondary when the primary's service is killed, VIP included; the application left on the old primary can write nothing more", async () => {
+    // An application that keeps writing on n1, in its service's mount namespace.
+    const d = dir(0);
+    const loop = `i=0; while [ $i -lt 400 ]; do i=$((i + 1)); if printf "$i" > ${d}/app-$i 2>/dev/null; then echo "ok $i"; else echo "failed $i"; fi; sleep 0.01; done`;
+    const app = spawn("nsenter", ["-t", String(mirror.daemons[0]!.child.pid), "-m", "--", "/bin/sh", "-c", loop], { stdio: ["ignore", "pipe", "ignore"] });
+    let appLog = "";
+    app.stdout.on("data", (chunk: Buffer) => (appLog += chunk.toString()));
+    await until(() => appLog.includes("ok 10"), 10_000, () => `the application did not write: ${appLog}`);
     const killedAt = Date.now();
     await mirror.daemons[0]!.kill();
     mirror.daemons[0] = null;
     await mirror.untilRoles([null, "ALONE"], takeoverBoundMs);
     expect(Date.now() - killedAt).toBeLessThan(takeoverBoundMs);
     expect(mirror.hasVip(1)).toBe(true);
-    const d = dir(1);
-    const script = [`dd if=/dev/urandom of=${d}/big bs=4096 count=1 seek=200 conv=notrunc status=none`, `printf 'while alone\\n' >> ${d}/sub/log`, `printf new > ${d}/created-alone`].join(" && ");
+    await until(() => appLog.includes("failed"), 5_000, () => "the application's writes on the old primary kept succeeding");
+    app.kill("SIGKILL");
+    // The dead mount answered every write with an error: nothing reached n1's directory
+    // that n2 does not have (no write landed underneath, unreplicated).
+    const written = (entries: Record<string, string>) => Object.fromEntries(Object.entries(entries).filter(([path]) => path.startsWith("app-")));
+    expect(written(treeOf(d))).toEqual(written(treeOf(dir(1))));
+    for (const line of appLog.split("\n").filter((each) => each.startsWith("ok "))) expect(treeOf(dir(1))[`app-${line.slice(3)}`], line).toBeDefined();
+    const alone = dir(1);
+    const script = [`dd if=/dev/urandom of=${alone}/big bs=4096 count=1 seek=200 conv=notrunc status=none`, `printf 'while alone\\n' >> ${alone}/sub/log`, `printf new > ${alone}/created-alone`].join(" && ");
     expect(await mirror.app(1, script)).toEqual({ code: 0, output: "" });
   }, 30_000);
 
