@@ -35,7 +35,7 @@ const mebibyte = 1024 * 1024;
 /** The in-place fdatasync workload writes over a file of this size (a WAL segment's). */
 const preallocatedSize = 16 * mebibyte;
 
-interface Shape {
+export interface Shape {
   readonly sequentialSize: number;
   readonly writeSize: number;
   readonly syncIterationCount: number;
@@ -46,7 +46,7 @@ interface Shape {
   readonly roundCount: number;
 }
 
-const fullShape: Shape = {
+export const fullShape: Shape = {
   sequentialSize: 1024 * mebibyte,
   writeSize: mebibyte,
   syncIterationCount: 2000,
@@ -57,12 +57,12 @@ const fullShape: Shape = {
   roundCount: 3,
 };
 
-const quickShape: Shape = { ...fullShape, sequentialSize: 256 * mebibyte, syncIterationCount: 500, createCount: 1000, roundCount: 2 };
+export const quickShape: Shape = { ...fullShape, sequentialSize: 256 * mebibyte, syncIterationCount: 500, createCount: 1000, roundCount: 2 };
 
-type Workload = "sequential" | "rewrite" | "append" | "overwrite" | "creates";
+export type Workload = "sequential" | "rewrite" | "append" | "overwrite" | "creates";
 
 /** What a worker prints (one JSON line). */
-type WorkerResult =
+export type WorkerResult =
   | { readonly workload: "sequential" | "rewrite"; readonly seconds: number }
   | { readonly workload: "append" | "overwrite"; readonly latenciesUs: readonly number[] }
   | { readonly workload: "creates"; readonly seconds: number };
@@ -143,21 +143,23 @@ function runWorker(workload: Workload, dir: string, shape: Shape): void {
 
 // ---- the parent: mount, alternate, report ----
 
-function percentile(values: readonly number[], fraction: number): number {
+export function percentile(values: readonly number[], fraction: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.ceil(fraction * sorted.length) - 1)]!;
 }
 
-function median(values: readonly number[]): number {
+export function median(values: readonly number[]): number {
   return percentile(values, 0.5);
 }
 
-/** Runs one workload in a child process against `dir`; the parent's event loop stays idle. */
-function measure(workload: Workload, dir: string, quick: boolean): Promise<WorkerResult> {
+/** Runs one workload in a child process against `dir`; the parent's event loop stays idle.
+ *  `prefix` runs the child through another program (nsenter into a service's mounts). */
+export function measure(workload: Workload, dir: string, quick: boolean, prefix: readonly string[] = []): Promise<WorkerResult> {
   spawnSync("sync");
   const args = [fileURLToPath(import.meta.url), "--worker", workload, dir, ...(quick ? ["--quick"] : [])];
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
+    const [command, ...rest] = [...prefix, process.execPath, ...args];
+    const child = spawn(command!, rest, { stdio: ["ignore", "pipe", "inherit"] });
     let output = "";
     child.stdout.on("data", (data: Buffer) => (output += data.toString()));
     child.on("error", reject);
@@ -168,7 +170,7 @@ function measure(workload: Workload, dir: string, quick: boolean): Promise<Worke
   });
 }
 
-interface Samples {
+export interface Samples {
   readonly sequentialMiBps: number[];
   readonly rewriteMiBps: number[];
   readonly appendP50Us: number[];
@@ -178,11 +180,11 @@ interface Samples {
   readonly createsPerSecond: number[];
 }
 
-function emptySamples(): Samples {
+export function emptySamples(): Samples {
   return { sequentialMiBps: [], rewriteMiBps: [], appendP50Us: [], appendP99Us: [], overwriteP50Us: [], overwriteP99Us: [], createsPerSecond: [] };
 }
 
-function record(samples: Samples, result: WorkerResult, shape: Shape): void {
+export function record(samples: Samples, result: WorkerResult, shape: Shape): void {
   if ("latenciesUs" in result) {
     const [p50, p99] = result.workload === "append" ? [samples.appendP50Us, samples.appendP99Us] : [samples.overwriteP50Us, samples.overwriteP99Us];
     p50.push(percentile(result.latenciesUs, 0.5));
@@ -195,7 +197,7 @@ function record(samples: Samples, result: WorkerResult, shape: Shape): void {
   }
 }
 
-function fileSystemOf(dir: string): string {
+export function fileSystemOf(dir: string): string {
   const result = spawnSync("df", ["--output=fstype,source", dir], { encoding: "utf8" });
   const line = result.stdout?.trim().split("\n")[1]?.trim().replace(/\s+/g, " ");
   return line ?? "unknown";
@@ -286,7 +288,10 @@ const baseShape = quick ? quickShape : fullShape;
 const roundsAt = args.indexOf("--rounds");
 const shape: Shape = roundsAt >= 0 ? { ...baseShape, roundCount: Math.max(1, Number(args[roundsAt + 1])) } : baseShape;
 const workerAt = args.indexOf("--worker");
-if (workerAt >= 0) {
+const isMain = process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1];
+if (!isMain) {
+  // Imported (bench/mirror-host-bench.ts): nothing to run.
+} else if (workerAt >= 0) {
   runWorker(args[workerAt + 1] as Workload, args[workerAt + 2]!, shape);
 } else {
   const dirAt = args.indexOf("--dir");
