@@ -63,7 +63,8 @@ async function main(): Promise<void> {
     }
     report(shape, samples, roundTripUs(mirror));
     const view = await mirror.view(0);
-    console.log(`n1 after the runs: ${view?.state} ${view?.readiness}, ${view?.mirror?.stats.replicatedOps} operations replicated, ${view?.mirror?.stats.resyncs} resyncs`);
+    const stats = view?.mirror?.stats;
+    console.log(`n1 after the runs: ${view?.state} ${view?.readiness}, ${stats?.replicatedOps} operations replicated, ${stats?.metaWrites} metadata writes (${((stats?.metaWrites ?? 0) / Math.max(1, stats?.replicatedOps ?? 0)).toFixed(2)} per operation), ${stats?.resyncs} resyncs`);
     pgbenchSection(mirror, scratch, enter);
   } finally {
     passthrough?.unmount({ force: true });

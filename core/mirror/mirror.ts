@@ -178,6 +178,8 @@ export interface MirrorStats {
   fullResyncs: number;
   replicatedOps: number;
   completed: number;
+  /** Metadata writes (each one durable before what it covers is applied). */
+  metaWrites: number;
 }
 
 export interface Mirror {
@@ -308,7 +310,7 @@ export function initMirror(config: MirrorConfig, incarnation: number, bootId: st
     reported: "",
     sent: null,
     sentKey: "",
-    stats: { resyncBlockBytes: 0, resyncPaths: 0, resyncs: 0, fullResyncs: 0, replicatedOps: 0, completed: 0 },
+    stats: { resyncBlockBytes: 0, resyncPaths: 0, resyncs: 0, fullResyncs: 0, replicatedOps: 0, completed: 0, metaWrites: 0 },
   };
 }
 
@@ -376,6 +378,7 @@ class Step {
 
   persist(then?: (step: Step) => void): void {
     const version = ++this.s.metaVersion;
+    this.s.stats.metaWrites++;
     this.out.push({ kind: "persist-meta", version, meta: this.s.meta });
     if (then !== undefined) this.s.metaWaiters.push({ version, then });
   }
