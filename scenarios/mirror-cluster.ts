@@ -48,6 +48,8 @@ export interface MirrorCluster {
   crashApp(node: NodeId): Promise<void>;
   /** The node's disk has only `freeBytes` more room (null: no limit). */
   diskRoom(node: NodeId, freeBytes: number | null): Promise<void>;
+  /** The node's next copy of a split brain's losing changes (preserve) fails with EIO. */
+  failNextPreserve(node: NodeId): Promise<void>;
   /** Writers that create, write, fsync and read back files through the VIP. */
   startWrites(): Promise<void>;
   stopWrites(): Promise<WriteStats>;

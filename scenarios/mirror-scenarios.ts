@@ -146,6 +146,26 @@ export const splitBrainNoWitness: MirrorScenario = {
   },
 };
 
+export const splitBrainPreserveFails: MirrorScenario = {
+  name: "split-brain-preserve-fails",
+  summary: "a split brain healed while the loser cannot keep its changes aside (its disk fails that copy): it does not follow, so nothing overwrites them; at its next attempt it keeps them and follows",
+  async run(cluster) {
+    await cluster.startWrites();
+    await cluster.sleep(1_000);
+    await cluster.partition();
+    await cluster.waitFor("both primary (split brain)", (views) => views.every((view) => view.role === "ALONE"), failoverBoundMs);
+    await cluster.sleep(2_000);
+    // Twice: the loser retries its attachment every second.
+    for (const node of ["n1", "n2"]) for (let attempt = 0; attempt < 2; attempt++) await cluster.failNextPreserve(node);
+    await cluster.heal();
+    await cluster.sleep(1_500);
+    const views = await cluster.views();
+    expect(!(inSyncWith("n1")(views) || inSyncWith("n2")(views)), "a secondary that could not keep its losing changes aside follows (they would be overwritten)");
+    await cluster.waitFor("one PRIM, one SECOND, in sync", (views) => inSyncWith("n1")(views) || inSyncWith("n2")(views), resyncBoundMs);
+    await cluster.stopWrites();
+  },
+};
+
 export const splitBrainWitness: MirrorScenario = {
   name: "split-brain-witness",
   summary: "with a witness, the node cut from everything stops writing and waits; the other goes on alone; healed, the first resyncs",
@@ -273,6 +293,7 @@ export const mirrorScenarios: readonly MirrorScenario[] = [
   bothPowerLossAtOnce,
   doubleFailure,
   splitBrainNoWitness,
+  splitBrainPreserveFails,
   splitBrainWitness,
   flappingNetwork,
   swapUnderLoad,

@@ -128,7 +128,7 @@ type Tag =
   | { readonly t: "synced-flush"; readonly session: number; readonly upTo: number }
   | { readonly t: "peer-flush"; readonly session: number; readonly upTo: number }
   | { readonly t: "sync-end"; readonly session: number; readonly gen: Gen; readonly history: readonly Gen[]; readonly upTo: number; readonly unsyncs: number }
-  | { readonly t: "preserve"; readonly paths: readonly string[] };
+  | { readonly t: "preserve"; readonly session: number; readonly paths: readonly string[] }
 
 interface Pending {
   readonly id: number;
@@ -164,6 +164,10 @@ interface Link {
 
 interface Follow {
   readonly session: number;
+  /** A split brain's losing changes are being copied aside: what the primary sends waits
+   *  (in `held`) until they are kept, so nothing overwrites them first. */
+  preserving: boolean;
+  readonly held: MirrorMessage[];
   /** Local applies of replicated operations not yet done. */
   applying: number;
   /** Counts unsync messages: a sync-end overtaken by one does not make this node up to date. */
@@ -251,6 +255,10 @@ export interface Mirror {
   sentKey: string;
   readonly stats: MirrorStats;
 }
+
+/** Messages a secondary holds while it keeps a split brain's losing changes aside (the
+ *  primary's writes wait for their acknowledgements meanwhile, a resync for its acks). */
+const heldMessagesMax = 100_000;
 
 const isPrimaryRole = (role: MirrorRole): boolean => role === "ALONE" || role === "PRIM";
 
@@ -565,8 +573,7 @@ class Step {
         const tag = s.tags.get(input.tag);
         s.tags.delete(input.tag);
         if (tag?.t !== "preserve") return;
-        if (typeof input.result === "string") this.log("error", "mirror.preserve_failed", { error: input.result, paths: tag.paths.join(" ") });
-        else this.log("warn", "mirror.splitbrain_preserved", { place: input.result.place, paths: tag.paths.join(" ") });
+        this.preserved(tag.session, tag.paths, input.result);
         return;
       }
       case "script-done":
@@ -1128,6 +1135,22 @@ class Step {
     }
   }
 
+  /** The losing changes of a split brain are kept (go on with what the primary sent
+   *  meanwhile), or could not be (follow no more: overwriting them would lose them). */
+  preserved(session: number, paths: readonly string[], result: { readonly place: string } | DiskError): void {
+    const s = this.s;
+    const follow = s.follow;
+    if (follow === null || follow.session !== session) return;
+    if (typeof result === "string") {
+      this.log("error", "mirror.preserve_failed", { error: result, paths: paths.join(" ") });
+      this.followerDiskFailed(`the split brain's losing changes could not be kept aside (${result})`);
+      return;
+    }
+    this.log("warn", "mirror.splitbrain_preserved", { place: result.place, paths: paths.join(" ") });
+    follow.preserving = false;
+    for (const message of follow.held.splice(0)) this.message(message);
+  }
+
   followerDiskFailed(why: string): void {
     const s = this.s;
     const follow = s.follow;
@@ -1167,6 +1190,12 @@ class Step {
 
   message(message: MirrorMessage): void {
     const s = this.s;
+    const follow = s.follow;
+    if (follow !== null && follow.preserving && "session" in message && message.session === follow.session && message.kind !== "attach") {
+      assert(follow.held.length < heldMessagesMax, `more than ${heldMessagesMax} messages held while a split brain's changes are kept aside`);
+      follow.held.push(message);
+      return;
+    }
     switch (message.kind) {
       case "hello": {
         if (message.ask === true) this.hello(true);
@@ -1290,14 +1319,15 @@ class Step {
     }
     s.phase = "secondary";
     s.why = "";
-    s.follow = { session: message.session, applying: 0, unsyncs: 0 };
+    const preserving = message.preserve !== null && message.preserve.length > 0;
+    s.follow = { session: message.session, preserving, held: [], applying: 0, unsyncs: 0 };
     s.yielding = false;
     s.fullsync = false;
     this.out.push({ kind: "timer-cancel", timer: "join" });
     this.log("info", "mirror.attached", { full: message.full, preserve: message.preserve?.length ?? 0 });
     if (message.preserve !== null && message.preserve.length > 0) {
       this.log("error", "mirror.splitbrain_loser", { paths: message.preserve.join(" "), label: message.label });
-      this.out.push({ kind: "preserve", tag: this.tag({ t: "preserve", paths: message.preserve }), paths: message.preserve, label: message.label });
+      this.out.push({ kind: "preserve", tag: this.tag({ t: "preserve", session: message.session, paths: message.preserve }), paths: message.preserve, label: message.label });
     }
     this.setMeta({ ...s.meta, consistent: false, lastRole: "SECOND" });
   }

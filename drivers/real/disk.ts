@@ -20,7 +20,7 @@
 import { constants, type Stats } from "node:fs";
 import { chmod, cp, lchown, lstat, mkdir, open, readdir, readFile, readlink, rename, rm, rmdir, symlink, truncate, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { assert } from "../../core/assert.ts";
+import { assert, AssertionError } from "../../core/assert.ts";
 import type { DiskError, DiskOp, DiskResult, Owner, PathSnapshot } from "../../core/mirror/disk-ops.ts";
 import { parentOf } from "../../core/mirror/disk-ops.ts";
 import type { DiskPort } from "../../core/ports.ts";
@@ -124,6 +124,8 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
       try {
         result = await work();
       } catch (error) {
+        // A broken assertion is a bug, not the disk's answer: it crashes.
+        if (error instanceof AssertionError) throw error;
         result = failed(error);
       }
       this.#queued -= 1;
@@ -361,9 +363,10 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
   }
 
   async #preserve(paths: readonly string[], label: string): Promise<{ readonly place: string }> {
-    assert(/^[A-Za-z0-9._-]+$/.test(label), `preserve label ${JSON.stringify(label)} is not a plain name`);
     this.#preserveCount += 1;
-    const place = join(this.#options.preserveDir, `${label}-${Date.now()}-${this.#preserveCount}`);
+    // The core's label names generations (`splitbrain-2@n1-n1`): one directory name.
+    const name = label.replace(/[^A-Za-z0-9._@-]/g, "_");
+    const place = join(this.#options.preserveDir, `${name}-${Date.now()}-${this.#preserveCount}`);
     await mkdir(place, { recursive: true, mode: 0o700 });
     for (const path of paths) {
       if ((await lstatOrNull(this.#at(path))) === null) continue;

@@ -111,6 +111,10 @@ export class SimMirrorCluster implements MirrorCluster {
     this.note(freeBytes === null ? `${node}'s disk has room again` : `${node}'s disk has ${freeBytes} bytes left`);
     this.world.diskFull(node, freeBytes === null ? null : this.world.node(node).disk.usedBytes + freeBytes);
   }
+  async failNextPreserve(node: NodeId): Promise<void> {
+    this.note(`${node}'s next preserve fails`);
+    this.world.node(node).disk.failNext("preserve", "EIO");
+  }
   async startWrites(): Promise<void> {
     this.note("writers start");
     this.#writesFromAck = this.world.clients.acks.length;

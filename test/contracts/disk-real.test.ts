@@ -118,6 +118,21 @@ describe("real disk: a root reached through a symlink (/proc/self/fd/N under a m
   });
 });
 
+describe("real disk: preserve", () => {
+  it("keeps a split brain's paths under a directory named after the core's label, generations included", async () => {
+    const { base, disk } = await makeDisk();
+    try {
+      const run = <R>(issue: (done: (result: R) => void) => void) => new Promise<R>((resolve) => issue(resolve));
+      expect(await run((done) => disk.apply({ kind: "create", path: "f", mode: 0o600 }, done))).toBeNull();
+      const answer = await run<{ readonly place: string } | string>((done) => disk.preserve(["f"], "splitbrain-2@n1-n1", done));
+      expect(answer).toMatchObject({ place: expect.stringContaining(join(base, "state", "preserved", "splitbrain-2@n1-n1-")) });
+      expect(await readFile(join((answer as { place: string }).place, "f"))).toEqual(Buffer.alloc(0));
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("real disk: owners", () => {
   const isRoot = process.getuid?.() === 0;
   const run = <R>(issue: (done: (result: R) => void) => void) => new Promise<R>((resolve) => issue(resolve));
