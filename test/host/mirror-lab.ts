@@ -5,7 +5,7 @@
 // underneath). The "application" is whatever a test runs in a service's mount namespace
 // (nsenter), as a start_prim script's children would.
 
-import { execFile } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -37,6 +37,8 @@ function clusterXml(lab: Lab, names: readonly string[]): string {
 export interface MirrorModuleSpec {
   readonly scripts: Readonly<Record<string, string>>;
   readonly vars?: (node: MirrorLabNode) => Readonly<Record<string, string>>;
+  /** The split-brain checker's witness: the client namespace's address, pinged. */
+  readonly witness?: boolean;
 }
 
 /** Every script of the module notes that it ran (and with which role arguments). */
@@ -69,7 +71,7 @@ function userconfigXml(lab: Lab, node: MirrorLabNode, spec: MirrorModuleSpec): s
     <rfs async="none">
       <replicated dir="${node.dataDir}" mode="read_only"/>
     </rfs>
-    <user nicestoptimeout="60s" forcestoptimeout="10s">
+${spec.witness === true ? `    <check>\n      <splitbrain ident="witness" exec="ping" arg="${lab.clientIp}"/>\n    </check>\n` : ""}    <user nicestoptimeout="60s" forcestoptimeout="10s">
 ${Object.entries(vars).map(([name, value]) => `      <var name="${name}" value="${value}"/>`).join("\n")}
     </user>
   </service>
@@ -219,6 +221,39 @@ export class MirrorLab {
     }
     await this.daemons[index]?.exited;
     this.daemons[index] = null;
+  }
+
+  /** partition: the two nodes cannot reach each other (nftables in each node's namespace
+   *  drops what comes from or goes to the other); heal removes it. */
+  partition(): void {
+    for (const [index, other] of [[0, 1], [1, 0]] as const) this.#drop(index, "partition", this.nodes[other]!.ip);
+  }
+
+  heal(): void {
+    for (const index of [0, 1]) this.#undrop(index, "partition");
+  }
+
+  /** cutWitness: node `index` cannot reach the witness (the client's address); healWitness undoes it. */
+  cutWitness(index: number): void {
+    this.#drop(index, "witness", this.lab.clientIp);
+  }
+
+  healWitness(index: number): void {
+    this.#undrop(index, "witness");
+  }
+
+  #drop(index: number, name: string, addr: string): void {
+    const table = `tandem_test_${name}`;
+    const rules = `table inet ${table} {\n chain in { type filter hook input priority -300; ip saddr ${addr} drop; }\n chain out { type filter hook output priority -300; ip daddr ${addr} drop; }\n}\n`;
+    execFileSync("ip", ["netns", "exec", this.nodes[index]!.ns, "nft", "-f", "-"], { input: rules });
+  }
+
+  #undrop(index: number, name: string): void {
+    try {
+      inNs(this.nodes[index]!.ns, "nft", "delete", "table", "inet", `tandem_test_${name}`);
+    } catch {
+      // Not there.
+    }
   }
 
   /** Whether the VIP is on node `index`'s interface. */
