@@ -10,7 +10,7 @@
 // (named `tdmh<pid>x<n>-...` by farm-lab.ts) removed.
 
 import { execFileSync } from "node:child_process";
-import { existsSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { nativeAddonPath, nativeBinding } from "../../native/index.ts";
@@ -115,7 +115,13 @@ export function isStale(name: string): boolean {
 export function removeStaleLabs(): string[] {
   const stale = namespaces().filter(isStale);
   for (const ns of stale) removeNamespace(ns);
-  for (const entry of readdirSync(tmpdir()).filter(isStale)) rmSync(join(tmpdir(), entry), { recursive: true, force: true });
+  for (const entry of readdirSync(tmpdir()).filter(isStale)) {
+    // A crashed run may have left file systems mounted below its directory (a test's tmpfs).
+    const dir = join(tmpdir(), entry);
+    const mounts = readFileSync("/proc/mounts", "utf8").split("\n").map((line) => line.split(" ")[1] ?? "").filter((point) => point === dir || point.startsWith(`${dir}/`));
+    for (const point of mounts.reverse()) execFileSync("umount", ["-l", point], { stdio: "ignore" });
+    rmSync(dir, { recursive: true, force: true });
+  }
   return stale;
 }
 
