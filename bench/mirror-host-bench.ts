@@ -19,7 +19,6 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fuseUnavailable, mount, type FuseMount } from "../native/fuse.ts";
-import { until } from "../test/host/farm-lab.ts";
 import { MirrorLab, mirrorModule } from "../test/host/mirror-lab.ts";
 import { requireHost } from "../test/host/netns-lab.ts";
 import { emptySamples, fileSystemOf, fullShape, measure, median, quickShape, record, type Samples, type Shape, type Workload } from "./fuse-bench.ts";
@@ -49,7 +48,7 @@ async function main(): Promise<void> {
     mkdirSync(raw);
     mkdirSync(mounted);
     passthrough = mount(mounted);
-    await startMirror(mirror);
+    await mirror.begin();
     const enter = ["nsenter", "-t", String(mirror.daemons[0]!.child.pid), "-m", "--"];
     const places: Record<Place, { dir: string; prefix: readonly string[] }> = { raw: { dir: raw, prefix: [] }, passthrough: { dir: mounted, prefix: [] }, mirrored: { dir: mirror.nodes[0]!.dataDir, prefix: enter } };
     const samples: Record<Place, Samples> = { raw: emptySamples(), passthrough: emptySamples(), mirrored: emptySamples() };
@@ -71,17 +70,6 @@ async function main(): Promise<void> {
     await mirror.destroy();
     rmSync(scratch, { recursive: true, force: true });
   }
-}
-
-async function startMirror(mirror: MirrorLab): Promise<void> {
-  await mirror.startDaemon(0);
-  await mirror.startDaemon(1);
-  await mirror.tandem(0, ["start", "-m", mirrorModule]);
-  await until(async () => (await mirror.view(0))?.mirror?.why.includes("run prim") === true, 10_000, () => "n1 did not wait for the operator");
-  await mirror.tandem(0, ["prim", "-m", mirrorModule]);
-  await mirror.untilRoles(["ALONE", null]);
-  await mirror.tandem(1, ["start", "-m", mirrorModule]);
-  await mirror.untilRoles(["PRIM", "SECOND"]);
 }
 
 /** The median round trip between the two node namespaces, µs (ping, 50 packets). */

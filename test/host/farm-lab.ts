@@ -138,6 +138,26 @@ function writeNodeConfig(lab: Lab, names: readonly string[], node: LabNode, key:
   }
 }
 
+/** Node `index` of `lab`, its files under `root/<name>`, its service's flags. */
+export function labNode(lab: Lab, root: string, name: string, index: number): LabNode {
+  const dir = join(root, name);
+  const configDir = join(dir, "config");
+  const stateDir = join(dir, "state");
+  const socket = join(dir, "tandem.sock");
+  return {
+    name,
+    ns: lab.nodeNs[index]!,
+    ip: lab.nodeIps[index]!,
+    dir,
+    configDir,
+    stateDir,
+    socket,
+    acceptLog: join(dir, "accepted.log"),
+    pidFile: join(dir, "http-server.pid"),
+    flags: ["--config", configDir, "--state", stateDir, "--log-dir", join(dir, "log"), "--socket", socket, "--node", name],
+  };
+}
+
 // ---- The node service ----
 
 export class Daemon {
@@ -302,24 +322,7 @@ export class FarmLab {
     const root = mkdtempSync(join(tmpdir(), `${lab.prefix}-`));
     const key = randomBytes(32);
     const names = Array.from({ length: nodeCount }, (_, index) => `n${index + 1}`);
-    const nodes = names.map((name, index): LabNode => {
-      const dir = join(root, name);
-      const configDir = join(dir, "config");
-      const stateDir = join(dir, "state");
-      const socket = join(dir, "tandem.sock");
-      return {
-        name,
-        ns: lab.nodeNs[index]!,
-        ip: lab.nodeIps[index]!,
-        dir,
-        configDir,
-        stateDir,
-        socket,
-        acceptLog: join(dir, "accepted.log"),
-        pidFile: join(dir, "http-server.pid"),
-        flags: ["--config", configDir, "--state", stateDir, "--log-dir", join(dir, "log"), "--socket", socket, "--node", name],
-      };
-    });
+    const nodes = names.map((name, index) => labNode(lab, root, name, index));
     const farm = new FarmLab(lab, root, key, nodes);
     try {
       for (const node of nodes) writeNodeConfig(lab, names, node, key, options.timings ?? null);

@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ModuleView } from "../../service/node-service.ts";
 import { requestControl } from "../../service/control.ts";
-import { Daemon, tandem, until, type LabNode } from "./farm-lab.ts";
+import { Daemon, labNode, tandem, until, type LabNode } from "./farm-lab.ts";
 import { buildLab, destroyLab, inNs, ip, removeStaleLabs, type Lab } from "./netns-lab.ts";
 
 function ipNetnsPids(ns: string): number[] {
@@ -132,24 +132,8 @@ export class MirrorLab {
     const key = randomBytes(32);
     const names = ["n1", "n2"];
     const nodes = names.map((name, index): MirrorLabNode => {
-      const dir = join(root, name);
-      const configDir = join(dir, "config");
-      const stateDir = join(dir, "state");
-      const socket = join(dir, "tandem.sock");
-      return {
-        name,
-        ns: lab.nodeNs[index]!,
-        ip: lab.nodeIps[index]!,
-        dir,
-        configDir,
-        stateDir,
-        socket,
-        acceptLog: join(dir, "unused"),
-        pidFile: join(dir, "unused"),
-        flags: ["--config", configDir, "--state", stateDir, "--log-dir", join(dir, "log"), "--socket", socket, "--node", name],
-        dataDir: join(dir, "data"),
-        scriptLog: join(dir, "scripts.log"),
-      };
+      const node = labNode(lab, root, name, index);
+      return { ...node, dataDir: join(node.dir, "data"), scriptLog: join(node.dir, "scripts.log") };
     });
     const mirror = new MirrorLab(lab, root, nodes);
     try {
@@ -165,6 +149,19 @@ export class MirrorLab {
     const daemon = await Daemon.start(this.nodes[index]!);
     this.daemons[index] = daemon;
     return daemon;
+  }
+
+  /** Both services started; n1 made primary by the operator (a new mirror), n2 its
+   *  secondary after a full copy of n1's directory. */
+  async begin(): Promise<void> {
+    for (const index of [0, 1]) if (this.daemons[index] === null) await this.startDaemon(index);
+    await this.tandem(0, ["start", "-m", mirrorModule]);
+    await until(async () => (await this.view(0))?.mirror?.why.includes("run prim") === true, 10_000, () => "n1 did not wait for the operator");
+    const prim = await this.tandem(0, ["prim", "-m", mirrorModule]);
+    if (prim.code !== 0) throw new Error(`tandem prim: ${prim.output}`);
+    await this.untilRoles(["ALONE", null], 60_000);
+    await this.tandem(1, ["start", "-m", mirrorModule]);
+    await this.untilRoles(["PRIM", "SECOND"], 120_000);
   }
 
   /** Runs `script` under /bin/sh as an application of node `index` would: in its service's

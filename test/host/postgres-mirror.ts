@@ -8,7 +8,7 @@ import { appendFileSync, chownSync, existsSync, readFileSync, writeFileSync } fr
 import { join } from "node:path";
 import { fuseUnavailable } from "../../native/fuse.ts";
 import { until } from "./farm-lab.ts";
-import { MirrorLab, mirrorModule, type MirrorModuleSpec } from "./mirror-lab.ts";
+import { MirrorLab, type MirrorModuleSpec } from "./mirror-lab.ts";
 import { requireHost } from "./netns-lab.ts";
 
 export const pgBin = "/usr/lib/postgresql/15/bin";
@@ -82,14 +82,7 @@ export class PostgresMirror {
 
   /** n1 made primary by the operator (a new mirror), n2 its secondary after a full copy, table t created. */
   async begin(): Promise<void> {
-    const mirror = this.mirror;
-    await mirror.tandem(0, ["start", "-m", mirrorModule]);
-    await until(async () => (await mirror.view(0))?.mirror?.why.includes("run prim") === true, 10_000, () => "n1 did not wait for the operator");
-    const prim = await mirror.tandem(0, ["prim", "-m", mirrorModule]);
-    if (prim.code !== 0) throw new Error(`tandem prim: ${prim.output}`);
-    await mirror.untilRoles(["ALONE", null], 60_000);
-    await mirror.tandem(1, ["start", "-m", mirrorModule]);
-    await mirror.untilRoles(["PRIM", "SECOND"], 120_000);
+    await this.mirror.begin();
     if (this.psql("create table t (i integer primary key)") === null) throw new Error(`create table: ${this.diagnosis()}`);
   }
 
