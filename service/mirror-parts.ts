@@ -118,6 +118,7 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
       problem: (what, error) => log({ level: "error", event: "mirror.disk_error", fields: { what, error: String(error) } }),
     });
     await disk.checkMeta();
+    closers.push(() => disk.close());
     const clock = new RealClockPort();
     closers.push(() => clock.cancelAll());
     const port = module.heart?.port ?? defaultMirrorPort(module.name);

@@ -18,11 +18,12 @@
 // copies live outside the tree.
 
 import { constants, type Stats } from "node:fs";
-import { chmod, cp, lchown, lstat, mkdir, open, readdir, readFile, readlink, rename, rm, rmdir, symlink, truncate, unlink } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
+import { chmod, cp, lchown, lstat, mkdir, open, readdir, readFile, readlink, rename, rm, rmdir, symlink, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { assert, AssertionError } from "../../core/assert.ts";
 import type { DiskError, DiskOp, DiskResult, Owner, PathSnapshot } from "../../core/mirror/disk-ops.ts";
-import { parentOf } from "../../core/mirror/disk-ops.ts";
+import { isWithin, parentOf } from "../../core/mirror/disk-ops.ts";
 import type { DiskPort } from "../../core/ports.ts";
 
 /** How metadata is written to and read from its file. */
@@ -46,6 +47,8 @@ export interface RealDiskOptions<Meta> {
 
 /** Calls waiting for their turn; the core keeps far fewer in flight. */
 export const queuedCallsMax = 100_000;
+/** Files kept open for writes and fsyncs (the least recently used is closed first). */
+export const openFilesMax = 64;
 /** Paths remembered for the next whole-tree fsync before one is forced. */
 export const unsyncedPathsMax = 100_000;
 
@@ -68,6 +71,9 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
   #queued = 0;
   /** Paths changed since the last whole-tree fsync. */
   readonly #unsynced = new Set<string>();
+  /** Regular files kept open (read-write, by path) so that a write or an fsync is one
+   *  call, not three; dropped before anything that changes what a path names. */
+  readonly #files = new Map<string, FileHandle>();
   /** More than unsyncedPathsMax changed: the next whole-tree fsync walks the tree. */
   #overflowed = false;
   #preserveCount = 0;
@@ -156,6 +162,8 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
   }
 
   async #apply(op: DiskOp): Promise<DiskResult> {
+    if (op.kind === "rename") await this.#forget(op.from, op.to);
+    if (op.kind === "unlink" || op.kind === "rmdir") await this.#forget(op.path);
     switch (op.kind) {
       case "create": {
         const file = await open(this.#at(op.path), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, op.mode);
@@ -173,7 +181,7 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
         await this.#writeAt(op.path, op.offset, op.data);
         break;
       case "truncate":
-        await truncate(this.#at(op.path), op.size);
+        await (await this.#file(op.path)).truncate(op.size);
         break;
       case "rename":
         await this.#rename(op.from, op.to);
@@ -214,17 +222,45 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
   }
 
   async #writeAt(path: string, offset: number, data: Uint8Array): Promise<void> {
-    const file = await open(this.#at(path), constants.O_WRONLY);
-    try {
-      let written = 0;
-      while (written < data.length) {
-        const { bytesWritten } = await file.write(data, written, data.length - written, offset + written);
-        assert(bytesWritten > 0, `write of ${path} made no progress`);
-        written += bytesWritten;
-      }
-    } finally {
-      await file.close();
+    const file = await this.#file(path);
+    let written = 0;
+    while (written < data.length) {
+      const { bytesWritten } = await file.write(data, written, data.length - written, offset + written);
+      assert(bytesWritten > 0, `write of ${path} made no progress`);
+      written += bytesWritten;
     }
+  }
+
+  /** The open file at `path` (a regular file: a directory answers EISDIR, a symlink ELOOP). */
+  async #file(path: string): Promise<FileHandle> {
+    const kept = this.#files.get(path);
+    if (kept !== undefined) {
+      this.#files.delete(path);
+      this.#files.set(path, kept);
+      return kept;
+    }
+    const file = await open(this.#at(path), constants.O_RDWR | constants.O_NOFOLLOW);
+    if (this.#files.size >= openFilesMax) {
+      const [oldest, handle] = this.#files.entries().next().value!;
+      this.#files.delete(oldest);
+      await handle.close();
+    }
+    this.#files.set(path, file);
+    return file;
+  }
+
+  /** Closes the kept files at or under these paths (before they name something else). */
+  async #forget(...paths: readonly string[]): Promise<void> {
+    for (const [path, handle] of [...this.#files]) {
+      if (!paths.some((each) => isWithin(path, each))) continue;
+      this.#files.delete(path);
+      await handle.close();
+    }
+  }
+
+  /** Closes the files kept open; the port can be used again afterwards. */
+  async close(): Promise<void> {
+    await this.#forget("");
   }
 
   async #rename(from: string, to: string): Promise<void> {
@@ -238,6 +274,11 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
   }
 
   async #fsync(path: string): Promise<void> {
+    const kept = this.#files.get(path);
+    if (kept !== undefined) {
+      await kept.sync();
+      return;
+    }
     const file = await open(this.#at(path), constants.O_RDONLY | constants.O_NOFOLLOW);
     try {
       await file.sync();
@@ -309,6 +350,7 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
   }
 
   async #install(path: string, snapshot: PathSnapshot, blockSize: number): Promise<DiskResult> {
+    await this.#forget(path);
     const at = this.#at(path);
     const stats = await lstatOrNull(at);
     this.#changed(path);
