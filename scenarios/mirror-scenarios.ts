@@ -131,15 +131,20 @@ export const doubleFailure: MirrorScenario = {
   },
 };
 
+/** Writes, then a partition without a witness: both nodes primary for two seconds. */
+async function splitBrain(cluster: MirrorCluster): Promise<void> {
+  await cluster.startWrites();
+  await cluster.sleep(1_000);
+  await cluster.partition();
+  await cluster.waitFor("both primary (split brain)", (views) => views.every((view) => view.role === "ALONE"), failoverBoundMs);
+  await cluster.sleep(2_000);
+}
+
 export const splitBrainNoWitness: MirrorScenario = {
   name: "split-brain-no-witness",
   summary: "without a witness a partition makes both nodes primary; healed, the one with more changes is kept and the other's changes are set aside, never merged",
   async run(cluster) {
-    await cluster.startWrites();
-    await cluster.sleep(1_000);
-    await cluster.partition();
-    await cluster.waitFor("both primary (split brain)", (views) => views.every((view) => view.role === "ALONE"), failoverBoundMs);
-    await cluster.sleep(2_000);
+    await splitBrain(cluster);
     await cluster.heal();
     await cluster.waitFor("one PRIM, one SECOND, in sync", (views) => inSyncWith("n1")(views) || inSyncWith("n2")(views), resyncBoundMs);
     await cluster.stopWrites();
@@ -150,11 +155,7 @@ export const splitBrainPreserveFails: MirrorScenario = {
   name: "split-brain-preserve-fails",
   summary: "a split brain healed while the loser cannot keep its changes aside (its disk fails that copy): it does not follow, so nothing overwrites them; at its next attempt it keeps them and follows",
   async run(cluster) {
-    await cluster.startWrites();
-    await cluster.sleep(1_000);
-    await cluster.partition();
-    await cluster.waitFor("both primary (split brain)", (views) => views.every((view) => view.role === "ALONE"), failoverBoundMs);
-    await cluster.sleep(2_000);
+    await splitBrain(cluster);
     // Twice: the loser retries its attachment every second.
     for (const node of ["n1", "n2"]) for (let attempt = 0; attempt < 2; attempt++) await cluster.failNextPreserve(node);
     await cluster.heal();
