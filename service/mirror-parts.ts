@@ -30,6 +30,7 @@ import { RealStreamPort, streamTopologyOf } from "../drivers/real/streams.ts";
 import { RealVip } from "../drivers/real/vip.ts";
 import { envelopeSizeMaxLimit, type WireKey } from "../drivers/real/wire.ts";
 import { createMirrorRuntime, type MirrorRuntime } from "../runtime/mirror-runtime.ts";
+import { startMirrorCheckers } from "./mirror-checkers.ts";
 
 export interface MirrorView {
   readonly role: MirrorRole;
@@ -157,6 +158,13 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
       () => options.observe?.(),
     );
     const running = runtime;
+    const stopCheckers = startMirrorCheckers(module, options.probes, {
+      state: () => roleOf(running.state),
+      appFailed: (why) => running.deliver({ kind: "app-failed", why }),
+      stop: () => running.deliver({ kind: "command", command: "stop" }),
+      log,
+    });
+    closers.push(stopCheckers);
     return {
       runtime: running,
       command: (command, fullsync) => running.deliver({ kind: "command", command, ...(fullsync === undefined ? {} : { fullsync }) }),

@@ -39,6 +39,14 @@ export interface MirrorModuleSpec {
   readonly vars?: (node: MirrorLabNode) => Readonly<Record<string, string>>;
   /** The split-brain checker's witness: the client namespace's address, pinged. */
   readonly witness?: boolean;
+  /** More checkers, as XML elements of <check>. */
+  readonly checks?: string;
+}
+
+function checkXml(lab: Lab, spec: MirrorModuleSpec): string {
+  const witness = spec.witness === true ? `      <splitbrain ident="witness" exec="ping" arg="${lab.clientIp}"/>\n` : "";
+  const checks = spec.checks === undefined ? "" : `      ${spec.checks}\n`;
+  return witness === "" && checks === "" ? "" : `    <check>\n${witness}${checks}    </check>\n`;
 }
 
 /** Every script of the module notes that it ran (and with which role arguments). */
@@ -71,7 +79,7 @@ function userconfigXml(lab: Lab, node: MirrorLabNode, spec: MirrorModuleSpec): s
     <rfs async="none">
       <replicated dir="${node.dataDir}" mode="read_only"/>
     </rfs>
-${spec.witness === true ? `    <check>\n      <splitbrain ident="witness" exec="ping" arg="${lab.clientIp}"/>\n    </check>\n` : ""}    <user nicestoptimeout="60s" forcestoptimeout="10s">
+${checkXml(lab, spec)}    <user nicestoptimeout="60s" forcestoptimeout="10s">
 ${Object.entries(vars).map(([name, value]) => `      <var name="${name}" value="${value}"/>`).join("\n")}
     </user>
   </service>
@@ -156,7 +164,15 @@ export class MirrorLab {
   async begin(): Promise<void> {
     for (const index of [0, 1]) if (this.daemons[index] === null) await this.startDaemon(index);
     await this.tandem(0, ["start", "-m", mirrorModule]);
-    await until(async () => (await this.view(0))?.mirror?.why.includes("run prim") === true, 10_000, () => "n1 did not wait for the operator");
+    let last: ModuleView | null = null;
+    await until(
+      async () => {
+        last = await this.view(0);
+        return last?.mirror?.why.includes("run prim") === true;
+      },
+      10_000,
+      () => `n1 did not wait for the operator: ${JSON.stringify(last && { state: last.state, problem: last.problem, why: last.mirror?.why })}`,
+    );
     const prim = await this.tandem(0, ["prim", "-m", mirrorModule]);
     if (prim.code !== 0) throw new Error(`tandem prim: ${prim.output}`);
     await this.untilRoles(["ALONE", null], 60_000);

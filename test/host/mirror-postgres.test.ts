@@ -12,6 +12,7 @@
 //   newest data and becomes primary when both are back;
 // - a partition with the witness configured, the secondary cut from the witness too: the
 //   secondary must not take over (one primary only); healed, it follows again;
+// - the server killed on the primary: its tcp checker restarts it in place;
 // - a partition without a witness: a split brain (both primaries, as documented); healed,
 //   one side wins and the other's changed files are kept aside (commits acknowledged by
 //   the losing side are there, not in the database: the reason to configure a witness).
@@ -140,6 +141,22 @@ describe("PostgreSQL in a mirror module: other failures", () => {
       expect(pg.lostCommits()).toEqual([]);
     }, 300_000);
   }
+
+  it("the server dies on the primary: its checker restarts it there, nothing acknowledged lost", async () => {
+    pg = await PostgresMirror.create();
+    await pg.begin();
+    pg.startWriter();
+    await pg.untilAcked(20);
+    const dataDir = pg.mirror.nodes[0]!.dataDir;
+    // ([p]: the pattern must not match the shell that runs pkill.)
+    expect((await pg.mirror.app(0, `pkill -9 -f "[p]ostgres -D ${dataDir}"`)).code).toBe(0);
+    await until(() => pg!.mirror.scriptRuns(0).filter((line) => line.startsWith("start_prim")).length >= 2, 20_000, () => `start_prim did not run again: ${pg!.mirror.scriptRuns(0).join(", ")}`);
+    await pg.untilAnswering(failoverBoundMs);
+    await pg.untilAcked(pg.ackedIds().length + 10);
+    pg.stopWriter();
+    expect((await pg.mirror.view(0))!.state, "still the primary: restarted in place").toBe("PRIM");
+    expect(pg.lostCommits()).toEqual([]);
+  }, 300_000);
 
   it("a partition with the witness, the secondary cut from it too: no second primary; healed, it follows", async () => {
     pg = await PostgresMirror.create({ witness: true });
