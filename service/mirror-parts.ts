@@ -152,7 +152,7 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
       {
         complete: (id, result) => volume.complete(id, result),
         vip: (up) => vip?.set(up),
-        accepting: (on) => setVolumeMode(volume, on ? "intercept" : "readonly", log),
+        accepting: (on) => setVolumeMode(volume, on ? "intercept" : "readonly", log, () => queueMicrotask(() => runtime!.deliver({ kind: "command", command: "stop" }))),
         role: () => {},
       },
       () => options.observe?.(),
@@ -213,13 +213,24 @@ function replicatedDir(module: ModuleConfig): string {
   return dir;
 }
 
-function setVolumeMode(volume: MirrorVolume, mode: VolumeMode, log: (entry: LogEntry) => void): void {
+/** Switches the volume; if the mount fails, the directory is left with no mount at all
+ *  (nothing intercepts or refuses writes): it tries read-only, and the module stops, so
+ *  that no application is started over an unprotected directory. */
+function setVolumeMode(volume: MirrorVolume, mode: VolumeMode, log: (entry: LogEntry) => void, stopModule: () => void): void {
   try {
     volume.setMode(mode);
+    return;
   } catch (error) {
-    // The directory is now unprotected: nothing intercepts or refuses writes to it.
-    log({ level: "error", event: "mirror.volume_failed", fields: { mode, error: error instanceof Error ? error.message : String(error) } });
+    log({ level: "error", event: "mirror.volume_failed", fields: { mode, error: error instanceof Error ? error.message : String(error), then: "the module stops" } });
   }
+  if (mode === "intercept") {
+    try {
+      volume.setMode("readonly");
+    } catch (error) {
+      log({ level: "error", event: "mirror.volume_failed", fields: { mode: "readonly", error: error instanceof Error ? error.message : String(error) } });
+    }
+  }
+  stopModule();
 }
 
 /** The module's VIP on the interface that holds this node's address, or null without one. */
