@@ -184,7 +184,7 @@ bool IsFusermount(pid_t pid) {
 // function and blocks the worker until JavaScript answers it by id. Operations still
 // waiting when the mount stops, or that can no longer reach JavaScript (its environment
 // is ending), are answered EIO: a worker never waits forever.
-class JsInterceptor : public Interceptor {
+class JsInterceptor : public Interceptor, public std::enable_shared_from_this<JsInterceptor> {
  public:
   JsInterceptor(Napi::Env env, Napi::Function intercept) {
     function_ = Napi::ThreadSafeFunction::New(env, intercept, "tandem-fuse-intercept", 0, 1);
@@ -202,10 +202,13 @@ class JsInterceptor : public Interceptor {
       waiting_.emplace(id, &waiting);
     }
     auto* boxed = new uint64_t(id);
-    napi_status status = function_.BlockingCall(boxed, [this](Napi::Env env, Napi::Function intercept, uint64_t* data) {
+    // The call may run after the mount is gone (queued before its Close): it keeps this
+    // interceptor alive until then.
+    std::shared_ptr<JsInterceptor> self = shared_from_this();
+    napi_status status = function_.BlockingCall(boxed, [self](Napi::Env env, Napi::Function intercept, uint64_t* data) {
       uint64_t callId = *data;
       delete data;
-      Deliver(env, intercept, callId);
+      self->Deliver(env, intercept, callId);
     });
     if (status != napi_ok) {
       delete boxed;
@@ -314,7 +317,7 @@ class JsInterceptor : public Interceptor {
 
 class Session {
  public:
-  Session(std::string dir, Settings settings, std::unique_ptr<JsInterceptor> interceptor)
+  Session(std::string dir, Settings settings, std::shared_ptr<JsInterceptor> interceptor)
       : dir_(std::move(dir)), settings_(settings), interceptor_(std::move(interceptor)) {}
   ~Session() { Stop(true); }
 
@@ -498,7 +501,7 @@ class Session {
 
   const std::string dir_;
   const Settings settings_;
-  const std::unique_ptr<JsInterceptor> interceptor_;
+  const std::shared_ptr<JsInterceptor> interceptor_;
   Volume volume_;
   fuse* fuse_ = nullptr;
   int helperSocket_ = -1;
@@ -609,11 +612,11 @@ class FuseMount : public Napi::ObjectWrap<FuseMount> {
     if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "dir must be a string");
     std::string dir = info[0].As<Napi::String>().Utf8Value();
     Settings settings = ParseSettings(env, info.Length() > 1 ? info[1] : env.Undefined());
-    std::unique_ptr<JsInterceptor> interceptor;
+    std::shared_ptr<JsInterceptor> interceptor;
     if (settings.mode == Mode::kIntercept) {
       Napi::Value intercept = info[1].As<Napi::Object>().Get("intercept");
       if (!intercept.IsFunction()) throw Napi::TypeError::New(env, "options.intercept must be a function (id, op) in intercept mode");
-      interceptor = std::make_unique<JsInterceptor>(env, intercept.As<Napi::Function>());
+      interceptor = std::make_shared<JsInterceptor>(env, intercept.As<Napi::Function>());
     }
     char resolved[PATH_MAX];
     if (realpath(dir.c_str(), resolved) == nullptr) {
