@@ -7,9 +7,10 @@
 // Not run for mirror modules yet (logged once at start): custom checkers, when="pre" and
 // when="second", actions wait and noaction (noaction is logged on failure).
 
-import type { Checker, ModuleConfig } from "../core/config/module-config.ts";
+import type { ModuleConfig } from "../core/config/module-config.ts";
+import { probeOf } from "../core/module/lifecycle.ts";
 import type { MirrorReadiness, MirrorRole } from "../core/mirror/messages.ts";
-import type { Probe, ProbePort } from "../core/ports.ts";
+import type { ProbePort } from "../core/ports.ts";
 import type { LogEntry } from "../core/types.ts";
 
 export interface MirrorCheckerHooks {
@@ -53,21 +54,4 @@ export function startMirrorCheckers(module: ModuleConfig, probes: ProbePort, hoo
   return () => {
     for (const timer of timers) clearInterval(timer);
   };
-}
-
-function probeOf(checker: Checker): Probe | null {
-  switch (checker.kind) {
-    case "tcp":
-      return { kind: "tcp", addr: checker.addr, port: checker.port };
-    case "ping":
-      return { kind: "ping", addr: checker.addr };
-    case "intf":
-      return { kind: "intf", localAddr: checker.localAddr };
-    case "ip":
-      return { kind: "ip", addr: checker.addr };
-    case "module":
-      return { kind: "module", module: checker.module, addr: checker.addr, port: checker.port };
-    default:
-      return null;
-  }
 }

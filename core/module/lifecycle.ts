@@ -588,7 +588,8 @@ function startCustom(node: Lifecycle, checker: Extract<Checker, { kind: "custom"
   return { ...node, nextRunId: id + 1, customRuns: new Map(node.customRuns).set(resource, id) };
 }
 
-function probeOf(checker: Checker): Probe | null {
+/** What a checker probes (null: a custom checker, which its program reports, or a split-brain checker without a witness). */
+export function probeOf(checker: Checker): Probe | null {
   switch (checker.kind) {
     case "tcp":
       return { kind: "tcp", addr: checker.addr, port: checker.port };
