@@ -109,14 +109,14 @@ int Ship(Volume& volume, const Intercepted& op) {
   return volume.interceptor->Submit(op);
 }
 
-// Whether the directory holding `relative` has the set-group-ID bit (its new entries then
-// take the directory's group, which the underlying create already gave them).
-bool ParentIsSetgid(const Volume& volume, const char* relative) {
+// The group of the directory holding `relative` when it is set-group-ID (its new entries
+// then take that group), or -1.
+gid_t SetgidParentGroup(const Volume& volume, const char* relative) {
   const char* slash = std::strrchr(relative, '/');
   std::string parent = slash == nullptr ? std::string(".") : std::string(relative, static_cast<size_t>(slash - relative));
   struct stat status {};
-  if (fstatat(volume.dirFd, parent.c_str(), &status, 0) < 0) return false;
-  return (status.st_mode & S_ISGID) != 0;
+  if (fstatat(volume.dirFd, parent.c_str(), &status, 0) < 0 || (status.st_mode & S_ISGID) == 0) return static_cast<gid_t>(-1);
+  return status.st_gid;
 }
 
 // A new file, directory, node or symlink belongs to the process that created it, as on a
@@ -126,7 +126,8 @@ bool ParentIsSetgid(const Volume& volume, const char* relative) {
 int Adopt(const Volume& volume, int fd, const char* relative, mode_t mode) {
   const fuse_context* context = fuse_get_context();
   if (context->uid == volume.daemonUid && context->gid == volume.daemonGid) return 0;
-  gid_t gid = ParentIsSetgid(volume, relative) ? static_cast<gid_t>(-1) : context->gid;
+  // Under a set-group-ID directory the underlying create already gave the directory's group.
+  gid_t gid = SetgidParentGroup(volume, relative) != static_cast<gid_t>(-1) ? static_cast<gid_t>(-1) : context->gid;
   int rc = fd >= 0 ? fchown(fd, context->uid, gid) : fchownat(volume.dirFd, relative, context->uid, gid, AT_SYMLINK_NOFOLLOW);
   if (rc < 0) return -errno;
   // chown clears a file's set-user-ID and set-group-ID bits: give back the ones asked for.
@@ -143,11 +144,8 @@ void SetOwner(const Volume& volume, const char* relative, Intercepted* op) {
   const fuse_context* context = fuse_get_context();
   op->hasOwner = true;
   op->uid = context->uid;
-  op->gid = context->gid;
-  const char* slash = std::strrchr(relative, '/');
-  std::string parent = slash == nullptr ? std::string(".") : std::string(relative, static_cast<size_t>(slash - relative));
-  struct stat status {};
-  if (fstatat(volume.dirFd, parent.c_str(), &status, 0) == 0 && (status.st_mode & S_ISGID) != 0) op->gid = status.st_gid;
+  gid_t parentGroup = SetgidParentGroup(volume, relative);
+  op->gid = parentGroup != static_cast<gid_t>(-1) ? parentGroup : context->gid;
 }
 
 // Removes what a create made when handing it over failed, so a failed call leaves nothing.
