@@ -8,8 +8,7 @@
 // applied by the real disk port and shipped on the stream as JSON (docs/replicator.md says
 // what that costs and what moves to native code next).
 
-import { readFileSync } from "node:fs";
-import { mkdirSync, statSync } from "node:fs";
+import { mkdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { networkInterfaces } from "node:os";
 import { formatProblem } from "../core/config/problems.ts";

@@ -40,8 +40,6 @@ export interface MirrorVolumeOptions {
   /** A change the application made while intercepting; answer it with `complete(id, …)`. */
   readonly intercept: (id: number, op: DiskOp) => void;
   readonly log: (event: string, fields: Record<string, string | number>) => void;
-  /** Options of each mount (tests); never `mode` or `intercept`. */
-  readonly mountOptions?: { readonly threadCountMax?: number };
 }
 
 export class MirrorVolume {
@@ -112,7 +110,6 @@ export class MirrorVolume {
 
   #mount(mode: VolumeMode): void {
     const fuse: FuseMount = mountFuse(this.#options.dir, {
-      ...this.#options.mountOptions,
       autoUnmount: false,
       mode,
       ...(mode === "intercept" ? { intercept: (nativeId: number, op: DiskOp) => this.#intercepted(fuse, nativeId, op) } : {}),
