@@ -103,10 +103,7 @@ describe("PostgreSQL in a mirror module: other failures", () => {
   }, 120_000);
 
   it("the secondary loses power: the primary goes on alone, the secondary comes back and follows", async () => {
-    pg = await PostgresMirror.create();
-    await pg.begin();
-    pg.startWriter();
-    await pg.untilAcked(20);
+    pg = await PostgresMirror.underLoad();
     await pg.mirror.powerOff(1);
     await pg.mirror.untilRoles(["ALONE", null], 10_000);
     await pg.untilAcked(pg.ackedIds().length + 20);
@@ -121,10 +118,7 @@ describe("PostgreSQL in a mirror module: other failures", () => {
   for (const first of [0, 1] as const) {
     const order = first === 0 ? "primary first" : "secondary first";
     it(`both nodes lose power, ${order}: the node that went on last becomes primary, nothing acknowledged lost`, async () => {
-      pg = await PostgresMirror.create();
-      await pg.begin();
-      pg.startWriter();
-      await pg.untilAcked(20);
+      pg = await PostgresMirror.underLoad();
       const second = first === 0 ? 1 : 0;
       await pg.mirror.powerOff(first);
       // The survivor goes on alone and takes commits.
@@ -143,10 +137,7 @@ describe("PostgreSQL in a mirror module: other failures", () => {
   }
 
   it("the server dies on the primary: its checker restarts it there, nothing acknowledged lost", async () => {
-    pg = await PostgresMirror.create();
-    await pg.begin();
-    pg.startWriter();
-    await pg.untilAcked(20);
+    pg = await PostgresMirror.underLoad();
     const dataDir = pg.mirror.nodes[0]!.dataDir;
     // ([p]: the pattern must not match the shell that runs pkill.)
     expect((await pg.mirror.app(0, `pkill -9 -f "[p]ostgres -D ${dataDir}"`)).code).toBe(0);
@@ -159,10 +150,7 @@ describe("PostgreSQL in a mirror module: other failures", () => {
   }, 300_000);
 
   it("a partition with the witness, the secondary cut from it too: no second primary; healed, it follows", async () => {
-    pg = await PostgresMirror.create({ witness: true });
-    await pg.begin();
-    pg.startWriter();
-    await pg.untilAcked(20);
+    pg = await PostgresMirror.underLoad({ witness: true });
     pg.mirror.cutWitness(1);
     pg.mirror.partition();
     // The primary reaches the witness and goes on alone; the secondary must wait.
@@ -181,10 +169,7 @@ describe("PostgreSQL in a mirror module: other failures", () => {
   }, 300_000);
 
   it("a partition without the witness is a split brain: two primaries; healed, one side wins and the other's files are kept aside", async () => {
-    pg = await PostgresMirror.create();
-    await pg.begin();
-    pg.startWriter();
-    await pg.untilAcked(20);
+    pg = await PostgresMirror.underLoad();
     pg.mirror.partition();
     // Nothing tells the secondary its peer is alive: it takes over too (docs/mirror.md).
     await pg.mirror.untilRoles(["ALONE", "ALONE"], 20_000);

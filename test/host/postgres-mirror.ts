@@ -82,6 +82,20 @@ export class PostgresMirror {
     return new PostgresMirror(mirror);
   }
 
+  /** A mirror begun (below) with the client committing, 20 commits acknowledged already. */
+  static async underLoad(options: { readonly witness?: boolean } = {}): Promise<PostgresMirror> {
+    const pg = await PostgresMirror.create(options);
+    try {
+      await pg.begin();
+      pg.startWriter();
+      await pg.untilAcked(20);
+    } catch (error) {
+      await pg.destroy();
+      throw error;
+    }
+    return pg;
+  }
+
   /** n1 made primary by the operator (a new mirror), n2 its secondary after a full copy, table t created. */
   async begin(): Promise<void> {
     await this.mirror.begin();
