@@ -1,8 +1,9 @@
 // The lab's images, built on this host with dockerode: no container registry is reachable.
 //
-// - tandem-debian:bookworm, the base: when missing, debootstrap (minbase, with the packages
-//   the node service and the lab need) from Debian's package repository, imported as an
-//   image (`docker import` of a tar stream of the directory). About 30 s once; kept.
+// - tandem-debian:bookworm-<hash>, the base: when missing, debootstrap (minbase, with the
+//   packages the node service and the lab need) from Debian's package repository, imported
+//   as an image (`docker import` of a tar stream of the directory). About 1.5 min once;
+//   kept. The tag is a hash of the package list, so a changed list builds a new base.
 // - tandem-node:<hash>, FROM the base, built with no network (no RUN at all: COPY only):
 //   the pinned Node binary, the built service (dist/), the native addon built on this
 //   Debian 12 host (same glibc and libnftables as the base), and only the production
@@ -12,20 +13,23 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Readable } from "node:stream";
 import Docker from "dockerode";
 
 export type Progress = (line: string) => void;
 
-export const baseImage = "tandem-debian:bookworm";
 export const nodeRepository = "tandem-node";
 export const debianMirror = "http://deb.debian.org/debian";
 /** What the node service and the lab need at run time: TLS roots, nftables and the
  *  libraries the native addon links, ip and ping (the service's probes and the lab's
- *  partitions), ps, python3 and curl (clients and small servers in the lab). */
-export const basePackages = ["ca-certificates", "nftables", "libnftables1", "libmnl0", "iproute2", "iputils-ping", "procps", "python3", "curl"] as const;
+ *  partitions), ps, python3 and curl (clients and small servers in the lab), libfuse 3 and
+ *  mount (the replicator's addon and its mounts), PostgreSQL 15 (the lab's mirror module
+ *  and its client). */
+export const basePackages = ["ca-certificates", "nftables", "libnftables1", "libmnl0", "iproute2", "iputils-ping", "procps", "python3", "curl", "libfuse3-3", "fuse3", "mount", "postgresql-15"] as const;
+/** Named after its package list: changing the list builds a new base instead of reusing an old one. */
+export const baseImage = `tandem-debian:bookworm-${createHash("sha256").update(basePackages.join(",")).digest("hex").slice(0, 12)}`;
 /** Production dependencies the node service never loads: the lab's Docker client runs on
  *  the host, node-addon-api is headers for the native build. */
 const hostOnlyDependencies = new Set(["dockerode", "node-addon-api"]);
@@ -177,8 +181,8 @@ const runtimePackageJson = `${JSON.stringify({ name: "tandem", private: true, ty
 function stageContext(root: string): string {
   const distCli = join(root, "dist", "cli", "tandem.js");
   if (!existsSync(distCli)) throw new Error(`the built service is missing (${distCli}): run \`npm run build\` (npm ci does)`);
-  const addon = join(root, "native", "build", "Release", "tandem_native.node");
-  if (!existsSync(addon)) throw new Error(`the native addon is missing (${addon}): run \`npm ci\` or \`node native/build.ts\``);
+  const addons = ["tandem_native.node", "tandem_fuse.node"].map((name) => join(root, "native", "build", "Release", name));
+  for (const addon of addons) if (!existsSync(addon)) throw new Error(`the native addon is missing (${addon}): run \`npm ci\` or \`node native/build.ts\``);
   const context = mkdtempSync("/var/tmp/tandem-node-context-");
   try {
     writeFileSync(join(context, "Dockerfile"), dockerfile);
@@ -188,7 +192,7 @@ function stageContext(root: string): string {
     mkdirSync(join(app, "node_modules"), { recursive: true });
     writeFileSync(join(app, "package.json"), runtimePackageJson);
     symlinkSync(join(root, "dist"), join(app, "dist"));
-    symlinkSync(addon, join(app, "native", "build", "Release", "tandem_native.node"));
+    for (const addon of addons) symlinkSync(addon, join(app, "native", "build", "Release", basename(addon)));
     for (const dir of runtimePackages(root)) {
       const relative = dir.slice(join(root, "node_modules").length + 1);
       mkdirSync(dirname(join(app, "node_modules", relative)), { recursive: true });
@@ -255,15 +259,17 @@ export async function ensureNodeImage(docker: Docker, progress: Progress, baseId
   }
 }
 
-/** The service's --help runs, and the addon loads and creates an nftables context. */
+/** The service's --help runs, both addons load (the nftables one creates a context), PostgreSQL is there. */
 async function verifyNodeImage(docker: Docker, tag: string): Promise<void> {
   const script = [
     "set -e",
     "node /opt/tandem/dist/cli/tandem.js --help > /dev/null",
     `node -e 'import("/opt/tandem/dist/native/index.js").then((m) => { const b = m.nativeBinding(); console.log("addon: " + Object.keys(b).join(" ")); })'`,
+    `node -e 'import("/opt/tandem/dist/native/fuse.js").then((m) => { console.log("fuse addon: " + Object.keys(m.fuseBinding()).join(" ")); })'`,
+    "test -x /usr/lib/postgresql/15/bin/postgres",
   ].join("\n");
   const result = await runOnce(docker, tag, ["/bin/sh", "-c", script]);
-  if (result.code !== 0 || !result.output.includes("addon: NftContext")) {
+  if (result.code !== 0 || !result.output.includes("addon: NftContext") || !result.output.includes("fuse addon: FuseMount")) {
     throw new Error(`the node image ${tag} does not work (exit ${result.code}): ${result.output.trim()}`);
   }
 }
