@@ -159,6 +159,8 @@ interface Link {
   endSent: boolean;
   checkpoint: { upTo: number; local: boolean; peer: boolean } | null;
   readonly startedMs: number;
+  /** stats.resyncBlockBytes when this attachment began (the counter is cumulative). */
+  readonly startBlockBytes: number;
   readonly full: boolean;
 }
 
@@ -540,8 +542,10 @@ class Step {
         s.sentKey = "";
         this.askHello();
         this.out.push({ kind: "timer-arm", timer: "pulse", afterMs: s.config.pulseMs });
-        this.runScripts(["prestart", "start_both"], { k: "started" });
+        if (leftPrimary) this.log("info", "mirror.cleanup", { why: "the previous service of this boot was primary: stop_prim before starting (its application may still run)" });
+        this.runScripts(leftPrimary ? ["stop_prim", "prestart", "start_both"] : ["prestart", "start_both"], { k: "started" });
         return;
+      }
       case "meta-persisted":
         if (input.result !== null) this.log("error", "mirror.meta_failed", { error: input.result });
         s.metaDone = Math.max(s.metaDone, input.version);
@@ -1475,6 +1479,7 @@ class Step {
       endSent: false,
       checkpoint: null,
       startedMs: this.now,
+      startBlockBytes: s.stats.resyncBlockBytes,
       full: plan.full,
     };
     s.link = link;
