@@ -526,14 +526,19 @@ class Step {
       case "command":
         this.command(input.command, input.fullsync === true);
         return;
-      case "meta-loaded":
+      case "meta-loaded": {
         if (s.phase !== "loading") return;
+        let leftPrimary = false;
         {
           const loaded = input.meta ?? newMeta();
           // Written under another boot of this host: the page cache of then is gone.
           const rebooted = loaded.bootId !== null && loaded.bootId !== s.bootId && loaded.gen !== null;
           s.meta = { ...loaded, bootId: s.bootId, cacheLost: loaded.cacheLost || rebooted };
           if (rebooted && !loaded.cacheLost) this.persist();
+          // The service before this one, on this same boot, was primary: if it died (a crash)
+          // its application may still run, on the dead mount, holding what this start needs
+          // (a lock, a port). stop_prim first (docs/mirror.md, States).
+          leftPrimary = !rebooted && loaded.gen !== null && (loaded.lastRole === "ALONE" || loaded.lastRole === "PRIM");
         }
         s.phase = "starting";
         this.log("info", "mirror.meta", { gen: s.meta.gen, consistent: s.meta.consistent, lastRole: s.meta.lastRole, dirtyPaths: s.meta.dirty.size });
@@ -1550,7 +1555,7 @@ class Step {
     if (link === null || link.session !== session || link.plan.size > 0) return;
     link.inSync = true;
     link.endSent = false;
-    this.log("info", "mirror.resynced", { peer: s.config.peer, ms: this.now - link.startedMs, full: link.full, blockBytes: s.stats.resyncBlockBytes });
+    this.log("info", "mirror.resynced", { peer: s.config.peer, ms: this.now - link.startedMs, full: link.full, blockBytes: s.stats.resyncBlockBytes - link.startBlockBytes });
     // The secondary holds everything up to upTo durably; this node's own copy of what it
     // wrote alone may still be only in its page cache: its marks go once it is durable here too.
     this.setMeta({ ...s.meta, dirtyBase: s.meta.gen });

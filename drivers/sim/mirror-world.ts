@@ -86,6 +86,9 @@ export class MirrorSimNode {
   readiness: MirrorReadiness = "NotReady";
   /** Set by an operator's prim or primforce: the next promotion is not automatic. */
   forced = false;
+  /** An application start_prim began, until stop_prim or a power loss: a crash of the
+   *  service leaves it running, as a real one does (invariant M6). */
+  appRunning = false;
   readonly requests = new Map<number, (result: DiskResult) => void>();
 
   constructor(id: string, disk: SimDisk<MirrorMeta>, processes: SimProcessPort, probes: SimProbePort) {
@@ -259,6 +262,7 @@ export class MirrorWorld {
     }
     if (node.running) this.#stopService(node, "power");
     else node.lostPower = true;
+    node.appRunning = false;
     node.disk.powerLoss();
     node.powered = false;
   }
@@ -365,7 +369,7 @@ export class MirrorWorld {
     const disk = guardDisk(node.disk.open(), live);
     // Scripts of an ended incarnation die with it; run ids start again at 1.
     node.processes = new SimProcessPort({ queue: this.queue, clockMs: () => this.#nowMs, scripts: this.#scripts });
-    const processes = guardProcesses(node.processes, live);
+    const processes = guardProcesses(this.#watchApplication(node, node.processes), live);
     const probes: ProbePort = { probe: (probe, timeoutMs, done) => node.probes.probe(probe, timeoutMs, (result) => live() && done(result)) };
     const log: LogPort = {
       write: (entry) => {
@@ -412,6 +416,23 @@ export class MirrorWorld {
       this.note("double failure: both nodes down, a power loss among them");
       this.clients.doubleFailure();
     }
+  }
+
+  /** M6: start_prim never runs while an application an earlier start_prim started still
+   *  runs (a crashed service's: its lock file and port would make the new one fail). */
+  #watchApplication(node: MirrorSimNode, port: ProcessPort): ProcessPort {
+    return {
+      run: (run, done) => {
+        if (run.script === "start_prim") {
+          if (node.appRunning) this.violation("M6", `${node.id}: start_prim while the application an earlier start_prim started still runs (no stop_prim since)`);
+          node.appRunning = true;
+        }
+        if (run.script === "stop_prim") node.appRunning = false;
+        port.run(run, done);
+      },
+      kill: (id) => port.kill(id),
+      count: (query, done) => port.count(query, done),
+    };
   }
 
   #clock(node: MirrorSimNode, live: () => boolean): ClockPort {
