@@ -8,7 +8,7 @@
 // applied by the real disk port and shipped on the stream as JSON (docs/replicator.md says
 // what that costs and what moves to native code next).
 
-import { mkdirSync, readFileSync, statSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { networkInterfaces } from "node:os";
 import { formatProblem } from "../core/config/problems.ts";
@@ -24,7 +24,7 @@ import { RealClockPort } from "../drivers/real/clock.ts";
 import { datagramRingsOf, RealDatagramPort } from "../drivers/real/datagrams.ts";
 import { RealDisk } from "../drivers/real/disk.ts";
 import { mirrorBeatCodec, mirrorMessageCodec, mirrorMetaCodec } from "../drivers/real/mirror-codec.ts";
-import { MirrorVolume, type VolumeMode } from "../drivers/real/mirror-volume.ts";
+import { MirrorVolume, volumeDirState, type VolumeMode } from "../drivers/real/mirror-volume.ts";
 import { RealStreamPort, streamTopologyOf } from "../drivers/real/streams.ts";
 import { RealVip } from "../drivers/real/vip.ts";
 import { envelopeSizeMaxLimit, type WireKey } from "../drivers/real/wire.ts";
@@ -202,13 +202,8 @@ function replicatedDir(module: ModuleConfig): string {
     throw new Error(`module ${module.name} replicates ${dirs.length} directories (${dirs.map((each) => each.dir).join(", ") || "none"}); tandem replicates exactly one <replicated dir> per mirror module for now`);
   }
   const dir = dirs[0]!.dir;
-  let isDirectory = false;
-  try {
-    isDirectory = statSync(dir).isDirectory();
-  } catch {
-    // Reported below.
-  }
-  if (!isDirectory) throw new Error(`the replicated directory ${dir} of module ${module.name} does not exist or is not a directory: create it on both nodes (empty on one of them)`);
+  // A dead mount is what a crashed service leaves: the volume detaches it.
+  if (volumeDirState(dir) === "unusable") throw new Error(`the replicated directory ${dir} of module ${module.name} does not exist or is not a directory: create it on both nodes (empty on one of them)`);
   return dir;
 }
 

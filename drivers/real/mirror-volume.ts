@@ -22,7 +22,7 @@
 // The next start of the service detaches the dead mount before mounting again.
 
 import { execFileSync } from "node:child_process";
-import { closeSync, constants, openSync } from "node:fs";
+import { closeSync, constants, openSync, statSync } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { assert } from "../../core/assert.ts";
 import type { DiskOp, DiskResult } from "../../core/mirror/disk-ops.ts";
@@ -40,6 +40,16 @@ export interface MirrorVolumeOptions {
   /** A change the application made while intercepting; answer it with `complete(id, …)`. */
   readonly intercept: (id: number, op: DiskOp) => void;
   readonly log: (event: string, fields: Record<string, string | number>) => void;
+}
+
+/** What is at `dir` before a volume opens over it: a directory, the dead mount of a
+ *  service that died (ENOTCONN: open() detaches it), or neither. */
+export function volumeDirState(dir: string): "directory" | "dead-mount" | "unusable" {
+  try {
+    return statSync(dir).isDirectory() ? "directory" : "unusable";
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "ENOTCONN" ? "dead-mount" : "unusable";
+  }
 }
 
 export class MirrorVolume {

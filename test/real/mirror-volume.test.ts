@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { MirrorVolume } from "../../drivers/real/mirror-volume.ts";
+import { MirrorVolume, volumeDirState } from "../../drivers/real/mirror-volume.ts";
 import { fuseUnavailable } from "../../native/fuse.ts";
 
 const volumeModule = fileURLToPath(new URL("../../drivers/real/mirror-volume.ts", import.meta.url));
@@ -55,6 +55,9 @@ describe("a mirror volume whose service dies", () => {
     // Dead: nothing reaches the directory underneath any more.
     expect(() => statSync(join(dir, "kept"))).toThrow(expect.objectContaining({ code: "ENOTCONN" }));
     expect(() => writeFileSync(join(dir, "after-death"), "x")).toThrow(expect.objectContaining({ code: "ENOTCONN" }));
+    // The next service takes it for its replicated directory (found by the Docker lab's
+    // double-failure scenario: it once refused it as "not a directory" and never started).
+    expect(volumeDirState(dir)).toBe("dead-mount");
     const events: string[] = [];
     const volume = new MirrorVolume({ dir, intercept: () => {}, log: (event) => events.push(event) });
     volume.open();
@@ -66,5 +69,8 @@ describe("a mirror volume whose service dies", () => {
       volume.close();
     }
     expect(statSync(join(dir, "after-death"), { throwIfNoEntry: false })).toBeUndefined();
+    expect(volumeDirState(dir)).toBe("directory");
+    expect(volumeDirState(join(dir, "kept"))).toBe("unusable");
+    expect(volumeDirState(join(dir, "missing"))).toBe("unusable");
   }, 30_000);
 });
