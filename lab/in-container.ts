@@ -18,7 +18,7 @@
 //   100 ms), so the client gives up a connection not established within 200 ms and opens
 //   a new one (a new source port); a request unanswered for 1 s is given up the same way.
 
-/** The watcher: argv module, period in ms. Lines: {at, ok, state, readiness, problem, farm: {state, members, owned, buckets}} or {at, ok: false, error}. */
+/** The watcher: argv module, period in ms. Lines: {at, ok, state, readiness, problem, farm: {state, members, owned, buckets}, mirror: {gen, peerRole, volume, why, resyncBytes}} or {at, ok: false, error}. */
 export const watcherScript = String.raw`
 const { operateCommand } = await import("/opt/tandem/dist/cli/operate-command.js");
 const module = process.argv[1];
@@ -39,7 +39,8 @@ for (;;) {
     else {
       const view = JSON.parse(out)[0];
       const farm = view.farm;
-      record = { ok: true, state: view.state, readiness: view.readiness, problem: view.problem, farm: farm === null ? null : { state: farm.state, members: farm.members, owned: farm.ownedBuckets, buckets: farm.bucketCount } };
+      const mirror = view.mirror;
+      record = { ok: true, state: view.state, readiness: view.readiness, problem: view.problem, farm: farm === null ? null : { state: farm.state, members: farm.members, owned: farm.ownedBuckets, buckets: farm.bucketCount }, mirror: mirror === null ? null : { gen: mirror.gen, peerRole: mirror.peerRole, volume: mirror.volume, why: mirror.why, resyncBytes: mirror.stats.resyncBlockBytes } };
     }
   } catch (error) {
     record = { ok: false, error: String(error && error.message || error) };
