@@ -115,6 +115,7 @@ describe("the mirror message codec refuses", () => {
     ["data that is not a base64 string", tampered(write, { data: [1, 2, 3] }, "op")],
     ["data with characters outside base64", tampered(write, { data: "AQ$D" }, "op")],
     ["data of a length base64 never has", tampered(write, { data: "AQID=" }, "op")],
+    ["data with padding inside", tampered(write, { data: "AQ==AQID" }, "op")],
     ["a write over 64 MiB", tampered(write, { data: longBase64(dataSizeMax + 1) }, "op")],
     ["file blocks over 64 MiB together", tampered(syncFile, { blocks: [[0, longBase64(dataSizeMax / 2)], [1, longBase64(dataSizeMax / 2 + 3)]] }, "snapshot")],
     ["a block index given twice", tampered(syncFile, { blocks: [[0, "AA=="], [0, "AQ=="]] }, "snapshot")],
