@@ -146,6 +146,43 @@ done
 echo end`;
 }
 
+/** A prober (node, in the client container): a new connection to PostgreSQL on the VIP
+ *  every 20 ms, each given up after 500 ms; prints the wall-clock time of the first
+ *  ReadyForQuery (the server accepts connections and is out of recovery) and exits.
+ *  argv: host, timeout in ms. */
+const answerProbe = String.raw`
+const net = require("node:net");
+const [host, timeoutMs] = [process.argv[1], Number(process.argv[2])];
+const params = Buffer.from("user\0postgres\0database\0postgres\0\0");
+const startup = Buffer.alloc(8 + params.length);
+startup.writeInt32BE(startup.length, 0);
+startup.writeInt32BE(196608, 4);
+params.copy(startup, 8);
+const deadline = Date.now() + timeoutMs;
+function attempt() {
+  const socket = net.connect({ host, port: 5432 });
+  let pending = Buffer.alloc(0);
+  const timer = setTimeout(() => socket.destroy(), 500);
+  socket.on("connect", () => socket.write(startup));
+  socket.on("data", (chunk) => {
+    pending = Buffer.concat([pending, chunk]);
+    while (pending.length >= 5 && pending.length >= 1 + pending.readInt32BE(1)) {
+      const type = String.fromCharCode(pending[0]);
+      if (type === "Z") { console.log(Date.now()); process.exit(0); }
+      if (type === "E") { socket.destroy(); return; }
+      pending = pending.subarray(1 + pending.readInt32BE(1));
+    }
+  });
+  socket.on("error", () => {});
+  socket.on("close", () => clearTimeout(timer));
+}
+setInterval(() => {
+  if (Date.now() > deadline) { console.log("timeout"); process.exit(1); }
+  attempt();
+}, 20);
+attempt();
+`;
+
 interface Sample {
   readonly at: number;
   readonly receivedAt: number;
@@ -402,6 +439,21 @@ export class LabMirrorCluster implements MirrorCluster {
     const sample = this.#samples.get(node);
     if (sample?.mirror == null) throw new ScenarioFailure(`resyncBytes of ${node}: its service does not answer`);
     return sample.mirror.resyncBytes;
+  }
+
+  /** Wall-clock time (ms since the epoch) at which PostgreSQL first accepted a
+   *  connection on the VIP, trying from now on (answerProbe). */
+  async firstAnswer(timeoutMs: number): Promise<number> {
+    const result = await this.lab.exec(clientContainer, ["node", "-e", answerProbe, mirrorLabVip, String(timeoutMs)], timeoutMs + 30_000);
+    const at = Number(result.stdout.trim());
+    if (result.code !== 0 || !Number.isFinite(at)) throw new ScenarioFailure(`PostgreSQL did not answer on the VIP within ${timeoutMs} ms (${(result.stdout + result.stderr).trim()})`);
+    return at;
+  }
+
+  /** The node's current view (its watcher's latest sample). */
+  view(node: NodeId): MirrorView {
+    this.#known(node);
+    return this.#views().find((view) => view.id === node)!;
   }
 
   // ---- The end ----
