@@ -76,6 +76,8 @@ export const mirrorCheckpointMs = 500;
 /** A resync sends 1 MiB of a file per message: well inside a stream frame (16 MiB at
  *  most) once encoded, and small enough not to hold up the writes behind it. */
 export const mirrorResyncChunkBytes = 1024 * 1024;
+/** The activity log's extent (docs/mirror.md): one metadata write per MiB newly written at most. */
+export const mirrorHotExtentBytes = 1024 * 1024;
 /** How often a secondary whose disk failed asks to be attached again. */
 export const mirrorRetryMs = 1_000;
 /** SafeKit's nicestoptimeout, for a module without <user> (which runs no scripts). */
@@ -125,6 +127,7 @@ export function toMirrorConfig(module: ModuleConfig, cluster: ClusterConfig, nod
     scriptTimeoutMs: module.user?.niceStopTimeoutMs ?? scriptTimeoutMsDefault,
     resyncWorkers: module.rfs.resyncWorkers,
     resyncChunkBytes: mirrorResyncChunkBytes,
+    hotExtentBlocks: Math.max(1, Math.floor(mirrorHotExtentBytes / module.rfs.blockSize)),
     checkpointMs: mirrorCheckpointMs,
     retryMs: mirrorRetryMs,
   };

@@ -5,7 +5,7 @@
 
 import type { DefaultPrim } from "../config/module-config.ts";
 import type { HelloSummary } from "./messages.ts";
-import { commonGen, dirtyCovers, dirtyWeight, genCounter, relation, type DirtyMap, type MirrorMeta } from "./meta.ts";
+import { commonGen, dirtyCovers, dirtyWeight, emptyDirty, genCounter, relation, type DirtyMap, type MirrorMeta } from "./meta.ts";
 
 /** How a split brain is resolved when both sides wrote: keep the side that is primary now
  *  (when only one is), the side with more changes, or neither until an operator says. */
@@ -28,6 +28,7 @@ export function metaOf(summary: HelloSummary): MirrorMeta {
     lastRole: summary.lastRole,
     dirtyBase: summary.dirtyBase,
     dirty: new Map(summary.dirty),
+    hot: emptyDirty,
     bootId: null,
     cacheLost: summary.cacheLost,
   };

@@ -8,10 +8,14 @@
 //
 // The dirty map records, per path, which blocks changed since `dirtyBase` (a generation
 // both nodes had): while the peer is away every change, while it is attached only the
-// changes not yet durable on both (DRBD's activity log). It is made durable before the
-// change it covers is applied, so after any crash it is a superset of what differs.
-// A resync sends the union of both nodes' maps when each covers their common generation,
-// and everything otherwise.
+// changes not yet durable on both. It is precise and kept in memory; what makes it safe
+// across a crash is the hot map (DRBD's activity log): the same marks in extents of many
+// blocks, made durable before any change they cover is applied. A write into an extent
+// already hot needs no metadata write; each metadata write stores the precise map too.
+// After a crash the hot extents count as dirty whole (expandHot), so the durable dirty
+// map and hot map together are always a superset of what differs. A resync sends the
+// union of both nodes' maps when each covers their common generation, and everything
+// otherwise.
 //
 // A pure module.
 
@@ -45,6 +49,9 @@ export interface MirrorMeta {
   /** The generation the dirty map counts from; null: nothing is known (full resync). */
   readonly dirtyBase: Gen | null;
   readonly dirty: DirtyMap;
+  /** The activity log: `dirty`'s marks in extents (block indexes here are extent indexes
+   *  of the module's hotExtentBlocks), durable before the changes they cover. */
+  readonly hot: DirtyMap;
   /** The host's boot (Linux: /proc/sys/kernel/random/boot_id) when this was written: a
    *  different boot at the next start means the page cache, and with it what was not yet
    *  durable, may be gone. */
@@ -59,7 +66,7 @@ export const historyMax = 256;
 export const emptyDirty: DirtyMap = new Map();
 
 export function newMeta(): MirrorMeta {
-  return { gen: null, history: [], consistent: true, lastRole: null, dirtyBase: null, dirty: emptyDirty, bootId: null, cacheLost: false };
+  return { gen: null, history: [], consistent: true, lastRole: null, dirtyBase: null, dirty: emptyDirty, hot: emptyDirty, bootId: null, cacheLost: false };
 }
 
 export function genCounter(gen: Gen): number {
@@ -187,6 +194,34 @@ export function dirtyOf(op: DiskOp, blockSize: number): DirtyMap {
       break;
   }
   if (op.kind === "create" || op.kind === "symlink" || op.kind === "mkdir" || op.kind === "unlink" || op.kind === "rmdir") add(parentOf(op.path), pathOnly);
+  return out;
+}
+
+/** The same marks in extents of `extentBlocks` blocks (what the hot map records). */
+export function coarsenDirty(marks: DirtyMap, extentBlocks: number): DirtyMap {
+  if (extentBlocks === 1) return marks;
+  const out = new Map<string, FileDirty>();
+  for (const [path, entry] of marks) {
+    if (entry.all || entry.blocks.size === 0) out.set(path, entry);
+    else out.set(path, { all: false, blocks: new Set([...entry.blocks].map((block) => Math.floor(block / extentBlocks))) });
+  }
+  return out;
+}
+
+/** A hot map's extents as blocks: every block of each extent (past a file's end, the
+ *  disk port omits them). */
+export function expandHot(hot: DirtyMap, extentBlocks: number): DirtyMap {
+  if (extentBlocks === 1) return hot;
+  const out = new Map<string, FileDirty>();
+  for (const [path, entry] of hot) {
+    if (entry.all || entry.blocks.size === 0) {
+      out.set(path, entry);
+      continue;
+    }
+    const blocks = new Set<number>();
+    for (const extent of entry.blocks) for (let block = extent * extentBlocks; block < (extent + 1) * extentBlocks; block++) blocks.add(block);
+    out.set(path, { all: false, blocks });
+  }
   return out;
 }
 

@@ -27,7 +27,7 @@ import type { LogEntry, LogLevel } from "../types.ts";
 import { decide, planResync, type SplitBrainPolicy } from "./decide.ts";
 import { describeOp, isMediaError, isWithin, parentOf, pathsOf, type DiskError, type DiskOp, type DiskResult, type PathSnapshot } from "./disk-ops.ts";
 import type { HelloSummary, MirrorBeat, MirrorMessage, MirrorReadiness, MirrorRole } from "./messages.ts";
-import { dirtyOf, emptyDirty, filterDirty, lineage, newMeta, nextGen, unionDirty, withNewGen, type FileDirty, type Gen, type MirrorMeta } from "./meta.ts";
+import { coarsenDirty, dirtyOf, emptyDirty, expandHot, filterDirty, lineage, newMeta, nextGen, unionDirty, withNewGen, type FileDirty, type Gen, type MirrorMeta } from "./meta.ts";
 
 export interface MirrorConfig {
   readonly module: string;
@@ -58,6 +58,9 @@ export interface MirrorConfig {
   /** A resync sends a file this many bytes at a time at most (whole blocks, one block at
    *  least): each chunk is one message, which a real stream carries in one frame. */
   readonly resyncChunkBytes: number;
+  /** The activity log's extent, in blocks: a write into an extent already marked hot
+   *  needs no metadata write (meta.ts). */
+  readonly hotExtentBlocks: number;
   /** How often an attached primary clears the dirty marks of what is durable on both. */
   readonly checkpointMs: number;
   /** After its disk failed, a secondary asks to be attached again this often. */
@@ -232,6 +235,8 @@ export interface Mirror {
   readonly pathVersion: Map<string, number>;
   /** Paths marked by operations intercepted but not yet dispatched. */
   readonly pathHeld: Map<string, number>;
+  /** Paths written since the marks were last cleared: their hot extents stay. */
+  readonly hotTouched: Set<string>;
   fence: { gen: Gen | null } | null;
   witness: { epoch: number; purpose: "alone" | "promote" } | null;
   /** The witness answered: the pause before acting on it. */
@@ -304,6 +309,7 @@ export function initMirror(config: MirrorConfig, incarnation: number, bootId: st
     pathSeq: new Map(),
     pathVersion: new Map(),
     pathHeld: new Map(),
+    hotTouched: new Set(),
     fence: null,
     witness: null,
     grace: null,
@@ -533,7 +539,9 @@ class Step {
           const loaded = input.meta ?? newMeta();
           // Written under another boot of this host: the page cache of then is gone.
           const rebooted = loaded.bootId !== null && loaded.bootId !== s.bootId && loaded.gen !== null;
-          s.meta = { ...loaded, bootId: s.bootId, cacheLost: loaded.cacheLost || rebooted };
+          // The hot extents of before count as dirty whole: what they cover may have been
+          // applied here and not on the peer (or the other way round) before the stop.
+          s.meta = { ...loaded, dirty: unionDirty(loaded.dirty, expandHot(loaded.hot, s.config.hotExtentBlocks)), hot: emptyDirty, bootId: s.bootId, cacheLost: loaded.cacheLost || rebooted };
           if (rebooted && !loaded.cacheLost) this.persist();
           // The service before this one, on this same boot, was primary: if it died (a crash)
           // its application may still run, on the dead mount, holding what this start needs
@@ -931,12 +939,13 @@ class Step {
     const marked = [...marks.keys()];
     // Marked now, dispatched later: no checkpoint may clear these marks in between.
     for (const path of marked) s.pathHeld.set(path, (s.pathHeld.get(path) ?? 0) + 1);
+    // The precise marks in memory; their extents durable before the operation is applied
+    // (a metadata write only when an extent is new to the hot map).
     const dirty = unionDirty(s.meta.dirty, marks);
-    const grew = dirty !== s.meta.dirty;
-    if (grew) {
-      s.meta = { ...s.meta, dirty };
-      this.persist();
-    }
+    const hot = unionDirty(s.meta.hot, coarsenDirty(marks, s.config.hotExtentBlocks));
+    const grew = hot !== s.meta.hot;
+    if (dirty !== s.meta.dirty || grew) s.meta = { ...s.meta, dirty, hot };
+    if (grew) this.persist();
     s.held.push({ id, op, needs: grew ? s.metaVersion : 0, marked });
     this.drainHeld();
   }
@@ -974,7 +983,10 @@ class Step {
       bump(path);
       if (op.kind !== "write" && op.kind !== "truncate" && op.kind !== "setattr" && op.kind !== "chown" && op.kind !== "fsync") bump(parentOf(path));
     }
-    for (const path of marked) s.pathSeq.set(path, s.opSeq);
+    for (const path of marked) {
+      s.pathSeq.set(path, s.opSeq);
+      s.hotTouched.add(path);
+    }
   }
 
   dispatch(id: number, op: DiskOp, marked: readonly string[]): void {
@@ -1104,7 +1116,7 @@ class Step {
           this.followerDiskFailed(`flush at the end of the resync: ${result}`);
           return;
         }
-        this.setMeta({ gen: tag.gen, history: tag.history, consistent: true, lastRole: "SECOND", dirtyBase: tag.gen, dirty: emptyDirty, bootId: s.bootId, cacheLost: false }, (step) => {
+        this.setMeta({ gen: tag.gen, history: tag.history, consistent: true, lastRole: "SECOND", dirtyBase: tag.gen, dirty: emptyDirty, hot: emptyDirty, bootId: s.bootId, cacheLost: false }, (step) => {
           if (follow.unsyncs !== tag.unsyncs) return;
           // Up to date, durably, and running since: the best copy if the primary is lost now.
           s.continuous = true;
@@ -1568,12 +1580,18 @@ class Step {
     }
   }
 
+  /** Clears the marks of what is durable on both up to operation `upTo`. A path's hot
+   *  extents go too, unless it was written since the last clear (an active file keeps its
+   *  extents hot, so its next writes need no metadata write). */
   clearDirty(upTo: number, rebase: boolean): void {
     const s = this.s;
-    const dirty = filterDirty(s.meta.dirty, (path) => (s.pathSeq.get(path) ?? 0) > upTo || s.pathHeld.has(path));
-    if (dirty === s.meta.dirty && !rebase) return;
+    const pending = (path: string) => (s.pathSeq.get(path) ?? 0) > upTo || s.pathHeld.has(path);
+    const dirty = filterDirty(s.meta.dirty, pending);
+    const hot = filterDirty(s.meta.hot, (path) => pending(path) || s.hotTouched.has(path));
+    s.hotTouched.clear();
+    if (dirty === s.meta.dirty && hot === s.meta.hot && !rebase) return;
     for (const [path, seq] of s.pathSeq) if (seq <= upTo) s.pathSeq.delete(path);
-    this.setMeta({ ...s.meta, dirty, dirtyBase: rebase ? s.meta.gen : s.meta.dirtyBase });
+    this.setMeta({ ...s.meta, dirty, hot, dirtyBase: rebase ? s.meta.gen : s.meta.dirtyBase });
   }
 
   checkpointDone(link: Link): void {
@@ -1606,7 +1624,7 @@ class Step {
       case "checkpoint": {
         const link = s.link;
         if (link === null) return;
-        if (link.inSync && link.checkpoint === null && s.meta.dirty.size > 0) {
+        if (link.inSync && link.checkpoint === null && (s.meta.dirty.size > 0 || s.meta.hot.size > 0)) {
           link.checkpoint = { upTo: s.opSeq, local: false, peer: false };
           this.out.push({ kind: "apply", tag: this.tag({ t: "checkpoint", session: link.session }), op: { kind: "fsync", path: null } });
           this.send({ kind: "flush", session: link.session, upTo: s.opSeq });

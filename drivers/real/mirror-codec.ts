@@ -17,7 +17,7 @@
 import { assert } from "../../core/assert.ts";
 import type { DiskError, DiskOp, Owner, PathSnapshot } from "../../core/mirror/disk-ops.ts";
 import type { HelloSummary, MirrorBeat, MirrorMessage, MirrorRole } from "../../core/mirror/messages.ts";
-import { historyMax, type FileDirty, type Gen, type LastRole, type MirrorMeta } from "../../core/mirror/meta.ts";
+import { emptyDirty, historyMax, type FileDirty, type Gen, type LastRole, type MirrorMeta } from "../../core/mirror/meta.ts";
 import { nodeNameSizeMax, type PayloadCodec } from "./wire.ts";
 
 /** The bytes of one write, or of all the blocks of one file snapshot, decoded. The stream's
@@ -326,6 +326,8 @@ const meta = record<MirrorMeta>({
   lastRole,
   dirtyBase: nullable(gen),
   dirty: sortedMap(path, fileDirty),
+  // Absent in metadata written before the activity log: nothing hot.
+  hot: via(optional(sortedMap(path, fileDirty)), (wire) => wire ?? emptyDirty, (hot) => (hot.size === 0 ? undefined : hot)),
   bootId: nullable(text),
   cacheLost: flag,
 });

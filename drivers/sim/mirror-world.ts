@@ -227,6 +227,8 @@ export class MirrorWorld {
       resyncWorkers: 4,
       // Small, so that the plans' files are sent in several chunks.
       resyncChunkBytes: 2 * (options.blockSize ?? 4_096),
+      // Small, so that the simulator's files span several extents.
+      hotExtentBlocks: 4,
       checkpointMs: 500,
       retryMs: 1_000,
       ...(options.plantedBug === "ack-before-peer" ? { plantedBug: "early-ack" as const } : {}),

@@ -106,6 +106,7 @@ export const metaArbitrary: fc.Arbitrary<MirrorMeta> = fc.record({
   lastRole: lastRoleArbitrary,
   dirtyBase: fc.option(genArbitrary),
   dirty: dirtyMapArbitrary,
+  hot: dirtyMapArbitrary,
   bootId: fc.option(fc.uuid()),
   cacheLost: fc.boolean(),
 });
