@@ -17,11 +17,13 @@ import { describe, expect, it } from "vitest";
 import { blocks, dirtyMapArbitrary, fileDirtyArbitrary, lineagePairArbitrary, pathArbitrary, pathOnly, plain, plainUnion, wholePath, type LineagePair, type Plain } from "./mirror-arbitraries.ts";
 import type { DiskOp } from "../../core/mirror/disk-ops.ts";
 import {
+  coarsenDirty,
   commonGen,
   dirtyCovers,
   dirtyOf,
   dirtyWeight,
   emptyDirty,
+  expandHot,
   filterDirty,
   genCounter,
   historyMax,
@@ -430,5 +432,28 @@ describe("dirtyWeight", () => {
     expect(dirtyWeight(new Map([["a", blocks(1, 2, 3)], ["b", pathOnly()]]))).toBe(5);
     const manyBlocks = new Map([["a", blocks(...Array.from({ length: 10_000 }, (_, index) => index))]]);
     expect(dirtyWeight(new Map([["b", wholePath()]]))).toBeGreaterThan(dirtyWeight(manyBlocks));
+  });
+});
+
+describe("the activity log: coarsenDirty and expandHot", () => {
+  it("expanding the extents of any marks covers every mark (what a crash relies on), and no more than their extents", () => {
+    fc.assert(
+      fc.property(dirtyMapArbitrary, fc.integer({ min: 1, max: 300 }), (dirty, extentBlocks) => {
+        const expanded = expandHot(coarsenDirty(dirty, extentBlocks), extentBlocks);
+        expect(unionDirty(expanded, dirty)).toBe(expanded);
+        for (const [path, entry] of expanded) {
+          const mark = dirty.get(path)!;
+          expect(entry.all).toBe(mark.all);
+          for (const block of entry.blocks) expect([...mark.blocks].some((marked) => Math.floor(marked / extentBlocks) === Math.floor(block / extentBlocks))).toBe(true);
+        }
+      }),
+    );
+  });
+
+  it("names extents: blocks 0-255 are extent 0, 256 extent 1; a whole path stays whole, a path-only mark path-only", () => {
+    const hot = coarsenDirty(new Map([["wal", blocks(0, 255, 256, 1000)], ["new", wholePath()], ["dir", pathOnly()]]), 256);
+    expect(plain(hot)).toEqual({ wal: [0, 1, 3], new: "all", dir: [] });
+    expect(plain(expandHot(new Map([["f", blocks(1)]]), 4))).toEqual({ f: [4, 5, 6, 7] });
+    expect(coarsenDirty(new Map([["f", blocks(7)]]), 1)).toEqual(new Map([["f", blocks(7)]]));
   });
 });
