@@ -19,7 +19,9 @@ const usage = `usage: tandem lab <verb> [--json]
   heal                every partition repaired
   down                remove the lab's containers and network (images stay cached)
   scenario NAME       run a farm scenario of the simulator on the lab, unchanged, with its timeline
-                      (node-loss, node-join, rolling-restart, hung-node, partition-heal, flapping-network)
+                      (node-loss, node-join, rolling-restart, hung-node, partition-heal, flapping-network),
+                      or a mirror scenario on two nodes replicating PostgreSQL (primary-power-loss,
+                      secondary-down-resync, split-brain-witness, swap-under-load, ...)
   Needs a running Docker engine (dockerd) and root; nodes are n1, n2, ...`;
 
 export async function labCommand(argv: readonly string[], print: (line: string) => void): Promise<number> {
