@@ -26,28 +26,16 @@
 // watcher sees it, in seconds since the scenario began.
 
 import { performance } from "node:perf_hooks";
-import { PassThrough, type Duplex } from "node:stream";
-import type Docker from "dockerode";
 import type { NodeId } from "../core/types.ts";
 import { ScenarioFailure, type Cluster, type LoadStats, type NodeView, type Scenario } from "../scenarios/cluster.ts";
-import { failureStretches, loadScript, watcherScript, type LoadReport, type LoadSettings } from "./in-container.ts";
+import { failureStretches, loadScript, type LoadReport, type LoadSettings } from "./in-container.ts";
 import { clientContainer, containerPrefix, farmModule, Lab, LabUnsupported, labVip, tandemCli } from "./lab.ts";
+import { ExecSession, Timeline, Watchers, withDeadline, type WatchSample } from "./watchers.ts";
 import { appBrokenFlag, appCheckResource, loadClientAddress, loadClientCountMax, nodeName } from "./lab-config.ts";
 
 export { LabUnsupported };
 
 /** One sample of a node's watcher. */
-interface Sample {
-  readonly at: number;
-  readonly receivedAt: number;
-  readonly ok: boolean;
-  readonly state?: string;
-  readonly readiness?: string;
-  readonly problem?: string | null;
-  readonly farm?: { readonly state: "STOP" | "WAIT" | "UP"; readonly members: readonly string[]; readonly owned: number; readonly buckets: number } | null;
-  readonly error?: string;
-}
-
 export interface LabClusterOptions {
   readonly lab?: Lab;
   /** Receives each timeline line as it happens. */
@@ -68,27 +56,21 @@ const staleMs = 1_000;
 export class LabCluster implements Cluster {
   readonly lab: Lab;
   readonly nodeIds: readonly NodeId[];
-  readonly timeline: string[] = [];
-  readonly #print: (line: string) => void;
-  readonly #watchPeriodMs: number;
+  readonly #timeline: Timeline;
   readonly #loadOptions: NonNullable<LabClusterOptions["load"]>;
-  readonly #startedAt = performance.now();
-  /** The same instant by the wall clock, which the programs in the containers share. */
-  readonly #startedAtEpochMs = Date.now() - (performance.now() - this.#startedAt);
-  readonly #samples = new Map<NodeId, Sample>();
-  readonly #watchers = new Map<NodeId, ExecSession>();
-  readonly #said = new Map<NodeId, string>();
+  /** The timeline's start by the wall clock, which the programs in the containers share. */
+  readonly #startedAtEpochMs: number;
+  readonly #watchers: Watchers;
   readonly #powered = new Set<NodeId>();
   readonly #hung = new Set<NodeId>();
-  #wakers: (() => void)[] = [];
   #load: { session: ExecSession; waiting: Map<string, (report: LoadReport) => void>; nextId: number; ended: string | null } | null = null;
-  #closed = false;
 
   private constructor(lab: Lab, scenario: Scenario, options: LabClusterOptions) {
     this.lab = lab;
     this.nodeIds = scenario.nodes.map((node) => node.id);
-    this.#print = options.print ?? (() => {});
-    this.#watchPeriodMs = options.watchPeriodMs ?? 25;
+    this.#timeline = new Timeline(options.print ?? (() => {}));
+    this.#startedAtEpochMs = Date.now() - this.#timeline.nowMs();
+    this.#watchers = new Watchers(lab.docker, { module: farmModule, periodMs: options.watchPeriodMs ?? 25, describe: describeSample, line: (text) => this.#timeline.line(text), expected: (node) => this.#powered.has(node) });
     this.#loadOptions = options.load ?? {};
     for (const id of this.nodeIds) if (!(scenario.initiallyOff ?? []).includes(id)) this.#powered.add(id);
   }
@@ -109,12 +91,12 @@ export class LabCluster implements Cluster {
       waitMs: options.upTimeoutMs ?? 60_000,
     });
     const cluster = new LabCluster(lab, scenario, options);
-    for (const id of cluster.#powered) await cluster.#watch(id);
+    for (const id of cluster.#powered) await cluster.#watchers.watch(id);
     // Every watcher has said something before the scenario begins.
     const deadline = performance.now() + 10_000;
-    while ([...cluster.#powered].some((id) => !cluster.#samples.has(id))) {
-      if (performance.now() > deadline) throw new Error(`no state from the watchers of ${[...cluster.#powered].filter((id) => !cluster.#samples.has(id)).join(", ")} within 10 s`);
-      await cluster.#nextSample(100);
+    while ([...cluster.#powered].some((id) => cluster.#watchers.sample(id) === undefined)) {
+      if (performance.now() > deadline) throw new Error(`no state from the watchers of ${[...cluster.#powered].filter((id) => cluster.#watchers.sample(id) === undefined).join(", ")} within 10 s`);
+      await cluster.#watchers.nextSample(100);
     }
     cluster.note(`lab up: ${ids.map((id) => `${id}${cluster.#powered.has(id) ? "" : " (off)"}`).join(" ")}, mode ${scenario.mode}, VIP ${labVip}`);
     return cluster;
@@ -122,27 +104,24 @@ export class LabCluster implements Cluster {
 
   /** Ends the watchers and the load (the lab stays up: lab.down() removes it). */
   async close(): Promise<void> {
-    this.#closed = true;
     if (this.#load !== null) {
       this.#load.session.close();
       this.#load = null;
     }
-    for (const session of this.#watchers.values()) session.close();
-    this.#watchers.clear();
+    this.#watchers.close();
+  }
+
+  /** Every line so far: the scenario's steps and each change a watcher saw. */
+  get timeline(): readonly string[] {
+    return this.#timeline.lines;
   }
 
   nowMs(): number {
-    return performance.now() - this.#startedAt;
+    return this.#timeline.nowMs();
   }
 
   note(message: string): void {
-    this.#line(`---- ${message}`);
-  }
-
-  #line(text: string): void {
-    const line = `${(this.nowMs() / 1000).toFixed(3).padStart(8)} s  ${text}`;
-    this.timeline.push(line);
-    this.#print(line);
+    this.#timeline.note(message);
   }
 
   // ---- Faults ----
@@ -153,8 +132,7 @@ export class LabCluster implements Cluster {
     await this.lab.start(node);
     this.#powered.add(node);
     this.#hung.delete(node);
-    this.#samples.delete(node);
-    await this.#watch(node);
+    await this.#watchers.watch(node);
   }
 
   async kill(node: NodeId): Promise<void> {
@@ -163,9 +141,7 @@ export class LabCluster implements Cluster {
     this.#powered.delete(node);
     this.#hung.delete(node);
     await this.lab.kill(node);
-    this.#samples.delete(node);
-    this.#watchers.get(node)?.close();
-    this.#watchers.delete(node);
+    this.#watchers.forget(node);
   }
 
   async start(node: NodeId): Promise<void> {
@@ -190,7 +166,7 @@ export class LabCluster implements Cluster {
     this.note(`release ${node} (docker unpause)`);
     await this.lab.unpause(node);
     // What the watcher said before the freeze is stale: nothing until it speaks again.
-    this.#samples.delete(node);
+    this.#watchers.drop(node);
     this.#hung.delete(node);
   }
 
@@ -334,14 +310,14 @@ export class LabCluster implements Cluster {
         const views = this.#viewsNow().map((view) => `${view.id}=${view.state}[${view.members.join(",")}]`).join(" ");
         throw new ScenarioFailure(`${description}: not true within ${timeoutMs} ms (now ${views})`);
       }
-      await this.#nextSample(Math.min(deadline - now, 50));
+      await this.#watchers.nextSample(Math.min(deadline - now, 50));
     }
   }
 
   #viewsNow(): NodeView[] {
     const now = performance.now();
     return this.nodeIds.map((id): NodeView => {
-      const sample = this.#samples.get(id);
+      const sample = this.#watchers.sample(id);
       const down: NodeView = { id, state: "DOWN", members: [], ownedCount: 0 };
       if (!this.#powered.has(id) || this.#hung.has(id) || sample === undefined || !sample.ok || now - sample.receivedAt > staleMs) return down;
       if (sample.farm === null || sample.farm === undefined) return { id, state: "STOP", members: [], ownedCount: 0 };
@@ -362,60 +338,9 @@ export class LabCluster implements Cluster {
     const result = await this.lab.exec(`${containerPrefix}${node}`, ["node", tandemCli, ...args]);
     if (result.code !== 0) throw new ScenarioFailure(`tandem ${args.join(" ")} on ${node} failed (${result.code}): ${(result.stdout + result.stderr).trim()}`);
   }
-
-  async #watch(node: NodeId): Promise<void> {
-    this.#watchers.get(node)?.close();
-    const session = await ExecSession.start(
-      this.lab.docker,
-      `${containerPrefix}${node}`,
-      ["node", "--input-type=module", "-e", watcherScript, farmModule, String(this.#watchPeriodMs)],
-      (line) => {
-        let sample: Sample;
-        try {
-          sample = { ...(JSON.parse(line) as Omit<Sample, "receivedAt">), receivedAt: performance.now() };
-        } catch {
-          return;
-        }
-        if (this.#watchers.get(node) !== session) return;
-        this.#samples.set(node, sample);
-        const said = describeSample(sample);
-        if (this.#said.get(node) !== said) {
-          this.#said.set(node, said);
-          this.#line(`${node.padEnd(4)} ${said}`);
-        }
-        this.#wake();
-      },
-      (stderr) => {
-        if (this.#watchers.get(node) !== session) return;
-        this.#watchers.delete(node);
-        this.#samples.delete(node);
-        if (!this.#closed && this.#powered.has(node)) this.#line(`${node.padEnd(4)} watcher ended${stderr.trim() === "" ? "" : `: ${stderr.trim().split("\n").slice(-2).join(" | ")}`}`);
-        this.#wake();
-      },
-    );
-    this.#watchers.set(node, session);
-  }
-
-  #wake(): void {
-    const wakers = this.#wakers;
-    this.#wakers = [];
-    for (const wake of wakers) wake();
-  }
-
-  /** Resolves at the next sample from any watcher, or after `timeoutMs`. */
-  #nextSample(timeoutMs: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, Math.max(1, timeoutMs));
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.#wakers.push(done);
-    });
-  }
 }
 
-function describeSample(sample: Sample): string {
+function describeSample(sample: WatchSample): string {
   if (!sample.ok) return `no answer from the service (${sample.error ?? "?"})`;
   const farm = sample.farm;
   const module = `${sample.state}/${sample.readiness}${sample.problem ? ` (${sample.problem})` : ""}`;
@@ -423,58 +348,4 @@ function describeSample(sample: Sample): string {
   return `farm ${farm.state} members ${[...farm.members].join(",") || "-"} buckets ${farm.owned}/${farm.buckets} (module ${module})`;
 }
 
-function withDeadline<T>(promise: Promise<T>, timeoutMs: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), timeoutMs)))]).finally(() => clearTimeout(timer));
-}
-
-/** A long-running `docker exec` with stdin: lines in, lines out; closing stdin ends it. */
-/** A program running in a container through `docker exec`: lines in on stdin, lines out on stdout. */
-export class ExecSession {
-  readonly #stream: Duplex;
-  #ended = false;
-
-  private constructor(stream: Duplex) {
-    this.#stream = stream;
-  }
-
-  static async start(docker: Docker, container: string, cmd: readonly string[], onLine: (line: string) => void, onEnd: (stderr: string) => void): Promise<ExecSession> {
-    const exec = await docker.getContainer(container).exec({ Cmd: [...cmd], AttachStdin: true, AttachStdout: true, AttachStderr: true, Tty: false });
-    const stream = (await exec.start({ hijack: true, stdin: true })) as unknown as Duplex;
-    const session = new ExecSession(stream);
-    const stdout = new PassThrough();
-    const stderr = new PassThrough();
-    let pending = "";
-    let errors = "";
-    stdout.on("data", (chunk: Buffer) => {
-      pending += chunk.toString("utf8");
-      const lines = pending.split("\n");
-      pending = lines.pop()!;
-      for (const line of lines) if (line.trim() !== "") onLine(line);
-    });
-    stderr.on("data", (chunk: Buffer) => {
-      errors = (errors + chunk.toString("utf8")).slice(-4_000);
-    });
-    docker.modem.demuxStream(stream, stdout, stderr);
-    const end = () => {
-      if (session.#ended) return;
-      session.#ended = true;
-      onEnd(errors);
-    };
-    stream.on("end", end);
-    stream.on("close", end);
-    stream.on("error", end);
-    return session;
-  }
-
-  write(line: string): void {
-    if (!this.#ended) this.#stream.write(`${line}\n`);
-  }
-
-  /** Closes stdin (the program exits), then the connection. */
-  close(): void {
-    if (this.#ended) return;
-    this.#stream.end();
-    setTimeout(() => this.#stream.destroy(), 2_000).unref();
-  }
-}
+export { ExecSession };

@@ -36,8 +36,7 @@ import { performance } from "node:perf_hooks";
 import type { NodeId } from "../core/types.ts";
 import { ScenarioFailure } from "../scenarios/cluster.ts";
 import type { MirrorCluster, MirrorOperatorCommand, MirrorScenario, MirrorView, WriteStats } from "../scenarios/mirror-cluster.ts";
-import { watcherScript } from "./in-container.ts";
-import { ExecSession } from "./lab-cluster.ts";
+import { ExecSession, Timeline, Watchers, withDeadline, type WatchSample } from "./watchers.ts";
 import { bootScript, clientAddress, tarOf, type TarEntry } from "./lab-config.ts";
 import { clientContainer, containerPrefix, Lab, LabUnsupported, tandemCli } from "./lab.ts";
 
@@ -76,12 +75,15 @@ set -u
 if [ -s "$PG_DATA/PG_VERSION" ]; then runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t 60 stop || true; fi
 `;
 
-/** The module's userconfig.xml: generic-mirror's shape with the scenario's options. */
-export function mirrorUserconfig(scenario: Pick<MirrorScenario, "witness" | "failover" | "defaultPrim">): string {
-  const witness = scenario.witness === true ? `      <splitbrain ident="witness" exec="ping" arg="${clientAddress}"/>\n` : "";
+/** A mirror module's userconfig.xml in generic-mirror's shape: the VIP on the real
+ *  interface, one replicated directory acknowledged once applied on the secondary
+ *  (async="none"), tandem's default timings. `check`: the <check> element's children
+ *  (none: no element). Shared with the host tests' mirror (test/host/mirror-lab.ts). */
+export function mirrorModuleXml(spec: { readonly service: string; readonly vip: string; readonly dir: string; readonly check: readonly string[]; readonly vars: Readonly<Record<string, string>> }): string {
+  const check = spec.check.length === 0 ? "" : `    <check>\n${spec.check.map((line) => `      ${line}\n`).join("")}    </check>\n`;
   return `<?xml version="1.0" encoding="utf-8"?>
 <safe>
-  <service mode="mirror" boot="on" defaultprim="${scenario.defaultPrim ?? "alone"}" failover="${scenario.failover === false ? "off" : "on"}">
+  <service mode="mirror" ${spec.service}>
     <heart>
       <heartbeat name="default"/>
     </heart>
@@ -89,24 +91,34 @@ export function mirrorUserconfig(scenario: Pick<MirrorScenario, "witness" | "fai
       <interface_list>
         <interface>
           <real_interface>
-            <virtual_addr addr="${mirrorLabVip}" where="one_side_alias"/>
+            <virtual_addr addr="${spec.vip}" where="one_side_alias"/>
           </real_interface>
         </interface>
       </interface_list>
     </vip>
     <rfs async="none">
-      <replicated dir="${pgDataDir}" mode="read_only"/>
+      <replicated dir="${spec.dir}" mode="read_only"/>
     </rfs>
-    <check>
-${witness}      <tcp ident="postgresql" when="prim" action="restart"><to addr="127.0.0.1" port="5432" interval="5s" timeout="2s"/></tcp>
-    </check>
-    <user nicestoptimeout="60s" forcestoptimeout="10s">
-      <var name="PG_BIN" value="${pgBin}"/>
-      <var name="PG_DATA" value="${pgDataDir}"/>
+${check}    <user nicestoptimeout="60s" forcestoptimeout="10s">
+${Object.entries(spec.vars).map(([name, value]) => `      <var name="${name}" value="${value}"/>`).join("\n")}
     </user>
   </service>
 </safe>
 `;
+}
+
+/** The lab module's userconfig.xml with the scenario's options. */
+export function mirrorUserconfig(scenario: Pick<MirrorScenario, "witness" | "failover" | "defaultPrim">): string {
+  return mirrorModuleXml({
+    service: `boot="on" defaultprim="${scenario.defaultPrim ?? "alone"}" failover="${scenario.failover === false ? "off" : "on"}"`,
+    vip: mirrorLabVip,
+    dir: pgDataDir,
+    check: [
+      ...(scenario.witness === true ? [`<splitbrain ident="witness" exec="ping" arg="${clientAddress}"/>`] : []),
+      `<tcp ident="postgresql" when="prim" action="restart"><to addr="127.0.0.1" port="5432" interval="5s" timeout="2s"/></tcp>`,
+    ],
+    vars: { PG_BIN: pgBin, PG_DATA: pgDataDir },
+  });
 }
 
 /** The files a mirror lab node gets over a plain lab node's, relative to /. */
@@ -183,17 +195,6 @@ setInterval(() => {
 attempt();
 `;
 
-interface Sample {
-  readonly at: number;
-  readonly receivedAt: number;
-  readonly ok: boolean;
-  readonly state?: string;
-  readonly readiness?: string;
-  readonly problem?: string | null;
-  readonly mirror?: { readonly gen: string | null; readonly peerRole: string; readonly volume: string | null; readonly why: string; readonly resyncBytes: number } | null;
-  readonly error?: string;
-}
-
 /** One resync as the primary's service logged it (mirror.resynced). */
 export interface LabResync {
   readonly primary: NodeId;
@@ -223,20 +224,14 @@ const staleMs = 1_000;
 export class LabMirrorCluster implements MirrorCluster {
   readonly lab: Lab;
   readonly nodeIds: readonly NodeId[] = nodes;
-  readonly timeline: string[] = [];
+  readonly #timeline: Timeline;
   readonly waits: LabWait[] = [];
   /** Every resync of the run, from the services' logs (filled by finish). */
   readonly resyncs: LabResync[] = [];
   readonly #scenario: MirrorScenario;
-  readonly #print: (line: string) => void;
   readonly #slackMs: number;
-  readonly #startedAt = performance.now();
-  readonly #samples = new Map<NodeId, Sample>();
-  readonly #watchers = new Map<NodeId, ExecSession>();
-  readonly #said = new Map<NodeId, string>();
+  readonly #watchers: Watchers;
   readonly #powered = new Set<NodeId>(nodes);
-  #wakers: (() => void)[] = [];
-  #closed = false;
   /** Both nodes seen primary at once (a split brain). */
   #splitBrain = false;
   // The writers.
@@ -247,8 +242,9 @@ export class LabMirrorCluster implements MirrorCluster {
   private constructor(lab: Lab, scenario: MirrorScenario, options: LabMirrorOptions) {
     this.lab = lab;
     this.#scenario = scenario;
-    this.#print = options.print ?? (() => {});
+    this.#timeline = new Timeline(options.print ?? (() => {}));
     this.#slackMs = options.slackMs ?? 15_000;
+    this.#watchers = new Watchers(lab.docker, { module: mirrorLabModule, periodMs: 25, describe: describeSample, line: (text) => this.#timeline.line(text), expected: (node) => this.#powered.has(node) });
   }
 
   /** A fresh lab (the one there is removed) with the scenario's mirror module on n1 and n2,
@@ -262,7 +258,7 @@ export class LabMirrorCluster implements MirrorCluster {
     const cluster = new LabMirrorCluster(lab, scenario, options);
     for (const node of nodes) {
       await lab.start(node);
-      await cluster.#watch(node);
+      await cluster.#watchers.watch(node);
     }
     cluster.note(`lab up: n1 n2, mirror module ${mirrorLabModule} (PostgreSQL 15 on ${pgDataDir}), VIP ${mirrorLabVip}${scenario.witness === true ? `, witness ${clientAddress}` : ""}`);
     return cluster;
@@ -280,25 +276,22 @@ export class LabMirrorCluster implements MirrorCluster {
   }
 
   async close(): Promise<void> {
-    this.#closed = true;
     this.#writer?.session.close();
     this.#writer = null;
-    for (const session of this.#watchers.values()) session.close();
-    this.#watchers.clear();
+    this.#watchers.close();
+  }
+
+  /** Every line so far: the scenario's steps and each change a watcher saw. */
+  get timeline(): readonly string[] {
+    return this.#timeline.lines;
   }
 
   nowMs(): number {
-    return performance.now() - this.#startedAt;
+    return this.#timeline.nowMs();
   }
 
   note(message: string): void {
-    this.#line(`---- ${message}`);
-  }
-
-  #line(text: string): void {
-    const line = `${(this.nowMs() / 1000).toFixed(3).padStart(8)} s  ${text}`;
-    this.timeline.push(line);
-    this.#print(line);
+    this.#timeline.note(message);
   }
 
   // ---- Faults ----
@@ -308,9 +301,7 @@ export class LabMirrorCluster implements MirrorCluster {
     this.note(`kill ${node} (docker kill: power off)`);
     this.#powered.delete(node);
     await this.lab.kill(node);
-    this.#samples.delete(node);
-    this.#watchers.get(node)?.close();
-    this.#watchers.delete(node);
+    this.#watchers.forget(node);
   }
 
   async boot(node: NodeId): Promise<void> {
@@ -318,8 +309,7 @@ export class LabMirrorCluster implements MirrorCluster {
     this.note(`boot ${node} (container start)`);
     await this.lab.start(node);
     this.#powered.add(node);
-    this.#samples.delete(node);
-    await this.#watch(node);
+    await this.#watchers.watch(node);
   }
 
   async crash(node: NodeId): Promise<void> {
@@ -436,7 +426,7 @@ export class LabMirrorCluster implements MirrorCluster {
 
   async resyncBytes(node: NodeId): Promise<number> {
     this.#known(node);
-    const sample = this.#samples.get(node);
+    const sample = this.#watchers.sample(node);
     if (sample?.mirror == null) throw new ScenarioFailure(`resyncBytes of ${node}: its service does not answer`);
     return sample.mirror.resyncBytes;
   }
@@ -523,7 +513,7 @@ export class LabMirrorCluster implements MirrorCluster {
       if (result.code === 0) return result.stdout.trim();
       this.#lastPsqlError = (result.stderr || result.stdout).trim();
       if (performance.now() > deadline) return null;
-      if (!quiet) this.#line(`psql: ${this.#lastPsqlError.split("\n")[0]} (retrying)`);
+      if (!quiet) this.#timeline.line(`psql: ${this.#lastPsqlError.split("\n")[0]} (retrying)`);
       await this.sleep(500);
     }
   }
@@ -543,13 +533,13 @@ export class LabMirrorCluster implements MirrorCluster {
   #views(): MirrorView[] {
     const now = performance.now();
     const views = nodes.map((id): MirrorView => {
-      const sample = this.#samples.get(id);
+      const sample = this.#watchers.sample(id);
       if (!this.#powered.has(id) || sample === undefined || !sample.ok || now - sample.receivedAt > staleMs) return { id, role: "DOWN", readiness: "NotReady", gen: null };
       return { id, role: sample.state as MirrorView["role"], readiness: (sample.readiness ?? "NotReady") as MirrorView["readiness"], gen: sample.mirror?.gen ?? null };
     });
     if (views.every((view) => view.role === "ALONE" || view.role === "PRIM") && !this.#splitBrain) {
       this.#splitBrain = true;
-      this.#line("both nodes primary (split brain)");
+      this.#timeline.line("both nodes primary (split brain)");
     }
     return views;
   }
@@ -562,69 +552,20 @@ export class LabMirrorCluster implements MirrorCluster {
       if (condition(views)) return { views, tookMs: performance.now() - started };
       const waited = performance.now() - started;
       if (waited > timeoutMs) throw new ScenarioFailure(`${description}: not within ${timeoutMs} ms (${views.map((view) => `${view.id} ${view.role}/${view.readiness}${this.#why(view.id)}`).join(", ")})`);
-      await this.#nextSample(Math.min(200, timeoutMs - waited + 1));
+      await this.#watchers.nextSample(Math.min(200, timeoutMs - waited + 1));
     }
   }
 
   #why(node: NodeId): string {
-    const why = this.#samples.get(node)?.mirror?.why ?? "";
+    const why = this.#watchers.sample(node)?.mirror?.why ?? "";
     return why === "" ? "" : ` (${why})`;
-  }
-
-  async #watch(node: NodeId): Promise<void> {
-    this.#watchers.get(node)?.close();
-    const session = await ExecSession.start(
-      this.lab.docker,
-      `${containerPrefix}${node}`,
-      ["node", "--input-type=module", "-e", watcherScript, mirrorLabModule, "25"],
-      (line) => {
-        let sample: Sample;
-        try {
-          sample = { ...(JSON.parse(line) as Omit<Sample, "receivedAt">), receivedAt: performance.now() };
-        } catch {
-          return;
-        }
-        if (this.#watchers.get(node) !== session) return;
-        this.#samples.set(node, sample);
-        const said = sample.ok ? `${sample.state}/${sample.readiness}${sample.mirror == null ? "" : ` gen ${sample.mirror.gen ?? "-"} peer ${sample.mirror.peerRole} volume ${sample.mirror.volume ?? "-"}`}` : `no answer from the service (${sample.error ?? "?"})`;
-        if (this.#said.get(node) !== said) {
-          this.#said.set(node, said);
-          this.#line(`${node.padEnd(4)} ${said}`);
-        }
-        this.#wake();
-      },
-      (stderr) => {
-        if (this.#watchers.get(node) !== session) return;
-        this.#watchers.delete(node);
-        this.#samples.delete(node);
-        if (!this.#closed && this.#powered.has(node)) this.#line(`${node.padEnd(4)} watcher ended${stderr.trim() === "" ? "" : `: ${stderr.trim().split("\n").slice(-2).join(" | ")}`}`);
-        this.#wake();
-      },
-    );
-    this.#watchers.set(node, session);
-  }
-
-  #wake(): void {
-    const wakers = this.#wakers;
-    this.#wakers = [];
-    for (const wake of wakers) wake();
-  }
-
-  #nextSample(timeoutMs: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, Math.max(1, timeoutMs));
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.#wakers.push(done);
-    });
   }
 }
 
-function withDeadline<T>(promise: Promise<T>, timeoutMs: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), timeoutMs)))]).finally(() => clearTimeout(timer));
+function describeSample(sample: WatchSample): string {
+  if (!sample.ok) return `no answer from the service (${sample.error ?? "?"})`;
+  const mirror = sample.mirror;
+  return `${sample.state}/${sample.readiness}${mirror == null ? "" : ` gen ${mirror.gen ?? "-"} peer ${mirror.peerRole} volume ${mirror.volume ?? "-"}`}`;
 }
 
 export interface LabMirrorOutcome {

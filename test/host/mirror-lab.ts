@@ -14,6 +14,7 @@ import type { ModuleView } from "../../service/node-service.ts";
 import { requestControl } from "../../service/control.ts";
 import { Daemon, labNode, tandem, until, type LabNode } from "./farm-lab.ts";
 import { buildLab, destroyLab, inNs, ip, removeStaleLabs, type Lab } from "./netns-lab.ts";
+import { mirrorModuleXml } from "../../lab/lab-mirror.ts";
 
 function ipNetnsPids(ns: string): number[] {
   return ip("netns", "pids", ns).split("\n").filter((line) => /^\d+$/.test(line.trim())).map(Number);
@@ -43,12 +44,6 @@ export interface MirrorModuleSpec {
   readonly checks?: string;
 }
 
-function checkXml(lab: Lab, spec: MirrorModuleSpec): string {
-  const witness = spec.witness === true ? `      <splitbrain ident="witness" exec="ping" arg="${lab.clientIp}"/>\n` : "";
-  const checks = spec.checks === undefined ? "" : `      ${spec.checks}\n`;
-  return witness === "" && checks === "" ? "" : `    <check>\n${witness}${checks}    </check>\n`;
-}
-
 /** Every script of the module notes that it ran (and with which role arguments). */
 const noteScript = `#!/bin/sh\necho "$(basename "$0") $*" >> "$SCRIPT_LOG"\n`;
 
@@ -57,34 +52,16 @@ export const notingModule: MirrorModuleSpec = {
   scripts: Object.fromEntries(["prestart", "start_prim", "stop_prim", "start_second", "stop_second", "poststop"].map((name) => [name, noteScript])),
 };
 
-/** generic-mirror's shape: a VIP on the real interface, one replicated directory,
- *  acknowledged once applied on the secondary (async="none"), tandem's default timings. */
+/** generic-mirror's shape (lab/lab-mirror.ts, mirrorModuleXml): the witness is the client
+ *  namespace's address, pinged. */
 function userconfigXml(lab: Lab, node: MirrorLabNode, spec: MirrorModuleSpec): string {
-  const vars = { SCRIPT_LOG: node.scriptLog, DATA_DIR: node.dataDir, ...spec.vars?.(node) };
-  return `<?xml version="1.0" encoding="utf-8"?>
-<safe>
-  <service mode="mirror" defaultprim="alone" failover="on">
-    <heart>
-      <heartbeat name="default"/>
-    </heart>
-    <vip>
-      <interface_list>
-        <interface>
-          <real_interface>
-            <virtual_addr addr="${lab.vip}" where="one_side_alias"/>
-          </real_interface>
-        </interface>
-      </interface_list>
-    </vip>
-    <rfs async="none">
-      <replicated dir="${node.dataDir}" mode="read_only"/>
-    </rfs>
-${checkXml(lab, spec)}    <user nicestoptimeout="60s" forcestoptimeout="10s">
-${Object.entries(vars).map(([name, value]) => `      <var name="${name}" value="${value}"/>`).join("\n")}
-    </user>
-  </service>
-</safe>
-`;
+  return mirrorModuleXml({
+    service: `defaultprim="alone" failover="on"`,
+    vip: lab.vip,
+    dir: node.dataDir,
+    check: [...(spec.witness === true ? [`<splitbrain ident="witness" exec="ping" arg="${lab.clientIp}"/>`] : []), ...(spec.checks === undefined ? [] : [spec.checks])],
+    vars: { SCRIPT_LOG: node.scriptLog, DATA_DIR: node.dataDir, ...spec.vars?.(node) },
+  });
 }
 
 function writeNodeConfig(lab: Lab, names: readonly string[], node: MirrorLabNode, key: Buffer, spec: MirrorModuleSpec): void {

@@ -84,7 +84,7 @@ describe("npm start: tandem lab demo", () => {
     expect(first.code, `${output}\n${first.stderr}`).toBe(0);
     expect(output).not.toContain("\x1b[");
     expect(output).toMatch(/Docker \S+ is running: bringing up the lab/);
-    expect(output).toMatch(/base image tandem-debian:bookworm: (cached|built in)/);
+    expect(output).toMatch(/base image tandem-debian:bookworm-\w+: (cached|built in)/);
     expect(output).toMatch(/node image tandem-node:\w+: (cached|built in)/);
     expect(output).toMatch(/tandem-lab-n3: started/);
     expect(output).toMatch(/farm: .*: ready/);

@@ -5,6 +5,7 @@
 // over.
 
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { beforeAll, beforeEach } from "vitest";
 
 const lockDir = "/tmp/tandem-lab-test.lock";
 
@@ -49,4 +50,22 @@ export async function lockLab(what: string, timeoutMs = 1_200_000): Promise<() =
     }
     await new Promise((resolve) => setTimeout(resolve, 1_000));
   }
+}
+
+/** A lab test file's setup, run once before its tests: when it throws, every test of the
+ *  file fails with its error and the last lines of `progress` (a failing beforeAll would
+ *  have vitest report them as skipped). */
+export function setUpOrFailEach(progress: readonly string[], setup: () => Promise<void>, timeoutMs = 900_000): void {
+  let failure: Error | null = null;
+  beforeAll(async () => {
+    try {
+      await setup();
+    } catch (error) {
+      failure = error instanceof Error ? error : new Error(String(error));
+      failure.message += progress.length === 0 ? "" : `\nprogress so far:\n${progress.slice(-20).join("\n")}`;
+    }
+  }, timeoutMs);
+  beforeEach(() => {
+    if (failure !== null) throw failure;
+  });
 }

@@ -9,10 +9,10 @@
 // rather than skip: .ci/run installs and starts Docker so that this test proves the lab.
 // It removes a lab that is already up on this host (`tandem lab down`) before and after.
 
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { dockerClient, ensureImages, imageId, requireDocker, type Images } from "../../lab/images.ts";
 import { labLabel, Lab, networkName, type Answer, type LabStatus } from "../../lab/lab.ts";
-import { lockLab } from "./lab-lock.ts";
+import { lockLab, setUpOrFailEach } from "./lab-lock.ts";
 
 const names = ["n1", "n2", "n3"];
 /** From power loss to every new connection answered by the others (detection takes 250–300 ms). */
@@ -23,7 +23,6 @@ const lab = new Lab({ docker, progress: (line) => progressLines.push(line) });
 const progressLines: string[] = [];
 const timings: Record<string, number> = {};
 let images: Images;
-let setupFailure: Error | null = null;
 // One lab per host: test files that use it (scenarios.test.ts too) take turns.
 let releaseLab = () => {};
 
@@ -56,25 +55,15 @@ async function untilAnsweredBy(expected: readonly string[], since: number, bound
 }
 
 describe("the Docker lab: a three-node farm of real node services in containers", () => {
-  beforeAll(async () => {
-    try {
-      await requireDocker(docker);
-      releaseLab = await lockLab("test/lab/lab.test.ts");
-      images = await timed("images (built or cached)", () => ensureImages(docker, (line) => progressLines.push(line)));
-      // A second look must come from the cache, in seconds.
-      const again = await timed("images, cached", () => ensureImages(docker, () => {}));
-      expect(again).toMatchObject({ node: images.node, builtBase: false, builtNode: false });
-      await timed("down (a lab left from before)", () => lab.down());
-      await timed("up", () => lab.up({ nodes: 3 }));
-    } catch (error) {
-      // Every test then fails with this message (vitest would report them as skipped).
-      setupFailure = error as Error;
-      setupFailure.message += progressLines.length === 0 ? "" : `\nprogress so far:\n${progressLines.slice(-20).join("\n")}`;
-    }
-  }, 900_000);
-
-  beforeEach(() => {
-    if (setupFailure !== null) throw setupFailure;
+  setUpOrFailEach(progressLines, async () => {
+    await requireDocker(docker);
+    releaseLab = await lockLab("test/lab/lab.test.ts");
+    images = await timed("images (built or cached)", () => ensureImages(docker, (line) => progressLines.push(line)));
+    // A second look must come from the cache, in seconds.
+    const again = await timed("images, cached", () => ensureImages(docker, () => {}));
+    expect(again).toMatchObject({ node: images.node, builtBase: false, builtNode: false });
+    await timed("down (a lab left from before)", () => lab.down());
+    await timed("up", () => lab.up({ nodes: 3 }));
   });
 
   afterAll(async () => {

@@ -18,20 +18,19 @@
 // Needs a running Docker engine (dockerd), root and /dev/fuse: it FAILS, saying how to
 // start dockerd, rather than skip.
 
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { dockerClient, ensureImages, requireDocker } from "../../lab/images.ts";
 import { Lab } from "../../lab/lab.ts";
 import { runMirrorScenarioOnLab, type LabMirrorOutcome } from "../../lab/lab-mirror.ts";
 import type { MirrorScenario } from "../../scenarios/mirror-cluster.ts";
 import { mirrorScenarios } from "../../scenarios/mirror-scenarios.ts";
 import { fuseUnavailable } from "../../native/fuse.ts";
-import { lockLab } from "./lab-lock.ts";
+import { lockLab, setUpOrFailEach } from "./lab-lock.ts";
 
 const docker = dockerClient();
 const lab = new Lab({ docker });
 const progress: string[] = [];
 const results: { scenario: string; outcome: LabMirrorOutcome }[] = [];
-let setupFailure: Error | null = null;
 let releaseLab = () => {};
 
 const byName = (name: string): MirrorScenario => {
@@ -57,22 +56,12 @@ function expectOnlyChangedBlocks(outcome: LabMirrorOutcome): void {
 }
 
 describe("the mirror scenarios, unchanged, on the Docker lab with PostgreSQL", () => {
-  beforeAll(async () => {
-    try {
-      await requireDocker(docker);
-      const unavailable = fuseUnavailable();
-      if (unavailable !== null) throw new Error(`the mirror lab passes /dev/fuse to its containers: ${unavailable.message}`);
-      releaseLab = await lockLab("test/lab/mirror-scenarios.test.ts");
-      await ensureImages(docker, (line) => progress.push(line));
-    } catch (error) {
-      // Every test then fails with this message (vitest would report them as skipped).
-      setupFailure = error as Error;
-      setupFailure.message += progress.length === 0 ? "" : `\nprogress so far:\n${progress.slice(-20).join("\n")}`;
-    }
-  }, 900_000);
-
-  beforeEach(() => {
-    if (setupFailure !== null) throw setupFailure;
+  setUpOrFailEach(progress, async () => {
+    await requireDocker(docker);
+    const unavailable = fuseUnavailable();
+    if (unavailable !== null) throw new Error(`the mirror lab passes /dev/fuse to its containers: ${unavailable.message}`);
+    releaseLab = await lockLab("test/lab/mirror-scenarios.test.ts");
+    await ensureImages(docker, (line) => progress.push(line));
   });
 
   afterAll(async () => {

@@ -17,10 +17,10 @@
 // removal. testcontainers is used where it fits, for a throwaway client container
 // (test/lab/srcip.test.ts).
 
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { dockerClient, ensureImages, requireDocker } from "../../lab/images.ts";
 import { Lab } from "../../lab/lab.ts";
-import { lockLab } from "./lab-lock.ts";
+import { lockLab, setUpOrFailEach } from "./lab-lock.ts";
 import { runOnLab, type LabScenarioOutcome } from "../../lab/run-scenario.ts";
 import type { Scenario } from "../../scenarios/cluster.ts";
 import { farmScenarios } from "../../scenarios/farm-scenarios.ts";
@@ -29,7 +29,6 @@ const docker = dockerClient();
 const lab = new Lab({ docker });
 const progress: string[] = [];
 const results: { scenario: string; passed: boolean; setupMs: number; runMs: number; failure: string | null }[] = [];
-let setupFailure: Error | null = null;
 let releaseLab = () => {};
 
 const byName = (name: string): Scenario => {
@@ -48,20 +47,10 @@ async function run(name: string): Promise<LabScenarioOutcome> {
 }
 
 describe("the farm scenarios, unchanged, on the Docker lab", () => {
-  beforeAll(async () => {
-    try {
-      await requireDocker(docker);
-      releaseLab = await lockLab("test/lab/scenarios.test.ts");
-      await ensureImages(docker, (line) => progress.push(line));
-    } catch (error) {
-      // Every test then fails with this message (vitest would report them as skipped).
-      setupFailure = error as Error;
-      setupFailure.message += progress.length === 0 ? "" : `\nprogress so far:\n${progress.slice(-20).join("\n")}`;
-    }
-  }, 900_000);
-
-  beforeEach(() => {
-    if (setupFailure !== null) throw setupFailure;
+  setUpOrFailEach(progress, async () => {
+    await requireDocker(docker);
+    releaseLab = await lockLab("test/lab/scenarios.test.ts");
+    await ensureImages(docker, (line) => progress.push(line));
   });
 
   afterAll(async () => {

@@ -17,10 +17,10 @@
 // rather than skip. Takes the lab's lock (test/lab/lab-lock.ts).
 
 import { GenericContainer, type StartedTestContainer } from "testcontainers";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { dockerClient, ensureImages, requireDocker } from "../../lab/images.ts";
 import { labLabel, Lab, labVip, networkName, type LabStatus } from "../../lab/lab.ts";
-import { lockLab } from "./lab-lock.ts";
+import { lockLab, setUpOrFailEach } from "./lab-lock.ts";
 
 // No reaper: its image cannot be pulled here (read when a container starts, not at import).
 process.env["TESTCONTAINERS_RYUK_DISABLED"] = "true";
@@ -37,7 +37,6 @@ const lab = new Lab({ docker, progress: (line) => progress.push(line) });
 const progress: string[] = [];
 const timings: Record<string, number> = {};
 let client: StartedTestContainer | null = null;
-let setupFailure: Error | null = null;
 let releaseLab = () => {};
 
 /** A GenericContainer attached to one user network at a fixed address. */
@@ -103,36 +102,26 @@ const tally = (answers: readonly string[]) => {
 };
 
 describe("srcip on the Docker lab: one client address, one node", () => {
-  beforeAll(async () => {
-    try {
-      await requireDocker(docker);
-      releaseLab = await lockLab("test/lab/srcip.test.ts");
-      const images = await ensureImages(docker, (line) => progress.push(line));
-      await lab.down();
-      let started = performance.now();
-      await lab.up({ nodes: names.length, farm: { mode: "srcip" } });
-      timings["lab up (srcip)"] = Math.round(performance.now() - started);
-      started = performance.now();
-      client = await new FixedAddressContainer(images.node, networkName, clientAddress)
-        .withName("tandem-lab-tc-client")
-        .withLabels({ [labLabel]: "1" })
-        .withAddedCapabilities("NET_ADMIN")
-        .withCommand(["sleep", "infinity"])
-        // The image is the lab's own, built here: never look for it in a registry.
-        .withPullPolicy({ shouldPull: () => false })
-        .start();
-      const added = await client.exec(["sh", "-c", hostAddresses.map((address) => `ip addr add ${address}/32 dev eth0`).join(" && ")]);
-      if (added.exitCode !== 0) throw new Error(`cannot add the client's addresses: ${added.output.trim()}`);
-      timings["client container (testcontainers)"] = Math.round(performance.now() - started);
-    } catch (error) {
-      // Every test then fails with this message (vitest would report them as skipped).
-      setupFailure = error as Error;
-      setupFailure.message += progress.length === 0 ? "" : `\nprogress so far:\n${progress.slice(-20).join("\n")}`;
-    }
-  }, 900_000);
-
-  beforeEach(() => {
-    if (setupFailure !== null) throw setupFailure;
+  setUpOrFailEach(progress, async () => {
+    await requireDocker(docker);
+    releaseLab = await lockLab("test/lab/srcip.test.ts");
+    const images = await ensureImages(docker, (line) => progress.push(line));
+    await lab.down();
+    let started = performance.now();
+    await lab.up({ nodes: names.length, farm: { mode: "srcip" } });
+    timings["lab up (srcip)"] = Math.round(performance.now() - started);
+    started = performance.now();
+    client = await new FixedAddressContainer(images.node, networkName, clientAddress)
+      .withName("tandem-lab-tc-client")
+      .withLabels({ [labLabel]: "1" })
+      .withAddedCapabilities("NET_ADMIN")
+      .withCommand(["sleep", "infinity"])
+      // The image is the lab's own, built here: never look for it in a registry.
+      .withPullPolicy({ shouldPull: () => false })
+      .start();
+    const added = await client.exec(["sh", "-c", hostAddresses.map((address) => `ip addr add ${address}/32 dev eth0`).join(" && ")]);
+    if (added.exitCode !== 0) throw new Error(`cannot add the client's addresses: ${added.output.trim()}`);
+    timings["client container (testcontainers)"] = Math.round(performance.now() - started);
   });
 
   afterAll(async () => {
