@@ -85,7 +85,7 @@ const safekitExpected: MirrorConfig = {
   scriptTimeoutMs: 120_000,
   resyncWorkers: 4,
   resyncChunkBytes: 1024 * 1024,
-  hotExtentBlocks: 256,
+  hotExtentBlocks: 16,
   checkpointMs: 500,
   retryMs: 1_000,
 };
@@ -198,8 +198,8 @@ describe("toMirrorConfig: replication settings", () => {
     ["async second: acknowledged on receipt", `<rfs async="second"><replicated dir="/data"/></rfs>`, { ack: "received" }],
     ["async none: acknowledged once applied on both", `<rfs async="none"><replicated dir="/data"/></rfs>`, { ack: "applied" }],
     ["nbrei: the resync workers", `<rfs nbrei="1"><replicated dir="/data"/></rfs>`, { resyncWorkers: 1 }],
-    ["blocksize and splitbrain", `<rfs blocksize="65536" splitbrain="operator"><replicated dir="/data"/></rfs>`, { blockSize: 65_536, splitBrain: "operator", hotExtentBlocks: 16 }],
-    ["the smallest block size, splitbrain primary", `<rfs blocksize="512" splitbrain="primary"><replicated dir="/data"/></rfs>`, { blockSize: 512, splitBrain: "primary", hotExtentBlocks: 2048 }],
+    ["blocksize and splitbrain", `<rfs blocksize="65536" splitbrain="operator"><replicated dir="/data"/></rfs>`, { blockSize: 65_536, splitBrain: "operator", hotExtentBlocks: 1 }],
+    ["the smallest block size, splitbrain primary", `<rfs blocksize="512" splitbrain="primary"><replicated dir="/data"/></rfs>`, { blockSize: 512, splitBrain: "primary", hotExtentBlocks: 128 }],
   ])("%s", (_, rfs, expected) => {
     const result = bridge(mirrorModule({ rfs }));
     expect(result.messages).toEqual([]);
@@ -305,7 +305,7 @@ describe("the postgresql template", () => {
       scriptTimeoutMs: 120_000,
       resyncWorkers: 6,
       resyncChunkBytes: 1024 * 1024,
-      hotExtentBlocks: 256,
+      hotExtentBlocks: 16,
   checkpointMs: 500,
       retryMs: 1_000,
     } satisfies MirrorConfig);
