@@ -496,9 +496,11 @@ export class LabMirrorCluster implements MirrorCluster {
     });
   }
 
-  /** Kind, mode, owner, size (and link target) of every path of the data directory, then the digest of every file. */
+  /** Kind, mode, owner (and size, link target) of every path of the data directory, then
+   *  the digest of every file. A directory's size is the file system's own business (it
+   *  grows with entries made and removed since), not replicated data. */
   async #tree(node: NodeId): Promise<string> {
-    return this.#exec(node, ["sh", "-c", `cd ${pgDataDir} && find . -mindepth 1 -printf '%p %y %m %U:%G %s %l\\n' | LC_ALL=C sort && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum`], 120_000);
+    return this.#exec(node, ["sh", "-c", `cd ${pgDataDir} && find . -mindepth 1 \\( -type d -printf '%p d %m %U:%G\\n' \\) -o -printf '%p %y %m %U:%G %s %l\\n' | LC_ALL=C sort && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum`], 120_000);
   }
 
   // ---- Inside ----
