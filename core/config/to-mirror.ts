@@ -77,8 +77,7 @@ export const mirrorCheckpointMs = 500;
  *  most) once encoded, and small enough not to hold up the writes behind it. */
 export const mirrorResyncChunkBytes = 1024 * 1024;
 /** The activity log's extent (docs/mirror.md): a metadata write per 64 KiB newly written
- *  at most, and 64 KiB resent per extent a crashed primary had hot (1 MiB extents made a
- *  PostgreSQL primary's power loss resend 1.6 MB instead of 0.3-0.6 MB). */
+ *  at most, and 64 KiB resent per extent a crashed primary had hot. */
 export const mirrorHotExtentBytes = 64 * 1024;
 /** How often a secondary whose disk failed asks to be attached again. */
 export const mirrorRetryMs = 1_000;
