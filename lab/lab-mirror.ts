@@ -29,7 +29,7 @@
 // At the end (finish): faults repaired, both nodes on; they must converge (one PRIM, one
 // SECOND, both Ready); every acknowledged commit must be in the table read through the VIP
 // (after a split brain, commits missing are allowed only when the losing side kept its
-// changed files aside); then, the database stopped on the primary, both data directories
+// changed files aside; with the witness configured a split brain fails the run); then, the database stopped on the primary, both data directories
 // must be equal byte for byte (kind, mode, owner, size, content of every path).
 
 import { performance } from "node:perf_hooks";
@@ -228,12 +228,14 @@ export class LabMirrorCluster implements MirrorCluster {
   readonly waits: LabWait[] = [];
   /** Every resync of the run, from the services' logs (filled by finish). */
   readonly resyncs: LabResync[] = [];
-  readonly #scenario: MirrorScenario;
   readonly #slackMs: number;
   readonly #watchers: Watchers;
   readonly #powered = new Set<NodeId>(nodes);
-  /** Both nodes seen primary at once (a split brain). */
-  #splitBrain = false;
+  readonly #witness: boolean;
+  /** Both nodes seen primary and Ready at once under different generations (a split
+   *  brain), as "A and B"; null: never. A primary still deciding how to go on without its
+   *  peer says ALONE/Transient under its old generation and holds writes: not counted. */
+  #splitBrain: string | null = null;
   // The writers.
   #nextId = 1;
   readonly #acked = new Set<number>();
@@ -241,10 +243,11 @@ export class LabMirrorCluster implements MirrorCluster {
 
   private constructor(lab: Lab, scenario: MirrorScenario, options: LabMirrorOptions) {
     this.lab = lab;
-    this.#scenario = scenario;
+    this.#witness = scenario.witness === true;
     this.#timeline = new Timeline(options.print ?? (() => {}));
     this.#slackMs = options.slackMs ?? 15_000;
-    this.#watchers = new Watchers(lab.docker, { module: mirrorLabModule, periodMs: 25, describe: describeSample, line: (text) => this.#timeline.line(text), expected: (node) => this.#powered.has(node) });
+    // Both nodes primary is looked for at every sample, not only while a wait polls.
+    this.#watchers = new Watchers(lab.docker, { module: mirrorLabModule, periodMs: 25, describe: describeSample, line: (text) => this.#timeline.line(text), expected: (node) => this.#powered.has(node), onSample: () => this.#views() });
   }
 
   /** A fresh lab (the one there is removed) with the scenario's mirror module on n1 and n2,
@@ -322,6 +325,11 @@ export class LabMirrorCluster implements MirrorCluster {
     await this.#exec(node, ["rm", "-f", holdFile]);
   }
 
+  /** Lifts a crash's hold (the service starts again) and a witness cut. */
+  async #repair(node: NodeId): Promise<void> {
+    await this.#exec(node, ["sh", "-c", `rm -f ${holdFile}; nft delete table inet tandem_lab_witness 2>/dev/null; true`]);
+  }
+
   async partition(): Promise<void> {
     this.note("partition n1 | n2");
     await this.lab.partition("n1", "n2");
@@ -340,7 +348,7 @@ export class LabMirrorCluster implements MirrorCluster {
 
   async healWitness(node: NodeId): Promise<void> {
     this.note(`${node} reaches the witness again`);
-    await this.#exec(node, ["sh", "-c", "nft delete table inet tandem_lab_witness 2>/dev/null; true"]);
+    await this.#exec(node, ["nft", "delete", "table", "inet", "tandem_lab_witness"]);
   }
 
   async command(node: NodeId, command: MirrorOperatorCommand, options: { readonly fullsync?: boolean } = {}): Promise<void> {
@@ -440,21 +448,16 @@ export class LabMirrorCluster implements MirrorCluster {
     return at;
   }
 
-  /** The node's current view (its watcher's latest sample). */
-  view(node: NodeId): MirrorView {
-    this.#known(node);
-    return this.#views().find((view) => view.id === node)!;
-  }
-
   // ---- The end ----
 
   /** Repairs every fault, powers both nodes on, and checks what the header says; throws
    *  ScenarioFailure on the first thing wrong. */
   async finish(): Promise<void> {
-    this.note("faults end: heal, witness back, power on");
+    if (this.#witness && this.#splitBrain !== null) throw new ScenarioFailure(`two primaries at once with the split-brain witness configured: ${this.#splitBrain}`);
+    this.note("faults end: heal, witness back, services restarted, power on");
     if (this.#writer !== null) await this.stopWrites();
     await this.lab.heal();
-    for (const node of nodes) if (this.#powered.has(node)) await this.#exec(node, ["sh", "-c", "nft delete table inet tandem_lab_witness 2>/dev/null; true"]);
+    for (const node of nodes) if (this.#powered.has(node)) await this.#repair(node);
     for (const node of nodes) if (!this.#powered.has(node)) await this.boot(node);
     const { views } = await this.#until("one PRIM, one SECOND, both Ready", (views) => views.every((view) => view.readiness === "Ready") && views.some((view) => view.role === "PRIM") && views.some((view) => view.role === "SECOND"), 180_000);
     const primary = views.find((view) => view.role === "PRIM")!.id;
@@ -465,7 +468,7 @@ export class LabMirrorCluster implements MirrorCluster {
     const lost = [...this.#acked].filter((id) => !present.has(id)).sort((a, b) => a - b);
     if (lost.length > 0) {
       const kept = (await this.#exec(secondary, ["sh", "-c", `ls -A ${preservedDir} 2>/dev/null | wc -l`])).trim();
-      if (!this.#splitBrain) throw new ScenarioFailure(`${lost.length} acknowledged commits missing: ${lost.slice(0, 20).join(" ")}${lost.length > 20 ? " ..." : ""}`);
+      if (this.#splitBrain === null) throw new ScenarioFailure(`${lost.length} acknowledged commits missing: ${lost.slice(0, 20).join(" ")}${lost.length > 20 ? " ..." : ""}`);
       if (Number(kept) === 0) throw new ScenarioFailure(`after a split brain ${lost.length} acknowledged commits are missing and ${secondary}, the losing side, kept nothing aside (${preservedDir} is empty)`);
       this.note(`${lost.length} commits acknowledged by the losing side of the split brain are not in the database: its changed files are kept aside on ${secondary} (${preservedDir})`);
     }
@@ -539,9 +542,10 @@ export class LabMirrorCluster implements MirrorCluster {
       if (!this.#powered.has(id) || sample === undefined || !sample.ok || now - sample.receivedAt > staleMs) return { id, role: "DOWN", readiness: "NotReady", gen: null };
       return { id, role: sample.state as MirrorView["role"], readiness: (sample.readiness ?? "NotReady") as MirrorView["readiness"], gen: sample.mirror?.gen ?? null };
     });
-    if (views.every((view) => view.role === "ALONE" || view.role === "PRIM") && !this.#splitBrain) {
-      this.#splitBrain = true;
-      this.#timeline.line("both nodes primary (split brain)");
+    const primaries = views.filter((view) => (view.role === "ALONE" || view.role === "PRIM") && view.readiness === "Ready");
+    if (primaries.length === 2 && primaries[0]!.gen !== primaries[1]!.gen && this.#splitBrain === null) {
+      this.#splitBrain = primaries.map((view) => `${view.id} ${view.role} ${view.gen}`).join(" and ");
+      this.#timeline.line(`both nodes primary (split brain): ${this.#splitBrain}`);
     }
     return views;
   }

@@ -59,6 +59,8 @@ export interface WatchersOptions {
   readonly line: (text: string) => void;
   /** Whether the node should be answering (a watcher that ends then is told). */
   readonly expected: (node: NodeId) => boolean;
+  /** Called after each sample is taken in. */
+  readonly onSample?: () => void;
 }
 
 export class Watchers {
@@ -114,6 +116,7 @@ export class Watchers {
           this.#said.set(node, said);
           this.#options.line(`${node.padEnd(4)} ${said}`);
         }
+        this.#options.onSample?.();
         this.#wake();
       },
       (stderr) => {
