@@ -1,9 +1,10 @@
 // Binds a mirror module's core (core/mirror/mirror.ts) to the driver ports. The simulator
 // runs this code now; the node service will run it over the real drivers.
 
-import { unreachable } from "../core/assert.ts";
+import { assert, unreachable } from "../core/assert.ts";
 import type { DiskResult } from "../core/mirror/disk-ops.ts";
 import type { MirrorBeat, MirrorMessage, MirrorReadiness, MirrorRole } from "../core/mirror/messages.ts";
+import type { LanePort } from "../core/mirror/lane.ts";
 import type { Gen, MirrorMeta } from "../core/mirror/meta.ts";
 import { stepMirror, type Mirror, type MirrorEffect, type MirrorInput } from "../core/mirror/mirror.ts";
 import type { ClockPort, DatagramPort, DiskPort, LogPort, ProbePort, ProcessPort, StreamPort } from "../core/ports.ts";
@@ -18,6 +19,8 @@ export interface MirrorDrivers {
   readonly processes: ProcessPort;
   readonly probes: ProbePort;
   readonly log: LogPort;
+  /** Required when the module's config says it has a lane. */
+  readonly lane?: LanePort;
 }
 
 /** What the module tells the node around it: answers to the application, the VIP, its role. */
@@ -37,6 +40,9 @@ export function createMirrorRuntime(
   observe?: (nowMs: number, input: MirrorInput, result: StepResult<Mirror, MirrorEffect>) => void,
 ): MirrorRuntime {
   const { config } = mirror;
+  const lane = drivers.lane;
+  assert(!config.lane || lane !== undefined, `module ${config.module}: its config has a lane, its drivers none`);
+  const laneOf = (): LanePort => lane!;
   const timer = (name: string) => `${config.module}:${name}`;
   const runtime: MirrorRuntime = new Runtime<Mirror, MirrorInput, MirrorEffect>({
     state: mirror,
@@ -78,12 +84,20 @@ export function createMirrorRuntime(
           return hooks.role(effect.role, effect.readiness, effect.gen);
         case "log":
           return drivers.log.write(effect.entry);
+        case "lane":
+          if (effect.action === "on") return laneOf().on(effect.session, effect.epoch);
+          return effect.action === "off" ? laneOf().off() : laneOf().harvest();
+        case "lane-arm":
+          return laneOf().arm(effect.path, effect.extents);
+        case "lane-follow":
+          return laneOf().follow(effect.lane);
         default:
           unreachable(effect);
       }
     },
     ...(observe === undefined ? {} : { observe }),
   });
+  lane?.listen((report) => runtime.deliver({ kind: "lane-report", report }));
   drivers.datagrams.listen((ring, message, receivedAtMs) => runtime.deliver({ kind: "beat", ring, message, receivedAtMs }));
   drivers.stream.listen((from, message) => {
     if (from === config.peer) runtime.deliver({ kind: "message", message });

@@ -131,6 +131,8 @@ export function toMirrorConfig(module: ModuleConfig, cluster: ClusterConfig, nod
     hotExtentBlocks: Math.max(1, Math.floor(mirrorHotExtentBytes / module.rfs.blockSize)),
     checkpointMs: mirrorCheckpointMs,
     retryMs: mirrorRetryMs,
+    // The replicator has no lane yet (docs/replicator.md, "What comes next").
+    lane: false,
   };
   assert(config.self !== config.peer, "nodePair returns two different nodes");
   assert(config.resyncWorkers >= 1, "the rfs reader keeps nbrei at 1 or more");

@@ -83,4 +83,11 @@ export type MirrorMessage =
    *  treats it like a lost stream. */
   | { readonly kind: "attach-refused"; readonly session: number; readonly reason: string }
   /** The secondary cannot follow (its disk failed): it detaches and waits. */
-  | { readonly kind: "detach"; readonly session: number; readonly reason: string };
+  | { readonly kind: "detach"; readonly session: number; readonly reason: string }
+  /** The primary would send writes and fsyncs of this session on the lane (docs/mirror.md,
+   *  "The lane"); the secondary answers lane-opened once it applies the lane's frames. */
+  | { readonly kind: "lane-open"; readonly session: number; readonly epoch: number }
+  | { readonly kind: "lane-opened"; readonly session: number; readonly epoch: number }
+  /** No frame of this lane epoch is to be applied any more: what the primary sends next on
+   *  the stream (the lane's unacknowledged operations among it) comes after them. */
+  | { readonly kind: "lane-close"; readonly session: number; readonly epoch: number };

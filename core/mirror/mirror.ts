@@ -27,7 +27,8 @@ import type { LogEntry, LogLevel } from "../types.ts";
 import { decide, planResync, type SplitBrainPolicy } from "./decide.ts";
 import { describeOp, isMediaError, isWithin, parentOf, pathsOf, type DiskError, type DiskOp, type DiskResult, type PathSnapshot } from "./disk-ops.ts";
 import type { HelloSummary, MirrorBeat, MirrorMessage, MirrorReadiness, MirrorRole } from "./messages.ts";
-import { coarsenDirty, dirtyOf, emptyDirty, expandHot, filterDirty, lineage, newMeta, nextGen, unionDirty, withNewGen, type FileDirty, type Gen, type MirrorMeta } from "./meta.ts";
+import { extentsOfWrite, type LaneReport } from "./lane.ts";
+import { coarsenDirty, dirtyOf, emptyDirty, expandHot, filterDirty, lineage, newMeta, nextGen, unionDirty, withNewGen, type DirtyMap, type FileDirty, type Gen, type MirrorMeta } from "./meta.ts";
 
 export interface MirrorConfig {
   readonly module: string;
@@ -65,6 +66,8 @@ export interface MirrorConfig {
   readonly checkpointMs: number;
   /** After its disk failed, a secondary asks to be attached again this often. */
   readonly retryMs: number;
+  /** The driver runs a lane (lane.ts): in-sync writes and fsyncs bypass the core's steps. */
+  readonly lane: boolean;
   /** Test-only: a bug the simulator must catch. early-ack: complete an operation once
    *  applied locally, without waiting for the peer. */
   readonly plantedBug?: "early-ack";
@@ -88,7 +91,8 @@ export type MirrorInput =
   | { readonly kind: "script-done"; readonly id: number; readonly outcome: ScriptOutcome }
   | { readonly kind: "probe-result"; readonly epoch: number; readonly up: boolean; readonly detail: string }
   /** The application died or failed its checker. */
-  | { readonly kind: "app-failed"; readonly why: string };
+  | { readonly kind: "app-failed"; readonly why: string }
+  | { readonly kind: "lane-report"; readonly report: LaneReport };
 
 export type MirrorTimer = "pulse" | "join" | "checkpoint" | "retry" | "grace";
 
@@ -110,6 +114,12 @@ export type MirrorEffect =
   /** Whether this node now accepts the application's writes (the checker's M3). */
   | { readonly kind: "accepting"; readonly on: boolean }
   | { readonly kind: "role"; readonly role: MirrorRole; readonly readiness: MirrorReadiness; readonly gen: Gen | null }
+  /** The primary's lane (lane.ts): on, off (a stopped report follows), harvest (a report follows). */
+  | { readonly kind: "lane"; readonly action: "on"; readonly session: number; readonly epoch: number }
+  | { readonly kind: "lane"; readonly action: "off" | "harvest" }
+  | { readonly kind: "lane-arm"; readonly path: string; readonly extents: readonly number[] }
+  /** The secondary applies this lane's frames (null: no more, once executed). */
+  | { readonly kind: "lane-follow"; readonly lane: { readonly session: number; readonly epoch: number } | null }
   | { readonly kind: "log"; readonly entry: LogEntry };
 
 type Phase = "stopped" | "loading" | "starting" | "joining" | "waiting" | "promoting" | "primary" | "handing-over" | "secondary" | "stopping";
@@ -160,7 +170,8 @@ interface Link {
   /** Files sent in part (resyncChunkBytes at a time): their plan entry holds the rest. */
   readonly partial: Set<string>;
   endSent: boolean;
-  checkpoint: { upTo: number; local: boolean; peer: boolean } | null;
+  /** `harvesting`: the lane's report is awaited before the flush (upTo not chosen yet). */
+  checkpoint: { upTo: number; local: boolean; peer: boolean; harvesting: boolean } | null;
   readonly startedMs: number;
   /** stats.resyncBlockBytes when this attachment began (the counter is cumulative). */
   readonly startBlockBytes: number;
@@ -189,6 +200,8 @@ export interface MirrorStats {
   completed: number;
   /** Metadata writes (each one durable before what it covers is applied). */
   metaWrites: number;
+  /** Operations the lane completed (counted in replicatedOps and completed too). */
+  laneOps: number;
 }
 
 export interface Mirror {
@@ -238,6 +251,14 @@ export interface Mirror {
   /** Paths written since the marks were last cleared: their hot extents stay. */
   readonly hotTouched: Set<string>;
   fence: { gen: Gen | null } | null;
+  /** The primary's lane: opening (lane-open sent), on (the driver admits), stopping (its
+   *  stopped report awaited: until then the core does not know every operation applied). */
+  lane: { readonly session: number; readonly epoch: number; state: "opening" | "on" | "stopping" } | null;
+  nextLaneEpoch: number;
+  /** After a lane stopped on its own, none opens before this time. */
+  laneRetryMs: number;
+  /** The secondary applies this lane's frames. */
+  followLane: { readonly session: number; readonly epoch: number } | null;
   witness: { epoch: number; purpose: "alone" | "promote" } | null;
   /** The witness answered: the pause before acting on it. */
   grace: { purpose: "alone" | "promote" } | null;
@@ -311,6 +332,10 @@ export function initMirror(config: MirrorConfig, incarnation: number, bootId: st
     pathHeld: new Map(),
     hotTouched: new Set(),
     fence: null,
+    lane: null,
+    nextLaneEpoch: 1,
+    laneRetryMs: 0,
+    followLane: null,
     witness: null,
     grace: null,
     witnessEpoch: 0,
@@ -326,7 +351,7 @@ export function initMirror(config: MirrorConfig, incarnation: number, bootId: st
     reported: "",
     sent: null,
     sentKey: "",
-    stats: { resyncBlockBytes: 0, resyncPaths: 0, resyncs: 0, fullResyncs: 0, replicatedOps: 0, completed: 0, metaWrites: 0 },
+    stats: { resyncBlockBytes: 0, resyncPaths: 0, resyncs: 0, fullResyncs: 0, replicatedOps: 0, completed: 0, metaWrites: 0, laneOps: 0 },
   };
 }
 
@@ -361,6 +386,7 @@ export function stepMirror(s: Mirror, nowMs: number, input: MirrorInput): { stat
   const out: MirrorEffect[] = [];
   const step = new Step(s, nowMs, out);
   step.handle(input);
+  step.reconcileLane();
   step.report();
   return { state: s, effects: out };
 }
@@ -598,6 +624,9 @@ class Step {
         return;
       case "probe-result":
         this.witnessResult(input.epoch, input.up, input.detail);
+        return;
+      case "lane-report":
+        this.laneReport(input.report);
         return;
       case "app-failed":
         this.appFailed(input.why);
@@ -840,7 +869,7 @@ class Step {
     this.setAccepting(false);
     this.failHeld("EIO");
     this.setVip(false);
-    if (s.pending.size > 0) {
+    if (this.busy()) {
       // Drain: operations already dispatched finish first (their completions come back).
       s.job = { names: [], then: { k: "prim-stopped", then }, running: null };
       return;
@@ -1002,6 +1031,11 @@ class Step {
       s.stats.replicatedOps++;
       this.send({ kind: "rep", session: link.session, seq, op });
     }
+    // Its marks are durable (dispatched after them): the lane may write there from now on.
+    if (s.lane !== null && s.lane.state === "on" && op.kind === "write") {
+      const extents = extentsOfWrite(op, s.config.blockSize, s.config.hotExtentBlocks);
+      if (extents.length > 0) this.out.push({ kind: "lane-arm", path: op.path, extents });
+    }
   }
 
   tryComplete(seq: number): void {
@@ -1019,11 +1053,88 @@ class Step {
   /** Continues what waited for the last dispatched operation to complete (a drain). */
   drained(): void {
     const s = this.s;
-    if (s.pending.size === 0 && s.job !== null && s.job.running === null && s.job.names.length === 0) {
+    if (!this.busy() && s.job !== null && s.job.running === null && s.job.names.length === 0) {
       const then = s.job.then;
       s.job = null;
       this.continueWith(then);
     }
+  }
+
+  /** Operations in flight this node does not know of yet: dispatched and unfinished, or on
+   *  a stopping lane (its report brings them). */
+  busy(): boolean {
+    const s = this.s;
+    return s.pending.size > 0 || s.lane?.state === "stopping";
+  }
+
+  // ---- the lane (lane.ts) ----
+
+  /** Whether the primary's writes may take the lane now: attached to an up-to-date peer
+   *  that acknowledges once applied, running, with no script, fence or decision under way. */
+  laneWanted(): boolean {
+    const s = this.s;
+    const link = s.link;
+    return s.config.lane && s.config.ack === "applied" && s.phase === "primary" && s.app === "running" && s.accepting && s.dispatching && s.job === null && s.fence === null && s.streamUp && link !== null && link.inSync;
+  }
+
+  /** After every step: opens the lane when wanted, stops it when no longer, and stops the
+   *  secondary's when it follows that session no more. */
+  reconcileLane(): void {
+    const s = this.s;
+    if (!s.config.lane) return;
+    const lane = s.lane;
+    const wanted = this.laneWanted();
+    if (lane !== null && lane.state !== "stopping" && !(wanted && s.link!.session === lane.session)) {
+      if (lane.state === "on") {
+        lane.state = "stopping";
+        this.out.push({ kind: "lane", action: "off" });
+      } else {
+        s.lane = null;
+      }
+      // Ahead of what the stream carries next (the lane's unfinished operations among it).
+      this.send({ kind: "lane-close", session: lane.session, epoch: lane.epoch });
+    }
+    if (s.lane === null && wanted && this.now >= s.laneRetryMs) {
+      const lane = { session: s.link!.session, epoch: s.nextLaneEpoch++, state: "opening" as const };
+      s.lane = lane;
+      this.send({ kind: "lane-open", session: lane.session, epoch: lane.epoch });
+    }
+    const follow = s.followLane;
+    if (follow !== null && !(s.phase === "secondary" && s.follow !== null && s.follow.session === follow.session && !s.follow.preserving)) {
+      s.followLane = null;
+      this.out.push({ kind: "lane-follow", lane: null });
+    }
+  }
+
+  laneReport(report: LaneReport): void {
+    const s = this.s;
+    // What the lane wrote is marked as if dispatched now: no flush already under way clears it.
+    let marks: DirtyMap = report.marks;
+    for (const { op } of report.resubmit) marks = unionDirty(marks, dirtyOf(op, s.config.blockSize));
+    if (marks.size > 0) {
+      const seq = ++s.opSeq;
+      s.meta = { ...s.meta, dirty: unionDirty(s.meta.dirty, marks) };
+      for (const path of marks.keys()) s.pathSeq.set(path, seq);
+    }
+    for (const path of report.touched) s.hotTouched.add(path);
+    s.stats.laneOps += report.completed;
+    s.stats.completed += report.completed;
+    s.stats.replicatedOps += report.completed;
+    const lane = s.lane;
+    if (report.stopped && lane !== null && lane.epoch === report.epoch && lane.state !== "opening") {
+      if (lane.state === "on") {
+        // On its own: a failure. The operations it gives back take the stream.
+        this.log("warn", "mirror.lane_stopped", { why: report.why, resubmitted: report.resubmit.length });
+        s.laneRetryMs = this.now + s.config.checkpointMs;
+        this.send({ kind: "lane-close", session: lane.session, epoch: lane.epoch });
+      }
+      s.lane = null;
+    }
+    const link = s.link;
+    if (link !== null && link.checkpoint !== null && link.checkpoint.harvesting) this.startFlush(link);
+    // Applied here already: the core completes them as if intercepted now, in that order.
+    for (const { id, op } of report.resubmit) this.intercepted(id, op);
+    this.drained();
   }
 
   /** Operations the peer never confirmed fail (this node may not complete them alone). */
@@ -1305,6 +1416,27 @@ class Step {
         this.takeOver("the primary stopped");
         return;
       }
+      case "lane-open": {
+        const follow = s.follow;
+        if (!s.config.lane || s.phase !== "secondary" || follow === null || follow.session !== message.session || follow.preserving) return;
+        s.followLane = { session: message.session, epoch: message.epoch };
+        this.out.push({ kind: "lane-follow", lane: s.followLane });
+        this.send({ kind: "lane-opened", session: message.session, epoch: message.epoch });
+        return;
+      }
+      case "lane-opened": {
+        const lane = s.lane;
+        if (lane === null || lane.state !== "opening" || lane.session !== message.session || lane.epoch !== message.epoch) return;
+        lane.state = "on";
+        this.out.push({ kind: "lane", action: "on", session: lane.session, epoch: lane.epoch });
+        return;
+      }
+      case "lane-close":
+        if (s.followLane !== null && s.followLane.session === message.session && s.followLane.epoch === message.epoch) {
+          s.followLane = null;
+          this.out.push({ kind: "lane-follow", lane: null });
+        }
+        return;
       case "attach-refused":
         if (s.link !== null && s.link.session === message.session) this.linkLost(message.reason);
         return;
@@ -1594,6 +1726,13 @@ class Step {
     this.setMeta({ ...s.meta, dirty, hot, dirtyBase: rebase ? s.meta.gen : s.meta.dirtyBase });
   }
 
+  startFlush(link: Link): void {
+    const s = this.s;
+    link.checkpoint = { upTo: s.opSeq, local: false, peer: false, harvesting: false };
+    this.out.push({ kind: "apply", tag: this.tag({ t: "checkpoint", session: link.session }), op: { kind: "fsync", path: null } });
+    this.send({ kind: "flush", session: link.session, upTo: s.opSeq });
+  }
+
   checkpointDone(link: Link): void {
     const checkpoint = link.checkpoint!;
     if (!checkpoint.local || !checkpoint.peer) return;
@@ -1624,10 +1763,16 @@ class Step {
       case "checkpoint": {
         const link = s.link;
         if (link === null) return;
-        if (link.inSync && link.checkpoint === null && (s.meta.dirty.size > 0 || s.meta.hot.size > 0)) {
-          link.checkpoint = { upTo: s.opSeq, local: false, peer: false };
-          this.out.push({ kind: "apply", tag: this.tag({ t: "checkpoint", session: link.session }), op: { kind: "fsync", path: null } });
-          this.send({ kind: "flush", session: link.session, upTo: s.opSeq });
+        const lane = s.lane;
+        // A stopping lane's report is awaited: what it wrote is not known yet.
+        if (link.inSync && link.checkpoint === null && lane?.state !== "stopping" && (s.meta.dirty.size > 0 || s.meta.hot.size > 0 || lane?.state === "on")) {
+          if (lane?.state === "on") {
+            // What the lane completed is flushed with the rest: its report first.
+            link.checkpoint = { upTo: 0, local: false, peer: false, harvesting: true };
+            this.out.push({ kind: "lane", action: "harvest" });
+          } else {
+            this.startFlush(link);
+          }
         }
         this.out.push({ kind: "timer-arm", timer: "checkpoint", afterMs: s.config.checkpointMs });
         return;
@@ -1873,7 +2018,7 @@ class Step {
     if (job === null || job.running !== id) return;
     job.running = null;
     if (!(outcome.kind === "exited" && outcome.code === 0) && outcome.kind !== "missing") this.log("warn", "mirror.script", { id, outcome: outcome.kind === "exited" ? `exit ${outcome.code}` : outcome.kind });
-    if (job.names.length === 0 && job.then.k === "prim-stopped" && s.pending.size > 0) {
+    if (job.names.length === 0 && job.then.k === "prim-stopped" && this.busy()) {
       // Drain before leaving primary: the last completion continues.
       return;
     }

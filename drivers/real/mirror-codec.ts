@@ -317,6 +317,9 @@ const message = variants<MirrorMessage>({
   handover: { session: count, reason: oneOf<"swap" | "stop">({ swap: true, stop: true }) },
   "attach-refused": { session: count, reason: text },
   detach: { session: count, reason: text },
+  "lane-open": { session: count, epoch: count },
+  "lane-opened": { session: count, epoch: count },
+  "lane-close": { session: count, epoch: count },
 });
 
 const meta = record<MirrorMeta>({

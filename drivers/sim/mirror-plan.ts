@@ -43,6 +43,8 @@ export interface MirrorPlan {
   readonly ack: "applied" | "received";
   readonly tornWrites: boolean;
   readonly failover: boolean;
+  /** The primary's in-sync writes take the lane (absent in older tokens: off). */
+  readonly lane?: boolean;
   readonly bug: MirrorPlantedBug;
   readonly faults: readonly MirrorFault[];
 }
@@ -65,6 +67,7 @@ export function runMirrorPlan(plan: MirrorPlan, options: { readonly trace?: bool
     disk: { tornWrites: plan.tornWrites },
     trace: options.trace === true ? "full" : "off",
     plantedBug: plan.bug,
+    lane: plan.lane ?? false,
   });
   world.powerOn("n1");
   world.powerOn("n2");
@@ -179,13 +182,14 @@ export function mirrorPlanArbitrary(shape: MirrorPlanShape = {}): fc.Arbitrary<M
     ack: fc.constantFrom<"applied" | "received">("applied", "applied", "received"),
     tornWrites: fc.boolean(),
     failover: fc.constantFrom(true, true, true, false),
+    lane: shape.bug?.startsWith("lane-") === true ? fc.constant(true) : fc.boolean(),
     bug: fc.constant(shape.bug ?? "none"),
     faults: fc.array(fc.oneof({ weight: 4, arbitrary: episode }, { weight: 1, arbitrary: single }), { maxLength: 6 }).map((groups) => groups.flat().sort((a, b) => a.atMs - b.atMs)),
   });
 }
 
 export function describeMirrorPlan(plan: MirrorPlan): string {
-  const settings = `seed=${plan.seed} witness=${plan.witness} ack=${plan.ack} torn=${plan.tornWrites} failover=${plan.failover}${plan.bug === "none" ? "" : ` bug=${plan.bug}`}`;
+  const settings = `seed=${plan.seed} witness=${plan.witness} ack=${plan.ack} torn=${plan.tornWrites} failover=${plan.failover} lane=${plan.lane ?? false}${plan.bug === "none" ? "" : ` bug=${plan.bug}`}`;
   return [settings, ...(plan.faults.length === 0 ? ["faults: none"] : plan.faults.map((fault) => `  +${fault.atMs} ms ${fault.verb} ${fault.node}`))].join("\n");
 }
 

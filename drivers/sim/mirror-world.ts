@@ -22,6 +22,7 @@ import type { ClockPort, DiskPort, LogPort, ProbePort, ProcessPort } from "../..
 import type { LogEntry } from "../../core/types.ts";
 import { createMirrorRuntime, type MirrorRuntime } from "../../runtime/mirror-runtime.ts";
 import { SimDatagrams } from "./datagrams.ts";
+import { SimLane, type LaneFrame, type LanePlantedBug } from "./mirror-lane.ts";
 import { SimDisk, type SimDiskSettings } from "./disk.ts";
 import { EventQueue, runEventsUntil, runUntilHolds } from "./event-queue.ts";
 import { MirrorClients, type ClientSettings } from "./mirror-clients.ts";
@@ -36,7 +37,7 @@ export const witnessAddr = "198.51.100.9";
 export const mirrorRings = ["lan1", "lan2"] as const;
 
 /** Test-only: a bug planted in the world's wiring, which the checker must catch. */
-export type MirrorPlantedBug = "none" | "ack-before-peer";
+export type MirrorPlantedBug = "none" | "ack-before-peer" | Exclude<LanePlantedBug, "none">;
 
 export interface MirrorWorldOptions {
   readonly seed: number;
@@ -51,6 +52,9 @@ export interface MirrorWorldOptions {
   readonly link?: LinkSettings;
   readonly trace?: "off" | "full";
   readonly plantedBug?: MirrorPlantedBug;
+  /** The primary's in-sync writes and fsyncs take the lane (core/mirror/lane.ts). Default:
+   *  on for odd seeds, so that runs cover both the replicator of today (none) and the lane. */
+  readonly lane?: boolean;
   /** How long start_prim takes (the application's start). */
   readonly appStartMs?: number;
   /** Heartbeat pulse and peer-loss timeout (default tandem's: 50 ms and 250 ms). */
@@ -90,6 +94,7 @@ export class MirrorSimNode {
    *  service leaves it running, as a real one does (invariant M6). */
   appRunning = false;
   readonly requests = new Map<number, (result: DiskResult) => void>();
+  lane: SimLane | null = null;
 
   constructor(id: string, disk: SimDisk<MirrorMeta>, processes: SimProcessPort, probes: SimProbePort) {
     this.id = id;
@@ -109,6 +114,8 @@ export class MirrorWorld {
   readonly queue = new EventQueue();
   readonly network: SimNetwork;
   readonly streams: SimStreams<MirrorMessage>;
+  /** The lanes' own connection between the nodes (cut and stopped with the stream). */
+  readonly lanes: SimStreams<LaneFrame>;
   readonly datagrams: SimDatagrams<MirrorBeat>;
   readonly nodes: readonly MirrorSimNode[];
   readonly clients: MirrorClients;
@@ -134,6 +141,7 @@ export class MirrorWorld {
     const clockMs = () => this.#nowMs;
     this.network = new SimNetwork(this.queue, this.prng.fork("network"), mirrorRings, options.link ?? lanLink, clockMs);
     this.streams = new SimStreams<MirrorMessage>(this.queue, clockMs, mirrorNodes, { latencyMs: 0.2, connectMs: 100, detectMs: 2_000 });
+    this.lanes = new SimStreams<LaneFrame>(this.queue, clockMs, mirrorNodes, { latencyMs: 0.2, connectMs: 100, detectMs: 2_000 });
     this.datagrams = new SimDatagrams<MirrorBeat>(this.network, clockMs);
     const appStartMs = options.appStartMs ?? 40;
     const scripts: Record<string, ScriptBehaviour> = {
@@ -202,6 +210,10 @@ export class MirrorWorld {
 
   // ---- the mirror's configuration ----
 
+  get laneOn(): boolean {
+    return this.options.lane ?? this.seed % 2 === 1;
+  }
+
   config(self: string): MirrorConfig {
     const options = this.options;
     return {
@@ -231,6 +243,7 @@ export class MirrorWorld {
       hotExtentBlocks: 4,
       checkpointMs: 500,
       retryMs: 1_000,
+      lane: this.laneOn,
       ...(options.plantedBug === "ack-before-peer" ? { plantedBug: "early-ack" as const } : {}),
     };
   }
@@ -292,6 +305,7 @@ export class MirrorWorld {
     this.network.partition("*", "n1", "n2");
     this.network.partition("*", "n2", "n1");
     this.streams.partition("n1", "n2");
+    this.lanes.partition("n1", "n2");
   }
 
   heal(): void {
@@ -299,6 +313,7 @@ export class MirrorWorld {
     this.network.heal("*", "n1", "n2");
     this.network.heal("*", "n2", "n1");
     this.streams.heal("n1", "n2");
+    this.lanes.heal("n1", "n2");
   }
 
   /** cutWitness: `id` cannot reach the witness. */
@@ -381,10 +396,30 @@ export class MirrorWorld {
       },
     };
     const stream = this.streams.start(node.id);
+    const laneStream = this.lanes.start(node.id);
+    let runtime: MirrorRuntime | null = null;
+    const lane = this.laneOn
+      ? new SimLane({
+          self: node.id,
+          peer: this.peerOf(node).id,
+          blockSize: this.config(node.id).blockSize,
+          extentBlocks: this.config(node.id).hotExtentBlocks,
+          disk,
+          stream: laneStream,
+          later: (run) => this.schedule(this.#nowMs, () => live() && run()),
+          intercept: (id, op) => runtime?.deliver({ kind: "intercepted", id, op }),
+          answer: (id, result) => this.#completed(node, id, result),
+          ...(this.options.plantedBug?.startsWith("lane-") === true ? { plantedBug: this.options.plantedBug as LanePlantedBug } : {}),
+        })
+      : null;
+    node.lane = lane;
     const datagrams = this.datagrams.port(node.id);
     const guardedDatagrams = { send: datagrams.send, listen: (receive: Parameters<typeof datagrams.listen>[0]) => datagrams.listen((ring, message, at) => live() && receive(ring, message, at)) };
-    node.runtime = createMirrorRuntime(initMirror(this.config(node.id), incarnation, `${node.id}-boot${node.boots}`), { clock, datagrams: guardedDatagrams, stream, disk, processes, probes, log }, {
-      complete: (id, result) => this.#completed(node, id, result),
+    runtime = createMirrorRuntime(initMirror(this.config(node.id), incarnation, `${node.id}-boot${node.boots}`), { clock, datagrams: guardedDatagrams, stream, disk, processes, probes, log, ...(lane === null ? {} : { lane }) }, {
+      complete: (id, result) => {
+        lane?.answered();
+        this.#completed(node, id, result);
+      },
       vip: (up) => {
         node.vip = up;
         node.vipSinceMs = this.#nowMs;
@@ -395,6 +430,7 @@ export class MirrorWorld {
       },
       role: (role, readiness, gen) => this.#roleChanged(node, role, readiness, gen),
     });
+    node.runtime = runtime;
     if (node.moduleWanted) {
       const runtime = node.runtime;
       this.schedule(this.#nowMs + 1, () => live() && runtime.deliver({ kind: "command", command: "start" }));
@@ -413,6 +449,8 @@ export class MirrorWorld {
     // A crash leaves the address configured but nothing answers on it; a power loss removes it.
     node.vip = false;
     this.streams.stop(node.id);
+    this.lanes.stop(node.id);
+    node.lane = null;
     if (why === "crash") node.disk.crash();
     if (!other.running && (node.lostPower || other.lostPower)) {
       this.note("double failure: both nodes down, a power loss among them");
@@ -562,7 +600,8 @@ export class MirrorWorld {
         const gen = node.meta?.gen ?? null;
         this.schedule(this.#nowMs + latencyMs, () => done(result, node.id, gen));
       });
-      runtime.deliver({ kind: "intercepted", id, op });
+      if (node.lane !== null) node.lane.submit(id, op);
+      else runtime.deliver({ kind: "intercepted", id, op });
     });
   }
 }

@@ -88,6 +88,7 @@ const safekitExpected: MirrorConfig = {
   hotExtentBlocks: 16,
   checkpointMs: 500,
   retryMs: 1_000,
+  lane: false,
 };
 
 /** A minimal mirror module `app` with `heart`, `rfs` and `more` (checks, user) inside its service. */
@@ -308,6 +309,7 @@ describe("the postgresql template", () => {
       hotExtentBlocks: 16,
   checkpointMs: 500,
       retryMs: 1_000,
+      lane: false,
     } satisfies MirrorConfig);
   });
 });

@@ -91,6 +91,9 @@ export const messageArbitraries: ByKind<MirrorMessage> = {
   handover: fc.record({ kind: fc.constant("handover"), session, reason: fc.constantFrom("swap", "stop") }),
   "attach-refused": fc.record({ kind: fc.constant("attach-refused"), session, reason: textArbitrary }),
   detach: fc.record({ kind: fc.constant("detach"), session, reason: textArbitrary }),
+  "lane-open": fc.record({ kind: fc.constant("lane-open"), session, epoch: countArbitrary }),
+  "lane-opened": fc.record({ kind: fc.constant("lane-opened"), session, epoch: countArbitrary }),
+  "lane-close": fc.record({ kind: fc.constant("lane-close"), session, epoch: countArbitrary }),
 };
 
 export const beatArbitraries: ByKind<MirrorBeat> = {

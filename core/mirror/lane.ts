@@ -1,0 +1,66 @@
+// The lane: the primary's writes and fsyncs sent, applied on both nodes and completed
+// without a step of the core each (docs/mirror.md, "The lane"). The core decides when a
+// lane may run, which extents it may write into, and takes back what it did; a driver (the
+// simulator's model, the replicator's native code) runs it. This module holds what both
+// sides agree on. A pure module.
+//
+// The rules a lane keeps (each one is what the core's reasoning needs):
+//  - It admits a `write` only inside extents the core armed (hot and durable), and an
+//    `fsync` of a path; nothing else.
+//  - It admits nothing while an operation it passed to the core is unanswered, and passes
+//    nothing to the core while an operation it admitted is unfinished: one order on both
+//    nodes across the lane and the stream.
+//  - It completes an operation only when both nodes applied it with the same result.
+//    Anything else (a different result, a local error, the lane's connection lost) stops
+//    the lane: every unfinished operation goes back to the core in the order applied here,
+//    and the core takes each as intercepted (applying one again is harmless: the same data
+//    at the same place, nothing written between).
+//  - A harvest (at each checkpoint) disarms every extent and reports the marks of the
+//    writes completed since the last report and the paths written, finished or not.
+//  - Off, it reports once, stopped, with everything above.
+
+import type { DiskOp } from "./disk-ops.ts";
+import { blocksOfWrite } from "./disk-ops.ts";
+import type { DirtyMap } from "./meta.ts";
+
+export interface LaneReport {
+  /** The lane epoch this report concerns (null: no lane was on). */
+  readonly epoch: number | null;
+  /** The lane stopped: asked to, or on its own (`why`). */
+  readonly stopped: boolean;
+  readonly why: string;
+  /** The blocks its completed writes changed since its last report (in the page cache of
+   *  both nodes, durable on neither yet). */
+  readonly marks: DirtyMap;
+  /** Paths it wrote since its last report, completed or not: their hot extents stay. */
+  readonly touched: readonly string[];
+  /** Operations applied here and unfinished, in the order applied: the core completes them. */
+  readonly resubmit: readonly { readonly id: number; readonly op: DiskOp }[];
+  /** Operations it completed since its last report. */
+  readonly completed: number;
+}
+
+/** What a driver gives the core to run a lane with. */
+export interface LanePort {
+  /** The primary's lane runs for this attachment session and epoch. */
+  on(session: number, epoch: number): void;
+  /** Stops the lane; one stopped report follows (also when it had stopped on its own). */
+  off(): void;
+  /** A report follows, and every extent is disarmed. */
+  harvest(): void;
+  /** Writes to these extents of `path` may go on the lane (their marks are durable). */
+  arm(path: string, extents: readonly number[]): void;
+  /** The secondary applies the frames of this lane (null: none any more, once this returns). */
+  follow(lane: { readonly session: number; readonly epoch: number } | null): void;
+  /** Reports are delivered later, never while the core's effects execute. */
+  listen(report: (report: LaneReport) => void): void;
+}
+
+/** The extents (of `extentBlocks` blocks) a write touches; empty for anything else. */
+export function extentsOfWrite(op: DiskOp, blockSize: number, extentBlocks: number): number[] {
+  const range = blocksOfWrite(op, blockSize);
+  if (range === null) return [];
+  const extents: number[] = [];
+  for (let extent = Math.floor(range.first / extentBlocks); extent <= Math.floor(range.last / extentBlocks); extent++) extents.push(extent);
+  return extents;
+}
