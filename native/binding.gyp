@@ -4,7 +4,8 @@
 # - tandem_native: libnftables transactions, rtnetlink addresses (libmnl), and ARP frames
 #   through an AF_PACKET socket.
 # - tandem_fuse: the replicator's FUSE passthrough file system (libfuse 3, Debian's
-#   libfuse3-dev). A target of its own, so that each addon builds and loads on its own.
+#   libfuse3-dev) and its lane (HMAC from the OpenSSL that Node exports, with the headers
+#   of --nodedir). A target of its own, so that each addon builds and loads on its own.
 {
   "targets": [
     {
@@ -17,11 +18,11 @@
     },
     {
       "target_name": "tandem_fuse",
-      "sources": ["src/fuse-addon.cc", "src/fuse-passthrough.cc"],
+      "sources": ["src/fuse-addon.cc", "src/fuse-passthrough.cc", "src/fuse-lane.cc"],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE", "_FILE_OFFSET_BITS=64", "FUSE_USE_VERSION=312"],
       "include_dirs": ["/usr/include/fuse3"],
-      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
+      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-missing-field-initializers", "-Wno-deprecated-declarations"],
       "libraries": ["-lfuse3", "-lpthread"]
     }
   ]

@@ -28,6 +28,9 @@ export interface FuseMountOptions {
    *  while the application's call waits for `answer(id, errno)`. Never do I/O through
    *  the mount on this thread: the worker that serves it would wait for this thread. */
   readonly intercept?: (id: number, op: DiskOp) => void;
+  /** Intercept mode: the module's lane (docs/replicator.md, "The lane"): writes and
+   *  fsyncs it admits never reach `intercept`. */
+  readonly lane?: FuseLane;
   /** Lets every user reach the mount (FUSE's allow_other); the default when root. The
    *  kernel still checks each access against the files' own permissions. */
   readonly allowOther?: boolean;
@@ -58,6 +61,8 @@ export interface FuseStats {
   readonly errors: number;
   /** Changes handed to `intercept`, and those not answered yet. */
   readonly intercepted: number;
+  /** Writes and fsyncs the lane took. */
+  readonly laneOps: number;
   readonly waiting: number;
   readonly bytesRead: number;
   readonly bytesWritten: number;
@@ -87,10 +92,38 @@ export interface FuseMount {
   unmount(options?: { readonly force?: boolean }): void;
 }
 
+/** What a lane reports (core/mirror/lane.ts's LaneReport; ids are its mount's). */
+export interface NativeLaneReport {
+  readonly epoch: number | null;
+  readonly stopped: boolean;
+  readonly why: string;
+  readonly marks: readonly (readonly [string, readonly number[]])[];
+  readonly touched: readonly string[];
+  readonly resubmit: readonly { readonly id: number; readonly op: DiskOp }[];
+  readonly completed: number;
+}
+
+/** The native lane of one mirror module (native/src/fuse-lane.h). */
+export interface FuseLane {
+  /** The secondary's side: accepts the primary's lane connections. */
+  listen(host: string, port: number): void;
+  on(session: number, epoch: number, host: string, port: number): void;
+  off(): NativeLaneReport;
+  harvest(): NativeLaneReport;
+  arm(path: string, extents: readonly number[]): void;
+  follow(session: number | null, epoch?: number): void;
+  /** A lane that stops on its own reports here, in order with the mount's intercepts. */
+  onReport(report: (report: NativeLaneReport) => void): void;
+  stats(): { readonly completed: number; readonly applied: number };
+  close(): void;
+}
+
 export interface FuseBinding {
   /** Opens `dir` (O_PATH), then mounts over it; throws with code FUSE_MOUNT_FAILED and
    *  libfuse's message, or an errno code, when it cannot. */
   readonly FuseMount: new (dir: string, options?: FuseMountOptions) => FuseMount;
+  /** `handleFd`: the tree underneath (a secondary applies through it); `key`: 16 bytes at least. */
+  readonly FuseLane: new (handleFd: number, key: Uint8Array, blockSize: number, extentBytes: number) => FuseLane;
   readonly operationKinds: readonly FuseOperationKind[];
   /** The kinds that change the tree: what the replicator will intercept and ship. */
   readonly modifyingKinds: readonly FuseOperationKind[];

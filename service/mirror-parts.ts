@@ -4,9 +4,11 @@
 // interface. The node service owns one per mirror module; the core decides roles,
 // generations and resyncs, this file only wires.
 //
-// The data path goes through JavaScript: each intercepted change is a step of the core,
-// applied by the real disk port and shipped on the stream as JSON (docs/replicator.md says
-// what that costs and what moves to native code next).
+// The data path: while the secondary is attached and up to date, writes and fsyncs take
+// the native lane (native/src/fuse-lane.h, on TCP port <heart port> + 1) without entering
+// JavaScript; everything else is a step of the core, applied by the real disk port and
+// shipped on the stream as JSON (docs/replicator.md). TANDEM_MIRROR_LANE=off turns the
+// lane off (every operation through the core, as before it existed).
 
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -25,6 +27,8 @@ import { datagramRingsOf, RealDatagramPort } from "../drivers/real/datagrams.ts"
 import { RealDisk } from "../drivers/real/disk.ts";
 import { mirrorBeatCodec, mirrorMessageCodec, mirrorMetaCodec } from "../drivers/real/mirror-codec.ts";
 import { MirrorVolume, volumeDirState, type VolumeMode } from "../drivers/real/mirror-volume.ts";
+import { RealLane } from "../drivers/real/lane.ts";
+import { fuseBinding, type FuseLane } from "../native/fuse.ts";
 import { RealStreamPort, streamTopologyOf } from "../drivers/real/streams.ts";
 import { RealVip } from "../drivers/real/vip.ts";
 import { envelopeSizeMaxLimit, type WireKey } from "../drivers/real/wire.ts";
@@ -46,6 +50,8 @@ export interface MirrorView {
   /** What the replicator intercepted and what waits for the core now. */
   readonly intercepted: number;
   readonly waiting: number;
+  /** Writes and fsyncs the lane completed here as primary, and applied here as secondary. */
+  readonly lane: { readonly on: boolean; readonly completed: number; readonly applied: number };
   /** Why the module is not Ready (the core's last reason); empty when it is. */
   readonly why: string;
 }
@@ -88,7 +94,8 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
   const { module, cluster, node } = options;
   const bridged = toMirrorConfig(module, cluster, node, { scriptEnv: options.scriptEnv });
   if (bridged.config === null) throw new Error(bridged.problems.map(formatProblem).join("; "));
-  const config = bridged.config;
+  const laneWanted = process.env["TANDEM_MIRROR_LANE"] !== "off";
+  const config = { ...bridged.config, lane: laneWanted };
   const dir = replicatedDir(module);
   const log = (entry: LogEntry) => options.log({ ...entry, fields: { module: module.name, ...entry.fields } });
   const rings = datagramRingsOf(cluster, node).filter((ring) => config.rings.includes(ring.ring));
@@ -99,10 +106,12 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
   mkdirSync(join(mirrorState, "preserved"), { recursive: true, mode: 0o700 });
 
   let runtime: MirrorRuntime | null = null;
+  let nativeLane: FuseLane | null = null;
   const volume = new MirrorVolume({
     dir,
     intercept: (id, op) => runtime!.deliver({ kind: "intercepted", id, op }),
     log: (event, fields) => log({ level: "info", event, fields }),
+    lane: () => nativeLane,
   });
   volume.open();
   const closers: (() => Promise<void> | void)[] = [() => volume.close()];
@@ -123,6 +132,16 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
     closers.push(() => clock.cancelAll());
     const port = module.heart?.port ?? defaultMirrorPort(module.name);
     const channel = `mirror:${module.name}`;
+    let lane: RealLane | null = null;
+    if (laneWanted) {
+      const peerAddr = streamTopologyOf(cluster, node).peers.find((peer) => peer.id === config.peer)?.routes.find((route) => route.ring === rings[0]!.ring)?.addr;
+      if (peerAddr === undefined) throw new Error(`node ${config.peer} has no address on heartbeat lan ${rings[0]!.ring}, where the lane connects`);
+      const made = new (fuseBinding().FuseLane)(volume.handle, options.key.mac(Buffer.from(`tandem mirror lane v1 ${module.name}`)), config.blockSize, config.hotExtentBlocks * config.blockSize);
+      closers.push(() => made.close());
+      made.listen(rings[0]!.localAddr, port + 1);
+      nativeLane = made;
+      lane = new RealLane({ native: made, peer: { host: peerAddr, port: port + 1 }, adopt: (nativeId) => volume.adopt(nativeId) });
+    }
     const datagrams = new RealDatagramPort({ self: node, incarnation: options.incarnation, key: options.key, port, rings, codec: mirrorBeatCodec(module.name), channel, clock, log });
     await datagrams.open();
     closers.push(() => datagrams.close());
@@ -147,7 +166,7 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
     closers.push(() => vip?.close());
     runtime = createMirrorRuntime(
       initMirror(config, options.incarnation, bootId()),
-      { clock, datagrams, stream, disk, processes: options.processes, probes: options.probes, log: { write: log } },
+      { clock, datagrams, stream, disk, processes: options.processes, probes: options.probes, log: { write: log }, ...(lane === null ? {} : { lane }) },
       {
         complete: (id, result) => volume.complete(id, result),
         vip: (up) => vip?.set(up),
@@ -184,6 +203,7 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
           stats: { ...state.stats },
           intercepted: fuse?.intercepted ?? 0,
           waiting: fuse?.waiting ?? 0,
+          lane: { on: state.lane?.state === "on", completed: nativeLane?.stats().completed ?? 0, applied: nativeLane?.stats().applied ?? 0 },
           why: readiness === "Ready" ? "" : state.why,
         };
       },

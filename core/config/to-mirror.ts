@@ -131,7 +131,7 @@ export function toMirrorConfig(module: ModuleConfig, cluster: ClusterConfig, nod
     hotExtentBlocks: Math.max(1, Math.floor(mirrorHotExtentBytes / module.rfs.blockSize)),
     checkpointMs: mirrorCheckpointMs,
     retryMs: mirrorRetryMs,
-    // The replicator has no lane yet (docs/replicator.md, "What comes next").
+    // The node service turns it on where the replicator runs one (service/mirror-parts.ts).
     lane: false,
   };
   assert(config.self !== config.peer, "nodePair returns two different nodes");

@@ -176,6 +176,8 @@ interface Link {
   /** stats.resyncBlockBytes when this attachment began (the counter is cumulative). */
   readonly startBlockBytes: number;
   readonly full: boolean;
+  /** A checkpoint cleared marks during this attachment. */
+  checkpointed: boolean;
 }
 
 interface Follow {
@@ -1214,7 +1216,10 @@ class Step {
       }
       case "synced-flush": {
         const link = s.link;
-        if (result === null && link !== null && link.session === tag.session && link.inSync) this.clearDirty(tag.upTo, false);
+        // Once a checkpoint has cleared marks (after its harvest, with the extents it armed
+        // again since), it has done this one's work: clearing now could drop the hot
+        // extents of a file the lane writes into that the checkpoint armed.
+        if (result === null && link !== null && link.session === tag.session && link.inSync && !link.checkpointed) this.clearDirty(tag.upTo, false);
         return;
       }
       case "peer-flush":
@@ -1630,12 +1635,23 @@ class Step {
       startedMs: this.now,
       startBlockBytes: s.stats.resyncBlockBytes,
       full: plan.full,
+      checkpointed: false,
     };
     s.link = link;
     s.stats.resyncs++;
     if (plan.full) s.stats.fullResyncs++;
     // Operations dispatched alone and still in flight are covered by the plan (marked before dispatch).
-    this.log(plan.preserve === null ? "info" : "warn", "mirror.attach", { peer: s.config.peer, full: plan.full, paths: plan.dirty.size, why: plan.why });
+    // The largest parts of the plan, for an operator wondering what a resync sends.
+    const entries = [...plan.dirty];
+    const largest = entries
+      .filter(([, entry]) => !entry.all)
+      .sort(([a, x], [b, y]) => y.blocks.size - x.blocks.size || (a < b ? -1 : 1))
+      .slice(0, 5)
+      .map(([path, entry]) => `${path || "/"} (${entry.blocks.size} blocks)`)
+      .join(", ");
+    const wholes = entries.filter(([, entry]) => entry.all).map(([path]) => path || "/");
+    const whole = `${wholes.length}${wholes.length === 0 ? "" : `: ${wholes.slice(0, 12).join(", ")}${wholes.length > 12 ? ", ..." : ""}`}`;
+    this.log(plan.preserve === null ? "info" : "warn", "mirror.attach", { peer: s.config.peer, full: plan.full, paths: plan.dirty.size, why: plan.why, whole, largest });
     this.send({ kind: "attach", session, full: plan.full, preserve: plan.preserve, label: `splitbrain-${peer.gen ?? "none"}-${s.config.peer}` });
     this.out.push({ kind: "timer-arm", timer: "checkpoint", afterMs: s.config.checkpointMs });
     this.pumpResync();
@@ -1720,6 +1736,14 @@ class Step {
     const pending = (path: string) => (s.pathSeq.get(path) ?? 0) > upTo || s.pathHeld.has(path);
     const dirty = filterDirty(s.meta.dirty, pending);
     const hot = filterDirty(s.meta.hot, (path) => pending(path) || s.hotTouched.has(path));
+    // The extents an active file keeps hot stay durable: the lane may write there again
+    // at once (a harvest disarmed them) rather than after one more write through here.
+    if (s.lane?.state === "on") {
+      for (const path of s.hotTouched) {
+        const entry = hot.get(path);
+        if (entry !== undefined && !entry.all && entry.blocks.size > 0) this.out.push({ kind: "lane-arm", path, extents: [...entry.blocks] });
+      }
+    }
     s.hotTouched.clear();
     if (dirty === s.meta.dirty && hot === s.meta.hot && !rebase) return;
     for (const [path, seq] of s.pathSeq) if (seq <= upTo) s.pathSeq.delete(path);
@@ -1737,7 +1761,9 @@ class Step {
     const checkpoint = link.checkpoint!;
     if (!checkpoint.local || !checkpoint.peer) return;
     link.checkpoint = null;
-    if (link.inSync) this.clearDirty(checkpoint.upTo, false);
+    if (!link.inSync) return;
+    link.checkpointed = true;
+    this.clearDirty(checkpoint.upTo, false);
   }
 
   // ---- the peer: heartbeats, stream, loss ----

@@ -26,7 +26,7 @@ import { closeSync, constants, openSync, statSync } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { assert } from "../../core/assert.ts";
 import type { DiskOp, DiskResult } from "../../core/mirror/disk-ops.ts";
-import { mount as mountFuse, type FuseMount, type FuseStats } from "../../native/fuse.ts";
+import { mount as mountFuse, type FuseLane, type FuseMount, type FuseStats } from "../../native/fuse.ts";
 
 /** open(2)'s O_PATH on Linux (not in Node's fs.constants). */
 const oPath = 0o10000000;
@@ -40,6 +40,8 @@ export interface MirrorVolumeOptions {
   /** A change the application made while intercepting; answer it with `complete(id, …)`. */
   readonly intercept: (id: number, op: DiskOp) => void;
   readonly log: (event: string, fields: Record<string, string | number>) => void;
+  /** The module's lane, given to every intercepting mount. */
+  readonly lane?: () => FuseLane | null;
 }
 
 /** What is at `dir` before a volume opens over it: a directory, the dead mount of a
@@ -87,6 +89,12 @@ export class MirrorVolume {
     return `/proc/self/fd/${this.#handle}`;
   }
 
+  /** The handle of the tree underneath (a descriptor of this process). */
+  get handle(): number {
+    assert(this.#handle >= 0, "volume not open");
+    return this.#handle;
+  }
+
   get mode(): VolumeMode | null {
     return this.#mode;
   }
@@ -97,6 +105,14 @@ export class MirrorVolume {
     if (mode === this.#mode) return;
     this.#unmount();
     this.#mount(mode);
+  }
+
+  /** An operation of the current mount the lane gave back: the id the core knows it by. */
+  adopt(nativeId: number): number {
+    assert(this.#fuse !== null, "volume not open");
+    const id = ++this.#lastId;
+    this.#waiting.set(id, { fuse: this.#fuse, nativeId });
+    return id;
   }
 
   /** Answers intercepted operation `id` with the core's result. */
@@ -123,6 +139,7 @@ export class MirrorVolume {
       autoUnmount: false,
       mode,
       ...(mode === "intercept" ? { intercept: (nativeId: number, op: DiskOp) => this.#intercepted(fuse, nativeId, op) } : {}),
+      ...(mode === "intercept" && this.#options.lane?.() != null ? { lane: this.#options.lane()! } : {}),
     });
     this.#fuse = fuse;
     this.#mode = mode;

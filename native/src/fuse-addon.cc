@@ -53,6 +53,7 @@
 #include <vector>
 
 #include "fuse-passthrough.h"
+#include "fuse-lane.h"
 
 #include <fuse_lowlevel.h>
 
@@ -193,13 +194,15 @@ class JsInterceptor : public Interceptor, public std::enable_shared_from_this<Js
   }
 
   int Submit(const Intercepted& op) override {
-    Waiting waiting{&op};
+    auto shared = std::make_shared<Waiting>();
+    shared->op = &op;
+    Waiting& waiting = *shared;
     uint64_t id = 0;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (closed_) return -EIO;
       id = ++lastId_;
-      waiting_.emplace(id, &waiting);
+      waiting_.emplace(id, shared);
     }
     auto* boxed = new uint64_t(id);
     // The call may run after the mount is gone (queued before its Close): it keeps this
@@ -217,6 +220,38 @@ class JsInterceptor : public Interceptor, public std::enable_shared_from_this<Js
     std::unique_lock<std::mutex> lock(mutex_);
     waiting.answered.wait(lock, [&] { return waiting.done; });
     return waiting.result;
+  }
+
+  uint64_t Enlist(const Intercepted& op) override {
+    auto waiting = std::make_shared<Waiting>();
+    waiting->op = &op;
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (closed_) return 0;
+    uint64_t id = ++lastId_;
+    waiting_.emplace(id, waiting);
+    enlisted_.emplace(id, waiting);
+    return id;
+  }
+
+  int WaitFor(uint64_t id) override {
+    std::unique_lock<std::mutex> lock(mutex_);
+    auto entry = enlisted_.find(id);
+    if (entry == enlisted_.end()) return -EIO;
+    std::shared_ptr<Waiting> waiting = entry->second;
+    enlisted_.erase(entry);
+    waiting->answered.wait(lock, [&] { return waiting->done; });
+    return waiting->result;
+  }
+
+  bool Post(std::function<void()> run) override {
+    auto* boxed = new std::function<void()>(std::move(run));
+    std::shared_ptr<JsInterceptor> self = shared_from_this();
+    napi_status status = function_.BlockingCall(boxed, [self](Napi::Env env, Napi::Function, std::function<void()>* data) {
+      std::unique_ptr<std::function<void()>> owned(data);
+      if (env != nullptr) (*owned)();
+    });
+    if (status != napi_ok) delete boxed;
+    return status == napi_ok;
   }
 
   // Answers operation `id` with 0 or a positive errno; false when it is not waiting.
@@ -254,7 +289,7 @@ class JsInterceptor : public Interceptor, public std::enable_shared_from_this<Js
 
  private:
   struct Waiting {
-    const Intercepted* op;
+    const Intercepted* op = nullptr;
     std::condition_variable answered;
     bool done = false;
     int result = 0;
@@ -277,6 +312,7 @@ class JsInterceptor : public Interceptor, public std::enable_shared_from_this<Js
     intercept.Call({Napi::Number::New(env, static_cast<double>(id)), op});
   }
 
+public:
   static void Describe(Napi::Env env, const Intercepted& from, Napi::Object op) {
     std::string kind = from.kind;
     op.Set("kind", kind);
@@ -308,17 +344,20 @@ class JsInterceptor : public Interceptor, public std::enable_shared_from_this<Js
     }
   }
 
+private:
   Napi::ThreadSafeFunction function_;
   std::mutex mutex_;
   bool closed_ = false;
   uint64_t lastId_ = 0;
-  std::map<uint64_t, Waiting*> waiting_;
+  std::map<uint64_t, std::shared_ptr<Waiting>> waiting_;
+  // Enlisted by the lane: kept until WaitFor takes them (the answer may come first).
+  std::map<uint64_t, std::shared_ptr<Waiting>> enlisted_;
 };
 
 class Session {
  public:
-  Session(std::string dir, Settings settings, std::shared_ptr<JsInterceptor> interceptor)
-      : dir_(std::move(dir)), settings_(settings), interceptor_(std::move(interceptor)) {}
+  Session(std::string dir, Settings settings, std::shared_ptr<JsInterceptor> interceptor, std::shared_ptr<Lane> lane = nullptr)
+      : dir_(std::move(dir)), settings_(settings), interceptor_(std::move(interceptor)), lane_(std::move(lane)) {}
   ~Session() { Stop(true); }
 
   const std::string& dir() const { return dir_; }
@@ -333,6 +372,7 @@ class Session {
   bool Start(int* err, std::string* message) {
     volume_.mode = settings_.mode;
     volume_.interceptor = interceptor_.get();
+    volume_.lane = interceptor_ == nullptr ? nullptr : lane_.get();
     volume_.daemonUid = geteuid();
     volume_.daemonGid = getegid();
     volume_.maxReadSize = settings_.maxReadSize;
@@ -355,6 +395,7 @@ class Session {
     std::set<pid_t> childrenBefore = ChildPids();
     if (fuse_mount(fuse_, dir_.c_str()) != 0) return Fail(err, message, "fuse_mount " + dir_);
     if (settings_.autoUnmount) KeepHelper(socketsBefore, childrenBefore);
+    if (volume_.lane != nullptr) lane_->Attach(interceptor_.get());
     state_.store(State::kServing);
     thread_ = std::thread([this] { Loop(); });
     return true;
@@ -367,6 +408,7 @@ class Session {
     if (state_.load() != State::kServing) return 0;
     // An operation waiting for JavaScript would keep its worker, and the loop, from ending.
     // Only with force: a refused unmount (EBUSY) leaves the mount serving as before.
+    if (force && lane_ != nullptr) lane_->Detach();
     if (force && interceptor_ != nullptr) interceptor_->Close();
     // A loop that already ended was unmounted from outside (umount, fusermount3 -u):
     // never unmount again, something else may be mounted on the directory by now.
@@ -374,6 +416,7 @@ class Session {
       int err = Unmount(force);
       if (err != 0) return err;
     }
+    if (lane_ != nullptr) lane_->Detach();
     if (interceptor_ != nullptr) interceptor_->Close();
     thread_.join();
     // The connection is gone, so this only closes libfuse's device descriptor.
@@ -502,6 +545,7 @@ class Session {
   const std::string dir_;
   const Settings settings_;
   const std::shared_ptr<JsInterceptor> interceptor_;
+  const std::shared_ptr<Lane> lane_;
   Volume volume_;
   fuse* fuse_ = nullptr;
   int helperSocket_ = -1;
@@ -595,6 +639,152 @@ Settings ParseSettings(Napi::Env env, Napi::Value value) {
   return settings;
 }
 
+// new FuseLane(handleFd, key, blockSize, extentBytes): the lane of one mirror module
+// (fuse-lane.h; drivers/real/lane.ts drives it). Reports are plain objects:
+//   { epoch, stopped, why, marks: [[path, [block, ...]], ...], touched: [path, ...],
+//     resubmit: [{ id, op }], completed }   (ids: the intercepting mount's).
+class FuseLane : public Napi::ObjectWrap<FuseLane> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "FuseLane", {
+        InstanceMethod<&FuseLane::Listen>("listen"),
+        InstanceMethod<&FuseLane::On>("on"),
+        InstanceMethod<&FuseLane::Off>("off"),
+        InstanceMethod<&FuseLane::Harvest>("harvest"),
+        InstanceMethod<&FuseLane::Arm>("arm"),
+        InstanceMethod<&FuseLane::Follow>("follow"),
+        InstanceMethod<&FuseLane::OnReport>("onReport"),
+        InstanceMethod<&FuseLane::Stats>("stats"),
+        InstanceMethod<&FuseLane::Close>("close"),
+    });
+  }
+
+  explicit FuseLane(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FuseLane>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 4 || !info[0].IsNumber() || !info[1].IsTypedArray() || !info[2].IsNumber() || !info[3].IsNumber()) {
+      throw Napi::TypeError::New(env, "new FuseLane(handleFd, key: Uint8Array, blockSize, extentBytes)");
+    }
+    Napi::Uint8Array key = info[1].As<Napi::Uint8Array>();
+    uint32_t blockSize = info[2].As<Napi::Number>().Uint32Value();
+    uint32_t extentBytes = info[3].As<Napi::Number>().Uint32Value();
+    if (key.ByteLength() < 16) throw Napi::RangeError::New(env, "FuseLane: the key must have 16 bytes at least");
+    if (blockSize == 0 || extentBytes == 0 || extentBytes % blockSize != 0) throw Napi::RangeError::New(env, "FuseLane: extentBytes must be a positive multiple of blockSize");
+    lane_ = std::make_shared<Lane>(info[0].As<Napi::Number>().Int32Value(), std::string(reinterpret_cast<const char*>(key.Data()), key.ByteLength()), blockSize, extentBytes);
+  }
+
+  ~FuseLane() override {
+    if (lane_ != nullptr) lane_->SetReporter(nullptr);
+  }
+
+  std::shared_ptr<Lane> lane() const { return lane_; }
+
+ private:
+  static Napi::Object ToJs(Napi::Env env, const LaneReport& report) {
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("epoch", report.epoch < 0 ? env.Null() : Napi::Number::New(env, static_cast<double>(report.epoch)).As<Napi::Value>());
+    out.Set("stopped", Napi::Boolean::New(env, report.stopped));
+    out.Set("why", Napi::String::New(env, report.why));
+    Napi::Array marks = Napi::Array::New(env);
+    uint32_t index = 0;
+    for (const auto& entry : report.marks) {
+      Napi::Array blocks = Napi::Array::New(env, entry.second.size());
+      uint32_t at = 0;
+      for (uint64_t block : entry.second) blocks.Set(at++, Napi::Number::New(env, static_cast<double>(block)));
+      Napi::Array pair = Napi::Array::New(env, 2);
+      pair.Set(0u, Napi::String::New(env, entry.first));
+      pair.Set(1u, blocks);
+      marks.Set(index++, pair);
+    }
+    out.Set("marks", marks);
+    Napi::Array touched = Napi::Array::New(env, report.touched.size());
+    index = 0;
+    for (const std::string& path : report.touched) touched.Set(index++, Napi::String::New(env, path));
+    out.Set("touched", touched);
+    Napi::Array resubmit = Napi::Array::New(env, report.resubmit.size());
+    index = 0;
+    for (const auto& entry : report.resubmit) {
+      Napi::Object item = Napi::Object::New(env);
+      Napi::Object op = Napi::Object::New(env);
+      JsInterceptor::Describe(env, entry.second, op);
+      item.Set("id", Napi::Number::New(env, static_cast<double>(entry.first)));
+      item.Set("op", op);
+      resubmit.Set(index++, item);
+    }
+    out.Set("resubmit", resubmit);
+    out.Set("completed", Napi::Number::New(env, static_cast<double>(report.completed)));
+    return out;
+  }
+
+  Napi::Value Listen(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber()) throw Napi::TypeError::New(env, "listen(host, port)");
+    std::string error = lane_->Listen(info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::Number>().Int32Value());
+    if (!error.empty()) throw CodedError(env, "LANE_LISTEN_FAILED", error);
+    return env.Undefined();
+  }
+
+  Napi::Value On(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 4 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsString() || !info[3].IsNumber()) throw Napi::TypeError::New(env, "on(session, epoch, host, port)");
+    lane_->On(static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue()), static_cast<uint64_t>(info[1].As<Napi::Number>().DoubleValue()), info[2].As<Napi::String>().Utf8Value(), info[3].As<Napi::Number>().Int32Value());
+    return env.Undefined();
+  }
+
+  Napi::Value Off(const Napi::CallbackInfo& info) { return ToJs(info.Env(), lane_->Off()); }
+  Napi::Value Harvest(const Napi::CallbackInfo& info) { return ToJs(info.Env(), lane_->Harvest()); }
+
+  Napi::Value Arm(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsString() || !info[1].IsArray()) throw Napi::TypeError::New(env, "arm(path, extents)");
+    Napi::Array list = info[1].As<Napi::Array>();
+    std::vector<uint64_t> extents;
+    for (uint32_t i = 0; i < list.Length(); i++) extents.push_back(static_cast<uint64_t>(list.Get(i).As<Napi::Number>().DoubleValue()));
+    lane_->Arm(info[0].As<Napi::String>().Utf8Value(), extents);
+    return env.Undefined();
+  }
+
+  // follow(session, epoch) or follow(null)
+  Napi::Value Follow(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || info[0].IsNull()) {
+      lane_->Follow(false, 0, 0);
+      return env.Undefined();
+    }
+    if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) throw Napi::TypeError::New(env, "follow(session, epoch) or follow(null)");
+    lane_->Follow(true, static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue()), static_cast<uint64_t>(info[1].As<Napi::Number>().DoubleValue()));
+    return env.Undefined();
+  }
+
+  // onReport(fn): a lane that stops on its own calls fn(report), on this thread.
+  Napi::Value OnReport(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsFunction()) throw Napi::TypeError::New(env, "onReport(fn)");
+    auto reference = std::make_shared<Napi::FunctionReference>(Napi::Persistent(info[0].As<Napi::Function>()));
+    lane_->SetReporter([reference](LaneReport report) {
+      Napi::Env env = reference->Env();
+      Napi::HandleScope scope(env);
+      reference->Call({ToJs(env, report)});
+    });
+    return env.Undefined();
+  }
+
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object stats = Napi::Object::New(env);
+    stats.Set("completed", Napi::Number::New(env, static_cast<double>(lane_->Completed())));
+    stats.Set("applied", Napi::Number::New(env, static_cast<double>(lane_->Applied())));
+    return stats;
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    lane_->SetReporter(nullptr);
+    lane_->Close();
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<Lane> lane_;
+};
+
 class FuseMount : public Napi::ObjectWrap<FuseMount> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -624,7 +814,19 @@ class FuseMount : public Napi::ObjectWrap<FuseMount> {
       if (interceptor != nullptr) interceptor->Close();
       throw ErrnoError(env, "realpath " + dir, err);
     }
-    session_ = std::make_shared<Session>(resolved, settings, std::move(interceptor));
+    std::shared_ptr<Lane> lane;
+    if (interceptor != nullptr) {
+      Napi::Value given = info[1].As<Napi::Object>().Get("lane");
+      if (!given.IsUndefined() && !given.IsNull()) {
+        Napi::FunctionReference* laneClass = env.GetInstanceData<Napi::FunctionReference>();
+        if (!given.IsObject() || laneClass == nullptr || !given.As<Napi::Object>().InstanceOf(laneClass->Value())) {
+          interceptor->Close();
+          throw Napi::TypeError::New(env, "options.lane must be a FuseLane");
+        }
+        lane = Napi::ObjectWrap<FuseLane>::Unwrap(given.As<Napi::Object>())->lane();
+      }
+    }
+    session_ = std::make_shared<Session>(resolved, settings, std::move(interceptor), std::move(lane));
     int err = 0;
     std::string message;
     if (!session_->Start(&err, &message)) {
@@ -668,6 +870,7 @@ class FuseMount : public Napi::ObjectWrap<FuseMount> {
     stats.Set("operations", operations);
     stats.Set("errors", Napi::Number::New(env, static_cast<double>(volume.errors.Load())));
     stats.Set("intercepted", Napi::Number::New(env, static_cast<double>(volume.intercepted.Load())));
+    stats.Set("laneOps", Napi::Number::New(env, static_cast<double>(volume.laneOps.Load())));
     JsInterceptor* interceptor = session_->interceptor();
     stats.Set("waiting", Napi::Number::New(env, interceptor == nullptr ? 0 : static_cast<double>(interceptor->WaitingCount())));
     stats.Set("bytesRead", Napi::Number::New(env, static_cast<double>(volume.bytesRead.Load())));
@@ -707,6 +910,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   napi_env raw = env;
   env.AddCleanupHook([raw] { StopSessions(raw); });
   exports.Set("FuseMount", FuseMount::Define(env));
+  Napi::Function laneClass = FuseLane::Define(env);
+  env.SetInstanceData<Napi::FunctionReference>(new Napi::FunctionReference(Napi::Persistent(laneClass)));
+  exports.Set("FuseLane", laneClass);
   Napi::Array operations = Napi::Array::New(env, kOpCount);
   for (int kind = 0; kind < kOpCount; kind++) operations.Set(static_cast<uint32_t>(kind), Napi::String::New(env, kOpNames[kind]));
   exports.Set("operationKinds", operations);

@@ -15,6 +15,7 @@
 // a local disk gives them.
 
 #include "fuse-passthrough.h"
+#include "fuse-lane.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -106,7 +107,20 @@ Intercepted OpOn(const char* kind, const char* path) {
 // Hands `op` to the core and waits for its answer (0 or -errno).
 int Ship(Volume& volume, const Intercepted& op) {
   volume.intercepted.Add(1);
-  return volume.interceptor->Submit(op);
+  if (volume.lane == nullptr) return volume.interceptor->Submit(op);
+  volume.lane->BeginCore();
+  int rc = volume.interceptor->Submit(op);
+  volume.lane->EndCore();
+  return rc;
+}
+
+// A write or fsync taken by the lane (its result in *rc), or false: it goes to the core.
+bool OfferToLane(Volume& volume, const Intercepted& op, fuse_file_info* file, bool datasync, int* rc) {
+  if (volume.lane == nullptr || file == nullptr) return false;
+  bool taken = false;
+  *rc = volume.lane->Offer(op, static_cast<int>(file->fh), datasync, &taken);
+  if (taken) volume.laneOps.Add(1);
+  return taken;
 }
 
 // The group of the directory holding `relative` when it is set-group-ID (its new entries
@@ -427,7 +441,8 @@ int Write(const char* path, const char* buffer, size_t size, off_t offset, fuse_
       op.offset = offset;
       op.data = buffer;
       op.length = size;
-      int rc = Ship(volume, op);
+      int rc = 0;
+      if (!OfferToLane(volume, op, file, false, &rc)) rc = Ship(volume, op);
       if (rc < 0) return rc;
       volume.bytesWritten.Add(size);
       return static_cast<int>(size);
@@ -454,7 +469,12 @@ int Release(const char* path, fuse_file_info* file) {
 int Fsync(const char* path, int dataOnly, fuse_file_info* file) {
   Volume& volume = CurrentVolume();
   return Modify(volume, kFsync, [&] {
-    if (Intercepting(volume) && path != nullptr) return Ship(volume, OpOn("fsync", path));
+    if (Intercepting(volume) && path != nullptr) {
+      Intercepted op = OpOn("fsync", path);
+      int rc = 0;
+      if (OfferToLane(volume, op, file, dataOnly != 0, &rc)) return rc;
+      return Ship(volume, op);
+    }
     int fd = static_cast<int>(file->fh);
     return ResultOf(dataOnly != 0 ? fdatasync(fd) : fsync(fd));
   });

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <sys/types.h>
 
@@ -97,13 +98,24 @@ class Interceptor {
  public:
   virtual ~Interceptor() = default;
   virtual int Submit(const Intercepted& op) = 0;
+  // For the lane: registers `op` as waiting for the core without handing it over (a lane
+  // report carries it); its id, or 0 when closed. WaitFor(id) then waits for its answer.
+  virtual uint64_t Enlist(const Intercepted& op) = 0;
+  virtual int WaitFor(uint64_t id) = 0;
+  // Runs `run` on the JavaScript thread after everything handed over before it. false: cannot.
+  virtual bool Post(std::function<void()> run) = 0;
 };
+
+class Lane;
 
 // What the operations of one mount share; libfuse hands it back as private_data.
 struct Volume {
   Mode mode = Mode::kPassthrough;
   // Set in kIntercept mode; outlives the session loop.
   Interceptor* interceptor = nullptr;
+  // Set in kIntercept mode when the module runs a lane (fuse-lane.h): writes and fsyncs are
+  // offered to it first, and every operation for the core passes its barrier.
+  Lane* lane = nullptr;
   // The replicated directory itself, opened (O_PATH) BEFORE the FUSE mount hid it: every
   // operation reaches the real files through it, relative to it, never through the mount.
   int dirFd = -1;
@@ -116,6 +128,7 @@ struct Volume {
 
   Counter operations[kOpCount];
   Counter intercepted;
+  Counter laneOps;
   Counter errors;
   Counter bytesRead;
   Counter bytesWritten;

@@ -232,6 +232,17 @@ export class MirrorLab {
     this.#undrop(index, "witness");
   }
 
+  /** cutLane: node `index`'s lane connections are reset (a TCP reset answers what it sends
+   *  to the peer's lane port); healLane undoes it. */
+  cutLane(index: number, port: number): void {
+    const rules = `table inet tandem_test_lane {\n chain out { type filter hook output priority -300; tcp dport ${port} reject with tcp reset; }\n}\n`;
+    execFileSync("ip", ["netns", "exec", this.nodes[index]!.ns, "nft", "-f", "-"], { input: rules });
+  }
+
+  healLane(index: number): void {
+    this.#undrop(index, "lane");
+  }
+
   #drop(index: number, name: string, addr: string): void {
     const table = `tandem_test_${name}`;
     const rules = `table inet ${table} {\n chain in { type filter hook input priority -300; ip saddr ${addr} drop; }\n chain out { type filter hook output priority -300; ip daddr ${addr} drop; }\n}\n`;

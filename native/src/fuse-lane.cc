@@ -1,0 +1,634 @@
+// The lane of the replicator: see fuse-lane.h and docs/replicator.md ("The lane").
+//
+// Wire (TCP, one connection per lane epoch, the primary connects):
+//   secondary → primary  "TLN1" Ns[32]
+//   primary → secondary  Np[32] session[8] epoch[8] HMAC(key, "hello" Ns Np session epoch)
+//   secondary → primary  HMAC(key, "ok" Np Ns)        (only when it follows that epoch)
+// then frames, each: type[1] datasync[1] pathLength[2] dataLength[4] lseq[8] offset[8]
+// result[8] path data mac[16], where mac = HMAC(sessionKey, direction counter header path
+// data) cut to 16 bytes, sessionKey = HMAC(key, "key" Ns Np), and the counter counts the
+// frames of that direction (a frame replayed, dropped or reordered fails its mac). Integers
+// are little-endian. Types: 1 write, 2 fsync (primary → secondary), 3 ack (result: errno).
+
+#include "fuse-lane.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace tandem {
+namespace fusefs {
+
+namespace {
+
+constexpr size_t kNonce = 32;
+constexpr size_t kMac = 16;
+constexpr size_t kHeader = 32;
+constexpr size_t kPathMax = 4096;
+constexpr size_t kDataMax = 16u << 20;
+constexpr uint8_t kFrameWrite = 1, kFrameFsync = 2, kFrameAck = 3;
+constexpr int kConnectTimeoutMs = 2000;
+
+using Bytes = std::vector<uint8_t>;
+
+Bytes Hmac(const std::string& key, const std::vector<std::pair<const void*, size_t>>& parts, size_t keep = 32) {
+  HMAC_CTX* context = HMAC_CTX_new();
+  HMAC_Init_ex(context, key.data(), static_cast<int>(key.size()), EVP_sha256(), nullptr);
+  for (const auto& part : parts) HMAC_Update(context, static_cast<const unsigned char*>(part.first), part.second);
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned length = 0;
+  HMAC_Final(context, out, &length);
+  HMAC_CTX_free(context);
+  return Bytes(out, out + std::min<size_t>(keep, length));
+}
+
+bool WriteAll(int fd, const void* data, size_t length) {
+  const uint8_t* at = static_cast<const uint8_t*>(data);
+  while (length > 0) {
+    ssize_t count = send(fd, at, length, MSG_NOSIGNAL);
+    if (count < 0 && errno == EINTR) continue;
+    if (count <= 0) return false;
+    at += count;
+    length -= static_cast<size_t>(count);
+  }
+  return true;
+}
+
+bool ReadAll(int fd, void* data, size_t length) {
+  uint8_t* at = static_cast<uint8_t*>(data);
+  while (length > 0) {
+    ssize_t count = recv(fd, at, length, 0);
+    if (count < 0 && errno == EINTR) continue;
+    if (count <= 0) return false;
+    at += count;
+    length -= static_cast<size_t>(count);
+  }
+  return true;
+}
+
+void Put(uint8_t* at, uint64_t value, int bytes) {
+  for (int i = 0; i < bytes; i++) at[i] = static_cast<uint8_t>(value >> (8 * i));
+}
+
+uint64_t Get(const uint8_t* at, int bytes) {
+  uint64_t value = 0;
+  for (int i = 0; i < bytes; i++) value |= static_cast<uint64_t>(at[i]) << (8 * i);
+  return value;
+}
+
+// A handshake that does not finish within kConnectTimeoutMs fails (0: no timeout, for frames).
+void ReceiveTimeout(int fd, int ms) {
+  timeval timeout{ms / 1000, (ms % 1000) * 1000};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+}
+
+void NoDelay(int fd) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+}
+
+// A TCP connection to host:port within kConnectTimeoutMs, or -1.
+int ConnectTo(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found) != 0) return -1;
+  int fd = -1;
+  for (addrinfo* each = found; each != nullptr && fd < 0; each = each->ai_next) {
+    fd = socket(each->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) continue;
+    int rc = connect(fd, each->ai_addr, each->ai_addrlen);
+    if (rc < 0 && errno == EINPROGRESS) {
+      pollfd waiting{fd, POLLOUT, 0};
+      int error = 0;
+      socklen_t size = sizeof(error);
+      rc = poll(&waiting, 1, kConnectTimeoutMs) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &size) == 0 && error == 0 ? 0 : -1;
+    }
+    if (rc < 0) {
+      close(fd);
+      fd = -1;
+    }
+  }
+  freeaddrinfo(found);
+  if (fd >= 0) {
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    NoDelay(fd);
+  }
+  return fd;
+}
+
+// A frame with its mac, ready to send.
+Bytes Frame(const std::string& sessionKey, uint8_t direction, uint64_t counter, uint8_t type, bool datasync, uint64_t lseq, uint64_t offset, uint64_t result, const std::string& path, const char* data, size_t length) {
+  Bytes frame(kHeader + path.size() + length);
+  frame[0] = type;
+  frame[1] = datasync ? 1 : 0;
+  Put(&frame[2], path.size(), 2);
+  Put(&frame[4], length, 4);
+  Put(&frame[8], lseq, 8);
+  Put(&frame[16], offset, 8);
+  Put(&frame[24], result, 8);
+  if (!path.empty()) std::memcpy(&frame[kHeader], path.data(), path.size());
+  if (length > 0) std::memcpy(&frame[kHeader + path.size()], data, length);
+  uint8_t prefix[9];
+  prefix[0] = direction;
+  Put(&prefix[1], counter, 8);
+  Bytes mac = Hmac(sessionKey, {{prefix, 9}, {frame.data(), frame.size()}}, kMac);
+  frame.insert(frame.end(), mac.begin(), mac.end());
+  return frame;
+}
+
+struct Received {
+  uint8_t type = 0;
+  bool datasync = false;
+  uint64_t lseq = 0, offset = 0, result = 0;
+  std::string path;
+  Bytes data;
+};
+
+// Reads and authenticates one frame; false on a closed connection or a bad frame.
+bool ReadFrame(int fd, const std::string& sessionKey, uint8_t direction, uint64_t counter, Received* out) {
+  uint8_t header[kHeader];
+  if (!ReadAll(fd, header, kHeader)) return false;
+  size_t pathLength = Get(&header[2], 2), dataLength = Get(&header[4], 4);
+  if (pathLength > kPathMax || dataLength > kDataMax) return false;
+  Bytes body(pathLength + dataLength);
+  uint8_t mac[kMac];
+  if (!ReadAll(fd, body.data(), body.size()) || !ReadAll(fd, mac, kMac)) return false;
+  uint8_t prefix[9];
+  prefix[0] = direction;
+  Put(&prefix[1], counter, 8);
+  Bytes expected = Hmac(sessionKey, {{prefix, 9}, {header, kHeader}, {body.data(), body.size()}}, kMac);
+  if (CRYPTO_memcmp(expected.data(), mac, kMac) != 0) return false;
+  out->type = header[0];
+  out->datasync = header[1] != 0;
+  out->lseq = Get(&header[8], 8);
+  out->offset = Get(&header[16], 8);
+  out->result = Get(&header[24], 8);
+  out->path.assign(reinterpret_cast<const char*>(body.data()), pathLength);
+  out->data.assign(body.begin() + static_cast<long>(pathLength), body.end());
+  return true;
+}
+
+// A path the primary names, checked before use: relative, no "." or ".." component.
+bool SafePath(const std::string& path) {
+  if (path.empty() || path[0] == '/') return false;
+  size_t start = 0;
+  while (start <= path.size()) {
+    size_t end = path.find('/', start);
+    if (end == std::string::npos) end = path.size();
+    std::string part = path.substr(start, end - start);
+    if (part.empty() || part == "." || part == "..") return false;
+    start = end + 1;
+  }
+  return true;
+}
+
+}  // namespace
+
+// One admitted operation, on the stack of the worker that waits for it.
+struct Lane::Flight {
+  const Intercepted* op = nullptr;
+  uint64_t lseq = 0;
+  bool hasLocal = false, hasPeer = false;
+  int local = 0, peer = 0;  // 0 or a positive errno
+  enum class State { kFlying, kDone, kResubmitted, kFailed } state = State::kFlying;
+  uint64_t resubmitId = 0;
+  std::condition_variable changed;
+};
+
+Lane::Lane(int dirFd, std::string key, uint32_t blockSize, uint32_t extentBytes)
+    : dirFd_(fcntl(dirFd, F_DUPFD_CLOEXEC, 3)), key_(std::move(key)), blockSize_(blockSize), extentBytes_(extentBytes) {}
+
+Lane::~Lane() {
+  Close();
+  if (dirFd_ >= 0) close(dirFd_);
+}
+
+void Lane::Close() {
+  Off();
+  Follow(false, 0, 0);
+  int listenFd = -1;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    listenFd = listenFd_;
+    listenFd_ = -1;
+  }
+  if (listenFd >= 0) shutdown(listenFd, SHUT_RDWR);
+  if (listener_.joinable()) listener_.join();
+  if (listenFd >= 0) close(listenFd);
+}
+
+// ---- the secondary ----
+
+std::string Lane::Listen(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), std::to_string(port).c_str(), &hints, &found);
+  if (rc != 0) return std::string("lane: cannot resolve ") + host + ": " + gai_strerror(rc);
+  int fd = socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (fd < 0 || bind(fd, found->ai_addr, found->ai_addrlen) < 0 || listen(fd, 4) < 0) {
+    std::string message = std::string("lane: cannot listen on ") + host + ":" + std::to_string(port) + ": " + std::strerror(errno);
+    if (fd >= 0) close(fd);
+    freeaddrinfo(found);
+    return message;
+  }
+  freeaddrinfo(found);
+  listenFd_ = fd;
+  listener_ = std::thread([this, fd] { Serve(fd); });
+  return "";
+}
+
+void Lane::Serve(int listenFd) {
+  for (;;) {
+    int fd = accept4(listenFd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      return;  // shut down
+    }
+    NoDelay(fd);
+    // Whoever connects and says nothing does not hold the only follower for long.
+    ReceiveTimeout(fd, kConnectTimeoutMs);
+    FollowConnection(fd);
+    close(fd);
+  }
+}
+
+void Lane::FollowConnection(int fd) {
+  uint8_t nonce[kNonce];
+  if (getrandom(nonce, kNonce, 0) != static_cast<ssize_t>(kNonce)) return;
+  uint8_t greeting[4 + kNonce];
+  std::memcpy(greeting, "TLN1", 4);
+  std::memcpy(greeting + 4, nonce, kNonce);
+  uint8_t hello[kNonce + 16 + 32];
+  if (!WriteAll(fd, greeting, sizeof(greeting)) || !ReadAll(fd, hello, sizeof(hello))) return;
+  const uint8_t* peerNonce = hello;
+  uint64_t session = Get(hello + kNonce, 8), epoch = Get(hello + kNonce + 8, 8);
+  Bytes expected = Hmac(key_, {{"hello", 5}, {nonce, kNonce}, {peerNonce, kNonce}, {hello + kNonce, 16}});
+  if (CRYPTO_memcmp(expected.data(), hello + kNonce + 16, 32) != 0) return;
+  {
+    std::lock_guard<std::mutex> lock(followMutex_);
+    if (!following_ || followSession_ != session || followEpoch_ != epoch) return;
+    followFd_ = fd;
+  }
+  Bytes ok = Hmac(key_, {{"ok", 2}, {peerNonce, kNonce}, {nonce, kNonce}});
+  if (!WriteAll(fd, ok.data(), ok.size())) return;
+  ReceiveTimeout(fd, 0);
+  std::string sessionKey;
+  {
+    Bytes derived = Hmac(key_, {{"key", 3}, {nonce, kNonce}, {peerNonce, kNonce}});
+    sessionKey.assign(derived.begin(), derived.end());
+  }
+  uint64_t received = 0, sent = 0;
+  for (;;) {
+    Received frame;
+    if (!ReadFrame(fd, sessionKey, 0, received++, &frame) || (frame.type != kFrameWrite && frame.type != kFrameFsync)) break;
+    int error = 0;
+    {
+      std::lock_guard<std::mutex> lock(followMutex_);
+      // No longer following this epoch: later frames are the core's (it gave them back).
+      if (!following_ || followSession_ != session || followEpoch_ != epoch) break;
+      if (!SafePath(frame.path)) {
+        error = EINVAL;
+      } else if (frame.type == kFrameWrite) {
+        int file = openat(dirFd_, frame.path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (file < 0) {
+          error = errno;
+        } else {
+          size_t done = 0;
+          while (done < frame.data.size() && error == 0) {
+            ssize_t count = pwrite(file, frame.data.data() + done, frame.data.size() - done, static_cast<off_t>(frame.offset + done));
+            if (count < 0) error = errno;
+            else done += static_cast<size_t>(count);
+          }
+          close(file);
+        }
+      } else {
+        int file = openat(dirFd_, frame.path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (file < 0) error = errno;
+        else {
+          if ((frame.datasync ? fdatasync(file) : fsync(file)) < 0) error = errno;
+          close(file);
+        }
+      }
+      appliedTotal_++;
+    }
+    Bytes ack = Frame(sessionKey, 1, sent++, kFrameAck, false, frame.lseq, 0, static_cast<uint64_t>(error), "", nullptr, 0);
+    if (!WriteAll(fd, ack.data(), ack.size())) break;
+  }
+  std::lock_guard<std::mutex> lock(followMutex_);
+  if (followFd_ == fd) followFd_ = -1;
+}
+
+void Lane::Follow(bool on, uint64_t session, uint64_t epoch) {
+  // Waits for a frame being applied: once this returns, nothing more is applied for the old one.
+  std::lock_guard<std::mutex> lock(followMutex_);
+  following_ = on;
+  followSession_ = session;
+  followEpoch_ = epoch;
+  if (followFd_ >= 0) shutdown(followFd_, SHUT_RDWR);
+}
+
+// ---- the primary ----
+
+void Lane::On(uint64_t session, uint64_t epoch, const std::string& host, int port) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  on_ = true;
+  ready_ = false;
+  session_ = session;
+  epoch_ = static_cast<int64_t>(epoch);
+  armed_.clear();
+  uint64_t generation = ++generation_;
+  // Detached: it ends with its connection, and keeps the lane alive until then.
+  std::thread([self = shared_from_this(), generation, host, port] { self->Connect(generation, host, port); }).detach();
+}
+
+void Lane::Connect(uint64_t generation, std::string host, int port) {
+  int fd = ConnectTo(host, port);
+  if (fd >= 0) ReceiveTimeout(fd, kConnectTimeoutMs);
+  uint8_t greeting[4 + kNonce];
+  if (fd >= 0 && (!ReadAll(fd, greeting, sizeof(greeting)) || std::memcmp(greeting, "TLN1", 4) != 0)) {
+    close(fd);
+    fd = -1;
+  }
+  std::string sessionKey;
+  if (fd >= 0) {
+    uint8_t nonce[kNonce];
+    uint8_t hello[kNonce + 16 + 32];
+    uint64_t session = 0, epoch = 0;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      session = session_;
+      epoch = static_cast<uint64_t>(epoch_);
+    }
+    bool good = getrandom(nonce, kNonce, 0) == static_cast<ssize_t>(kNonce);
+    std::memcpy(hello, nonce, kNonce);
+    Put(hello + kNonce, session, 8);
+    Put(hello + kNonce + 8, epoch, 8);
+    Bytes mac = Hmac(key_, {{"hello", 5}, {greeting + 4, kNonce}, {nonce, kNonce}, {hello + kNonce, 16}});
+    std::memcpy(hello + kNonce + 16, mac.data(), 32);
+    uint8_t ok[32];
+    Bytes expected = Hmac(key_, {{"ok", 2}, {nonce, kNonce}, {greeting + 4, kNonce}});
+    good = good && WriteAll(fd, hello, sizeof(hello)) && ReadAll(fd, ok, 32) && CRYPTO_memcmp(ok, expected.data(), 32) == 0;
+    Bytes derived = Hmac(key_, {{"key", 3}, {greeting + 4, kNonce}, {nonce, kNonce}});
+    sessionKey.assign(derived.begin(), derived.end());
+    if (!good) {
+      close(fd);
+      fd = -1;
+    }
+  }
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (generation != generation_ || !on_) {
+    if (fd >= 0) close(fd);
+    return;
+  }
+  if (fd < 0) {
+    StopOnOwnLocked(generation, "the lane could not connect to the peer (" + host + ":" + std::to_string(port) + ")");
+    return;
+  }
+  ReceiveTimeout(fd, 0);
+  socket_ = fd;
+  sessionKey_.assign(sessionKey.begin(), sessionKey.end());
+  sendCounter_ = 0;
+  ready_ = true;
+  lock.unlock();
+  ReadAcks(generation, fd, sessionKey);
+}
+
+void Lane::ReadAcks(uint64_t generation, int fd, const std::string& sessionKey) {
+  uint64_t counter = 0;
+  for (;;) {
+    Received frame;
+    bool good = ReadFrame(fd, sessionKey, 1, counter++, &frame) && frame.type == kFrameAck;
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (generation != generation_ || !on_) break;
+    if (!good) {
+      StopOnOwnLocked(generation, "the lane's connection to the peer ended");
+      break;
+    }
+    auto flight = std::find_if(flights_.begin(), flights_.end(), [&](Flight* each) { return each->lseq == frame.lseq; });
+    if (flight == flights_.end()) continue;
+    (*flight)->hasPeer = true;
+    (*flight)->peer = static_cast<int>(frame.result);
+    SettleLocked(*flight);
+  }
+  close(fd);
+}
+
+bool Lane::SendLocked(const std::vector<uint8_t>& frame) { return socket_ >= 0 && WriteAll(socket_, frame.data(), frame.size()); }
+
+int Lane::Offer(const Intercepted& op, int fd, bool datasync, bool* taken) {
+  bool write = std::strcmp(op.kind, "write") == 0;
+  std::unique_lock<std::mutex> lock(mutex_);
+  *taken = false;
+  if (!on_ || !ready_ || withCore_ > 0 || op.path.empty() || interceptor_ == nullptr) return 0;
+  if (write) {
+    if (op.length == 0) return 0;
+    auto armed = armed_.find(op.path);
+    if (armed == armed_.end()) return 0;
+    for (uint64_t extent = static_cast<uint64_t>(op.offset) / extentBytes_; extent <= (static_cast<uint64_t>(op.offset) + op.length - 1) / extentBytes_; extent++) {
+      if (armed->second.count(extent) == 0) return 0;
+    }
+  }
+  *taken = true;
+  Flight flight;
+  flight.op = &op;
+  flight.lseq = nextLseq_++;
+  flights_.push_back(&flight);
+  uint64_t generation = generation_;
+  if (write) {
+    pending_.touched.insert(op.path);
+    // Applied here first, in the order of the lane's sequence (the lock), then sent.
+    size_t done = 0;
+    while (done < op.length && flight.local == 0) {
+      ssize_t count = pwrite(fd, op.data + done, op.length - done, op.offset + static_cast<off_t>(done));
+      if (count < 0) flight.local = errno;
+      else done += static_cast<size_t>(count);
+    }
+    flight.hasLocal = true;
+    if (flight.local != 0) StopOnOwnLocked(generation, std::string("write ") + op.path + ": " + std::strerror(flight.local) + " here");
+  }
+  if (flight.state == Flight::State::kFlying) {
+    Bytes frame = Frame(std::string(sessionKey_.begin(), sessionKey_.end()), 0, sendCounter_++, write ? kFrameWrite : kFrameFsync, datasync, flight.lseq, static_cast<uint64_t>(op.offset), 0, op.path, op.data, write ? op.length : 0);
+    if (!SendLocked(frame)) StopOnOwnLocked(generation, "the lane could not send to the peer");
+  }
+  if (!write && flight.state == Flight::State::kFlying) {
+    // The local fsync outside the lock: others go on meanwhile.
+    lock.unlock();
+    int error = (datasync ? fdatasync(fd) : fsync(fd)) < 0 ? errno : 0;
+    lock.lock();
+    flight.local = error;
+    flight.hasLocal = true;
+    if (flight.state == Flight::State::kFlying) SettleLocked(&flight);
+  }
+  flight.changed.wait(lock, [&] { return flight.state != Flight::State::kFlying; });
+  if (flight.state == Flight::State::kDone) return flight.local == 0 ? 0 : -flight.local;
+  if (flight.state == Flight::State::kFailed) return -EIO;
+  uint64_t id = flight.resubmitId;
+  Interceptor* interceptor = interceptor_;
+  lock.unlock();
+  int result = id == 0 || interceptor == nullptr ? -EIO : interceptor->WaitFor(id);
+  EndCore();
+  return result;
+}
+
+void Lane::SettleLocked(Flight* flight) {
+  if (!flight->hasLocal || !flight->hasPeer || flight->state != Flight::State::kFlying) return;
+  if (flight->local != flight->peer) {
+    StopOnOwnLocked(generation_, std::string(flight->op->kind) + " " + flight->op->path + ": " + (flight->local == 0 ? "ok" : std::strerror(flight->local)) + " here, " + (flight->peer == 0 ? "ok" : std::strerror(flight->peer)) + " on the peer");
+    return;
+  }
+  flights_.erase(std::find(flights_.begin(), flights_.end(), flight));
+  if (std::strcmp(flight->op->kind, "write") == 0) Mark(*flight->op);
+  pending_.completed++;
+  completedTotal_++;
+  flight->state = Flight::State::kDone;
+  flight->changed.notify_one();
+  if (flights_.empty()) coreCanGo_.notify_all();
+}
+
+void Lane::Mark(const Intercepted& op) { MarkInto(pending_.marks, op); }
+
+void Lane::MarkInto(std::map<std::string, std::set<uint64_t>>& marks, const Intercepted& op) const {
+  if (op.length == 0) return;
+  std::set<uint64_t>& blocks = marks[op.path];
+  uint64_t first = static_cast<uint64_t>(op.offset) / blockSize_, last = (static_cast<uint64_t>(op.offset) + op.length - 1) / blockSize_;
+  for (uint64_t block = first; block <= last; block++) blocks.insert(block);
+}
+
+LaneReport Lane::TakeLocked(bool stopped, const std::string& why) {
+  LaneReport report = std::move(pending_);
+  pending_ = LaneReport();
+  report.epoch = epoch_;
+  report.stopped = stopped;
+  report.why = why;
+  for (Flight* flight : flights_) {
+    if (std::strcmp(flight->op->kind, "write") == 0) report.touched.insert(flight->op->path);
+  }
+  return report;
+}
+
+LaneReport Lane::StopLocked(const std::string& why) {
+  LaneReport report = TakeLocked(true, why);
+  on_ = false;
+  ready_ = false;
+  generation_++;
+  armed_.clear();
+  if (socket_ >= 0) shutdown(socket_, SHUT_RDWR);
+  socket_ = -1;
+  for (Flight* flight : flights_) {
+    uint64_t id = interceptor_ == nullptr ? 0 : interceptor_->Enlist(*flight->op);
+    if (id == 0) {
+      // No core to give it to (the mount is going): it fails, and stays marked.
+      flight->state = Flight::State::kFailed;
+      if (std::strcmp(flight->op->kind, "write") == 0) MarkInto(report.marks, *flight->op);
+    } else {
+      flight->state = Flight::State::kResubmitted;
+      flight->resubmitId = id;
+      withCore_++;
+      report.resubmit.emplace_back(id, *flight->op);
+    }
+    flight->changed.notify_one();
+  }
+  flights_.clear();
+  coreCanGo_.notify_all();
+  return report;
+}
+
+void Lane::StopOnOwnLocked(uint64_t generation, const std::string& why) {
+  if (generation != generation_ || !on_) return;
+  LaneReport report = StopLocked(why);
+  std::function<void(LaneReport)> reporter = reporter_;
+  auto shared = std::make_shared<LaneReport>(std::move(report));
+  // After every operation handed to the core before, ahead of any after (one queue).
+  if (interceptor_ == nullptr || !reporter || !interceptor_->Post([reporter, shared] { reporter(std::move(*shared)); })) {
+    // Nobody to tell: the mount is going, and Detach fails what waits.
+  }
+}
+
+LaneReport Lane::Off() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!on_) return TakeLocked(true, "already stopped");
+  return StopLocked("asked");
+}
+
+LaneReport Lane::Harvest() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  armed_.clear();
+  return TakeLocked(false, "");
+}
+
+void Lane::Arm(const std::string& path, const std::vector<uint64_t>& extents) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!on_) return;
+  armed_[path].insert(extents.begin(), extents.end());
+}
+
+void Lane::SetReporter(std::function<void(LaneReport)> reporter) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  reporter_ = std::move(reporter);
+}
+
+uint64_t Lane::Completed() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return completedTotal_;
+}
+
+uint64_t Lane::Applied() const {
+  std::lock_guard<std::mutex> lock(followMutex_);
+  return appliedTotal_;
+}
+
+void Lane::Attach(Interceptor* interceptor) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  interceptor_ = interceptor;
+}
+
+void Lane::Detach() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (on_) {
+    // The core learns of it from its off(): keep that report's content for it.
+    Interceptor* interceptor = interceptor_;
+    interceptor_ = nullptr;
+    LaneReport report = StopLocked("the mount went");
+    interceptor_ = interceptor;
+    for (auto& entry : report.marks) pending_.marks[entry.first].insert(entry.second.begin(), entry.second.end());
+    pending_.touched.insert(report.touched.begin(), report.touched.end());
+    pending_.completed += report.completed;
+  }
+  interceptor_ = nullptr;
+  withCore_ = 0;
+  coreCanGo_.notify_all();
+}
+
+void Lane::BeginCore() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  coreCanGo_.wait(lock, [&] { return flights_.empty(); });
+  withCore_++;
+}
+
+void Lane::EndCore() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (withCore_ > 0) withCore_--;
+}
+
+}  // namespace fusefs
+}  // namespace tandem

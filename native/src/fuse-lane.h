@@ -1,0 +1,129 @@
+// The lane of the replicator (core/mirror/lane.ts, docs/mirror.md "The lane"): the
+// primary's in-sync writes and fsyncs applied here, sent to the peer on a connection of
+// their own and completed once the peer applied them, without entering JavaScript; and the
+// secondary's side, which applies them in order and acknowledges each. The core decides
+// when it runs, arms the extents it may write into, and takes back what it did (reports).
+// No N-API here: these run on libfuse's workers and on the lane's own threads.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fuse-passthrough.h"
+
+namespace tandem {
+namespace fusefs {
+
+// What a lane did since its last report (LaneReport in core/mirror/lane.ts).
+struct LaneReport {
+  int64_t epoch = -1;  // -1: no lane was ever on
+  bool stopped = false;
+  std::string why;
+  std::map<std::string, std::set<uint64_t>> marks;  // blocks of completed writes
+  std::set<std::string> touched;
+  // Unfinished operations given back to the core: the id the application waits under (its
+  // interceptor's), and the operation (its data stays valid until that id is answered).
+  std::vector<std::pair<uint64_t, Intercepted>> resubmit;
+  uint64_t completed = 0;
+};
+
+class Lane : public std::enable_shared_from_this<Lane> {
+ public:
+  // `dirFd`: the replicated tree underneath (a secondary applies frames through it; duplicated).
+  // `key`: the module's stream key (authenticates the lane's handshake and every frame).
+  Lane(int dirFd, std::string key, uint32_t blockSize, uint32_t extentBytes);
+  ~Lane();
+
+  // ---- the JavaScript thread ----
+  // The secondary's side: accepts the primary's lane connections on host:port. "" or an error.
+  std::string Listen(const std::string& host, int port);
+  // The primary's lane runs for session/epoch; connects to the peer's host:port first
+  // (admits nothing until its handshake is done).
+  void On(uint64_t session, uint64_t epoch, const std::string& host, int port);
+  LaneReport Off();
+  LaneReport Harvest();
+  void Arm(const std::string& path, const std::vector<uint64_t>& extents);
+  // The secondary applies frames of this session and epoch (`on` false: none, once this returns).
+  void Follow(bool on, uint64_t session, uint64_t epoch);
+  // Where a lane that stops on its own sends its report (on the JavaScript thread).
+  void SetReporter(std::function<void(LaneReport)> reporter);
+  // Stops both sides and the listener (the wrapper's close; also the destructor's).
+  void Close();
+  // Counters for stats().
+  uint64_t Completed() const;
+  uint64_t Applied() const;
+
+  // ---- the mount (intercept mode) ----
+  void Attach(Interceptor* interceptor);
+  // The mount goes: unfinished operations fail (EIO) and count as marks of the next report.
+  void Detach();
+
+  // ---- libfuse's workers ----
+  // Takes a write or an fsync if admitted (*taken); returns what the application gets (0
+  // or -errno; a write's byte count is the caller's). `fd`: the open file underneath.
+  int Offer(const Intercepted& op, int fd, bool datasync, bool* taken);
+  // Around every operation handed to the core: none passes while the lane has operations
+  // unfinished, and the lane admits none while the core has one.
+  void BeginCore();
+  void EndCore();
+
+ private:
+  struct Flight;
+  void Connect(uint64_t generation, std::string host, int port);
+  void ReadAcks(uint64_t generation, int fd, const std::string& sessionKey);
+  void Serve(int listenFd);
+  void FollowConnection(int fd);
+  LaneReport TakeLocked(bool stopped, const std::string& why);
+  // Stops the lane: unfinished operations go back to the core through the report.
+  LaneReport StopLocked(const std::string& why);
+  void StopOnOwnLocked(uint64_t generation, const std::string& why);
+  void SettleLocked(Flight* flight);
+  bool SendLocked(const std::vector<uint8_t>& frame);
+  void Mark(const Intercepted& op);
+  void MarkInto(std::map<std::string, std::set<uint64_t>>& marks, const Intercepted& op) const;
+
+  const int dirFd_;
+  const std::string key_;
+  const uint32_t blockSize_;
+  const uint32_t extentBytes_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable coreCanGo_;
+  Interceptor* interceptor_ = nullptr;
+  std::function<void(LaneReport)> reporter_;
+  // The primary's lane.
+  bool on_ = false;
+  bool ready_ = false;
+  uint64_t generation_ = 0;  // one per On: threads of an older one do nothing
+  uint64_t session_ = 0;
+  int64_t epoch_ = -1;
+  int socket_ = -1;
+  std::vector<uint8_t> sessionKey_;
+  uint64_t sendCounter_ = 0;
+  uint64_t nextLseq_ = 1;
+  std::map<std::string, std::set<uint64_t>> armed_;
+  std::vector<Flight*> flights_;  // in the order applied here
+  uint64_t withCore_ = 0;
+  LaneReport pending_;  // marks, touched and counts since the last report
+  uint64_t completedTotal_ = 0;
+  // The secondary's side.
+  mutable std::mutex followMutex_;  // held while a frame is applied
+  bool following_ = false;
+  uint64_t followSession_ = 0;
+  uint64_t followEpoch_ = 0;
+  int followFd_ = -1;
+  int listenFd_ = -1;
+  std::thread listener_;
+  uint64_t appliedTotal_ = 0;
+};
+
+}  // namespace fusefs
+}  // namespace tandem
