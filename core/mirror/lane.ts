@@ -48,8 +48,9 @@ export interface LanePort {
   off(): void;
   /** A report follows, and every extent is disarmed. */
   harvest(): void;
-  /** Writes to these extents of `path` may go on the lane (their marks are durable). */
-  arm(path: string, extents: readonly number[]): void;
+  /** Writes to these extents of `path` (or anywhere in it: "all") may go on the lane
+   *  (their marks are durable). */
+  arm(path: string, extents: readonly number[] | "all"): void;
   /** The secondary applies the frames of this lane (null: none any more, once this returns). */
   follow(lane: { readonly session: number; readonly epoch: number } | null): void;
   /** Reports are delivered later, never while the core's effects execute. */

@@ -117,7 +117,8 @@ export type MirrorEffect =
   /** The primary's lane (lane.ts): on, off (a stopped report follows), harvest (a report follows). */
   | { readonly kind: "lane"; readonly action: "on"; readonly session: number; readonly epoch: number }
   | { readonly kind: "lane"; readonly action: "off" | "harvest" }
-  | { readonly kind: "lane-arm"; readonly path: string; readonly extents: readonly number[] }
+  /** "all": the whole path is hot (created, truncated or renamed since the marks were cleared). */
+  | { readonly kind: "lane-arm"; readonly path: string; readonly extents: readonly number[] | "all" }
   /** The secondary applies this lane's frames (null: no more, once executed). */
   | { readonly kind: "lane-follow"; readonly lane: { readonly session: number; readonly epoch: number } | null }
   | { readonly kind: "log"; readonly entry: LogEntry };
@@ -1035,8 +1036,11 @@ class Step {
     }
     // Its marks are durable (dispatched after them): the lane may write there from now on.
     if (s.lane !== null && s.lane.state === "on" && op.kind === "write") {
-      const extents = extentsOfWrite(op, s.config.blockSize, s.config.hotExtentBlocks);
-      if (extents.length > 0) this.out.push({ kind: "lane-arm", path: op.path, extents });
+      if (s.meta.hot.get(op.path)?.all === true) this.out.push({ kind: "lane-arm", path: op.path, extents: "all" });
+      else {
+        const extents = extentsOfWrite(op, s.config.blockSize, s.config.hotExtentBlocks);
+        if (extents.length > 0) this.out.push({ kind: "lane-arm", path: op.path, extents });
+      }
     }
   }
 
@@ -1741,7 +1745,7 @@ class Step {
     if (s.lane?.state === "on") {
       for (const path of s.hotTouched) {
         const entry = hot.get(path);
-        if (entry !== undefined && !entry.all && entry.blocks.size > 0) this.out.push({ kind: "lane-arm", path, extents: [...entry.blocks] });
+        if (entry !== undefined && (entry.all || entry.blocks.size > 0)) this.out.push({ kind: "lane-arm", path, extents: entry.all ? "all" : [...entry.blocks] });
       }
     }
     s.hotTouched.clear();

@@ -14,6 +14,9 @@ import type { LanePort, LaneReport } from "../../core/mirror/lane.ts";
 import type { FileDirty } from "../../core/mirror/meta.ts";
 import type { FuseLane, NativeLaneReport } from "../../native/fuse.ts";
 
+/** The native lane's extent number for "the whole path" (fuse-lane.cc's kWholePath). */
+const wholePath = 2 ** 53 - 1;
+
 export interface RealLaneOptions {
   readonly native: FuseLane;
   /** Where the peer's lane listens. */
@@ -43,8 +46,8 @@ export class RealLane implements LanePort {
     this.#later(this.#options.native.harvest());
   }
 
-  arm(path: string, extents: readonly number[]): void {
-    this.#options.native.arm(path, extents);
+  arm(path: string, extents: readonly number[] | "all"): void {
+    this.#options.native.arm(path, extents === "all" ? [wholePath] : extents);
   }
 
   follow(lane: { readonly session: number; readonly epoch: number } | null): void {

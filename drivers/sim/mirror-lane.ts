@@ -54,7 +54,7 @@ export class SimLane implements LanePort {
   #on: { readonly session: number; readonly epoch: number } | null = null;
   #lastEpoch: number | null = null;
   #connected = false;
-  readonly #armed = new Map<string, Set<number>>();
+  readonly #armed = new Map<string, Set<number> | "all">();
   /** Admitted and unfinished, in the order applied here. */
   #flights: Flight[] = [];
   #marks: DirtyMap = emptyDirty;
@@ -107,7 +107,7 @@ export class SimLane implements LanePort {
     if (extents.length === 0) return false;
     if (this.#o.plantedBug === "lane-ignores-arming") return true;
     const armed = this.#armed.get(op.path);
-    return armed !== undefined && extents.every((extent) => armed.has(extent));
+    return armed !== undefined && (armed === "all" || extents.every((extent) => armed.has(extent)));
   }
 
   #toCore(id: number, op: DiskOp): void {
@@ -187,9 +187,13 @@ export class SimLane implements LanePort {
     this.#deliver(this.#take(false, "", []));
   }
 
-  arm(path: string, extents: readonly number[]): void {
+  arm(path: string, extents: readonly number[] | "all"): void {
     if (this.#on === null) return;
     const armed = this.#armed.get(path) ?? new Set<number>();
+    if (extents === "all" || armed === "all") {
+      this.#armed.set(path, "all");
+      return;
+    }
     for (const extent of extents) armed.add(extent);
     this.#armed.set(path, armed);
   }

@@ -42,6 +42,8 @@ constexpr size_t kPathMax = 4096;
 constexpr size_t kDataMax = 16u << 20;
 constexpr uint8_t kFrameWrite = 1, kFrameFsync = 2, kFrameAck = 3;
 constexpr int kConnectTimeoutMs = 2000;
+// An armed "extent" meaning the whole path (the JavaScript side's 2^53 - 1).
+constexpr uint64_t kWholePath = (uint64_t{1} << 53) - 1;
 
 using Bytes = std::vector<uint8_t>;
 
@@ -444,8 +446,11 @@ int Lane::Offer(const Intercepted& op, int fd, bool datasync, bool* taken) {
     if (op.length == 0) return 0;
     auto armed = armed_.find(op.path);
     if (armed == armed_.end()) return 0;
-    for (uint64_t extent = static_cast<uint64_t>(op.offset) / extentBytes_; extent <= (static_cast<uint64_t>(op.offset) + op.length - 1) / extentBytes_; extent++) {
-      if (armed->second.count(extent) == 0) return 0;
+    if (armed->second.count(kWholePath) == 0) {
+      uint64_t first = static_cast<uint64_t>(op.offset) / extentBytes_, last = (static_cast<uint64_t>(op.offset) + op.length - 1) / extentBytes_;
+      for (uint64_t extent = first; extent <= last; extent++) {
+        if (armed->second.count(extent) == 0) return 0;
+      }
     }
   }
   *taken = true;
