@@ -201,7 +201,7 @@ class JsInterceptor : public Interceptor, public std::enable_shared_from_this<Js
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (closed_) return -EIO;
-      id = ++lastId_;
+      id = NextId();
       waiting_.emplace(id, shared);
     }
     auto* boxed = new uint64_t(id);
@@ -227,7 +227,7 @@ class JsInterceptor : public Interceptor, public std::enable_shared_from_this<Js
     waiting->op = &op;
     std::lock_guard<std::mutex> lock(mutex_);
     if (closed_) return 0;
-    uint64_t id = ++lastId_;
+    uint64_t id = NextId();
     waiting_.emplace(id, waiting);
     enlisted_.emplace(id, waiting);
     return id;
@@ -348,7 +348,12 @@ private:
   Napi::ThreadSafeFunction function_;
   std::mutex mutex_;
   bool closed_ = false;
-  uint64_t lastId_ = 0;
+  // Ids are unique across every mount of the process: an answer for an operation of a mount
+  // that is gone (a lane report delivered after a remount) can never reach another's.
+  static uint64_t NextId() {
+    static std::atomic<uint64_t> last{0};
+    return ++last;
+  }
   std::map<uint64_t, std::shared_ptr<Waiting>> waiting_;
   // Enlisted by the lane: kept until WaitFor takes them (the answer may come first).
   std::map<uint64_t, std::shared_ptr<Waiting>> enlisted_;
