@@ -292,7 +292,13 @@ void Lane::FollowConnection(int fd) {
     followFd_ = fd;
   }
   Bytes ok = Hmac(key_, {{"ok", 2}, {peerNonce, kNonce}, {nonce, kNonce}});
-  if (!WriteAll(fd, ok.data(), ok.size())) return;
+  if (WriteAll(fd, ok.data(), ok.size())) ApplyFrames(fd, session, epoch, nonce, peerNonce);
+  // The caller closes fd: Follow() must never shut down a descriptor number reused since.
+  std::lock_guard<std::mutex> lock(followMutex_);
+  if (followFd_ == fd) followFd_ = -1;
+}
+
+void Lane::ApplyFrames(int fd, uint64_t session, uint64_t epoch, const uint8_t* nonce, const uint8_t* peerNonce) {
   ReceiveTimeout(fd, 0);
   std::string sessionKey;
   {
@@ -336,8 +342,6 @@ void Lane::FollowConnection(int fd) {
     Bytes ack = Frame(sessionKey, 1, sent++, kFrameAck, false, frame.lseq, 0, static_cast<uint64_t>(error), "", nullptr, 0);
     if (!WriteAll(fd, ack.data(), ack.size())) break;
   }
-  std::lock_guard<std::mutex> lock(followMutex_);
-  if (followFd_ == fd) followFd_ = -1;
 }
 
 void Lane::Follow(bool on, uint64_t session, uint64_t epoch) {

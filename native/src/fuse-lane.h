@@ -81,6 +81,7 @@ class Lane : public std::enable_shared_from_this<Lane> {
   void ReadAcks(uint64_t generation, int fd, const std::string& sessionKey);
   void Serve(int listenFd);
   void FollowConnection(int fd);
+  void ApplyFrames(int fd, uint64_t session, uint64_t epoch, const uint8_t* nonce, const uint8_t* peerNonce);
   LaneReport TakeLocked(bool stopped, const std::string& why);
   // Stops the lane: unfinished operations go back to the core through the report.
   LaneReport StopLocked(const std::string& why);
