@@ -445,7 +445,9 @@ int Lane::Offer(const Intercepted& op, int fd, bool datasync, bool* taken) {
   bool write = std::strcmp(op.kind, "write") == 0;
   std::unique_lock<std::mutex> lock(mutex_);
   *taken = false;
-  if (!on_ || !ready_ || withCore_ > 0 || op.path.empty() || interceptor_ == nullptr) return 0;
+  // An operation waiting to go to the core stops admissions, or a stream of writes could
+  // keep it waiting for ever (the simulator's model counts it with the core at once).
+  if (!on_ || !ready_ || withCore_ > 0 || coreWaiting_ > 0 || op.path.empty() || interceptor_ == nullptr) return 0;
   if (write) {
     if (op.length == 0) return 0;
     auto armed = armed_.find(op.path);
@@ -630,7 +632,9 @@ void Lane::Detach() {
 
 void Lane::BeginCore() {
   std::unique_lock<std::mutex> lock(mutex_);
+  coreWaiting_++;
   coreCanGo_.wait(lock, [&] { return flights_.empty(); });
+  coreWaiting_--;
   withCore_++;
 }
 

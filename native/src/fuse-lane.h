@@ -113,6 +113,7 @@ class Lane : public std::enable_shared_from_this<Lane> {
   std::map<std::string, std::set<uint64_t>> armed_;
   std::vector<Flight*> flights_;  // in the order applied here
   uint64_t withCore_ = 0;
+  uint64_t coreWaiting_ = 0;  // in BeginCore, waiting for the lane's operations to finish
   LaneReport pending_;  // marks, touched and counts since the last report
   uint64_t completedTotal_ = 0;
   // The secondary's side.
