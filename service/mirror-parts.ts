@@ -132,9 +132,10 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
     closers.push(() => clock.cancelAll());
     const port = module.heart?.port ?? defaultMirrorPort(module.name);
     const channel = `mirror:${module.name}`;
+    const topology = streamTopologyOf(cluster, node);
     let lane: RealLane | null = null;
     if (laneWanted) {
-      const peerAddr = streamTopologyOf(cluster, node).peers.find((peer) => peer.id === config.peer)?.routes.find((route) => route.ring === rings[0]!.ring)?.addr;
+      const peerAddr = topology.peers.find((peer) => peer.id === config.peer)?.routes.find((route) => route.ring === rings[0]!.ring)?.addr;
       if (peerAddr === undefined) throw new Error(`node ${config.peer} has no address on heartbeat lan ${rings[0]!.ring}, where the lane connects`);
       const made = new (fuseBinding().FuseLane)(volume.handle, options.key.mac(Buffer.from(`tandem mirror lane v1 ${module.name}`)), config.blockSize, config.hotExtentBlocks * config.blockSize);
       closers.push(() => made.close());
@@ -145,7 +146,6 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
     const datagrams = new RealDatagramPort({ self: node, incarnation: options.incarnation, key: options.key, port, rings, codec: mirrorBeatCodec(module.name), channel, clock, log });
     await datagrams.open();
     closers.push(() => datagrams.close());
-    const topology = streamTopologyOf(cluster, node);
     const stream = new RealStreamPort({
       self: node,
       incarnation: options.incarnation,
@@ -203,7 +203,7 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
           stats: { ...state.stats },
           intercepted: fuse?.intercepted ?? 0,
           waiting: fuse?.waiting ?? 0,
-          lane: { on: state.lane?.state === "on", completed: nativeLane?.stats().completed ?? 0, applied: nativeLane?.stats().applied ?? 0 },
+          lane: { on: state.lane?.state === "on", ...(nativeLane?.stats() ?? { completed: 0, applied: 0 }) },
           why: readiness === "Ready" ? "" : state.why,
         };
       },

@@ -135,11 +135,12 @@ export class MirrorVolume {
   }
 
   #mount(mode: VolumeMode): void {
+    const lane = mode === "intercept" ? (this.#options.lane?.() ?? null) : null;
     const fuse: FuseMount = mountFuse(this.#options.dir, {
       autoUnmount: false,
       mode,
       ...(mode === "intercept" ? { intercept: (nativeId: number, op: DiskOp) => this.#intercepted(fuse, nativeId, op) } : {}),
-      ...(mode === "intercept" && this.#options.lane?.() != null ? { lane: this.#options.lane()! } : {}),
+      ...(lane === null ? {} : { lane }),
     });
     this.#fuse = fuse;
     this.#mode = mode;
