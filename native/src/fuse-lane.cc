@@ -210,6 +210,7 @@ struct Lane::Flight {
   int local = 0, peer = 0;  // 0 or a positive errno
   enum class State { kFlying, kDone, kResubmitted, kFailed } state = State::kFlying;
   uint64_t resubmitId = 0;
+  Interceptor* resubmittedTo = nullptr;  // the mount's interceptor it was enlisted with
   std::condition_variable changed;
 };
 
@@ -412,7 +413,7 @@ void Lane::Connect(uint64_t generation, std::string host, int port) {
   }
   ReceiveTimeout(fd, 0);
   socket_ = fd;
-  sessionKey_.assign(sessionKey.begin(), sessionKey.end());
+  sessionKey_ = sessionKey;
   sendCounter_ = 0;
   ready_ = true;
   lock.unlock();
@@ -478,7 +479,7 @@ int Lane::Offer(const Intercepted& op, int fd, bool datasync, bool* taken) {
     if (flight.local != 0) StopOnOwnLocked(generation, std::string("write ") + op.path + ": " + std::strerror(flight.local) + " here");
   }
   if (flight.state == Flight::State::kFlying) {
-    Bytes frame = Frame(std::string(sessionKey_.begin(), sessionKey_.end()), 0, sendCounter_++, write ? kFrameWrite : kFrameFsync, datasync, flight.lseq, static_cast<uint64_t>(op.offset), 0, op.path, op.data, write ? op.length : 0);
+    Bytes frame = Frame(sessionKey_, 0, sendCounter_++, write ? kFrameWrite : kFrameFsync, datasync, flight.lseq, static_cast<uint64_t>(op.offset), 0, op.path, op.data, write ? op.length : 0);
     if (!SendLocked(frame)) StopOnOwnLocked(generation, "the lane could not send to the peer");
   }
   if (!write && flight.state == Flight::State::kFlying) {
@@ -493,10 +494,9 @@ int Lane::Offer(const Intercepted& op, int fd, bool datasync, bool* taken) {
   flight.changed.wait(lock, [&] { return flight.state != Flight::State::kFlying; });
   if (flight.state == Flight::State::kDone) return flight.local == 0 ? 0 : -flight.local;
   if (flight.state == Flight::State::kFailed) return -EIO;
-  uint64_t id = flight.resubmitId;
-  Interceptor* interceptor = interceptor_;
   lock.unlock();
-  int result = id == 0 || interceptor == nullptr ? -EIO : interceptor->WaitFor(id);
+  // That interceptor outlives this wait: a mount's Stop detaches the lane, then closes it.
+  int result = flight.resubmittedTo->WaitFor(flight.resubmitId);
   EndCore();
   return result;
 }
@@ -539,6 +539,11 @@ LaneReport Lane::TakeLocked(bool stopped, const std::string& why) {
 
 LaneReport Lane::StopLocked(const std::string& why) {
   LaneReport report = TakeLocked(true, why);
+  HaltLocked(report);
+  return report;
+}
+
+void Lane::HaltLocked(LaneReport& report) {
   on_ = false;
   ready_ = false;
   generation_++;
@@ -550,10 +555,14 @@ LaneReport Lane::StopLocked(const std::string& why) {
     if (id == 0) {
       // No core to give it to (the mount is going): it fails, and stays marked.
       flight->state = Flight::State::kFailed;
-      if (std::strcmp(flight->op->kind, "write") == 0) MarkInto(report.marks, *flight->op);
+      if (std::strcmp(flight->op->kind, "write") == 0) {
+        MarkInto(report.marks, *flight->op);
+        report.touched.insert(flight->op->path);
+      }
     } else {
       flight->state = Flight::State::kResubmitted;
       flight->resubmitId = id;
+      flight->resubmittedTo = interceptor_;
       withCore_++;
       report.resubmit.emplace_back(id, *flight->op);
     }
@@ -561,7 +570,6 @@ LaneReport Lane::StopLocked(const std::string& why) {
   }
   flights_.clear();
   coreCanGo_.notify_all();
-  return report;
 }
 
 void Lane::StopOnOwnLocked(uint64_t generation, const std::string& why) {
@@ -615,17 +623,9 @@ void Lane::Attach(Interceptor* interceptor) {
 
 void Lane::Detach() {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (on_) {
-    // The core learns of it from its off(): keep that report's content for it.
-    Interceptor* interceptor = interceptor_;
-    interceptor_ = nullptr;
-    LaneReport report = StopLocked("the mount went");
-    interceptor_ = interceptor;
-    for (auto& entry : report.marks) pending_.marks[entry.first].insert(entry.second.begin(), entry.second.end());
-    pending_.touched.insert(report.touched.begin(), report.touched.end());
-    pending_.completed += report.completed;
-  }
+  // Nothing to give operations back to: they fail, marked in what the core's off() takes.
   interceptor_ = nullptr;
+  if (on_) HaltLocked(pending_);
   withCore_ = 0;
   coreCanGo_.notify_all();
 }

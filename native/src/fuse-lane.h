@@ -85,6 +85,9 @@ class Lane : public std::enable_shared_from_this<Lane> {
   LaneReport TakeLocked(bool stopped, const std::string& why);
   // Stops the lane: unfinished operations go back to the core through the report.
   LaneReport StopLocked(const std::string& why);
+  // Ends the connection and the unfinished operations: given back (listed in `report`),
+  // or failed and marked there when there is no core to give them to.
+  void HaltLocked(LaneReport& report);
   void StopOnOwnLocked(uint64_t generation, const std::string& why);
   void SettleLocked(Flight* flight);
   bool SendLocked(const std::vector<uint8_t>& frame);
@@ -107,7 +110,7 @@ class Lane : public std::enable_shared_from_this<Lane> {
   uint64_t session_ = 0;
   int64_t epoch_ = -1;
   int socket_ = -1;
-  std::vector<uint8_t> sessionKey_;
+  std::string sessionKey_;
   uint64_t sendCounter_ = 0;
   uint64_t nextLseq_ = 1;
   std::map<std::string, std::set<uint64_t>> armed_;
