@@ -77,9 +77,10 @@ if [ -s "$PG_DATA/PG_VERSION" ]; then runuser -u postgres -- "$PG_BIN/pg_ctl" -D
 
 /** A mirror module's userconfig.xml in generic-mirror's shape: the VIP on the real
  *  interface, one replicated directory acknowledged once applied on the secondary
- *  (async="none"), tandem's default timings. `check`: the <check> element's children
- *  (none: no element). Shared with the host tests' mirror (test/host/mirror-lab.ts). */
-export function mirrorModuleXml(spec: { readonly service: string; readonly vip: string; readonly dir: string; readonly check: readonly string[]; readonly vars: Readonly<Record<string, string>> }): string {
+ *  (async="none"; `async`: "second", SafeKit's default, on receipt), tandem's default
+ *  timings. `check`: the <check> element's children (none: no element). Shared with the
+ *  host tests' mirror (test/host/mirror-lab.ts). */
+export function mirrorModuleXml(spec: { readonly service: string; readonly vip: string; readonly dir: string; readonly check: readonly string[]; readonly vars: Readonly<Record<string, string>>; readonly async?: "none" | "second" }): string {
   const check = spec.check.length === 0 ? "" : `    <check>\n${spec.check.map((line) => `      ${line}\n`).join("")}    </check>\n`;
   return `<?xml version="1.0" encoding="utf-8"?>
 <safe>
@@ -96,7 +97,7 @@ export function mirrorModuleXml(spec: { readonly service: string; readonly vip: 
         </interface>
       </interface_list>
     </vip>
-    <rfs async="none">
+    <rfs async="${spec.async ?? "none"}">
       <replicated dir="${spec.dir}" mode="read_only"/>
     </rfs>
 ${check}    <user nicestoptimeout="60s" forcestoptimeout="10s">

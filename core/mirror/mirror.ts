@@ -133,7 +133,7 @@ type Continuation =
 
 type Tag =
   | { readonly t: "local"; readonly seq: number }
-  | { readonly t: "remote"; readonly session: number; readonly seq: number; readonly fsync: boolean; readonly paths: readonly string[] }
+  | { readonly t: "remote"; readonly session: number; readonly seq: number; readonly paths: readonly string[]; readonly ackedOnReceipt: boolean }
   /** `blocks`: the chunk asked for; `whole`: the first chunk of a whole path. */
   | { readonly t: "resync-read"; readonly session: number; readonly path: string; readonly version: number; readonly blocks: readonly number[]; readonly whole: boolean }
   | { readonly t: "prune-read"; readonly session: number; readonly path: string; readonly snapshot: PathSnapshot }
@@ -260,8 +260,12 @@ export interface Mirror {
   nextLaneEpoch: number;
   /** After a lane stopped on its own, none opens before this time. */
   laneRetryMs: number;
-  /** The secondary applies this lane's frames. */
-  followLane: { readonly session: number; readonly epoch: number } | null;
+  /** The secondary applies this lane's frames (`started`: the driver follows it and the
+   *  primary heard so; until then the core's operations received before it are applying).
+   *  While set, every operation of the core is acknowledged once applied, whatever `ack`:
+   *  the lane's follower applies beside the disk port, so the primary must not admit a lane
+   *  write before the core's operations ahead of it are on this disk. */
+  followLane: { readonly session: number; readonly epoch: number; started: boolean } | null;
   witness: { epoch: number; purpose: "alone" | "promote" } | null;
   /** The witness answered: the pause before acting on it. */
   grace: { purpose: "alone" | "promote" } | null;
@@ -1075,12 +1079,14 @@ class Step {
 
   // ---- the lane (lane.ts) ----
 
-  /** Whether the primary's writes may take the lane now: attached to an up-to-date peer
-   *  that acknowledges once applied, running, with no script, fence or decision under way. */
+  /** Whether the primary's writes may take the lane now: attached to an up-to-date peer,
+   *  running, with no script, fence or decision under way. (With ack "received" too: the
+   *  lane's frames are acknowledged once applied, and so are the core's operations while
+   *  the secondary follows a lane; see followLane.) */
   laneWanted(): boolean {
     const s = this.s;
     const link = s.link;
-    return s.config.lane && s.config.ack === "applied" && s.phase === "primary" && s.app === "running" && s.accepting && s.dispatching && s.job === null && s.fence === null && s.streamUp && link !== null && link.inSync;
+    return s.config.lane && s.phase === "primary" && s.app === "running" && s.accepting && s.dispatching && s.job === null && s.fence === null && s.streamUp && link !== null && link.inSync;
   }
 
   /** After every step: opens the lane when wanted, stops it when no longer, and stops the
@@ -1106,10 +1112,25 @@ class Step {
       this.send({ kind: "lane-open", session: lane.session, epoch: lane.epoch });
     }
     const follow = s.followLane;
-    if (follow !== null && !(s.phase === "secondary" && s.follow !== null && s.follow.session === follow.session && !s.follow.preserving)) {
-      s.followLane = null;
-      this.out.push({ kind: "lane-follow", lane: null });
-    }
+    if (follow !== null && !(s.phase === "secondary" && s.follow !== null && s.follow.session === follow.session && !s.follow.preserving)) this.stopFollowingLane();
+  }
+
+  /** The secondary follows the lane it was offered once the core's operations received
+   *  before are applied (acknowledged on receipt, the primary may have answered them). */
+  startFollowingLane(): void {
+    const s = this.s;
+    const lane = s.followLane;
+    if (lane === null || lane.started || s.follow === null || s.follow.applying > 0) return;
+    lane.started = true;
+    this.out.push({ kind: "lane-follow", lane: { session: lane.session, epoch: lane.epoch } });
+    this.send({ kind: "lane-opened", session: lane.session, epoch: lane.epoch });
+  }
+
+  stopFollowingLane(): void {
+    const s = this.s;
+    const lane = s.followLane;
+    s.followLane = null;
+    if (lane?.started === true) this.out.push({ kind: "lane-follow", lane: null });
   }
 
   laneReport(report: LaneReport): void {
@@ -1195,7 +1216,7 @@ class Step {
         return;
       }
       case "remote":
-        this.remoteApplied(tag.session, tag.seq, tag.fsync, tag.paths, result);
+        this.remoteApplied(tag.session, tag.seq, tag.ackedOnReceipt, tag.paths, result);
         return;
       case "install": {
         const follow = s.follow;
@@ -1258,7 +1279,7 @@ class Step {
 
   // ---- the secondary ----
 
-  remoteApplied(session: number, seq: number, fsync: boolean, paths: readonly string[], result: DiskResult): void {
+  remoteApplied(session: number, seq: number, ackedOnReceipt: boolean, paths: readonly string[], result: DiskResult): void {
     const s = this.s;
     const follow = s.follow;
     if (follow === null || follow.session !== session) return;
@@ -1267,9 +1288,10 @@ class Step {
       this.followerDiskFailed(`replicated operation ${seq}: ${result}`);
       return;
     }
-    // With ack "received" the primary already had a first answer: a failure comes later,
+    // Acknowledged on receipt, the primary already had a first answer: a failure comes later,
     // with the paths, because the primary may have completed the operation meanwhile.
-    if (s.config.ack === "applied" || fsync || result !== null) this.send({ kind: "rep-ack", session, seq, result, ...(result === null ? {} : { paths }) });
+    if (!ackedOnReceipt || result !== null) this.send({ kind: "rep-ack", session, seq, result, ...(result === null ? {} : { paths }) });
+    this.startFollowingLane();
     if (follow.applying === 0 && s.promoteWhenDrained) {
       s.promoteWhenDrained = false;
       this.takeOver("the primary is lost");
@@ -1361,8 +1383,9 @@ class Step {
         const follow = s.follow;
         if (follow === null || follow.session !== message.session) return;
         follow.applying++;
-        this.out.push({ kind: "apply", tag: this.tag({ t: "remote", session: message.session, seq: message.seq, fsync: message.op.kind === "fsync", paths: pathsOf(message.op) }), op: message.op });
-        if (s.config.ack === "received" && message.op.kind !== "fsync") this.send({ kind: "rep-ack", session: message.session, seq: message.seq, result: null });
+        const ackedOnReceipt = s.config.ack === "received" && message.op.kind !== "fsync" && s.followLane === null;
+        this.out.push({ kind: "apply", tag: this.tag({ t: "remote", session: message.session, seq: message.seq, paths: pathsOf(message.op), ackedOnReceipt }), op: message.op });
+        if (ackedOnReceipt) this.send({ kind: "rep-ack", session: message.session, seq: message.seq, result: null });
         return;
       }
       case "rep-ack": {
@@ -1428,9 +1451,9 @@ class Step {
       case "lane-open": {
         const follow = s.follow;
         if (!s.config.lane || s.phase !== "secondary" || follow === null || follow.session !== message.session || follow.preserving) return;
-        s.followLane = { session: message.session, epoch: message.epoch };
-        this.out.push({ kind: "lane-follow", lane: s.followLane });
-        this.send({ kind: "lane-opened", session: message.session, epoch: message.epoch });
+        if (s.followLane?.started === true) this.out.push({ kind: "lane-follow", lane: null });
+        s.followLane = { session: message.session, epoch: message.epoch, started: false };
+        this.startFollowingLane();
         return;
       }
       case "lane-opened": {
@@ -1441,10 +1464,7 @@ class Step {
         return;
       }
       case "lane-close":
-        if (s.followLane !== null && s.followLane.session === message.session && s.followLane.epoch === message.epoch) {
-          s.followLane = null;
-          this.out.push({ kind: "lane-follow", lane: null });
-        }
+        if (s.followLane !== null && s.followLane.session === message.session && s.followLane.epoch === message.epoch) this.stopFollowingLane();
         return;
       case "attach-refused":
         if (s.link !== null && s.link.session === message.session) this.linkLost(message.reason);

@@ -6,7 +6,9 @@
 // links), each with exactly one name (there are no hard links), kept in two layers: the
 // page cache, which every call reads and changes, and durable storage, which only a power
 // loss reveals. Calls complete strictly in issue order (one FIFO per disk, across all of
-// the port's methods), each `latencyMs` after the one before it (fsync and preserve
+// the port's methods; `aside()` is a second FIFO for applies, as a thread of the node's
+// own applying beside the first one would be), each `latencyMs` after the one before it
+// in its FIFO (fsync and preserve
 // `fsyncMs`, persistMeta `metaMs`), plus a jitter drawn from the disk's PRNG, times the
 // slow factor. A call's effect and its callback both happen at its completion, in an
 // event of its own, never inside the call.
@@ -192,6 +194,8 @@ export class SimDisk<Meta> {
   #incarnation = 0;
   #powerEpoch = 0;
   #lastCompletionMs = 0;
+  /** The same for the calls of aside(). */
+  #asideLastCompletionMs = 0;
   #inFlightCount = 0;
   #slowFactor = 1;
   readonly #failNext: { readonly kind: DiskFaultKind; readonly error: DiskError }[] = [];
@@ -229,6 +233,15 @@ export class SimDisk<Meta> {
     };
   }
 
+  /** Applies of the running incarnation on a FIFO of their own: they complete in their
+   *  order, not behind the port's calls (the native lane's follower thread beside the disk
+   *  port). The caller keeps whatever order it needs between the two. */
+  aside(): Pick<DiskPort<Meta>, "apply"> {
+    assert(this.#open, "aside() of a disk whose node is not running");
+    const incarnation = this.#incarnation;
+    return { apply: (op, done) => this.#issueApply(incarnation, op, done, true) };
+  }
+
   get isOpen(): boolean {
     return this.#open;
   }
@@ -252,6 +265,7 @@ export class SimDisk<Meta> {
     this.#powerEpoch++;
     this.#inFlightCount = 0;
     this.#lastCompletionMs = this.#clockMs();
+    this.#asideLastCompletionMs = this.#clockMs();
     this.#usedBytes = this.#computeUsedBytes();
     this.stats.powerLosses++;
   }
@@ -376,13 +390,14 @@ export class SimDisk<Meta> {
 
   // ---- calls ----
 
-  /** Schedules one call behind every call before it; `run` performs it at completion. */
-  #call<R>(incarnation: number, kind: DiskCallKind, paths: readonly string[] | null, done: (result: R) => void, run: () => R, fail: (error: DiskError) => R): void {
+  /** Schedules one call behind every call before it in its FIFO; `run` performs it at completion. */
+  #call<R>(incarnation: number, kind: DiskCallKind, paths: readonly string[] | null, done: (result: R) => void, run: () => R, fail: (error: DiskError) => R, aside = false): void {
     assert(this.#open && incarnation === this.#incarnation, `disk ${kind} from a port whose node crashed or lost power`);
     assert(typeof done === "function", `disk ${kind} without a callback`);
     const fault = kind === "loadMeta" ? null : this.#faultFor(kind, paths);
-    const atMs = Math.max(this.#clockMs(), this.#lastCompletionMs) + this.#durationMs(kind);
-    this.#lastCompletionMs = atMs;
+    const atMs = Math.max(this.#clockMs(), aside ? this.#asideLastCompletionMs : this.#lastCompletionMs) + this.#durationMs(kind);
+    if (aside) this.#asideLastCompletionMs = atMs;
+    else this.#lastCompletionMs = atMs;
     const epoch = this.#powerEpoch;
     this.#inFlightCount++;
     this.#queue.push(atMs, () => {
@@ -415,10 +430,10 @@ export class SimDisk<Meta> {
     return (baseMs + extraMs) * this.#slowFactor;
   }
 
-  #issueApply(incarnation: number, op: DiskOp, done: (result: DiskResult) => void): void {
+  #issueApply(incarnation: number, op: DiskOp, done: (result: DiskResult) => void, aside = false): void {
     const own = ownOp(op);
     const paths = own.kind === "fsync" && own.path === null ? null : opPaths(own);
-    this.#call(incarnation, own.kind, paths, done, () => this.#counted(this.#applyOp(own)), (error) => error);
+    this.#call(incarnation, own.kind, paths, done, () => this.#counted(this.#applyOp(own)), (error) => error, aside);
   }
 
   #issueRead(incarnation: number, path: string, blocks: readonly number[] | "all", blockSize: number, done: (result: PathSnapshot | DiskError) => void): void {

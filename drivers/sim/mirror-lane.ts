@@ -2,7 +2,8 @@
 // is to do with the primary's in-sync writes and fsyncs, over a connection of its own
 // between the two nodes. Both sides of one node are here: the primary's (admission,
 // local apply, frames, acknowledgements, reports) and the secondary's (frames applied in
-// order, acknowledged once applied).
+// order, acknowledged once applied, on a FIFO of their own beside the core's applies: the
+// core keeps the order between the two).
 //
 // It applies an admitted operation on the node's disk first and sends it once applied (the
 // native worker's order), so an operation given back to the core was applied here, or is
@@ -31,6 +32,9 @@ export interface SimLaneOptions {
   readonly blockSize: number;
   readonly extentBlocks: number;
   readonly disk: DiskPort<MirrorMeta>;
+  /** Where the secondary's side applies frames: beside the disk port's calls, not behind
+   *  them (the native follower is a thread of its own; SimDisk.aside()). */
+  readonly followerDisk: Pick<DiskPort<MirrorMeta>, "apply">;
   readonly stream: StreamPort<LaneFrame>;
   /** Runs `run` at the current virtual time, after the event being handled. */
   readonly later: (run: () => void) => void;
@@ -137,7 +141,7 @@ export class SimLane implements LanePort {
       const follow = this.#follow;
       // Not (or no longer) this lane's follower: dropped; the primary gives it to its core.
       if (follow === null || follow.session !== frame.session || follow.epoch !== frame.epoch) return;
-      this.#o.disk.apply(frame.op, (result) => this.#o.stream.send(this.#o.peer, { kind: "ack", session: frame.session, epoch: frame.epoch, lseq: frame.lseq, result }));
+      this.#o.followerDisk.apply(frame.op, (result) => this.#o.stream.send(this.#o.peer, { kind: "ack", session: frame.session, epoch: frame.epoch, lseq: frame.lseq, result }));
       return;
     }
     const on = this.#on;

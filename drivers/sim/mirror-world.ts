@@ -405,6 +405,7 @@ export class MirrorWorld {
           blockSize: this.config(node.id).blockSize,
           extentBlocks: this.config(node.id).hotExtentBlocks,
           disk,
+          followerDisk: guardApply(node.disk.aside(), live),
           stream: laneStream,
           later: (run) => this.schedule(this.#nowMs, () => live() && run()),
           intercept: (id, op) => runtime?.deliver({ kind: "intercepted", id, op }),
@@ -615,6 +616,10 @@ function guardDisk(port: DiskPort<MirrorMeta>, live: () => boolean): DiskPort<Mi
     persistMeta: (meta, done) => port.persistMeta(meta, (result) => live() && done(result)),
     loadMeta: (done) => port.loadMeta((meta) => live() && done(meta)),
   };
+}
+
+function guardApply(port: Pick<DiskPort<MirrorMeta>, "apply">, live: () => boolean): Pick<DiskPort<MirrorMeta>, "apply"> {
+  return { apply: (op, done) => port.apply(op, (result) => live() && done(result)) };
 }
 
 function guardProcesses(port: ProcessPort, live: () => boolean): ProcessPort {

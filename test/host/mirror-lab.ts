@@ -42,6 +42,8 @@ export interface MirrorModuleSpec {
   readonly witness?: boolean;
   /** More checkers, as XML elements of <check>. */
   readonly checks?: string;
+  /** <rfs async>: "none" (default here) or "second" (SafeKit's default). */
+  readonly async?: "none" | "second";
 }
 
 /** Every script of the module notes that it ran (and with which role arguments). */
@@ -61,6 +63,7 @@ function userconfigXml(lab: Lab, node: MirrorLabNode, spec: MirrorModuleSpec): s
     dir: node.dataDir,
     check: [...(spec.witness === true ? [`<splitbrain ident="witness" exec="ping" arg="${lab.clientIp}"/>`] : []), ...(spec.checks === undefined ? [] : [spec.checks])],
     vars: { SCRIPT_LOG: node.scriptLog, DATA_DIR: node.dataDir, ...spec.vars?.(node) },
+    ...(spec.async === undefined ? {} : { async: spec.async }),
   });
 }
 

@@ -34,6 +34,9 @@ function postgresModule(witness: boolean): MirrorModuleSpec {
     scripts: { start_prim: startPrim, stop_prim: stopPrim },
     vars: (node) => ({ PG_BIN: pgBin, PG_LOG: join(node.dir, "postgresql.log") }),
     witness,
+    // SafeKit's default: a write completes once the secondary received it (an fsync, a
+    // commit's, once durable on both); the lane carries both.
+    async: "second",
     // The server checked every 2 s on the primary (a timeout counts in whole seconds): a dead server is restarted.
     checks: `<tcp ident="postgresql" when="prim" action="restart"><to addr="127.0.0.1" port="5432" interval="2s" timeout="1s"/></tcp>`,
   };

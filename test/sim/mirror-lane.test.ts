@@ -11,10 +11,11 @@ const block = 4_096;
 const fill = (byte: number, length = block): Uint8Array => new Uint8Array(length).fill(byte);
 
 /** n1 primary, n2 an up-to-date secondary, the lane on; no clients (the test writes). */
-function laneWorld(options: { seed: number; plantedBug?: MirrorPlantedBug; tornWrites?: boolean }): MirrorWorld {
+function laneWorld(options: { seed: number; plantedBug?: MirrorPlantedBug; tornWrites?: boolean; ack?: "applied" | "received" }): MirrorWorld {
   const world = new MirrorWorld({
     seed: options.seed,
     lane: true,
+    ack: options.ack ?? "applied",
     plantedBug: options.plantedBug ?? "none",
     // Only an fsync makes data durable: what the test leaves unflushed is what a power loss takes.
     disk: { writebackMs: null, tornWrites: options.tornWrites ?? false },
@@ -118,5 +119,34 @@ describe("the lane", () => {
     // The precondition of the failure: part of the write persisted on the primary.
     expect(torn?.subarray(3 * block, 4 * block).some((byte) => byte === 0x5a)).toBe(true);
     expect(converged).toBe(false);
+  });
+
+  // async="second": the core answers a write once the secondary *received* it, while the
+  // secondary's lane applies frames beside the core's applies (its own thread). A lane write
+  // admitted after such an answer must not reach the secondary's disk before the core's
+  // write it overlaps, or the older data lands last there.
+  it("with acknowledgements on receipt, keeps the core's writes and its own in one order on the secondary", () => {
+    const world = laneWorld({ seed: 5, ack: "received" });
+    expect(write(world, { kind: "create", path: "f", mode: 0o644 })).toBeNull();
+    expect(write(world, { kind: "write", path: "f", offset: 0, data: fill(0x41, 16 * block) })).toBeNull();
+    expect(write(world, { kind: "fsync", path: "f" })).toBeNull();
+    world.runFor(1_200);
+    // Extent 0 (blocks 0-3) armed again; the others not.
+    expect(write(world, { kind: "write", path: "f", offset: 0, data: fill(0x42) })).toBeNull();
+    world.runFor(50);
+    // The secondary's disk slow, with a backlog of the core's writes (extents 2 and 3).
+    world.diskSlow("n2", 50);
+    for (let index = 8; index < 16; index++) world.submit({ kind: "write", path: "f", offset: index * block, data: fill(0x60 + index) }, () => {});
+    // Blocks 3-4 span an armed extent and one that is not: the core's.
+    expect(write(world, { kind: "write", path: "f", offset: 3 * block, data: fill(0x61, 2 * block) })).toBeNull();
+    const lane = world.node("n1").lane!;
+    const before = lane.completedTotal;
+    expect(write(world, { kind: "write", path: "f", offset: 3 * block, data: fill(0x62) })).toBeNull();
+    expect(lane.completedTotal).toBe(before + 1);
+    world.diskSlow("n2", 1);
+    const { converged, n2 } = finalTrees(world);
+    expect(n2?.subarray(3 * block, 4 * block)).toEqual(fill(0x62));
+    expect(converged).toBe(true);
+    expect(world.violations).toEqual([]);
   });
 });
