@@ -5,9 +5,10 @@
 // order, acknowledged once applied, on a FIFO of their own beside the core's applies: the
 // core keeps the order between the two).
 //
-// It applies an admitted operation on the node's disk first and sends it once applied (the
-// native worker's order), so an operation given back to the core was applied here, or is
-// queued on the disk ahead of anything the core issues next (the disk completes in order).
+// It sends an admitted operation and issues it to the node's disk at once (the native
+// worker sends, then applies, under one lock), so an operation given back to the core was
+// applied here, or is queued on the disk ahead of anything the core issues next (the disk
+// completes in order); the peer may apply it before this node does.
 // Injects nothing of its own: its connection shares the partitions and stops of the
 // stream (the world does both), and reports come at the same virtual time as what caused
 // them, never inside the core's step.
@@ -125,6 +126,8 @@ export class SimLane implements LanePort {
     const flight: Flight = { id, op, lseq: this.#nextLseq++, local: undefined, peer: undefined };
     this.#flights.push(flight);
     if (op.kind === "write") this.#touched.add(op.path);
+    // Sent, and applied here at once (issued to the disk ahead of anything the core issues next).
+    this.#o.stream.send(this.#o.peer, { kind: "op", session: on.session, epoch: on.epoch, lseq: flight.lseq, op });
     this.#o.disk.apply(op, (result) => {
       flight.local = result;
       if (!this.#flights.includes(flight)) return;
@@ -132,7 +135,7 @@ export class SimLane implements LanePort {
         this.#stop(`${describeOp(op)}: ${result} here`);
         return;
       }
-      this.#o.stream.send(this.#o.peer, { kind: "op", session: on.session, epoch: on.epoch, lseq: flight.lseq, op });
+      this.#settle(flight);
     });
   }
 

@@ -1,14 +1,17 @@
 // The lane of the replicator: see fuse-lane.h and docs/replicator.md ("The lane").
 //
 // Wire (TCP, one connection per lane epoch, the primary connects):
-//   secondary → primary  "TLN1" Ns[32]
+//   secondary → primary  "TLN2" Ns[32]
 //   primary → secondary  Np[32] session[8] epoch[8] HMAC(key, "hello" Ns Np session epoch)
 //   secondary → primary  HMAC(key, "ok" Np Ns)        (only when it follows that epoch)
 // then frames, each: type[1] datasync[1] pathLength[2] dataLength[4] lseq[8] offset[8]
-// result[8] path data mac[16], where mac = HMAC(sessionKey, direction counter header path
-// data) cut to 16 bytes, sessionKey = HMAC(key, "key" Ns Np), and the counter counts the
-// frames of that direction (a frame replayed, dropped or reordered fails its mac). Integers
-// are little-endian. Types: 1 write, 2 fsync (primary → secondary), 3 ack (result: errno).
+// result[8] path data mac[16], where mac is the AES-128-GCM tag of an empty message with
+// header, path and data as associated data (GMAC: 14 GB/s here against HMAC-SHA256's 1.6,
+// the difference a 1 MiB write feels), key = the first 16 bytes of sessionKey =
+// HMAC(key, "key" Ns Np), IV = direction[4] counter[8]: the counter counts the frames of
+// that direction (a frame replayed, dropped or reordered fails its mac; no IV repeats under
+// a key, which is new for every connection). Integers are little-endian. Types: 1 write,
+// 2 fsync (primary → secondary), 3 ack (result: errno).
 
 #include "fuse-lane.h"
 
@@ -33,6 +36,33 @@
 namespace tandem {
 namespace fusefs {
 
+// The frames' MAC of one direction of one connection (see the wire above).
+class FrameMac {
+ public:
+  FrameMac(const std::string& sessionKey, uint8_t direction) : context_(EVP_CIPHER_CTX_new()), direction_(direction) {
+    EVP_EncryptInit_ex(context_, EVP_aes_128_gcm(), nullptr, reinterpret_cast<const unsigned char*>(sessionKey.data()), nullptr);
+  }
+  ~FrameMac() { EVP_CIPHER_CTX_free(context_); }
+  FrameMac(const FrameMac&) = delete;
+  FrameMac& operator=(const FrameMac&) = delete;
+  void Tag(uint64_t counter, std::initializer_list<std::pair<const void*, size_t>> parts, uint8_t out[16]) {
+    unsigned char iv[12] = {direction_, 0, 0, 0};
+    for (int i = 0; i < 8; i++) iv[4 + i] = static_cast<unsigned char>(counter >> (8 * i));
+    int length = 0;
+    EVP_EncryptInit_ex(context_, nullptr, nullptr, nullptr, iv);
+    for (const auto& part : parts) {
+      if (part.second > 0) EVP_EncryptUpdate(context_, nullptr, &length, static_cast<const unsigned char*>(part.first), static_cast<int>(part.second));
+    }
+    unsigned char none[16];
+    EVP_EncryptFinal_ex(context_, none, &length);
+    EVP_CIPHER_CTX_ctrl(context_, EVP_CTRL_GCM_GET_TAG, 16, out);
+  }
+
+ private:
+  EVP_CIPHER_CTX* const context_;
+  const uint8_t direction_;
+};
+
 namespace {
 
 constexpr size_t kNonce = 32;
@@ -42,6 +72,10 @@ constexpr size_t kPathMax = 4096;
 constexpr size_t kDataMax = 16u << 20;
 constexpr uint8_t kFrameWrite = 1, kFrameFsync = 2, kFrameAck = 3;
 constexpr int kConnectTimeoutMs = 2000;
+// A secondary's acknowledgements wait to go together while the next frame is already here
+// (one send for a burst), at most this many.
+constexpr size_t kAckBatch = 64;
+constexpr size_t kReadBuffer = 256u << 10;
 // An armed "extent" meaning the whole path (the JavaScript side's 2^53 - 1).
 constexpr uint64_t kWholePath = (uint64_t{1} << 53) - 1;
 
@@ -81,6 +115,63 @@ bool ReadAll(int fd, void* data, size_t length) {
   }
   return true;
 }
+
+// Sends every byte of the parts (a frame without copying its data into one buffer).
+bool WriteAllV(int fd, iovec* parts, int count) {
+  while (count > 0) {
+    msghdr message{};
+    message.msg_iov = parts;
+    message.msg_iovlen = static_cast<size_t>(count);
+    ssize_t sent = sendmsg(fd, &message, MSG_NOSIGNAL);
+    if (sent < 0 && errno == EINTR) continue;
+    if (sent <= 0) return false;
+    size_t left = static_cast<size_t>(sent);
+    while (count > 0 && left >= parts->iov_len) {
+      left -= parts->iov_len;
+      parts++;
+      count--;
+    }
+    if (count > 0) {
+      parts->iov_base = static_cast<uint8_t*>(parts->iov_base) + left;
+      parts->iov_len -= left;
+    }
+  }
+  return true;
+}
+
+// Reads a connection through a buffer: a burst of small frames costs one recv; a large
+// body goes straight to where it is wanted.
+class Reader {
+ public:
+  explicit Reader(int fd) : fd_(fd), buffer_(kReadBuffer) {}
+  bool Read(void* out, size_t length) {
+    uint8_t* at = static_cast<uint8_t*>(out);
+    size_t take = std::min(length, end_ - begin_);
+    if (take > 0) std::memcpy(at, &buffer_[begin_], take);
+    begin_ += take;
+    at += take;
+    length -= take;
+    if (length == 0) return true;
+    begin_ = end_ = 0;
+    if (length >= buffer_.size() / 2) return ReadAll(fd_, at, length);
+    while (end_ < length) {
+      ssize_t count = recv(fd_, &buffer_[end_], buffer_.size() - end_, 0);
+      if (count < 0 && errno == EINTR) continue;
+      if (count <= 0) return false;
+      end_ += static_cast<size_t>(count);
+    }
+    std::memcpy(at, &buffer_[0], length);
+    begin_ = length;
+    return true;
+  }
+  // Whether a whole frame is here already (reading it will not wait).
+  bool HoldsFrame() const;
+
+ private:
+  const int fd_;
+  std::vector<uint8_t> buffer_;
+  size_t begin_ = 0, end_ = 0;
+};
 
 void Put(uint8_t* at, uint64_t value, int bytes) {
   for (int i = 0; i < bytes; i++) at[i] = static_cast<uint8_t>(value >> (8 * i));
@@ -134,24 +225,33 @@ int ConnectTo(const std::string& host, int port) {
   return fd;
 }
 
-// A frame with its mac, ready to send.
-Bytes Frame(const std::string& sessionKey, uint8_t direction, uint64_t counter, uint8_t type, bool datasync, uint64_t lseq, uint64_t offset, uint64_t result, const std::string& path, const char* data, size_t length) {
-  Bytes frame(kHeader + path.size() + length);
-  frame[0] = type;
-  frame[1] = datasync ? 1 : 0;
-  Put(&frame[2], path.size(), 2);
-  Put(&frame[4], length, 4);
-  Put(&frame[8], lseq, 8);
-  Put(&frame[16], offset, 8);
-  Put(&frame[24], result, 8);
-  if (!path.empty()) std::memcpy(&frame[kHeader], path.data(), path.size());
-  if (length > 0) std::memcpy(&frame[kHeader + path.size()], data, length);
-  uint8_t prefix[9];
-  prefix[0] = direction;
-  Put(&prefix[1], counter, 8);
-  Bytes mac = Hmac(sessionKey, {{prefix, 9}, {frame.data(), frame.size()}}, kMac);
-  frame.insert(frame.end(), mac.begin(), mac.end());
-  return frame;
+bool Reader::HoldsFrame() const {
+  size_t held = end_ - begin_;
+  if (held < kHeader) return false;
+  return held >= kHeader + Get(&buffer_[begin_ + 2], 2) + Get(&buffer_[begin_ + 4], 4) + kMac;
+}
+
+// A frame's header and mac (its path and data stay where they are until sent).
+struct FrameHead {
+  uint8_t header[kHeader];
+  uint8_t mac[kMac];
+};
+
+void MakeFrame(FrameMac& mac, uint64_t counter, uint8_t type, bool datasync, uint64_t lseq, uint64_t offset, uint64_t result, const std::string& path, const char* data, size_t length, FrameHead* out) {
+  uint8_t* header = out->header;
+  header[0] = type;
+  header[1] = datasync ? 1 : 0;
+  Put(&header[2], path.size(), 2);
+  Put(&header[4], length, 4);
+  Put(&header[8], lseq, 8);
+  Put(&header[16], offset, 8);
+  Put(&header[24], result, 8);
+  mac.Tag(counter, {{header, kHeader}, {path.data(), path.size()}, {data, length}}, out->mac);
+}
+
+bool SendFrame(int fd, FrameHead& head, const std::string& path, const char* data, size_t length) {
+  iovec parts[4] = {{head.header, kHeader}, {const_cast<char*>(path.data()), path.size()}, {const_cast<char*>(data), length}, {head.mac, kMac}};
+  return WriteAllV(fd, parts, 4);
 }
 
 struct Received {
@@ -159,30 +259,30 @@ struct Received {
   bool datasync = false;
   uint64_t lseq = 0, offset = 0, result = 0;
   std::string path;
-  Bytes data;
+  Bytes body;  // path then data (reused from frame to frame)
+  size_t pathLength = 0;
+  const uint8_t* Data() const { return body.data() + pathLength; }
+  size_t DataLength() const { return body.size() - pathLength; }
 };
 
 // Reads and authenticates one frame; false on a closed connection or a bad frame.
-bool ReadFrame(int fd, const std::string& sessionKey, uint8_t direction, uint64_t counter, Received* out) {
+bool ReadFrame(Reader& reader, FrameMac& mac, uint64_t counter, Received* out) {
   uint8_t header[kHeader];
-  if (!ReadAll(fd, header, kHeader)) return false;
+  if (!reader.Read(header, kHeader)) return false;
   size_t pathLength = Get(&header[2], 2), dataLength = Get(&header[4], 4);
   if (pathLength > kPathMax || dataLength > kDataMax) return false;
-  Bytes body(pathLength + dataLength);
-  uint8_t mac[kMac];
-  if (!ReadAll(fd, body.data(), body.size()) || !ReadAll(fd, mac, kMac)) return false;
-  uint8_t prefix[9];
-  prefix[0] = direction;
-  Put(&prefix[1], counter, 8);
-  Bytes expected = Hmac(sessionKey, {{prefix, 9}, {header, kHeader}, {body.data(), body.size()}}, kMac);
-  if (CRYPTO_memcmp(expected.data(), mac, kMac) != 0) return false;
+  out->body.resize(pathLength + dataLength);
+  out->pathLength = pathLength;
+  uint8_t tag[kMac], expected[kMac];
+  if (!reader.Read(out->body.data(), out->body.size()) || !reader.Read(tag, kMac)) return false;
+  mac.Tag(counter, {{header, kHeader}, {out->body.data(), out->body.size()}}, expected);
+  if (CRYPTO_memcmp(expected, tag, kMac) != 0) return false;
   out->type = header[0];
   out->datasync = header[1] != 0;
   out->lseq = Get(&header[8], 8);
   out->offset = Get(&header[16], 8);
   out->result = Get(&header[24], 8);
-  out->path.assign(reinterpret_cast<const char*>(body.data()), pathLength);
-  out->data.assign(body.begin() + static_cast<long>(pathLength), body.end());
+  out->path.assign(reinterpret_cast<const char*>(out->body.data()), pathLength);
   return true;
 }
 
@@ -279,7 +379,7 @@ void Lane::FollowConnection(int fd) {
   uint8_t nonce[kNonce];
   if (getrandom(nonce, kNonce, 0) != static_cast<ssize_t>(kNonce)) return;
   uint8_t greeting[4 + kNonce];
-  std::memcpy(greeting, "TLN1", 4);
+  std::memcpy(greeting, "TLN2", 4);
   std::memcpy(greeting + 4, nonce, kNonce);
   uint8_t hello[kNonce + 16 + 32];
   if (!WriteAll(fd, greeting, sizeof(greeting)) || !ReadAll(fd, hello, sizeof(hello))) return;
@@ -307,9 +407,24 @@ void Lane::ApplyFrames(int fd, uint64_t session, uint64_t epoch, const uint8_t* 
     sessionKey.assign(derived.begin(), derived.end());
   }
   uint64_t received = 0, sent = 0;
+  Reader reader(fd);
+  FrameMac inbound(sessionKey, 0), outbound(sessionKey, 1);
+  Received frame;
+  // Acknowledgements of frames applied while the next one was already here: sent together.
+  std::vector<FrameHead> acks;
+  auto sendAcks = [&] {
+    std::vector<iovec> parts;
+    for (FrameHead& ack : acks) {
+      parts.push_back({ack.header, kHeader});
+      parts.push_back({ack.mac, kMac});
+    }
+    bool good = parts.empty() || WriteAllV(fd, parts.data(), static_cast<int>(parts.size()));
+    acks.clear();
+    return good;
+  };
   for (;;) {
-    Received frame;
-    if (!ReadFrame(fd, sessionKey, 0, received++, &frame) || (frame.type != kFrameWrite && frame.type != kFrameFsync)) break;
+    if (!reader.HoldsFrame() && !sendAcks()) break;
+    if (!ReadFrame(reader, inbound, received++, &frame) || (frame.type != kFrameWrite && frame.type != kFrameFsync)) break;
     int error = 0;
     {
       std::lock_guard<std::mutex> lock(followMutex_);
@@ -323,8 +438,8 @@ void Lane::ApplyFrames(int fd, uint64_t session, uint64_t epoch, const uint8_t* 
           error = errno;
         } else {
           size_t done = 0;
-          while (done < frame.data.size() && error == 0) {
-            ssize_t count = pwrite(file, frame.data.data() + done, frame.data.size() - done, static_cast<off_t>(frame.offset + done));
+          while (done < frame.DataLength() && error == 0) {
+            ssize_t count = pwrite(file, frame.Data() + done, frame.DataLength() - done, static_cast<off_t>(frame.offset + done));
             if (count < 0) error = errno;
             else done += static_cast<size_t>(count);
           }
@@ -340,8 +455,9 @@ void Lane::ApplyFrames(int fd, uint64_t session, uint64_t epoch, const uint8_t* 
       }
       appliedTotal_++;
     }
-    Bytes ack = Frame(sessionKey, 1, sent++, kFrameAck, false, frame.lseq, 0, static_cast<uint64_t>(error), "", nullptr, 0);
-    if (!WriteAll(fd, ack.data(), ack.size())) break;
+    acks.emplace_back();
+    MakeFrame(outbound, sent++, kFrameAck, false, frame.lseq, 0, static_cast<uint64_t>(error), "", nullptr, 0, &acks.back());
+    if (acks.size() >= kAckBatch && !sendAcks()) break;
   }
 }
 
@@ -372,7 +488,7 @@ void Lane::Connect(uint64_t generation, std::string host, int port) {
   int fd = ConnectTo(host, port);
   if (fd >= 0) ReceiveTimeout(fd, kConnectTimeoutMs);
   uint8_t greeting[4 + kNonce];
-  if (fd >= 0 && (!ReadAll(fd, greeting, sizeof(greeting)) || std::memcmp(greeting, "TLN1", 4) != 0)) {
+  if (fd >= 0 && (!ReadAll(fd, greeting, sizeof(greeting)) || std::memcmp(greeting, "TLN2", 4) != 0)) {
     close(fd);
     fd = -1;
   }
@@ -413,7 +529,7 @@ void Lane::Connect(uint64_t generation, std::string host, int port) {
   }
   ReceiveTimeout(fd, 0);
   socket_ = fd;
-  sessionKey_ = sessionKey;
+  sendMac_ = std::make_unique<FrameMac>(sessionKey, 0);
   sendCounter_ = 0;
   ready_ = true;
   lock.unlock();
@@ -422,9 +538,11 @@ void Lane::Connect(uint64_t generation, std::string host, int port) {
 
 void Lane::ReadAcks(uint64_t generation, int fd, const std::string& sessionKey) {
   uint64_t counter = 0;
+  Reader reader(fd);
+  FrameMac inbound(sessionKey, 1);
+  Received frame;
   for (;;) {
-    Received frame;
-    bool good = ReadFrame(fd, sessionKey, 1, counter++, &frame) && frame.type == kFrameAck;
+    bool good = ReadFrame(reader, inbound, counter++, &frame) && frame.type == kFrameAck;
     std::lock_guard<std::mutex> lock(mutex_);
     if (generation != generation_ || !on_) break;
     if (!good) {
@@ -440,7 +558,6 @@ void Lane::ReadAcks(uint64_t generation, int fd, const std::string& sessionKey) 
   close(fd);
 }
 
-bool Lane::SendLocked(const std::vector<uint8_t>& frame) { return socket_ >= 0 && WriteAll(socket_, frame.data(), frame.size()); }
 
 int Lane::Offer(const Intercepted& op, int fd, bool datasync, bool* taken) {
   bool write = std::strcmp(op.kind, "write") == 0;
@@ -466,9 +583,13 @@ int Lane::Offer(const Intercepted& op, int fd, bool datasync, bool* taken) {
   flight.lseq = nextLseq_++;
   flights_.push_back(&flight);
   uint64_t generation = generation_;
+  // Sent, then applied here while the peer applies it, both in the order of the lane's
+  // sequence (the lock): no other thread sees it sent and not applied here.
+  FrameHead head;
+  MakeFrame(*sendMac_, sendCounter_++, write ? kFrameWrite : kFrameFsync, datasync, flight.lseq, static_cast<uint64_t>(op.offset), 0, op.path, op.data, write ? op.length : 0, &head);
+  bool sent = SendFrame(socket_, head, op.path, op.data, write ? op.length : 0);
   if (write) {
     pending_.touched.insert(op.path);
-    // Applied here first, in the order of the lane's sequence (the lock), then sent.
     size_t done = 0;
     while (done < op.length && flight.local == 0) {
       ssize_t count = pwrite(fd, op.data + done, op.length - done, op.offset + static_cast<off_t>(done));
@@ -478,10 +599,7 @@ int Lane::Offer(const Intercepted& op, int fd, bool datasync, bool* taken) {
     flight.hasLocal = true;
     if (flight.local != 0) StopOnOwnLocked(generation, std::string("write ") + op.path + ": " + std::strerror(flight.local) + " here");
   }
-  if (flight.state == Flight::State::kFlying) {
-    Bytes frame = Frame(sessionKey_, 0, sendCounter_++, write ? kFrameWrite : kFrameFsync, datasync, flight.lseq, static_cast<uint64_t>(op.offset), 0, op.path, op.data, write ? op.length : 0);
-    if (!SendLocked(frame)) StopOnOwnLocked(generation, "the lane could not send to the peer");
-  }
+  if (!sent) StopOnOwnLocked(generation, "the lane could not send to the peer");
   if (!write && flight.state == Flight::State::kFlying) {
     // The local fsync outside the lock: others go on meanwhile.
     lock.unlock();

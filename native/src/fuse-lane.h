@@ -22,6 +22,8 @@
 namespace tandem {
 namespace fusefs {
 
+class FrameMac;
+
 // What a lane did since its last report (LaneReport in core/mirror/lane.ts).
 struct LaneReport {
   int64_t epoch = -1;  // -1: no lane was ever on
@@ -90,7 +92,6 @@ class Lane : public std::enable_shared_from_this<Lane> {
   void HaltLocked(LaneReport& report);
   void StopOnOwnLocked(uint64_t generation, const std::string& why);
   void SettleLocked(Flight* flight);
-  bool SendLocked(const std::vector<uint8_t>& frame);
   void Mark(const Intercepted& op);
   void MarkInto(std::map<std::string, std::set<uint64_t>>& marks, const Intercepted& op) const;
 
@@ -110,7 +111,7 @@ class Lane : public std::enable_shared_from_this<Lane> {
   uint64_t session_ = 0;
   int64_t epoch_ = -1;
   int socket_ = -1;
-  std::string sessionKey_;
+  std::unique_ptr<FrameMac> sendMac_;  // the frames' MAC towards the peer, this connection's
   uint64_t sendCounter_ = 0;
   uint64_t nextLseq_ = 1;
   std::map<std::string, std::set<uint64_t>> armed_;

@@ -100,7 +100,8 @@ describe("the lane", () => {
     durableFile(world);
     const late = { kind: "write", path: "f", offset: 3 * block, data: fill(0x5a) } as const;
     world.submit(late, () => {});
-    // At the primary after 0.1 ms, applied there 0.05 ms later; its frame takes 0.2 ms.
+    // At the primary after 0.1 ms, applied there 0.05 ms later; its frame, sent at 0.1 ms,
+    // takes 0.2 ms (a connection that ends drops what it carries).
     world.runFor(0.25);
     world.powerOff("n1");
     const torn = world.node("n1").disk.fileBytes("f", "durable");
