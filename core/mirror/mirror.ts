@@ -254,6 +254,9 @@ export interface Mirror {
   /** Paths written since the marks were last cleared: their hot extents stay. */
   readonly hotTouched: Set<string>;
   fence: { gen: Gen | null } | null;
+  /** A primary leaving its role whose handover was lost: its generation is also the peer's,
+   *  so anything it completes from now on starts a new one first (intercepted()). */
+  genShared: boolean;
   /** The primary's lane: opening (lane-open sent), on (the driver admits), stopping (its
    *  stopped report awaited: until then the core does not know every operation applied). */
   lane: { readonly session: number; readonly epoch: number; state: "opening" | "on" | "stopping" } | null;
@@ -339,6 +342,7 @@ export function initMirror(config: MirrorConfig, incarnation: number, bootId: st
     pathHeld: new Map(),
     hotTouched: new Set(),
     fence: null,
+    genShared: false,
     lane: null,
     nextLaneEpoch: 1,
     laneRetryMs: 0,
@@ -802,6 +806,7 @@ class Step {
   promote(why: string): void {
     const s = this.s;
     s.phase = "promoting";
+    s.genShared = false;
     const gen = nextGen(s.meta, s.config.self, s.peerGen);
     const base = s.meta.gen === null ? gen : s.meta.dirtyBase;
     this.log("warn", "mirror.new_generation", { gen, from: s.meta.gen, why });
@@ -971,6 +976,16 @@ class Step {
       this.out.push({ kind: "complete", id, result: s.phase === "secondary" ? "EROFS" : "EIO" });
       return;
     }
+    let needs = 0;
+    if (s.genShared && s.link === null) {
+      // What it completes now is on this node only: its peer must not look as recent. (Not
+      // at the handover's loss: a stop that writes nothing more leaves the peer up to date.)
+      s.genShared = false;
+      const gen = nextGen(s.meta, s.config.self, s.peerGen);
+      this.log("warn", "mirror.new_generation", { gen, from: s.meta.gen, why: "a write after the handover was lost" });
+      this.setMeta(withNewGen(s.meta, gen, "ALONE"));
+      needs = s.metaVersion;
+    }
     const marks = dirtyOf(op, s.config.blockSize);
     const marked = [...marks.keys()];
     // Marked now, dispatched later: no checkpoint may clear these marks in between.
@@ -981,8 +996,11 @@ class Step {
     const hot = unionDirty(s.meta.hot, coarsenDirty(marks, s.config.hotExtentBlocks));
     const grew = hot !== s.meta.hot;
     if (dirty !== s.meta.dirty || grew) s.meta = { ...s.meta, dirty, hot };
-    if (grew) this.persist();
-    s.held.push({ id, op, needs: grew ? s.metaVersion : 0, marked });
+    if (grew) {
+      this.persist();
+      needs = s.metaVersion;
+    }
+    s.held.push({ id, op, needs, marked });
     this.drainHeld();
   }
 
@@ -1441,8 +1459,10 @@ class Step {
           s.follow = null;
           // The old primary's summary says primary until its next hello (as secondary).
           s.peerHello = null;
-          this.setMeta({ ...s.meta, lastRole: "PRIM" });
-          this.becomePrimary();
+          // A new generation, as any primary that goes on before its peer follows: what it
+          // completes before the old primary attaches is on this node only, and a power
+          // loss here then must not leave the old primary looking as recent.
+          this.promote("swap: the primary handed over");
           return;
         }
         this.takeOver("the primary stopped");
@@ -1938,6 +1958,7 @@ class Step {
     const s = this.s;
     this.log("warn", "mirror.handover_lost", { peer: s.config.peer, why });
     s.link = null;
+    s.genShared = true;
     this.out.push({ kind: "timer-cancel", timer: "checkpoint" });
     this.failUnconfirmed("EIO");
     this.drained();
