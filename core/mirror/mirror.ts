@@ -254,9 +254,14 @@ export interface Mirror {
   /** Paths written since the marks were last cleared: their hot extents stay. */
   readonly hotTouched: Set<string>;
   fence: { gen: Gen | null } | null;
-  /** A primary leaving its role whose handover was lost: its generation is also the peer's,
-   *  so anything it completes from now on starts a new one first (intercepted()). */
+  /** A primary without its peer in a generation its peer has too (a handover lost, or a
+   *  swap not yet followed): anything it completes alone starts a new one first
+   *  (intercepted()). */
   genShared: boolean;
+  /** The session this node handed over by a swap, until the peer says it took the role: a
+   *  hello of the peer as secondary was sent before, and would make this node elect itself
+   *  (both then primary). */
+  handedOver: number | null;
   /** The primary's lane: opening (lane-open sent), on (the driver admits), stopping (its
    *  stopped report awaited: until then the core does not know every operation applied). */
   lane: { readonly session: number; readonly epoch: number; state: "opening" | "on" | "stopping" } | null;
@@ -343,6 +348,7 @@ export function initMirror(config: MirrorConfig, incarnation: number, bootId: st
     hotTouched: new Set(),
     fence: null,
     genShared: false,
+    handedOver: null,
     lane: null,
     nextLaneEpoch: 1,
     laneRetryMs: 0,
@@ -818,6 +824,7 @@ class Step {
   becomePrimary(): void {
     const s = this.s;
     s.phase = "primary";
+    s.handedOver = null;
     s.continuous = true;
     // Its tree is the reference from now on; and a node elected as primary is the last
     // one that was (lastRole), should both restart before it attached its peer.
@@ -893,6 +900,8 @@ class Step {
       this.out.push({ kind: "timer-cancel", timer: "checkpoint" });
       this.setMeta({ ...s.meta, lastRole: "SECOND" });
       if (then === "handover-swap") {
+        s.handedOver = link.session;
+        s.peerHello = null;
         s.phase = "secondary";
         s.why = "swap";
         this.hello();
@@ -1386,6 +1395,11 @@ class Step {
           this.linkLost(`the peer is ${message.summary.role}, not following`);
           return;
         }
+        if (s.handedOver !== null) {
+          // Sent before the peer took the role this node handed it: its next hello says so.
+          if (message.summary.role === "SECOND") return;
+          s.handedOver = null;
+        }
         const before = s.peerHello;
         s.peerHello = message.summary;
         s.peerRole = message.summary.role;
@@ -1459,10 +1473,12 @@ class Step {
           s.follow = null;
           // The old primary's summary says primary until its next hello (as secondary).
           s.peerHello = null;
-          // A new generation, as any primary that goes on before its peer follows: what it
-          // completes before the old primary attaches is on this node only, and a power
-          // loss here then must not leave the old primary looking as recent.
-          this.promote("swap: the primary handed over");
+          this.setMeta({ ...s.meta, lastRole: "PRIM" });
+          // What it completes before the old primary attaches is on this node only: the
+          // first such write starts a new generation (a promotion here would show the old
+          // primary a peer that waits, and it would take the role back).
+          s.genShared = true;
+          this.becomePrimary();
           return;
         }
         this.takeOver("the primary stopped");
@@ -1682,6 +1698,7 @@ class Step {
       checkpointed: false,
     };
     s.link = link;
+    s.genShared = false;
     s.stats.resyncs++;
     if (plan.full) s.stats.fullResyncs++;
     // Operations dispatched alone and still in flight are covered by the plan (marked before dispatch).
@@ -1984,6 +2001,7 @@ class Step {
   peerLost(): void {
     const s = this.s;
     s.peerHello = null;
+    s.handedOver = null;
     if (s.phase === "handing-over" && s.link !== null) {
       this.handoverLost("the peer is lost");
       return;
