@@ -7,9 +7,12 @@
 // POSIX name (errors the core has no name for are EIO, and the driver's `problem` hook
 // hears the original); `fsync` of a path returns once fsync(2) of it has; `fsync` of the
 // whole tree (`path: null`) fsyncs every path this port changed since the last one, and
-// their directories, then the root; metadata is written to a temporary file, fsynced,
-// renamed over the old one and the directory fsynced, so a crash leaves the old
-// metadata or the new, never half of either.
+// their directories, then the root; metadata is appended to a journal as a whole record
+// (sequence number, length, CRC-32) and fdatasynced, one write and one sync where a
+// rewrite of a file costs two syncs and a rename (3–4× the time here); a crash leaves the
+// old metadata or the new, never half of either (a torn record fails its CRC and is
+// ignored). At 1 MiB the journal is compacted into a new one holding the latest record
+// (written aside, fsynced, renamed over, the directory fsynced).
 //
 // `root` is the tree as this process reaches it. When the FUSE replicator is mounted over
 // the directory, it is the replicator's directory handle seen through /proc
@@ -18,6 +21,7 @@
 // copies live outside the tree.
 
 import { constants, type Stats } from "node:fs";
+import { crc32 } from "node:zlib";
 import type { FileHandle } from "node:fs/promises";
 import { chmod, cp, lchown, lstat, mkdir, open, readdir, readFile, readlink, rename, rm, rmdir, symlink, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
@@ -36,8 +40,12 @@ export interface MetaCodec<Meta> {
 export interface RealDiskOptions<Meta> {
   /** The replicated tree's root directory as this process reaches it. */
   readonly root: string;
-  /** The metadata file, outside the tree; its directory must exist. */
+  /** The metadata file, outside the tree; its directory must exist. The journal is
+   *  `<metaFile>.journal`; a `metaFile` of an older version is read while no journal
+   *  exists, and removed once one does. */
   readonly metaFile: string;
+  /** The journal's size beyond which it is compacted (default journalBytesMax). */
+  readonly journalBytesMax?: number;
   /** Where preserved copies go (`<preserveDir>/<label>`), outside the tree. */
   readonly preserveDir: string;
   readonly codec: MetaCodec<Meta>;
@@ -51,6 +59,41 @@ export const queuedCallsMax = 100_000;
 export const openFilesMax = 64;
 /** Paths remembered for the next whole-tree fsync before one is forced. */
 export const unsyncedPathsMax = 100_000;
+/** A metadata journal larger than this is compacted at the next write. */
+export const journalBytesMax = 1 << 20;
+
+// A journal record: magic, sequence number, length and CRC-32 of the JSON, the JSON.
+const recordMagic = 0x314a4d54; // "TMJ1", little-endian
+const recordHeaderBytes = 20;
+const recordBytesMax = 256 << 20;
+
+function journalRecord(seq: number, text: string): Buffer {
+  const payload = Buffer.from(text, "utf8");
+  const record = Buffer.alloc(recordHeaderBytes + payload.length);
+  record.writeUInt32LE(recordMagic, 0);
+  record.writeBigUInt64LE(BigInt(seq), 4);
+  record.writeUInt32LE(payload.length, 12);
+  record.writeUInt32LE(crc32(payload), 16);
+  payload.copy(record, recordHeaderBytes);
+  return record;
+}
+
+/** The intact record with the highest sequence number, and where the intact ones end. */
+function lastRecord(bytes: Buffer): { text: string; seq: number; end: number } | null {
+  let best: { text: string; seq: number } | null = null;
+  let at = 0;
+  while (at + recordHeaderBytes <= bytes.length && bytes.readUInt32LE(at) === recordMagic) {
+    const length = bytes.readUInt32LE(at + 12);
+    const start = at + recordHeaderBytes;
+    if (length > recordBytesMax || start + length > bytes.length) break;
+    const payload = bytes.subarray(start, start + length);
+    if (crc32(payload) !== bytes.readUInt32LE(at + 16)) break;
+    const seq = Number(bytes.readBigUInt64LE(at + 4));
+    if (best === null || seq > best.seq) best = { text: payload.toString("utf8"), seq };
+    at = start + length;
+  }
+  return best === null ? null : { ...best, end: at };
+}
 
 const errorNames: ReadonlySet<string> = new Set<DiskError>(["ENOENT", "EEXIST", "ENOTDIR", "EISDIR", "ENOTEMPTY", "EINVAL", "ENOSPC", "EIO", "EROFS"]);
 
@@ -77,6 +120,9 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
   /** More than unsyncedPathsMax changed: the next whole-tree fsync walks the tree. */
   #overflowed = false;
   #preserveCount = 0;
+  /** The metadata journal: its open handle (null until the first write of this port),
+   *  where its intact records end, and the last sequence number. */
+  #journal: { handle: FileHandle | null; end: number; seq: number } | null = null;
 
   constructor(options: RealDiskOptions<Meta>) {
     this.#options = options;
@@ -261,6 +307,15 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
   /** Closes the files kept open; the port can be used again afterwards. */
   async close(): Promise<void> {
     await this.#forget("");
+    const handle = this.#journal?.handle ?? null;
+    if (handle !== null) {
+      this.#journal!.handle = null;
+      await handle.close();
+    }
+  }
+
+  get #journalFile(): string {
+    return `${this.#options.metaFile}.journal`;
   }
 
   async #rename(from: string, to: string): Promise<void> {
@@ -420,33 +475,73 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
   }
 
   async #persistMeta(text: string): Promise<DiskResult> {
-    const file = this.#options.metaFile;
+    // Where the last record ends, when no call of this port read the journal yet.
+    if (this.#journal === null) await this.#loadMeta();
+    const journal = this.#journal ?? { handle: null, end: 0, seq: 0 };
+    this.#journal = journal;
+    const record = journalRecord(journal.seq + 1, text);
+    if (journal.handle === null && journal.end > 0) journal.handle = await open(this.#journalFile, constants.O_WRONLY);
+    if (journal.handle === null || journal.end + record.length > (this.#options.journalBytesMax ?? journalBytesMax)) {
+      await this.#compact(record);
+    } else {
+      await journal.handle.write(record, 0, record.length, journal.end);
+      await journal.handle.datasync();
+      journal.end += record.length;
+    }
+    journal.seq++;
+    return null;
+  }
+
+  /** A new journal holding `record` alone, in place of the old one (and of a metadata file
+   *  of an older version). */
+  async #compact(record: Buffer): Promise<void> {
+    const file = this.#journalFile;
     const temporary = `${file}.new`;
+    const journal = this.#journal!;
+    if (journal.handle !== null) {
+      await journal.handle.close();
+      journal.handle = null;
+    }
     const handle = await open(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o600);
     try {
-      await handle.writeFile(`${text}\n`);
+      await handle.write(record, 0, record.length, 0);
       await handle.sync();
-    } finally {
+    } catch (error) {
       await handle.close();
+      throw error;
     }
     await rename(temporary, file);
+    journal.handle = handle;
+    journal.end = record.length;
+    await rm(this.#options.metaFile, { force: true });
     const directory = await open(dirname(file), constants.O_RDONLY);
     try {
       await directory.sync();
     } finally {
       await directory.close();
     }
-    return null;
   }
 
   async #loadMeta(): Promise<Meta | null> {
-    const file = this.#options.metaFile;
+    let file = this.#journalFile;
     let text: string;
     try {
-      text = await readFile(file, "utf8");
+      const bytes = await readFile(file);
+      const last = lastRecord(bytes);
+      if (last === null) throw new MetaUnreadableError(file, `no intact record in its ${bytes.length} bytes`);
+      this.#journal = { handle: this.#journal?.handle ?? null, end: last.end, seq: last.seq };
+      text = last.text;
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
-      throw new MetaUnreadableError(file, (error as Error).message);
+      if (error instanceof MetaUnreadableError) throw error;
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw new MetaUnreadableError(file, (error as Error).message);
+      // No journal: the metadata file of an older version, if any.
+      file = this.#options.metaFile;
+      try {
+        text = await readFile(file, "utf8");
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
+        throw new MetaUnreadableError(file, (error as Error).message);
+      }
     }
     let value: unknown;
     try {

@@ -19,11 +19,14 @@ interface Made {
   readonly disk: RealDisk<TestMeta>;
 }
 
-async function makeDisk(problems: string[] = []): Promise<Made> {
-  const base = await mkdtemp(join(tmpdir(), "tandem-disk-"));
-  await mkdir(join(base, "tree"));
-  await mkdir(join(base, "state"));
+async function makeDisk(problems: string[] = [], base?: string, journalBytesMax?: number): Promise<Made> {
+  if (base === undefined) {
+    base = await mkdtemp(join(tmpdir(), "tandem-disk-"));
+    await mkdir(join(base, "tree"));
+    await mkdir(join(base, "state"));
+  }
   const disk = new RealDisk<TestMeta>({
+    ...(journalBytesMax === undefined ? {} : { journalBytesMax }),
     root: join(base, "tree"),
     metaFile: join(base, "state", "meta.json"),
     preserveDir: join(base, "state", "preserved"),
@@ -74,13 +77,86 @@ describe("real disk: what only it has", () => {
     }
   });
 
-  it("persists metadata by renaming a complete file over the old one", async () => {
+  const persist = (disk: RealDisk<TestMeta>, generation: number) => new Promise((resolve) => disk.persistMeta({ generation, peers: [], dirty: {} }, resolve));
+  const journal = (base: string) => join(base, "state", "meta.json.journal");
+
+  it("persists metadata as journal records that a new process reads back, the latest winning", async () => {
     const { base, disk } = await makeDisk();
     try {
-      const done = await new Promise((resolve) => disk.persistMeta({ generation: 7, peers: [], dirty: {} }, resolve));
-      expect(done).toBeNull();
-      expect(JSON.parse(await readFile(join(base, "state", "meta.json"), "utf8"))).toEqual({ generation: 7, peers: [], dirty: {} });
-      await expect(readFile(join(base, "state", "meta.json.new"))).rejects.toMatchObject({ code: "ENOENT" });
+      for (let generation = 1; generation <= 5; generation++) expect(await persist(disk, generation)).toBeNull();
+      await disk.close();
+      // Five records of the same size, one after the other.
+      const size = (await readFile(journal(base))).length;
+      expect(size % 5).toBe(0);
+      const again = (await makeDisk([], base)).disk;
+      expect(await again.checkMeta()).toEqual({ generation: 5, peers: [], dirty: {} });
+      // It goes on from where the records end.
+      expect(await persist(again, 6)).toBeNull();
+      await again.close();
+      expect((await readFile(journal(base))).length).toBe((size / 5) * 6);
+      expect(await (await makeDisk([], base)).disk.checkMeta()).toEqual({ generation: 6, peers: [], dirty: {} });
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+  });
+
+  it("ignores a record torn by a crash (the one before it is the metadata) and writes over it", async () => {
+    const { base, disk } = await makeDisk();
+    try {
+      expect(await persist(disk, 1)).toBeNull();
+      expect(await persist(disk, 2)).toBeNull();
+      await disk.close();
+      const whole = await readFile(journal(base));
+      // The second record cut short, as a power loss during its write leaves it.
+      await writeFile(journal(base), whole.subarray(0, whole.length - 3));
+      const again = (await makeDisk([], base)).disk;
+      expect(await again.checkMeta()).toEqual({ generation: 1, peers: [], dirty: {} });
+      expect(await persist(again, 3)).toBeNull();
+      await again.close();
+      expect(await (await makeDisk([], base)).disk.checkMeta()).toEqual({ generation: 3, peers: [], dirty: {} });
+      // A flipped byte in the last record: its CRC fails, the one before is read.
+      const bytes = await readFile(journal(base));
+      bytes.writeUInt8(bytes.readUInt8(bytes.length - 2) ^ 0xff, bytes.length - 2);
+      await writeFile(journal(base), bytes);
+      expect(await (await makeDisk([], base)).disk.checkMeta()).toEqual({ generation: 1, peers: [], dirty: {} });
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+  });
+
+  it("compacts the journal into its latest record once it outgrows its bound", async () => {
+    const { base, disk } = await makeDisk([], undefined, 400);
+    try {
+      for (let generation = 1; generation <= 40; generation++) expect(await persist(disk, generation)).toBeNull();
+      expect((await readFile(journal(base))).length).toBeLessThanOrEqual(400);
+      await expect(readFile(`${journal(base)}.new`)).rejects.toMatchObject({ code: "ENOENT" });
+      expect(await (await makeDisk([], base)).disk.checkMeta()).toEqual({ generation: 40, peers: [], dirty: {} });
+      await disk.close();
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+  });
+
+  it("reads the metadata file of an older version, and replaces it by the journal at the next write", async () => {
+    const { base, disk } = await makeDisk();
+    try {
+      await writeFile(join(base, "state", "meta.json"), JSON.stringify({ generation: 9, peers: [], dirty: {} }));
+      expect(await disk.checkMeta()).toEqual({ generation: 9, peers: [], dirty: {} });
+      expect(await persist(disk, 10)).toBeNull();
+      await expect(readFile(join(base, "state", "meta.json"))).rejects.toMatchObject({ code: "ENOENT" });
+      expect(await (await makeDisk([], base)).disk.checkMeta()).toEqual({ generation: 10, peers: [], dirty: {} });
+      await disk.close();
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+  });
+
+  it("refuses a journal without an intact record by name", async () => {
+    const { base, disk } = await makeDisk();
+    try {
+      await writeFile(journal(base), Buffer.from("not a journal at all"));
+      await expect(disk.checkMeta()).rejects.toThrow(MetaUnreadableError);
+      await expect(disk.checkMeta()).rejects.toThrow(`${journal(base)} is unreadable (no intact record in its 20 bytes)`);
     } finally {
       await rm(base, { recursive: true, force: true });
     }
