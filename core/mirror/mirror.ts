@@ -1065,7 +1065,11 @@ class Step {
       s.stats.replicatedOps++;
       this.send({ kind: "rep", session: link.session, seq, op });
     }
-    // Its marks are durable (dispatched after them): the lane may write there from now on.
+    // Its marks are durable (dispatched after them): the lane may write there from now on
+    // (into the whole of a file created or truncated since the last clear: its next writes).
+    if (s.lane !== null && s.lane.state === "on" && (op.kind === "create" || op.kind === "truncate") && s.meta.hot.get(op.path)?.all === true) {
+      this.out.push({ kind: "lane-arm", path: op.path, extents: "all" });
+    }
     if (s.lane !== null && s.lane.state === "on" && op.kind === "write") {
       if (s.meta.hot.get(op.path)?.all === true) this.out.push({ kind: "lane-arm", path: op.path, extents: "all" });
       else {
