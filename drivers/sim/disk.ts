@@ -346,9 +346,10 @@ export class SimDisk<Meta> {
     return copy === undefined || copy.kind !== "file" ? null : readBytes(copy, 0, copy.size);
   }
 
-  /** A copy of the durable metadata. */
-  durableMeta(): Meta | null {
-    return structuredClone(this.#meta);
+  /** The durable metadata (what the node reads back after a crash or a power loss); the
+   *  caller does not change it. */
+  durableMeta(): Readonly<Meta> | null {
+    return this.#meta;
   }
 
   /** What counts against capacityBytes now. */

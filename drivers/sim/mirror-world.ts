@@ -525,7 +525,7 @@ export class MirrorWorld {
     if (reply === undefined) return;
     node.requests.delete(id);
     if (result === null) {
-      const gen = node.meta?.gen ?? null;
+      const gen = ackGen(node);
       if (gen !== null) this.#ackedUnder(gen);
     }
     reply(result);
@@ -598,13 +598,20 @@ export class MirrorWorld {
     this.schedule(this.#nowMs + latencyMs, () => {
       if (node.runtime !== runtime) return;
       node.requests.set(id, (result) => {
-        const gen = node.meta?.gen ?? null;
+        const gen = ackGen(node);
         this.schedule(this.#nowMs + latencyMs, () => done(result, node.id, gen));
       });
       if (node.lane !== null) node.lane.submit(id, op);
       else runtime.deliver({ kind: "intercepted", id, op });
     });
   }
+}
+
+/** The generation an acknowledgement belongs to: the one the node's disk holds (a new one
+ *  the core set in memory and has not persisted yet completes nothing alone: what completes
+ *  meanwhile was applied on the peer too, under the generation both have). */
+function ackGen(node: MirrorSimNode): Gen | null {
+  return node.disk.durableMeta()?.gen ?? null;
 }
 
 function guardDisk(port: DiskPort<MirrorMeta>, live: () => boolean): DiskPort<MirrorMeta> {
