@@ -78,9 +78,11 @@ if [ -s "$PG_DATA/PG_VERSION" ]; then runuser -u postgres -- "$PG_BIN/pg_ctl" -D
 /** A mirror module's userconfig.xml in generic-mirror's shape: the VIP on the real
  *  interface, one replicated directory acknowledged once applied on the secondary
  *  (async="none"; `async`: "second", SafeKit's default, on receipt), tandem's default
- *  timings. `check`: the <check> element's children (none: no element). Shared with the
+ *  timings. `check`: the <check> element's children (none: no element); `notReplicated`:
+ *  <notreplicated> elements of the directory. Shared with the
  *  host tests' mirror (test/host/mirror-lab.ts). */
-export function mirrorModuleXml(spec: { readonly service: string; readonly vip: string; readonly dir: string; readonly check: readonly string[]; readonly vars: Readonly<Record<string, string>>; readonly async?: "none" | "second" }): string {
+export function mirrorModuleXml(spec: { readonly service: string; readonly vip: string; readonly dir: string; readonly check: readonly string[]; readonly vars: Readonly<Record<string, string>>; readonly async?: "none" | "second"; readonly notReplicated?: readonly string[] }): string {
+  const excluded = (spec.notReplicated ?? []).map((line) => `\n        ${line}`).join("");
   const check = spec.check.length === 0 ? "" : `    <check>\n${spec.check.map((line) => `      ${line}\n`).join("")}    </check>\n`;
   return `<?xml version="1.0" encoding="utf-8"?>
 <safe>
@@ -98,7 +100,8 @@ export function mirrorModuleXml(spec: { readonly service: string; readonly vip: 
       </interface_list>
     </vip>
     <rfs async="${spec.async ?? "none"}">
-      <replicated dir="${spec.dir}" mode="read_only"/>
+      <replicated dir="${spec.dir}" mode="read_only">${excluded}
+      </replicated>
     </rfs>
 ${check}    <user nicestoptimeout="60s" forcestoptimeout="10s">
 ${Object.entries(spec.vars).map(([name, value]) => `      <var name="${name}" value="${value}"/>`).join("\n")}

@@ -100,8 +100,6 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
   const log = (entry: LogEntry) => options.log({ ...entry, fields: { module: module.name, ...entry.fields } });
   const rings = datagramRingsOf(cluster, node).filter((ring) => config.rings.includes(ring.ring));
   if (rings.length === 0) throw new Error(`node ${node} is on none of the module's heartbeat lans (${config.rings.join(", ")})`);
-  const ignored = module.rfs?.replicated.flatMap((each) => each.notReplicated.map((entry) => entry.path ?? entry.regex ?? "")) ?? [];
-  if (ignored.length > 0) log({ level: "warn", event: "mirror.notreplicated_ignored", fields: { dir, entries: ignored.join(" ") } });
   const mirrorState = join(options.stateDir, "mirror");
   mkdirSync(join(mirrorState, "preserved"), { recursive: true, mode: 0o700 });
 

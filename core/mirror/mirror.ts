@@ -28,6 +28,7 @@ import { decide, planResync, type SplitBrainPolicy } from "./decide.ts";
 import { describeOp, isMediaError, isWithin, parentOf, pathsOf, type DiskError, type DiskOp, type DiskResult, type PathSnapshot } from "./disk-ops.ts";
 import type { HelloSummary, MirrorBeat, MirrorMessage, MirrorReadiness, MirrorRole } from "./messages.ts";
 import { extentsOfWrite, type LaneReport } from "./lane.ts";
+import { excluderOf, type Exclusion } from "./exclude.ts";
 import { coarsenDirty, dirtyOf, emptyDirty, expandHot, filterDirty, lineage, newMeta, nextGen, unionDirty, withNewGen, type DirtyMap, type FileDirty, type Gen, type MirrorMeta } from "./meta.ts";
 
 export interface MirrorConfig {
@@ -68,6 +69,9 @@ export interface MirrorConfig {
   readonly retryMs: number;
   /** The driver runs a lane (lane.ts): in-sync writes and fsyncs bypass the core's steps. */
   readonly lane: boolean;
+  /** `<notreplicated>` (exclude.ts): operations on these paths only are applied here alone,
+   *  never marked, sent nor resynced; a secondary keeps its own. */
+  readonly notReplicated?: readonly Exclusion[];
   /** Test-only: a bug the simulator must catch. early-ack: complete an operation once
    *  applied locally, without waiting for the peer. */
   readonly plantedBug?: "early-ack";
@@ -244,7 +248,7 @@ export interface Mirror {
   nextSession: number;
   /** Intercepted, waiting for their marks to be durable (`needs`: a metadata version) or for
    *  dispatching to resume; `marked`: the paths their marks name. */
-  readonly held: { id: number; op: DiskOp; needs: number; marked: readonly string[] }[];
+  readonly held: { id: number; op: DiskOp; needs: number; marked: readonly string[]; localOnly: boolean }[];
   opSeq: number;
   readonly pending: Map<number, Pending>;
   readonly pathSeq: Map<string, number>;
@@ -985,6 +989,12 @@ class Step {
       this.out.push({ kind: "complete", id, result: s.phase === "secondary" ? "EROFS" : "EIO" });
       return;
     }
+    if (this.localOnly(op)) {
+      // Not replicated: applied here, in order with the rest, and nothing else.
+      s.held.push({ id, op, needs: 0, marked: [], localOnly: true });
+      this.drainHeld();
+      return;
+    }
     let needs = 0;
     if (s.genShared && s.link === null) {
       // What it completes now is on this node only: its peer must not look as recent. (Not
@@ -1009,15 +1019,23 @@ class Step {
       this.persist();
       needs = s.metaVersion;
     }
-    s.held.push({ id, op, needs, marked });
+    s.held.push({ id, op, needs, marked, localOnly: false });
     this.drainHeld();
+  }
+
+  /** Every path of `op` is excluded from replication (an operation naming none, such as an
+   *  fsync of the whole tree, is replicated). */
+  localOnly(op: DiskOp): boolean {
+    const paths = pathsOf(op);
+    const excludes = excluderOf(this.s.config.notReplicated);
+    return paths.length > 0 && paths.every((path) => excludes(path));
   }
 
   drainHeld(): void {
     const s = this.s;
     while (s.held.length > 0 && s.dispatching && s.accepting && s.held[0]!.needs <= s.metaDone) {
-      const { id, op, marked } = s.held.shift()!;
-      this.dispatch(id, op, marked);
+      const { id, op, marked, localOnly } = s.held.shift()!;
+      this.dispatch(id, op, marked, localOnly);
     }
   }
 
@@ -1052,12 +1070,12 @@ class Step {
     }
   }
 
-  dispatch(id: number, op: DiskOp, marked: readonly string[]): void {
+  dispatch(id: number, op: DiskOp, marked: readonly string[], localOnly = false): void {
     const s = this.s;
     const seq = ++s.opSeq;
     this.unhold(marked);
     this.touch(op, marked);
-    const link = s.link;
+    const link = localOnly ? null : s.link;
     s.pending.set(seq, { id, op, local: undefined, peer: undefined, peerless: link === null });
     this.out.push({ kind: "apply", tag: this.tag({ t: "local", seq }), op });
     if (link !== null && op.kind === "rename") this.carryPlan(link, op.from, op.to);
@@ -1067,6 +1085,7 @@ class Step {
     }
     // Its marks are durable (dispatched after them): the lane may write there from now on
     // (into the whole of a file created or truncated since the last clear: its next writes).
+    if (localOnly) return;
     if (s.lane !== null && s.lane.state === "on" && (op.kind === "create" || op.kind === "truncate") && s.meta.hot.get(op.path)?.all === true) {
       this.out.push({ kind: "lane-arm", path: op.path, extents: "all" });
     }
@@ -1575,8 +1594,11 @@ class Step {
       if (follow === null || follow.session !== tag.session) return;
       const keep = tag.snapshot.kind === "dir" ? new Set(tag.snapshot.children) : new Set<string>();
       const extras = typeof result !== "string" && result.kind === "dir" ? result.children.filter((child) => !keep.has(child)) : [];
+      const excludes = excluderOf(s.config.notReplicated);
       for (const child of extras) {
         const childPath = tag.path === "" ? child : `${tag.path}/${child}`;
+        // What this node does not replicate is its own.
+        if (excludes(childPath)) continue;
         this.out.push({ kind: "install", tag: this.tag({ t: "install", session: tag.session, path: tag.path, last: false }), path: childPath, snapshot: { kind: "absent" } });
       }
       this.out.push({ kind: "install", tag: this.tag({ t: "install", session: tag.session, path: tag.path, last: true }), path: tag.path, snapshot: tag.snapshot });
@@ -1665,6 +1687,7 @@ class Step {
   }
 
   plan(link: Link, path: string, entry: FileDirty): void {
+    if (excluderOf(this.s.config.notReplicated)(path)) return;
     const before = link.plan.get(path);
     if (before === undefined) {
       link.plan.set(path, entry);
@@ -1680,7 +1703,10 @@ class Step {
 
   attach(peer: HelloSummary): void {
     const s = this.s;
-    const plan = planResync(s.meta, peer, s.fullsync);
+    const planned = planResync(s.meta, peer, s.fullsync);
+    // A mixed operation (a rename out of an excluded place) marks an excluded path too.
+    const excludes = excluderOf(s.config.notReplicated);
+    const plan = { ...planned, dirty: new Map([...planned.dirty].filter(([path]) => !excludes(path))) };
     const session = s.nextSession++ * 1000 + (s.incarnation % 1000);
     s.fullsync = false;
     const link: Link = {

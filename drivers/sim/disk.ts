@@ -316,9 +316,10 @@ export class SimDisk<Meta> {
     return entries.sort(byPath);
   }
 
-  /** A hash of snapshotTree(layer): equal digests, byte-identical trees. */
-  treeDigest(layer: DiskLayer = "cache"): string {
-    return createHash("sha256").update(JSON.stringify(this.snapshotTree(layer))).digest("hex");
+  /** A hash of snapshotTree(layer): equal digests, byte-identical trees (without the
+   *  paths `leaveOut` names, such as a mirror's not replicated ones). */
+  treeDigest(layer: DiskLayer = "cache", leaveOut: (path: string) => boolean = () => false): string {
+    return createHash("sha256").update(JSON.stringify(this.snapshotTree(layer).filter((entry) => !leaveOut(entry.path)))).digest("hex");
   }
 
   /** A copy of the bytes of the file at `path`, or null when it is not a file. */

@@ -13,6 +13,7 @@
 // Without the split-brain checker a split brain may happen; then the losing side's
 // changes must have been kept aside (preserved), never silently dropped.
 
+import { excluderOf } from "../../core/mirror/exclude.ts";
 import { compareEntry, type Expected } from "./mirror-clients.ts";
 import type { MirrorSimNode, MirrorWorld } from "./mirror-world.ts";
 
@@ -37,14 +38,15 @@ export function settle(world: MirrorWorld, boundMs = convergeBoundMs): boolean {
   const converged = world.runUntilCondition(() => inSync(world), deadline, 20);
   if (!converged) {
     const states = world.nodes.map((node) => `${node.id} ${node.role} ${node.readiness} gen ${node.meta?.gen ?? "-"}${node.runtime === null ? "" : ` (${node.runtime.state.why || node.runtime.state.phase})`}`).join("; ");
-    world.violation("M4", `not converged ${boundMs} ms after the faults stopped: ${states}; trees ${world.nodes.map((node) => node.disk.treeDigest().slice(0, 12)).join(" vs ")}${treeDifferences(world)}`);
+    world.violation("M4", `not converged ${boundMs} ms after the faults stopped: ${states}; trees ${world.nodes.map((node) => node.disk.treeDigest("cache", notReplicated(world)).slice(0, 12)).join(" vs ")}${treeDifferences(world)}`);
   }
   return converged;
 }
 
 /** The first paths whose entries differ between the two nodes' trees, for the report. */
 function treeDifferences(world: MirrorWorld, count = 3): string {
-  const [a, b] = world.nodes.map((node) => new Map(node.disk.snapshotTree().map((entry) => [entry.path, JSON.stringify(entry)])));
+  const leaveOut = notReplicated(world);
+  const [a, b] = world.nodes.map((node) => new Map(node.disk.snapshotTree().filter((entry) => !leaveOut(entry.path)).map((entry) => [entry.path, JSON.stringify(entry)])));
   const paths = [...new Set([...a!.keys(), ...b!.keys()])].sort().filter((path) => a!.get(path) !== b!.get(path));
   if (paths.length === 0) return "";
   const shown = paths.slice(0, count).map((path) => `${path || "(root)"}: ${a!.get(path) ?? "absent"} vs ${b!.get(path) ?? "absent"}`);
@@ -56,7 +58,12 @@ export function inSync(world: MirrorWorld): boolean {
   const roles = world.nodes.map((node) => `${node.role}/${node.readiness}`).sort().join(",");
   if (roles !== "PRIM/Ready,SECOND/Ready") return false;
   const [a, b] = world.nodes;
-  return a!.disk.treeDigest() === b!.disk.treeDigest();
+  return a!.disk.treeDigest("cache", notReplicated(world)) === b!.disk.treeDigest("cache", notReplicated(world));
+}
+
+/** The paths the mirror does not replicate (each node keeps its own). */
+function notReplicated(world: MirrorWorld): (path: string) => boolean {
+  return excluderOf(world.config(world.nodes[0]!.id).notReplicated);
 }
 
 /** M1 and M2 at the end: the primary's tree against the clients' model. Also checks that

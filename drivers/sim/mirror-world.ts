@@ -22,6 +22,7 @@ import type { ClockPort, DiskPort, LogPort, ProbePort, ProcessPort } from "../..
 import type { LogEntry } from "../../core/types.ts";
 import { createMirrorRuntime, type MirrorRuntime } from "../../runtime/mirror-runtime.ts";
 import { SimDatagrams } from "./datagrams.ts";
+import type { Exclusion } from "../../core/mirror/exclude.ts";
 import { SimLane, type LaneFrame, type LanePlantedBug } from "./mirror-lane.ts";
 import { SimDisk, type SimDiskSettings } from "./disk.ts";
 import { EventQueue, runEventsUntil, runUntilHolds } from "./event-queue.ts";
@@ -55,6 +56,8 @@ export interface MirrorWorldOptions {
   /** The primary's in-sync writes and fsyncs take the lane (core/mirror/lane.ts). Default:
    *  on for odd seeds, so that runs cover both the replicator of today (none) and the lane. */
   readonly lane?: boolean;
+  /** `<notreplicated>` rules (core/mirror/exclude.ts); the checker leaves those paths out. */
+  readonly notReplicated?: readonly Exclusion[];
   /** How long start_prim takes (the application's start). */
   readonly appStartMs?: number;
   /** Heartbeat pulse and peer-loss timeout (default tandem's: 50 ms and 250 ms). */
@@ -244,6 +247,7 @@ export class MirrorWorld {
       checkpointMs: 500,
       retryMs: 1_000,
       lane: this.laneOn,
+      ...(options.notReplicated === undefined ? {} : { notReplicated: options.notReplicated }),
       ...(options.plantedBug === "ack-before-peer" ? { plantedBug: "early-ack" as const } : {}),
     };
   }

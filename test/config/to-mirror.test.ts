@@ -89,6 +89,7 @@ const safekitExpected: MirrorConfig = {
   checkpointMs: 500,
   retryMs: 1_000,
   lane: false,
+  notReplicated: [{ path: "tmp", regex: null, inverted: false }],
 };
 
 /** A minimal mirror module `app` with `heart`, `rfs` and `more` (checks, user) inside its service. */
@@ -123,6 +124,7 @@ const minimal = (fields: Partial<MirrorConfig> = {}): MirrorConfig => ({
   scriptEnv: { SAFEMODULE: "app" },
   scriptTimeoutMs: 300_000,
   resyncWorkers: 6,
+  notReplicated: [],
   ...fields,
 });
 
@@ -310,6 +312,7 @@ describe("the postgresql template", () => {
   checkpointMs: 500,
       retryMs: 1_000,
       lane: false,
+      notReplicated: [{ path: null, regex: ".*/pg_stat_tmp/.*", inverted: false }],
     } satisfies MirrorConfig);
   });
 });

@@ -44,14 +44,18 @@ export interface MirrorModuleSpec {
   readonly checks?: string;
   /** <rfs async>: "none" (default here) or "second" (SafeKit's default). */
   readonly async?: "none" | "second";
+  /** <notreplicated> elements of the replicated directory. */
+  readonly notReplicated?: readonly string[];
 }
 
 /** Every script of the module notes that it ran (and with which role arguments). */
 const noteScript = `#!/bin/sh\necho "$(basename "$0") $*" >> "$SCRIPT_LOG"\n`;
 
-/** The default module: scripts that only note that they ran. */
+/** The default module: scripts that only note that they ran; `scratch/` and `*.tmp` not
+ *  replicated. */
 export const notingModule: MirrorModuleSpec = {
   scripts: Object.fromEntries(["prestart", "start_prim", "stop_prim", "start_second", "stop_second", "poststop"].map((name) => [name, noteScript])),
+  notReplicated: [`<notreplicated path="scratch"/>`, `<notreplicated regexpath="\\.tmp$"/>`],
 };
 
 /** generic-mirror's shape (lab/lab-mirror.ts, mirrorModuleXml): the witness is the client
@@ -64,6 +68,7 @@ function userconfigXml(lab: Lab, node: MirrorLabNode, spec: MirrorModuleSpec): s
     check: [...(spec.witness === true ? [`<splitbrain ident="witness" exec="ping" arg="${lab.clientIp}"/>`] : []), ...(spec.checks === undefined ? [] : [spec.checks])],
     vars: { SCRIPT_LOG: node.scriptLog, DATA_DIR: node.dataDir, ...spec.vars?.(node) },
     ...(spec.async === undefined ? {} : { async: spec.async }),
+    ...(spec.notReplicated === undefined ? {} : { notReplicated: spec.notReplicated }),
   });
 }
 

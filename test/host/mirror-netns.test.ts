@@ -93,6 +93,21 @@ describe("a mirror module on two node services", () => {
     expect(treeOf(dir(1))).toEqual(tree);
   }, 60_000);
 
+  it("leaves what <notreplicated> names on the primary alone, replicating the rest", async () => {
+    const d = dir(0);
+    const run = await mirror.app(0, [`mkdir ${d}/scratch`, `printf local > ${d}/scratch/a`, `printf local > ${d}/sub/b.tmp`, `printf kept > ${d}/sub/kept`, `sync ${d}/sub/kept`].join(" && "));
+    expect(run).toEqual({ code: 0, output: "" });
+    const primary = treeOf(d);
+    expect(primary["scratch/a"]).toMatch(/^file /);
+    expect(primary["sub/b.tmp"]).toMatch(/^file /);
+    const secondary = treeOf(dir(1));
+    expect([secondary["scratch"], secondary["scratch/a"], secondary["sub/b.tmp"]]).toEqual([undefined, undefined, undefined]);
+    expect(secondary["sub/kept"]).toBe(primary["sub/kept"]);
+    // Gone again, so that the trees compare equal below.
+    expect(await mirror.app(0, `rm -r ${d}/scratch ${d}/sub/b.tmp ${d}/sub/kept`)).toEqual({ code: 0, output: "" });
+    expect(treeOf(dir(1))).toEqual(treeOf(d));
+  }, 60_000);
+
   it("takes in-place writes and fsyncs on the native lane once their extents are armed, the secondary applying them", async () => {
     const d = dir(0);
     // The first pass writes each 64 KiB extent through the core (which arms it); the next
