@@ -258,9 +258,9 @@ export interface Mirror {
   /** Paths written since the marks were last cleared: their hot extents stay. */
   readonly hotTouched: Set<string>;
   fence: { gen: Gen | null } | null;
-  /** A primary without its peer in a generation its peer has too (a handover lost, or a
-   *  swap not yet followed): anything it completes alone starts a new one first
-   *  (intercepted()). */
+  /** A primary without its peer in a generation its peer may have too (elected, handed the
+   *  role by a swap, its handover lost): anything it completes alone starts a new one first
+   *  (intercepted()). Cleared when the peer is attached (and by a promotion). */
   genShared: boolean;
   /** The session this node handed over by a swap, until the peer says it took the role: a
    *  hello of the peer as secondary was sent before, and would make this node elect itself
@@ -750,7 +750,8 @@ class Step {
     const meta = s.meta;
     if (meta.gen !== null && meta.consistent && meta.lastRole === "ALONE") {
       this.log("info", "mirror.start_alone", { gen: meta.gen });
-      this.becomePrimary();
+      // Its generation is its own: it went on alone last, and the peer never followed since.
+      this.becomePrimary(false);
       return;
     }
     this.wait(meta.gen === null ? "a new mirror: run prim on the node whose data is right" : !meta.consistent ? "data not up to date (an interrupted resync or outdated): waiting for the other node; primforce overrides" : "data may be not up to date: waiting for the other node, or force with prim");
@@ -816,18 +817,20 @@ class Step {
   promote(why: string): void {
     const s = this.s;
     s.phase = "promoting";
-    s.genShared = false;
     const gen = nextGen(s.meta, s.config.self, s.peerGen);
     const base = s.meta.gen === null ? gen : s.meta.dirtyBase;
     this.log("warn", "mirror.new_generation", { gen, from: s.meta.gen, why });
     this.setMeta({ ...withNewGen(s.meta, gen, "ALONE"), consistent: true, dirtyBase: base }, (step) => {
-      if (s.phase === "promoting") step.becomePrimary();
+      if (s.phase === "promoting") step.becomePrimary(false);
     });
   }
 
-  becomePrimary(): void {
+  /** `genShared`: its generation may be the peer's too (elected, handed the role by a swap),
+   *  so what it completes before the peer follows starts a new one first. */
+  becomePrimary(genShared = true): void {
     const s = this.s;
     s.phase = "primary";
+    s.genShared = genShared;
     s.handedOver = null;
     s.continuous = true;
     // Its tree is the reference from now on; and a node elected as primary is the last
@@ -1498,9 +1501,8 @@ class Step {
           s.peerHello = null;
           this.setMeta({ ...s.meta, lastRole: "PRIM" });
           // What it completes before the old primary attaches is on this node only: the
-          // first such write starts a new generation (a promotion here would show the old
-          // primary a peer that waits, and it would take the role back).
-          s.genShared = true;
+          // first such write starts a new generation (becomePrimary; a promotion here would
+          // show the old primary a peer that waits, and it would take the role back).
           this.becomePrimary();
           return;
         }
