@@ -219,6 +219,16 @@ export interface MirrorFuzzSummary {
 }
 
 /** Runs `runs` generated plans; fast-check shrinks a failing one. */
+/** The first violations of `plan`, or the exception it ends with (an assertion of the core
+ *  or of the world), for a report that still names the plan. */
+function violationLines(plan: MirrorPlan): string[] {
+  try {
+    return runMirrorPlan(plan).violations.slice(0, 5).map((violation) => `  [${violation.kind}] t=${violation.atMs.toFixed(1)} ms: ${violation.detail}`);
+  } catch (error) {
+    return [`  [crash] ${error instanceof Error ? error.message : String(error)}`];
+  }
+}
+
 export function fuzzMirror(options: {
   readonly runs: number;
   readonly seed: number;
@@ -242,7 +252,7 @@ export function fuzzMirror(options: {
   const command = mirrorReplayCommand(plan);
   const report = [
     `VIOLATION in a mirror fault plan (found after ${details.numRuns} plans, shrunk ${details.numShrinks} times)`,
-    ...runMirrorPlan(plan).violations.slice(0, 5).map((violation) => `  [${violation.kind}] t=${violation.atMs.toFixed(1)} ms: ${violation.detail}`),
+    ...violationLines(plan),
     "plan:",
     describeMirrorPlan(plan).replace(/^/gm, "  "),
     "replay with:",
