@@ -2093,6 +2093,8 @@ class Step {
   }
 
   witnessPassed(purpose: "alone" | "promote", why: string): void {
+    // A check begun before a stop and a start of the module: that decision was made since.
+    if (purpose === "promote" && this.s.phase !== "promoting") return;
     if (purpose === "alone") {
       this.goAlone(why);
       return;
