@@ -11,7 +11,7 @@
 // new name, unlink, symlink, mkdir, fsync of a file and of the whole tree, and reads of a
 // file back from the current primary (checked against the model at once).
 
-import { describeOp, pathsOf, type DiskOp, type DiskResult } from "../../core/mirror/disk-ops.ts";
+import { describeOp, parentOf, pathsOf, type DiskOp, type DiskResult } from "../../core/mirror/disk-ops.ts";
 import type { Gen } from "../../core/mirror/meta.ts";
 import type { Prng } from "./prng.ts";
 
@@ -122,6 +122,11 @@ export class MirrorClients {
     return !this.uncertain.has(path);
   }
 
+  #certainWithAncestors(path: string): boolean {
+    for (let at = path; at !== ""; at = parentOf(at)) if (!this.#certain(at)) return false;
+    return true;
+  }
+
   #next(client: Client): void {
     if (!this.#running || client.inFlight !== null) return;
     const op = this.#choose(client);
@@ -165,7 +170,9 @@ export class MirrorClients {
       this.stats.failed++;
       const semantic = result !== "EIO" && result !== "EROFS" && result !== "ENOSPC";
       const paths = pathsOf(op);
-      if (semantic && paths.every((path) => this.#certain(path))) this.#world.violation("M1", `${describeOp(op)} answered ${result} by ${node}, but the client's acknowledged history says it must succeed`);
+      // A path is known only if its directories are (an operation retried across a double
+      // failure may find its directory gone with it).
+      if (semantic && paths.every((path) => this.#certainWithAncestors(path))) this.#world.violation("M1", `${describeOp(op)} answered ${result} by ${node}, but the client's acknowledged history says it must succeed`);
       for (const path of paths) this.#forget(path);
     } else {
       this.stats.acked++;
