@@ -262,9 +262,10 @@ export interface Mirror {
    *  role by a swap, its handover lost): anything it completes alone starts a new one first
    *  (intercepted()). Cleared when the peer is attached (and by a promotion). */
   genShared: boolean;
-  /** The session this node handed over by a swap, until the peer says it took the role: a
-   *  hello of the peer as secondary was sent before, and would make this node elect itself
-   *  (both then primary). */
+  /** When this node handed the role over by a swap, until the peer says it took it: a hello
+   *  of the peer as secondary was sent before, and would make this node elect itself (both
+   *  then primary). Ignored for two peer-loss timeouts at most (a peer that never takes the
+   *  role leaves the decision to the hellos again). */
   handedOver: number | null;
   /** The primary's lane: opening (lane-open sent), on (the driver admits), stopping (its
    *  stopped report awaited: until then the core does not know every operation applied). */
@@ -907,7 +908,7 @@ class Step {
       this.out.push({ kind: "timer-cancel", timer: "checkpoint" });
       this.setMeta({ ...s.meta, lastRole: "SECOND" });
       if (then === "handover-swap") {
-        s.handedOver = link.session;
+        s.handedOver = this.now;
         s.peerHello = null;
         s.phase = "secondary";
         s.why = "swap";
@@ -1004,7 +1005,7 @@ class Step {
       // at the handover's loss: a stop that writes nothing more leaves the peer up to date.)
       s.genShared = false;
       const gen = nextGen(s.meta, s.config.self, s.peerGen);
-      this.log("warn", "mirror.new_generation", { gen, from: s.meta.gen, why: "a write after the handover was lost" });
+      this.log("warn", "mirror.new_generation", { gen, from: s.meta.gen, why: "a write before the peer follows, in a generation it has too" });
       this.setMeta(withNewGen(s.meta, gen, "ALONE"));
       needs = s.metaVersion;
     }
@@ -1423,7 +1424,7 @@ class Step {
         }
         if (s.handedOver !== null) {
           // Sent before the peer took the role this node handed it: its next hello says so.
-          if (message.summary.role === "SECOND") return;
+          if (message.summary.role === "SECOND" && this.now - s.handedOver < 2 * s.config.timeoutMs) return;
           s.handedOver = null;
         }
         const before = s.peerHello;
@@ -2116,6 +2117,7 @@ class Step {
     this.out.push({ kind: "timer-cancel", timer: "checkpoint" });
     let meta: MirrorMeta = { ...s.meta, lastRole: "ALONE" };
     if (newGeneration) {
+      s.genShared = false;
       const gen = nextGen(s.meta, s.config.self, s.peerGen);
       this.log("warn", "mirror.new_generation", { gen, from: s.meta.gen, why });
       meta = withNewGen(s.meta, gen, "ALONE");
