@@ -3,7 +3,7 @@
 // trees different after a failure the mirror must survive.
 
 import { describe, expect, it } from "vitest";
-import type { DiskOp, DiskResult } from "../../core/mirror/disk-ops.ts";
+import { write } from "./mirror-submit.ts";
 import { inSync, settle } from "../../drivers/sim/mirror-checker.ts";
 import { MirrorWorld, type MirrorPlantedBug } from "../../drivers/sim/mirror-world.ts";
 
@@ -26,15 +26,6 @@ function laneWorld(options: { seed: number; plantedBug?: MirrorPlantedBug; tornW
   world.command("n1", "prim");
   expect(world.runUntilCondition(() => inSync(world) && world.node("n1").runtime?.state.lane?.state === "on", 10_000)).toBe(true);
   return world;
-}
-
-/** Submits `op` through the VIP and runs until it is answered. */
-function write(world: MirrorWorld, op: DiskOp): DiskResult {
-  let answer: DiskResult | "unreachable" | undefined;
-  world.submit(op, (result) => (answer = result));
-  expect(world.runUntilCondition(() => answer !== undefined, world.nowMs + 5_000, 0.05)).toBe(true);
-  expect(answer).not.toBe("unreachable");
-  return answer as DiskResult;
 }
 
 /** A file of four blocks, durable on both nodes, then a checkpoint (the lane disarmed). */

@@ -3,8 +3,8 @@
 // and a full resync leaves the secondary's own excluded files where they are.
 
 import { describe, expect, it } from "vitest";
-import type { DiskOp, DiskResult } from "../../core/mirror/disk-ops.ts";
 import { excluderOf } from "../../core/mirror/exclude.ts";
+import { write } from "./mirror-submit.ts";
 import { inSync } from "../../drivers/sim/mirror-checker.ts";
 import { MirrorWorld } from "../../drivers/sim/mirror-world.ts";
 
@@ -13,14 +13,6 @@ const rules = [
   { path: null, regex: "\\.tmp$", inverted: false },
 ] as const;
 const bytes = (byte: number) => new Uint8Array(100).fill(byte);
-
-function write(world: MirrorWorld, op: DiskOp): DiskResult {
-  let answer: DiskResult | "unreachable" | undefined;
-  world.submit(op, (result) => (answer = result));
-  expect(world.runUntilCondition(() => answer !== undefined, world.nowMs + 5_000, 0.05)).toBe(true);
-  expect(answer).not.toBe("unreachable");
-  return answer as DiskResult;
-}
 
 describe("paths not replicated", () => {
   it("match a path with what is below it, or a regular expression searched in the relative path (! inverts)", () => {
