@@ -4,7 +4,7 @@
 # - tandem_native: libnftables transactions, rtnetlink addresses (libmnl), and ARP frames
 #   through an AF_PACKET socket.
 # - tandem_fuse: the replicator's FUSE passthrough file system (libfuse 3, Debian's
-#   libfuse3-dev) and its lane (HMAC from the OpenSSL that Node exports, with the headers
+#   libfuse3-dev) and its lane (HMAC and AES-GCM from the OpenSSL that Node exports, with the headers
 #   of --nodedir). A target of its own, so that each addon builds and loads on its own.
 {
   "targets": [

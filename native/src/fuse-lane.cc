@@ -81,7 +81,8 @@ constexpr uint64_t kWholePath = (uint64_t{1} << 53) - 1;
 
 using Bytes = std::vector<uint8_t>;
 
-Bytes Hmac(const std::string& key, const std::vector<std::pair<const void*, size_t>>& parts, size_t keep = 32) {
+// HMAC-SHA256 of the parts (the handshake's proofs and the connection's key).
+Bytes Hmac(const std::string& key, const std::vector<std::pair<const void*, size_t>>& parts) {
   HMAC_CTX* context = HMAC_CTX_new();
   HMAC_Init_ex(context, key.data(), static_cast<int>(key.size()), EVP_sha256(), nullptr);
   for (const auto& part : parts) HMAC_Update(context, static_cast<const unsigned char*>(part.first), part.second);
@@ -89,7 +90,7 @@ Bytes Hmac(const std::string& key, const std::vector<std::pair<const void*, size
   unsigned length = 0;
   HMAC_Final(context, out, &length);
   HMAC_CTX_free(context);
-  return Bytes(out, out + std::min<size_t>(keep, length));
+  return Bytes(out, out + length);
 }
 
 bool WriteAll(int fd, const void* data, size_t length) {
