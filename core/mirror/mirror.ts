@@ -1030,6 +1030,8 @@ class Step {
   /** Every path of `op` is excluded from replication (an operation naming none, such as an
    *  fsync of the whole tree, is replicated). */
   localOnly(op: DiskOp): boolean {
+    // Every intercepted operation asks: nothing to work out without rules.
+    if ((this.s.config.notReplicated?.length ?? 0) === 0) return false;
     const paths = pathsOf(op);
     const excludes = excluderOf(this.s.config.notReplicated);
     return paths.length > 0 && paths.every((path) => excludes(path));
