@@ -81,8 +81,9 @@ if [ -s "$PG_DATA/PG_VERSION" ]; then runuser -u postgres -- "$PG_BIN/pg_ctl" -D
  *  timings. `check`: the <check> element's children (none: no element); `notReplicated`:
  *  <notreplicated> elements of the directory. Shared with the
  *  host tests' mirror (test/host/mirror-lab.ts). */
-export function mirrorModuleXml(spec: { readonly service: string; readonly vip: string; readonly dir: string; readonly check: readonly string[]; readonly vars: Readonly<Record<string, string>>; readonly async?: "none" | "second"; readonly notReplicated?: readonly string[] }): string {
-  const excluded = (spec.notReplicated ?? []).map((line) => `\n        ${line}`).join("");
+export function mirrorModuleXml(spec: { readonly service: string; readonly vip: string; readonly dir: string; readonly check: readonly string[]; readonly vars: Readonly<Record<string, string>>; readonly async?: "none" | "second"; readonly notReplicated?: readonly string[]; readonly toCheck?: readonly string[] }): string {
+  const inside = [...(spec.toCheck ?? []).map((path) => `<tocheck path="${path}"/>`), ...(spec.notReplicated ?? [])];
+  const excluded = inside.map((line) => `\n        ${line}`).join("");
   const check = spec.check.length === 0 ? "" : `    <check>\n${spec.check.map((line) => `      ${line}\n`).join("")}    </check>\n`;
   return `<?xml version="1.0" encoding="utf-8"?>
 <safe>

@@ -36,7 +36,8 @@
 // - Scripts run when the module has a <user> element, with SAFEMODULE, the <var> values and
 //   the caller's variables (in that order, later ones winning), and the nice-stop timeout
 //   (300 s without <user>).
-// - notReplicated: the first replicated directory's <notreplicated> rules.
+// - notReplicated and toCheck: the first replicated directory's <notreplicated> and
+//   <tocheck> (checked at each start of the module on this node).
 // - The replicated directories, locktimeout, sendtimeout, reiallowedbw, the flow network,
 //   the VIP and the heartbeat port are not part of MirrorConfig. syncdelta is not acted on:
 //   a stale node never becomes primary without an operator (a warning when written).
@@ -136,6 +137,7 @@ export function toMirrorConfig(module: ModuleConfig, cluster: ClusterConfig, nod
     lane: false,
     // One replicated directory per module (the node service refuses more).
     notReplicated: module.rfs.replicated[0]?.notReplicated ?? [],
+    toCheck: module.rfs.replicated[0]?.toCheck ?? [],
   };
   assert(config.self !== config.peer, "nodePair returns two different nodes");
   assert(config.resyncWorkers >= 1, "the rfs reader keeps nbrei at 1 or more");

@@ -72,6 +72,10 @@ export interface MirrorConfig {
   /** `<notreplicated>` (exclude.ts): operations on these paths only are applied here alone,
    *  never marked, sent nor resynced; a secondary keeps its own. */
   readonly notReplicated?: readonly Exclusion[];
+  /** `<tocheck>`: paths that must exist in the tree at each start of the module here
+   *  (an unmounted disk under the replicated directory leaves them missing); the module
+   *  stops otherwise, before any script runs or anything is replicated. */
+  readonly toCheck?: readonly string[];
   /** Test-only: a bug the simulator must catch. early-ack: complete an operation once
    *  applied locally, without waiting for the peer. */
   readonly plantedBug?: "early-ack";
@@ -147,6 +151,7 @@ type Tag =
   | { readonly t: "peer-flush"; readonly session: number; readonly upTo: number }
   | { readonly t: "sync-end"; readonly session: number; readonly gen: Gen; readonly history: readonly Gen[]; readonly upTo: number; readonly unsyncs: number }
   | { readonly t: "preserve"; readonly session: number; readonly paths: readonly string[] }
+  | { readonly t: "tocheck"; readonly start: number; readonly path: string }
 
 interface Pending {
   readonly id: number;
@@ -289,6 +294,11 @@ export interface Mirror {
   /** Running since this node was last primary or an up-to-date secondary (see HelloSummary). */
   continuous: boolean;
   startAfterStop: boolean;
+  /** Starts of the module so far: a `<tocheck>` answer of an earlier start is ignored. */
+  starts: number;
+  /** While a start reads its `<tocheck>` paths: the metadata loaded, what is still asked
+   *  and what was found missing (or unreadable, with its error). */
+  checking: { readonly meta: MirrorMeta | null; left: number; readonly missing: string[] } | null;
   /** false after a disk failure, until the retry timer: the primary must not attach this node yet. */
   attachable: boolean;
   /** The last attach session received from the peer (accepted or not). */
@@ -365,6 +375,8 @@ export function initMirror(config: MirrorConfig, incarnation: number, bootId: st
     promoteWhenDrained: false,
     continuous: false,
     startAfterStop: false,
+    starts: 0,
+    checking: null,
     attachable: true,
     seenSession: null,
     job: null,
@@ -581,30 +593,14 @@ class Step {
         this.command(input.command, input.fullsync === true);
         return;
       case "meta-loaded": {
-        if (s.phase !== "loading") return;
-        let leftPrimary = false;
-        {
-          const loaded = input.meta ?? newMeta();
-          // Written under another boot of this host: the page cache of then is gone.
-          const rebooted = loaded.bootId !== null && loaded.bootId !== s.bootId && loaded.gen !== null;
-          // The hot extents of before count as dirty whole: what they cover may have been
-          // applied here and not on the peer (or the other way round) before the stop.
-          s.meta = { ...loaded, dirty: unionDirty(loaded.dirty, expandHot(loaded.hot, s.config.hotExtentBlocks)), hot: emptyDirty, bootId: s.bootId, cacheLost: loaded.cacheLost || rebooted };
-          if (rebooted && !loaded.cacheLost) this.persist();
-          // The service before this one, on this same boot, was primary: if it died (a crash)
-          // its application may still run, on the dead mount, holding what this start needs
-          // (a lock, a port). stop_prim first (docs/mirror.md, States).
-          leftPrimary = !rebooted && loaded.gen !== null && (loaded.lastRole === "ALONE" || loaded.lastRole === "PRIM");
+        if (s.phase !== "loading" || s.checking !== null) return;
+        const toCheck = s.config.toCheck ?? [];
+        if (toCheck.length === 0) {
+          this.metaLoaded(input.meta);
+          return;
         }
-        s.phase = "starting";
-        this.log("info", "mirror.meta", { gen: s.meta.gen, consistent: s.meta.consistent, lastRole: s.meta.lastRole, dirtyPaths: s.meta.dirty.size });
-        // What the peer said before this start may be stale: ask it again.
-        s.peerHello = null;
-        s.sentKey = "";
-        this.askHello();
-        this.out.push({ kind: "timer-arm", timer: "pulse", afterMs: s.config.pulseMs });
-        if (leftPrimary) this.log("info", "mirror.cleanup", { why: "the previous service of this boot was primary: stop_prim before starting (its application may still run)" });
-        this.runScripts(leftPrimary ? ["stop_prim", "prestart", "start_both"] : ["prestart", "start_both"], { k: "started" });
+        s.checking = { meta: input.meta, left: toCheck.length, missing: [] };
+        for (const path of toCheck) this.out.push({ kind: "read", tag: this.tag({ t: "tocheck", start: s.starts, path }), path, blocks: [] });
         return;
       }
       case "meta-persisted":
@@ -658,6 +654,54 @@ class Step {
     }
   }
 
+  /** The metadata is loaded (and the `<tocheck>` paths found): the start goes on. */
+  metaLoaded(loadedMeta: MirrorMeta | null): void {
+    const s = this.s;
+    let leftPrimary = false;
+    {
+      const loaded = loadedMeta ?? newMeta();
+      // Written under another boot of this host: the page cache of then is gone.
+      const rebooted = loaded.bootId !== null && loaded.bootId !== s.bootId && loaded.gen !== null;
+      // The hot extents of before count as dirty whole: what they cover may have been
+      // applied here and not on the peer (or the other way round) before the stop.
+      s.meta = { ...loaded, dirty: unionDirty(loaded.dirty, expandHot(loaded.hot, s.config.hotExtentBlocks)), hot: emptyDirty, bootId: s.bootId, cacheLost: loaded.cacheLost || rebooted };
+      if (rebooted && !loaded.cacheLost) this.persist();
+      // The service before this one, on this same boot, was primary: if it died (a crash)
+      // its application may still run, on the dead mount, holding what this start needs
+      // (a lock, a port). stop_prim first (docs/mirror.md, States).
+      leftPrimary = !rebooted && loaded.gen !== null && (loaded.lastRole === "ALONE" || loaded.lastRole === "PRIM");
+    }
+    s.phase = "starting";
+    this.log("info", "mirror.meta", { gen: s.meta.gen, consistent: s.meta.consistent, lastRole: s.meta.lastRole, dirtyPaths: s.meta.dirty.size });
+    // What the peer said before this start may be stale: ask it again.
+    s.peerHello = null;
+    s.sentKey = "";
+    this.askHello();
+    this.out.push({ kind: "timer-arm", timer: "pulse", afterMs: s.config.pulseMs });
+    if (leftPrimary) this.log("info", "mirror.cleanup", { why: "the previous service of this boot was primary: stop_prim before starting (its application may still run)" });
+    this.runScripts(leftPrimary ? ["stop_prim", "prestart", "start_both"] : ["prestart", "start_both"], { k: "started" });
+  }
+
+  /** One `<tocheck>` path read at a start: once all are, the start goes on or the module stops. */
+  checked(start: number, path: string, result: PathSnapshot | DiskError): void {
+    const s = this.s;
+    const checking = s.checking;
+    if (checking === null || start !== s.starts || s.phase !== "loading") return;
+    if (typeof result === "string") checking.missing.push(`${path} (${result})`);
+    else if (result.kind === "absent") checking.missing.push(path);
+    checking.left -= 1;
+    if (checking.left > 0) return;
+    s.checking = null;
+    if (checking.missing.length === 0) {
+      this.metaLoaded(checking.meta);
+      return;
+    }
+    // Nothing has run yet: no script to stop, nothing replicated.
+    s.phase = "stopped";
+    s.why = `<tocheck> missing in the replicated directory: ${checking.missing.join(", ")} (is its file system mounted?); start again once there`;
+    this.log("error", "mirror.tocheck_missing", { missing: checking.missing.join(", ") });
+  }
+
   command(command: MirrorCommand, fullsync: boolean): void {
     const s = this.s;
     switch (command) {
@@ -670,6 +714,8 @@ class Step {
         }
         if (s.phase !== "stopped") return;
         s.phase = "loading";
+        s.starts += 1;
+        s.checking = null;
         s.continuous = false;
         s.attachable = true;
         s.yielding = false;
@@ -1327,6 +1373,7 @@ class Step {
       case "resync-read":
       case "prune-read":
       case "preserve":
+      case "tocheck":
         return;
       default:
         unreachable(tag);
@@ -1594,6 +1641,10 @@ class Step {
     const tag = s.tags.get(tagId);
     if (tag === undefined) return;
     s.tags.delete(tagId);
+    if (tag.t === "tocheck") {
+      this.checked(tag.start, tag.path, result);
+      return;
+    }
     if (tag.t === "prune-read") {
       const follow = s.follow;
       if (follow === null || follow.session !== tag.session) return;

@@ -58,6 +58,8 @@ export interface MirrorWorldOptions {
   readonly lane?: boolean;
   /** `<notreplicated>` rules (core/mirror/exclude.ts); the checker leaves those paths out. */
   readonly notReplicated?: readonly Exclusion[];
+  /** `<tocheck>` paths, checked at each start of the module. */
+  readonly toCheck?: readonly string[];
   /** How long start_prim takes (the application's start). */
   readonly appStartMs?: number;
   /** Heartbeat pulse and peer-loss timeout (default tandem's: 50 ms and 250 ms). */
@@ -248,6 +250,7 @@ export class MirrorWorld {
       retryMs: 1_000,
       lane: this.laneOn,
       ...(options.notReplicated === undefined ? {} : { notReplicated: options.notReplicated }),
+      ...(options.toCheck === undefined ? {} : { toCheck: options.toCheck }),
       ...(options.plantedBug === "ack-before-peer" ? { plantedBug: "early-ack" as const } : {}),
     };
   }

@@ -90,6 +90,7 @@ const safekitExpected: MirrorConfig = {
   retryMs: 1_000,
   lane: false,
   notReplicated: [{ path: "tmp", regex: null, inverted: false }],
+  toCheck: ["VERSION"],
 };
 
 /** A minimal mirror module `app` with `heart`, `rfs` and `more` (checks, user) inside its service. */
@@ -125,6 +126,7 @@ const minimal = (fields: Partial<MirrorConfig> = {}): MirrorConfig => ({
   scriptTimeoutMs: 300_000,
   resyncWorkers: 6,
   notReplicated: [],
+  toCheck: [],
   ...fields,
 });
 
@@ -313,6 +315,7 @@ describe("the postgresql template", () => {
       retryMs: 1_000,
       lane: false,
       notReplicated: [{ path: null, regex: ".*/pg_stat_tmp/.*", inverted: false }],
+      toCheck: ["15/main/PG_VERSION"],
     } satisfies MirrorConfig);
   });
 });

@@ -46,6 +46,8 @@ export interface MirrorModuleSpec {
   readonly async?: "none" | "second";
   /** <notreplicated> elements of the replicated directory. */
   readonly notReplicated?: readonly string[];
+  /** <tocheck> paths of the replicated directory. */
+  readonly toCheck?: readonly string[];
 }
 
 /** Every script of the module notes that it ran (and with which role arguments). */
@@ -69,6 +71,7 @@ function userconfigXml(lab: Lab, node: MirrorLabNode, spec: MirrorModuleSpec): s
     vars: { SCRIPT_LOG: node.scriptLog, DATA_DIR: node.dataDir, ...spec.vars?.(node) },
     ...(spec.async === undefined ? {} : { async: spec.async }),
     ...(spec.notReplicated === undefined ? {} : { notReplicated: spec.notReplicated }),
+    ...(spec.toCheck === undefined ? {} : { toCheck: spec.toCheck }),
   });
 }
 
