@@ -20,6 +20,7 @@ import { hashString32 } from "../core/hash.ts";
 import type { MirrorReadiness, MirrorRole } from "../core/mirror/messages.ts";
 import type { Gen } from "../core/mirror/meta.ts";
 import { initMirror, roleOf, type MirrorCommand, type MirrorStats } from "../core/mirror/mirror.ts";
+import { composeDisks, opInVolume, volumeNameOf } from "../core/mirror/volumes.ts";
 import type { ProbePort, ProcessPort } from "../core/ports.ts";
 import type { LogEntry, NodeId } from "../core/types.ts";
 import { RealClockPort } from "../drivers/real/clock.ts";
@@ -94,10 +95,14 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
   const { module, cluster, node } = options;
   const bridged = toMirrorConfig(module, cluster, node, { scriptEnv: options.scriptEnv });
   if (bridged.config === null) throw new Error(bridged.problems.map(formatProblem).join("; "));
-  const laneWanted = process.env["TANDEM_MIRROR_LANE"] !== "off";
+  const dirs = replicatedDirs(module);
+  // With several directories the module's tree is a virtual root over them
+  // (core/mirror/volumes.ts); the lane serves one directory only.
+  const several = dirs.length > 1;
+  const laneWanted = process.env["TANDEM_MIRROR_LANE"] !== "off" && !several;
   const config = { ...bridged.config, lane: laneWanted };
-  const dir = replicatedDir(module);
   const log = (entry: LogEntry) => options.log({ ...entry, fields: { module: module.name, ...entry.fields } });
+  if (several && process.env["TANDEM_MIRROR_LANE"] !== "off") log({ level: "info", event: "mirror.lane_off", fields: { why: `${dirs.length} replicated directories: every write goes through the core (the lane serves modules with one)` } });
   const rings = datagramRingsOf(cluster, node).filter((ring) => config.rings.includes(ring.ring));
   if (rings.length === 0) throw new Error(`node ${node} is on none of the module's heartbeat lans (${config.rings.join(", ")})`);
   const mirrorState = join(options.stateDir, "mirror");
@@ -105,27 +110,42 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
 
   let runtime: MirrorRuntime | null = null;
   let nativeLane: FuseLane | null = null;
-  const volume = new MirrorVolume({
-    dir,
-    intercept: (id, op) => runtime!.deliver({ kind: "intercepted", id, op }),
-    log: (event, fields) => log({ level: "info", event, fields }),
-    lane: () => nativeLane,
+  let lastId = 0;
+  const volumes = dirs.map((dir, index) => {
+    const name = several ? volumeNameOf(dir, index) : "";
+    const volume = new MirrorVolume({
+      dir,
+      intercept: (id, op) => runtime!.deliver({ kind: "intercepted", id, op: several ? opInVolume(name, op) : op }),
+      log: (event, fields) => log({ level: "info", event, fields }),
+      lane: () => nativeLane,
+      nextId: () => ++lastId,
+    });
+    return { dir, name, volume };
   });
-  volume.open();
-  const closers: (() => Promise<void> | void)[] = [() => volume.close()];
+  const closers: (() => Promise<void> | void)[] = [];
   const closeAll = async () => {
     for (const close of closers.reverse()) await close();
   };
   try {
-    const disk = new RealDisk({
-      root: volume.root,
-      metaFile: join(mirrorState, "meta.json"),
-      preserveDir: join(mirrorState, "preserved"),
-      codec: mirrorMetaCodec,
-      problem: (what, error) => log({ level: "error", event: "mirror.disk_error", fields: { what, error: String(error) } }),
+    for (const { volume } of volumes) {
+      volume.open();
+      closers.push(() => volume.close());
+    }
+    // One port per directory; the metadata is the first one's (the others never touch it).
+    const disks = volumes.map(({ volume }) => {
+      const disk = new RealDisk({
+        root: volume.root,
+        metaFile: join(mirrorState, "meta.json"),
+        preserveDir: join(mirrorState, "preserved"),
+        codec: mirrorMetaCodec,
+        problem: (what, error) => log({ level: "error", event: "mirror.disk_error", fields: { what, error: String(error) } }),
+      });
+      closers.push(() => disk.close());
+      return disk;
     });
-    await disk.checkMeta();
-    closers.push(() => disk.close());
+    await disks[0]!.checkMeta();
+    const disk = several ? composeDisks(disks.map((each, index) => ({ name: volumes[index]!.name, disk: each })), setImmediate) : disks[0]!;
+    const volume = volumes[0]!.volume;
     const clock = new RealClockPort();
     closers.push(() => clock.cancelAll());
     const port = module.heart?.port ?? defaultMirrorPort(module.name);
@@ -166,9 +186,14 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
       initMirror(config, options.incarnation, bootId()),
       { clock, datagrams, stream, disk, processes: options.processes, probes: options.probes, log: { write: log }, ...(lane === null ? {} : { lane }) },
       {
-        complete: (id, result) => volume.complete(id, result),
+        // Ids are unique across the volumes: the one that has it answers.
+        complete: (id, result) => {
+          for (const each of volumes) each.volume.complete(id, result);
+        },
         vip: (up) => vip?.set(up),
-        accepting: (on) => setVolumeMode(volume, on ? "intercept" : "readonly", log, () => queueMicrotask(() => runtime!.deliver({ kind: "command", command: "stop" }))),
+        accepting: (on) => {
+          for (const each of volumes) setVolumeMode(each.volume, on ? "intercept" : "readonly", log, () => queueMicrotask(() => runtime!.deliver({ kind: "command", command: "stop" })));
+        },
         role: () => {},
       },
       () => options.observe?.(),
@@ -187,7 +212,7 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
       view: () => {
         const state = running.state;
         const { role, readiness } = roleOf(state);
-        const fuse = volume.stats();
+        const fuse = volumes.map((each) => each.volume.stats());
         return {
           role,
           readiness,
@@ -196,11 +221,11 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
           peerRole: state.peerRole,
           peerConnected: stream.stats().connected[config.peer] === true,
           consistent: state.meta.consistent,
-          dir,
+          dir: dirs.join(", "),
           volume: volume.mode,
           stats: { ...state.stats },
-          intercepted: fuse?.intercepted ?? 0,
-          waiting: fuse?.waiting ?? 0,
+          intercepted: fuse.reduce((sum, each) => sum + (each?.intercepted ?? 0), 0),
+          waiting: fuse.reduce((sum, each) => sum + (each?.waiting ?? 0), 0),
           lane: { on: state.lane?.state === "on", ...(nativeLane?.stats() ?? { completed: 0, applied: 0 }) },
           why: readiness === "Ready" ? "" : state.why,
         };
@@ -213,16 +238,15 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
   }
 }
 
-/** The one directory a mirror module replicates (SafeKit allows several: tandem one, for now). */
-function replicatedDir(module: ModuleConfig): string {
-  const dirs = module.rfs?.replicated ?? [];
-  if (dirs.length !== 1) {
-    throw new Error(`module ${module.name} replicates ${dirs.length} directories (${dirs.map((each) => each.dir).join(", ") || "none"}); tandem replicates exactly one <replicated dir> per mirror module for now`);
+/** The directories a mirror module replicates, each checked. */
+function replicatedDirs(module: ModuleConfig): string[] {
+  const dirs = (module.rfs?.replicated ?? []).map((each) => each.dir);
+  if (dirs.length === 0) throw new Error(`module ${module.name} has no <replicated dir> in its <rfs>`);
+  for (const dir of dirs) {
+    // A dead mount is what a crashed service leaves: the volume detaches it.
+    if (volumeDirState(dir) === "unusable") throw new Error(`the replicated directory ${dir} of module ${module.name} does not exist or is not a directory: create it on both nodes (empty on one of them)`);
   }
-  const dir = dirs[0]!.dir;
-  // A dead mount is what a crashed service leaves: the volume detaches it.
-  if (volumeDirState(dir) === "unusable") throw new Error(`the replicated directory ${dir} of module ${module.name} does not exist or is not a directory: create it on both nodes (empty on one of them)`);
-  return dir;
+  return dirs;
 }
 
 /** Switches the volume; if the mount fails, the directory is left with no mount at all

@@ -36,15 +36,17 @@
 // - Scripts run when the module has a <user> element, with SAFEMODULE, the <var> values and
 //   the caller's variables (in that order, later ones winning), and the nice-stop timeout
 //   (300 s without <user>).
-// - notReplicated and toCheck: the first replicated directory's <notreplicated> and
-//   <tocheck> (checked at each start of the module on this node).
+// - notReplicated and toCheck: the replicated directory's <notreplicated> and <tocheck>
+//   (checked at each start of the module on this node); with several directories, each
+//   directory's own, below its name in the module's tree (core/mirror/volumes.ts).
 // - The replicated directories, locktimeout, sendtimeout, reiallowedbw, the flow network,
 //   the VIP and the heartbeat port are not part of MirrorConfig. syncdelta is not acted on:
 //   a stale node never becomes primary without an operator (a warning when written).
 
 import { assert } from "../assert.ts";
 import type { MirrorConfig } from "../mirror/mirror.ts";
-import type { Checker, ClusterConfig, HeartSection, ModuleConfig } from "./module-config.ts";
+import { inVolume, volumeNameOf } from "../mirror/volumes.ts";
+import type { Checker, ClusterConfig, HeartSection, ModuleConfig, ReplicatedDir } from "./module-config.ts";
 import { hasErrors, type ConfigProblem, type Severity } from "./problems.ts";
 
 export interface ToMirrorResult {
@@ -93,6 +95,16 @@ const splitbrainPath = "safe/service/check/splitbrain";
 
 type Report = (severity: Severity, code: string, path: string, message: string) => void;
 
+/** The `<notreplicated>` and `<tocheck>` of the replicated directories, as paths of the
+ *  module's tree: relative to the one directory, or below each directory's volume name. */
+function rulesOf(dirs: readonly ReplicatedDir[]): Pick<MirrorConfig, "notReplicated" | "toCheck"> {
+  if (dirs.length === 1) return { notReplicated: dirs[0]!.notReplicated, toCheck: dirs[0]!.toCheck };
+  return {
+    notReplicated: dirs.flatMap((dir, index) => dir.notReplicated.map((rule) => ({ ...rule, within: volumeNameOf(dir.dir, index) }))),
+    toCheck: dirs.flatMap((dir, index) => dir.toCheck.map((path) => inVolume(volumeNameOf(dir.dir, index), path))),
+  };
+}
+
 /** Builds the MirrorConfig of a mirror module on `node`, one of its two nodes. */
 export function toMirrorConfig(module: ModuleConfig, cluster: ClusterConfig, node: string, options: ToMirrorOptions = {}): ToMirrorResult {
   assert(module.mode === "mirror", `module ${module.name} is a ${module.mode} module, not a mirror`);
@@ -135,9 +147,7 @@ export function toMirrorConfig(module: ModuleConfig, cluster: ClusterConfig, nod
     retryMs: mirrorRetryMs,
     // The node service turns it on where the replicator runs one (service/mirror-parts.ts).
     lane: false,
-    // One replicated directory per module (the node service refuses more).
-    notReplicated: module.rfs.replicated[0]?.notReplicated ?? [],
-    toCheck: module.rfs.replicated[0]?.toCheck ?? [],
+    ...rulesOf(module.rfs.replicated),
   };
   assert(config.self !== config.peer, "nodePair returns two different nodes");
   assert(config.resyncWorkers >= 1, "the rfs reader keeps nbrei at 1 or more");

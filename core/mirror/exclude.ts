@@ -10,6 +10,9 @@ export interface Exclusion {
   readonly path: string | null;
   readonly regex: string | null;
   readonly inverted: boolean;
+  /** In a module with several replicated directories (volumes.ts), the volume whose rule
+   *  this is: it applies to paths below it, relative to it. Absent: the whole tree. */
+  readonly within?: string;
 }
 
 export type Excludes = (path: string) => boolean;
@@ -23,14 +26,22 @@ export function excluderOf(rules: readonly Exclusion[] | undefined): Excludes {
   const known = compiled.get(rules);
   if (known !== undefined) return known;
   const tests = rules.map((rule): Excludes => {
-    if (rule.path !== null) {
-      const prefix = rule.path;
-      return (path) => isWithin(path, prefix);
-    }
-    const pattern = new RegExp(rule.regex ?? "");
-    return rule.inverted ? (path) => !pattern.test(path) : (path) => pattern.test(path);
+    const test = ruleTest(rule);
+    const within = rule.within;
+    if (within === undefined) return test;
+    const prefix = `${within}/`;
+    return (path) => path.startsWith(prefix) && test(path.slice(prefix.length));
   });
   const excludes: Excludes = (path) => path !== "" && tests.some((test) => test(path));
   compiled.set(rules, excludes);
   return excludes;
+}
+
+function ruleTest(rule: Exclusion): Excludes {
+  if (rule.path !== null) {
+    const prefix = rule.path;
+    return (path) => isWithin(path, prefix);
+  }
+  const pattern = new RegExp(rule.regex ?? "");
+  return rule.inverted ? (path) => !pattern.test(path) : (path) => pattern.test(path);
 }

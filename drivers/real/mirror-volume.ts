@@ -42,6 +42,9 @@ export interface MirrorVolumeOptions {
   readonly log: (event: string, fields: Record<string, string | number>) => void;
   /** The module's lane, given to every intercepting mount. */
   readonly lane?: () => FuseLane | null;
+  /** Allocates the ids the core knows operations by: shared by a module's volumes, so
+   *  that they never give two operations the same (default: the volume's own count). */
+  readonly nextId?: () => number;
 }
 
 /** What is at `dir` before a volume opens over it: a directory, the dead mount of a
@@ -61,10 +64,12 @@ export class MirrorVolume {
   #handle = -1;
   /** The core's ids are ours, unique across remounts: id → the mount and its own id. */
   readonly #waiting = new Map<number, { readonly fuse: FuseMount; readonly nativeId: number }>();
-  #lastId = 0;
+  readonly #nextId: () => number;
 
   constructor(options: MirrorVolumeOptions) {
     this.#options = options;
+    let lastId = 0;
+    this.#nextId = options.nextId ?? (() => ++lastId);
   }
 
   /** Mounts read-only over the directory and keeps a handle to the tree underneath.
@@ -110,7 +115,7 @@ export class MirrorVolume {
   /** An operation of the current mount the lane gave back: the id the core knows it by. */
   adopt(nativeId: number): number {
     assert(this.#fuse !== null, "volume not open");
-    const id = ++this.#lastId;
+    const id = this.#nextId();
     this.#waiting.set(id, { fuse: this.#fuse, nativeId });
     return id;
   }
@@ -153,9 +158,9 @@ export class MirrorVolume {
       return;
     }
     assert(this.#waiting.size < waitingOpsMax, `more than ${waitingOpsMax} intercepted operations waiting`);
-    this.#lastId += 1;
-    this.#waiting.set(this.#lastId, { fuse, nativeId });
-    this.#options.intercept(this.#lastId, op);
+    const id = this.#nextId();
+    this.#waiting.set(id, { fuse, nativeId });
+    this.#options.intercept(id, op);
   }
 
   #unmount(): void {

@@ -205,6 +205,22 @@ describe("toMirrorConfig: replication settings", () => {
     ["nbrei: the resync workers", `<rfs nbrei="1"><replicated dir="/data"/></rfs>`, { resyncWorkers: 1 }],
     ["blocksize and splitbrain", `<rfs blocksize="65536" splitbrain="operator"><replicated dir="/data"/></rfs>`, { blockSize: 65_536, splitBrain: "operator", hotExtentBlocks: 1 }],
     ["the smallest block size, splitbrain primary", `<rfs blocksize="512" splitbrain="primary"><replicated dir="/data"/></rfs>`, { blockSize: 512, splitBrain: "primary", hotExtentBlocks: 128 }],
+    [
+      "one directory: its <tocheck> and <notreplicated> relative to it",
+      `<rfs><replicated dir="/data"><tocheck path="VERSION"/><notreplicated path="tmp"/></replicated></rfs>`,
+      { toCheck: ["VERSION"], notReplicated: [{ path: "tmp", regex: null, inverted: false }] },
+    ],
+    [
+      "several directories: each one's <tocheck> and <notreplicated> below its name in the module's tree",
+      `<rfs><replicated dir="/data"><tocheck path="VERSION"/><notreplicated regexpath="^tmp/"/></replicated><replicated dir="/var/log/app"><notreplicated path="old"/></replicated></rfs>`,
+      {
+        toCheck: ["1-data/VERSION"],
+        notReplicated: [
+          { path: null, regex: "^tmp/", inverted: false, within: "1-data" },
+          { path: "old", regex: null, inverted: false, within: "2-app" },
+        ],
+      },
+    ],
   ])("%s", (_, rfs, expected) => {
     const result = bridge(mirrorModule({ rfs }));
     expect(result.messages).toEqual([]);

@@ -27,6 +27,8 @@ export interface MirrorLabNode extends LabNode {
   readonly dataDir: string;
   /** One line per script run: `start_prim`, `stop_prim`, ... */
   readonly scriptLog: string;
+  /** The module's other replicated directories (MirrorModuleSpec.moreDirs), underneath. */
+  readonly moreDirs: readonly string[];
 }
 
 function clusterXml(lab: Lab, names: readonly string[]): string {
@@ -48,6 +50,9 @@ export interface MirrorModuleSpec {
   readonly notReplicated?: readonly string[];
   /** <tocheck> paths of the replicated directory. */
   readonly toCheck?: readonly string[];
+  /** More replicated directories: names of directories beside the data directory
+   *  (MirrorLabNode.moreDirs has their paths). */
+  readonly moreDirs?: readonly string[];
 }
 
 /** Every script of the module notes that it ran (and with which role arguments). */
@@ -72,6 +77,7 @@ function userconfigXml(lab: Lab, node: MirrorLabNode, spec: MirrorModuleSpec): s
     ...(spec.async === undefined ? {} : { async: spec.async }),
     ...(spec.notReplicated === undefined ? {} : { notReplicated: spec.notReplicated }),
     ...(spec.toCheck === undefined ? {} : { toCheck: spec.toCheck }),
+    moreDirs: node.moreDirs,
   });
 }
 
@@ -80,6 +86,7 @@ function writeNodeConfig(lab: Lab, names: readonly string[], node: MirrorLabNode
   mkdirSync(join(moduleDir, "conf"), { recursive: true });
   mkdirSync(join(moduleDir, "bin"), { recursive: true });
   mkdirSync(node.dataDir, { recursive: true });
+  for (const dir of node.moreDirs) mkdirSync(dir, { recursive: true });
   writeFileSync(join(node.configDir, "cluster.xml"), clusterXml(lab, names));
   writeFileSync(join(node.configDir, "cluster.key"), key, { mode: 0o600 });
   chmodSync(join(node.configDir, "cluster.key"), 0o600);
@@ -129,7 +136,7 @@ export class MirrorLab {
     const names = ["n1", "n2"];
     const nodes = names.map((name, index): MirrorLabNode => {
       const node = labNode(lab, root, name, index);
-      return { ...node, dataDir: join(node.dir, "data"), scriptLog: join(node.dir, "scripts.log") };
+      return { ...node, dataDir: join(node.dir, "data"), scriptLog: join(node.dir, "scripts.log"), moreDirs: (spec.moreDirs ?? []).map((more) => join(node.dir, more)) };
     });
     const mirror = new MirrorLab(lab, root, nodes);
     try {

@@ -22,6 +22,13 @@ describe("paths not replicated", () => {
     expect(["tmpfile", "tmp2/a", "x.tmp.old", "keep/a", ""].map(plain)).toEqual([false, false, false, false, false]);
     expect(excluderOf([{ path: null, regex: "^keep/", inverted: true }])("keep/a")).toBe(false);
     expect(excluderOf([])("tmp")).toBe(false);
+    // A rule of one of several directories applies below that directory's name, to the
+    // path relative to it.
+    const scoped = excluderOf([
+      { path: "tmp", regex: null, inverted: false, within: "1-data" },
+      { path: null, regex: "^cache/", inverted: false, within: "2-log" },
+    ]);
+    expect(["1-data/tmp", "1-data/tmp/a", "2-log/cache/x", "1-data", "tmp", "2-log/tmp", "1-data/cache/x", "2-log"].map(scoped)).toEqual([true, true, true, false, false, false, false, false]);
   });
 
   for (const lane of [false, true]) {
