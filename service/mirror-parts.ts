@@ -13,6 +13,7 @@
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { networkInterfaces } from "node:os";
+import { assert } from "../core/assert.ts";
 import { formatProblem } from "../core/config/problems.ts";
 import { toMirrorConfig } from "../core/config/to-mirror.ts";
 import type { ClusterConfig, ModuleConfig } from "../core/config/module-config.ts";
@@ -20,7 +21,7 @@ import { hashString32 } from "../core/hash.ts";
 import type { MirrorReadiness, MirrorRole } from "../core/mirror/messages.ts";
 import type { Gen } from "../core/mirror/meta.ts";
 import { initMirror, roleOf, type MirrorCommand, type MirrorStats } from "../core/mirror/mirror.ts";
-import { composeDisks, opInVolume, volumeNameOf } from "../core/mirror/volumes.ts";
+import { composeDisks, opInVolume } from "../core/mirror/volumes.ts";
 import type { ProbePort, ProcessPort } from "../core/ports.ts";
 import type { LogEntry, NodeId } from "../core/types.ts";
 import { RealClockPort } from "../drivers/real/clock.ts";
@@ -101,6 +102,7 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
   const several = dirs.length > 1;
   const laneWanted = process.env["TANDEM_MIRROR_LANE"] !== "off" && !several;
   const config = { ...bridged.config, lane: laneWanted };
+  assert((config.layout?.length ?? 0) === (several ? dirs.length : 0), "toMirrorConfig names every directory of a module with several");
   const log = (entry: LogEntry) => options.log({ ...entry, fields: { module: module.name, ...entry.fields } });
   if (several && process.env["TANDEM_MIRROR_LANE"] !== "off") log({ level: "info", event: "mirror.lane_off", fields: { why: `${dirs.length} replicated directories: every write goes through the core (the lane serves modules with one)` } });
   const rings = datagramRingsOf(cluster, node).filter((ring) => config.rings.includes(ring.ring));
@@ -112,7 +114,7 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
   let nativeLane: FuseLane | null = null;
   let lastId = 0;
   const volumes = dirs.map((dir, index) => {
-    const name = several ? volumeNameOf(dir, index) : "";
+    const name = several ? config.layout![index]! : "";
     const volume = new MirrorVolume({
       dir,
       intercept: (id, op) => runtime!.deliver({ kind: "intercepted", id, op: several ? opInVolume(name, op) : op }),

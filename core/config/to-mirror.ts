@@ -96,10 +96,12 @@ const splitbrainPath = "safe/service/check/splitbrain";
 type Report = (severity: Severity, code: string, path: string, message: string) => void;
 
 /** The `<notreplicated>` and `<tocheck>` of the replicated directories, as paths of the
- *  module's tree: relative to the one directory, or below each directory's volume name. */
-function rulesOf(dirs: readonly ReplicatedDir[]): Pick<MirrorConfig, "notReplicated" | "toCheck"> {
+ *  module's tree: relative to the one directory, or below each directory's volume name
+ *  (and then the layout: those names). */
+function rulesOf(dirs: readonly ReplicatedDir[]): Pick<MirrorConfig, "notReplicated" | "toCheck" | "layout"> {
   if (dirs.length === 1) return { notReplicated: dirs[0]!.notReplicated, toCheck: dirs[0]!.toCheck };
   return {
+    layout: dirs.map((dir, index) => volumeNameOf(dir.dir, index)),
     notReplicated: dirs.flatMap((dir, index) => dir.notReplicated.map((rule) => ({ ...rule, within: volumeNameOf(dir.dir, index) }))),
     toCheck: dirs.flatMap((dir, index) => dir.toCheck.map((path) => inVolume(volumeNameOf(dir.dir, index), path))),
   };

@@ -47,6 +47,8 @@ export interface HelloSummary {
   readonly attachable: boolean;
   /** The last attach session this node received: a primary knows the summary came after it. */
   readonly seenSession: number | null;
+  /** Its replicated directories' names (MirrorConfig.layout; empty: one directory). */
+  readonly layout: readonly string[];
 }
 
 export type MirrorMessage =

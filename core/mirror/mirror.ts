@@ -76,6 +76,10 @@ export interface MirrorConfig {
    *  (an unmounted disk under the replicated directory leaves them missing); the module
    *  stops otherwise, before any script runs or anything is replicated. */
   readonly toCheck?: readonly string[];
+  /** With several replicated directories, their names in the tree, in order (volumes.ts);
+   *  absent or empty: one directory. Two nodes whose layouts differ never attach: a
+   *  resync would pour one node's directories into the other's. */
+  readonly layout?: readonly string[];
   /** Test-only: a bug the simulator must catch. early-ack: complete an operation once
    *  applied locally, without waiting for the peer. */
   readonly plantedBug?: "early-ack";
@@ -296,6 +300,8 @@ export interface Mirror {
   startAfterStop: boolean;
   /** Starts of the module so far: a `<tocheck>` answer of an earlier start is ignored. */
   starts: number;
+  /** The last reason the peer could not be paired with (its directories differ), logged once. */
+  mismatch: string | null;
   /** While a start reads its `<tocheck>` paths: the metadata loaded, what is still asked
    *  and what was found missing (or unreadable, with its error). */
   checking: { readonly meta: MirrorMeta | null; left: number; readonly missing: string[] } | null;
@@ -376,6 +382,7 @@ export function initMirror(config: MirrorConfig, incarnation: number, bootId: st
     continuous: false,
     startAfterStop: false,
     starts: 0,
+    mismatch: null,
     checking: null,
     attachable: true,
     seenSession: null,
@@ -502,7 +509,16 @@ class Step {
       cacheLost: this.s.meta.cacheLost,
       attachable: this.s.attachable,
       seenSession: this.s.seenSession,
+      layout: this.s.config.layout ?? [],
     };
+  }
+
+  /** Why this node cannot pair with a peer that sent `peer`, or null when it can. */
+  layoutMismatch(peer: HelloSummary): string | null {
+    const mine = this.s.config.layout ?? [];
+    if (mine.length === peer.layout.length && mine.every((name, index) => peer.layout[index] === name)) return null;
+    const show = (layout: readonly string[]) => (layout.length === 0 ? "one directory" : layout.join(", "));
+    return `${this.s.config.peer} replicates other directories (here: ${show(mine)}; there: ${show(peer.layout)}): list the same <replicated> directories in the same order on both nodes, then restart the module`;
   }
 
   /** Whether this node waits for a decision with its peer. */
@@ -793,7 +809,9 @@ class Step {
   joinTimedOut(): void {
     const s = this.s;
     if (s.phase !== "joining") return;
-    if (s.peerAlive) return; // heard: the hello decides
+    // Heard: the hello decides; unless the peer's directories differ (no peer to pair with).
+    const mismatch = s.peerHello === null ? null : this.layoutMismatch(s.peerHello);
+    if (s.peerAlive && mismatch === null) return;
     const meta = s.meta;
     if (meta.gen !== null && meta.consistent && meta.lastRole === "ALONE") {
       this.log("info", "mirror.start_alone", { gen: meta.gen });
@@ -801,7 +819,7 @@ class Step {
       this.becomePrimary(false);
       return;
     }
-    this.wait(meta.gen === null ? "a new mirror: run prim on the node whose data is right" : !meta.consistent ? "data not up to date (an interrupted resync or outdated): waiting for the other node; primforce overrides" : "data may be not up to date: waiting for the other node, or force with prim");
+    this.wait(mismatch ?? (meta.gen === null ? "a new mirror: run prim on the node whose data is right" : !meta.consistent ? "data not up to date (an interrupted resync or outdated): waiting for the other node; primforce overrides" : "data may be not up to date: waiting for the other node, or force with prim"));
   }
 
   wait(why: string): void {
@@ -825,6 +843,14 @@ class Step {
       return;
     }
     this.hello();
+    const mismatch = this.layoutMismatch(peer);
+    if (mismatch !== null) {
+      // Not a peer to pair with: a primary goes on alone, others decide as without one.
+      if (s.mismatch !== mismatch) this.log("error", "mirror.layout_mismatch", { why: mismatch });
+      s.mismatch = mismatch;
+      if (s.phase !== "primary") s.why = mismatch;
+      return;
+    }
     const mine = s.sent ?? this.summary();
     const verdict = decide({ node: s.config.self, summary: mine }, { node: s.config.peer, summary: peer }, s.config.defaultPrim, s.config.splitBrain);
     if (s.phase === "primary") {

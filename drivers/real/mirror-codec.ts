@@ -15,6 +15,7 @@
 // `farm:<module>`), which the envelope authenticates, and a stream has one peer.
 
 import { assert } from "../../core/assert.ts";
+import { replicatedCountMax } from "../../core/config/sections/rfs.ts";
 import type { DiskError, DiskOp, Owner, PathSnapshot } from "../../core/mirror/disk-ops.ts";
 import type { HelloSummary, MirrorBeat, MirrorMessage, MirrorRole } from "../../core/mirror/messages.ts";
 import { emptyDirty, historyMax, type FileDirty, type Gen, type LastRole, type MirrorMeta } from "../../core/mirror/meta.ts";
@@ -294,6 +295,7 @@ const summary = record<HelloSummary>({
   cacheLost: flag,
   attachable: flag,
   seenSession: nullable(count),
+  layout: list(leaf(isName), replicatedCountMax),
 });
 
 const beat = variants<MirrorBeat>({

@@ -60,6 +60,8 @@ export interface MirrorWorldOptions {
   readonly notReplicated?: readonly Exclusion[];
   /** `<tocheck>` paths, checked at each start of the module. */
   readonly toCheck?: readonly string[];
+  /** Per node: the names of its replicated directories (MirrorConfig.layout). */
+  readonly layouts?: Readonly<Record<string, readonly string[]>>;
   /** How long start_prim takes (the application's start). */
   readonly appStartMs?: number;
   /** Heartbeat pulse and peer-loss timeout (default tandem's: 50 ms and 250 ms). */
@@ -251,6 +253,7 @@ export class MirrorWorld {
       lane: this.laneOn,
       ...(options.notReplicated === undefined ? {} : { notReplicated: options.notReplicated }),
       ...(options.toCheck === undefined ? {} : { toCheck: options.toCheck }),
+      ...(options.layouts?.[self] === undefined ? {} : { layout: options.layouts[self] }),
       ...(options.plantedBug === "ack-before-peer" ? { plantedBug: "early-ack" as const } : {}),
     };
   }

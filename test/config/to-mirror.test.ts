@@ -214,6 +214,7 @@ describe("toMirrorConfig: replication settings", () => {
       "several directories: each one's <tocheck> and <notreplicated> below its name in the module's tree",
       `<rfs><replicated dir="/data"><tocheck path="VERSION"/><notreplicated regexpath="^tmp/"/></replicated><replicated dir="/var/log/app"><notreplicated path="old"/></replicated></rfs>`,
       {
+        layout: ["1-data", "2-app"],
         toCheck: ["1-data/VERSION"],
         notReplicated: [
           { path: null, regex: "^tmp/", inverted: false, within: "1-data" },

@@ -44,6 +44,7 @@ function summaryOf(gens: readonly Gen[], fields: Partial<HelloSummary> = {}): He
     cacheLost: false,
     attachable: true,
     seenSession: null,
+    layout: [],
     ...fields,
   };
 }

@@ -70,6 +70,7 @@ export const summaryArbitrary: fc.Arbitrary<HelloSummary> = fc.record({
   cacheLost: fc.boolean(),
   attachable: fc.boolean(),
   seenSession: fc.option(countArbitrary),
+  layout: fc.array(nameArbitrary, { maxLength: 3 }),
 });
 
 const session = countArbitrary;

@@ -24,7 +24,7 @@ const syncFile: MirrorMessage = { kind: "sync-path", session: 4, path: "pg/x", s
 const syncEnd: MirrorMessage = { kind: "sync-end", session: 4, gen: "3@n1", history: ["1@n1", "2@n2"], upTo: 7 };
 const hello: MirrorMessage = {
   kind: "hello",
-  summary: { incarnation: 1, role: "PRIM", gen: "3@n1", history: [], consistent: true, lastRole: "PRIM", dirtyBase: null, dirty: [], yielding: false, fullsync: false, continuous: true, cacheLost: false, attachable: true, seenSession: null },
+  summary: { incarnation: 1, role: "PRIM", gen: "3@n1", history: [], consistent: true, lastRole: "PRIM", dirtyBase: null, dirty: [], yielding: false, fullsync: false, continuous: true, cacheLost: false, attachable: true, seenSession: null, layout: ["1-data", "2-wal"] },
 };
 
 describe("mirror codecs round-trip", () => {
