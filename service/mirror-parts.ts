@@ -23,13 +23,14 @@ import type { Gen } from "../core/mirror/meta.ts";
 import { initMirror, roleOf, type MirrorCommand, type MirrorStats } from "../core/mirror/mirror.ts";
 import { composeDisks, opInVolume } from "../core/mirror/volumes.ts";
 import type { ProbePort, ProcessPort } from "../core/ports.ts";
+import type { LanePort } from "../core/mirror/lane.ts";
 import type { LogEntry, NodeId } from "../core/types.ts";
 import { RealClockPort } from "../drivers/real/clock.ts";
 import { datagramRingsOf, RealDatagramPort } from "../drivers/real/datagrams.ts";
 import { RealDisk } from "../drivers/real/disk.ts";
 import { mirrorBeatCodec, mirrorMessageCodec, mirrorMetaCodec } from "../drivers/real/mirror-codec.ts";
 import { MirrorVolume, volumeDirState, type VolumeMode } from "../drivers/real/mirror-volume.ts";
-import { RealLane } from "../drivers/real/lane.ts";
+import { CompositeLane, RealLane } from "../drivers/real/lane.ts";
 import { fuseBinding, type FuseLane } from "../native/fuse.ts";
 import { RealStreamPort, streamTopologyOf } from "../drivers/real/streams.ts";
 import { RealVip } from "../drivers/real/vip.ts";
@@ -98,20 +99,19 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
   if (bridged.config === null) throw new Error(bridged.problems.map(formatProblem).join("; "));
   const dirs = replicatedDirs(module);
   // With several directories the module's tree is a virtual root over them
-  // (core/mirror/volumes.ts); the lane serves one directory only.
+  // (core/mirror/volumes.ts), each with a lane of its own (on ports <heart port> + 1, + 2…).
   const several = dirs.length > 1;
-  const laneWanted = process.env["TANDEM_MIRROR_LANE"] !== "off" && !several;
+  const laneWanted = process.env["TANDEM_MIRROR_LANE"] !== "off";
   const config = { ...bridged.config, lane: laneWanted };
   assert((config.layout?.length ?? 0) === (several ? dirs.length : 0), "toMirrorConfig names every directory of a module with several");
   const log = (entry: LogEntry) => options.log({ ...entry, fields: { module: module.name, ...entry.fields } });
-  if (several && process.env["TANDEM_MIRROR_LANE"] !== "off") log({ level: "info", event: "mirror.lane_off", fields: { why: `${dirs.length} replicated directories: every write goes through the core (the lane serves modules with one)` } });
   const rings = datagramRingsOf(cluster, node).filter((ring) => config.rings.includes(ring.ring));
   if (rings.length === 0) throw new Error(`node ${node} is on none of the module's heartbeat lans (${config.rings.join(", ")})`);
   const mirrorState = join(options.stateDir, "mirror");
   mkdirSync(join(mirrorState, "preserved"), { recursive: true, mode: 0o700 });
 
   let runtime: MirrorRuntime | null = null;
-  let nativeLane: FuseLane | null = null;
+  const nativeLanes: FuseLane[] = [];
   let lastId = 0;
   const volumes = dirs.map((dir, index) => {
     const name = several ? config.layout![index]! : "";
@@ -119,7 +119,7 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
       dir,
       intercept: (id, op) => runtime!.deliver({ kind: "intercepted", id, op: several ? opInVolume(name, op) : op }),
       log: (event, fields) => log({ level: "info", event, fields }),
-      lane: () => nativeLane,
+      lane: () => nativeLanes[index] ?? null,
       nextId: () => ++lastId,
     });
     return { dir, name, volume };
@@ -147,21 +147,24 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
     });
     await disks[0]!.checkMeta();
     const disk = several ? composeDisks(disks.map((each, index) => ({ name: volumes[index]!.name, disk: each })), setImmediate) : disks[0]!;
-    const volume = volumes[0]!.volume;
     const clock = new RealClockPort();
     closers.push(() => clock.cancelAll());
     const port = module.heart?.port ?? defaultMirrorPort(module.name);
     const channel = `mirror:${module.name}`;
     const topology = streamTopologyOf(cluster, node);
-    let lane: RealLane | null = null;
+    let lane: LanePort | null = null;
     if (laneWanted) {
       const peerAddr = topology.peers.find((peer) => peer.id === config.peer)?.routes.find((route) => route.ring === rings[0]!.ring)?.addr;
       if (peerAddr === undefined) throw new Error(`node ${config.peer} has no address on heartbeat lan ${rings[0]!.ring}, where the lane connects`);
-      const made = new (fuseBinding().FuseLane)(volume.handle, options.key.mac(Buffer.from(`tandem mirror lane v1 ${module.name}`)), config.blockSize, config.hotExtentBlocks * config.blockSize);
-      closers.push(() => made.close());
-      made.listen(rings[0]!.localAddr, port + 1);
-      nativeLane = made;
-      lane = new RealLane({ native: made, peer: { host: peerAddr, port: port + 1 }, adopt: (nativeId) => volume.adopt(nativeId) });
+      const lanes = volumes.map(({ volume: each, name }, index) => {
+        // Each directory's lane its own key: a connection to another's port fails its handshake.
+        const made = new (fuseBinding().FuseLane)(each.handle, options.key.mac(Buffer.from(`tandem mirror lane v1 ${module.name}${several ? ` ${name}` : ""}`)), config.blockSize, config.hotExtentBlocks * config.blockSize);
+        closers.push(() => made.close());
+        made.listen(rings[0]!.localAddr, port + 1 + index);
+        nativeLanes.push(made);
+        return new RealLane({ native: made, peer: { host: peerAddr, port: port + 1 + index }, adopt: (nativeId) => each.adopt(nativeId), ...(several ? { volume: name } : {}) });
+      });
+      lane = several ? new CompositeLane(lanes.map((each, index) => ({ volume: volumes[index]!.name, lane: each }))) : lanes[0]!;
     }
     const datagrams = new RealDatagramPort({ self: node, incarnation: options.incarnation, key: options.key, port, rings, codec: mirrorBeatCodec(module.name), channel, clock, log });
     await datagrams.open();
@@ -224,11 +227,15 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
           peerConnected: stream.stats().connected[config.peer] === true,
           consistent: state.meta.consistent,
           dir: dirs.join(", "),
-          volume: volume.mode,
+          volume: volumes[0]!.volume.mode,
           stats: { ...state.stats },
           intercepted: fuse.reduce((sum, each) => sum + (each?.intercepted ?? 0), 0),
           waiting: fuse.reduce((sum, each) => sum + (each?.waiting ?? 0), 0),
-          lane: { on: state.lane?.state === "on", ...(nativeLane?.stats() ?? { completed: 0, applied: 0 }) },
+          lane: {
+            on: state.lane?.state === "on",
+            completed: nativeLanes.reduce((sum, each) => sum + each.stats().completed, 0),
+            applied: nativeLanes.reduce((sum, each) => sum + each.stats().applied, 0),
+          },
           why: readiness === "Ready" ? "" : state.why,
         };
       },

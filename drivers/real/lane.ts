@@ -8,10 +8,17 @@
 // in a microtask: after the core's step, before any intercepted operation (those come
 // through libuv, later). A lane that stops on its own reports through its mount's
 // intercept queue, in order with the operations handed to the core.
+//
+// A module with several replicated directories (core/mirror/volumes.ts) has one native
+// lane per directory (each on a connection and port of its own); `CompositeLane` is the
+// core's one LanePort over them: paths carry the directory's name in the core's tree and
+// not in the native lane's, a report merges every lane's, and a lane that stops on its own
+// stops the others in the same report (the core knows one lane).
 
 import type { DiskOp } from "../../core/mirror/disk-ops.ts";
 import type { LanePort, LaneReport } from "../../core/mirror/lane.ts";
 import type { FileDirty } from "../../core/mirror/meta.ts";
+import { inVolume, opInVolume } from "../../core/mirror/volumes.ts";
 import type { FuseLane, NativeLaneReport } from "../../native/fuse.ts";
 
 /** The native lane's extent number for "the whole path" (fuse-lane.cc's kWholePath). */
@@ -23,6 +30,8 @@ export interface RealLaneOptions {
   readonly peer: { readonly host: string; readonly port: number };
   /** The id the core knows an operation by, for one the lane gives back (MirrorVolume.adopt). */
   readonly adopt: (nativeId: number) => number;
+  /** Its directory's name in the core's tree, in a module with several (volumes.ts). */
+  readonly volume?: string;
 }
 
 export class RealLane implements LanePort {
@@ -39,15 +48,26 @@ export class RealLane implements LanePort {
   }
 
   off(): void {
-    this.#later(this.#options.native.off());
+    this.#later(this.offNow());
   }
 
   harvest(): void {
-    this.#later(this.#options.native.harvest());
+    this.#later(this.harvestNow());
+  }
+
+  /** off() whose report is returned, not delivered. */
+  offNow(): LaneReport {
+    return this.#convert(this.#options.native.off());
+  }
+
+  /** harvest() whose report is returned, not delivered. */
+  harvestNow(): LaneReport {
+    return this.#convert(this.#options.native.harvest());
   }
 
   arm(path: string, extents: readonly number[] | "all"): void {
-    this.#options.native.arm(path, extents === "all" ? [wholePath] : extents);
+    const volume = this.#options.volume;
+    this.#options.native.arm(volume === undefined ? path : path.slice(volume.length + 1), extents === "all" ? [wholePath] : extents);
   }
 
   follow(lane: { readonly session: number; readonly epoch: number } | null): void {
@@ -59,15 +79,80 @@ export class RealLane implements LanePort {
     this.#report = report;
   }
 
-  #later(native: NativeLaneReport): void {
-    // Converted now: the ids must be adopted before the volume could remount.
-    const report = this.#convert(native);
+  #later(report: LaneReport): void {
     queueMicrotask(() => this.#report?.(report));
   }
 
+  /** Converted at once: the ids must be adopted before the volume could remount. */
   #convert(native: NativeLaneReport): LaneReport {
-    const marks = new Map<string, FileDirty>(native.marks.map(([path, blocks]) => [path, { all: false, blocks: new Set(blocks) }]));
-    const resubmit: { id: number; op: DiskOp }[] = native.resubmit.map(({ id, op }) => ({ id: this.#options.adopt(id), op }));
-    return { epoch: native.epoch, stopped: native.stopped, why: native.why, marks, touched: native.touched, resubmit, completed: native.completed };
+    const volume = this.#options.volume;
+    const path = volume === undefined ? (each: string) => each : (each: string) => inVolume(volume, each);
+    const marks = new Map<string, FileDirty>(native.marks.map(([each, blocks]) => [path(each), { all: false, blocks: new Set(blocks) }]));
+    const resubmit: { id: number; op: DiskOp }[] = native.resubmit.map(({ id, op }) => ({ id: this.#options.adopt(id), op: volume === undefined ? op : opInVolume(volume, op) }));
+    return { epoch: native.epoch, stopped: native.stopped, why: native.why, marks, touched: native.touched.map(path), resubmit, completed: native.completed };
   }
+}
+
+/** The lanes of a module's directories as one (RealLaneOptions.volume names each). */
+export class CompositeLane implements LanePort {
+  readonly #lanes: ReadonlyMap<string, RealLane>;
+  #report: ((report: LaneReport) => void) | null = null;
+  /** The epoch of the last on(), while on: a lane stopping on its own in it stops the others. */
+  #epoch: number | null = null;
+
+  constructor(lanes: readonly { readonly volume: string; readonly lane: RealLane }[]) {
+    this.#lanes = new Map(lanes.map(({ volume, lane }) => [volume, lane]));
+    for (const { lane } of lanes) lane.listen((report) => this.#stoppedOnOwn(lane, report));
+  }
+
+  on(session: number, epoch: number): void {
+    this.#epoch = epoch;
+    for (const lane of this.#lanes.values()) lane.on(session, epoch);
+  }
+
+  off(): void {
+    this.#epoch = null;
+    const report = mergeReports([...this.#lanes.values()].map((lane) => lane.offNow()));
+    queueMicrotask(() => this.#report?.(report));
+  }
+
+  harvest(): void {
+    const report = mergeReports([...this.#lanes.values()].map((lane) => lane.harvestNow()));
+    queueMicrotask(() => this.#report?.(report));
+  }
+
+  arm(path: string, extents: readonly number[] | "all"): void {
+    const slash = path.indexOf("/");
+    // The core arms files only: a path below one of the directories.
+    if (slash > 0) this.#lanes.get(path.slice(0, slash))?.arm(path, extents);
+  }
+
+  follow(lane: { readonly session: number; readonly epoch: number } | null): void {
+    for (const each of this.#lanes.values()) each.follow(lane);
+  }
+
+  listen(report: (report: LaneReport) => void): void {
+    this.#report = report;
+  }
+
+  /** A report one lane sent by itself: it stopped. In the current epoch the others stop with it. */
+  #stoppedOnOwn(stopped: RealLane, report: LaneReport): void {
+    const others = report.stopped && report.epoch === this.#epoch ? [...this.#lanes.values()].filter((lane) => lane !== stopped).map((lane) => lane.offNow()) : [];
+    if (others.length > 0) this.#epoch = null;
+    this.#report?.(mergeReports([report, ...others]));
+  }
+}
+
+/** One report of several lanes' (paths of different directories never meet). */
+function mergeReports(reports: readonly LaneReport[]): LaneReport {
+  const epochs = reports.flatMap((report) => (report.epoch === null || report.epoch < 0 ? [] : [report.epoch]));
+  return {
+    epoch: epochs.length === 0 ? null : Math.max(...epochs),
+    stopped: reports.some((report) => report.stopped),
+    why: reports.map((report) => report.why).filter((why) => why !== "").join("; "),
+    marks: new Map(reports.flatMap((report) => [...report.marks])),
+    touched: reports.flatMap((report) => report.touched),
+    resubmit: reports.flatMap((report) => report.resubmit),
+    completed: reports.reduce((sum, report) => sum + report.completed, 0),
+  };
 }

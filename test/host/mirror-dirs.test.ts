@@ -1,8 +1,10 @@
 // A mirror module with two replicated directories on this host (mirror-lab.ts): SafeKit's
 // <rfs> may hold several <replicated dir>, and tandem loads such a module unchanged. Each
-// directory has its own FUSE mount; the core sees one tree whose entries are the
-// directories (core/mirror/volumes.ts). In order: the first full copy of both; an
-// application's changes in both replicated before each call returns; the primary's
+// directory has its own FUSE mount and native lane; the core sees one tree whose entries
+// are the directories (core/mirror/volumes.ts) and one lane (CompositeLane). In order: the
+// first full copy of both; an application's changes in both replicated before each call
+// returns; in-place writes of both on their lanes; one lane's connection broken → every
+// lane stops, the writes go on through the core, the lanes open again; the primary's
 // service killed → the secondary ALONE, changes in both while alone; the old primary back
 // with an incremental resync of both; stop → both directories identical on both nodes.
 //
@@ -14,6 +16,8 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fuseUnavailable } from "../../native/fuse.ts";
+import { defaultMirrorPort } from "../../service/mirror-parts.ts";
+import { until } from "./farm-lab.ts";
 import { MirrorLab, mirrorModule, notingModule, treeOf } from "./mirror-lab.ts";
 import { requireHost } from "./netns-lab.ts";
 
@@ -70,6 +74,42 @@ describe("a mirror module with two replicated directories", () => {
     expect(trees(1)).toEqual(trees(0));
     expect(trees(1).logs["moved"]).toBeDefined();
   }, 30_000);
+
+  it("takes in-place writes and fsyncs of each directory on its own lane", async () => {
+    let completed = (await mirror.view(0))!.mirror!.lane.completed;
+    for (const dir of [mirror.nodes[0]!.dataDir, mirror.nodes[0]!.moreDirs[0]!]) {
+      // The first pass goes through the core (which arms the extents), the next two on the lane.
+      const passes = [0, 1, 2].map(() => `dd if=/dev/urandom of=${dir}/lanefile bs=4096 count=32 conv=notrunc,fsync oflag=dsync status=none`);
+      expect(await mirror.app(0, [`: > ${dir}/lanefile`, ...passes].join(" && "))).toEqual({ code: 0, output: "" });
+      const view = (await mirror.view(0))!.mirror!;
+      expect(view.lane.on).toBe(true);
+      expect(view.lane.completed - completed, dir).toBeGreaterThanOrEqual(128);
+      completed = view.lane.completed;
+    }
+    expect((await mirror.view(1))!.mirror!.lane.applied).toBeGreaterThanOrEqual(256);
+    expect(trees(1)).toEqual(trees(0));
+  }, 60_000);
+
+  it("stops every lane when one's connection breaks, the writes going on through the core, then opens them again", async () => {
+    const logs = mirror.nodes[0]!.moreDirs[0]!;
+    const writes = mirror.app(0, `i=0; while [ $i -lt 300 ]; do dd if=/dev/urandom of=${logs}/lanefile bs=4096 count=1 seek=$((i % 32)) conv=notrunc,fsync status=none || exit 1; i=$((i + 1)); done`);
+    const before = (await mirror.view(0))!.mirror!.lane.completed;
+    await until(async () => (await mirror.view(0))!.mirror!.lane.completed - before > 100, 10_000, () => "the second directory's lane took none of the writes");
+    // The second directory's lane: <heart port> + 2.
+    mirror.cutLane(0, defaultMirrorPort(mirrorModule) + 2);
+    try {
+      await until(() => /"event":"mirror.lane_stopped".*"why":"the lane('s connection to the peer ended| could not send to the peer)/.test(mirror.daemons[0]!.output), 10_000, () => "the lanes did not stop when one's connection was reset");
+    } finally {
+      mirror.healLane(0);
+    }
+    expect(await writes).toEqual({ code: 0, output: "" });
+    await until(async () => (await mirror.view(0))!.mirror!.lane.on, 10_000, () => "the lanes did not open again");
+    const reopened = (await mirror.view(0))!.mirror!.lane.completed;
+    const data = mirror.nodes[0]!.dataDir;
+    expect((await mirror.app(0, `dd if=/dev/urandom of=${data}/lanefile bs=4096 count=32 conv=notrunc,fsync oflag=dsync status=none`)).code).toBe(0);
+    expect((await mirror.view(0))!.mirror!.lane.completed).toBeGreaterThan(reopened);
+    expect(trees(1)).toEqual(trees(0));
+  }, 60_000);
 
   it("fails over with both, then brings the old primary back with only the changes of both resent", async () => {
     await mirror.daemons[0]!.kill();
