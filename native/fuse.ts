@@ -98,7 +98,9 @@ export interface NativeLaneReport {
   readonly stopped: boolean;
   readonly why: string;
   readonly marks: readonly (readonly [string, readonly number[]])[];
-  readonly touched: readonly string[];
+  /** Paths written since the last report, completed or not, with the extents (of the hot
+   *  map) those writes fell in. */
+  readonly touched: readonly (readonly [string, readonly number[]])[];
   readonly resubmit: readonly { readonly id: number; readonly op: DiskOp }[];
   readonly completed: number;
 }

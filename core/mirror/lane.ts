@@ -32,8 +32,9 @@ export interface LaneReport {
   /** The blocks its completed writes changed since its last report (in the page cache of
    *  both nodes, durable on neither yet). */
   readonly marks: DirtyMap;
-  /** Paths it wrote since its last report, completed or not: their hot extents stay. */
-  readonly touched: readonly string[];
+  /** Paths it wrote since its last report, completed or not, with the extents (of
+   *  `hotExtentBlocks` blocks) those writes fell in: they stay hot. */
+  readonly touched: ReadonlyMap<string, readonly number[]>;
   /** Operations applied here and unfinished, in the order applied: the core completes them. */
   readonly resubmit: readonly { readonly id: number; readonly op: DiskOp }[];
   /** Operations it completed since its last report. */

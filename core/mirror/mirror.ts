@@ -264,8 +264,13 @@ export interface Mirror {
   readonly pathVersion: Map<string, number>;
   /** Paths marked by operations intercepted but not yet dispatched. */
   readonly pathHeld: Map<string, number>;
-  /** Paths written since the marks were last cleared: their hot extents stay. */
-  readonly hotTouched: Set<string>;
+  /** What was written since the marks were last cleared: path → the hot extents its
+   *  writes fell in, or "all" (the whole entry: created, renamed, a directory's listing). */
+  readonly hotTouched: Map<string, Set<number> | "all">;
+  /** When each hot extent was last found touched at a clear (path → extent → ms; the
+   *  whole entry as extent -1): an extent stays hot for hotKeepClears clears after (the
+   *  activity log keeps an active file's working set, not every extent it ever wrote). */
+  readonly hotSeen: Map<string, Map<number, number>>;
   fence: { gen: Gen | null } | null;
   /** A primary without its peer in a generation its peer may have too (elected, handed the
    *  role by a swap, its handover lost): anything it completes alone starts a new one first
@@ -320,6 +325,11 @@ export interface Mirror {
   readonly stats: MirrorStats;
 }
 
+/** A hot extent stays hot this many clears (checkpoints, every checkpointMs) after its
+ *  last write; hotSeen's extent for a whole entry. */
+const hotKeepClears = 10;
+const wholeEntry = -1;
+
 /** Messages a secondary holds while it keeps a split brain's losing changes aside (the
  *  primary's writes wait for their acknowledgements meanwhile, a resync for its acks). */
 const heldMessagesMax = 100_000;
@@ -366,7 +376,8 @@ export function initMirror(config: MirrorConfig, incarnation: number, bootId: st
     pathSeq: new Map(),
     pathVersion: new Map(),
     pathHeld: new Map(),
-    hotTouched: new Set(),
+    hotTouched: new Map(),
+    hotSeen: new Map(),
     fence: null,
     genShared: false,
     handedOver: null,
@@ -1142,9 +1153,13 @@ class Step {
       bump(path);
       if (op.kind !== "write" && op.kind !== "truncate" && op.kind !== "setattr" && op.kind !== "chown" && op.kind !== "fsync") bump(parentOf(path));
     }
-    for (const path of marked) {
-      s.pathSeq.set(path, s.opSeq);
-      s.hotTouched.add(path);
+    for (const path of marked) s.pathSeq.set(path, s.opSeq);
+    if (marked.length > 0) {
+      const hot = coarsenDirty(dirtyOf(op, s.config.blockSize), s.config.hotExtentBlocks);
+      for (const path of marked) {
+        const entry = hot.get(path);
+        this.touchHot(path, entry === undefined || entry.all || entry.blocks.size === 0 ? "all" : entry.blocks);
+      }
     }
   }
 
@@ -1271,7 +1286,7 @@ class Step {
       s.meta = { ...s.meta, dirty: unionDirty(s.meta.dirty, marks) };
       for (const path of marks.keys()) s.pathSeq.set(path, seq);
     }
-    for (const path of report.touched) s.hotTouched.add(path);
+    for (const [path, extents] of report.touched) this.touchHot(path, extents.length === 0 ? "all" : extents);
     s.stats.laneOps += report.completed;
     s.stats.completed += report.completed;
     s.stats.replicatedOps += report.completed;
@@ -1901,18 +1916,33 @@ class Step {
     }
   }
 
+  /** `path` was written since the last clear, into these hot extents (or as a whole). */
+  touchHot(path: string, extents: Iterable<number> | "all"): void {
+    const touched = this.s.hotTouched;
+    const known = touched.get(path);
+    if (known === "all") return;
+    if (extents === "all") {
+      touched.set(path, "all");
+      return;
+    }
+    const into = known ?? new Set<number>();
+    for (const extent of extents) into.add(extent);
+    touched.set(path, into);
+  }
+
   /** Clears the marks of what is durable on both up to operation `upTo`. A path's hot
-   *  extents go too, unless it was written since the last clear (an active file keeps its
-   *  extents hot, so its next writes need no metadata write). */
+   *  extents go too, unless written within the last hotKeepClears clears (an active file
+   *  keeps its working set hot, so its next writes there need no metadata write; what
+   *  it has not written for a while leaves the activity log, as in DRBD's). */
   clearDirty(upTo: number, rebase: boolean): void {
     const s = this.s;
     const pending = (path: string) => (s.pathSeq.get(path) ?? 0) > upTo || s.pathHeld.has(path);
     const dirty = filterDirty(s.meta.dirty, pending);
-    const hot = filterDirty(s.meta.hot, (path) => pending(path) || s.hotTouched.has(path));
+    const hot = this.keepHot(pending);
     // The extents an active file keeps hot stay durable: the lane may write there again
     // at once (a harvest disarmed them) rather than after one more write through here.
     if (s.lane?.state === "on") {
-      for (const path of s.hotTouched) {
+      for (const path of s.hotTouched.keys()) {
         const entry = hot.get(path);
         if (entry !== undefined && (entry.all || entry.blocks.size > 0)) this.out.push({ kind: "lane-arm", path, extents: entry.all ? "all" : [...entry.blocks] });
       }
@@ -1921,6 +1951,37 @@ class Step {
     if (dirty === s.meta.dirty && hot === s.meta.hot && !rebase) return;
     for (const [path, seq] of s.pathSeq) if (seq <= upTo) s.pathSeq.delete(path);
     this.setMeta({ ...s.meta, dirty, hot, dirtyBase: rebase ? s.meta.gen : s.meta.dirtyBase });
+  }
+
+  /** The hot map a clear leaves: a pending path's whole entry, others' extents touched
+   *  within the last hotKeepClears clears (the same map when nothing goes). */
+  keepHot(pending: (path: string) => boolean): DirtyMap {
+    const s = this.s;
+    const keepMs = hotKeepClears * s.config.checkpointMs;
+    for (const [path, touched] of s.hotTouched) {
+      const seen = s.hotSeen.get(path) ?? new Map<number, number>();
+      for (const extent of touched === "all" ? [wholeEntry] : touched) seen.set(extent, this.now);
+      s.hotSeen.set(path, seen);
+    }
+    for (const [path, seen] of s.hotSeen) {
+      for (const [extent, atMs] of seen) if (this.now - atMs >= keepMs) seen.delete(extent);
+      if (seen.size === 0 || !s.meta.hot.has(path)) s.hotSeen.delete(path);
+    }
+    // What is not pending is durable on both: any of it may go; what stays only spares
+    // the next writes there a metadata write.
+    let out: Map<string, FileDirty> | null = null;
+    for (const [path, entry] of s.meta.hot) {
+      if (pending(path)) continue;
+      const seen = s.hotSeen.get(path);
+      if (seen?.has(wholeEntry) === true) continue;
+      const recent = seen === undefined ? [] : [...seen.keys()];
+      const blocks = new Set(entry.all ? recent : recent.filter((extent) => entry.blocks.has(extent)));
+      if (!entry.all && blocks.size > 0 && blocks.size === entry.blocks.size) continue;
+      out ??= new Map(s.meta.hot);
+      if (blocks.size === 0) out.delete(path);
+      else out.set(path, { all: false, blocks });
+    }
+    return out ?? s.meta.hot;
   }
 
   startFlush(link: Link): void {

@@ -89,7 +89,8 @@ export class RealLane implements LanePort {
     const path = volume === undefined ? (each: string) => each : (each: string) => inVolume(volume, each);
     const marks = new Map<string, FileDirty>(native.marks.map(([each, blocks]) => [path(each), { all: false, blocks: new Set(blocks) }]));
     const resubmit: { id: number; op: DiskOp }[] = native.resubmit.map(({ id, op }) => ({ id: this.#options.adopt(id), op: volume === undefined ? op : opInVolume(volume, op) }));
-    return { epoch: native.epoch, stopped: native.stopped, why: native.why, marks, touched: native.touched.map(path), resubmit, completed: native.completed };
+    const touched = new Map(native.touched.map(([each, extents]) => [path(each), extents]));
+    return { epoch: native.epoch, stopped: native.stopped, why: native.why, marks, touched, resubmit, completed: native.completed };
   }
 }
 
@@ -151,7 +152,7 @@ function mergeReports(reports: readonly LaneReport[]): LaneReport {
     stopped: reports.some((report) => report.stopped),
     why: reports.map((report) => report.why).filter((why) => why !== "").join("; "),
     marks: new Map(reports.flatMap((report) => [...report.marks])),
-    touched: reports.flatMap((report) => report.touched),
+    touched: new Map(reports.flatMap((report) => [...report.touched])),
     resubmit: reports.flatMap((report) => report.resubmit),
     completed: reports.reduce((sum, report) => sum + report.completed, 0),
   };

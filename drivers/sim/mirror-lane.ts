@@ -63,7 +63,8 @@ export class SimLane implements LanePort {
   /** Admitted and unfinished, in the order applied here. */
   #flights: Flight[] = [];
   #marks: DirtyMap = emptyDirty;
-  readonly #touched = new Set<string>();
+  /** Paths written since the last report, with their extents. */
+  readonly #touched = new Map<string, Set<number>>();
   #completed = 0;
   /** Operations handed to the core and not yet answered by it. */
   #withCore = 0;
@@ -125,7 +126,7 @@ export class SimLane implements LanePort {
     const on = this.#on!;
     const flight: Flight = { id, op, lseq: this.#nextLseq++, local: undefined, peer: undefined };
     this.#flights.push(flight);
-    if (op.kind === "write") this.#touched.add(op.path);
+    this.#touch(this.#touched, op);
     // Sent, and applied here at once (issued to the disk ahead of anything the core issues next).
     this.#o.stream.send(this.#o.peer, { kind: "op", session: on.session, epoch: on.epoch, lseq: flight.lseq, op });
     this.#o.disk.apply(op, (result) => {
@@ -223,11 +224,20 @@ export class SimLane implements LanePort {
     this.#deliver(this.#take(true, why, resubmit));
   }
 
+  /** A write's extents into `touched` (the native lane's TouchInto). */
+  #touch(touched: Map<string, Set<number>>, op: DiskOp): void {
+    if (op.kind !== "write") return;
+    const extents = touched.get(op.path) ?? new Set<number>();
+    for (const extent of extentsOfWrite(op, this.#o.blockSize, this.#o.extentBlocks)) extents.add(extent);
+    touched.set(op.path, extents);
+  }
+
   #take(stopped: boolean, why: string, resubmit: LaneReport["resubmit"]): LaneReport {
-    const touched = new Set(this.#touched);
-    for (const { op } of this.#flights) if (op.kind === "write") touched.add(op.path);
-    for (const { op } of resubmit) if (op.kind === "write") touched.add(op.path);
-    const report: LaneReport = { epoch: this.#lastEpoch, stopped, why, marks: this.#marks, touched: [...touched].sort(), resubmit, completed: this.#completed };
+    const touched = new Map([...this.#touched].map(([path, extents]) => [path, new Set(extents)]));
+    for (const { op } of this.#flights) this.#touch(touched, op);
+    for (const { op } of resubmit) this.#touch(touched, op);
+    const sorted = new Map([...touched].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([path, extents]) => [path, [...extents].sort((a, b) => a - b)]));
+    const report: LaneReport = { epoch: this.#lastEpoch, stopped, why, marks: this.#marks, touched: sorted, resubmit, completed: this.#completed };
     this.#marks = emptyDirty;
     this.#touched.clear();
     this.#completed = 0;

@@ -646,7 +646,7 @@ Settings ParseSettings(Napi::Env env, Napi::Value value) {
 
 // new FuseLane(handleFd, key, blockSize, extentBytes): the lane of one mirror module
 // (fuse-lane.h; drivers/real/lane.ts drives it). Reports are plain objects:
-//   { epoch, stopped, why, marks: [[path, [block, ...]], ...], touched: [path, ...],
+//   { epoch, stopped, why, marks: [[path, [block, ...]], ...], touched: [[path, [extent, ...]], ...],
 //     resubmit: [{ id, op }], completed }   (ids: the intercepting mount's).
 class FuseLane : public Napi::ObjectWrap<FuseLane> {
  public:
@@ -684,29 +684,31 @@ class FuseLane : public Napi::ObjectWrap<FuseLane> {
   std::shared_ptr<Lane> lane() const { return lane_; }
 
  private:
+  // [[path, [n, ...]], ...]: a report's marks (blocks) or touched paths (extents).
+  static Napi::Array PathsWithNumbers(Napi::Env env, const std::map<std::string, std::set<uint64_t>>& entries) {
+    Napi::Array out = Napi::Array::New(env, entries.size());
+    uint32_t index = 0;
+    for (const auto& entry : entries) {
+      Napi::Array numbers = Napi::Array::New(env, entry.second.size());
+      uint32_t at = 0;
+      for (uint64_t number : entry.second) numbers.Set(at++, Napi::Number::New(env, static_cast<double>(number)));
+      Napi::Array pair = Napi::Array::New(env, 2);
+      pair.Set(0u, Napi::String::New(env, entry.first));
+      pair.Set(1u, numbers);
+      out.Set(index++, pair);
+    }
+    return out;
+  }
+
   static Napi::Object ToJs(Napi::Env env, const LaneReport& report) {
     Napi::Object out = Napi::Object::New(env);
     out.Set("epoch", report.epoch < 0 ? env.Null() : Napi::Number::New(env, static_cast<double>(report.epoch)).As<Napi::Value>());
     out.Set("stopped", Napi::Boolean::New(env, report.stopped));
     out.Set("why", Napi::String::New(env, report.why));
-    Napi::Array marks = Napi::Array::New(env);
-    uint32_t index = 0;
-    for (const auto& entry : report.marks) {
-      Napi::Array blocks = Napi::Array::New(env, entry.second.size());
-      uint32_t at = 0;
-      for (uint64_t block : entry.second) blocks.Set(at++, Napi::Number::New(env, static_cast<double>(block)));
-      Napi::Array pair = Napi::Array::New(env, 2);
-      pair.Set(0u, Napi::String::New(env, entry.first));
-      pair.Set(1u, blocks);
-      marks.Set(index++, pair);
-    }
-    out.Set("marks", marks);
-    Napi::Array touched = Napi::Array::New(env, report.touched.size());
-    index = 0;
-    for (const std::string& path : report.touched) touched.Set(index++, Napi::String::New(env, path));
-    out.Set("touched", touched);
+    out.Set("marks", PathsWithNumbers(env, report.marks));
+    out.Set("touched", PathsWithNumbers(env, report.touched));
     Napi::Array resubmit = Napi::Array::New(env, report.resubmit.size());
-    index = 0;
+    uint32_t index = 0;
     for (const auto& entry : report.resubmit) {
       Napi::Object item = Napi::Object::New(env);
       Napi::Object op = Napi::Object::New(env);

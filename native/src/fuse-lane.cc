@@ -590,7 +590,7 @@ int Lane::Offer(const Intercepted& op, int fd, bool datasync, bool* taken) {
   MakeFrame(*sendMac_, sendCounter_++, write ? kFrameWrite : kFrameFsync, datasync, flight.lseq, static_cast<uint64_t>(op.offset), 0, op.path, op.data, write ? op.length : 0, &head);
   bool sent = SendFrame(socket_, head, op.path, op.data, write ? op.length : 0);
   if (write) {
-    pending_.touched.insert(op.path);
+    TouchInto(pending_.touched, op);
     size_t done = 0;
     while (done < op.length && flight.local == 0) {
       ssize_t count = pwrite(fd, op.data + done, op.length - done, op.offset + static_cast<off_t>(done));
@@ -644,6 +644,13 @@ void Lane::MarkInto(std::map<std::string, std::set<uint64_t>>& marks, const Inte
   for (uint64_t block = first; block <= last; block++) blocks.insert(block);
 }
 
+void Lane::TouchInto(std::map<std::string, std::set<uint64_t>>& touched, const Intercepted& op) const {
+  std::set<uint64_t>& extents = touched[op.path];
+  if (op.length == 0) return;
+  uint64_t first = static_cast<uint64_t>(op.offset) / extentBytes_, last = (static_cast<uint64_t>(op.offset) + op.length - 1) / extentBytes_;
+  for (uint64_t extent = first; extent <= last; extent++) extents.insert(extent);
+}
+
 LaneReport Lane::TakeLocked(bool stopped, const std::string& why) {
   LaneReport report = std::move(pending_);
   pending_ = LaneReport();
@@ -651,7 +658,7 @@ LaneReport Lane::TakeLocked(bool stopped, const std::string& why) {
   report.stopped = stopped;
   report.why = why;
   for (Flight* flight : flights_) {
-    if (std::strcmp(flight->op->kind, "write") == 0) report.touched.insert(flight->op->path);
+    if (std::strcmp(flight->op->kind, "write") == 0) TouchInto(report.touched, *flight->op);
   }
   return report;
 }
@@ -676,7 +683,7 @@ void Lane::HaltLocked(LaneReport& report) {
       flight->state = Flight::State::kFailed;
       if (std::strcmp(flight->op->kind, "write") == 0) {
         MarkInto(report.marks, *flight->op);
-        report.touched.insert(flight->op->path);
+        TouchInto(report.touched, *flight->op);
       }
     } else {
       flight->state = Flight::State::kResubmitted;

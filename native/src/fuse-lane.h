@@ -30,7 +30,9 @@ struct LaneReport {
   bool stopped = false;
   std::string why;
   std::map<std::string, std::set<uint64_t>> marks;  // blocks of completed writes
-  std::set<std::string> touched;
+  // Paths it wrote since its last report, completed or not, with the extents (of the hot
+  // map, extentBytes each) those writes fell in.
+  std::map<std::string, std::set<uint64_t>> touched;
   // Unfinished operations given back to the core: the id the application waits under (its
   // interceptor's), and the operation (its data stays valid until that id is answered).
   std::vector<std::pair<uint64_t, Intercepted>> resubmit;
@@ -94,6 +96,7 @@ class Lane : public std::enable_shared_from_this<Lane> {
   void SettleLocked(Flight* flight);
   void Mark(const Intercepted& op);
   void MarkInto(std::map<std::string, std::set<uint64_t>>& marks, const Intercepted& op) const;
+  void TouchInto(std::map<std::string, std::set<uint64_t>>& touched, const Intercepted& op) const;
 
   const int dirFd_;
   const std::string key_;

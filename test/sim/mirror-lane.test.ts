@@ -29,11 +29,13 @@ function laneWorld(options: { seed: number; plantedBug?: MirrorPlantedBug; tornW
 }
 
 /** A file of four blocks, durable on both nodes, then a checkpoint (the lane disarmed). */
-function durableFile(world: MirrorWorld): void {
+/** `f` written and durable on both; `idleMs` after, its extents still hot if under the
+ *  activity log's keep time (10 checkpoints, 5 s here), cold past it. */
+function durableFile(world: MirrorWorld, idleMs = 1_200): void {
   expect(write(world, { kind: "create", path: "f", mode: 0o644 })).toBeNull();
   expect(write(world, { kind: "write", path: "f", offset: 0, data: fill(0x41, 4 * block) })).toBeNull();
   expect(write(world, { kind: "fsync", path: "f" })).toBeNull();
-  world.runFor(1_200);
+  world.runFor(idleMs);
 }
 
 function finalTrees(world: MirrorWorld): { converged: boolean; n2: Uint8Array | null } {
@@ -88,7 +90,9 @@ describe("the lane", () => {
   // of it reached its disk (a torn write). Coming back, it must know that extent was hot.
   const primaryPowerLoss = (plantedBug: MirrorPlantedBug) => {
     const world = laneWorld({ seed: 3, plantedBug, tornWrites: true });
-    durableFile(world);
+    // f's extents cold: a write there must make its extent hot (durably) first.
+    durableFile(world, 6_000);
+    expect(world.node("n1").runtime!.state.meta.hot.has("f")).toBe(false);
     const late = { kind: "write", path: "f", offset: 3 * block, data: fill(0x5a) } as const;
     world.submit(late, () => {});
     // At the primary after 0.1 ms, applied there 0.05 ms later; its frame, sent at 0.1 ms,

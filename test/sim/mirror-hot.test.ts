@@ -1,0 +1,50 @@
+// The activity log (the hot map, core/mirror/meta.ts): what a primary that crashes may have
+// applied without its peer, so what the resync after its return resends. An active file
+// keeps the extents it writes now hot, not every extent it ever wrote: a database that
+// rewrites one region for a while, then crashes, gets that region resent, not the file.
+
+import { describe, expect, it } from "vitest";
+import { inSync } from "../../drivers/sim/mirror-checker.ts";
+import { MirrorWorld } from "../../drivers/sim/mirror-world.ts";
+import { write } from "./mirror-submit.ts";
+
+const block = 4_096;
+/** The world's hot extent: 4 blocks. */
+const extentBytes = 4 * block;
+const fill = (byte: number, length = block): Uint8Array => new Uint8Array(length).fill(byte);
+
+describe("the activity log of an active file", () => {
+  for (const lane of [false, true]) {
+    it(`keeps the extents written lately, and a crash resends only those (lane ${lane ? "on" : "off"})`, () => {
+      const world = new MirrorWorld({ seed: 21, lane, disk: { writebackMs: null } });
+      world.powerOn("n1");
+      world.powerOn("n2");
+      world.runUntil(1_000);
+      world.command("n1", "prim");
+      expect(world.runUntilCondition(() => inSync(world) && (!lane || world.node("n1").runtime?.state.lane?.state === "on"), 10_000)).toBe(true);
+      // A 1 MiB file (64 extents), written whole, then its first extent rewritten for 8 s,
+      // each write with its fsync (a database's hot pages).
+      expect(write(world, { kind: "create", path: "table", mode: 0o644 })).toBeNull();
+      expect(write(world, { kind: "write", path: "table", offset: 0, data: fill(0x41, 64 * extentBytes) })).toBeNull();
+      expect(write(world, { kind: "fsync", path: "table" })).toBeNull();
+      for (let round = 0; round < 40; round++) {
+        expect(write(world, { kind: "write", path: "table", offset: (round % 4) * block, data: fill(round) })).toBeNull();
+        expect(write(world, { kind: "fsync", path: "table" })).toBeNull();
+        world.runFor(200);
+      }
+      const hot = world.node("n1").runtime!.state.meta.hot.get("table");
+      expect(hot).toEqual({ all: false, blocks: new Set([0]) });
+      // n1 loses power; n2 takes over; n1 comes back and is resynced from n2.
+      world.powerOff("n1");
+      expect(world.runUntilCondition(() => world.node("n2").role === "ALONE", world.nowMs + 5_000)).toBe(true);
+      const before = world.node("n2").runtime!.state.stats.resyncBlockBytes;
+      world.powerOn("n1");
+      expect(world.runUntilCondition(() => world.node("n1").role === "SECOND" && inSync(world), world.nowMs + 20_000)).toBe(true);
+      const resent = world.node("n2").runtime!.state.stats.resyncBlockBytes - before;
+      // The extent n1 was writing when it crashed; not the 1 MiB it wrote 8 s before.
+      expect(resent).toBeGreaterThan(0);
+      expect(resent).toBeLessThanOrEqual(extentBytes);
+      expect(world.violations).toEqual([]);
+    });
+  }
+});
