@@ -684,20 +684,17 @@ class Step {
   /** The metadata is loaded (and the `<tocheck>` paths found): the start goes on. */
   metaLoaded(loadedMeta: MirrorMeta | null): void {
     const s = this.s;
-    let leftPrimary = false;
-    {
-      const loaded = loadedMeta ?? newMeta();
-      // Written under another boot of this host: the page cache of then is gone.
-      const rebooted = loaded.bootId !== null && loaded.bootId !== s.bootId && loaded.gen !== null;
-      // The hot extents of before count as dirty whole: what they cover may have been
-      // applied here and not on the peer (or the other way round) before the stop.
-      s.meta = { ...loaded, dirty: unionDirty(loaded.dirty, expandHot(loaded.hot, s.config.hotExtentBlocks)), hot: emptyDirty, bootId: s.bootId, cacheLost: loaded.cacheLost || rebooted };
-      if (rebooted && !loaded.cacheLost) this.persist();
-      // The service before this one, on this same boot, was primary: if it died (a crash)
-      // its application may still run, on the dead mount, holding what this start needs
-      // (a lock, a port). stop_prim first (docs/mirror.md, States).
-      leftPrimary = !rebooted && loaded.gen !== null && (loaded.lastRole === "ALONE" || loaded.lastRole === "PRIM");
-    }
+    const loaded = loadedMeta ?? newMeta();
+    // Written under another boot of this host: the page cache of then is gone.
+    const rebooted = loaded.bootId !== null && loaded.bootId !== s.bootId && loaded.gen !== null;
+    // The hot extents of before count as dirty whole: what they cover may have been
+    // applied here and not on the peer (or the other way round) before the stop.
+    s.meta = { ...loaded, dirty: unionDirty(loaded.dirty, expandHot(loaded.hot, s.config.hotExtentBlocks)), hot: emptyDirty, bootId: s.bootId, cacheLost: loaded.cacheLost || rebooted };
+    if (rebooted && !loaded.cacheLost) this.persist();
+    // The service before this one, on this same boot, was primary: if it died (a crash)
+    // its application may still run, on the dead mount, holding what this start needs
+    // (a lock, a port). stop_prim first (docs/mirror.md, States).
+    const leftPrimary = !rebooted && loaded.gen !== null && (loaded.lastRole === "ALONE" || loaded.lastRole === "PRIM");
     s.phase = "starting";
     this.log("info", "mirror.meta", { gen: s.meta.gen, consistent: s.meta.consistent, lastRole: s.meta.lastRole, dirtyPaths: s.meta.dirty.size });
     // What the peer said before this start may be stale: ask it again.
