@@ -10,6 +10,7 @@ import { EventQueue } from "../../drivers/sim/event-queue.ts";
 import { lanLink, SimNetwork } from "../../drivers/sim/network.ts";
 import { Prng } from "../../drivers/sim/prng.ts";
 import { datagramPortContract, listenAll, testMessage, type DatagramHarness, type TestMessage } from "./datagram-contract.ts";
+import { virtualTime } from "./virtual-time.ts";
 
 const nodes: readonly NodeId[] = ["n1", "n2", "n3"];
 const rings = ["lan", "private"] as const;
@@ -20,33 +21,18 @@ interface SimHarness extends DatagramHarness {
 
 function makeSimHarness(seed = 1): SimHarness {
   const queue = new EventQueue();
-  let nowMs = 0;
-  const network = new SimNetwork(queue, new Prng(seed).fork("network"), rings, lanLink, () => nowMs);
-  const datagrams = new SimDatagrams<TestMessage>(network, () => nowMs);
+  const time = virtualTime(queue, 0.1);
+  const network = new SimNetwork(queue, new Prng(seed).fork("network"), rings, lanLink, () => time.nowMs);
+  const datagrams = new SimDatagrams<TestMessage>(network, () => time.nowMs);
   const ports = new Map(nodes.map((node) => [node, datagrams.port(node)]));
-  const runUntil = (timeMs: number): void => {
-    for (let next = queue.peekTimeMs(); next !== undefined && next <= timeMs; next = queue.peekTimeMs()) {
-      const event = queue.pop()!;
-      nowMs = event.atMs;
-      event.run();
-    }
-    nowMs = timeMs;
-  };
   return {
     nodes,
     rings,
     network,
     port: (node) => ports.get(node)!,
-    nowMs: () => nowMs,
-    advance: async (ms) => runUntil(nowMs + ms),
-    waitFor: async (condition, limitMs) => {
-      const deadlineMs = nowMs + limitMs;
-      while (!condition()) {
-        if (nowMs >= deadlineMs) return false;
-        runUntil(Math.min(deadlineMs, nowMs + 0.1));
-      }
-      return true;
-    },
+    nowMs: () => time.nowMs,
+    advance: time.advance,
+    waitFor: time.waitFor,
     dispose: async () => {},
   };
 }

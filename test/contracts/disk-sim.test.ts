@@ -6,33 +6,19 @@ import { SimDisk } from "../../drivers/sim/disk.ts";
 import { EventQueue } from "../../drivers/sim/event-queue.ts";
 import { Prng } from "../../drivers/sim/prng.ts";
 import { diskContract, type DiskHarness, type TestMeta } from "./disk-contract.ts";
+import { virtualTime } from "./virtual-time.ts";
 
 const preservedPrefix = "preserved/";
 
 function makeSimHarness(seed: number): DiskHarness {
   const queue = new EventQueue();
-  let nowMs = 0;
-  const disk = new SimDisk<TestMeta>({ queue, clockMs: () => nowMs, prng: new Prng(seed).fork("disk"), settings: { latencyMs: 0.1, jitterMs: 0.5, fsyncMs: 3 } });
-  const runUntil = (timeMs: number): void => {
-    for (let next = queue.peekTimeMs(); next !== undefined && next <= timeMs; next = queue.peekTimeMs()) {
-      const event = queue.pop()!;
-      nowMs = event.atMs;
-      event.run();
-    }
-    nowMs = timeMs;
-  };
+  const time = virtualTime(queue, 1);
+  const disk = new SimDisk<TestMeta>({ queue, clockMs: () => time.nowMs, prng: new Prng(seed).fork("disk"), settings: { latencyMs: 0.1, jitterMs: 0.5, fsyncMs: 3 } });
   return {
     port: disk.open(),
     preservedFile: async (place, path) => (place.startsWith(preservedPrefix) ? disk.preservedBytes(place.slice(preservedPrefix.length), path) : null),
-    advance: async (ms) => runUntil(nowMs + ms),
-    waitFor: async (condition, limitMs) => {
-      const deadlineMs = nowMs + limitMs;
-      while (!condition()) {
-        if (nowMs >= deadlineMs) return false;
-        runUntil(Math.min(deadlineMs, nowMs + 1));
-      }
-      return true;
-    },
+    advance: time.advance,
+    waitFor: time.waitFor,
     dispose: async () => {},
   };
 }

@@ -12,6 +12,7 @@ import { SimDisk } from "../../drivers/sim/disk.ts";
 import { EventQueue } from "../../drivers/sim/event-queue.ts";
 import { Prng } from "../../drivers/sim/prng.ts";
 import { apply, bytes, diskContract, read, settle, text, type DiskHarness, type TestMeta } from "./disk-contract.ts";
+import { virtualTime } from "./virtual-time.ts";
 
 const preservedPrefix = "preserved/";
 
@@ -24,18 +25,10 @@ interface Composed {
 /** Volumes `names` over simulated disks; the harness's port is the composite itself. */
 function compose(seed: number, names: readonly string[]): Composed {
   const queue = new EventQueue();
-  let nowMs = 0;
+  const time = virtualTime(queue, 1);
   const prng = new Prng(seed);
-  const disks = names.map((name) => new SimDisk<TestMeta>({ queue, clockMs: () => nowMs, prng: prng.fork(`disk ${name}`), settings: { latencyMs: 0.1, jitterMs: 0.5, fsyncMs: 3 } }));
-  const composite = composeDisks(names.map((name, index) => ({ name, disk: disks[index]!.open() })), (run) => queue.push(nowMs, run));
-  const runUntil = (timeMs: number): void => {
-    for (let next = queue.peekTimeMs(); next !== undefined && next <= timeMs; next = queue.peekTimeMs()) {
-      const event = queue.pop()!;
-      nowMs = event.atMs;
-      event.run();
-    }
-    nowMs = timeMs;
-  };
+  const disks = names.map((name) => new SimDisk<TestMeta>({ queue, clockMs: () => time.nowMs, prng: prng.fork(`disk ${name}`), settings: { latencyMs: 0.1, jitterMs: 0.5, fsyncMs: 3 } }));
+  const composite = composeDisks(names.map((name, index) => ({ name, disk: disks[index]!.open() })), (run) => queue.push(time.nowMs, run));
   const harness: DiskHarness = {
     port: composite,
     // A composite's place: `preserved/<label>-<volume>`, each volume's disk keeping its own.
@@ -44,15 +37,8 @@ function compose(seed: number, names: readonly string[]): Composed {
       const index = names.findIndex((name) => label.endsWith(`-${name}`));
       return index < 0 ? null : disks[index]!.preservedBytes(label, path);
     },
-    advance: async (ms) => runUntil(nowMs + ms),
-    waitFor: async (condition, limitMs) => {
-      const deadlineMs = nowMs + limitMs;
-      while (!condition()) {
-        if (nowMs >= deadlineMs) return false;
-        runUntil(Math.min(deadlineMs, nowMs + 1));
-      }
-      return true;
-    },
+    advance: time.advance,
+    waitFor: time.waitFor,
     dispose: async () => {},
   };
   return { harness, composite, disks };

@@ -7,6 +7,7 @@ import { describe, expect, it } from "vitest";
 import { EventQueue } from "../../drivers/sim/event-queue.ts";
 import { SimProcessPort, type ScriptModel } from "../../drivers/sim/processes.ts";
 import { countOf, ended, processPortContract, query, runToEnd, scriptRun, start, type ProcessHarness, type ScriptSpec } from "./process-contract.ts";
+import { virtualTime } from "./virtual-time.ts";
 
 interface SimHarness extends ProcessHarness {
   readonly port: SimProcessPort;
@@ -14,17 +15,9 @@ interface SimHarness extends ProcessHarness {
 
 function makeSimHarness(): SimHarness {
   const queue = new EventQueue();
-  let nowMs = 0;
-  const port = new SimProcessPort({ queue, clockMs: () => nowMs });
+  const time = virtualTime(queue, 1);
+  const port = new SimProcessPort({ queue, clockMs: () => time.nowMs });
   const appName = "webapp";
-  const runUntil = (timeMs: number): void => {
-    for (let next = queue.peekTimeMs(); next !== undefined && next <= timeMs; next = queue.peekTimeMs()) {
-      const event = queue.pop()!;
-      nowMs = event.atMs;
-      event.run();
-    }
-    nowMs = timeMs;
-  };
   const model = (spec: ScriptSpec): ScriptModel => ({
     durationMs: spec.durationMs ?? 1,
     exitCode: spec.exitCode,
@@ -43,16 +36,9 @@ function makeSimHarness(): SimHarness {
       expect(record).toBeDefined();
       return { args: record!.args, env: record!.env };
     },
-    nowMs: () => nowMs,
-    advance: async (ms) => runUntil(nowMs + ms),
-    waitFor: async (condition, limitMs) => {
-      const deadlineMs = nowMs + limitMs;
-      while (!condition()) {
-        if (nowMs >= deadlineMs) return false;
-        runUntil(Math.min(deadlineMs, nowMs + 1));
-      }
-      return true;
-    },
+    nowMs: () => time.nowMs,
+    advance: time.advance,
+    waitFor: time.waitFor,
     dispose: async () => {},
   };
 }

@@ -8,6 +8,7 @@ import type { NodeId } from "../../core/types.ts";
 import { EventQueue } from "../../drivers/sim/event-queue.ts";
 import { SimStreams, type SimStreamSettings } from "../../drivers/sim/streams.ts";
 import { testMessage, type TestMessage } from "./datagram-contract.ts";
+import { virtualTime } from "./virtual-time.ts";
 import { streamPortContract, type PeerReport, type Received, type StreamHarness } from "./stream-contract.ts";
 
 const nodes: readonly NodeId[] = ["n1", "n2", "n3"];
@@ -22,31 +23,23 @@ interface SimHarness extends StreamHarness {
 
 function makeSimHarness(): SimHarness {
   const queue = new EventQueue();
-  let nowMs = 0;
-  const streams = new SimStreams<TestMessage>(queue, () => nowMs, nodes, settings);
+  const time = virtualTime(queue, 1);
+  const streams = new SimStreams<TestMessage>(queue, () => time.nowMs, nodes, settings);
   const ports = new Map<NodeId, StreamPort<TestMessage>>();
   const received = new Map<NodeId, Received[]>(nodes.map((node) => [node, []]));
   const reports = new Map<NodeId, PeerReport[]>(nodes.map((node) => [node, []]));
   const timeline: string[] = [];
-  const runUntil = (timeMs: number): void => {
-    for (let next = queue.peekTimeMs(); next !== undefined && next <= timeMs; next = queue.peekTimeMs()) {
-      const event = queue.pop()!;
-      nowMs = event.atMs;
-      event.run();
-    }
-    nowMs = timeMs;
-  };
   return {
     nodes,
     streams,
     timeline,
-    nowMs: () => nowMs,
+    nowMs: () => time.nowMs,
     start: async (node) => {
       const port = streams.start(node);
       port.listen((from, message) => received.get(node)!.push({ from, message }));
       port.watchPeers((peer, connected) => {
         reports.get(node)!.push({ peer, connected });
-        timeline.push(`t=${nowMs} ${node}: ${peer} ${connected ? "up" : "down"}`);
+        timeline.push(`t=${time.nowMs} ${node}: ${peer} ${connected ? "up" : "down"}`);
       });
       ports.set(node, port);
     },
@@ -56,15 +49,8 @@ function makeSimHarness(): SimHarness {
     port: (node) => ports.get(node)!,
     received: (node) => received.get(node)!,
     reports: (node) => reports.get(node)!,
-    advance: async (ms) => runUntil(nowMs + ms),
-    waitFor: async (condition, limitMs) => {
-      const deadlineMs = nowMs + limitMs;
-      while (!condition()) {
-        if (nowMs >= deadlineMs) return false;
-        runUntil(Math.min(deadlineMs, nowMs + 1));
-      }
-      return true;
-    },
+    advance: time.advance,
+    waitFor: time.waitFor,
     dispose: async () => {},
   };
 }
