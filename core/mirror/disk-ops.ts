@@ -38,9 +38,11 @@ export type DiskError = "ENOENT" | "EEXIST" | "ENOTDIR" | "EISDIR" | "ENOTEMPTY"
 /** An operation's result: null when it succeeded. */
 export type DiskResult = DiskError | null;
 
-/** Errors that mean the disk itself failed, not that the operation made no sense for the tree. */
+/** Errors that mean the disk itself failed, not that the operation made no sense for the
+ *  tree: EIO, ENOSPC, and EROFS (the file system under the tree made read-only, as ext4
+ *  does after errors: nothing will succeed there until an operator steps in). */
 export function isMediaError(error: DiskResult): boolean {
-  return error === "ENOSPC" || error === "EIO";
+  return error === "ENOSPC" || error === "EIO" || error === "EROFS";
 }
 
 /** What a resync copies of one path: its kind and attributes, and the blocks asked for. */
