@@ -267,9 +267,10 @@ export interface Mirror {
   /** What was written since the marks were last cleared: path → the hot extents its
    *  writes fell in, or "all" (the whole entry: created, renamed, a directory's listing). */
   readonly hotTouched: Map<string, Set<number> | "all">;
-  /** When each hot extent was last found touched at a clear (path → extent → ms; the
-   *  whole entry as extent -1): an extent stays hot for hotKeepClears clears after (the
-   *  activity log keeps an active file's working set, not every extent it ever wrote). */
+  /** When each hot extent was last written (path → extent → ms; the whole entry as
+   *  extent -1): a clear keeps it hot for hotKeepClears checkpoint periods after (the
+   *  activity log keeps an active file's working set, not every extent it ever wrote,
+   *  and not what a primary wrote alone long before its peer came back). */
   readonly hotSeen: Map<string, Map<number, number>>;
   fence: { gen: Gen | null } | null;
   /** A primary without its peer in a generation its peer may have too (elected, handed the
@@ -325,8 +326,8 @@ export interface Mirror {
   readonly stats: MirrorStats;
 }
 
-/** A hot extent stays hot this many clears (checkpoints, every checkpointMs) after its
- *  last write; hotSeen's extent for a whole entry. */
+/** A hot extent stays hot this many checkpoint periods (checkpointMs) after its last
+ *  write; hotSeen's extent for a whole entry. */
 const hotKeepClears = 10;
 const wholeEntry = -1;
 
@@ -1913,18 +1914,21 @@ class Step {
     }
   }
 
-  /** `path` was written since the last clear, into these hot extents (or as a whole). */
+  /** `path` is written now, into these hot extents (or as a whole). */
   touchHot(path: string, extents: Iterable<number> | "all"): void {
-    const touched = this.s.hotTouched;
-    const known = touched.get(path);
+    const s = this.s;
+    const seen = s.hotSeen.get(path) ?? new Map<number, number>();
+    for (const extent of extents === "all" ? [wholeEntry] : extents) seen.set(extent, this.now);
+    s.hotSeen.set(path, seen);
+    const known = s.hotTouched.get(path);
     if (known === "all") return;
     if (extents === "all") {
-      touched.set(path, "all");
+      s.hotTouched.set(path, "all");
       return;
     }
     const into = known ?? new Set<number>();
     for (const extent of extents) into.add(extent);
-    touched.set(path, into);
+    s.hotTouched.set(path, into);
   }
 
   /** Clears the marks of what is durable on both up to operation `upTo`. A path's hot
@@ -1950,16 +1954,11 @@ class Step {
     this.setMeta({ ...s.meta, dirty, hot, dirtyBase: rebase ? s.meta.gen : s.meta.dirtyBase });
   }
 
-  /** The hot map a clear leaves: a pending path's whole entry, others' extents touched
-   *  within the last hotKeepClears clears (the same map when nothing goes). */
+  /** The hot map a clear leaves: a pending path's whole entry, others' extents written
+   *  within the last hotKeepClears checkpoint periods (the same map when nothing goes). */
   keepHot(pending: (path: string) => boolean): DirtyMap {
     const s = this.s;
     const keepMs = hotKeepClears * s.config.checkpointMs;
-    for (const [path, touched] of s.hotTouched) {
-      const seen = s.hotSeen.get(path) ?? new Map<number, number>();
-      for (const extent of touched === "all" ? [wholeEntry] : touched) seen.set(extent, this.now);
-      s.hotSeen.set(path, seen);
-    }
     for (const [path, seen] of s.hotSeen) {
       for (const [extent, atMs] of seen) if (this.now - atMs >= keepMs) seen.delete(extent);
       if (seen.size === 0 || !s.meta.hot.has(path)) s.hotSeen.delete(path);

@@ -47,4 +47,32 @@ describe("the activity log of an active file", () => {
       expect(world.violations).toEqual([]);
     });
   }
+
+  it("drops what a primary wrote alone before its peer came back: a crash soon after resends none of it", () => {
+    // The Docker lab found it: a primary that created a whole database alone, then lost
+    // power two seconds after its new secondary was up to date, had all of it resent.
+    const world = new MirrorWorld({ seed: 22, lane: true, disk: { writebackMs: null } });
+    world.powerOn("n1");
+    world.runUntil(1_000);
+    world.command("n1", "prim");
+    expect(world.runUntilCondition(() => world.node("n1").role === "ALONE", 5_000)).toBe(true);
+    for (let index = 0; index < 20; index++) {
+      expect(write(world, { kind: "create", path: `t${index}`, mode: 0o644 })).toBeNull();
+      expect(write(world, { kind: "write", path: `t${index}`, offset: 0, data: fill(index, 16 * extentBytes) })).toBeNull();
+    }
+    expect(write(world, { kind: "fsync", path: null })).toBeNull();
+    world.runFor(6_000);
+    world.powerOn("n2");
+    expect(world.runUntilCondition(() => world.node("n2").role === "SECOND" && inSync(world), world.nowMs + 20_000)).toBe(true);
+    world.runFor(1_000);
+    expect(write(world, { kind: "write", path: "t0", offset: 0, data: fill(0x99) })).toBeNull();
+    world.powerOff("n1");
+    expect(world.runUntilCondition(() => world.node("n2").role === "ALONE", world.nowMs + 5_000)).toBe(true);
+    const before = world.node("n2").runtime!.state.stats.resyncBlockBytes;
+    world.powerOn("n1");
+    expect(world.runUntilCondition(() => world.node("n1").role === "SECOND" && inSync(world), world.nowMs + 20_000)).toBe(true);
+    // The extent written last (and what n2 wrote alone, nothing here), not the 5 MiB.
+    expect(world.node("n2").runtime!.state.stats.resyncBlockBytes - before).toBeLessThanOrEqual(extentBytes);
+    expect(world.violations).toEqual([]);
+  });
 });
