@@ -286,7 +286,15 @@ export class MirrorWorld {
       this.clients.doubleFailure();
     }
     if (node.running) this.#stopService(node, "power");
-    else node.lostPower = true;
+    else {
+      node.lostPower = true;
+      // Its service had crashed (the page cache kept what it acknowledged); with the peer
+      // down too, that cache was the only copy: both down, a power loss among them.
+      if (!peer.running) {
+        this.note("double failure: a crashed node loses power while its peer is down");
+        this.clients.doubleFailure();
+      }
+    }
     node.appRunning = false;
     node.disk.powerLoss();
     node.powered = false;
