@@ -328,7 +328,7 @@ export interface Mirror {
 
 /** A hot extent stays hot this many checkpoint periods (checkpointMs) after its last
  *  write; hotSeen's extent for a whole entry. */
-const hotKeepClears = 10;
+const hotKeepClears = 4;
 const wholeEntry = -1;
 
 /** Messages a secondary holds while it keeps a split brain's losing changes aside (the
@@ -1932,7 +1932,7 @@ class Step {
   }
 
   /** Clears the marks of what is durable on both up to operation `upTo`. A path's hot
-   *  extents go too, unless written within the last hotKeepClears clears (an active file
+   *  extents go too, unless written within the last hotKeepClears checkpoint periods (an active file
    *  keeps its working set hot, so its next writes there need no metadata write; what
    *  it has not written for a while leaves the activity log, as in DRBD's). */
   clearDirty(upTo: number, rebase: boolean): void {

@@ -28,9 +28,9 @@ function laneWorld(options: { seed: number; plantedBug?: MirrorPlantedBug; tornW
   return world;
 }
 
-/** A file of four blocks, durable on both nodes, then a checkpoint (the lane disarmed). */
-/** `f` written and durable on both; `idleMs` after, its extents still hot if under the
- *  activity log's keep time (10 checkpoints, 5 s here), cold past it. */
+/** A file of four blocks, durable on both nodes, then `idleMs` (a checkpoint or more: the
+ *  lane disarmed); its extents still hot under the activity log's keep time (4
+ *  checkpoint periods, 2 s here), cold past it. */
 function durableFile(world: MirrorWorld, idleMs = 1_200): void {
   expect(write(world, { kind: "create", path: "f", mode: 0o644 })).toBeNull();
   expect(write(world, { kind: "write", path: "f", offset: 0, data: fill(0x41, 4 * block) })).toBeNull();
