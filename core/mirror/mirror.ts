@@ -268,9 +268,9 @@ export interface Mirror {
    *  writes fell in, or "all" (the whole entry: created, renamed, a directory's listing). */
   readonly hotTouched: Map<string, Set<number> | "all">;
   /** When each hot extent was last written (path → extent → ms; the whole entry as
-   *  extent -1): a clear keeps it hot for hotKeepClears checkpoint periods after (the
-   *  activity log keeps an active file's working set, not every extent it ever wrote,
-   *  and not what a primary wrote alone long before its peer came back). */
+   *  extent -1): a clear keeps the extents of a path written since the last one only if
+   *  they were written within hotKeepClears checkpoint periods (the activity log keeps an
+   *  active file's working set, not every extent it ever wrote). */
   readonly hotSeen: Map<string, Map<number, number>>;
   fence: { gen: Gen | null } | null;
   /** A primary without its peer in a generation its peer may have too (elected, handed the
@@ -326,9 +326,9 @@ export interface Mirror {
   readonly stats: MirrorStats;
 }
 
-/** A hot extent stays hot this many checkpoint periods (checkpointMs) after its last
- *  write; hotSeen's extent for a whole entry. */
-const hotKeepClears = 4;
+/** A path written since the last clear keeps the hot extents it wrote within this many
+ *  checkpoint periods (checkpointMs); hotSeen's extent for a whole entry. */
+const hotKeepClears = 20;
 const wholeEntry = -1;
 
 /** Messages a secondary holds while it keeps a split brain's losing changes aside (the
@@ -1932,9 +1932,10 @@ class Step {
   }
 
   /** Clears the marks of what is durable on both up to operation `upTo`. A path's hot
-   *  extents go too, unless written within the last hotKeepClears checkpoint periods (an active file
-   *  keeps its working set hot, so its next writes there need no metadata write; what
-   *  it has not written for a while leaves the activity log, as in DRBD's). */
+   *  extents go too, unless it was written since the last clear: then those it wrote
+   *  within hotKeepClears checkpoint periods stay (an active file keeps its working set
+   *  hot, so its next writes there need no metadata write; what it has not written for a
+   *  while leaves the activity log, as in DRBD's). */
   clearDirty(upTo: number, rebase: boolean): void {
     const s = this.s;
     const pending = (path: string) => (s.pathSeq.get(path) ?? 0) > upTo || s.pathHeld.has(path);
@@ -1954,8 +1955,9 @@ class Step {
     this.setMeta({ ...s.meta, dirty, hot, dirtyBase: rebase ? s.meta.gen : s.meta.dirtyBase });
   }
 
-  /** The hot map a clear leaves: a pending path's whole entry, others' extents written
-   *  within the last hotKeepClears checkpoint periods (the same map when nothing goes). */
+  /** The hot map a clear leaves: a pending path's whole entry; of a path written since
+   *  the last clear, the extents written within hotKeepClears checkpoint periods; nothing
+   *  of the others (the same map when nothing goes). */
   keepHot(pending: (path: string) => boolean): DirtyMap {
     const s = this.s;
     const keepMs = hotKeepClears * s.config.checkpointMs;
@@ -1968,7 +1970,7 @@ class Step {
     let out: Map<string, FileDirty> | null = null;
     for (const [path, entry] of s.meta.hot) {
       if (pending(path)) continue;
-      const seen = s.hotSeen.get(path);
+      const seen = s.hotTouched.has(path) ? s.hotSeen.get(path) : undefined;
       if (seen?.has(wholeEntry) === true) continue;
       const recent = seen === undefined ? [] : [...seen.keys()];
       const blocks = new Set(entry.all ? recent : recent.filter((extent) => entry.blocks.has(extent)));

@@ -22,12 +22,12 @@ describe("the activity log of an active file", () => {
       world.runUntil(1_000);
       world.command("n1", "prim");
       expect(world.runUntilCondition(() => inSync(world) && (!lane || world.node("n1").runtime?.state.lane?.state === "on"), 10_000)).toBe(true);
-      // A 1 MiB file (64 extents), written whole, then its first extent rewritten for 8 s,
-      // each write with its fsync (a database's hot pages).
+      // A 1 MiB file (64 extents), written whole, then its first extent rewritten for 12 s
+      // (past the activity log's 10 s), each write with its fsync (a database's hot pages).
       expect(write(world, { kind: "create", path: "table", mode: 0o644 })).toBeNull();
       expect(write(world, { kind: "write", path: "table", offset: 0, data: fill(0x41, 64 * extentBytes) })).toBeNull();
       expect(write(world, { kind: "fsync", path: "table" })).toBeNull();
-      for (let round = 0; round < 40; round++) {
+      for (let round = 0; round < 60; round++) {
         expect(write(world, { kind: "write", path: "table", offset: (round % 4) * block, data: fill(round) })).toBeNull();
         expect(write(world, { kind: "fsync", path: "table" })).toBeNull();
         world.runFor(200);
@@ -41,7 +41,7 @@ describe("the activity log of an active file", () => {
       world.powerOn("n1");
       expect(world.runUntilCondition(() => world.node("n1").role === "SECOND" && inSync(world), world.nowMs + 20_000)).toBe(true);
       const resent = world.node("n2").runtime!.state.stats.resyncBlockBytes - before;
-      // The extent n1 was writing when it crashed; not the 1 MiB it wrote 8 s before.
+      // The extent n1 was writing when it crashed; not the 1 MiB it wrote 12 s before.
       expect(resent).toBeGreaterThan(0);
       expect(resent).toBeLessThanOrEqual(extentBytes);
       expect(world.violations).toEqual([]);

@@ -28,14 +28,13 @@ function laneWorld(options: { seed: number; plantedBug?: MirrorPlantedBug; tornW
   return world;
 }
 
-/** A file of four blocks, durable on both nodes, then `idleMs` (a checkpoint or more: the
- *  lane disarmed); its extents still hot under the activity log's keep time (4
- *  checkpoint periods, 2 s here), cold past it. */
-function durableFile(world: MirrorWorld, idleMs = 1_200): void {
+/** A file of four blocks, durable on both nodes, then two checkpoints (the lane disarmed,
+ *  the file's extents cold: not written since the last one). */
+function durableFile(world: MirrorWorld): void {
   expect(write(world, { kind: "create", path: "f", mode: 0o644 })).toBeNull();
   expect(write(world, { kind: "write", path: "f", offset: 0, data: fill(0x41, 4 * block) })).toBeNull();
   expect(write(world, { kind: "fsync", path: "f" })).toBeNull();
-  world.runFor(idleMs);
+  world.runFor(1_200);
 }
 
 function finalTrees(world: MirrorWorld): { converged: boolean; n2: Uint8Array | null } {
@@ -91,7 +90,7 @@ describe("the lane", () => {
   const primaryPowerLoss = (plantedBug: MirrorPlantedBug) => {
     const world = laneWorld({ seed: 3, plantedBug, tornWrites: true });
     // f's extents cold: a write there must make its extent hot (durably) first.
-    durableFile(world, 6_000);
+    durableFile(world);
     expect(world.node("n1").runtime!.state.meta.hot.has("f")).toBe(false);
     const late = { kind: "write", path: "f", offset: 3 * block, data: fill(0x5a) } as const;
     world.submit(late, () => {});
