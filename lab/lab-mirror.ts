@@ -492,6 +492,17 @@ export class LabMirrorCluster implements MirrorCluster {
     this.note(`data directories equal byte for byte (${primaryTree.split("\n").length} lines of listing and digests)`);
     for (const node of nodes) this.resyncs.push(...(await this.#resyncsOf(node)));
     this.note(`resyncs: ${this.resyncs.map((each) => `${each.primary} ${each.full ? "full" : "incremental"} ${each.blockBytes} bytes in ${each.ms.toFixed(0)} ms`).join("; ")}`);
+    // What each incremental resync planned (mirror.attach): explains one larger than usual.
+    for (const node of nodes) for (const plan of await this.#plansOf(node)) this.note(`resync plan of ${node}: ${plan}`);
+  }
+
+  /** The incremental resync plans node's service logged (mirror.attach): paths, whole paths, largest. */
+  async #plansOf(node: NodeId): Promise<string[]> {
+    const output = (await this.lab.docker.getContainer(`${containerPrefix}${node}`).logs({ stdout: true, stderr: true, follow: false })) as unknown as Buffer;
+    return [...output.toString("latin1").matchAll(/\{[^\n{]*"event":"mirror\.attach"[^\n]*\}/g)].flatMap((match) => {
+      const entry = JSON.parse(match[0]) as { full: boolean; paths: number; whole: string; largest: string };
+      return entry.full ? [] : [`${entry.paths} paths; whole: ${entry.whole}; largest: ${entry.largest}`];
+    });
   }
 
   /** The resyncs node's service logged (its container's output over every boot). */

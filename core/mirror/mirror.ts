@@ -328,7 +328,7 @@ export interface Mirror {
 
 /** A path written since the last clear keeps the hot extents it wrote within this many
  *  checkpoint periods (checkpointMs); hotSeen's extent for a whole entry. */
-const hotKeepClears = 20;
+const hotKeepClears = 4;
 const wholeEntry = -1;
 
 /** Messages a secondary holds while it keeps a split brain's losing changes aside (the

@@ -23,7 +23,7 @@ describe("the activity log of an active file", () => {
       world.command("n1", "prim");
       expect(world.runUntilCondition(() => inSync(world) && (!lane || world.node("n1").runtime?.state.lane?.state === "on"), 10_000)).toBe(true);
       // A 1 MiB file (64 extents), written whole, then its first extent rewritten for 12 s
-      // (past the activity log's 10 s), each write with its fsync (a database's hot pages).
+      // (past the activity log's 2 s), each write with its fsync (a database's hot pages).
       expect(write(world, { kind: "create", path: "table", mode: 0o644 })).toBeNull();
       expect(write(world, { kind: "write", path: "table", offset: 0, data: fill(0x41, 64 * extentBytes) })).toBeNull();
       expect(write(world, { kind: "fsync", path: "table" })).toBeNull();
