@@ -7,18 +7,12 @@
 
 import { describe, expect, it } from "vitest";
 import { inSync } from "../../drivers/sim/mirror-checker.ts";
-import { MirrorWorld } from "../../drivers/sim/mirror-world.ts";
-import { write } from "./mirror-submit.ts";
+import { syncedWorld, write } from "./mirror-submit.ts";
 
 describe("a secondary's file system made read-only", () => {
   for (const lane of [false, true]) {
     it(`detaches it, the primary going on alone, until it is writable again (lane ${lane ? "on" : "off"})`, () => {
-      const world = new MirrorWorld({ seed: 41, lane });
-      world.powerOn("n1");
-      world.powerOn("n2");
-      world.runUntil(1_000);
-      world.command("n1", "prim");
-      expect(world.runUntilCondition(() => world.node("n2").role === "SECOND" && inSync(world), 10_000)).toBe(true);
+      const world = syncedWorld({ seed: 41, lane });
       world.node("n2").disk.failUnder("", "EROFS");
       expect(write(world, { kind: "create", path: "f", mode: 0o644 })).toBeNull();
       expect(write(world, { kind: "write", path: "f", offset: 0, data: new Uint8Array(100).fill(7) })).toBeNull();

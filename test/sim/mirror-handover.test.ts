@@ -7,18 +7,12 @@
 
 import { describe, expect, it } from "vitest";
 import { inSync } from "../../drivers/sim/mirror-checker.ts";
-import { MirrorWorld } from "../../drivers/sim/mirror-world.ts";
-import { write } from "./mirror-submit.ts";
+import { syncedWorld, write } from "./mirror-submit.ts";
 
 describe("a swap whose handover is lost", () => {
   for (const lane of [false, true]) {
     it(`ends with one primary and its secondary in sync, nothing lost (lane ${lane ? "on" : "off"})`, () => {
-      const world = new MirrorWorld({ seed: 31, lane });
-      world.powerOn("n1");
-      world.powerOn("n2");
-      world.runUntil(1_000);
-      world.command("n1", "prim");
-      expect(world.runUntilCondition(() => world.node("n2").role === "SECOND" && inSync(world), 10_000)).toBe(true);
+      const world = syncedWorld({ seed: 31, lane });
       expect(write(world, { kind: "create", path: "before-swap", mode: 0o644 })).toBeNull();
       world.command("n1", "swap");
       // The stream ends the moment n1 sends the handover (0.2 ms on the wire): it is lost.

@@ -2,7 +2,8 @@
 
 import { expect } from "vitest";
 import type { DiskOp, DiskResult } from "../../core/mirror/disk-ops.ts";
-import type { MirrorWorld } from "../../drivers/sim/mirror-world.ts";
+import { inSync } from "../../drivers/sim/mirror-checker.ts";
+import { MirrorWorld, type MirrorWorldOptions } from "../../drivers/sim/mirror-world.ts";
 
 /** Submits `op` through the VIP and runs until it is answered (within 5 s). */
 export function write(world: MirrorWorld, op: DiskOp): DiskResult {
@@ -11,4 +12,16 @@ export function write(world: MirrorWorld, op: DiskOp): DiskResult {
   expect(world.runUntilCondition(() => answer !== undefined, world.nowMs + 5_000, 0.05)).toBe(true);
   expect(answer).not.toBe("unreachable");
   return answer as DiskResult;
+}
+
+/** A world of `options` where the operator made n1 primary of a new mirror and n2 is its
+ *  secondary, up to date (within 10 s). */
+export function syncedWorld(options: MirrorWorldOptions): MirrorWorld {
+  const world = new MirrorWorld(options);
+  world.powerOn("n1");
+  world.powerOn("n2");
+  world.runUntil(1_000);
+  world.command("n1", "prim");
+  expect(world.runUntilCondition(() => world.node("n2").role === "SECOND" && inSync(world), 10_000)).toBe(true);
+  return world;
 }
