@@ -77,7 +77,8 @@ export function composeDisks<Meta>(volumes: readonly Volume<Meta>[], defer: (run
   const children = volumes.map((volume) => volume.name).sort();
   const first = volumes[0]!.disk;
 
-  /** The volume of a path below the root and the path within it; null for the root itself. */
+  /** The volume of a path and the path within it; "root" for the virtual root, "unknown"
+   *  for a name that is no volume. */
   const split = (path: string): { readonly disk: DiskPort<Meta>; readonly name: string; readonly rest: string } | "root" | "unknown" => {
     if (path === "") return "root";
     const slash = path.indexOf("/");
@@ -91,12 +92,12 @@ export function composeDisks<Meta>(volumes: readonly Volume<Meta>[], defer: (run
       if (op.kind === "fsync" && op.path === null) {
         const settle = issue(done);
         let left = volumes.length;
-        let first: DiskResult = null;
+        let error: DiskResult = null;
         for (const volume of volumes) {
           volume.disk.apply(op, (result) => {
-            first ??= result;
+            error ??= result;
             left -= 1;
-            if (left === 0) settle(first);
+            if (left === 0) settle(error);
           });
         }
         return;
