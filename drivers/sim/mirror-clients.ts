@@ -5,7 +5,8 @@
 //
 // A path whose last operation failed, timed out or was in flight during a double failure
 // (both nodes down, one of them losing power) without being fsync-acknowledged becomes
-// uncertain: its content is not checked, and the client never touches it again.
+// uncertain: its content is not checked, and the client never touches it again. An
+// operation no node took (no VIP holder), waiting to be sent again, is in flight too.
 //
 // Operations: create, write at random offsets and sizes, truncate, setattr, rename to a
 // new name, unlink, symlink, mkdir, fsync of a file and of the whole tree, and reads of a
@@ -60,6 +61,8 @@ interface Client {
   nextName: number;
   current: string | null;
   inFlight: { op: DiskOp; sentMs: number; token: number } | null;
+  /** An operation no node took (no VIP holder), to be sent again: in flight to the client. */
+  retrying: DiskOp | null;
   started: boolean;
 }
 
@@ -84,7 +87,7 @@ export class MirrorClients {
     this.settings = { ...defaultClientSettings, ...settings };
     this.#world = world;
     this.#prng = prng;
-    this.#clients = Array.from({ length: this.settings.count }, (_, index) => ({ index, dir: `c${index}`, nextName: 0, current: null, inFlight: null, started: false }));
+    this.#clients = Array.from({ length: this.settings.count }, (_, index) => ({ index, dir: `c${index}`, nextName: 0, current: null, inFlight: null, retrying: null, started: false }));
   }
 
   get running(): boolean {
@@ -109,7 +112,10 @@ export class MirrorClients {
   /** Both nodes were down at once with a power loss: what was not fsync-acknowledged may be gone. */
   doubleFailure(): void {
     for (const path of this.unsynced) this.#forget(path);
-    for (const client of this.#clients) if (client.inFlight !== null) for (const path of pathsOf(client.inFlight.op)) this.#forget(path);
+    for (const client of this.#clients) {
+      const op = client.inFlight?.op ?? client.retrying;
+      if (op !== null && op !== undefined) for (const path of pathsOf(op)) this.#forget(path);
+    }
     this.unsynced.clear();
   }
 
@@ -160,8 +166,10 @@ export class MirrorClients {
       // Not delivered anywhere: try the same operation again later.
       this.stats.unreachable++;
       this.stats.sent--;
+      client.retrying = op;
       this.#world.schedule(50, () => {
         if (!this.#running || client.inFlight !== null) return;
+        client.retrying = null;
         this.#send(client, op);
       });
       return;
