@@ -264,9 +264,8 @@ export interface Mirror {
   readonly pathVersion: Map<string, number>;
   /** Paths marked by operations intercepted but not yet dispatched. */
   readonly pathHeld: Map<string, number>;
-  /** What was written since the marks were last cleared: path → the hot extents its
-   *  writes fell in, or "all" (the whole entry: created, renamed, a directory's listing). */
-  readonly hotTouched: Map<string, Set<number> | "all">;
+  /** Paths written since the marks were last cleared (which extents: hotSeen). */
+  readonly hotTouched: Set<string>;
   /** When each hot extent was last written (path → extent → ms; the whole entry as
    *  extent -1): a clear keeps the extents of a path written since the last one only if
    *  they were written within hotKeepClears checkpoint periods (the activity log keeps an
@@ -377,7 +376,7 @@ export function initMirror(config: MirrorConfig, incarnation: number, bootId: st
     pathSeq: new Map(),
     pathVersion: new Map(),
     pathHeld: new Map(),
-    hotTouched: new Map(),
+    hotTouched: new Set(),
     hotSeen: new Map(),
     fence: null,
     genShared: false,
@@ -1920,15 +1919,7 @@ class Step {
     const seen = s.hotSeen.get(path) ?? new Map<number, number>();
     for (const extent of extents === "all" ? [wholeEntry] : extents) seen.set(extent, this.now);
     s.hotSeen.set(path, seen);
-    const known = s.hotTouched.get(path);
-    if (known === "all") return;
-    if (extents === "all") {
-      s.hotTouched.set(path, "all");
-      return;
-    }
-    const into = known ?? new Set<number>();
-    for (const extent of extents) into.add(extent);
-    s.hotTouched.set(path, into);
+    s.hotTouched.add(path);
   }
 
   /** Clears the marks of what is durable on both up to operation `upTo`. A path's hot
@@ -1944,7 +1935,7 @@ class Step {
     // The extents an active file keeps hot stay durable: the lane may write there again
     // at once (a harvest disarmed them) rather than after one more write through here.
     if (s.lane?.state === "on") {
-      for (const path of s.hotTouched.keys()) {
+      for (const path of s.hotTouched) {
         const entry = hot.get(path);
         if (entry !== undefined && (entry.all || entry.blocks.size > 0)) this.out.push({ kind: "lane-arm", path, extents: entry.all ? "all" : [...entry.blocks] });
       }
