@@ -1800,7 +1800,7 @@ class Step {
     const planned = planResync(s.meta, peer, s.fullsync);
     // A mixed operation (a rename out of an excluded place) marks an excluded path too.
     const excludes = excluderOf(s.config.notReplicated);
-    const plan = { ...planned, dirty: new Map([...planned.dirty].filter(([path]) => !excludes(path))) };
+    const plan = { ...planned, dirty: filterDirty(planned.dirty, (path) => !excludes(path)) };
     const session = s.nextSession++ * 1000 + (s.incarnation % 1000);
     s.fullsync = false;
     const link: Link = {
