@@ -490,29 +490,23 @@ export class LabMirrorCluster implements MirrorCluster {
       throw new ScenarioFailure(`the data directories differ (${primary} primary, ${secondary} secondary), first lines of ${primary}'s not on ${secondary}:\n${differ.join("\n")}`);
     }
     this.note(`data directories equal byte for byte (${primaryTree.split("\n").length} lines of listing and digests)`);
-    for (const node of nodes) this.resyncs.push(...(await this.#resyncsOf(node)));
+    const plans: string[] = [];
+    for (const node of nodes) {
+      const log = await this.#serviceLog(node);
+      this.resyncs.push(...entriesOf<{ full: boolean; blockBytes: number; ms: number }>(log, "mirror.resynced").map((entry) => ({ primary: node, full: entry.full, blockBytes: entry.blockBytes, ms: entry.ms })));
+      // What each incremental resync planned (mirror.attach): explains one larger than usual.
+      for (const entry of entriesOf<{ full: boolean; paths: number; whole: string; largest: string }>(log, "mirror.attach")) {
+        if (!entry.full) plans.push(`resync plan of ${node}: ${entry.paths} paths; whole: ${entry.whole}; largest: ${entry.largest}`);
+      }
+    }
     this.note(`resyncs: ${this.resyncs.map((each) => `${each.primary} ${each.full ? "full" : "incremental"} ${each.blockBytes} bytes in ${each.ms.toFixed(0)} ms`).join("; ")}`);
-    // What each incremental resync planned (mirror.attach): explains one larger than usual.
-    for (const node of nodes) for (const plan of await this.#plansOf(node)) this.note(`resync plan of ${node}: ${plan}`);
+    for (const plan of plans) this.note(plan);
   }
 
-  /** The incremental resync plans node's service logged (mirror.attach): paths, whole paths, largest. */
-  async #plansOf(node: NodeId): Promise<string[]> {
+  /** node's service log: its container's output over every boot. */
+  async #serviceLog(node: NodeId): Promise<string> {
     const output = (await this.lab.docker.getContainer(`${containerPrefix}${node}`).logs({ stdout: true, stderr: true, follow: false })) as unknown as Buffer;
-    return [...output.toString("latin1").matchAll(/\{[^\n{]*"event":"mirror\.attach"[^\n]*\}/g)].flatMap((match) => {
-      const entry = JSON.parse(match[0]) as { full: boolean; paths: number; whole: string; largest: string };
-      return entry.full ? [] : [`${entry.paths} paths; whole: ${entry.whole}; largest: ${entry.largest}`];
-    });
-  }
-
-  /** The resyncs node's service logged (its container's output over every boot). */
-  async #resyncsOf(node: NodeId): Promise<LabResync[]> {
-    const output = (await this.lab.docker.getContainer(`${containerPrefix}${node}`).logs({ stdout: true, stderr: true, follow: false })) as unknown as Buffer;
-    // The engine's 8-byte frame headers sit between lines: each line is read from its "{".
-    return [...output.toString("latin1").matchAll(/\{[^\n{]*"event":"mirror\.resynced"[^\n]*\}/g)].map((match) => {
-      const entry = JSON.parse(match[0]) as { full: boolean; blockBytes: number; ms: number };
-      return { primary: node, full: entry.full, blockBytes: entry.blockBytes, ms: entry.ms };
-    });
+    return output.toString("latin1");
   }
 
   /** Kind, mode, owner (and size, link target) of every path of the data directory, then
@@ -623,4 +617,10 @@ export async function runMirrorScenarioOnLab(scenario: MirrorScenario, options: 
   }
   if (setupMs === 0) setupMs = performance.now() - started;
   return { passed: failure === null, failure, timeline: cluster?.timeline ?? [], waits: cluster?.waits ?? [], resyncs: cluster?.resyncs ?? [], setupMs: Math.round(setupMs), runMs: Math.round(performance.now() - started - setupMs) };
+}
+
+/** The entries of one event in a service log. The engine's 8-byte frame headers sit between
+ *  lines: each line is read from its "{". */
+function entriesOf<T>(log: string, event: string): T[] {
+  return [...log.matchAll(new RegExp(`\\{[^\\n{]*"event":"${event.replace(".", "\\.")}"[^\\n]*\\}`, "g"))].map((match) => JSON.parse(match[0]) as T);
 }
