@@ -56,6 +56,18 @@ describe("paths to check at start", () => {
     });
   }
 
+  it("stop the start when one cannot be read, naming the error", () => {
+    const world = new MirrorWorld({ seed: 7, lane: false, toCheck: ["VERSION"], disk: { writebackMs: null } });
+    for (const id of ["n1", "n2"]) prepare(world, id, [{ kind: "create", path: "VERSION", mode: 0o644 }]);
+    world.node("n2").disk.failUnder("VERSION", "EIO");
+    world.powerOn("n1");
+    world.powerOn("n2");
+    world.runUntil(2_000);
+    expect(world.node("n2").role).toBe("STOP");
+    expect(world.node("n2").runtime!.state.why).toContain("VERSION (EIO)");
+    expect(world.node("n1").role).not.toBe("STOP");
+  });
+
   it("are checked again at each start: a path gone since stops the next start, also on the node that was primary", () => {
     const world = new MirrorWorld({ seed: 6, lane: false, toCheck: ["VERSION"], disk: { writebackMs: null } });
     for (const id of ["n1", "n2"]) prepare(world, id, [{ kind: "create", path: "VERSION", mode: 0o644 }]);
