@@ -256,8 +256,8 @@ export interface Mirror {
   link: Link | null;
   nextSession: number;
   /** Intercepted, waiting for their marks to be durable (`needs`: a metadata version) or for
-   *  dispatching to resume; `marked`: the paths their marks name. */
-  readonly held: { id: number; op: DiskOp; needs: number; marked: readonly string[]; localOnly: boolean }[];
+   *  dispatching to resume; `extents`: their marks in hot extents (its paths: those marked). */
+  readonly held: { id: number; op: DiskOp; needs: number; extents: DirtyMap; localOnly: boolean }[];
   opSeq: number;
   readonly pending: Map<number, Pending>;
   readonly pathSeq: Map<string, number>;
@@ -1075,7 +1075,7 @@ class Step {
     }
     if (this.localOnly(op)) {
       // Not replicated: applied here, in order with the rest, and nothing else.
-      s.held.push({ id, op, needs: 0, marked: [], localOnly: true });
+      s.held.push({ id, op, needs: 0, extents: emptyDirty, localOnly: true });
       this.drainHeld();
       return;
     }
@@ -1090,20 +1090,20 @@ class Step {
       needs = s.metaVersion;
     }
     const marks = dirtyOf(op, s.config.blockSize);
-    const marked = [...marks.keys()];
     // Marked now, dispatched later: no checkpoint may clear these marks in between.
-    for (const path of marked) s.pathHeld.set(path, (s.pathHeld.get(path) ?? 0) + 1);
+    for (const path of marks.keys()) s.pathHeld.set(path, (s.pathHeld.get(path) ?? 0) + 1);
     // The precise marks in memory; their extents durable before the operation is applied
     // (a metadata write only when an extent is new to the hot map).
+    const extents = coarsenDirty(marks, s.config.hotExtentBlocks);
     const dirty = unionDirty(s.meta.dirty, marks);
-    const hot = unionDirty(s.meta.hot, coarsenDirty(marks, s.config.hotExtentBlocks));
+    const hot = unionDirty(s.meta.hot, extents);
     const grew = hot !== s.meta.hot;
     if (dirty !== s.meta.dirty || grew) s.meta = { ...s.meta, dirty, hot };
     if (grew) {
       this.persist();
       needs = s.metaVersion;
     }
-    s.held.push({ id, op, needs, marked, localOnly: false });
+    s.held.push({ id, op, needs, extents, localOnly: false });
     this.drainHeld();
   }
 
@@ -1120,19 +1120,19 @@ class Step {
   drainHeld(): void {
     const s = this.s;
     while (s.held.length > 0 && s.dispatching && s.accepting && s.held[0]!.needs <= s.metaDone) {
-      const { id, op, marked, localOnly } = s.held.shift()!;
-      this.dispatch(id, op, marked, localOnly);
+      const { id, op, extents, localOnly } = s.held.shift()!;
+      this.dispatch(id, op, extents, localOnly);
     }
   }
 
   failHeld(error: DiskError): void {
-    for (const { id, marked } of this.s.held.splice(0)) {
-      this.unhold(marked);
+    for (const { id, extents } of this.s.held.splice(0)) {
+      this.unhold(extents.keys());
       this.out.push({ kind: "complete", id, result: error });
     }
   }
 
-  unhold(marked: readonly string[]): void {
+  unhold(marked: Iterable<string>): void {
     const s = this.s;
     for (const path of marked) {
       const count = (s.pathHeld.get(path) ?? 1) - 1;
@@ -1141,7 +1141,8 @@ class Step {
     }
   }
 
-  touch(op: DiskOp, marked: readonly string[]): void {
+  /** `extents`: its marks in hot extents. */
+  touch(op: DiskOp, extents: DirtyMap): void {
     const s = this.s;
     const bump = (path: string): void => {
       s.pathVersion.set(path, (s.pathVersion.get(path) ?? 0) + 1);
@@ -1150,21 +1151,17 @@ class Step {
       bump(path);
       if (op.kind !== "write" && op.kind !== "truncate" && op.kind !== "setattr" && op.kind !== "chown" && op.kind !== "fsync") bump(parentOf(path));
     }
-    for (const path of marked) s.pathSeq.set(path, s.opSeq);
-    if (marked.length > 0) {
-      const hot = coarsenDirty(dirtyOf(op, s.config.blockSize), s.config.hotExtentBlocks);
-      for (const path of marked) {
-        const entry = hot.get(path);
-        this.touchHot(path, entry === undefined || entry.all || entry.blocks.size === 0 ? "all" : entry.blocks);
-      }
+    for (const [path, entry] of extents) {
+      s.pathSeq.set(path, s.opSeq);
+      this.touchHot(path, entry.all || entry.blocks.size === 0 ? "all" : entry.blocks);
     }
   }
 
-  dispatch(id: number, op: DiskOp, marked: readonly string[], localOnly = false): void {
+  dispatch(id: number, op: DiskOp, extents: DirtyMap, localOnly = false): void {
     const s = this.s;
     const seq = ++s.opSeq;
-    this.unhold(marked);
-    this.touch(op, marked);
+    this.unhold(extents.keys());
+    this.touch(op, extents);
     const link = localOnly ? null : s.link;
     s.pending.set(seq, { id, op, local: undefined, peer: undefined, peerless: link === null });
     this.out.push({ kind: "apply", tag: this.tag({ t: "local", seq }), op });
