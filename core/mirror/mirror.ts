@@ -103,7 +103,10 @@ export type MirrorInput =
   | { readonly kind: "script-done"; readonly id: number; readonly outcome: ScriptOutcome }
   | { readonly kind: "probe-result"; readonly epoch: number; readonly up: boolean; readonly detail: string }
   /** The application died or failed its checker. */
-  | { readonly kind: "app-failed"; readonly why: string }
+  /** A checker or errd saw the application fail. `restart` (default): stop_prim and
+   *  start_prim here, on a primary; `stopstart`: the module stops on this node (a primary
+   *  hands over to an up-to-date secondary) and starts again. Both count toward maxloop. */
+  | { readonly kind: "app-failed"; readonly why: string; readonly action?: "restart" | "stopstart" }
   | { readonly kind: "lane-report"; readonly report: LaneReport };
 
 export type MirrorTimer = "pulse" | "join" | "checkpoint" | "retry" | "grace";
@@ -674,7 +677,7 @@ class Step {
         this.laneReport(input.report);
         return;
       case "app-failed":
-        this.appFailed(input.why);
+        this.appFailed(input.why, input.action ?? "restart");
         return;
       default:
         unreachable(input);
@@ -1051,9 +1054,9 @@ class Step {
     this.runScripts(["stop_prim", "start_prim"], { k: "prim-started" });
   }
 
-  appFailed(why: string): void {
+  appFailed(why: string, action: "restart" | "stopstart"): void {
     const s = this.s;
-    if (s.phase !== "primary" || s.app !== "running") return;
+    if (action === "restart" ? s.phase !== "primary" || s.app !== "running" : s.phase === "stopped" || s.phase === "stopping" || s.phase === "loading" || s.startAfterStop) return;
     s.loops = s.loops.filter((at) => s.config.loopIntervalMs === 0 || this.now - at < s.config.loopIntervalMs);
     s.loops.push(this.now);
     if (s.config.maxLoop > 0 && s.loops.length > s.config.maxLoop) {
@@ -1061,7 +1064,14 @@ class Step {
       this.stopModule(`maxloop: ${why}`);
       return;
     }
-    this.restartApp(why);
+    if (action === "restart") {
+      this.restartApp(why);
+      return;
+    }
+    // SafeKit's stopstart: the whole module, so a primary's peer takes over.
+    this.log("warn", "mirror.stopstart", { why });
+    this.stopModule(`stopstart: ${why}`);
+    s.startAfterStop = true;
   }
 
   // ---- the write path ----

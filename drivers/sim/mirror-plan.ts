@@ -21,6 +21,8 @@ export type MirrorVerb =
   | "cutWitness"
   | "healWitness"
   | "crashApp"
+  /** A checker whose action is stopstart sees the application fail. */
+  | "crashAppStopstart"
   | "swap"
   | "stop"
   | "start"
@@ -135,6 +137,8 @@ function apply(world: MirrorWorld, plan: MirrorPlan, fault: MirrorFault, isolate
       return;
     case "crashApp":
       return world.crashApp(node);
+    case "crashAppStopstart":
+      return world.crashApp(node, "stopstart");
     case "swap": {
       const primary = world.nodes.find((each) => each.role === "PRIM");
       if (primary !== undefined) world.command(primary.id, "swap");
@@ -174,7 +178,7 @@ export function mirrorPlanArbitrary(shape: MirrorPlanShape = {}): fc.Arbitrary<M
       { atMs, verb, node },
       { atMs: atMs + durationMs, verb: repairOf[verb], node },
     ]);
-  const single = fc.record({ atMs, node, verb: fc.constantFrom<MirrorVerb>("crashApp", "swap", "diskError", "powerOff", "crash") }).map((fault) => [fault]);
+  const single = fc.record({ atMs, node, verb: fc.constantFrom<MirrorVerb>("crashApp", "swap", "diskError", "powerOff", "crash", "crashAppStopstart") }).map((fault) => [fault]);
   return fc.record({
     kind: fc.constant("mirror" as const),
     seed: fc.integer({ min: 0, max: 0xffff_ffff }),

@@ -357,11 +357,12 @@ export class MirrorWorld {
     this.network.setLink("*", this.options.link ?? lanLink);
   }
 
-  crashApp(id: string): void {
+  /** A checker or errd sees the application fail on `id`, with the action configured. */
+  crashApp(id: string, action: "restart" | "stopstart" = "restart"): void {
     const node = this.node(id);
     if (node.runtime === null) return;
-    this.note(`world app-crash ${id}`);
-    node.runtime.deliver({ kind: "app-failed", why: "the application died" });
+    this.note(`world app-crash ${id}${action === "restart" ? "" : ` ${action}`}`);
+    node.runtime.deliver({ kind: "app-failed", why: "the application died", action });
   }
 
   command(id: string, command: MirrorCommand, fullsync = false): void {
