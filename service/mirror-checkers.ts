@@ -1,57 +1,283 @@
-// A mirror module's application checkers (`<check>`: tcp, ping, intf, ip, module), run on
-// the primary while its application is up: a failed probe is the core's `app-failed`
-// input (action restart or stopstart: the core restarts the application and counts it
-// toward maxloop, past which the module stops and hands over) or a stop of the module
-// (action stop). The schedule lives here; what follows a failure is the core's.
+// What a mirror module watches on a node (SafeKit's <check> and <errd>,
+// ../shared/userconfig.md): probes (tcp, ping, intf, ip, module), custom checkers (a
+// program that runs while its class is enabled and reports with `tandem set -r custom.X
+// -v up|down`) and process counts, each in its class. The schedule lives here; what
+// follows a failure is the core's: `restart` and `stopstart` are its `app-failed` input
+// (counted toward maxloop; restart: stop_prim and start_prim here; stopstart: the module
+// stops on this node, a primary handing over, and starts again), `stop` its stop command.
 //
-// Not run for mirror modules yet (logged once at start): custom checkers, when="pre" and
-// when="second", actions wait and noaction (noaction is logged on failure).
+// Classes, from the module's role and readiness (the core runs the scripts that start and
+// stop what they watch, so a class follows the state those scripts lead to):
+//   pre     the module is started (WAIT, PRIM, ALONE, SECOND)
+//   both    PRIM, ALONE or SECOND
+//   prim    PRIM or ALONE, Ready (start_prim done, stop_prim not begun)
+//   second  SECOND
+//   sec     SECOND, or ALONE and Ready
+// A checker's class is its `when`; a process's its `class` (a user's own class is never
+// enabled: warned about at start). A probe runs at once when its class is enabled, then
+// every interval; a failure acts at once (SafeKit's farm rules wait `handle_time`; a
+// mirror's application is one node's, and its peer waits for it). A result that comes
+// back after its class was disabled (or enabled again since) is dropped.
+//
+// Not run for mirror modules (logged once at start): checkers with action wait, and the
+// user's <failover> rules (they are the farm and light modules' life cycle's).
 
-import type { ModuleConfig } from "../core/config/module-config.ts";
-import { probeOf } from "../core/module/lifecycle.ts";
+import type { ResourceState } from "../core/config/failover-rules.ts";
+import type { Checker, ModuleConfig, ProcWatch } from "../core/config/module-config.ts";
+import { describeOutcome, longRunTimeoutMs, probeOf, resourceName } from "../core/module/lifecycle.ts";
 import type { MirrorReadiness, MirrorRole } from "../core/mirror/messages.ts";
-import type { ProbePort } from "../core/ports.ts";
+import type { ProbePort, ProcessPort, ScriptOutcome } from "../core/ports.ts";
 import type { LogEntry } from "../core/types.ts";
+
+export type MirrorClass = "pre" | "both" | "prim" | "second" | "sec";
 
 export interface MirrorCheckerHooks {
   /** The module's role and readiness now. */
   readonly state: () => { readonly role: MirrorRole; readonly readiness: MirrorReadiness };
-  readonly appFailed: (why: string) => void;
+  readonly appFailed: (why: string, action: "restart" | "stopstart") => void;
   readonly stop: (why: string) => void;
   readonly log: (entry: LogEntry) => void;
 }
 
-/** Starts the module's checkers; the answer stops them. */
-export function startMirrorCheckers(module: ModuleConfig, probes: ProbePort, hooks: MirrorCheckerHooks): () => void {
-  const timers: NodeJS.Timeout[] = [];
-  for (const checker of module.checkers) {
-    if (checker.kind === "splitbrain") continue; // the core's witness
-    const probe = probeOf(checker);
-    if (probe === null || (checker.when !== "prim" && checker.when !== "both") || checker.action === "wait") {
-      hooks.log({ level: "warn", event: "mirror.checker_not_run", fields: { checker: `${checker.kind}.${checker.ident}`, when: checker.when, action: checker.action } });
-      continue;
-    }
-    let probing = false;
-    const tick = () => {
-      const { role, readiness } = hooks.state();
-      if (probing || (role !== "PRIM" && role !== "ALONE") || readiness !== "Ready") return;
-      probing = true;
-      probes.probe(probe, Math.max(1, Math.round(checker.timeoutMs)), (result) => {
-        probing = false;
-        if (result.up) return;
-        const now = hooks.state();
-        if ((now.role !== "PRIM" && now.role !== "ALONE") || now.readiness !== "Ready") return;
-        const why = `checker ${checker.kind}.${checker.ident} failed: ${result.detail}`;
-        hooks.log({ level: "warn", event: "mirror.checker_failed", fields: { checker: `${checker.kind}.${checker.ident}`, action: checker.action, detail: result.detail } });
-        if (checker.action === "stop") hooks.stop(why);
-        else if (checker.action === "restart" || checker.action === "stopstart") hooks.appFailed(why);
-      });
-    };
-    const timer = setInterval(tick, Math.max(50, checker.intervalMs));
-    timer.unref();
-    timers.push(timer);
-  }
-  return () => {
-    for (const timer of timers) clearInterval(timer);
+export interface MirrorCheckerOptions {
+  /** The environment of custom checker programs and errd handlers (the scripts'). */
+  readonly env: Readonly<Record<string, string>>;
+  /** How long an errd handler may run. */
+  readonly handlerTimeoutMs: number;
+}
+
+export interface MirrorCheckers {
+  /** The role or readiness may have changed: classes are enabled or disabled to match. */
+  update(): void;
+  /** `tandem set -r custom.X -v up|down`; throws when no such resource is watched now. */
+  setResource(resource: string, state: "up" | "down"): void;
+  /** The resources watched now and their states. */
+  resources(): Record<string, ResourceState>;
+  /** Stops every timer and custom program. */
+  close(): void;
+}
+
+/** The classes enabled in a role and readiness. */
+export function mirrorClasses(role: MirrorRole, readiness: MirrorReadiness): ReadonlySet<MirrorClass> {
+  const classes = new Set<MirrorClass>();
+  if (role === "STOP") return classes;
+  classes.add("pre");
+  if (role === "WAIT") return classes;
+  classes.add("both");
+  if (role === "SECOND") classes.add("second").add("sec");
+  if ((role === "PRIM" || role === "ALONE") && readiness === "Ready") classes.add("prim");
+  if (role === "ALONE" && readiness === "Ready") classes.add("sec");
+  return classes;
+}
+
+/** Ids of custom programs and handlers: far from the core's script ids on the same port. */
+const firstRunId = 1_000_000_000;
+
+interface Watched {
+  /** Bumped each time its class is enabled: results of an earlier enabling are dropped. */
+  epoch: number;
+  enabled: boolean;
+  timer: NodeJS.Timeout | undefined;
+}
+
+/** Starts watching; `update()` follows the module's state from then on. */
+export function startMirrorCheckers(module: ModuleConfig, probes: ProbePort, processes: ProcessPort, options: MirrorCheckerOptions, hooks: MirrorCheckerHooks): MirrorCheckers {
+  const checkers = module.checkers.filter((checker) => {
+    if (checker.kind === "splitbrain") return false; // the core's witness
+    if (checker.action !== "wait") return true;
+    hooks.log({ level: "warn", event: "mirror.checker_not_run", fields: { checker: resourceName(checker), why: "action wait is not run for mirror modules" } });
+    return false;
+  });
+  const procs = (module.errd?.procs ?? []).filter((proc) => {
+    if (isMirrorClass(proc.className)) return true;
+    hooks.log({ level: "warn", event: "mirror.errd_not_run", fields: { process: procName(proc), class: proc.className, why: "a class of one's own is never enabled in tandem" } });
+    return false;
+  });
+  if ((module.failover.text ?? "").trim() !== "") hooks.log({ level: "warn", event: "mirror.failover_rules_not_run", fields: { why: "<failover> rules are not evaluated for mirror modules; checkers' and errd's actions are" } });
+  const pollMs = Math.max(50, module.errd?.pollTimerMs ?? 30_000);
+  const resources = new Map<string, ResourceState>();
+  const custom = new Map<string, number>(); // resource → its program's run id
+  const watched = new Map<Checker, Watched>(checkers.map((checker) => [checker, { epoch: 0, enabled: false, timer: undefined }]));
+  const polled = new Map<ProcWatch, { epoch: number; enabled: boolean; polls: number; counting: boolean }>(procs.map((proc) => [proc, { epoch: 0, enabled: false, polls: 0, counting: false }]));
+  let pollTimer: NodeJS.Timeout | undefined;
+  let nextRunId = firstRunId;
+  let closed = false;
+
+  const enabledNow = () => {
+    const { role, readiness } = hooks.state();
+    return mirrorClasses(role, readiness);
   };
+
+  const fail = (what: string, action: Checker["action"] | ProcWatch["action"], detail: string, fields: LogEntry["fields"]) => {
+    const why = `${what} failed: ${detail}`;
+    const acted = typeof action === "object" ? `handler ${action.handler}` : action;
+    hooks.log({ level: "warn", event: "mirror.watch_failed", fields: { ...fields, action: acted, detail } });
+    if (typeof action === "object") {
+      const id = nextRunId++;
+      processes.run({ id, script: action.handler, args: [fields["process"] as string, String(fields["count"])], env: options.env, timeoutMs: options.handlerTimeoutMs }, (outcome) => {
+        hooks.log({ level: ok(outcome) ? "info" : "warn", event: "mirror.errd_handler_done", fields: { handler: action.handler, outcome: describeOutcome(outcome) } });
+      });
+      return;
+    }
+    if (action === "restart" || action === "stopstart") hooks.appFailed(why, action);
+    else if (action === "stop") hooks.stop(why);
+  };
+
+  const setState = (resource: string, state: ResourceState) => {
+    if (resources.get(resource) === state) return;
+    resources.set(resource, state);
+    hooks.log({ level: state === "down" ? "warn" : "info", event: "mirror.resource", fields: { resource, state } });
+  };
+
+  const startCustom = (checker: Extract<Checker, { kind: "custom" }>) => {
+    const resource = resourceName(checker);
+    if (custom.has(resource) || closed) return;
+    const id = nextRunId++;
+    custom.set(resource, id);
+    const args = checker.arg.trim() === "" ? [] : checker.arg.trim().split(/\s+/);
+    const watch = watched.get(checker)!;
+    const epoch = watch.epoch;
+    processes.run({ id, script: checker.exec, args, env: { ...options.env, TANDEM_RESOURCE: resource }, timeoutMs: longRunTimeoutMs }, (outcome) => {
+      if (custom.get(resource) === id) custom.delete(resource);
+      if (!watch.enabled || watch.epoch !== epoch || closed) return;
+      // It should run as long as its class is enabled: nobody reports the resource now.
+      hooks.log({ level: "warn", event: "mirror.checker_program_ended", fields: { resource, outcome: describeOutcome(outcome) } });
+      if (resources.get(resource) === "down") return;
+      setState(resource, "down");
+      fail(`checker ${resource}`, checker.action, `its program ended (${describeOutcome(outcome)})`, { checker: resource });
+    });
+  };
+
+  const probeOnce = (checker: Checker, watch: Watched, probing: { on: boolean }) => {
+    if (checker.kind === "custom") {
+      startCustom(checker);
+      return;
+    }
+    const probe = probeOf(checker);
+    if (probe === null || probing.on) return;
+    probing.on = true;
+    const epoch = watch.epoch;
+    const resource = resourceName(checker);
+    probes.probe(probe, Math.max(1, Math.round(checker.timeoutMs)), (result) => {
+      probing.on = false;
+      if (!watch.enabled || watch.epoch !== epoch || closed) return;
+      // The state may have changed before `update()` was called: ask it again.
+      if (!enabledNow().has(checker.when)) return;
+      setState(resource, result.up ? "up" : "down");
+      if (!result.up) fail(`checker ${resource}`, checker.action, result.detail, { checker: resource });
+    });
+  };
+
+  const enableChecker = (checker: Checker, watch: Watched) => {
+    watch.enabled = true;
+    watch.epoch += 1;
+    resources.set(resourceName(checker), "init");
+    const probing = { on: false };
+    const tick = () => probeOnce(checker, watch, probing);
+    // The first probe at once: an application that does not answer should be known now.
+    queueMicrotask(() => {
+      if (watch.enabled && !closed) tick();
+    });
+    watch.timer = setInterval(tick, Math.max(50, checker.intervalMs));
+    watch.timer.unref();
+  };
+
+  const disableChecker = (checker: Checker, watch: Watched) => {
+    watch.enabled = false;
+    clearInterval(watch.timer);
+    watch.timer = undefined;
+    const resource = resourceName(checker);
+    resources.delete(resource);
+    const run = custom.get(resource);
+    if (run !== undefined) {
+      custom.delete(resource);
+      processes.kill(run);
+    }
+  };
+
+  const poll = () => {
+    for (const [proc, watch] of polled) {
+      if (!watch.enabled || watch.counting) continue;
+      watch.polls += 1;
+      if (watch.polls <= proc.startAfter) continue;
+      watch.counting = true;
+      const epoch = watch.epoch;
+      processes.count({ name: proc.name, nameRegex: proc.nameRegex, argRegex: proc.argRegex, service: proc.service }, (count) => {
+        watch.counting = false;
+        if (!watch.enabled || watch.epoch !== epoch || closed) return;
+        if (!enabledNow().has(proc.className as MirrorClass)) return;
+        const what = procName(proc);
+        if (count === null) {
+          hooks.log({ level: "warn", event: "mirror.errd_count_failed", fields: { process: what } });
+          return;
+        }
+        if (count >= proc.atLeast && (proc.atMost < 0 || count <= proc.atMost)) return;
+        const expected = proc.atMost < 0 ? `at least ${proc.atLeast}` : `${proc.atLeast} to ${proc.atMost}`;
+        fail(`errd ${what}`, proc.action, `${count} running, expected ${expected}`, { process: what, count });
+      });
+    }
+  };
+
+  const update = () => {
+    if (closed) return;
+    const classes = enabledNow();
+    for (const [checker, watch] of watched) {
+      const on = classes.has(checker.when);
+      if (on && !watch.enabled) enableChecker(checker, watch);
+      else if (!on && watch.enabled) disableChecker(checker, watch);
+    }
+    for (const [proc, watch] of polled) {
+      const on = classes.has(proc.className as MirrorClass);
+      if (on && !watch.enabled) {
+        watch.enabled = true;
+        watch.epoch += 1;
+        watch.polls = 0;
+      } else if (!on && watch.enabled) {
+        watch.enabled = false;
+      }
+    }
+    const polling = [...polled.values()].some((watch) => watch.enabled);
+    if (polling && pollTimer === undefined) {
+      pollTimer = setInterval(poll, pollMs);
+      pollTimer.unref();
+    } else if (!polling && pollTimer !== undefined) {
+      clearInterval(pollTimer);
+      pollTimer = undefined;
+    }
+  };
+
+  update();
+  return {
+    update,
+    setResource(resource, state) {
+      const checker = [...watched.keys()].find((each) => resourceName(each) === resource);
+      if (checker === undefined || checker.kind !== "custom") {
+        const customs = [...watched.keys()].filter((each) => each.kind === "custom").map(resourceName);
+        throw new Error(`module ${module.name} has no custom checker ${resource}${customs.length === 0 ? "" : ` (its custom checkers: ${customs.join(", ")})`}`);
+      }
+      if (!watched.get(checker)!.enabled) throw new Error(`module ${module.name}: ${resource} is not watched now (its class, ${checker.when}, is not enabled in this state)`);
+      const was = resources.get(resource);
+      setState(resource, state);
+      if (state === "down" && was !== "down") fail(`checker ${resource}`, checker.action, "set down by its program", { checker: resource });
+    },
+    resources: () => Object.fromEntries(resources),
+    close() {
+      closed = true;
+      for (const [checker, watch] of watched) if (watch.enabled) disableChecker(checker, watch);
+      clearInterval(pollTimer);
+      pollTimer = undefined;
+    },
+  };
+}
+
+function isMirrorClass(name: string): name is MirrorClass {
+  return name === "pre" || name === "both" || name === "prim" || name === "second" || name === "sec";
+}
+
+function procName(proc: ProcWatch): string {
+  return proc.name ?? proc.nameRegex ?? proc.argRegex ?? "?";
+}
+
+function ok(outcome: ScriptOutcome): boolean {
+  return outcome.kind === "exited" && outcome.code === 0;
 }

@@ -16,6 +16,7 @@ import { networkInterfaces } from "node:os";
 import { assert } from "../core/assert.ts";
 import { formatProblem } from "../core/config/problems.ts";
 import { toMirrorConfig } from "../core/config/to-mirror.ts";
+import type { ResourceState } from "../core/config/failover-rules.ts";
 import type { ClusterConfig, ModuleConfig } from "../core/config/module-config.ts";
 import { hashString32 } from "../core/hash.ts";
 import type { MirrorReadiness, MirrorRole } from "../core/mirror/messages.ts";
@@ -36,7 +37,7 @@ import { RealStreamPort, streamTopologyOf } from "../drivers/real/streams.ts";
 import { RealVip } from "../drivers/real/vip.ts";
 import { envelopeSizeMaxLimit, type WireKey } from "../drivers/real/wire.ts";
 import { createMirrorRuntime, type MirrorRuntime } from "../runtime/mirror-runtime.ts";
-import { startMirrorCheckers } from "./mirror-checkers.ts";
+import { startMirrorCheckers, type MirrorCheckers } from "./mirror-checkers.ts";
 
 export interface MirrorView {
   readonly role: MirrorRole;
@@ -57,11 +58,15 @@ export interface MirrorView {
   readonly lane: { readonly on: boolean; readonly completed: number; readonly applied: number };
   /** Why the module is not Ready (the core's last reason); empty when it is. */
   readonly why: string;
+  /** The checkers' resources watched now (`tcp.pg`, `custom.x`) and their states. */
+  readonly resources: Readonly<Record<string, ResourceState>>;
 }
 
 export interface MirrorParts {
   readonly runtime: MirrorRuntime;
   command(command: MirrorCommand, fullsync?: boolean): void;
+  /** `tandem set -r custom.X -v up|down`: a custom checker's program reporting. */
+  setResource(resource: string, state: "up" | "down"): void;
   view(): MirrorView;
   /** Unmounts the volume, removes the VIP and closes the sockets (the module is STOP). */
   close(): Promise<void>;
@@ -187,6 +192,8 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
     closers.push(() => stream.close());
     const vip = createVip(module, rings[0]!.localAddr, (line) => log({ level: "info", event: "mirror.vip", fields: { detail: line } }));
     closers.push(() => vip?.close());
+    // The checkers follow each step of the core (set once the runtime exists).
+    let checkers: MirrorCheckers | null = null;
     runtime = createMirrorRuntime(
       initMirror(config, options.incarnation, bootId()),
       { clock, datagrams, stream, disk, processes: options.processes, probes: options.probes, log: { write: log }, ...(lane === null ? {} : { lane }) },
@@ -201,19 +208,24 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
         },
         role: () => {},
       },
-      () => options.observe?.(),
+      () => {
+        checkers?.update();
+        options.observe?.();
+      },
     );
     const running = runtime;
-    const stopCheckers = startMirrorCheckers(module, options.probes, {
+    const watching = startMirrorCheckers(module, options.probes, options.processes, { env: config.scriptEnv, handlerTimeoutMs: config.scriptTimeoutMs }, {
       state: () => roleOf(running.state),
-      appFailed: (why) => running.deliver({ kind: "app-failed", why }),
+      appFailed: (why, action) => running.deliver({ kind: "app-failed", why, action }),
       stop: () => running.deliver({ kind: "command", command: "stop" }),
       log,
     });
-    closers.push(stopCheckers);
+    checkers = watching;
+    closers.push(() => watching.close());
     return {
       runtime: running,
       command: (command, fullsync) => running.deliver({ kind: "command", command, ...(fullsync === undefined ? {} : { fullsync }) }),
+      setResource: (resource, state) => watching.setResource(resource, state),
       view: () => {
         const state = running.state;
         const { role, readiness } = roleOf(state);
@@ -237,6 +249,7 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
             applied: nativeLanes.reduce((sum, each) => sum + each.stats().applied, 0),
           },
           why: readiness === "Ready" ? "" : state.why,
+          resources: watching.resources(),
         };
       },
       close: closeAll,

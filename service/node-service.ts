@@ -162,7 +162,11 @@ export class NodeService {
   /** `tandem set -r custom.x -v down`: what a custom checker's program reports. */
   setResource(module: string, resource: string, state: ResourceState): ModuleView {
     const handle = this.#handle(module);
-    if (handle.runtime === null) throw new Error(`module ${module} is a mirror module: its resources are not set from outside (it has no custom checkers yet)`);
+    if (handle.mirror !== null) {
+      if (state !== "up" && state !== "down") throw new Error(`a custom checker's resource is set up or down, not ${state}`);
+      handle.mirror.setResource(resource, state);
+      return this.#view(handle);
+    }
     if (!handle.runtime!.state.resources.has(resource)) {
       const known = [...handle.runtime!.state.resources.keys()];
       throw new Error(`module ${module} has no resource ${resource} being watched now${known.length === 0 ? "" : ` (watched: ${known.join(", ")})`}`);
@@ -320,7 +324,7 @@ export class NodeService {
         state: mirror.role,
         readiness: mirror.readiness,
         goal: this.#loadGoal(handle.loaded.name),
-        resources: {},
+        resources: mirror.resources,
         problem: null,
         farm: null,
         mirror,

@@ -44,6 +44,8 @@ export interface MirrorModuleSpec {
   readonly witness?: boolean;
   /** More checkers, as XML elements of <check>. */
   readonly checks?: string;
+  /** An <errd> element. */
+  readonly errd?: string;
   /** <rfs async>: "none" (default here) or "second" (SafeKit's default). */
   readonly async?: "none" | "second";
   /** <notreplicated> elements of the replicated directory. */
@@ -77,6 +79,7 @@ function userconfigXml(lab: Lab, node: MirrorLabNode, spec: MirrorModuleSpec): s
     ...(spec.async === undefined ? {} : { async: spec.async }),
     ...(spec.notReplicated === undefined ? {} : { notReplicated: spec.notReplicated }),
     ...(spec.toCheck === undefined ? {} : { toCheck: spec.toCheck }),
+    ...(spec.errd === undefined ? {} : { errd: spec.errd }),
     moreDirs: node.moreDirs,
   });
 }
