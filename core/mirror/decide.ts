@@ -31,6 +31,7 @@ export function metaOf(summary: HelloSummary): MirrorMeta {
     hot: emptyDirty,
     bootId: null,
     cacheLost: summary.cacheLost,
+    layout: summary.layout,
   };
 }
 

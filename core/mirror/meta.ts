@@ -59,6 +59,9 @@ export interface MirrorMeta {
   /** This node's tree may lack writes it had applied (its host rebooted since), until a
    *  resync or its promotion makes its tree the reference again. */
   readonly cacheLost: boolean;
+  /** The replicated directories the marks are named in (MirrorConfig.layout; empty: one
+   *  directory); null: not known (metadata written before it was kept). */
+  readonly layout: readonly string[] | null;
 }
 
 export const historyMax = 256;
@@ -66,7 +69,7 @@ export const historyMax = 256;
 export const emptyDirty: DirtyMap = new Map();
 
 export function newMeta(): MirrorMeta {
-  return { gen: null, history: [], consistent: true, lastRole: null, dirtyBase: null, dirty: emptyDirty, hot: emptyDirty, bootId: null, cacheLost: false };
+  return { gen: null, history: [], consistent: true, lastRole: null, dirtyBase: null, dirty: emptyDirty, hot: emptyDirty, bootId: null, cacheLost: false, layout: null };
 }
 
 export function genCounter(gen: Gen): number {

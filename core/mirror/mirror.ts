@@ -30,6 +30,7 @@ import type { HelloSummary, MirrorBeat, MirrorMessage, MirrorReadiness, MirrorRo
 import { extentsOfWrite, type LaneReport } from "./lane.ts";
 import { excluderOf, type Exclusion } from "./exclude.ts";
 import { coarsenDirty, dirtyOf, emptyDirty, expandHot, filterDirty, lineage, newMeta, nextGen, unionDirty, withNewGen, type DirtyMap, type FileDirty, type Gen, type MirrorMeta } from "./meta.ts";
+import { describeLayout, sameLayout } from "./volumes.ts";
 
 export interface MirrorConfig {
   readonly module: string;
@@ -530,9 +531,8 @@ class Step {
   /** Why this node cannot pair with a peer that sent `peer`, or null when it can. */
   layoutMismatch(peer: HelloSummary): string | null {
     const mine = this.s.config.layout ?? [];
-    if (mine.length === peer.layout.length && mine.every((name, index) => peer.layout[index] === name)) return null;
-    const show = (layout: readonly string[]) => (layout.length === 0 ? "one directory" : layout.join(", "));
-    return `${this.s.config.peer} replicates other directories (here: ${show(mine)}; there: ${show(peer.layout)}): list the same <replicated> directories in the same order on both nodes, then restart the module`;
+    if (sameLayout(mine, peer.layout)) return null;
+    return `${this.s.config.peer} replicates other directories (here: ${describeLayout(mine)}; there: ${describeLayout(peer.layout)}): list the same <replicated> directories in the same order on both nodes, then restart the module`;
   }
 
   /** Whether this node waits for a decision with its peer. */
@@ -693,7 +693,16 @@ class Step {
     // The hot extents of before count as dirty whole: what they cover may have been
     // applied here and not on the peer (or the other way round) before the stop.
     s.meta = { ...loaded, dirty: unionDirty(loaded.dirty, expandHot(loaded.hot, s.config.hotExtentBlocks)), hot: emptyDirty, bootId: s.bootId, cacheLost: loaded.cacheLost || rebooted };
-    if (rebooted && !loaded.cacheLost) this.persist();
+    const layout = s.config.layout ?? [];
+    const relaid = loaded.gen !== null && loaded.layout !== null && !sameLayout(loaded.layout, layout);
+    if (relaid) {
+      // The marks name paths in directories listed otherwise: they cannot say what changed
+      // where. Whichever node is primary next, the resync is a full one.
+      this.log("warn", "mirror.layout_changed", { was: describeLayout(loaded.layout!), now: describeLayout(layout), then: "the next resync copies everything" });
+      s.meta = { ...s.meta, dirtyBase: null, dirty: emptyDirty };
+    }
+    s.meta = { ...s.meta, layout };
+    if ((rebooted && !loaded.cacheLost) || relaid || (loaded.gen !== null && loaded.layout === null)) this.persist();
     // The service before this one, on this same boot, was primary: if it died (a crash)
     // its application may still run, on the dead mount, holding what this start needs
     // (a lock, a port). stop_prim first (docs/mirror.md, States).
@@ -1404,7 +1413,7 @@ class Step {
           this.followerDiskFailed(`flush at the end of the resync: ${result}`);
           return;
         }
-        this.setMeta({ gen: tag.gen, history: tag.history, consistent: true, lastRole: "SECOND", dirtyBase: tag.gen, dirty: emptyDirty, hot: emptyDirty, bootId: s.bootId, cacheLost: false }, (step) => {
+        this.setMeta({ gen: tag.gen, history: tag.history, consistent: true, lastRole: "SECOND", dirtyBase: tag.gen, dirty: emptyDirty, hot: emptyDirty, bootId: s.bootId, cacheLost: false, layout: s.meta.layout }, (step) => {
           if (follow.unsyncs !== tag.unsyncs) return;
           // Up to date, durably, and running since: the best copy if the primary is lost now.
           s.continuous = true;

@@ -25,6 +25,16 @@ export function volumeNameOf(dir: string, index: number): string {
 }
 
 /** `path` of volume `name` in the module's tree ("" is the volume's own root). */
+/** Whether two layouts (MirrorConfig.layout: the directories' names in order; empty: one
+ *  directory) are the same. */
+export function sameLayout(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((name, index) => b[index] === name);
+}
+
+export function describeLayout(layout: readonly string[]): string {
+  return layout.length === 0 ? "one directory" : layout.join(", ");
+}
+
 export function inVolume(name: string, path: string): string {
   return path === "" ? name : `${name}/${path}`;
 }

@@ -335,6 +335,8 @@ const meta = record<MirrorMeta>({
   hot: via(optional(sortedMap(path, fileDirty)), (wire) => wire ?? emptyDirty, (hot) => (hot.size === 0 ? undefined : hot)),
   bootId: nullable(text),
   cacheLost: flag,
+  // Absent in metadata written before the layout was kept: not known.
+  layout: via(optional(list(leaf(isName), replicatedCountMax)), (wire) => wire ?? null, (layout) => layout ?? undefined),
 });
 
 // ---- The codecs ----

@@ -141,8 +141,12 @@ export class MirrorWorld {
   #nextRequest = 1;
   readonly #scripts: Record<string, ScriptBehaviour>;
 
+  /** Per node: its replicated directories' names, as its service reads them at start. */
+  readonly #layouts = new Map<string, readonly string[]>();
+
   constructor(options: MirrorWorldOptions) {
     this.options = options;
+    for (const [id, layout] of Object.entries(options.layouts ?? {})) this.#layouts.set(id, layout);
     this.seed = options.seed;
     this.prng = new Prng(options.seed);
     const clockMs = () => this.#nowMs;
@@ -217,6 +221,12 @@ export class MirrorWorld {
 
   // ---- the mirror's configuration ----
 
+  /** The operator edits `id`'s <replicated> list: its service reads it at its next start. */
+  relist(id: string, layout: readonly string[]): void {
+    this.note(`world relist ${id} ${layout.join(",")}`);
+    this.#layouts.set(id, layout);
+  }
+
   get laneOn(): boolean {
     return this.options.lane ?? this.seed % 2 === 1;
   }
@@ -253,7 +263,7 @@ export class MirrorWorld {
       lane: this.laneOn,
       ...(options.notReplicated === undefined ? {} : { notReplicated: options.notReplicated }),
       ...(options.toCheck === undefined ? {} : { toCheck: options.toCheck }),
-      ...(options.layouts?.[self] === undefined ? {} : { layout: options.layouts[self] }),
+      ...(this.#layouts.get(self) === undefined ? {} : { layout: this.#layouts.get(self)! }),
       ...(options.plantedBug === "ack-before-peer" ? { plantedBug: "early-ack" as const } : {}),
     };
   }

@@ -362,7 +362,7 @@ const whole: Plain = { "": "all" };
 
 /** A primary's meta at the end of `gens`. */
 function sourceOf(gens: readonly Gen[], dirtyBase: Gen | null, dirty: DirtyMap = emptyDirty): MirrorMeta {
-  return { gen: gens.at(-1) ?? null, history: gens.slice(0, -1), consistent: true, lastRole: "PRIM", dirtyBase, dirty, hot: emptyDirty, bootId: null, cacheLost: false };
+  return { gen: gens.at(-1) ?? null, history: gens.slice(0, -1), consistent: true, lastRole: "PRIM", dirtyBase, dirty, hot: emptyDirty, bootId: null, cacheLost: false, layout: [] };
 }
 
 describe("planResync: properties", () => {

@@ -113,4 +113,5 @@ export const metaArbitrary: fc.Arbitrary<MirrorMeta> = fc.record({
   hot: dirtyMapArbitrary,
   bootId: fc.option(fc.uuid()),
   cacheLost: fc.boolean(),
+  layout: fc.option(fc.array(nameArbitrary, { maxLength: 3 })),
 });

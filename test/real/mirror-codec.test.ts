@@ -174,8 +174,15 @@ describe("the mirror metadata codec refuses", () => {
     ["an unknown last role", { lastRole: "WAIT" }],
     ["a boot id that is not a string", { bootId: 42 }],
     ["a history longer than historyMax", { history: Array.from({ length: historyMax + 1 }, (_, index) => `${index}@n1`) }],
+    ["a layout that is not a list of names", { layout: ["1-data", "../x"] }],
   ])("%s", (_, change) => {
     expect(mirrorMetaCodec.decode({ ...json, ...change })).toBeNull();
+  });
+
+  it("reads metadata written before the layout was kept as not knowing it", () => {
+    const { layout: _, ...older } = json as Record<string, unknown>;
+    expect(mirrorMetaCodec.decode(older)?.layout).toBeNull();
+    expect(mirrorMetaCodec.decode({ ...json, layout: ["1-data", "2-wal"] })?.layout).toEqual(["1-data", "2-wal"]);
   });
 
   it("nothing of the example but what each changes", () => {
