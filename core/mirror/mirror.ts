@@ -187,6 +187,10 @@ interface Link {
   readonly remarked: Set<string>;
   /** Files sent in part (resyncChunkBytes at a time): their plan entry holds the rest. */
   readonly partial: Set<string>;
+  /** Paths the secondary refused, and how many times in a row. */
+  readonly refusals: Map<string, number>;
+  /** Paths refused again: sent once more at the next retry, not at once. */
+  readonly deferred: Set<string>;
   endSent: boolean;
   /** `harvesting`: the lane's report is awaited before the flush (upTo not chosen yet). */
   checkpoint: { upTo: number; local: boolean; peer: boolean; harvesting: boolean } | null;
@@ -1830,6 +1834,8 @@ class Step {
       sending: new Map(),
       remarked: new Set(),
       partial: new Set(),
+      refusals: new Map(),
+      deferred: new Set(),
       endSent: false,
       checkpoint: null,
       startedMs: this.now,
@@ -1895,19 +1901,41 @@ class Step {
     const link = s.link;
     if (link === null || link.session !== session) return;
     const left = (link.sending.get(path) ?? 1) - 1;
-    if (result !== null) link.requeue.push(path);
     if (left > 0) {
       // Another snapshot of the path is on the way: decide once the last is acknowledged.
+      if (result !== null) link.requeue.push(path);
       link.sending.set(path, left);
       this.pumpResync();
       return;
     }
     link.sending.delete(path);
     const partial = link.partial.delete(path);
+    if (result === null) link.refusals.delete(path);
     if (result === null && !link.remarked.has(path) && !partial) link.plan.delete(path);
+    else if (result !== null) this.refused(link, path, result);
     else link.requeue.push(path);
     link.remarked.delete(path);
     this.pumpResync();
+  }
+
+  /** The secondary could not install `path` (not a failure of its disk: it detaches for
+   *  those). Sent again at once the first time (a conflict with what the stream did
+   *  meanwhile passes); refused again, it waits for the next retry (retryMs), so that a
+   *  refusal that lasts costs one attempt per retry, not a loop. The secondary is not up
+   *  to date until it takes it. */
+  refused(link: Link, path: string, error: DiskError): void {
+    const s = this.s;
+    const times = (link.refusals.get(path) ?? 0) + 1;
+    link.refusals.set(path, times);
+    if (times === 1) {
+      link.requeue.push(path);
+      return;
+    }
+    // Logged at the second refusal, then every tenth: the operator sees why the secondary
+    // does not come up to date, without a line per retry.
+    if (times % 10 === 2) this.log("error", "mirror.resync_refused", { path, error, times, then: `sent again every ${s.config.retryMs} ms; the secondary is not up to date until it takes it` });
+    link.deferred.add(path);
+    this.out.push({ kind: "timer-arm", timer: "retry", afterMs: s.config.retryMs });
   }
 
   syncDone(session: number, upTo: number): void {
@@ -2063,7 +2091,11 @@ class Step {
         return;
       }
       case "retry":
-        if (s.link !== null && !s.link.inSync) this.pumpResync();
+        if (s.link !== null && !s.link.inSync) {
+          s.link.requeue.push(...s.link.deferred);
+          s.link.deferred.clear();
+          this.pumpResync();
+        }
         if ((s.phase === "waiting" || s.phase === "secondary") && s.follow === null) {
           s.attachable = true;
           this.hello();

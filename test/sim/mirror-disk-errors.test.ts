@@ -31,3 +31,29 @@ describe("a secondary's file system made read-only", () => {
     });
   }
 });
+
+// A path the secondary refuses for a reason of its tree (not its disk failing: EINVAL here)
+// while the primary resyncs it. Sent again once at once, then once per retryMs, logged: the secondary stays
+// not up to date (never silently different) without the primary resending it as fast as
+// it is refused (about 2000 times a second before). Once the peer takes it, the resync ends.
+describe("a path the secondary keeps refusing during a resync", () => {
+  it("is sent again once per retry, the secondary not up to date until it takes it", () => {
+    const world = syncedWorld({ seed: 51, lane: false });
+    world.command("n2", "stop");
+    expect(world.runUntilCondition(() => world.node("n2").role === "STOP", world.nowMs + 5_000)).toBe(true);
+    expect(write(world, { kind: "create", path: "p", mode: 0o644 })).toBeNull();
+    expect(write(world, { kind: "write", path: "p", offset: 0, data: new Uint8Array(10).fill(3) })).toBeNull();
+    world.node("n2").disk.failUnder("p", "EINVAL");
+    const before = world.node("n1").runtime!.state.stats.resyncPaths;
+    world.command("n2", "start");
+    world.runFor(5_000);
+    expect(world.node("n1").runtime!.state.stats.resyncPaths - before).toBeLessThan(12);
+    expect(world.node("n1").runtime!.state.link?.inSync).toBe(false);
+    expect(world.node("n2").runtime!.state.meta.consistent).toBe(false);
+    expect(world.logs.filter((each) => each.entry.event === "mirror.resync_refused").map((each) => [each.node, each.entry.fields["path"]])).toEqual([["n1", "p"]]);
+    world.node("n2").disk.healUnder("p");
+    expect(world.runUntilCondition(() => world.node("n2").role === "SECOND" && inSync(world), world.nowMs + 5_000)).toBe(true);
+    expect(world.node("n2").disk.fileBytes("p")).toEqual(new Uint8Array(10).fill(3));
+    expect(world.violations).toEqual([]);
+  });
+});
