@@ -1,10 +1,11 @@
 // What a mirror module watches on a node (SafeKit's <check> and <errd>,
 // ../shared/userconfig.md): probes (tcp, ping, intf, ip, module), custom checkers (a
 // program that runs while its class is enabled and reports with `tandem set -r custom.X
-// -v up|down`) and process counts, each in its class. The schedule lives here; what
-// follows a failure is the core's: `restart` and `stopstart` are its `app-failed` input
-// (counted toward maxloop; restart: stop_prim and start_prim here; stopstart: the module
-// stops on this node, a primary handing over, and starts again), `stop` its stop command.
+// -v up|down`) and process counts, each in its class, and the <failover> rules over the
+// checkers' resources. The schedule lives here; what follows a failure is the core's:
+// `restart` and `stopstart` are its `app-failed` input (counted toward maxloop; restart:
+// stop_prim and start_prim here; stopstart: the module stops on this node, a primary
+// handing over, and starts again), `stop` and `swap` its commands.
 //
 // Classes, from the module's role and readiness (the core runs the scripts that start and
 // stop what they watch, so a class follows the state those scripts lead to):
@@ -15,16 +16,23 @@
 //   sec     SECOND, or ALONE and Ready
 // A checker's class is its `when`; a process's its `class` (a user's own class is never
 // enabled: warned about at start). A probe runs at once when its class is enabled, then
-// every interval; a failure acts at once (SafeKit's farm rules wait `handle_time`; a
-// mirror's application is one node's, and its peer waits for it). A result that comes
-// back after its class was disabled (or enabled again since) is dropped.
+// every interval; a failure acts at once by its checker's action (a farm's checker acts
+// through a rule, after `handle_time`; a mirror's application is one node's, and its peer
+// waits for it). A result that comes back after its class was disabled (or enabled again
+// since) is dropped.
 //
-// Not run for mirror modules (logged once at start): checkers with action wait, and the
-// user's <failover> rules (they are the farm and light modules' life cycle's).
+// The <failover> rules (SafeKit's defaults unless extends="no", and the user's) are
+// evaluated every `period` over this node's resources while the module is started; a rule
+// acts once its condition has held for `handle_time`, the most severe of those due first,
+// then must hold a whole `handle_time` again (as on a farm: docs/modules.md). `remote.`
+// resources are not known here (never hold).
+//
+// Not run for mirror modules (logged once at start): checkers and rules with action wait
+// (a mirror waits for its peer, not for a resource).
 
-import type { ResourceState } from "../core/config/failover-rules.ts";
+import { dueRules, evaluateRules, trackRuleConditions, type FailoverAction, type ResourceState } from "../core/config/failover-rules.ts";
 import type { Checker, ModuleConfig, ProcWatch } from "../core/config/module-config.ts";
-import { describeOutcome, longRunTimeoutMs, probeOf, resourceName } from "../core/module/lifecycle.ts";
+import { describeOutcome, failoverSeverity, longRunTimeoutMs, probeOf, resourceName } from "../core/module/lifecycle.ts";
 import type { MirrorReadiness, MirrorRole } from "../core/mirror/messages.ts";
 import type { ProbePort, ProcessPort, ScriptOutcome } from "../core/ports.ts";
 import type { LogEntry } from "../core/types.ts";
@@ -36,6 +44,8 @@ export interface MirrorCheckerHooks {
   readonly state: () => { readonly role: MirrorRole; readonly readiness: MirrorReadiness };
   readonly appFailed: (why: string, action: "restart" | "stopstart") => void;
   readonly stop: (why: string) => void;
+  /** A rule's swap: the primary hands the role to its up-to-date secondary. */
+  readonly swap: (why: string) => void;
   readonly log: (entry: LogEntry) => void;
 }
 
@@ -93,19 +103,28 @@ export function startMirrorCheckers(module: ModuleConfig, probes: ProbePort, pro
     hooks.log({ level: "warn", event: "mirror.errd_not_run", fields: { process: procName(proc), class: proc.className, why: "a class of one's own is never enabled in tandem" } });
     return false;
   });
-  if ((module.failover.text ?? "").trim() !== "") hooks.log({ level: "warn", event: "mirror.failover_rules_not_run", fields: { why: "<failover> rules are not evaluated for mirror modules; checkers' and errd's actions are" } });
+  const rules = module.failover.rules.filter((rule) => rule.action !== "wait");
+  const waits = module.failover.rules.filter((rule) => rule.action === "wait").map((rule) => rule.label);
+  if (waits.length > 0) hooks.log({ level: "info", event: "mirror.failover_rules_not_run", fields: { rules: waits.join(", "), why: "action wait is not run for mirror modules" } });
   const pollMs = Math.max(50, module.errd?.pollTimerMs ?? 30_000);
   const resources = new Map<string, ResourceState>();
   const custom = new Map<string, number>(); // resource → its program's run id
   const watched = new Map<Checker, Watched>(checkers.map((checker) => [checker, { epoch: 0, enabled: false, timer: undefined }]));
   const polled = new Map<ProcWatch, { epoch: number; enabled: boolean; polls: number; counting: boolean }>(procs.map((proc) => [proc, { epoch: 0, enabled: false, polls: 0, counting: false }]));
   let pollTimer: NodeJS.Timeout | undefined;
+  let ruleSince = new Map<string, number>();
   let nextRunId = firstRunId;
   let closed = false;
 
   const enabledNow = () => {
     const { role, readiness } = hooks.state();
     return mirrorClasses(role, readiness);
+  };
+
+  const act = (action: Exclude<FailoverAction, "wait">, why: string) => {
+    if (action === "restart" || action === "stopstart") hooks.appFailed(why, action);
+    else if (action === "stop") hooks.stop(why);
+    else hooks.swap(why);
   };
 
   const fail = (what: string, action: Checker["action"] | ProcWatch["action"], detail: string, fields: LogEntry["fields"]) => {
@@ -119,8 +138,8 @@ export function startMirrorCheckers(module: ModuleConfig, probes: ProbePort, pro
       });
       return;
     }
-    if (action === "restart" || action === "stopstart") hooks.appFailed(why, action);
-    else if (action === "stop") hooks.stop(why);
+    // wait: never watched (filtered at start); noaction: logged above.
+    if (action !== "noaction" && action !== "wait") act(action, why);
   };
 
   const setState = (resource: string, state: ResourceState) => {
@@ -246,6 +265,24 @@ export function startMirrorCheckers(module: ModuleConfig, probes: ProbePort, pro
     }
   };
 
+  const evaluate = () => {
+    if (closed) return;
+    if (!enabledNow().has("pre")) {
+      ruleSince = new Map();
+      return;
+    }
+    const nowMs = Date.now();
+    ruleSince = trackRuleConditions(ruleSince, evaluateRules(rules, { local: resources, remote: new Map() }), nowMs);
+    const rule = dueRules(rules, ruleSince, nowMs, module.failover.handleTimeMs).sort((a, b) => failoverSeverity[b.action] - failoverSeverity[a.action])[0];
+    if (rule === undefined) return;
+    // It must hold a whole handle_time again before it acts again.
+    ruleSince.delete(rule.label);
+    hooks.log({ level: "warn", event: "mirror.failover_rule", fields: { rule: rule.label, action: rule.action } });
+    act(rule.action as Exclude<FailoverAction, "wait">, `rule ${rule.label}`);
+  };
+  const rulesTimer = rules.length === 0 ? undefined : setInterval(evaluate, Math.max(50, module.failover.periodMs));
+  rulesTimer?.unref();
+
   update();
   return {
     update,
@@ -266,6 +303,7 @@ export function startMirrorCheckers(module: ModuleConfig, probes: ProbePort, pro
       for (const [checker, watch] of watched) if (watch.enabled) disableChecker(checker, watch);
       clearInterval(pollTimer);
       pollTimer = undefined;
+      clearInterval(rulesTimer);
     },
   };
 }

@@ -218,6 +218,7 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
       state: () => roleOf(running.state),
       appFailed: (why, action) => running.deliver({ kind: "app-failed", why, action }),
       stop: () => running.deliver({ kind: "command", command: "stop" }),
+      swap: () => running.deliver({ kind: "command", command: "swap" }),
       log,
     });
     checkers = watching;

@@ -366,7 +366,8 @@ function onProcCount(node: Lifecycle, nowMs: number, index: number, count: numbe
 
 // ---- Failover rules ----
 
-const severity: Readonly<Record<FailoverAction, number>> = { stop: 4, stopstart: 3, swap: 2, wait: 1, restart: 0 };
+/** Of several due rules the most severe acts. */
+export const failoverSeverity: Readonly<Record<FailoverAction, number>> = { stop: 4, stopstart: 3, swap: 2, wait: 1, restart: 0 };
 
 function evaluateFailover(node: Lifecycle, nowMs: number, effects: LifecycleEffect[]): Lifecycle {
   const holding = evaluateRules(node.config.rules, { local: node.resources, remote: new Map() });
@@ -374,7 +375,7 @@ function evaluateFailover(node: Lifecycle, nowMs: number, effects: LifecycleEffe
   if (node.running !== null || node.plan.length > 0) return node;
   const due = dueRules(node.config.rules, node.ruleSince, nowMs, node.config.handleTimeMs)
     .filter((rule) => !(rule.action === "wait" && node.state === "WAIT"))
-    .sort((a, b) => severity[b.action] - severity[a.action]);
+    .sort((a, b) => failoverSeverity[b.action] - failoverSeverity[a.action]);
   const rule = due[0];
   if (rule === undefined) return node;
   if (rule.action === "swap") {

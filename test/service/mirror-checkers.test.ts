@@ -45,6 +45,7 @@ interface Rig {
   readonly processes: FakeProcesses;
   readonly failed: { why: string; action: string }[];
   readonly stopped: string[];
+  readonly swapped: string[];
   readonly logs: LogEntry[];
   readonly checkers: MirrorCheckers;
   set(role: MirrorRole, readiness?: MirrorReadiness): void;
@@ -55,12 +56,14 @@ function rig(module: ModuleConfig): Rig {
   const processes = new FakeProcesses();
   const failed: { why: string; action: string }[] = [];
   const stopped: string[] = [];
+  const swapped: string[] = [];
   const logs: LogEntry[] = [];
   let state = { role: "STOP" as MirrorRole, readiness: "NotReady" as MirrorReadiness };
   const checkers = startMirrorCheckers(module, probes, processes, { env: { SAFEMODULE: "db" }, handlerTimeoutMs: 60_000 }, {
     state: () => state,
     appFailed: (why, action) => failed.push({ why, action }),
     stop: (why) => stopped.push(why),
+    swap: (why) => swapped.push(why),
     log: (entry) => logs.push(entry),
   });
   return {
@@ -68,6 +71,7 @@ function rig(module: ModuleConfig): Rig {
     processes,
     failed,
     stopped,
+    swapped,
     logs,
     checkers,
     set(role, readiness = "Ready") {
@@ -244,11 +248,61 @@ describe("a custom checker on a mirror", () => {
   });
 });
 
+describe("<failover> rules on a mirror", () => {
+  const module = moduleOf(`<check><custom ident="app" when="prim" exec="/opt/check-app" action="noaction"/></check>
+    <failover period="1000ms" handle_time="3000ms"><![CDATA[
+      app_down: if (custom.app == down) then swap();
+      gone: if (custom.app == down && custom.app != up) then stop();
+      flaky: if (custom.nothing == down) then restart();
+    ]]></failover>`);
+
+  it("act once a condition has held for handle_time, the most severe first, then wait a whole handle_time again", async () => {
+    const r = rig(module);
+    r.set("PRIM");
+    await vi.advanceTimersByTimeAsync(0);
+    r.checkers.setResource("custom.app", "down");
+    expect(r.failed).toEqual([]); // noaction: the checker itself does nothing
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect([r.stopped, r.swapped]).toEqual([[], []]);
+    await vi.advanceTimersByTimeAsync(2_000);
+    // Both hold; stop is the more severe.
+    expect(r.stopped).toEqual(["rule gone"]);
+    expect(r.swapped).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(r.swapped).toEqual(["rule app_down"]);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(r.stopped).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(r.stopped).toHaveLength(2);
+    r.checkers.close();
+  });
+
+  it("a condition that stops holding starts its wait again; nothing is evaluated while the module is stopped", async () => {
+    const r = rig(module);
+    r.set("PRIM");
+    await vi.advanceTimersByTimeAsync(0);
+    r.checkers.setResource("custom.app", "down");
+    await vi.advanceTimersByTimeAsync(2_000);
+    r.checkers.setResource("custom.app", "up");
+    await vi.advanceTimersByTimeAsync(1_000);
+    r.checkers.setResource("custom.app", "down");
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect([r.stopped, r.swapped]).toEqual([[], []]);
+    r.set("STOP", "NotReady");
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect([r.stopped, r.swapped]).toEqual([[], []]);
+    r.checkers.close();
+  });
+});
+
 describe("what a mirror does not run", () => {
-  it("logs checkers with action wait and the user's <failover> rules once, at start", () => {
+  it("logs checkers and rules with action wait once, at start", () => {
     const r = rig(moduleOf(`<check><ping ident="gw" when="pre" action="wait"><to addr="10.0.0.1"/></ping></check>
-      <failover><![CDATA[ mine: if (ping.gw == down) then stop(); ]]></failover>`));
-    expect(r.logs.map((entry) => entry.event)).toEqual(["mirror.checker_not_run", "mirror.failover_rules_not_run"]);
+      <failover><![CDATA[ mine: if (ping.gw == down) then wait(); ]]></failover>`));
+    expect(r.logs.map((entry) => [entry.event, entry.fields["checker"] ?? entry.fields["rules"]])).toEqual([
+      ["mirror.checker_not_run", "ping.gw"],
+      ["mirror.failover_rules_not_run", "interface_failure, splitbrain_failure, mine"],
+    ]);
     r.checkers.close();
   });
 });
