@@ -145,7 +145,10 @@ type Continuation =
   | { readonly k: "started" }
   | { readonly k: "prim-started" }
   | { readonly k: "prim-stopped"; readonly then: "handover-swap" | "handover-stop" | "stop" | "wait" }
-  | { readonly k: "stopped" };
+  | { readonly k: "stopped" }
+  /** The secondary's own scripts (start_second, stop_second): nothing follows them, and
+   *  scripts asked for meanwhile run after them. */
+  | { readonly k: "second-scripts" };
 
 type Tag =
   | { readonly t: "local"; readonly seq: number }
@@ -311,6 +314,9 @@ export interface Mirror {
   /** Running since this node was last primary or an up-to-date secondary (see HelloSummary). */
   continuous: boolean;
   startAfterStop: boolean;
+  /** start_second has run (or is asked for) since this node became secondary: stop_second
+   *  runs before whatever it does next. */
+  secondUp: boolean;
   /** Starts of the module so far: a `<tocheck>` answer of an earlier start is ignored. */
   starts: number;
   /** The last reason the peer could not be paired with (its directories differ), logged once. */
@@ -400,6 +406,7 @@ export function initMirror(config: MirrorConfig, incarnation: number, bootId: st
     promoteWhenDrained: false,
     continuous: false,
     startAfterStop: false,
+    secondUp: false,
     starts: 0,
     mismatch: null,
     checking: null,
@@ -566,8 +573,33 @@ class Step {
     this.send({ kind: "hello", summary });
   }
 
+  /** This node has just become secondary: start_second (SafeKit's), once per stint. */
+  enterSecond(): void {
+    const s = this.s;
+    if (s.secondUp) return;
+    s.secondUp = true;
+    if (s.job === null) this.runScripts(["start_second"], { k: "second-scripts" });
+    else s.job.names.push("start_second");
+  }
+
+  /** The scripts that end a stint as secondary (stop_second), to run before whatever
+   *  comes next; none if it was not secondary. */
+  leaveSecond(): string[] {
+    const s = this.s;
+    if (!s.secondUp) return [];
+    s.secondUp = false;
+    return ["stop_second"];
+  }
+
   runScripts(names: string[], then: Continuation): void {
-    assert(this.s.job === null, `scripts ${names.join(",")} asked while ${this.s.job?.names.join(",")} run`);
+    const job = this.s.job;
+    if (job !== null && job.then.k === "second-scripts") {
+      // The secondary's scripts are under way: these follow them.
+      job.names.push(...names);
+      job.then = then;
+      return;
+    }
+    assert(job === null, `scripts ${names.join(",")} asked while ${job?.names.join(",")} run`);
     if (!this.s.config.scripts) {
       this.continueWith(then);
       return;
@@ -603,6 +635,8 @@ class Step {
         return;
       case "prim-stopped":
         this.primStopped(then.then);
+        return;
+      case "second-scripts":
         return;
       case "stopped":
         this.s.phase = "stopped";
@@ -849,6 +883,11 @@ class Step {
   wait(why: string): void {
     const s = this.s;
     if (s.phase !== "waiting" || s.why !== why) this.log("warn", "mirror.wait", { why });
+    const ending = this.leaveSecond();
+    if (ending.length > 0) {
+      if (s.job === null) this.runScripts(ending, { k: "second-scripts" });
+      else s.job.names.push(...ending);
+    }
     s.phase = "waiting";
     s.why = why;
     this.hello();
@@ -901,6 +940,7 @@ class Step {
         if (s.phase !== "secondary") {
           s.phase = "secondary";
           s.why = verdict.why;
+          this.enterSecond();
           this.hello();
         }
       } else {
@@ -940,7 +980,7 @@ class Step {
     this.setVip(true);
     // The application writes while it starts (a database recovers, writes its lock file).
     this.setAccepting(true);
-    this.runScripts(["start_prim"], { k: "prim-started" });
+    this.runScripts([...this.leaveSecond(), "start_prim"], { k: "prim-started" });
     this.hello();
     if (s.peerHello !== null && s.streamUp) this.evaluate();
   }
@@ -1008,6 +1048,7 @@ class Step {
         s.peerHello = null;
         s.phase = "secondary";
         s.why = "swap";
+        this.enterSecond();
         this.hello();
         return;
       }
@@ -1053,10 +1094,10 @@ class Step {
     if (s.job !== null) {
       s.job.names.length = 0;
       s.job.then = { k: "stopped" };
-      s.job.names.push("stop_both", "poststop");
+      s.job.names.push(...this.leaveSecond(), "stop_both", "poststop");
       return;
     }
-    this.runScripts(["stop_both", "poststop"], { k: "stopped" });
+    this.runScripts([...this.leaveSecond(), "stop_both", "poststop"], { k: "stopped" });
   }
 
   restartApp(why: string): void {
@@ -1670,6 +1711,7 @@ class Step {
     }
     s.phase = "secondary";
     s.why = "";
+    this.enterSecond();
     const preserving = message.preserve !== null && message.preserve.length > 0;
     s.follow = { session: message.session, preserving, held: [], applying: 0, unsyncs: 0 };
     s.yielding = false;
@@ -2086,6 +2128,7 @@ class Step {
         }
         if (s.phase === "promoting") {
           s.phase = "secondary";
+          this.enterSecond();
           this.hello();
         }
         return;

@@ -160,6 +160,8 @@ export class MirrorWorld {
       start_both: { durationMs: 5 },
       start_prim: { durationMs: appStartMs },
       stop_prim: { durationMs: 20 },
+      start_second: { durationMs: 5 },
+      stop_second: { durationMs: 5 },
       stop_both: { durationMs: 5 },
       poststop: { durationMs: 5 },
     };

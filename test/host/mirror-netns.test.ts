@@ -211,7 +211,9 @@ describe("a mirror module on two node services", () => {
     for (const index of [1, 0]) expect((await mirror.tandem(index, ["stop", "-m", mirrorModule, "--wait"])).code).toBe(0);
     expect(treeOf(dir(1))).toEqual(treeOf(dir(0)));
     // start_prim ran twice on n1 (first primary, then after the swap); stop_prim at the
-    // start after its service was killed (its application might still run) and at the end.
-    expect(mirror.scriptRuns(0).map((line) => line.split(" ")[0])).toEqual(["prestart", "start_prim", "stop_prim", "prestart", "start_prim", "stop_prim", "poststop"]);
+    // start after its service was killed (its application might still run) and at the end;
+    // start_second when it came back as secondary, stop_second before the swap made it
+    // primary again.
+    expect(mirror.scriptRuns(0).map((line) => line.split(" ")[0])).toEqual(["prestart", "start_prim", "stop_prim", "prestart", "start_second", "stop_second", "start_prim", "stop_prim", "poststop"]);
   }, 60_000);
 });
