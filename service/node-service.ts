@@ -158,6 +158,8 @@ export class NodeService {
   mirrorCommand(module: string, command: MirrorRoleCommand, fullsync = false): ModuleView {
     const handle = this.#handle(module);
     if (handle.mirror === null) throw new Error(`${command} applies to mirror modules (a primary and a secondary); ${module} is a ${handle.loaded.config?.mode ?? "?"} module`);
+    // second on a stopped module starts it (as secondary): it runs from then on, as after start.
+    if (command === "second" && handle.mirror.view().role === "STOP") this.#saveGoal(module, "running");
     handle.mirror.command(command, fullsync);
     return this.#view(handle);
   }

@@ -804,8 +804,17 @@ class Step {
       case "primforce":
         this.prim(command === "primforce", fullsync);
         return;
-      case "second":
-        if (s.phase === "stopped" || s.phase === "loading") return;
+      case "second": {
+        if (s.phase === "loading") return;
+        if (s.phase === "stopped") {
+          // A stopped node started to be secondary (SafeKit's way back for a node whose
+          // data should be replaced: `second fullsync`).
+          this.command("start", false);
+          s.yielding = true;
+          s.fullsync = fullsync;
+          this.log("warn", "mirror.second", { fullsync, then: "started" });
+          return;
+        }
         s.yielding = true;
         s.fullsync = fullsync;
         this.log("warn", "mirror.second", { fullsync });
@@ -813,9 +822,22 @@ class Step {
           this.leavePrimary("wait", "operator second");
           return;
         }
+        const follow = s.follow;
+        if (s.phase === "secondary" && follow !== null && fullsync) {
+          // Already secondary: it stops following (durably not up to date first) and asks
+          // to be attached again, with everything resent.
+          s.follow = null;
+          s.why = "second fullsync: waiting for the primary to resend everything";
+          this.setMeta({ ...s.meta, consistent: false }, (step) => {
+            step.send({ kind: "detach", session: follow.session, reason: "the operator asked for a full resync (second fullsync)" });
+            step.hello(true);
+          });
+          return;
+        }
         this.hello();
         this.evaluate();
         return;
+      }
       case "swap":
         if (s.phase !== "primary" || s.link === null || !s.link.inSync || s.app !== "running") {
           this.log("warn", "mirror.swap_refused", { why: s.phase !== "primary" ? "not primary" : s.link === null ? "no secondary" : "the secondary is not up to date yet" });
