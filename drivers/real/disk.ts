@@ -392,11 +392,21 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
       const count = Math.ceil(size / blockSize);
       const wanted = blocks === "all" ? Array.from({ length: count }, (_, index) => index) : blocks.filter((index) => index < count);
       const read = new Map<number, Uint8Array>();
-      for (const index of wanted) {
-        const length = Math.min(blockSize, size - index * blockSize);
+      // One read per run of consecutive blocks (a resync chunk is one run): a read per
+      // block cost a thread-pool round trip per 4 KiB, a quarter of the resync's time.
+      for (const [first, count] of runsOf(wanted)) {
+        const length = Math.min(count * blockSize, size - first * blockSize);
         const buffer = new Uint8Array(length);
-        const { bytesRead } = await file.read(buffer, 0, length, index * blockSize);
-        read.set(index, bytesRead === length ? buffer : buffer.subarray(0, bytesRead));
+        let bytesRead = 0;
+        while (bytesRead < length) {
+          const { bytesRead: got } = await file.read(buffer, bytesRead, length - bytesRead, first * blockSize + bytesRead);
+          if (got === 0) break; // the file shrank meanwhile: what is there
+          bytesRead += got;
+        }
+        for (let index = first; index < first + count && (index - first) * blockSize < bytesRead; index++) {
+          const start = (index - first) * blockSize;
+          read.set(index, buffer.subarray(start, Math.min(start + blockSize, bytesRead)));
+        }
       }
       return { kind: "file", mode: stats.mode & 0o7777, owner, size, blocks: read };
     } finally {
@@ -436,10 +446,29 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
     const file = await open(at, constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW, snapshot.mode);
     try {
       await file.truncate(snapshot.size);
-      for (const [index, data] of snapshot.blocks) {
+      // One write per run of consecutive whole blocks (and the partial one that may end it).
+      let run: { first: number; parts: Uint8Array[] } | null = null;
+      const flush = async () => {
+        if (run === null) return;
+        const { first, parts } = run;
+        run = null;
+        let done = 0;
+        const total = parts.reduce((sum, part) => sum + part.length, 0);
+        while (done < total) {
+          const { bytesWritten } = await file.writev(done === 0 ? parts : [Buffer.concat(parts).subarray(done)], first * blockSize + done);
+          done += bytesWritten;
+        }
+      };
+      for (const [index, data] of [...snapshot.blocks].sort((a, b) => a[0] - b[0])) {
         assert(index * blockSize + data.length <= snapshot.size, `block ${index} of ${at} lies past its size ${snapshot.size}`);
-        await file.write(data, 0, data.length, index * blockSize);
+        const last: Uint8Array | undefined = run?.parts.at(-1);
+        if (run !== null && index === run.first + run.parts.length && last !== undefined && last.length === blockSize) run.parts.push(data);
+        else {
+          await flush();
+          run = { first: index, parts: [data] };
+        }
       }
+      await flush();
       if (snapshot.owner !== undefined) await file.chown(snapshot.owner.uid, snapshot.owner.gid);
       await file.chmod(snapshot.mode);
     } finally {
@@ -553,6 +582,17 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
     if (meta === null) throw new MetaUnreadableError(file, "not valid mirror metadata");
     return meta;
   }
+}
+
+/** Sorted block indexes as runs of consecutive ones: [first, count]. */
+function runsOf(indexes: readonly number[]): [number, number][] {
+  const runs: [number, number][] = [];
+  for (const index of [...indexes].sort((a, b) => a - b)) {
+    const last = runs.at(-1);
+    if (last !== undefined && index === last[0] + last[1]) last[1] += 1;
+    else if (last === undefined || index > last[0] + last[1] - 1) runs.push([index, 1]);
+  }
+  return runs;
 }
 
 async function lstatOrNull(path: string): Promise<Stats | null> {
