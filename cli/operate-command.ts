@@ -155,7 +155,16 @@ function formatMirror(mirror: MirrorView): string {
   const data = `${mirror.consistent ? "" : "not up to date, "}generation ${mirror.gen ?? "none"}`;
   const resync = mirror.stats.resyncs === 0 ? "" : `, resynced ${mirror.stats.resyncs}× (${mirror.stats.resyncPaths} paths, ${(mirror.stats.resyncBlockBytes / 1_048_576).toFixed(1)} MiB)`;
   const lane = mirror.lane.on ? `, lane on (${mirror.lane.completed} ops)` : mirror.lane.applied > 0 ? `, lane applied ${mirror.lane.applied} ops` : "";
-  return `${data}, ${peer}, ${mirror.dir} ${mirror.volume ?? "unmounted"}${resync}${lane}${mirror.why === "" ? "" : `  (${mirror.why})`}`;
+  return `${data}, ${peer}, ${mirror.dir} ${mirror.volume ?? "unmounted"}${formatResync(mirror.resync)}${resync}${lane}${mirror.why === "" ? "" : `  (${mirror.why})`}`;
+}
+
+/** A resync under way, as its primary sees it: what is left and how fast it goes. */
+function formatResync(resync: MirrorView["resync"]): string {
+  if (resync === null) return "";
+  const mebibytes = resync.sentBytes / 1_048_576;
+  const seconds = resync.elapsedMs / 1000;
+  const rate = seconds >= 1 ? ` (${(mebibytes / seconds).toFixed(0)} MiB/s)` : "";
+  return `, resyncing the peer (${resync.full ? "full" : "changes"}): ${resync.pathsLeft} path${resync.pathsLeft === 1 ? "" : "s"} left, ${mebibytes.toFixed(1)} MiB sent in ${seconds.toFixed(0)} s${rate}`;
 }
 
 function formatEntry(entry: LogEntry): string {

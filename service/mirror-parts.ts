@@ -60,6 +60,9 @@ export interface MirrorView {
   readonly why: string;
   /** The checkers' resources watched now (`tcp.pg`, `custom.x`) and their states. */
   readonly resources: Readonly<Record<string, ResourceState>>;
+  /** The resync this primary is sending now, or null: paths still planned (a large file
+   *  counts once however many chunks it has left), bytes of blocks sent, time since it began. */
+  readonly resync: { readonly full: boolean; readonly pathsLeft: number; readonly sentBytes: number; readonly elapsedMs: number } | null;
 }
 
 export interface MirrorParts {
@@ -251,6 +254,7 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
           },
           why: readiness === "Ready" ? "" : state.why,
           resources: watching.resources(),
+          resync: state.link === null || state.link.inSync ? null : { full: state.link.full, pathsLeft: state.link.plan.size, sentBytes: state.stats.resyncBlockBytes - state.link.startBlockBytes, elapsedMs: Math.max(0, clock.nowMs() - state.link.startedMs) },
         };
       },
       close: closeAll,
