@@ -73,7 +73,10 @@ async function main(): Promise<void> {
       await until(async () => ((await stats())?.resyncs ?? 0) > resyncs, 60_000, () => "n1 did not attach n2", 5);
       const started = performance.now();
       const cpuBefore = mirror.daemons.map((daemon) => cpuSeconds(daemon!.child.pid!));
+      // What `tandem state` says on the primary a second in (the first round).
+      const progress = round > 0 ? null : setTimeout(() => void mirror.tandem(0, ["state", "-m", mirrorModule]).then(({ output }) => console.error(`n1 after 1 s: ${output.trim()}`)), 1_000);
       await mirror.untilRoles(["PRIM", "SECOND"], 600_000);
+      if (progress !== null) clearTimeout(progress);
       const seconds = (performance.now() - started) / 1000;
       const cpu = mirror.daemons.map((daemon, index) => cpuSeconds(daemon!.child.pid!) - cpuBefore[index]!);
       const sent = ((await mirror.view(0))?.mirror?.stats.resyncBlockBytes ?? 0) - before;
