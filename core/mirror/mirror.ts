@@ -583,8 +583,14 @@ class Step {
     const s = this.s;
     if (s.secondUp) return;
     s.secondUp = true;
-    if (s.job === null) this.runScripts(["start_second"], { k: "second-scripts" });
-    else s.job.names.push("start_second");
+    this.queueScripts(["start_second"]);
+  }
+
+  /** Scripts that nothing waits for: run now, or after those under way. */
+  queueScripts(names: string[]): void {
+    if (names.length === 0) return;
+    if (this.s.job === null) this.runScripts(names, { k: "second-scripts" });
+    else this.s.job.names.push(...names);
   }
 
   /** The scripts that end a stint as secondary (stop_second), to run before whatever
@@ -910,11 +916,7 @@ class Step {
   wait(why: string): void {
     const s = this.s;
     if (s.phase !== "waiting" || s.why !== why) this.log("warn", "mirror.wait", { why });
-    const ending = this.leaveSecond();
-    if (ending.length > 0) {
-      if (s.job === null) this.runScripts(ending, { k: "second-scripts" });
-      else s.job.names.push(...ending);
-    }
+    this.queueScripts(this.leaveSecond());
     s.phase = "waiting";
     s.why = why;
     this.hello();
