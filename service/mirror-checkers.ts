@@ -237,9 +237,15 @@ export function startMirrorCheckers(module: ModuleConfig, probes: ProbePort, pro
     }
   };
 
+  // update() runs after every step of the core (each intercepted operation on the core's
+  // path): nothing to do unless the role or readiness changed.
+  let seen = "";
   const update = () => {
     if (closed) return;
-    const classes = enabledNow();
+    const { role, readiness } = hooks.state();
+    if (`${role} ${readiness}` === seen) return;
+    seen = `${role} ${readiness}`;
+    const classes = mirrorClasses(role, readiness);
     for (const [checker, watch] of watched) {
       const on = classes.has(checker.when);
       if (on && !watch.enabled) enableChecker(checker, watch);
