@@ -590,7 +590,7 @@ function runsOf(indexes: readonly number[]): [number, number][] {
   for (const index of [...indexes].sort((a, b) => a - b)) {
     const last = runs.at(-1);
     if (last !== undefined && index === last[0] + last[1]) last[1] += 1;
-    else if (last === undefined || index > last[0] + last[1] - 1) runs.push([index, 1]);
+    else if (last === undefined || index >= last[0] + last[1]) runs.push([index, 1]); // not a repeat
   }
   return runs;
 }
