@@ -7,7 +7,7 @@
 // healthy while its life cycle is UP and Ready. A mirror module is its own state machine
 // (core/mirror/mirror.ts: roles, scripts, replication), built by the `mirror` driver.
 
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { initLifecycle, lifecycleConfig, type Lifecycle, type LifecycleEffect, type LifecycleInput } from "../core/module/lifecycle.ts";
 import type { ResourceState } from "../core/config/failover-rules.ts";
@@ -20,9 +20,6 @@ import { loadConfigDir, type LoadedConfig, type LoadedModule } from "./config-lo
 import type { FarmParts, FarmView } from "./farm-parts.ts";
 import type { MirrorCommand } from "../core/mirror/mirror.ts";
 import type { MirrorParts, MirrorView } from "./mirror-parts.ts";
-
-/** SafeKit's scripts that a mirror module does not run yet (docs/mirror.md, States). */
-const mirrorScriptsNotRun = ["start_sec", "stop_sec", "transition"];
 
 export type ModuleCommand = "start" | "stop" | "restart" | "stopstart";
 
@@ -258,10 +255,6 @@ export class NodeService {
     const drivers = this.#options.drivers;
     const binDir = join(loaded.dir, "bin");
     const scriptEnv = { SAFEUSERBIN: binDir, SAFEVAR: stateDir, TANDEM_MODULE: loaded.name, TANDEM_NODE: this.#options.node, TANDEM_MODULE_DIR: loaded.dir, TANDEM_MODULE_BIN: binDir, TANDEM_MODULE_STATE: stateDir, TANDEM_MODULE_LOG: logDir };
-    // SafeKit scripts a mirror module does not run yet: said once, not silently skipped.
-    for (const script of mirrorScriptsNotRun) {
-      if (existsSync(join(binDir, script))) this.#moduleLog(logs, { level: "warn", event: "mirror.script_not_run", fields: { module: loaded.name, script, why: "not run for mirror modules yet (docs/mirror.md, States)" } });
-    }
     try {
       const mirror = await create(module, {
         stateDir,

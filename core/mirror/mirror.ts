@@ -146,9 +146,13 @@ type Continuation =
   | { readonly k: "prim-started" }
   | { readonly k: "prim-stopped"; readonly then: "handover-swap" | "handover-stop" | "stop" | "wait" }
   | { readonly k: "stopped" }
-  /** The secondary's own scripts (start_second, stop_second): nothing follows them, and
-   *  scripts asked for meanwhile run after them. */
+  /** Scripts nothing waits for (start_second, stop_second, and transition, start_sec,
+   *  stop_sec announcing a change of role): scripts asked for meanwhile run after them. */
   | { readonly k: "second-scripts" };
+
+/** A script to run: its name (arguments from the role at its start) or a transition with
+ *  the change it announces. */
+type ScriptCall = string | { readonly name: "transition"; readonly args: readonly [MirrorRole, MirrorRole, "start" | "stop" | "stopwait"] };
 
 type Tag =
   | { readonly t: "local"; readonly seq: number }
@@ -322,6 +326,11 @@ export interface Mirror {
   /** start_second has run (or is asked for) since this node became secondary: stop_second
    *  runs before whatever it does next. */
   secondUp: boolean;
+  /** The role the last `transition` announced (SafeKit's "every major state change"). */
+  announcedRole: MirrorRole;
+  /** start_sec has run (or is asked for): the node became SECOND or a Ready ALONE, and has
+   *  been SECOND or ALONE since; stop_sec runs when it is neither. */
+  secUp: boolean;
   /** Starts of the module so far: a `<tocheck>` answer of an earlier start is ignored. */
   starts: number;
   /** The last reason the peer could not be paired with (its directories differ), logged once. */
@@ -334,7 +343,7 @@ export interface Mirror {
   /** The last attach session received from the peer (accepted or not). */
   seenSession: number | null;
   // Scripts.
-  job: { names: string[]; then: Continuation; running: number | null } | null;
+  job: { names: ScriptCall[]; then: Continuation; running: number | null } | null;
   nextScriptId: number;
   loops: number[];
   reported: string;
@@ -412,6 +421,8 @@ export function initMirror(config: MirrorConfig, incarnation: number, bootId: st
     continuous: false,
     startAfterStop: false,
     secondUp: false,
+    announcedRole: "STOP",
+    secUp: false,
     starts: 0,
     mismatch: null,
     checking: null,
@@ -459,6 +470,7 @@ export function stepMirror(s: Mirror, nowMs: number, input: MirrorInput): { stat
   const step = new Step(s, nowMs, out);
   step.handle(input);
   step.reconcileLane();
+  step.announceIdle();
   step.report();
   return { state: s, effects: out };
 }
@@ -587,7 +599,7 @@ class Step {
   }
 
   /** Scripts that nothing waits for: run now, or after those under way. */
-  queueScripts(names: string[]): void {
+  queueScripts(names: ScriptCall[]): void {
     if (names.length === 0) return;
     if (this.s.job === null) this.runScripts(names, { k: "second-scripts" });
     else this.s.job.names.push(...names);
@@ -602,7 +614,37 @@ class Step {
     return ["stop_second"];
   }
 
-  runScripts(names: string[], then: Continuation): void {
+  /** SafeKit's scripts for a change of the role operators see since the last announced:
+   *  stop_sec when the node is no longer SECOND or ALONE, `transition` (from, to, action),
+   *  start_sec when it became SECOND or a Ready ALONE. Run before any other script that
+   *  follows the change (none when the role has not changed). */
+  announce(): ScriptCall[] {
+    const s = this.s;
+    const { role, readiness } = roleOf(s);
+    const calls: ScriptCall[] = [];
+    if (s.secUp && role !== "SECOND" && role !== "ALONE") {
+      s.secUp = false;
+      calls.push("stop_sec");
+    }
+    if (role !== s.announcedRole) {
+      const action = role === "STOP" ? "stop" : role === "WAIT" && s.announcedRole !== "STOP" ? "stopwait" : "start";
+      calls.push({ name: "transition", args: [s.announcedRole, role, action] });
+      s.announcedRole = role;
+    }
+    if (!s.secUp && (role === "SECOND" || (role === "ALONE" && readiness === "Ready"))) {
+      s.secUp = true;
+      calls.push("start_sec");
+    }
+    return calls;
+  }
+
+  /** After every step: a change of role with no script under way is announced now. */
+  announceIdle(): void {
+    if (this.s.job !== null) return;
+    this.queueScripts(this.announce());
+  }
+
+  runScripts(names: ScriptCall[], then: Continuation): void {
     const job = this.s.job;
     if (job !== null && job.then.k === "second-scripts") {
       // The secondary's scripts are under way: these follow them.
@@ -621,8 +663,13 @@ class Step {
 
   nextScript(): void {
     const job = this.s.job!;
-    const name = job.names.shift();
-    if (name === undefined) {
+    // A change of role announced before the scripts that follow it; start_sec after them.
+    const announced = this.announce();
+    const starts = announced.filter((call) => call === "start_sec");
+    job.names.unshift(...announced.filter((call) => call !== "start_sec"));
+    job.names.push(...starts);
+    const call = job.names.shift();
+    if (call === undefined) {
       this.s.job = null;
       this.continueWith(job.then);
       return;
@@ -630,10 +677,9 @@ class Step {
     const id = this.s.nextScriptId++;
     job.running = id;
     const { role } = roleOf(this.s);
-    this.out.push({
-      kind: "run-script",
-      run: { id, script: name, args: [role, name.startsWith("stop") || name === "poststop" ? "STOP" : role, name.startsWith("stop") ? "stop" : "start"], env: this.s.config.scriptEnv, timeoutMs: this.s.config.scriptTimeoutMs },
-    });
+    const name = typeof call === "string" ? call : call.name;
+    const args = typeof call === "string" ? [role, name.startsWith("stop") || name === "poststop" ? "STOP" : role, name.startsWith("stop") ? "stop" : "start"] : [...call.args];
+    this.out.push({ kind: "run-script", run: { id, script: name, args, env: this.s.config.scriptEnv, timeoutMs: this.s.config.scriptTimeoutMs } });
   }
 
   continueWith(then: Continuation): void {
@@ -1044,10 +1090,11 @@ class Step {
       this.failUnconfirmed("EIO");
     }
     if (s.job !== null) {
-      // A start or stop script is running: cancel what follows it and continue after it.
-      s.job.names.length = 0;
+      // A script is running: cancel the start that follows it (scripts nothing waits for
+      // stay), stop the application if it started or may have, and continue after it.
+      if (s.job.then.k !== "second-scripts") s.job.names.length = 0;
       s.job.then = { k: "prim-stopped", then };
-      if (s.app === "starting") s.job.names.push("stop_prim");
+      if (s.app === "starting" || s.app === "running") s.job.names.push("stop_prim");
       s.app = "stopping";
       return;
     }

@@ -162,6 +162,9 @@ export class MirrorWorld {
       stop_prim: { durationMs: 20 },
       start_second: { durationMs: 5 },
       stop_second: { durationMs: 5 },
+      start_sec: { durationMs: 5 },
+      stop_sec: { durationMs: 5 },
+      transition: { durationMs: 2 },
       stop_both: { durationMs: 5 },
       poststop: { durationMs: 5 },
     };

@@ -3,8 +3,8 @@
 // the primary; killing it makes errd restart the application (stop_prim, start_prim) on
 // the same node. A custom checker's program runs on the primary; `tandem set -r
 // custom.probe -v down` on it, with action stopstart, stops the module there and starts it
-// again: the secondary takes over and the old primary comes back as its secondary. A
-// `transition` script, which mirror modules do not run yet, is named in the service's log.
+// again: the secondary takes over and the old primary comes back as its secondary. The
+// `transition` script runs at every change of role, with the role before and after.
 //
 // Needs root, `ip`, nsenter, nft, /dev/fuse and both native addons; fails saying which is
 // missing.
@@ -29,7 +29,7 @@ const spec = {
     start_prim: `#!/bin/sh\n${note}setsid "$APP" 1000 > /dev/null 2>&1 < /dev/null &\n`,
     stop_prim: `#!/bin/sh\n${note}pkill -x ${app}\ntrue\n`,
     customcheck: `#!/bin/sh\nexec sleep 1000\n`,
-    // A SafeKit script a mirror module does not run yet: the service says so at start.
+    // SafeKit's, at every change of role (docs/mirror.md, States).
     transition: `#!/bin/sh\n${note}`,
   },
   vars: (node: { readonly dir: string }) => ({ APP: join(node.dir, app) }),
@@ -108,8 +108,11 @@ describe("a mirror module's errd and custom checker", () => {
     const view = await mirror.view(0);
     expect([view?.state, view?.readiness]).toEqual(["PRIM", "Ready"]);
     expect(readFileSync(mirror.nodes[0]!.scriptLog, "utf8")).toMatch(/stop_prim[^\n]*\nstart_prim/);
-    expect(readFileSync(mirror.nodes[0]!.scriptLog, "utf8")).not.toMatch(/transition/);
-    expect(mirror.daemons[0]!.output).toMatch(/"event":"mirror\.script_not_run".*"script":"transition"/);
+    // Each transition starts where the one before ended, from STOP to the primary's role.
+    const transitions = readFileSync(mirror.nodes[0]!.scriptLog, "utf8").split("\n").filter((line) => line.startsWith("transition ")).map((line) => line.split(" "));
+    expect(transitions[0]?.[1]).toBe("STOP");
+    for (let index = 1; index < transitions.length; index++) expect(transitions[index]![1], transitions.map((line) => line.join(" ")).join("; ")).toBe(transitions[index - 1]![2]);
+    expect(transitions.at(-1)?.[2]).toBe("PRIM");
   }, 240_000);
 
   it("a custom checker set down, action stopstart: the secondary takes over, the old primary comes back as its secondary", async () => {

@@ -9,13 +9,16 @@ import { inSync } from "../../drivers/sim/mirror-checker.ts";
 import type { MirrorWorld } from "../../drivers/sim/mirror-world.ts";
 import { syncedWorld } from "./mirror-submit.ts";
 
+/** Those announcing a change of role have a test of their own (mirror-transition.test.ts). */
+const announcing = new Set(["transition", "start_sec", "stop_sec"]);
+
 /** The scripts `id` ran, in order, from the `from`-th on, each with its three arguments. */
 function scripts(world: MirrorWorld, id: string, from = 0): string[] {
-  return world.node(id).processes.history.slice(from).map((run) => `${run.script} ${run.args.join(" ")}`);
+  return world.node(id).processes.history.slice(from).filter((run) => !announcing.has(run.script)).map((run) => `${run.script} ${run.args.join(" ")}`);
 }
 
 function names(world: MirrorWorld, id: string, from = 0): string[] {
-  return world.node(id).processes.history.slice(from).map((run) => run.script);
+  return world.node(id).processes.history.slice(from).map((run) => run.script).filter((name) => !announcing.has(name));
 }
 
 function ranOneAtATime(world: MirrorWorld, id: string): void {
