@@ -117,6 +117,10 @@ export interface FuseLane {
   /** A lane that stops on its own reports here, in order with the mount's intercepts. */
   onReport(report: (report: NativeLaneReport) => void): void;
   stats(): { readonly completed: number; readonly applied: number };
+  /** The paths it wrote into the tree (as primary or secondary) since the last call, or
+   *  null when it lost count (more than 100000): what the disk port's whole-tree fsync
+   *  must cover besides its own changes. */
+  takeWritten(): string[] | null;
   close(): void;
 }
 

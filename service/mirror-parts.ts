@@ -142,13 +142,15 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
       closers.push(() => volume.close());
     }
     // One port per directory; the metadata is the first one's (the others never touch it).
-    const disks = volumes.map(({ volume }) => {
+    const disks = volumes.map(({ volume }, index) => {
       const disk = new RealDisk({
         root: volume.root,
         metaFile: join(mirrorState, "meta.json"),
         preserveDir: join(mirrorState, "preserved"),
         codec: mirrorMetaCodec,
         problem: (what, error) => log({ level: "error", event: "mirror.disk_error", fields: { what, error: String(error) } }),
+        // What this directory's lane wrote: a checkpoint's (or a promotion's) flush covers it.
+        writtenElsewhere: () => nativeLanes[index]?.takeWritten() ?? [],
       });
       closers.push(() => disk.close());
       return disk;

@@ -6,8 +6,8 @@
 // issued after a write sees it); each result is the error the file system gave, by its
 // POSIX name (errors the core has no name for are EIO, and the driver's `problem` hook
 // hears the original); `fsync` of a path returns once fsync(2) of it has; `fsync` of the
-// whole tree (`path: null`) fsyncs every path this port changed since the last one, and
-// their directories, then the root; metadata is appended to a journal as a whole record
+// whole tree (`path: null`) fsyncs every path this port changed since the last one (and
+// those the native lane wrote: `writtenElsewhere`), and their directories, then the root; metadata is appended to a journal as a whole record
 // (sequence number, length, CRC-32) and fdatasynced, one write and one sync where a
 // rewrite of a file costs two syncs and a rename (3–4× the time here); a crash leaves the
 // old metadata or the new, never half of either (a torn record fails its CRC and is
@@ -51,6 +51,11 @@ export interface RealDiskOptions<Meta> {
   readonly codec: MetaCodec<Meta>;
   /** Hears file-system errors that the port reports as EIO, with their real code. */
   readonly problem?: (what: string, error: unknown) => void;
+  /** The paths another writer (the native lane) changed in the tree since the last call,
+   *  or null when it lost count: a whole-tree fsync covers them too (it walks the tree on
+   *  null). Without it, what the lane wrote stayed in the page cache of both nodes while
+   *  a checkpoint cleared its marks. */
+  readonly writtenElsewhere?: () => readonly string[] | null;
 }
 
 /** Calls waiting for their turn; the core keeps far fewer in flight. */
@@ -345,6 +350,13 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
   /** fsyncs what this port changed since the last whole-tree fsync, then their
    *  directories (which hold the names), then the root. */
   async #syncTree(): Promise<void> {
+    const elsewhere = this.#options.writtenElsewhere?.();
+    if (elsewhere === null) {
+      this.#overflowed = true;
+      this.#unsynced.clear();
+    } else {
+      for (const path of elsewhere ?? []) this.#changed(path);
+    }
     if (this.#overflowed) {
       this.#overflowed = false;
       await this.#syncWalk("");

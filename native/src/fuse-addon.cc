@@ -660,6 +660,7 @@ class FuseLane : public Napi::ObjectWrap<FuseLane> {
         InstanceMethod<&FuseLane::Follow>("follow"),
         InstanceMethod<&FuseLane::OnReport>("onReport"),
         InstanceMethod<&FuseLane::Stats>("stats"),
+        InstanceMethod<&FuseLane::TakeWritten>("takeWritten"),
         InstanceMethod<&FuseLane::Close>("close"),
     });
   }
@@ -781,6 +782,17 @@ class FuseLane : public Napi::ObjectWrap<FuseLane> {
     stats.Set("completed", Napi::Number::New(env, static_cast<double>(lane_->Completed())));
     stats.Set("applied", Napi::Number::New(env, static_cast<double>(lane_->Applied())));
     return stats;
+  }
+
+  // takeWritten(): the paths the lane wrote since the last call, or null when it lost count.
+  Napi::Value TakeWritten(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    bool all = false;
+    std::vector<std::string> paths = lane_->TakeWritten(&all);
+    if (all) return env.Null();
+    Napi::Array out = Napi::Array::New(env, paths.size());
+    for (size_t index = 0; index < paths.size(); index++) out.Set(static_cast<uint32_t>(index), Napi::String::New(env, paths[index]));
+    return out;
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {

@@ -78,6 +78,8 @@ constexpr size_t kAckBatch = 64;
 constexpr size_t kReadBuffer = 256u << 10;
 // An armed "extent" meaning the whole path (the JavaScript side's 2^53 - 1).
 constexpr uint64_t kWholePath = (uint64_t{1} << 53) - 1;
+// Paths a lane remembers writing before it counts them all (Lane::TakeWritten).
+constexpr size_t kWrittenMax = 100000;
 
 using Bytes = std::vector<uint8_t>;
 
@@ -434,6 +436,7 @@ void Lane::ApplyFrames(int fd, uint64_t session, uint64_t epoch, const uint8_t* 
       if (!SafePath(frame.path)) {
         error = EINVAL;
       } else if (frame.type == kFrameWrite) {
+        NoteWritten(frame.path);
         int file = openat(dirFd_, frame.path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
         if (file < 0) {
           error = errno;
@@ -591,6 +594,7 @@ int Lane::Offer(const Intercepted& op, int fd, bool datasync, bool* taken) {
   bool sent = SendFrame(socket_, head, op.path, op.data, write ? op.length : 0);
   if (write) {
     TouchInto(pending_.touched, op);
+    NoteWritten(op.path);
     size_t done = 0;
     while (done < op.length && flight.local == 0) {
       ssize_t count = pwrite(fd, op.data + done, op.length - done, op.offset + static_cast<off_t>(done));
@@ -636,6 +640,25 @@ void Lane::SettleLocked(Flight* flight) {
 }
 
 void Lane::Mark(const Intercepted& op) { MarkInto(pending_.marks, op); }
+
+void Lane::NoteWritten(const std::string& path) {
+  std::lock_guard<std::mutex> lock(writtenMutex_);
+  if (writtenAll_) return;
+  written_.insert(path);
+  if (written_.size() > kWrittenMax) {
+    writtenAll_ = true;
+    written_.clear();
+  }
+}
+
+std::vector<std::string> Lane::TakeWritten(bool* all) {
+  std::lock_guard<std::mutex> lock(writtenMutex_);
+  *all = writtenAll_;
+  std::vector<std::string> paths(written_.begin(), written_.end());
+  written_.clear();
+  writtenAll_ = false;
+  return paths;
+}
 
 void Lane::MarkInto(std::map<std::string, std::set<uint64_t>>& marks, const Intercepted& op) const {
   if (op.length == 0) return;

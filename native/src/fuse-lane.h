@@ -64,6 +64,10 @@ class Lane : public std::enable_shared_from_this<Lane> {
   // Counters for stats().
   uint64_t Completed() const;
   uint64_t Applied() const;
+  // The paths this lane wrote into the tree (as primary or as secondary) since the last
+  // call, for the disk port's whole-tree fsync, which knows only its own; *all when it
+  // lost count (more than 100000 paths).
+  std::vector<std::string> TakeWritten(bool* all);
 
   // ---- the mount (intercept mode) ----
   void Attach(Interceptor* interceptor);
@@ -87,6 +91,7 @@ class Lane : public std::enable_shared_from_this<Lane> {
   void FollowConnection(int fd);
   void ApplyFrames(int fd, uint64_t session, uint64_t epoch, const uint8_t* nonce, const uint8_t* peerNonce);
   LaneReport TakeLocked(bool stopped, const std::string& why);
+  void NoteWritten(const std::string& path);
   // Stops the lane: unfinished operations go back to the core through the report.
   LaneReport StopLocked(const std::string& why);
   // Ends the connection and the unfinished operations: given back (listed in `report`),
@@ -132,6 +137,10 @@ class Lane : public std::enable_shared_from_this<Lane> {
   int listenFd_ = -1;
   std::thread listener_;
   uint64_t appliedTotal_ = 0;
+  // Paths written since TakeWritten (both sides).
+  std::mutex writtenMutex_;
+  std::set<std::string> written_;
+  bool writtenAll_ = false;
 };
 
 }  // namespace fusefs

@@ -3,6 +3,7 @@
 // damaged metadata file refused with its name, a whole-tree fsync) is below the suite.
 
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -170,6 +171,49 @@ describe("real disk: what only it has", () => {
       expect(result).toBe("EIO");
       expect(problems.join("\n")).toContain("ENAMETOOLONG");
     } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("real disk: a whole-tree fsync covers what the native lane wrote", () => {
+  // A socket in the tree cannot be opened: the fsync of a path fails there with ENXIO, so
+  // whether a whole-tree fsync reached a path shows in its result.
+  it("fsyncs the paths writtenElsewhere names (taken once), and walks the tree when it lost count", async () => {
+    const base = await mkdtemp(join(tmpdir(), "tandem-disk-"));
+    await mkdir(join(base, "tree"));
+    await mkdir(join(base, "state"));
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(join(base, "tree", "sock"), resolve));
+    const answers: (readonly string[] | null)[] = [[], ["sock", "gone"], [], null];
+    let calls = 0;
+    const problems: string[] = [];
+    const disk = new RealDisk<TestMeta>({
+      root: join(base, "tree"),
+      metaFile: join(base, "state", "meta.json"),
+      preserveDir: join(base, "state", "preserved"),
+      codec: testMetaCodec,
+      problem: (what, error) => problems.push(`${what}: ${String(error)}`),
+      writtenElsewhere: () => answers[calls++] ?? [],
+    });
+    const syncTree = () => new Promise((resolve) => disk.apply({ kind: "fsync", path: null }, resolve));
+    try {
+      // Nothing named: the socket is not the port's, it is not reached.
+      expect(await syncTree()).toBeNull();
+      // "sock" named by the lane: reached (ENXIO, EIO to the core); "gone" (removed since) skipped.
+      expect(await syncTree()).toBe("EIO");
+      expect(problems.join("\n")).toMatch(/ENXIO/);
+      // Not synced, so tried again at the next one: gone by then, which is no error.
+      server.close();
+      await rm(join(base, "tree", "sock"), { force: true });
+      expect(await syncTree()).toBeNull();
+      // Lost count: the tree is walked.
+      await writeFile(join(base, "tree", "file"), "x");
+      expect(await syncTree()).toBeNull();
+      expect(calls).toBe(4);
+    } finally {
+      server.close();
+      await disk.close();
       await rm(base, { recursive: true, force: true });
     }
   });

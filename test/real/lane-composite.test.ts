@@ -42,6 +42,9 @@ class FakeLane implements FuseLane {
   stats(): { readonly completed: number; readonly applied: number } {
     return { completed: 0, applied: 0 };
   }
+  takeWritten(): string[] | null {
+    return [];
+  }
   close(): void {}
 
   /** The native lane stopped on its own. */
