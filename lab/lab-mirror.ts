@@ -81,7 +81,7 @@ if [ -s "$PG_DATA/PG_VERSION" ]; then runuser -u postgres -- "$PG_BIN/pg_ctl" -D
  *  timings. `check`: the <check> element's children (none: no element); `notReplicated`:
  *  <notreplicated> elements of the directory. Shared with the
  *  host tests' mirror (test/host/mirror-lab.ts). */
-export function mirrorModuleXml(spec: { readonly service: string; readonly vip: string; readonly dir: string; readonly check: readonly string[]; readonly vars: Readonly<Record<string, string>>; readonly async?: "none" | "second"; readonly notReplicated?: readonly string[]; readonly toCheck?: readonly string[]; readonly moreDirs?: readonly string[]; readonly errd?: string }): string {
+export function mirrorModuleXml(spec: { readonly service: string; readonly vip: string; readonly dir: string; readonly check: readonly string[]; readonly vars: Readonly<Record<string, string>>; readonly async?: "none" | "second"; readonly notReplicated?: readonly string[]; readonly toCheck?: readonly string[]; readonly moreDirs?: readonly string[]; readonly errd?: string; readonly failover?: string }): string {
   const inside = [...(spec.toCheck ?? []).map((path) => `<tocheck path="${path}"/>`), ...(spec.notReplicated ?? [])];
   const excluded = inside.map((line) => `\n        ${line}`).join("");
   const check = spec.check.length === 0 ? "" : `    <check>\n${spec.check.map((line) => `      ${line}\n`).join("")}    </check>\n`;
@@ -104,7 +104,7 @@ export function mirrorModuleXml(spec: { readonly service: string; readonly vip: 
       <replicated dir="${spec.dir}" mode="read_only">${excluded}
       </replicated>
 ${(spec.moreDirs ?? []).map((dir) => `      <replicated dir="${dir}" mode="read_only"/>\n`).join("")}    </rfs>
-${check}${spec.errd === undefined ? "" : `    ${spec.errd}\n`}    <user nicestoptimeout="60s" forcestoptimeout="10s">
+${check}${spec.errd === undefined ? "" : `    ${spec.errd}\n`}${spec.failover === undefined ? "" : `    ${spec.failover}\n`}    <user nicestoptimeout="60s" forcestoptimeout="10s">
 ${Object.entries(spec.vars).map(([name, value]) => `      <var name="${name}" value="${value}"/>`).join("\n")}
     </user>
   </service>

@@ -27,12 +27,14 @@
 // then must hold a whole `handle_time` again (as on a farm: docs/modules.md). `remote.`
 // resources are not known here (never hold).
 //
-// Not run for mirror modules (logged once at start): checkers and rules with action wait
-// (a mirror waits for its peer, not for a resource).
+// Action wait, as on a farm: a checker whose action is wait is a rule on its resource
+// going down; a wait rule due holds the node (the core's `hold`: neither primary nor
+// secondary, a primary handing over first) until no wait rule's condition holds, checked
+// every `period`; then the node decides again with its peer.
 
 import { dueRules, evaluateRules, trackRuleConditions, type FailoverAction, type ResourceState } from "../core/config/failover-rules.ts";
 import type { Checker, ModuleConfig, ProcWatch } from "../core/config/module-config.ts";
-import { describeOutcome, failoverSeverity, longRunTimeoutMs, probeOf, resourceName } from "../core/module/lifecycle.ts";
+import { checkerRule, describeOutcome, failoverSeverity, longRunTimeoutMs, probeOf, resourceName } from "../core/module/lifecycle.ts";
 import type { MirrorReadiness, MirrorRole } from "../core/mirror/messages.ts";
 import type { ProbePort, ProcessPort, ScriptOutcome } from "../core/ports.ts";
 import type { LogEntry } from "../core/types.ts";
@@ -46,6 +48,8 @@ export interface MirrorCheckerHooks {
   readonly stop: (why: string) => void;
   /** A rule's swap: the primary hands the role to its up-to-date secondary. */
   readonly swap: (why: string) => void;
+  /** A wait rule is due (why), or none holds any more (null). */
+  readonly hold: (why: string | null) => void;
   readonly log: (entry: LogEntry) => void;
 }
 
@@ -92,20 +96,14 @@ interface Watched {
 
 /** Starts watching; `update()` follows the module's state from then on. */
 export function startMirrorCheckers(module: ModuleConfig, probes: ProbePort, processes: ProcessPort, options: MirrorCheckerOptions, hooks: MirrorCheckerHooks): MirrorCheckers {
-  const checkers = module.checkers.filter((checker) => {
-    if (checker.kind === "splitbrain") return false; // the core's witness
-    if (checker.action !== "wait") return true;
-    hooks.log({ level: "warn", event: "mirror.checker_not_run", fields: { checker: resourceName(checker), why: "action wait is not run for mirror modules" } });
-    return false;
-  });
+  const checkers = module.checkers.filter((checker) => checker.kind !== "splitbrain"); // the core's witness
   const procs = (module.errd?.procs ?? []).filter((proc) => {
     if (isMirrorClass(proc.className)) return true;
     hooks.log({ level: "warn", event: "mirror.errd_not_run", fields: { process: procName(proc), class: proc.className, why: "a class of one's own is never enabled in tandem" } });
     return false;
   });
-  const rules = module.failover.rules.filter((rule) => rule.action !== "wait");
-  const waits = module.failover.rules.filter((rule) => rule.action === "wait").map((rule) => rule.label);
-  if (waits.length > 0) hooks.log({ level: "info", event: "mirror.failover_rules_not_run", fields: { rules: waits.join(", "), why: "action wait is not run for mirror modules" } });
+  // The other actions of a checker act at once (fail below); wait is a rule, as on a farm.
+  const rules = [...module.failover.rules, ...checkers.filter((checker) => checker.action === "wait").flatMap(checkerRule)];
   const pollMs = Math.max(50, module.errd?.pollTimerMs ?? 30_000);
   const resources = new Map<string, ResourceState>();
   const custom = new Map<string, number>(); // resource → its program's run id
@@ -113,6 +111,8 @@ export function startMirrorCheckers(module: ModuleConfig, probes: ProbePort, pro
   const polled = new Map<ProcWatch, { epoch: number; enabled: boolean; polls: number; counting: boolean }>(procs.map((proc) => [proc, { epoch: 0, enabled: false, polls: 0, counting: false }]));
   let pollTimer: NodeJS.Timeout | undefined;
   let ruleSince = new Map<string, number>();
+  /** The wait rule that holds the node, or null. */
+  let holding: string | null = null;
   let nextRunId = firstRunId;
   let closed = false;
 
@@ -138,7 +138,7 @@ export function startMirrorCheckers(module: ModuleConfig, probes: ProbePort, pro
       });
       return;
     }
-    // wait: never watched (filtered at start); noaction: logged above.
+    // wait: a rule on the resource (evaluate); noaction: logged above.
     if (action !== "noaction" && action !== "wait") act(action, why);
   };
 
@@ -271,19 +271,38 @@ export function startMirrorCheckers(module: ModuleConfig, probes: ProbePort, pro
     }
   };
 
+  const release = (why: string) => {
+    if (holding === null) return;
+    hooks.log({ level: "info", event: "mirror.wait_over", fields: { rule: holding, why } });
+    holding = null;
+    hooks.hold(null);
+  };
+
   const evaluate = () => {
     if (closed) return;
     if (!enabledNow().has("pre")) {
       ruleSince = new Map();
+      // Stopped: nothing to wait for until it starts again.
+      release("the module stopped");
       return;
     }
     const nowMs = Date.now();
-    ruleSince = trackRuleConditions(ruleSince, evaluateRules(rules, { local: resources, remote: new Map() }), nowMs);
-    const rule = dueRules(rules, ruleSince, nowMs, module.failover.handleTimeMs).sort((a, b) => failoverSeverity[b.action] - failoverSeverity[a.action])[0];
+    const conditions = evaluateRules(rules, { local: resources, remote: new Map() });
+    ruleSince = trackRuleConditions(ruleSince, conditions, nowMs);
+    // Held until no wait rule's condition holds (no handle_time: as a farm's WAIT).
+    if (holding !== null && !conditions.some((rule) => rule.action === "wait")) release("no wait rule holds");
+    const rule = dueRules(rules, ruleSince, nowMs, module.failover.handleTimeMs)
+      .filter((due) => !(due.action === "wait" && holding !== null))
+      .sort((a, b) => failoverSeverity[b.action] - failoverSeverity[a.action])[0];
     if (rule === undefined) return;
     // It must hold a whole handle_time again before it acts again.
     ruleSince.delete(rule.label);
     hooks.log({ level: "warn", event: "mirror.failover_rule", fields: { rule: rule.label, action: rule.action } });
+    if (rule.action === "wait") {
+      holding = rule.label;
+      hooks.hold(`rule ${rule.label}`);
+      return;
+    }
     act(rule.action as Exclude<FailoverAction, "wait">, `rule ${rule.label}`);
   };
   const rulesTimer = rules.length === 0 ? undefined : setInterval(evaluate, Math.max(50, module.failover.periodMs));

@@ -224,6 +224,7 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
       appFailed: (why, action) => running.deliver({ kind: "app-failed", why, action }),
       stop: () => running.deliver({ kind: "command", command: "stop" }),
       swap: () => running.deliver({ kind: "command", command: "swap" }),
+      hold: (why) => running.deliver({ kind: "hold", why }),
       log,
     });
     checkers = watching;

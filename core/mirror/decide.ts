@@ -36,7 +36,7 @@ export function metaOf(summary: HelloSummary): MirrorMeta {
 }
 
 const isPrimary = (side: Side): boolean => side.summary.role === "ALONE" || side.summary.role === "PRIM";
-const eligible = (side: Side): boolean => side.summary.consistent && side.summary.gen !== null && !side.summary.yielding;
+const eligible = (side: Side): boolean => side.summary.consistent && side.summary.gen !== null && !side.summary.yielding && side.summary.held !== true;
 
 /** Orders two sides by what a split brain keeps: more changes since their common
  *  generation, then the newer generation counter, then the smaller node name. */
@@ -89,6 +89,7 @@ export function decide(a: Side, b: Side, defaultPrim: DefaultPrim, policy: Split
   }
   if (rel === "ahead" || rel === "behind") {
     const newer = rel === "ahead" ? a : b;
+    if (newer.summary.held === true) return { primary: null, why: `${newer.node} has the newer data but waits for a resource (action wait)`, splitBrain: false };
     return eligible(newer) ? { primary: newer.node, why: `${newer.node} has the newer data`, splitBrain: false } : { primary: null, why: `${newer.node} has the newer data but is not up to date (an interrupted resync): waiting; primforce overrides`, splitBrain: false };
   }
   // The same generation.

@@ -43,8 +43,11 @@ export interface HelloSummary {
   readonly continuous: boolean;
   /** The host rebooted since this node's tree was last made the reference (MirrorMeta.cacheLost). */
   readonly cacheLost: boolean;
-  /** false while this node holds off being attached (after its disk failed). */
+  /** false while this node holds off being attached (after its disk failed, or held). */
   readonly attachable: boolean;
+  /** This node waits for a resource (a checker or rule with action wait): it cannot be
+   *  primary now, and its data counts as any node's (absent from older peers: false). */
+  readonly held?: boolean;
   /** The last attach session this node received: a primary knows the summary came after it. */
   readonly seenSession: number | null;
   /** Its replicated directories' names (MirrorConfig.layout; empty: one directory). */

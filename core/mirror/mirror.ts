@@ -108,6 +108,10 @@ export type MirrorInput =
    *  start_prim here, on a primary; `stopstart`: the module stops on this node (a primary
    *  hands over to an up-to-date secondary) and starts again. Both count toward maxloop. */
   | { readonly kind: "app-failed"; readonly why: string; readonly action?: "restart" | "stopstart" }
+  /** A resource the module waits for is down (a checker or `<failover>` rule with action
+   *  wait: SafeKit's WAIT), or back (null): while held, this node is neither primary nor
+   *  secondary (a primary hands over to an up-to-date secondary). Counts toward maxloop. */
+  | { readonly kind: "hold"; readonly why: string | null }
   | { readonly kind: "lane-report"; readonly report: LaneReport };
 
 export type MirrorTimer = "pulse" | "join" | "checkpoint" | "retry" | "grace";
@@ -144,7 +148,7 @@ type Phase = "stopped" | "loading" | "starting" | "joining" | "waiting" | "promo
 type Continuation =
   | { readonly k: "started" }
   | { readonly k: "prim-started" }
-  | { readonly k: "prim-stopped"; readonly then: "handover-swap" | "handover-stop" | "stop" | "wait" }
+  | { readonly k: "prim-stopped"; readonly then: "handover-swap" | "handover-stop" | "handover-wait" | "stop" | "wait" }
   | { readonly k: "stopped" }
   /** Scripts nothing waits for (start_second, stop_second, and transition, start_sec,
    *  stop_sec announcing a change of role): scripts asked for meanwhile run after them. */
@@ -326,6 +330,8 @@ export interface Mirror {
   /** start_second has run (or is asked for) since this node became secondary: stop_second
    *  runs before whatever it does next. */
   secondUp: boolean;
+  /** Why this node waits for a resource (the `hold` input), or null. */
+  hold: string | null;
   /** The role the last `transition` announced (SafeKit's "every major state change"). */
   announcedRole: MirrorRole;
   /** start_sec has run (or is asked for): the node became SECOND or a Ready ALONE, and has
@@ -421,6 +427,7 @@ export function initMirror(config: MirrorConfig, incarnation: number, bootId: st
     continuous: false,
     startAfterStop: false,
     secondUp: false,
+    hold: null,
     announcedRole: "STOP",
     secUp: false,
     starts: 0,
@@ -550,7 +557,9 @@ class Step {
       fullsync: this.s.fullsync,
       continuous: this.s.continuous,
       cacheLost: this.s.meta.cacheLost,
-      attachable: this.s.attachable,
+      // A node held by a resource can be neither primary nor attached.
+      attachable: this.s.attachable && this.s.hold === null,
+      held: this.s.hold !== null,
       seenSession: this.s.seenSession,
       layout: this.s.config.layout ?? [],
     };
@@ -583,7 +592,7 @@ class Step {
     const s = this.s;
     if (!s.streamUp) return;
     const summary = this.summary();
-    const key = [summary.role, summary.gen, summary.consistent, summary.lastRole, summary.yielding, summary.fullsync, summary.continuous, summary.cacheLost, summary.attachable, summary.seenSession, summary.dirtyBase, summary.dirty.length].join("|");
+    const key = [summary.role, summary.gen, summary.consistent, summary.lastRole, summary.yielding, summary.fullsync, summary.continuous, summary.cacheLost, summary.attachable, summary.held, summary.seenSession, summary.dirtyBase, summary.dirty.length].join("|");
     if (!force && key === s.sentKey) return;
     s.sentKey = key;
     s.sent = summary;
@@ -771,6 +780,9 @@ class Step {
       case "lane-report":
         this.laneReport(input.report);
         return;
+      case "hold":
+        this.hold(input.why);
+        return;
       case "app-failed":
         this.appFailed(input.why, input.action ?? "restart");
         return;
@@ -920,6 +932,10 @@ class Step {
       this.log("warn", "mirror.prim_refused", { why: "the peer is primary: use swap" });
       return;
     }
+    if (s.hold !== null) {
+      this.log("warn", "mirror.prim_refused", { why: `this node waits for ${s.hold} (action wait)` });
+      return;
+    }
     if (!force && s.meta.gen !== null && !s.meta.consistent) {
       this.log("warn", "mirror.prim_refused", { why: "data not up to date after an interrupted resync: primforce overrides" });
       return;
@@ -1007,6 +1023,10 @@ class Step {
       return;
     }
     if (s.phase === "joining" || s.phase === "waiting" || (s.phase === "secondary" && s.follow === null)) {
+      if (s.hold !== null) {
+        this.wait(this.holdWhy());
+        return;
+      }
       if (verdict.primary === s.config.self) {
         this.log("info", "mirror.elected", { why: verdict.why });
         s.yielding = false;
@@ -1028,6 +1048,10 @@ class Step {
 
   promote(why: string): void {
     const s = this.s;
+    if (s.hold !== null) {
+      this.wait(this.holdWhy());
+      return;
+    }
     s.phase = "promoting";
     const gen = nextGen(s.meta, s.config.self, s.peerGen);
     const base = s.meta.gen === null ? gen : s.meta.dirtyBase;
@@ -1041,6 +1065,10 @@ class Step {
    *  so what it completes before the peer follows starts a new one first. */
   becomePrimary(genShared = true): void {
     const s = this.s;
+    if (s.hold !== null) {
+      this.wait(this.holdWhy());
+      return;
+    }
     s.phase = "primary";
     s.genShared = genShared;
     s.handedOver = null;
@@ -1071,7 +1099,7 @@ class Step {
   }
 
   /** Stops the application and then goes where `then` says. */
-  leavePrimary(then: "handover-swap" | "handover-stop" | "stop" | "wait", why: string): void {
+  leavePrimary(then: "handover-swap" | "handover-stop" | "handover-wait" | "stop" | "wait", why: string): void {
     const s = this.s;
     this.log("info", "mirror.leave_primary", { then, why });
     s.phase = then === "stop" ? "stopping" : "handing-over";
@@ -1102,7 +1130,7 @@ class Step {
     this.runScripts(["stop_prim"], { k: "prim-stopped", then });
   }
 
-  primStopped(then: "handover-swap" | "handover-stop" | "stop" | "wait"): void {
+  primStopped(then: "handover-swap" | "handover-stop" | "handover-wait" | "stop" | "wait"): void {
     const s = this.s;
     s.app = "stopped";
     this.setAccepting(false);
@@ -1114,7 +1142,7 @@ class Step {
       return;
     }
     const link = s.link;
-    if ((then === "handover-swap" || then === "handover-stop") && link !== null && link.inSync) {
+    if ((then === "handover-swap" || then === "handover-stop" || then === "handover-wait") && link !== null && link.inSync) {
       this.send({ kind: "handover", session: link.session, reason: then === "handover-swap" ? "swap" : "stop" });
       s.link = null;
       this.out.push({ kind: "timer-cancel", timer: "checkpoint" });
@@ -1138,7 +1166,7 @@ class Step {
       this.runScripts(["stop_both", "poststop"], { k: "stopped" });
       return;
     }
-    if (then === "wait" || then === "handover-swap") {
+    if (then === "wait" || then === "handover-swap" || then === "handover-wait") {
       s.phase = "waiting";
       this.hello();
       this.evaluate();
@@ -1187,13 +1215,7 @@ class Step {
   appFailed(why: string, action: "restart" | "stopstart"): void {
     const s = this.s;
     if (action === "restart" ? s.phase !== "primary" || s.app !== "running" : s.phase === "stopped" || s.phase === "stopping" || s.phase === "loading" || s.startAfterStop) return;
-    s.loops = s.loops.filter((at) => s.config.loopIntervalMs === 0 || this.now - at < s.config.loopIntervalMs);
-    s.loops.push(this.now);
-    if (s.config.maxLoop > 0 && s.loops.length > s.config.maxLoop) {
-      this.log("error", "mirror.maxloop", { why, loops: s.loops.length });
-      this.stopModule(`maxloop: ${why}`);
-      return;
-    }
+    if (!this.loop(why)) return;
     if (action === "restart") {
       this.restartApp(why);
       return;
@@ -1202,6 +1224,65 @@ class Step {
     this.log("warn", "mirror.stopstart", { why });
     this.stopModule(`stopstart: ${why}`);
     s.startAfterStop = true;
+  }
+
+  /** Counts an automatic action toward maxloop; past it the module stops here (false). */
+  loop(why: string): boolean {
+    const s = this.s;
+    s.loops = s.loops.filter((at) => s.config.loopIntervalMs === 0 || this.now - at < s.config.loopIntervalMs);
+    s.loops.push(this.now);
+    if (s.config.maxLoop > 0 && s.loops.length > s.config.maxLoop) {
+      this.log("error", "mirror.maxloop", { why, loops: s.loops.length });
+      this.stopModule(`maxloop: ${why}`);
+      return false;
+    }
+    return true;
+  }
+
+  /** Why a held node waits, for `tandem state`. */
+  holdWhy(): string {
+    return `waiting for ${this.s.hold} (action wait)`;
+  }
+
+  hold(why: string | null): void {
+    const s = this.s;
+    const was = s.hold;
+    if (was === why) return;
+    s.hold = why;
+    if (why === null) {
+      this.log("info", "mirror.hold_over", { was: was ?? "" });
+      // It decides again as at a start: with its peer, or alone if it was alone last.
+      if (s.phase === "waiting") this.joined();
+      else this.hello();
+      return;
+    }
+    this.log("warn", "mirror.hold", { why });
+    if (was !== null) {
+      if (s.phase === "waiting") s.why = this.holdWhy();
+      return;
+    }
+    if (s.phase === "stopped" || s.phase === "loading" || s.phase === "starting" || s.phase === "stopping") return;
+    if (!this.loop(why)) return;
+    switch (s.phase) {
+      case "primary":
+        this.leavePrimary(s.link !== null && s.link.inSync ? "handover-wait" : "wait", this.holdWhy());
+        return;
+      case "handing-over": {
+        // A swap under way ends waiting, not as secondary.
+        const then = s.job?.then;
+        if (then?.k === "prim-stopped" && then.then === "handover-swap") s.job!.then = { k: "prim-stopped", then: "handover-wait" };
+        return;
+      }
+      case "secondary": {
+        const follow = s.follow;
+        s.follow = null;
+        if (follow !== null) this.setMeta({ ...s.meta, consistent: false }, (step) => step.send({ kind: "detach", session: follow.session, reason: `the secondary waits for ${why}` }));
+        this.wait(this.holdWhy());
+        return;
+      }
+      default:
+        this.wait(this.holdWhy());
+    }
   }
 
   // ---- the write path ----
@@ -1780,9 +1861,9 @@ class Step {
   attached(message: Extract<MirrorMessage, { kind: "attach" }>): void {
     const s = this.s;
     s.seenSession = message.session;
-    if (s.phase !== "secondary" && s.phase !== "waiting" && s.phase !== "joining") {
-      // Not now (stopping, starting, primary): the primary must not count on this node.
-      this.send({ kind: "attach-refused", session: message.session, reason: `the peer is ${roleOf(s).role}` });
+    if ((s.phase !== "secondary" && s.phase !== "waiting" && s.phase !== "joining") || s.hold !== null) {
+      // Not now (stopping, starting, primary, held): the primary must not count on this node.
+      this.send({ kind: "attach-refused", session: message.session, reason: s.hold !== null ? `the peer waits for ${s.hold}` : `the peer is ${roleOf(s).role}` });
       return;
     }
     s.phase = "secondary";

@@ -101,7 +101,7 @@ export function lifecycleConfig(module: ModuleConfig, node: string, dirs: Module
 }
 
 /** SafeKit turns a checker's `action` into a rule on its resource going down. */
-function checkerRule(checker: Checker): FailoverRule[] {
+export function checkerRule(checker: Checker): FailoverRule[] {
   if (checker.action === "noaction") return [];
   const resource = resourceName(checker);
   return [{ label: `checker:${resource}`, expr: { kind: "compare", scope: "local", resource, operator: "==", state: "down" }, action: checker.action, line: 0, column: 0 }];

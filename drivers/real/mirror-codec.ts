@@ -294,6 +294,7 @@ const summary = record<HelloSummary>({
   continuous: flag,
   cacheLost: flag,
   attachable: flag,
+  held: optional(flag),
   seenSession: nullable(count),
   layout: list(leaf(isName), replicatedCountMax),
 });

@@ -30,7 +30,10 @@ export type MirrorVerb =
   | "diskRoomy"
   | "diskError"
   | "diskSlow"
-  | "diskFast";
+  | "diskFast"
+  /** A resource the module waits for goes down (a checker or rule with action wait). */
+  | "hold"
+  | "release";
 
 export interface MirrorFault {
   readonly atMs: number;
@@ -83,7 +86,10 @@ export function runMirrorPlan(plan: MirrorPlan, options: { readonly trace?: bool
     apply(world, plan, fault, isolated);
   }
   world.runUntil(Math.max(world.nowMs, clientsFromMs + faultWindowMs));
-  for (const node of world.nodes) world.diskFull(node.id, null);
+  for (const node of world.nodes) {
+    world.diskFull(node.id, null);
+    world.hold(node.id, false);
+  }
   // failover="off" leaves a lost primary's secondary waiting for an operator: the operator comes.
   if (!plan.failover) operatorPrim(world);
   settle(world, convergeBoundMs);
@@ -158,12 +164,16 @@ function apply(world: MirrorWorld, plan: MirrorPlan, fault: MirrorFault, isolate
       return world.diskSlow(node, 50);
     case "diskFast":
       return world.diskSlow(node, 1);
+    case "hold":
+      return world.hold(node, true);
+    case "release":
+      return world.hold(node, false);
   }
 }
 
 // ---- generation, encoding ----
 
-const repairOf = { powerOff: "powerOn", crash: "restart", partition: "heal", cutWitness: "healWitness", stop: "start", diskFull: "diskRoomy", diskSlow: "diskFast" } as const;
+const repairOf = { powerOff: "powerOn", crash: "restart", partition: "heal", cutWitness: "healWitness", stop: "start", diskFull: "diskRoomy", diskSlow: "diskFast", hold: "release" } as const;
 
 export interface MirrorPlanShape {
   readonly bug?: MirrorPlantedBug;

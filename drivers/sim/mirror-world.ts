@@ -36,6 +36,8 @@ import { SimStreams } from "./streams.ts";
 export const mirrorNodes = ["n1", "n2"] as const;
 export const witnessAddr = "198.51.100.9";
 export const mirrorRings = ["lan1", "lan2"] as const;
+/** What a held node's service says it waits for (a rule with action wait, due). */
+const heldWhy = "rule resource_wait";
 
 /** Test-only: a bug planted in the world's wiring, which the checker must catch. */
 export type MirrorPlantedBug = "none" | "ack-before-peer" | Exclude<LanePlantedBug, "none">;
@@ -100,6 +102,9 @@ export class MirrorSimNode {
   /** An application start_prim began, until stop_prim or a power loss: a crash of the
    *  service leaves it running, as a real one does (invariant M6). */
   appRunning = false;
+  /** A resource its module waits for is down (a checker or rule with action wait): its
+   *  service tells every runtime it starts (invariant M7). */
+  held = false;
   readonly requests = new Map<number, (result: DiskResult) => void>();
   lane: SimLane | null = null;
 
@@ -390,6 +395,16 @@ export class MirrorWorld {
     node.runtime.deliver({ kind: "command", command, fullsync });
   }
 
+  /** A resource `id`'s module waits for goes down (true) or comes back: what its service
+   *  tells the core when a checker or rule with action wait holds or no longer does. */
+  hold(id: string, held: boolean): void {
+    const node = this.node(id);
+    if (node.held === held) return;
+    this.note(`world hold ${id} ${held ? "on" : "off"}`);
+    node.held = held;
+    node.runtime?.deliver({ kind: "hold", why: held ? heldWhy : null });
+  }
+
   diskFull(id: string, capacityBytes: number | null): void {
     this.note(`world disk-capacity ${id} ${capacityBytes}`);
     (this.node(id).disk.settings as { capacityBytes: number | null }).capacityBytes = capacityBytes;
@@ -466,6 +481,7 @@ export class MirrorWorld {
       role: (role, readiness, gen) => this.#roleChanged(node, role, readiness, gen),
     });
     node.runtime = runtime;
+    if (node.held) runtime.deliver({ kind: "hold", why: heldWhy });
     if (node.moduleWanted) {
       const runtime = node.runtime;
       this.schedule(this.#nowMs + 1, () => live() && runtime.deliver({ kind: "command", command: "start" }));
@@ -536,6 +552,8 @@ export class MirrorWorld {
       this.genLineage.set(meta.gen, parent === undefined ? [meta.gen] : [...(this.genLineage.get(parent) ?? lineage({ ...meta, gen: parent, history: meta.history.slice(0, -1) })), meta.gen]);
     }
     const primary = role === "ALONE" || role === "PRIM";
+    // M7: a node held by a resource it waits for never takes a role (it may be leaving one).
+    if (node.held && role !== before && (role === "SECOND" || (primary && before !== "ALONE" && before !== "PRIM"))) this.violation("M7", `${node.id} became ${role} while it waits for a resource (action wait)`);
     if (primary && before !== role && !(before === "ALONE" || before === "PRIM")) {
       if (node.forced) {
         node.forced = false;

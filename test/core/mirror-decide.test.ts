@@ -75,6 +75,7 @@ const flagsArbitrary = fc.record({
   fullsync: fc.boolean(),
   continuous: fc.boolean(),
   attachable: fc.boolean(),
+  held: fc.oneof({ arbitrary: fc.constant(false), weight: 3 }, { arbitrary: fc.constant(true), weight: 1 }),
   incarnation: fc.nat(5),
   base: baseChoiceArbitrary,
   dirty: dirtyEntriesArbitrary,
@@ -101,6 +102,7 @@ function summaryFrom(gens: readonly Gen[], flags: Flags): HelloSummary {
     continuous: primary ? true : flags.continuous,
     cacheLost: false,
     attachable: flags.attachable,
+    held: primary ? false : flags.held,
     seenSession: null,
   });
 }
@@ -230,13 +232,13 @@ describe("decide: properties over arbitrary meetings", () => {
     );
   });
 
-  /** Two nodes at the same generation, neither primary, both up to date and not yielding. */
+  /** Two nodes at the same generation, neither primary, both up to date, not yielding, not held. */
   const sameGenerationArbitrary = fc
     .record({ pair: lineagePairArbitrary.filter(({ shared, a, b }) => shared.length > 0 && a.length === shared.length && b.length === shared.length), flagsA: flagsArbitrary, flagsB: flagsArbitrary, roleA: fc.constantFrom<MirrorRole>("WAIT", "SECOND"), roleB: fc.constantFrom<MirrorRole>("WAIT", "SECOND") })
     .map(({ pair, flagsA, flagsB, roleA, roleB }) => ({
       pair,
-      a: side("n1", summaryFrom(pair.a, { ...flagsA, role: roleA, consistent: true, yielding: false })),
-      b: side("n2", summaryFrom(pair.b, { ...flagsB, role: roleB, consistent: true, yielding: false })),
+      a: side("n1", summaryFrom(pair.a, { ...flagsA, role: roleA, consistent: true, yielding: false, held: false })),
+      b: side("n2", summaryFrom(pair.b, { ...flagsB, role: roleB, consistent: true, yielding: false, held: false })),
     }));
 
   it("at the same generation a node that kept running beats one that restarted, whatever defaultprim and lastRole say", () => {
@@ -301,6 +303,18 @@ describe("decide: cases", () => {
   it("a node that yields (operator's second) leaves it to the other when the other is up to date", () => {
     const yielding = summaryOf([...history, "3@n1"], { yielding: true });
     expect(decide(side("n1", yielding), side("n2", summaryOf(history)), alone, "changes").primary).toBe("n2");
+  });
+
+  it("a node held by a resource (action wait) with the newer data: nobody, the other waits for it", () => {
+    const held = summaryOf([...history, "3@n1"], { held: true });
+    const verdict = decide(side("n1", held), side("n2", summaryOf(history)), alone, "changes");
+    expect(verdict.primary).toBeNull();
+    expect(verdict.why).toMatch(/n1 has the newer data but waits for a resource/);
+  });
+
+  it("a node held by a resource at the same generation leaves the role to the other; held both: nobody", () => {
+    expect(decide(side("n1", summaryOf(history, { held: true, lastRole: "PRIM" })), side("n2", summaryOf(history)), alone, "changes").primary).toBe("n2");
+    expect(decide(side("n1", summaryOf(history, { held: true })), side("n2", summaryOf(history, { held: true })), alone, "changes").primary).toBeNull();
   });
 
   it("a node that yields to one that is not up to date: nobody", () => {

@@ -46,6 +46,8 @@ export interface MirrorModuleSpec {
   readonly checks?: string;
   /** An <errd> element. */
   readonly errd?: string;
+  /** A <failover> element. */
+  readonly failover?: string;
   /** <rfs async>: "none" (default here) or "second" (SafeKit's default). */
   readonly async?: "none" | "second";
   /** <notreplicated> elements of the replicated directory. */
@@ -80,6 +82,7 @@ function userconfigXml(lab: Lab, node: MirrorLabNode, spec: MirrorModuleSpec): s
     ...(spec.notReplicated === undefined ? {} : { notReplicated: spec.notReplicated }),
     ...(spec.toCheck === undefined ? {} : { toCheck: spec.toCheck }),
     ...(spec.errd === undefined ? {} : { errd: spec.errd }),
+    ...(spec.failover === undefined ? {} : { failover: spec.failover }),
     moreDirs: node.moreDirs,
   });
 }

@@ -69,6 +69,7 @@ export const summaryArbitrary: fc.Arbitrary<HelloSummary> = fc.record({
   continuous: fc.boolean(),
   cacheLost: fc.boolean(),
   attachable: fc.boolean(),
+  held: fc.boolean(),
   seenSession: fc.option(countArbitrary),
   layout: fc.array(nameArbitrary, { maxLength: 3 }),
 });

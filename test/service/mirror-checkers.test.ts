@@ -46,6 +46,7 @@ interface Rig {
   readonly failed: { why: string; action: string }[];
   readonly stopped: string[];
   readonly swapped: string[];
+  readonly held: (string | null)[];
   readonly logs: LogEntry[];
   readonly checkers: MirrorCheckers;
   set(role: MirrorRole, readiness?: MirrorReadiness): void;
@@ -57,6 +58,7 @@ function rig(module: ModuleConfig): Rig {
   const failed: { why: string; action: string }[] = [];
   const stopped: string[] = [];
   const swapped: string[] = [];
+  const held: (string | null)[] = [];
   const logs: LogEntry[] = [];
   let state = { role: "STOP" as MirrorRole, readiness: "NotReady" as MirrorReadiness };
   const checkers = startMirrorCheckers(module, probes, processes, { env: { SAFEMODULE: "db" }, handlerTimeoutMs: 60_000 }, {
@@ -64,6 +66,7 @@ function rig(module: ModuleConfig): Rig {
     appFailed: (why, action) => failed.push({ why, action }),
     stop: (why) => stopped.push(why),
     swap: (why) => swapped.push(why),
+    hold: (why) => held.push(why),
     log: (entry) => logs.push(entry),
   });
   return {
@@ -72,6 +75,7 @@ function rig(module: ModuleConfig): Rig {
     failed,
     stopped,
     swapped,
+    held,
     logs,
     checkers,
     set(role, readiness = "Ready") {
@@ -295,14 +299,51 @@ describe("<failover> rules on a mirror", () => {
   });
 });
 
-describe("what a mirror does not run", () => {
-  it("logs checkers and rules with action wait once, at start", () => {
-    const r = rig(moduleOf(`<check><ping ident="gw" when="pre" action="wait"><to addr="10.0.0.1"/></ping></check>
-      <failover><![CDATA[ mine: if (ping.gw == down) then wait(); ]]></failover>`));
-    expect(r.logs.map((entry) => [entry.event, entry.fields["checker"] ?? entry.fields["rules"]])).toEqual([
-      ["mirror.checker_not_run", "ping.gw"],
-      ["mirror.failover_rules_not_run", "interface_failure, splitbrain_failure, mine"],
-    ]);
+describe("action wait on a mirror", () => {
+  const module = moduleOf(`<check><ping ident="gw" when="pre" action="wait"><to addr="10.0.0.1" interval="1s"/></ping></check>
+    <failover period="1000ms" handle_time="3000ms"><![CDATA[ mine: if (custom.nothing == down) then wait(); ]]></failover>`);
+
+  it("a checker's: holds the node once down for handle_time, until it answers again", async () => {
+    const r = rig(module);
+    r.set("PRIM");
+    await vi.advanceTimersByTimeAsync(0);
+    for (let second = 0; second < 5; second++) {
+      r.probes.asked.at(-1)!.done(down);
+      await vi.advanceTimersByTimeAsync(1_000);
+    }
+    expect(r.failed).toEqual([]);
+    expect(r.held).toEqual(["rule checker:ping.gw"]);
+    // The node waits (pre stays enabled): held while the probe fails, one hold asked.
+    r.set("WAIT", "NotReady");
+    for (let second = 0; second < 5; second++) {
+      r.probes.asked.at(-1)!.done(down);
+      await vi.advanceTimersByTimeAsync(1_000);
+    }
+    expect(r.held).toEqual(["rule checker:ping.gw"]);
+    r.probes.asked.at(-1)!.done(up);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(r.held).toEqual(["rule checker:ping.gw", null]);
+    expect(r.logs.filter((entry) => entry.event === "mirror.wait_over").map((entry) => entry.fields["rule"])).toEqual(["checker:ping.gw"]);
+    r.checkers.close();
+  });
+
+  it("a probe that recovers before handle_time holds nothing; a stop releases a hold", async () => {
+    const r = rig(module);
+    r.set("SECOND");
+    await vi.advanceTimersByTimeAsync(0);
+    r.probes.asked.at(-1)!.done(down);
+    await vi.advanceTimersByTimeAsync(2_000);
+    r.probes.asked.at(-1)!.done(up);
+    await vi.advanceTimersByTimeAsync(3_000);
+    expect(r.held).toEqual([]);
+    for (let second = 0; second < 5; second++) {
+      r.probes.asked.at(-1)!.done(down);
+      await vi.advanceTimersByTimeAsync(1_000);
+    }
+    expect(r.held).toEqual(["rule checker:ping.gw"]);
+    r.set("STOP", "NotReady");
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(r.held).toEqual(["rule checker:ping.gw", null]);
     r.checkers.close();
   });
 });
