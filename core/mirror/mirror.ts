@@ -166,6 +166,8 @@ type Tag =
   | { readonly t: "prune-read"; readonly session: number; readonly path: string; readonly snapshot: PathSnapshot }
   | { readonly t: "install"; readonly session: number; readonly path: string; readonly last: boolean }
   | { readonly t: "checkpoint"; readonly session: number }
+  /** The tree made durable before this node's metadata says it is primary (flushInherited). */
+  | { readonly t: "inherit-flush" }
   | { readonly t: "synced-flush"; readonly session: number; readonly upTo: number }
   | { readonly t: "peer-flush"; readonly session: number; readonly upTo: number }
   | { readonly t: "sync-end"; readonly session: number; readonly gen: Gen; readonly history: readonly Gen[]; readonly upTo: number; readonly unsyncs: number }
@@ -254,6 +256,10 @@ export interface Mirror {
   metaVersion: number;
   metaDone: number;
   metaWaiters: { version: number; then: (step: Step) => void }[];
+  /** The tag of the flush a node becoming primary waits for before its metadata is
+   *  written (flushInherited), or null; `metaDeferred`: a write waits for it. */
+  inheritFlush: number | null;
+  metaDeferred: boolean;
   nextTag: number;
   readonly tags: Map<number, Tag>;
   // The peer, as heard.
@@ -384,6 +390,8 @@ export function initMirror(config: MirrorConfig, incarnation: number, bootId: st
     metaVersion: 0,
     metaDone: 0,
     metaWaiters: [],
+    inheritFlush: null,
+    metaDeferred: false,
     nextTag: 1,
     tags: new Map(),
     peerBeatMs: null,
@@ -512,8 +520,22 @@ class Step {
   persist(then?: (step: Step) => void): void {
     const version = ++this.s.metaVersion;
     this.s.stats.metaWrites++;
-    this.out.push({ kind: "persist-meta", version, meta: this.s.meta });
     if (then !== undefined) this.s.metaWaiters.push({ version, then });
+    // Written whole once the flush is done (the latest version covers the earlier ones).
+    if (this.s.inheritFlush !== null) this.s.metaDeferred = true;
+    else this.out.push({ kind: "persist-meta", version, meta: this.s.meta });
+  }
+
+  /** A node becoming primary makes its tree durable before its metadata may say so (a new
+   *  generation, its last role): what it applied as a secondary is in its page cache only,
+   *  and its peer, which has it, must not lose to a generation that lost it in a power cut
+   *  (the fuzzer found a secondary promoted, powered off at once, then elected as newer,
+   *  resyncing its peer's acknowledged writes away). */
+  flushInherited(): void {
+    const s = this.s;
+    if (s.inheritFlush !== null) return;
+    s.inheritFlush = this.tag({ t: "inherit-flush" });
+    this.out.push({ kind: "apply", tag: s.inheritFlush, op: { kind: "fsync", path: null } });
   }
 
   setMeta(meta: MirrorMeta, then?: (step: Step) => void): void {
@@ -1052,6 +1074,7 @@ class Step {
       this.wait(this.holdWhy());
       return;
     }
+    this.flushInherited();
     s.phase = "promoting";
     const gen = nextGen(s.meta, s.config.self, s.peerGen);
     const base = s.meta.gen === null ? gen : s.meta.dirtyBase;
@@ -1069,6 +1092,7 @@ class Step {
       this.wait(this.holdWhy());
       return;
     }
+    this.flushInherited();
     s.phase = "primary";
     s.genShared = genShared;
     s.handedOver = null;
@@ -1565,6 +1589,15 @@ class Step {
     if (tag === undefined) return;
     s.tags.delete(tagId);
     switch (tag.t) {
+      case "inherit-flush":
+        if (s.inheritFlush !== tagId) return;
+        s.inheritFlush = null;
+        if (result !== null) this.log("error", "mirror.flush_failed", { error: result, why: "making the tree durable before this node's metadata says it is primary" });
+        if (s.metaDeferred) {
+          s.metaDeferred = false;
+          this.out.push({ kind: "persist-meta", version: s.metaVersion, meta: s.meta });
+        }
+        return;
       case "local": {
         const pending = s.pending.get(tag.seq);
         if (pending === undefined) return;
