@@ -25,7 +25,9 @@
 // evaluated every `period` over this node's resources while the module is started; a rule
 // acts once its condition has held for `handle_time`, the most severe of those due first,
 // then must hold a whole `handle_time` again (as on a farm: docs/modules.md). `remote.`
-// resources are not known here (never hold).
+// resources are the peer's, as its last heartbeat told (`resources` hook here, the core
+// carries them); while the peer is not heard they are not known (a rule on them never
+// holds).
 //
 // Action wait, as on a farm: a checker whose action is wait is a rule on its resource
 // going down; a wait rule due holds the node (the core's `hold`: neither primary nor
@@ -50,6 +52,10 @@ export interface MirrorCheckerHooks {
   readonly swap: (why: string) => void;
   /** A wait rule is due (why), or none holds any more (null). */
   readonly hold: (why: string | null) => void;
+  /** This node's resources changed (sorted by name): the peer's `remote.` ones. */
+  readonly resources: (resources: readonly (readonly [string, "init" | "up" | "down"])[]) => void;
+  /** The peer's resources, as it last told (empty while it is not heard). */
+  readonly remote: () => ReadonlyMap<string, ResourceState>;
   readonly log: (entry: LogEntry) => void;
 }
 
@@ -142,10 +148,16 @@ export function startMirrorCheckers(module: ModuleConfig, probes: ProbePort, pro
     if (action !== "noaction" && action !== "wait") act(action, why);
   };
 
+  const told = () => {
+    const entries = [...resources].filter((entry): entry is [string, "init" | "up" | "down"] => entry[1] !== "unknown").sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    hooks.resources(entries);
+  };
+
   const setState = (resource: string, state: ResourceState) => {
     if (resources.get(resource) === state) return;
     resources.set(resource, state);
     hooks.log({ level: state === "down" ? "warn" : "info", event: "mirror.resource", fields: { resource, state } });
+    told();
   };
 
   const startCustom = (checker: Extract<Checker, { kind: "custom" }>) => {
@@ -191,6 +203,7 @@ export function startMirrorCheckers(module: ModuleConfig, probes: ProbePort, pro
     watch.enabled = true;
     watch.epoch += 1;
     resources.set(resourceName(checker), "init");
+    told();
     const probing = { on: false };
     const tick = () => probeOnce(checker, watch, probing);
     // The first probe at once: an application that does not answer should be known now.
@@ -207,6 +220,7 @@ export function startMirrorCheckers(module: ModuleConfig, probes: ProbePort, pro
     watch.timer = undefined;
     const resource = resourceName(checker);
     resources.delete(resource);
+    told();
     const run = custom.get(resource);
     if (run !== undefined) {
       custom.delete(resource);
@@ -287,7 +301,7 @@ export function startMirrorCheckers(module: ModuleConfig, probes: ProbePort, pro
       return;
     }
     const nowMs = Date.now();
-    const conditions = evaluateRules(rules, { local: resources, remote: new Map() });
+    const conditions = evaluateRules(rules, { local: resources, remote: hooks.remote() });
     ruleSince = trackRuleConditions(ruleSince, conditions, nowMs);
     // Held until no wait rule's condition holds (no handle_time: as a farm's WAIT).
     if (holding !== null && !conditions.some((rule) => rule.action === "wait")) release("no wait rule holds");

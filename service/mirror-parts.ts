@@ -29,7 +29,7 @@ import type { LogEntry, NodeId } from "../core/types.ts";
 import { RealClockPort } from "../drivers/real/clock.ts";
 import { datagramRingsOf, RealDatagramPort } from "../drivers/real/datagrams.ts";
 import { RealDisk } from "../drivers/real/disk.ts";
-import { mirrorBeatCodec, mirrorMessageCodec, mirrorMetaCodec } from "../drivers/real/mirror-codec.ts";
+import { isResourceName, mirrorBeatCodec, mirrorMessageCodec, mirrorMetaCodec, resourceCountMax } from "../drivers/real/mirror-codec.ts";
 import { MirrorVolume, volumeDirState, type VolumeMode } from "../drivers/real/mirror-volume.ts";
 import { CompositeLane, RealLane } from "../drivers/real/lane.ts";
 import { fuseBinding, type FuseLane } from "../native/fuse.ts";
@@ -219,16 +219,42 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
       },
     );
     const running = runtime;
+    // The resources told to the peer with each beat: the latest, after the step under way
+    // (the checkers follow each step from inside it), those a beat can carry.
+    let resourcesDue: readonly (readonly [string, "init" | "up" | "down"])[] | null = null;
+    let resourcesClosed = false;
+    let resourcesWarned = false;
+    const tellResources = (entries: readonly (readonly [string, "init" | "up" | "down"])[]) => {
+      const sent = entries.filter(([name]) => isResourceName(name)).slice(0, resourceCountMax);
+      if (sent.length < entries.length && !resourcesWarned) {
+        resourcesWarned = true;
+        log({ level: "warn", event: "mirror.resources_not_told", fields: { resources: entries.length - sent.length, why: `the peer hears at most ${resourceCountMax} resources, named with letters, digits and _.:- (up to 128)` } });
+      }
+      const first = resourcesDue === null;
+      resourcesDue = sent;
+      if (!first) return;
+      queueMicrotask(() => {
+        const due = resourcesDue;
+        resourcesDue = null;
+        if (due !== null && !resourcesClosed) running.deliver({ kind: "resources", resources: due });
+      });
+    };
     const watching = startMirrorCheckers(module, options.probes, options.processes, { env: config.scriptEnv, handlerTimeoutMs: config.scriptTimeoutMs }, {
       state: () => roleOf(running.state),
       appFailed: (why, action) => running.deliver({ kind: "app-failed", why, action }),
       stop: () => running.deliver({ kind: "command", command: "stop" }),
       swap: () => running.deliver({ kind: "command", command: "swap" }),
       hold: (why) => running.deliver({ kind: "hold", why }),
+      resources: tellResources,
+      remote: () => new Map(running.state.peerResources ?? []),
       log,
     });
     checkers = watching;
     closers.push(() => watching.close());
+    // Closed before the checkers (closers run last first): their last change is not told.
+    closers.push(() => {
+      resourcesClosed = true;
+    });
     return {
       runtime: running,
       command: (command, fullsync) => running.deliver({ kind: "command", command, ...(fullsync === undefined ? {} : { fullsync }) }),

@@ -16,6 +16,9 @@ export type MirrorBeat =
       readonly incarnation: number;
       readonly role: MirrorRole;
       readonly gen: Gen | null;
+      /** Its checkers' resources and their states (`remote.` in the peer's <failover>
+       *  rules), sorted by name; absent when it watches none (or from an older node). */
+      readonly resources?: readonly (readonly [string, "init" | "up" | "down"])[];
     }
   /** The primary lost the stream but still hears the peer: it asks the peer to mark
    *  itself outdated before it goes on alone, so that the peer can never take over with

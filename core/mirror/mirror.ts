@@ -108,6 +108,8 @@ export type MirrorInput =
    *  start_prim here, on a primary; `stopstart`: the module stops on this node (a primary
    *  hands over to an up-to-date secondary) and starts again. Both count toward maxloop. */
   | { readonly kind: "app-failed"; readonly why: string; readonly action?: "restart" | "stopstart" }
+  /** This node's checkers' resources and their states, told to the peer with every beat. */
+  | { readonly kind: "resources"; readonly resources: readonly (readonly [string, "init" | "up" | "down"])[] }
   /** A resource the module waits for is down (a checker or `<failover>` rule with action
    *  wait: SafeKit's WAIT), or back (null): while held, this node is neither primary nor
    *  secondary (a primary hands over to an up-to-date secondary). Counts toward maxloop. */
@@ -336,6 +338,10 @@ export interface Mirror {
   /** start_second has run (or is asked for) since this node became secondary: stop_second
    *  runs before whatever it does next. */
   secondUp: boolean;
+  /** This node's resources (the `resources` input), sent with its beats. */
+  resources: readonly (readonly [string, "init" | "up" | "down"])[];
+  /** The peer's, from its last beat; null while it is not heard. */
+  peerResources: readonly (readonly [string, "init" | "up" | "down"])[] | null;
   /** Why this node waits for a resource (the `hold` input), or null. */
   hold: string | null;
   /** The role the last `transition` announced (SafeKit's "every major state change"). */
@@ -435,6 +441,8 @@ export function initMirror(config: MirrorConfig, incarnation: number, bootId: st
     continuous: false,
     startAfterStop: false,
     secondUp: false,
+    resources: [],
+    peerResources: null,
     hold: null,
     announcedRole: "STOP",
     secUp: false,
@@ -804,6 +812,9 @@ class Step {
         return;
       case "hold":
         this.hold(input.why);
+        return;
+      case "resources":
+        this.s.resources = [...input.resources].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
         return;
       case "app-failed":
         this.appFailed(input.why, input.action ?? "restart");
@@ -2317,10 +2328,11 @@ class Step {
     switch (timer) {
       case "pulse": {
         if (s.phase === "stopped") return;
-        for (const ring of s.config.rings) this.out.push({ kind: "beat", ring, message: { kind: "beat", from: s.config.self, incarnation: s.incarnation, role: roleOf(s).role, gen: s.meta.gen } });
+        for (const ring of s.config.rings) this.out.push({ kind: "beat", ring, message: { kind: "beat", from: s.config.self, incarnation: s.incarnation, role: roleOf(s).role, gen: s.meta.gen, ...(s.resources.length === 0 ? {} : { resources: s.resources }) } });
         if (s.fence !== null) for (const ring of s.config.rings) this.out.push({ kind: "beat", ring, message: { kind: "outdate", from: s.config.self, gen: s.meta.gen } });
         if (s.peerAlive && s.peerBeatMs !== null && this.now - s.peerBeatMs >= s.config.timeoutMs) {
           s.peerAlive = false;
+          s.peerResources = null;
           this.log("warn", "mirror.peer_lost", { peer: s.config.peer, silentMs: this.now - s.peerBeatMs });
           this.peerLost();
         }
@@ -2398,6 +2410,7 @@ class Step {
         if (message.gen !== null) s.peerGen = message.gen;
         s.peerBeatGen = message.gen;
         s.peerBeatRole = message.role;
+        s.peerResources = message.resources ?? [];
         // Undecided with a peer that beats: its summary is missing or older than this beat.
         if (this.undecided()) {
           if (s.peerHello === null || s.peerHello.gen !== message.gen || isPrimaryRole(s.peerHello.role) !== isPrimaryRole(message.role)) this.askHello();

@@ -38,6 +38,10 @@ export const modeMax = 0o177777;
 export const idMax = 0xffff_fffe;
 /** The paths of one operation (pathsOf: two for a rename). */
 const opPathCountMax = 2;
+/** A beat's resources (a module's checkers): bounded so that a beat stays far below a
+ *  datagram's limit (32 KiB), 64 × 128 bytes at most. */
+export const resourceCountMax = 64;
+const resourceNameSizeMax = 128;
 const base64SizeMax = Math.ceil(dataSizeMax / 3) * 4;
 
 // ---- Codecs of values ----
@@ -201,6 +205,11 @@ function isText(value: unknown): value is string {
   return typeof value === "string" && value.length <= textSizeMax && !value.includes("\0");
 }
 
+/** A checker's resource, CLASS.IDENT (core/module/lifecycle.ts resourceName). */
+export function isResourceName(value: unknown): value is string {
+  return typeof value === "string" && value.length > 0 && value.length <= resourceNameSizeMax && /^[A-Za-z0-9_.:-]+$/.test(value);
+}
+
 function isNodeName(value: unknown): value is string {
   return typeof value === "string" && value !== "" && Buffer.byteLength(value, "utf8") <= nodeNameSizeMax;
 }
@@ -299,8 +308,16 @@ const summary = record<HelloSummary>({
   layout: list(leaf(isName), replicatedCountMax),
 });
 
+const resourceState = oneOf<"init" | "up" | "down">({ init: true, up: true, down: true });
+
 const beat = variants<MirrorBeat>({
-  beat: { from: leaf(isNodeName), incarnation: count, role, gen: nullable(gen) },
+  beat: {
+    from: leaf(isNodeName),
+    incarnation: count,
+    role,
+    gen: nullable(gen),
+    resources: optional(where(list(pair(leaf(isResourceName), resourceState), resourceCountMax), (entries) => isIncreasing(entries.map(([name]) => name)))),
+  },
   outdate: { from: leaf(isNodeName), gen: nullable(gen) },
   outdated: { from: leaf(isNodeName), gen: nullable(gen) },
 });

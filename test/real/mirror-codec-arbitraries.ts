@@ -99,7 +99,19 @@ export const messageArbitraries: ByKind<MirrorMessage> = {
 };
 
 export const beatArbitraries: ByKind<MirrorBeat> = {
-  beat: fc.record({ kind: fc.constant("beat"), from: nodeArbitrary, incarnation: countArbitrary, role: roleArbitrary, gen: fc.option(genArbitrary) }),
+  beat: fc.record(
+    {
+      kind: fc.constant("beat"),
+      from: nodeArbitrary,
+      incarnation: countArbitrary,
+      role: roleArbitrary,
+      gen: fc.option(genArbitrary),
+      resources: fc
+        .uniqueArray(fc.tuple(fc.stringMatching(/^[a-z]{1,8}\.[A-Za-z0-9_-]{1,12}$/), fc.constantFrom<"init" | "up" | "down">("init", "up", "down")), { selector: ([name]) => name, maxLength: 5 })
+        .map((entries) => entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))),
+    },
+    { requiredKeys: ["kind", "from", "incarnation", "role", "gen"] },
+  ),
   outdate: fc.record({ kind: fc.constant("outdate"), from: nodeArbitrary, gen: fc.option(genArbitrary) }),
   outdated: fc.record({ kind: fc.constant("outdated"), from: nodeArbitrary, gen: fc.option(genArbitrary) }),
 };

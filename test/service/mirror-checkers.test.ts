@@ -3,6 +3,7 @@
 // custom checkers' programs and `tandem set`, results that come back too late.
 
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import type { ResourceState } from "../../core/config/failover-rules.ts";
 import type { ModuleConfig } from "../../core/config/module-config.ts";
 import { formatProblem } from "../../core/config/problems.ts";
 import { readUserconfig } from "../../core/config/userconfig.ts";
@@ -47,6 +48,10 @@ interface Rig {
   readonly stopped: string[];
   readonly swapped: string[];
   readonly held: (string | null)[];
+  /** What the hook was told each time (name=state, sorted). */
+  readonly told: string[];
+  /** The peer's resources the rules see. */
+  readonly remote: Map<string, ResourceState>;
   readonly logs: LogEntry[];
   readonly checkers: MirrorCheckers;
   set(role: MirrorRole, readiness?: MirrorReadiness): void;
@@ -59,6 +64,8 @@ function rig(module: ModuleConfig): Rig {
   const stopped: string[] = [];
   const swapped: string[] = [];
   const held: (string | null)[] = [];
+  const told: string[] = [];
+  const remote = new Map<string, ResourceState>();
   const logs: LogEntry[] = [];
   let state = { role: "STOP" as MirrorRole, readiness: "NotReady" as MirrorReadiness };
   const checkers = startMirrorCheckers(module, probes, processes, { env: { SAFEMODULE: "db" }, handlerTimeoutMs: 60_000 }, {
@@ -67,6 +74,8 @@ function rig(module: ModuleConfig): Rig {
     stop: (why) => stopped.push(why),
     swap: (why) => swapped.push(why),
     hold: (why) => held.push(why),
+    resources: (entries) => told.push(entries.map(([name, state]) => `${name}=${state}`).join(" ")),
+    remote: () => remote,
     log: (entry) => logs.push(entry),
   });
   return {
@@ -76,6 +85,8 @@ function rig(module: ModuleConfig): Rig {
     stopped,
     swapped,
     held,
+    told,
+    remote,
     logs,
     checkers,
     set(role, readiness = "Ready") {
@@ -295,6 +306,38 @@ describe("<failover> rules on a mirror", () => {
     r.set("STOP", "NotReady");
     await vi.advanceTimersByTimeAsync(10_000);
     expect([r.stopped, r.swapped]).toEqual([[], []]);
+    r.checkers.close();
+  });
+});
+
+describe("remote resources on a mirror", () => {
+  const module = moduleOf(`<check><custom ident="app" when="both" exec="/opt/check-app" action="noaction"/></check>
+    <failover period="1000ms" handle_time="2000ms"><![CDATA[ peer_app: if (remote.custom.app == down && local.custom.app == up) then swap(); ]]></failover>`);
+
+  it("tells the core this node's resources as they change, sorted, for the peer", async () => {
+    const r = rig(module);
+    r.set("SECOND");
+    r.checkers.setResource("custom.app", "up");
+    r.set("STOP", "NotReady");
+    expect(r.told).toEqual(["custom.app=init", "custom.app=up", ""]);
+    r.checkers.close();
+  });
+
+  it("a rule over the peer's resources acts once it has held for handle_time; unknown while the peer is not heard", async () => {
+    const r = rig(module);
+    r.set("PRIM");
+    await vi.advanceTimersByTimeAsync(0);
+    r.checkers.setResource("custom.app", "up");
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(r.swapped).toEqual([]);
+    r.remote.set("custom.app", "down");
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(r.swapped).toEqual([]);
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(r.swapped).toEqual(["rule peer_app"]);
+    r.remote.clear();
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(r.swapped).toEqual(["rule peer_app"]);
     r.checkers.close();
   });
 });
