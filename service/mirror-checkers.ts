@@ -52,7 +52,7 @@ export interface MirrorCheckerHooks {
   readonly swap: (why: string) => void;
   /** A wait rule is due (why), or none holds any more (null). */
   readonly hold: (why: string | null) => void;
-  /** This node's resources changed (sorted by name): the peer's `remote.` ones. */
+  /** This node's resources changed (all of them): the peer's `remote.` ones. */
   readonly resources: (resources: readonly (readonly [string, "init" | "up" | "down"])[]) => void;
   /** The peer's resources, as it last told (empty while it is not heard). */
   readonly remote: () => ReadonlyMap<string, ResourceState>;
@@ -149,8 +149,8 @@ export function startMirrorCheckers(module: ModuleConfig, probes: ProbePort, pro
   };
 
   const told = () => {
-    const entries = [...resources].filter((entry): entry is [string, "init" | "up" | "down"] => entry[1] !== "unknown").sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    hooks.resources(entries);
+    if (closed) return;
+    hooks.resources([...resources].filter((entry): entry is [string, "init" | "up" | "down"] => entry[1] !== "unknown"));
   };
 
   const setState = (resource: string, state: ResourceState) => {

@@ -314,7 +314,7 @@ describe("remote resources on a mirror", () => {
   const module = moduleOf(`<check><custom ident="app" when="both" exec="/opt/check-app" action="noaction"/></check>
     <failover period="1000ms" handle_time="2000ms"><![CDATA[ peer_app: if (remote.custom.app == down && local.custom.app == up) then swap(); ]]></failover>`);
 
-  it("tells the core this node's resources as they change, sorted, for the peer", async () => {
+  it("tells the core this node's resources as they change, for the peer", async () => {
     const r = rig(module);
     r.set("SECOND");
     r.checkers.setResource("custom.app", "up");
