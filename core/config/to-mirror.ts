@@ -142,6 +142,7 @@ export function toMirrorConfig(module: ModuleConfig, cluster: ClusterConfig, nod
     scripts: module.user !== null,
     scriptEnv: { SAFEMODULE: module.name, ...Object.fromEntries((module.user?.vars ?? []).map((each) => [each.name, each.value])), ...options.scriptEnv },
     scriptTimeoutMs: module.user?.niceStopTimeoutMs ?? scriptTimeoutMsDefault,
+    forceStopTimeoutMs: module.user?.forceStopTimeoutMs ?? scriptTimeoutMsDefault,
     resyncWorkers: module.rfs.resyncWorkers,
     resyncChunkBytes: mirrorResyncChunkBytes,
     hotExtentBlocks: Math.max(1, Math.floor(mirrorHotExtentBytes / module.rfs.blockSize)),

@@ -56,7 +56,10 @@ export interface MirrorConfig {
   /** false: the module has no <user> element and runs no scripts. */
   readonly scripts: boolean;
   readonly scriptEnv: Readonly<Record<string, string>>;
+  /** How long a script may run (SafeKit's nicestoptimeout). */
   readonly scriptTimeoutMs: number;
+  /** How long a stop script that timed out may run again with `force` (forcestoptimeout). */
+  readonly forceStopTimeoutMs: number;
   readonly resyncWorkers: number;
   /** A resync sends a file this many bytes at a time at most (whole blocks, one block at
    *  least): each chunk is one message, which a real stream carries in one frame. */
@@ -361,7 +364,8 @@ export interface Mirror {
   /** The last attach session received from the peer (accepted or not). */
   seenSession: number | null;
   // Scripts.
-  job: { names: ScriptCall[]; then: Continuation; running: number | null } | null;
+  /** `current`: the script running, with its arguments, and whether it runs with force. */
+  job: { names: ScriptCall[]; then: Continuation; running: number | null; current?: { readonly script: string; readonly args: readonly string[]; readonly force: boolean } } | null;
   nextScriptId: number;
   loops: number[];
   reported: string;
@@ -718,6 +722,7 @@ class Step {
     const { role } = roleOf(this.s);
     const name = typeof call === "string" ? call : call.name;
     const args = typeof call === "string" ? [role, name.startsWith("stop") || name === "poststop" ? "STOP" : role, name.startsWith("stop") ? "stop" : "start"] : [...call.args];
+    job.current = { script: name, args, force: false };
     this.out.push({ kind: "run-script", run: { id, script: name, args, env: this.s.config.scriptEnv, timeoutMs: this.s.config.scriptTimeoutMs } });
   }
 
@@ -2611,6 +2616,16 @@ class Step {
     if (job === null || job.running !== id) return;
     job.running = null;
     if (!(outcome.kind === "exited" && outcome.code === 0) && outcome.kind !== "missing") this.log("warn", "mirror.script", { id, outcome: outcome.kind === "exited" ? `exit ${outcome.code}` : outcome.kind });
+    const current = job.current;
+    if (outcome.kind === "timed-out" && current !== undefined && current.script.startsWith("stop_") && !current.force) {
+      // SafeKit's nice stop did not finish: the same stop script again, told to force.
+      this.log("warn", "mirror.script_force", { script: current.script, after: s.config.scriptTimeoutMs });
+      const again = s.nextScriptId++;
+      job.running = again;
+      job.current = { ...current, force: true };
+      this.out.push({ kind: "run-script", run: { id: again, script: current.script, args: [...current.args, "force"], env: s.config.scriptEnv, timeoutMs: s.config.forceStopTimeoutMs } });
+      return;
+    }
     if (job.names.length === 0 && job.then.k === "prim-stopped" && this.busy()) {
       // Drain before leaving primary: the last completion continues.
       return;

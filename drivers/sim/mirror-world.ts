@@ -263,6 +263,7 @@ export class MirrorWorld {
       scripts: true,
       scriptEnv: { SAFEMODULE: "db" },
       scriptTimeoutMs: 60_000,
+      forceStopTimeoutMs: 60_000,
       resyncWorkers: 4,
       // Small, so that the plans' files are sent in several chunks.
       resyncChunkBytes: 2 * (options.blockSize ?? 4_096),
