@@ -81,6 +81,21 @@ describe("a mirror node held by a resource (action wait)", () => {
     expect(world.violations).toEqual([]);
   });
 
+  it("a hold while the primary hands over in a swap: it ends waiting, not as the new secondary", () => {
+    const world = syncedWorld({ seed: 86, lane: false });
+    // stop_prim runs 2 s: the hold comes while n1 hands over.
+    world.node("n1").processes.scripts["stop_prim"] = { durationMs: 2_000 };
+    world.command("n1", "swap");
+    expect(world.runUntilCondition(() => world.node("n1").runtime!.state.phase === "handing-over", world.nowMs + 1_000, 0.05)).toBe(true);
+    world.hold("n1", true);
+    expect(world.runUntilCondition(() => world.node("n2").role === "ALONE" && world.node("n2").readiness === "Ready" && world.node("n1").role === "WAIT", world.nowMs + 15_000)).toBe(true);
+    world.runFor(5_000);
+    expect(world.node("n1").role).toBe("WAIT");
+    world.hold("n1", false);
+    expect(world.runUntilCondition(() => world.node("n2").role === "PRIM" && world.node("n1").role === "SECOND" && inSync(world), world.nowMs + 15_000)).toBe(true);
+    expect(world.violations).toEqual([]);
+  });
+
   it("counts toward maxloop: the fourth hold within loop_interval leaves the module stopped on that node", () => {
     const world = syncedWorld({ seed: 85, lane: false });
     for (let hold = 1; hold <= 3; hold++) {
