@@ -7,7 +7,8 @@
 //
 // Each message is described once, as a tree of small codecs (one per kind of value), so
 // that encoding and decoding cannot drift apart and the compiler checks that every
-// variant and every field is covered. Bytes travel as base64, sets and maps as arrays
+// variant and every field is covered. Bytes travel unencoded beside the JSON (wire.ts
+// Attachment; base64 in plain JSON), sets and maps as arrays
 // sorted by key; decoding refuses unsorted or repeated keys rather than merge them.
 //
 // Neither beats nor messages name their module or (messages) their sender: the caller
@@ -19,7 +20,7 @@ import { replicatedCountMax } from "../../core/config/sections/rfs.ts";
 import type { DiskError, DiskOp, Owner, PathSnapshot } from "../../core/mirror/disk-ops.ts";
 import type { HelloSummary, MirrorBeat, MirrorMessage, MirrorRole } from "../../core/mirror/messages.ts";
 import { emptyDirty, historyMax, type FileDirty, type Gen, type LastRole, type MirrorMeta } from "../../core/mirror/meta.ts";
-import { nodeNameSizeMax, type PayloadCodec } from "./wire.ts";
+import { Attachment, nodeNameSizeMax, type PayloadCodec } from "./wire.ts";
 
 /** The bytes of one write, or of all the blocks of one file snapshot, decoded. The stream's
  *  frame limit (at most envelopeSizeMaxLimit) is lower today: this bound is a backstop. */
@@ -252,13 +253,19 @@ const role = oneOf<MirrorRole>({ STOP: true, WAIT: true, ALONE: true, PRIM: true
 const lastRole: Codec<LastRole> = nullable(oneOf<NonNullable<LastRole>>({ ALONE: true, PRIM: true, SECOND: true }));
 const result = nullable(oneOf<DiskError>({ ENOENT: true, EEXIST: true, ENOTDIR: true, EISDIR: true, ENOTEMPTY: true, EINVAL: true, ENOSPC: true, EIO: true, EROFS: true }));
 
-/** Bytes as base64, decoded into a plain Uint8Array (not a Buffer, whose pooled memory
- *  and own methods the core does not expect). */
-const bytes = via<string, Uint8Array>(
-  leaf(isBase64Shape),
-  decodeBase64,
-  (data) => Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("base64"),
-);
+/** Bytes travel unencoded beside the JSON in an envelope (wire.ts Attachment: the
+ *  receiver's parsePayload gives them as a plain Uint8Array of their own), as base64 in
+ *  plain JSON (a test's round trip). Decoded into a plain Uint8Array (not a Buffer, whose
+ *  pooled memory and own methods the core does not expect). */
+const bytes: Codec<Uint8Array> = {
+  encode: (data) => new Attachment(data),
+  decode: (value) => {
+    // The sender's own check of what it encodes (checkedEncode).
+    if (value instanceof Attachment) return value.data;
+    if (value instanceof Uint8Array) return value.byteLength <= dataSizeMax && !Buffer.isBuffer(value) ? value : bad;
+    return isBase64Shape(value) ? decodeBase64(value) : bad;
+  },
+};
 
 const fileDirty = record<FileDirty>({ all: flag, blocks: indexSet });
 

@@ -120,15 +120,45 @@ export interface Envelope extends EnvelopeFields {
   readonly mac: Buffer;
 }
 
+/** Bytes a payload carries unencoded (a file's blocks): in an envelope, JSON names them
+ *  {"$b":[offset,length]} and they follow the JSON text after a NUL byte (which JSON text
+ *  never holds), so neither side turns them into text (base64, escaping, parsing). Anywhere
+ *  else (a log, a test's JSON round trip) they serialise as base64, which decoders take too. */
+export class Attachment {
+  readonly data: Uint8Array;
+  constructor(data: Uint8Array) {
+    this.data = data;
+  }
+  toJSON(): unknown {
+    const into = attaching;
+    if (into === null) return Buffer.from(this.data.buffer, this.data.byteOffset, this.data.byteLength).toString("base64");
+    const offset = into.bytes;
+    into.parts.push(this.data);
+    into.bytes += this.data.byteLength;
+    return { $b: [offset, this.data.byteLength] };
+  }
+}
+
+/** The attachments of the payload being serialised (encodeEnvelope; synchronous). */
+let attaching: { parts: Uint8Array[]; bytes: number } | null = null;
+
 /** Encodes and signs an envelope; null when it would exceed `sizeMax` (the caller counts it). */
 export function encodeEnvelope(fields: EnvelopeFields, payload: unknown, key: WireKey, sizeMax: number): Buffer | null {
   checkFields(fields);
   assert(sizeMax >= envelopeSizeMin && sizeMax <= envelopeSizeMaxLimit, `envelope size limit ${sizeMax} out of range`);
-  const json = JSON.stringify(payload);
+  const attached: { parts: Uint8Array[]; bytes: number } = { parts: [], bytes: 0 };
+  attaching = attached;
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(payload);
+  } finally {
+    attaching = null;
+  }
   assert(typeof json === "string", "a payload must be JSON-serialisable");
   const strings = [fields.from, fields.to, fields.channel, fields.ring].map((text) => Buffer.from(text, "utf8"));
-  const body = Buffer.from(json, "utf8");
-  const size = envelopeSizeMin + strings.reduce((sum, bytes) => sum + bytes.length, 0) + body.length;
+  const text = Buffer.from(json, "utf8");
+  const bodySize = text.length + (attached.parts.length === 0 ? 0 : 1 + attached.bytes);
+  const size = envelopeSizeMin + strings.reduce((sum, bytes) => sum + bytes.length, 0) + bodySize;
   if (size > sizeMax) return null;
   const out = Buffer.alloc(size);
   let offset = out.writeUInt16BE(wireMagic, 0);
@@ -142,8 +172,15 @@ export function encodeEnvelope(fields: EnvelopeFields, payload: unknown, key: Wi
     offset = out.writeUInt8(bytes.length, offset);
     offset += bytes.copy(out, offset);
   }
-  offset = out.writeUInt32BE(body.length, offset);
-  offset += body.copy(out, offset);
+  offset = out.writeUInt32BE(bodySize, offset);
+  offset += text.copy(out, offset);
+  if (attached.parts.length > 0) {
+    offset = out.writeUInt8(0, offset);
+    for (const part of attached.parts) {
+      out.set(part, offset);
+      offset += part.byteLength;
+    }
+  }
   key.mac(out.subarray(0, offset)).copy(out, offset);
   assert(offset + macSize === size, "encoded envelope size matches its computed size");
   return out;
@@ -241,11 +278,24 @@ export function authenticate(envelope: Envelope, key: WireKey): "wrong-cluster" 
   return key.verify(envelope.signed, envelope.mac) ? null : "bad-mac";
 }
 
-/** The payload's JSON value, or undefined when it is not JSON. Call only once authenticated:
- *  unauthenticated bytes never reach the JSON parser. */
+/** The payload's JSON value, attachments in place (as Uint8Arrays of their own), or
+ *  undefined when it is not JSON or names bytes it does not hold. Call only once
+ *  authenticated: unauthenticated bytes never reach the JSON parser. */
 export function parsePayload(envelope: Envelope): unknown {
+  const payload = envelope.payload;
+  const end = payload.indexOf(0);
   try {
-    return JSON.parse(utf8.decode(envelope.payload)) as unknown;
+    if (end < 0) return JSON.parse(utf8.decode(payload)) as unknown;
+    const attachments = payload.subarray(end + 1);
+    return JSON.parse(utf8.decode(payload.subarray(0, end)), (_key, value: unknown) => {
+      if (typeof value !== "object" || value === null || !("$b" in value)) return value;
+      const where = (value as { $b: unknown }).$b;
+      if (!Array.isArray(where) || where.length !== 2 || Object.keys(value).length !== 1) return value;
+      const [offset, length] = where as unknown[];
+      if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || (offset as number) < 0 || (length as number) < 0 || (offset as number) + (length as number) > attachments.length) throw new RangeError("an attachment outside the payload");
+      // A copy: the frame's buffer is the reader's, and the core keeps what it is given.
+      return new Uint8Array(attachments.subarray(offset as number, (offset as number) + (length as number)));
+    }) as unknown;
   } catch {
     return undefined;
   }

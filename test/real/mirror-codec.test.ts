@@ -6,12 +6,21 @@ import { describe, expect, it } from "vitest";
 import type { MirrorBeat, MirrorMessage } from "../../core/mirror/messages.ts";
 import { historyMax, newMeta, type MirrorMeta } from "../../core/mirror/meta.ts";
 import { dataSizeMax, mirrorBeatCodec, mirrorMessageCodec, mirrorMetaCodec } from "../../drivers/real/mirror-codec.ts";
+import { authenticate, encodeEnvelope, envelopeSizeMaxLimit, parseEnvelope, parsePayload } from "../../drivers/real/wire.ts";
 import { beatArbitraries, messageArbitraries, metaArbitrary } from "./mirror-codec-arbitraries.ts";
+import { testKey } from "./loopback.ts";
 
 const messages = mirrorMessageCodec("db");
 const beats = mirrorBeatCodec("db");
 const throughJson = (value: unknown): unknown => JSON.parse(JSON.stringify(value));
 const sent = (message: MirrorMessage) => messages.decode(throughJson(messages.encode(message)), "n1");
+/** Through a stream frame's envelope, bytes as attachments (what the real stream does). */
+const framed = (message: MirrorMessage) => {
+  const bytes = encodeEnvelope({ kind: "frame", incarnation: 1, sequence: 1, sentAtUnixMs: 1, from: "n1", to: "n2", channel: "mirror:db", ring: "" }, messages.encode(message), testKey, envelopeSizeMaxLimit);
+  const parsed = parseEnvelope(bytes!, envelopeSizeMaxLimit);
+  if (!parsed.ok || authenticate(parsed.envelope, testKey) !== null) throw new Error("the envelope did not open");
+  return messages.decode(parsePayload(parsed.envelope), "n1");
+};
 /** Strict equality (absent fields stay absent, bytes stay plain Uint8Arrays) with what was
  *  sent; fast-check makes some records without a prototype, which a clone gives back. */
 const expectSame = (decoded: unknown, value: unknown): void => {
@@ -32,6 +41,12 @@ describe("mirror codecs round-trip", () => {
     fc.assert(fc.property(arbitrary, (message) => {
       expectSame(sent(message), message);
     }));
+  });
+
+  it.each(Object.entries(messageArbitraries))("a %s message, through a frame's envelope", (_, arbitrary) => {
+    fc.assert(fc.property(arbitrary, (message) => {
+      expectSame(framed(message), message);
+    }), { numRuns: 50 });
   });
 
   it.each(Object.entries(beatArbitraries))("a %s beat", (_, arbitrary) => {

@@ -10,6 +10,7 @@ import { describe, expect, it } from "vitest";
 import { AssertionError } from "../../core/assert.ts";
 import type { LogEntry } from "../../core/types.ts";
 import {
+  Attachment,
   authenticate,
   clusterKeyProblem,
   encodeEnvelope,
@@ -118,6 +119,45 @@ describe("envelopes", () => {
     const bytes = encoded();
     bytes.writeUInt32BE(0xffff_ffff, 4 + 8);
     expect(verdict(bytes)).toBe("unparsable");
+  });
+});
+
+describe("attachments: bytes beside the JSON", () => {
+  const open = (bytes: Buffer): unknown => {
+    const parsed = parseEnvelope(bytes, sizeMax);
+    if (!parsed.ok) throw new Error(parsed.detail);
+    expect(authenticate(parsed.envelope, testKey)).toBeNull();
+    return parsePayload(parsed.envelope);
+  };
+
+  it("travel unencoded after a NUL and come back in place, each a Uint8Array of its own", () => {
+    const one = new Uint8Array(3000).fill(7);
+    const two = new Uint8Array([0, 1, 2, 255]);
+    const bytes = encoded({}, { kind: "blocks", path: "a\u0000b", blocks: [[0, new Attachment(one)], [9, new Attachment(two)]] });
+    // The bytes, not base64: the envelope is barely larger than them.
+    expect(bytes.length).toBeLessThan(envelopeSizeMin + 200 + one.length + two.length);
+    const value = open(bytes) as { path: string; blocks: [number, Uint8Array][] };
+    expect(value.path).toBe("a\u0000b");
+    expect(value.blocks.map(([index, data]) => [index, [...data]])).toEqual([[0, [...one]], [9, [...two]]]);
+    expect(Buffer.isBuffer(value.blocks[0]![1])).toBe(false);
+    // Copies: changing the frame's bytes afterwards changes nothing.
+    bytes.fill(0);
+    expect(value.blocks[1]![1]).toEqual(two);
+  });
+
+  it("leave a payload without them as it was (no NUL), and are base64 in plain JSON", () => {
+    const bytes = encoded({}, payload);
+    expect(bytes.includes(0, envelopeSizeMin)).toBe(false);
+    expect(JSON.stringify({ data: new Attachment(new Uint8Array([1, 2, 3])) })).toBe(`{"data":"AQID"}`);
+  });
+
+  it("a reference outside the attached bytes is not a payload", () => {
+    const bytes = encoded({}, { data: new Attachment(new Uint8Array(4)) });
+    const parsed = parseEnvelope(bytes, sizeMax);
+    expect(parsed.ok).toBe(true);
+    if (!parsed.ok) return;
+    const text = parsed.envelope.payload.toString("latin1").replace(`"$b":[0,4]`, `"$b":[2,4]`);
+    expect(parsePayload({ ...parsed.envelope, payload: Buffer.from(text, "latin1") })).toBeUndefined();
   });
 });
 
