@@ -283,6 +283,17 @@ export class LabMirrorCluster implements MirrorCluster {
     this.note("table t created");
   }
 
+  /** After a failure: the last lines of each node's service log (its container's output,
+   *  over every boot), for what the timeline cannot say (a service that died, and why). */
+  async noteServiceLogs(lines = 40): Promise<void> {
+    for (const node of nodes) {
+      const log = await this.#serviceLog(node).catch((error: Error) => `(no log: ${error.message})`);
+      // The engine's 8-byte frame headers sit between lines: strip control bytes.
+      const tail = log.split("\n").map((line) => line.replace(/[\x00-\x08\x0b-\x1f]/g, "").trimEnd()).filter((line) => line !== "").slice(-lines);
+      this.note(`last ${tail.length} lines of ${node}'s service log:\n${tail.map((line) => `    ${line.length > 400 ? `${line.slice(0, 400)}...` : line}`).join("\n")}`);
+    }
+  }
+
   async close(): Promise<void> {
     this.#writer?.session.close();
     this.#writer = null;
@@ -541,7 +552,12 @@ export class LabMirrorCluster implements MirrorCluster {
     this.#known(node);
     if (!this.#powered.has(node)) throw new ScenarioFailure(`${cmd.join(" ")} on ${node}: the node is powered off`);
     const result = await this.lab.exec(`${containerPrefix}${node}`, cmd, timeoutMs);
-    if (result.code !== 0) throw new ScenarioFailure(`${cmd.join(" ")} on ${node} failed (${result.code}): ${(result.stdout + result.stderr).trim()}`);
+    if (result.code !== 0) {
+      // stderr says why; of stdout (a listing may run to megabytes) only its end.
+      const stdout = result.stdout.trim();
+      const tail = stdout.length > 600 ? `... ${stdout.slice(-600)}` : stdout;
+      throw new ScenarioFailure(`${cmd.join(" ")} on ${node} failed (${result.code}): ${result.stderr.trim().slice(0, 4000)}${tail === "" ? "" : `\n(stdout) ${tail}`}`);
+    }
     return result.stdout;
   }
 
@@ -612,6 +628,7 @@ export async function runMirrorScenarioOnLab(scenario: MirrorScenario, options: 
   } catch (error) {
     failure = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
     cluster?.note(`FAILED: ${failure}`);
+    await cluster?.noteServiceLogs().catch(() => {});
   } finally {
     await cluster?.close();
   }
