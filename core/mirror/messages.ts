@@ -90,7 +90,8 @@ export type MirrorMessage =
   /** The attach came when this node could not follow (stopping, starting): the primary
    *  treats it like a lost stream. */
   | { readonly kind: "attach-refused"; readonly session: number; readonly reason: string }
-  /** The secondary cannot follow (its disk failed): it detaches and waits. */
+  /** The secondary stops following (its disk failed, a stop, a hold); the primary goes on
+   *  alone in a new generation. */
   | { readonly kind: "detach"; readonly session: number; readonly reason: string }
   /** The primary would send writes and fsyncs of this session on the lane (docs/mirror.md,
    *  "The lane"); the secondary answers lane-opened once it applies the lane's frames. */

@@ -681,6 +681,36 @@ class Step {
     return calls;
   }
 
+  /** Takes back the announcements queued in `names` and not yet run: the next announce()
+   *  says the net change from what last ran, so a role that changed and changed back while
+   *  they waited is not announced out of order (invariant M8). */
+  takeBackAnnouncements(names: ScriptCall[]): void {
+    const s = this.s;
+    let role: MirrorRole | null = null;
+    let secUp: boolean | null = null;
+    const kept: ScriptCall[] = [];
+    for (const call of names) {
+      if (typeof call !== "string") role ??= call.args[0];
+      else if (call === "start_sec" || call === "stop_sec") secUp ??= call === "stop_sec";
+      else kept.push(call);
+    }
+    if (role !== null) s.announcedRole = role;
+    if (secUp !== null) s.secUp = secUp;
+    names.splice(0, names.length, ...kept);
+  }
+
+  /** Cancels the scripts queued and not yet run. Announcements are taken back, and a
+   *  start_second that never ran owes no stop_second (one whose start_second ran stays
+   *  owed: leaveSecond() gives it again). */
+  dropQueued(names: ScriptCall[]): void {
+    const s = this.s;
+    this.takeBackAnnouncements(names);
+    let secondUp: boolean | null = null;
+    for (const call of names) if (call === "start_second" || call === "stop_second") secondUp ??= call === "stop_second";
+    if (secondUp !== null) s.secondUp = secondUp;
+    names.length = 0;
+  }
+
   /** After every step: a change of role with no script under way is announced now. */
   announceIdle(): void {
     if (this.s.job !== null) return;
@@ -707,6 +737,7 @@ class Step {
   nextScript(): void {
     const job = this.s.job!;
     // A change of role announced before the scripts that follow it; start_sec after them.
+    this.takeBackAnnouncements(job.names);
     const announced = this.announce();
     const starts = announced.filter((call) => call === "start_sec");
     job.names.unshift(...announced.filter((call) => call !== "start_sec"));
@@ -1016,9 +1047,10 @@ class Step {
   wait(why: string): void {
     const s = this.s;
     if (s.phase !== "waiting" || s.why !== why) this.log("warn", "mirror.wait", { why });
-    this.queueScripts(this.leaveSecond());
+    // The phase first: the scripts queued announce the role they leave it in.
     s.phase = "waiting";
     s.why = why;
+    this.queueScripts(this.leaveSecond());
     this.hello();
   }
 
@@ -1160,7 +1192,10 @@ class Step {
     if (s.job !== null) {
       // A script is running: cancel the start that follows it (scripts nothing waits for
       // stay), stop the application if it started or may have, and continue after it.
-      if (s.job.then.k !== "second-scripts") s.job.names.length = 0;
+      if (s.job.then.k !== "second-scripts") {
+        this.dropQueued(s.job.names);
+        s.job.names.push(...this.leaveSecond());
+      }
       s.job.then = { k: "prim-stopped", then };
       if (s.app === "starting" || s.app === "running") s.job.names.push("stop_prim");
       s.app = "stopping";
@@ -1232,11 +1267,11 @@ class Step {
     this.log("info", "mirror.stop", { why });
     const follow = s.follow;
     s.follow = null;
-    if (follow !== null) this.setMeta({ ...s.meta, consistent: false }, (step) => step.send({ kind: "detach", session: follow.session, reason: "the secondary stops" }));
+    if (follow !== null) this.leaveFollow(follow, "the secondary stops");
     s.phase = "stopping";
     this.out.push({ kind: "timer-cancel", timer: "join" });
     if (s.job !== null) {
-      s.job.names.length = 0;
+      this.dropQueued(s.job.names);
       s.job.then = { k: "stopped" };
       s.job.names.push(...this.leaveSecond(), "stop_both", "poststop");
       return;
@@ -1316,7 +1351,7 @@ class Step {
       case "secondary": {
         const follow = s.follow;
         s.follow = null;
-        if (follow !== null) this.setMeta({ ...s.meta, consistent: false }, (step) => step.send({ kind: "detach", session: follow.session, reason: `the secondary waits for ${why}` }));
+        if (follow !== null) this.leaveFollow(follow, `the secondary waits for ${why}`);
         this.wait(this.holdWhy());
         return;
       }
@@ -1735,6 +1770,27 @@ class Step {
     this.out.push({ kind: "timer-arm", timer: "retry", afterMs: s.config.retryMs });
   }
 
+  /** This secondary stops following (a stop, a hold) and tells its primary. Its copy stays
+   *  whole when everything it acknowledged is applied (with ack "applied" each
+   *  acknowledgement follows its apply, on the lane too; with "received", once nothing is
+   *  still applying): everything the primary completed is in it (an operation still
+   *  applying is one the primary has not completed: present or not, no promise is broken,
+   *  and the primary's dirty map names its path), and the primary starts a new generation
+   *  on a detach before it completes anything alone, so this copy is never taken for more
+   *  than it is. Marking it not up to date instead would throw away the one whole copy if
+   *  the primary lost power just then (its page cache with it). Otherwise (an operation
+   *  still applying, a split brain's changes being kept aside, a resync unfinished) it is
+   *  marked not up to date, durably, before the primary hears. */
+  leaveFollow(follow: Follow, reason: string): void {
+    const s = this.s;
+    const detach = { kind: "detach", session: follow.session, reason } as const;
+    if (s.meta.consistent && !follow.preserving && (s.config.ack === "applied" || follow.applying === 0)) {
+      this.send(detach);
+      return;
+    }
+    this.setMeta({ ...s.meta, consistent: false }, (step) => step.send(detach));
+  }
+
   /** The peer is gone and this secondary was up to date with it: take over. */
   takeOver(why: string): void {
     const s = this.s;
@@ -1896,10 +1952,10 @@ class Step {
           return;
         }
         if (s.link !== null && s.link.session === message.session) {
-          // The secondary made itself durably not up to date first: it can never take
-          // over with this generation, so no new one is needed.
+          // The secondary may have kept its whole copy (leaveFollow): a new generation
+          // before anything completes alone, so that copy is never taken for the newer.
           this.log("warn", "mirror.peer_detached", { why: message.reason });
-          this.goAlone(`the secondary detached: ${message.reason}`, false);
+          this.goAlone(`the secondary detached: ${message.reason}`);
         }
         return;
       default:
@@ -2582,22 +2638,16 @@ class Step {
   }
 
   /** The primary goes on without its peer: a new generation first, then what waited. */
-  goAlone(why: string, newGeneration = true): void {
+  goAlone(why: string): void {
     const s = this.s;
     if (s.phase !== "primary") return;
     s.link = null;
     s.dispatching = false;
     this.out.push({ kind: "timer-cancel", timer: "checkpoint" });
-    let meta: MirrorMeta = { ...s.meta, lastRole: "ALONE" };
-    if (newGeneration) {
-      s.genShared = false;
-      const gen = nextGen(s.meta, s.config.self, s.peerGen);
-      this.log("warn", "mirror.new_generation", { gen, from: s.meta.gen, why });
-      meta = withNewGen(s.meta, gen, "ALONE");
-    } else {
-      this.log("warn", "mirror.alone", { gen: s.meta.gen, why });
-    }
-    this.setMeta(meta, (step) => {
+    s.genShared = false;
+    const gen = nextGen(s.meta, s.config.self, s.peerGen);
+    this.log("warn", "mirror.new_generation", { gen, from: s.meta.gen, why });
+    this.setMeta(withNewGen(s.meta, gen, "ALONE"), (step) => {
       if (s.phase !== "primary") return;
       // The peer may have been attached again meanwhile: what was dispatched before belongs to no session.
       s.dispatching = true;

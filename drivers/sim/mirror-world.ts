@@ -105,6 +105,10 @@ export class MirrorSimNode {
   /** A resource its module waits for is down (a checker or rule with action wait): its
    *  service tells every runtime it starts (invariant M7). */
   held = false;
+  /** What this incarnation's scripts announced (invariant M8): the role the last
+   *  `transition` went to, and whether start_sec ran with no stop_sec since. */
+  announced: MirrorRole = "STOP";
+  secUp = false;
   readonly requests = new Map<number, (result: DiskResult) => void>();
   lane: SimLane | null = null;
 
@@ -436,6 +440,8 @@ export class MirrorWorld {
     const disk = guardDisk(node.disk.open(), live);
     // Scripts of an ended incarnation die with it; run ids start again at 1.
     node.processes = new SimProcessPort({ queue: this.queue, clockMs: () => this.#nowMs, scripts: this.#scripts });
+    node.announced = "STOP";
+    node.secUp = false;
     const processes = guardProcesses(this.#watchApplication(node, node.processes), live);
     const probes: ProbePort = { probe: (probe, timeoutMs, done) => node.probes.probe(probe, timeoutMs, (result) => live() && done(result)) };
     const log: LogPort = {
@@ -511,10 +517,23 @@ export class MirrorWorld {
   }
 
   /** M6: start_prim never runs while an application an earlier start_prim started still
-   *  runs (a crashed service's: its lock file and port would make the new one fail). */
+   *  runs (a crashed service's: its lock file and port would make the new one fail).
+   *  M8: each `transition` starts from the role the one before went to (STOP at a
+   *  service's start), and start_sec and stop_sec alternate, start_sec first. */
   #watchApplication(node: MirrorSimNode, port: ProcessPort): ProcessPort {
     return {
       run: (run, done) => {
+        if (run.script === "transition") {
+          const [from, to] = run.args;
+          if (from !== node.announced) this.violation("M8", `${node.id}: transition ${run.args.join(" ")} after one to ${node.announced}`);
+          node.announced = to as MirrorRole;
+        }
+        // A stop script that outlived its nice timeout runs again told to force: the same stop.
+        if ((run.script === "start_sec" || run.script === "stop_sec") && run.args.at(-1) !== "force") {
+          const up = run.script === "start_sec";
+          if (node.secUp === up) this.violation("M8", `${node.id}: ${run.script} ${up ? "again with no stop_sec since" : "with no start_sec before"}`);
+          node.secUp = up;
+        }
         if (run.script === "start_prim") {
           if (node.appRunning) this.violation("M6", `${node.id}: start_prim while the application an earlier start_prim started still runs (no stop_prim since)`);
           node.appRunning = true;

@@ -36,18 +36,42 @@ describe("a mirror node held by a resource (action wait)", () => {
     });
   }
 
-  it("a secondary's: it stops following (the primary goes on ALONE) and follows again once back", () => {
+  it("a secondary's: it stops following, keeping its whole copy; the primary goes on ALONE in a new generation; back, it follows again after an incremental resync", () => {
     const world = syncedWorld({ seed: 82, lane: false });
+    const gen = world.node("n1").runtime!.state.meta.gen;
     world.hold("n2", true);
-    expect(world.runUntilCondition(() => world.node("n1").role === "ALONE" && world.node("n2").role === "WAIT", world.nowMs + 10_000)).toBe(true);
-    expect(world.node("n2").runtime!.state.meta.consistent).toBe(false);
+    expect(world.runUntilCondition(() => world.node("n1").role === "ALONE" && world.node("n1").readiness === "Ready" && world.node("n2").role === "WAIT", world.nowMs + 10_000)).toBe(true);
+    expect(world.node("n2").runtime!.state.meta.consistent).toBe(true);
+    expect(world.node("n2").runtime!.state.meta.gen).toBe(gen);
+    expect(world.node("n1").runtime!.state.meta.gen).not.toBe(gen);
     expect(write(world, { kind: "create", path: "alone", mode: 0o644 })).toBeNull();
     world.runFor(5_000);
     expect(world.node("n2").role).toBe("WAIT");
+    const full = world.node("n1").runtime!.state.stats.fullResyncs;
     world.hold("n2", false);
     expect(world.runUntilCondition(() => world.node("n1").role === "PRIM" && world.node("n2").role === "SECOND" && inSync(world), world.nowMs + 15_000)).toBe(true);
+    expect(world.node("n1").runtime!.state.stats.fullResyncs).toBe(full);
     expect(world.violations).toEqual([]);
   });
+
+  for (const leave of ["hold", "stop"] as const) {
+    it(`a secondary that left (${leave}) as its primary lost power keeps its copy: elected when the primary comes back without its page cache, nothing acknowledged is lost`, () => {
+      const world = syncedWorld({ seed: 86, lane: false });
+      expect(write(world, { kind: "create", path: "acknowledged", mode: 0o644 })).toBeNull();
+      world.powerOff("n1");
+      if (leave === "hold") world.hold("n2", true);
+      else world.command("n2", "stop");
+      world.runFor(2_000);
+      if (leave === "hold") world.hold("n2", false);
+      else world.command("n2", "start");
+      world.runFor(5_000);
+      expect(world.node("n2").role).toBe("WAIT");
+      world.powerOn("n1");
+      expect(world.runUntilCondition(() => world.node("n2").role === "PRIM" && world.node("n1").role === "SECOND" && inSync(world), world.nowMs + 20_000)).toBe(true);
+      for (const id of ["n1", "n2"]) expect(world.node(id).disk.snapshotTree().map((entry) => entry.path)).toContain("acknowledged");
+      expect(world.violations).toEqual([]);
+    });
+  }
 
   it("a primary without a secondary: the application stops; back, the node goes on alone as it was", () => {
     const world = syncedWorld({ seed: 83, lane: false });
