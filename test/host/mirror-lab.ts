@@ -260,7 +260,7 @@ export class MirrorLab {
    *  to the peer's lane port); healLane undoes it. */
   cutLane(index: number, port: number): void {
     const rules = `table inet tandem_test_lane {\n chain out { type filter hook output priority -300; tcp dport ${port} reject with tcp reset; }\n}\n`;
-    execFileSync("ip", ["netns", "exec", this.nodes[index]!.ns, "nft", "-f", "-"], { input: rules });
+    this.#nft(index, rules);
   }
 
   healLane(index: number): void {
@@ -270,6 +270,16 @@ export class MirrorLab {
   #drop(index: number, name: string, addr: string): void {
     const table = `tandem_test_${name}`;
     const rules = `table inet ${table} {\n chain in { type filter hook input priority -300; ip saddr ${addr} drop; }\n chain out { type filter hook output priority -300; ip daddr ${addr} drop; }\n}\n`;
+    this.#nft(index, rules);
+  }
+
+  /** Loads nft rules in node `index`'s namespace; without the nft command, says so. */
+  #nft(index: number, rules: string): void {
+    try {
+      execFileSync("nft", ["--version"], { stdio: "ignore" });
+    } catch {
+      throw new Error("this test cuts traffic with the nft command, which is not installed (Debian package nftables; .ci/run installs it)");
+    }
     execFileSync("ip", ["netns", "exec", this.nodes[index]!.ns, "nft", "-f", "-"], { input: rules });
   }
 
