@@ -57,8 +57,28 @@ const startPrim = `#!/bin/sh
 # start_prim: PostgreSQL on the replicated data directory, as user postgres. The first
 # primary of a new mirror makes the cluster (initdb), replicated like any write.
 set -eu
-# The lab's final comparison holds the database stopped (its checker would restart it).
-if [ -e ${pgHoldFile} ]; then echo "start_prim: held by ${pgHoldFile}"; exit 0; fi
+# The lab's final comparison holds the database stopped. Its tcp checker would fail, and
+# start_prim again after each restart: four within loop_interval (maxloop) stopped the
+# module under the comparison's reads (ENOTCONN). A placeholder answers on the port instead.
+if [ -e ${pgHoldFile} ]; then
+  echo "start_prim: held by ${pgHoldFile}: a placeholder listens on 127.0.0.1:5432"
+  # It listens before start_prim returns (the checker probes again at once), then serves
+  # in the background; one already there keeps the port.
+  python3 -c 'import os, socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind(("127.0.0.1", 5432))
+except OSError:
+    raise SystemExit(0)
+s.listen(16)
+if os.fork() > 0:
+    os._exit(0)
+os.setsid()
+while True:
+    s.accept()[0].close()' > /dev/null 2>&1 < /dev/null
+  exit 0
+fi
 if [ ! -s "$PG_DATA/PG_VERSION" ]; then
   runuser -u postgres -- "$PG_BIN/initdb" -D "$PG_DATA" -A trust --no-sync > /dev/null
   printf "listen_addresses = '*'\\nunix_socket_directories = ''\\nport = 5432\\n" >> "$PG_DATA/postgresql.conf"
