@@ -9,7 +9,7 @@ import { closeSync, existsSync, openSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { DiskOp } from "../core/mirror/disk-ops.ts";
+import type { DiskOp, FileTime } from "../core/mirror/disk-ops.ts";
 
 /** What the mount does with operations that change the tree. */
 export type FuseMode =
@@ -135,6 +135,9 @@ export interface FuseBinding {
   readonly modifyingKinds: readonly FuseOperationKind[];
   /** libfuse's version, e.g. 314 for 3.14. */
   readonly libfuseVersion: number;
+  /** utimensat(2) without following a symlink, to the nanosecond; null leaves that time.
+   *  0, or the errno. */
+  readonly setTimes: (path: string, atime: FileTime | null, mtime: FileTime | null) => number;
 }
 
 /** Why the FUSE replicator cannot run on this machine. */

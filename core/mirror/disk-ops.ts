@@ -14,6 +14,12 @@ export interface Owner {
   readonly gid: number;
 }
 
+/** A time of a path: seconds since the epoch (negative before it) and nanoseconds. */
+export interface FileTime {
+  readonly s: number;
+  readonly ns: number;
+}
+
 /** One modifying operation on the replicated tree, as the application issued it. */
 export type DiskOp =
   | { readonly kind: "create"; readonly path: string; readonly mode: number; readonly owner?: Owner }
@@ -29,6 +35,9 @@ export type DiskOp =
   /** chown(2) without following a symlink; -1 leaves that id as it is. */
   | { readonly kind: "chown"; readonly path: string; readonly uid: number; readonly gid: number }
   | { readonly kind: "symlink"; readonly path: string; readonly target: string; readonly owner?: Owner }
+  /** utimensat(2) without following a symlink: null leaves that time as it is (UTIME_OMIT);
+   *  "now" comes resolved by the node that took the call, so both nodes set the same. */
+  | { readonly kind: "times"; readonly path: string; readonly atime: FileTime | null; readonly mtime: FileTime | null }
   /** Makes what was written to `path` durable (the whole tree when `path` is null). */
   | { readonly kind: "fsync"; readonly path: string | null };
 
@@ -49,11 +58,13 @@ export function isMediaError(error: DiskResult): boolean {
 export type PathSnapshot =
   | { readonly kind: "absent" }
   | { readonly kind: "dir"; readonly mode: number; readonly children: readonly string[]; readonly owner?: Owner }
-  | { readonly kind: "symlink"; readonly target: string; readonly owner?: Owner }
+  /** `mtime`: its modification time (absent: the disk does not keep times, as the simulator's). */
+  | { readonly kind: "symlink"; readonly target: string; readonly owner?: Owner; readonly mtime?: FileTime }
   | {
       readonly kind: "file";
       readonly mode: number;
       readonly owner?: Owner;
+      readonly mtime?: FileTime;
       readonly size: number;
       /** Block index → the block's bytes (the last block may be short). */
       readonly blocks: ReadonlyMap<number, Uint8Array>;
@@ -69,6 +80,12 @@ export function pathsOf(op: DiskOp): readonly string[] {
     default:
       return [op.path];
   }
+}
+
+/** Whether `op` changes only its path's attributes (mode, owner, times): never its
+ *  contents, its name or its parent directory. */
+export function isAttributeOp(op: DiskOp): op is Extract<DiskOp, { kind: "setattr" | "chown" | "times" }> {
+  return op.kind === "setattr" || op.kind === "chown" || op.kind === "times";
 }
 
 /** The blocks of `blockSize` bytes a write covers, or null for an operation that is not a write. */

@@ -191,6 +191,7 @@ export function dirtyOf(op: DiskOp, blockSize: number): DirtyMap {
       break;
     case "setattr":
     case "chown":
+    case "times":
       add(op.path, pathOnly);
       break;
     case "fsync":

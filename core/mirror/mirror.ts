@@ -25,7 +25,7 @@ import type { DefaultPrim } from "../config/module-config.ts";
 import type { Probe, ScriptOutcome, ScriptRun } from "../ports.ts";
 import type { LogEntry, LogLevel } from "../types.ts";
 import { decide, planResync, type SplitBrainPolicy } from "./decide.ts";
-import { describeOp, isMediaError, isWithin, parentOf, pathsOf, type DiskError, type DiskOp, type DiskResult, type PathSnapshot } from "./disk-ops.ts";
+import { describeOp, isAttributeOp, isMediaError, isWithin, parentOf, pathsOf, type DiskError, type DiskOp, type DiskResult, type PathSnapshot } from "./disk-ops.ts";
 import type { HelloSummary, MirrorBeat, MirrorMessage, MirrorReadiness, MirrorRole } from "./messages.ts";
 import { extentsOfWrite, type LaneReport } from "./lane.ts";
 import { excluderOf, type Exclusion } from "./exclude.ts";
@@ -1445,7 +1445,7 @@ class Step {
     };
     for (const path of pathsOf(op)) {
       bump(path);
-      if (op.kind !== "write" && op.kind !== "truncate" && op.kind !== "setattr" && op.kind !== "chown" && op.kind !== "fsync") bump(parentOf(path));
+      if (op.kind !== "write" && op.kind !== "truncate" && !isAttributeOp(op) && op.kind !== "fsync") bump(parentOf(path));
     }
     for (const [path, entry] of extents) {
       s.pathSeq.set(path, s.opSeq);

@@ -17,7 +17,7 @@
 // is delivered through `defer`, never inside the call. A pure module.
 
 import type { DiskPort } from "../ports.ts";
-import type { DiskError, DiskOp, DiskResult, PathSnapshot } from "./disk-ops.ts";
+import { isAttributeOp, type DiskError, type DiskOp, type DiskResult, type PathSnapshot } from "./disk-ops.ts";
 
 /** One path segment naming directory `dir` (absolute), `index`th of its module's (from 0). */
 export function volumeNameOf(dir: string, index: number): string {
@@ -120,7 +120,7 @@ export function composeDisks<Meta>(volumes: readonly Volume<Meta>[], defer: (run
       if (parts.some((part) => typeof part === "string" || part.name !== target.name)) return answer(done, "EINVAL");
       const rests = parts.map((part) => (part as { rest: string }).rest);
       // The volume's own root: it can be changed (mode, owner), never removed nor replaced.
-      if (target.rest === "" && op.kind !== "setattr" && op.kind !== "chown" && op.kind !== "fsync") return answer(done, op.kind === "mkdir" ? "EEXIST" : "EINVAL");
+      if (target.rest === "" && !isAttributeOp(op) && op.kind !== "fsync") return answer(done, op.kind === "mkdir" ? "EEXIST" : "EINVAL");
       if (op.kind === "rename" && rests[1] === "") return answer(done, "EINVAL");
       target.disk.apply(withPaths(op, rests), issue(done));
     },

@@ -24,11 +24,13 @@ import { constants, type Stats } from "node:fs";
 import { crc32 } from "node:zlib";
 import type { FileHandle } from "node:fs/promises";
 import { chmod, cp, lchown, lstat, mkdir, open, readdir, readFile, readlink, rename, rm, rmdir, symlink, unlink } from "node:fs/promises";
+import { constants as osConstants } from "node:os";
 import { dirname, join } from "node:path";
 import { assert, AssertionError } from "../../core/assert.ts";
-import type { DiskError, DiskOp, DiskResult, Owner, PathSnapshot } from "../../core/mirror/disk-ops.ts";
+import type { DiskError, DiskOp, DiskResult, FileTime, Owner, PathSnapshot } from "../../core/mirror/disk-ops.ts";
 import { isWithin, parentOf } from "../../core/mirror/disk-ops.ts";
 import type { DiskPort } from "../../core/ports.ts";
+import { fuseBinding } from "../../native/fuse.ts";
 
 /** How metadata is written to and read from its file. */
 export interface MetaCodec<Meta> {
@@ -255,6 +257,9 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
       case "chown":
         await lchown(this.#at(op.path), op.uid, op.gid);
         break;
+      case "times":
+        await this.#times(op.path, op.atime, op.mtime);
+        break;
       case "symlink":
         await symlink(op.target, this.#at(op.path));
         await this.#own(op.path, op.owner);
@@ -265,6 +270,16 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
     }
     this.#changed(op.kind === "rename" ? op.to : op.path);
     return null;
+  }
+
+  /** utimensat without following a symlink, to the nanosecond (the FUSE addon's: Node's
+   *  utimes takes seconds as a double); null keeps that time. */
+  async #times(path: string, atime: FileTime | null, mtime: FileTime | null): Promise<void> {
+    const errno = fuseBinding().setTimes(this.#at(path), atime, mtime);
+    if (errno !== 0) {
+      const code = Object.entries(osConstants.errno).find(([, value]) => value === errno)?.[0] ?? "EIO";
+      throw Object.assign(new Error(`utimensat ${path}: ${code}`), { code });
+    }
   }
 
   /** Gives a path its owner (never through a symlink); nothing when none is given. */
@@ -396,11 +411,15 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
     if (stats === null) return { kind: "absent" };
     const owner: Owner = { uid: stats.uid, gid: stats.gid };
     if (stats.isDirectory()) return { kind: "dir", mode: stats.mode & 0o7777, owner, children: (await readdir(this.#at(path))).sort() };
-    if (stats.isSymbolicLink()) return { kind: "symlink", target: await readlink(this.#at(path)), owner };
+    if (stats.isSymbolicLink()) {
+      const target = await readlink(this.#at(path));
+      return { kind: "symlink", target, owner, mtime: timeOf((await lstat(this.#at(path), { bigint: true })).mtimeNs) };
+    }
     assert(stats.isFile(), `${path} is neither a file, a directory nor a symlink`);
     const file = await open(this.#at(path), constants.O_RDONLY | constants.O_NOFOLLOW);
     try {
-      const { size } = await file.stat();
+      const fileStats = await file.stat({ bigint: true });
+      const size = Number(fileStats.size);
       const count = Math.ceil(size / blockSize);
       const wanted = blocks === "all" ? Array.from({ length: count }, (_, index) => index) : blocks.filter((index) => index < count);
       const read = new Map<number, Uint8Array>();
@@ -420,7 +439,7 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
           read.set(index, buffer.subarray(start, Math.min(start + blockSize, bytesRead)));
         }
       }
-      return { kind: "file", mode: stats.mode & 0o7777, owner, size, blocks: read };
+      return { kind: "file", mode: stats.mode & 0o7777, owner, mtime: timeOf(fileStats.mtimeNs), size, blocks: read };
     } finally {
       await file.close();
     }
@@ -447,9 +466,12 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
       case "symlink":
         await symlink(snapshot.target, at);
         await this.#own(path, snapshot.owner);
+        if (snapshot.mtime !== undefined) await this.#times(path, null, snapshot.mtime);
         return null;
       case "file":
         await this.#installFile(at, snapshot, blockSize);
+        // After its blocks: each chunk of a file carries the time read with it, the last one's stays.
+        if (snapshot.mtime !== undefined) await this.#times(path, null, snapshot.mtime);
         return null;
     }
   }
@@ -605,6 +627,12 @@ function runsOf(indexes: readonly number[]): [number, number][] {
     else if (last === undefined || index >= last[0] + last[1]) runs.push([index, 1]); // not a repeat
   }
   return runs;
+}
+
+/** A time in nanoseconds since the epoch as the port's FileTime. */
+function timeOf(ns: bigint): FileTime {
+  const s = ns >= 0n ? ns / 1_000_000_000n : -((-ns + 999_999_999n) / 1_000_000_000n);
+  return { s: Number(s), ns: Number(ns - s * 1_000_000_000n) };
 }
 
 async function lstatOrNull(path: string): Promise<Stats | null> {

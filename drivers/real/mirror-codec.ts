@@ -17,7 +17,7 @@
 
 import { assert } from "../../core/assert.ts";
 import { replicatedCountMax } from "../../core/config/sections/rfs.ts";
-import type { DiskError, DiskOp, Owner, PathSnapshot } from "../../core/mirror/disk-ops.ts";
+import type { DiskError, DiskOp, FileTime, Owner, PathSnapshot } from "../../core/mirror/disk-ops.ts";
 import type { HelloSummary, MirrorBeat, MirrorMessage, MirrorRole } from "../../core/mirror/messages.ts";
 import { emptyDirty, historyMax, type FileDirty, type Gen, type LastRole, type MirrorMeta } from "../../core/mirror/meta.ts";
 import { Attachment, nodeNameSizeMax, type PayloadCodec } from "./wire.ts";
@@ -248,6 +248,7 @@ const gen = leaf(isGen);
 const mode = where(count, (value) => value <= modeMax);
 const history = list(gen, historyMax);
 const owner = optional(record<Owner>({ uid: leaf(isId), gid: leaf(isId) }));
+const fileTime = record<FileTime>({ s: leaf((value): value is number => Number.isSafeInteger(value)), ns: where(count, (value) => value < 1e9) });
 const idOrKeep = leaf((value): value is number => value === -1 || isId(value));
 const role = oneOf<MirrorRole>({ STOP: true, WAIT: true, ALONE: true, PRIM: true, SECOND: true });
 const lastRole: Codec<LastRole> = nullable(oneOf<NonNullable<LastRole>>({ ALONE: true, PRIM: true, SECOND: true }));
@@ -280,14 +281,15 @@ const op = variants<DiskOp>({
   setattr: { path, mode },
   chown: { path, uid: idOrKeep, gid: idOrKeep },
   symlink: { path, target: text, owner },
+  times: { path, atime: nullable(fileTime), mtime: nullable(fileTime) },
   fsync: { path: nullable(path) },
 });
 
 const snapshot = variants<PathSnapshot>({
   absent: {},
   dir: { mode, children: list(leaf(isName), entryCountMax), owner },
-  symlink: { target: text, owner },
-  file: { mode, owner, size: count, blocks: where(sortedMap(count, bytes), (blocks) => sizeOf(blocks) <= dataSizeMax) },
+  symlink: { target: text, owner, mtime: optional(fileTime) },
+  file: { mode, owner, mtime: optional(fileTime), size: count, blocks: where(sortedMap(count, bytes), (blocks) => sizeOf(blocks) <= dataSizeMax) },
 });
 
 function sizeOf(blocks: ReadonlyMap<number, Uint8Array>): number {

@@ -518,7 +518,8 @@ export class SimDisk<Meta> {
       case "setattr":
         return this.#setattr(op.path, op.mode);
       case "chown":
-        return this.#chown(op.path);
+      case "times":
+        return this.#exists(op.path);
       case "symlink":
         return this.#symlink(op.path, op.target);
       case "fsync":
@@ -621,8 +622,9 @@ export class SimDisk<Meta> {
     return null;
   }
 
-  /** Owners are not modelled: a chown of an existing path succeeds and changes nothing. */
-  #chown(path: string): DiskResult {
+  /** Owners and times are not modelled: a chown or a times of an existing path succeeds
+   *  and changes nothing. */
+  #exists(path: string): DiskResult {
     const found = lookup(this.#cache, path);
     if (found.error !== null) return found.error;
     return found.inode === null ? "ENOENT" : null;
@@ -1060,6 +1062,9 @@ function ownOp(op: DiskOp): DiskOp {
       return { ...op };
     case "symlink":
       assert(typeof op.target === "string", `symlink ${op.path}: target is not a string`);
+      return { ...op };
+    case "times":
+      for (const time of [op.atime, op.mtime]) assert(time === null || (Number.isSafeInteger(time.s) && Number.isInteger(time.ns) && time.ns >= 0 && time.ns < 1e9), `times ${op.path}: ${JSON.stringify(time)} is not a time`);
       return { ...op };
     default:
       return { ...op };

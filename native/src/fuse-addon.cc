@@ -332,6 +332,20 @@ public:
     if (kind == "truncate") number("size", static_cast<double>(from.size));
     if (kind == "create" || kind == "mkdir" || kind == "setattr") number("mode", from.mode);
     if (kind == "symlink") op.Set("target", from.other);
+    if (kind == "times") {
+      auto time = [&](const char* name, bool has, const struct timespec& value) {
+        if (!has) {
+          op.Set(name, env.Null());
+          return;
+        }
+        Napi::Object at = Napi::Object::New(env);
+        at.Set("s", Napi::Number::New(env, static_cast<double>(value.tv_sec)));
+        at.Set("ns", Napi::Number::New(env, static_cast<double>(value.tv_nsec)));
+        op.Set(name, at);
+      };
+      time("atime", from.hasAtime, from.atime);
+      time("mtime", from.hasMtime, from.mtime);
+    }
     if (kind == "chown") {
       number("uid", static_cast<double>(from.uid));
       number("gid", static_cast<double>(from.gid));
@@ -920,6 +934,36 @@ class FuseMount : public Napi::ObjectWrap<FuseMount> {
   std::shared_ptr<Session> session_;
 };
 
+// setTimes(path, atime, mtime): utimensat(2) without following a symlink, to the
+// nanosecond (Node's own utimes takes seconds as a double). A time is {s, ns}, or null to
+// leave it as it is. Returns 0 or an errno.
+Napi::Value SetTimes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsString()) {
+    Napi::TypeError::New(env, "setTimes(path, atime, mtime)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string path = info[0].As<Napi::String>();
+  struct timespec times[2];
+  for (int i = 0; i < 2; i++) {
+    Napi::Value value = info[1 + i];
+    if (value.IsNull()) {
+      times[i].tv_sec = 0;
+      times[i].tv_nsec = UTIME_OMIT;
+      continue;
+    }
+    if (!value.IsObject()) {
+      Napi::TypeError::New(env, "setTimes: a time is {s, ns} or null").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Object time = value.As<Napi::Object>();
+    times[i].tv_sec = static_cast<time_t>(time.Get("s").ToNumber().Int64Value());
+    times[i].tv_nsec = static_cast<long>(time.Get("ns").ToNumber().Int64Value());
+  }
+  int rc = utimensat(AT_FDCWD, path.c_str(), times, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : errno;
+  return Napi::Number::New(env, rc);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -941,6 +985,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   }
   exports.Set("modifyingKinds", modifying);
   exports.Set("libfuseVersion", Napi::Number::New(env, fuse_version()));
+  exports.Set("setTimes", Napi::Function::New(env, SetTimes, "setTimes"));
   return exports;
 }
 

@@ -559,8 +559,21 @@ int Fsyncdir(const char* path, int dataOnly, fuse_file_info* file) {
 int Utimens(const char* path, const struct timespec times[2], fuse_file_info* file) {
   Volume& volume = CurrentVolume();
   const char* relative = Relative(path);
-  // Times are not replicated (docs/replicator.md): applied here only.
   return Modify(volume, kUtimens, [&] {
+    if (Intercepting(volume) && path != nullptr) {
+      // Replicated as a times operation: "now" read here, so that both nodes set the same.
+      Intercepted op = OpOn("times", path);
+      struct timespec now = {};
+      clock_gettime(CLOCK_REALTIME, &now);
+      auto take = [&](const struct timespec* time, bool* has, struct timespec* to) {
+        if (time != nullptr && time->tv_nsec == UTIME_OMIT) return;
+        *has = true;
+        *to = time == nullptr || time->tv_nsec == UTIME_NOW ? now : *time;
+      };
+      take(times == nullptr ? nullptr : &times[0], &op.hasAtime, &op.atime);
+      take(times == nullptr ? nullptr : &times[1], &op.hasMtime, &op.mtime);
+      return Ship(volume, op);
+    }
     return ResultOf(file != nullptr ? futimens(static_cast<int>(file->fh), times) : utimensat(volume.dirFd, relative, times, AT_SYMLINK_NOFOLLOW));
   });
 }

@@ -91,6 +91,11 @@ struct Intercepted {
   bool hasOwner = false;
   const char* data = nullptr;  // write: the application's bytes
   size_t length = 0;
+  // times: each time set (UTIME_NOW resolved to this node's clock), absent for UTIME_OMIT
+  bool hasAtime = false;
+  bool hasMtime = false;
+  struct timespec atime = {};
+  struct timespec mtime = {};
 };
 
 // Hands an operation to the core and waits for its answer: 0, or -errno.

@@ -53,13 +53,13 @@ export function apply(harness: DiskHarness, op: DiskOp): Promise<DiskResult> {
   return settle<DiskResult>(harness, (done) => harness.port.apply(op, done));
 }
 
-/** What read answers, without owners (the simulated disk does not model them; the real
- *  disk's own test checks them). */
+/** What read answers, without owners and times (the simulated disk does not model them;
+ *  the real disk's own tests check them). */
 export async function read(harness: DiskHarness, path: string, blocks: readonly number[] | "all" = "all", size = blockSize): Promise<PathSnapshot | DiskError> {
   const snapshot = await settle<PathSnapshot | DiskError>(harness, (done) => harness.port.read(path, blocks, size, done));
-  if (typeof snapshot === "string" || !("owner" in snapshot)) return snapshot;
-  const { owner: _owner, ...rest } = snapshot;
-  return rest;
+  if (typeof snapshot === "string") return snapshot;
+  const { owner: _owner, mtime: _mtime, ...rest } = snapshot as PathSnapshot & { owner?: unknown; mtime?: unknown };
+  return rest as PathSnapshot;
 }
 
 export function install(harness: DiskHarness, path: string, snapshot: PathSnapshot, size = blockSize): Promise<DiskResult> {

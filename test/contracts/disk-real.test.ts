@@ -2,6 +2,7 @@
 // of this machine's file system per test, in real time. What only the real disk has (a
 // damaged metadata file refused with its name, a whole-tree fsync) is below the suite.
 
+import { lstatSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -274,6 +275,39 @@ describe("real disk: owners", () => {
       const snapshot = { kind: "file" as const, mode: 0o600, owner: { uid: 65534, gid: 0 }, size: 1, blocks: new Map([[0, new Uint8Array([1])]]) };
       expect(await run((done) => disk.install("e/g", snapshot, 4096, done))).toBeNull();
       expect(await run((done) => disk.read("e/g", [], 4096, done))).toMatchObject({ mode: 0o600, owner: { uid: 65534, gid: 0 } });
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("real disk: times", () => {
+  const run = <R>(issue: (done: (result: R) => void) => void) => new Promise<R>((resolve) => issue(resolve));
+
+  it("sets a path's times to the nanosecond, keeps an omitted one, never follows a symlink, says ENOENT for a missing path; a resync carries modification times", async () => {
+    const { base, disk } = await makeDisk();
+    try {
+      const tree = join(base, "tree");
+      expect(await run((done) => disk.apply({ kind: "create", path: "f", mode: 0o644 }, done))).toBeNull();
+      expect(await run((done) => disk.apply({ kind: "symlink", path: "l", target: "f", owner: undefined }, done))).toBeNull();
+      expect(await run((done) => disk.apply({ kind: "times", path: "f", atime: { s: 1_000_000_000, ns: 1 }, mtime: { s: -5, ns: 999_999_999 } }, done))).toBeNull();
+      expect(lstatSync(join(tree, "f"), { bigint: true })).toMatchObject({ atimeNs: 1_000_000_000_000_000_001n, mtimeNs: -4_000_000_001n });
+      expect(await run((done) => disk.apply({ kind: "times", path: "f", atime: null, mtime: { s: 1_500_000_000, ns: 42 } }, done))).toBeNull();
+      expect(lstatSync(join(tree, "f"), { bigint: true })).toMatchObject({ atimeNs: 1_000_000_000_000_000_001n, mtimeNs: 1_500_000_000_000_000_042n });
+      // The link's own times; its target's stay.
+      expect(await run((done) => disk.apply({ kind: "times", path: "l", atime: { s: 7, ns: 0 }, mtime: { s: 8, ns: 0 } }, done))).toBeNull();
+      expect(lstatSync(join(tree, "l"), { bigint: true }).mtimeNs).toBe(8_000_000_000n);
+      expect(lstatSync(join(tree, "f"), { bigint: true }).mtimeNs).toBe(1_500_000_000_000_000_042n);
+      expect(await run((done) => disk.apply({ kind: "times", path: "missing", atime: null, mtime: { s: 1, ns: 0 } }, done))).toBe("ENOENT");
+      // A resync carries the modification time of files and symlinks, set after the blocks.
+      expect(await run((done) => disk.read("f", "all", 4096, done))).toMatchObject({ kind: "file", mtime: { s: 1_500_000_000, ns: 42 } });
+      expect(await run((done) => disk.read("l", [], 4096, done))).toMatchObject({ kind: "symlink", mtime: { s: 8, ns: 0 } });
+      const file = { kind: "file" as const, mode: 0o600, size: 3, blocks: new Map([[0, new Uint8Array([1, 2, 3])]]), mtime: { s: -1, ns: 5 } };
+      expect(await run((done) => disk.install("g", file, 4096, done))).toBeNull();
+      expect(lstatSync(join(tree, "g"), { bigint: true }).mtimeNs).toBe(-999_999_995n);
+      expect(await run((done) => disk.read("g", "all", 4096, done))).toMatchObject({ mtime: { s: -1, ns: 5 }, size: 3 });
+      expect(await run((done) => disk.install("m", { kind: "symlink", target: "g", mtime: { s: 9, ns: 9 } }, 4096, done))).toBeNull();
+      expect(lstatSync(join(tree, "m"), { bigint: true }).mtimeNs).toBe(9_000_000_009n);
     } finally {
       await rm(base, { recursive: true, force: true });
     }

@@ -13,7 +13,7 @@
 
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { lstatSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fuseUnavailable } from "../../native/fuse.ts";
@@ -91,6 +91,12 @@ describe("a mirror module on two node services", () => {
     const tree = treeOf(d);
     expect(tree["shared/nobodys"]).toMatch(new RegExp(`^file 644 ${nobody}:${nobody} 4 `));
     expect(treeOf(dir(1))).toEqual(tree);
+    // Times set by the application (touch -d, as tar and cp -p do), to the nanosecond.
+    expect(await mirror.app(0, `touch -d '2001-02-03 04:05:06.123456789 UTC' ${d}/sub/log && touch -h -m -d '@1000000000' ${d}/sub/link`)).toEqual({ code: 0, output: "" });
+    for (const [path, mtimeNs] of [["sub/log", 981173106123456789n], ["sub/link", 1000000000000000000n]] as const) {
+      for (const node of [0, 1]) expect(lstatSync(join(dir(node), path), { bigint: true }).mtimeNs, `${path} on n${node + 1}`).toBe(mtimeNs);
+    }
+    expect(lstatSync(join(dir(1), "sub/log"), { bigint: true }).atimeNs).toBe(981173106123456789n);
   }, 60_000);
 
   it("leaves what <notreplicated> names on the primary alone, replicating the rest", async () => {

@@ -131,6 +131,31 @@ describe("a FUSE mount that intercepts", () => {
     expect(lstatSync(join(dir, "d/g")).mode & 0o7777).toBe(0o640);
   });
 
+  it("hands utimensat over as a times operation: a time given, now read once here, a time omitted", async () => {
+    const dir = freshDir();
+    writeFileSync(join(dir, "f"), "x");
+    writeFileSync(join(dir, "g"), "y");
+    const { ops } = interceptingMount(dir);
+    const before = Date.now() / 1000;
+    // A time given (touch -d), both set to now (touch), one left alone (touch -m).
+    expect(await shell(dir, "touch -d '2001-02-03 04:05:06.123456789 UTC' f && touch g && touch -m -d '@1000000000' g")).toEqual({ code: 0, stderr: "" });
+    const after = Date.now() / 1000;
+    const times = ops.filter((op): op is Extract<DiskOp, { kind: "times" }> => op.kind === "times");
+    expect(times.map((op) => op.path)).toEqual(["f", "g", "g"]);
+    expect(times[0]).toMatchObject({ atime: { s: 981173106, ns: 123456789 }, mtime: { s: 981173106, ns: 123456789 } });
+    // "now" comes resolved, the same for both times.
+    expect(times[1]!.atime).toEqual(times[1]!.mtime);
+    expect(times[1]!.atime!.s).toBeGreaterThanOrEqual(Math.floor(before));
+    expect(times[1]!.atime!.s).toBeLessThanOrEqual(Math.ceil(after));
+    expect(times[2]).toMatchObject({ atime: null, mtime: { s: 1000000000, ns: 0 } });
+    // Applied underneath by the real disk port, to the nanosecond: the access time kept, the modification time set.
+    const g = lstatSync(join(dir, "g"), { bigint: true });
+    expect(g.mtimeNs).toBe(1000000000n * 1000000000n);
+    expect(g.atimeNs).toBe(BigInt(times[1]!.atime!.s) * 1000000000n + BigInt(times[1]!.atime!.ns));
+    const f = lstatSync(join(dir, "f"), { bigint: true });
+    expect(f.mtimeNs).toBe(981173106123456789n);
+  });
+
   it("gives a new path the owner of the process that made it", async () => {
     const dir = freshDir();
     const { ops } = interceptingMount(dir);

@@ -14,6 +14,9 @@ export type ByKind<T extends { readonly kind: string }> = { readonly [K in T["ki
 
 const countArbitrary = fc.oneof(fc.nat(1000), fc.maxSafeNat());
 const modeArbitrary = fc.constantFrom(0, 0o600, 0o644, 0o755, 0o4755, 0o100644);
+const fileTimeArbitrary = fc.record({ s: fc.oneof(fc.integer({ min: -1, max: 2_000_000_000 }), fc.maxSafeInteger(), fc.constant(Number.MIN_SAFE_INTEGER)), ns: fc.integer({ min: 0, max: 999_999_999 }) });
+/** A snapshot's modification time, or none (spread into the snapshot). */
+const mtimeArbitrary = fc.option(fileTimeArbitrary, { nil: undefined }).map((mtime) => (mtime === undefined ? {} : { mtime }));
 const idArbitrary = fc.oneof(fc.constantFrom(0, 1000), fc.nat(0xffff_fffe));
 /** Present or absent (never undefined): optional fields must come back the same way. */
 const ownerArbitrary: fc.Arbitrary<{ owner?: Owner }> = fc.option(fc.record({ uid: idArbitrary, gid: idArbitrary }), { nil: undefined }).map((owner) => (owner === undefined ? {} : { owner }));
@@ -42,6 +45,7 @@ export const opArbitraries: ByKind<DiskOp> = {
   setattr: fc.record({ kind: fc.constant("setattr"), path: anyPathArbitrary, mode: modeArbitrary }),
   chown: fc.record({ kind: fc.constant("chown"), path: anyPathArbitrary, uid: fc.oneof(fc.constant(-1), idArbitrary), gid: fc.oneof(fc.constant(-1), idArbitrary) }),
   symlink: fc.tuple(anyPathArbitrary, textArbitrary, ownerArbitrary).map(([path, target, owner]) => ({ kind: "symlink", path, target, ...owner })),
+  times: fc.record({ kind: fc.constant("times"), path: anyPathArbitrary, atime: fc.option(fileTimeArbitrary), mtime: fc.option(fileTimeArbitrary) }),
   fsync: fc.record({ kind: fc.constant("fsync"), path: fc.option(anyPathArbitrary) }),
 };
 export const opArbitrary: fc.Arbitrary<DiskOp> = fc.oneof(...Object.values(opArbitraries));
@@ -50,8 +54,8 @@ const blocksArbitrary = fc.uniqueArray(fc.tuple(fc.oneof(fc.nat(64), fc.maxSafeN
 export const snapshotArbitraries: ByKind<PathSnapshot> = {
   absent: fc.constant({ kind: "absent" }),
   dir: fc.tuple(modeArbitrary, fc.array(nameArbitrary, { maxLength: 5 }), ownerArbitrary).map(([mode, children, owner]) => ({ kind: "dir", mode, children, ...owner })),
-  symlink: fc.tuple(textArbitrary, ownerArbitrary).map(([target, owner]) => ({ kind: "symlink", target, ...owner })),
-  file: fc.tuple(modeArbitrary, countArbitrary, blocksArbitrary, ownerArbitrary).map(([mode, size, blocks, owner]) => ({ kind: "file", mode, size, blocks, ...owner })),
+  symlink: fc.tuple(textArbitrary, ownerArbitrary, mtimeArbitrary).map(([target, owner, mtime]) => ({ kind: "symlink", target, ...owner, ...mtime })),
+  file: fc.tuple(modeArbitrary, countArbitrary, blocksArbitrary, ownerArbitrary, mtimeArbitrary).map(([mode, size, blocks, owner, mtime]) => ({ kind: "file", mode, size, blocks, ...owner, ...mtime })),
 };
 const snapshotArbitrary: fc.Arbitrary<PathSnapshot> = fc.oneof(...Object.values(snapshotArbitraries));
 

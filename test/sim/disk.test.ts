@@ -7,7 +7,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { AssertionError, unreachable } from "../../core/assert.ts";
-import { isWithin, type DiskError, type DiskOp, type DiskResult, type PathSnapshot } from "../../core/mirror/disk-ops.ts";
+import { isAttributeOp, isWithin, type DiskError, type DiskOp, type DiskResult, type PathSnapshot } from "../../core/mirror/disk-ops.ts";
 import type { DiskPort } from "../../core/ports.ts";
 import { entryCostBytes, SimDisk, type SimDiskSettings } from "../../drivers/sim/disk.ts";
 import { EventQueue } from "../../drivers/sim/event-queue.ts";
@@ -603,6 +603,7 @@ const stepKinds: readonly { readonly weight: number; readonly arbitrary: fc.Arbi
     ["rmdir", 1],
     ["setattr", 1],
     ["chown", 1],
+    ["times", 1],
     ["symlink", 1],
   ] as const
 ).map(([kind, weight]) => ({ weight, arbitrary: fc.constant(kind) }));
@@ -647,6 +648,8 @@ function opOf(bench: Bench, step: Step): DiskOp {
       return { kind: "setattr", path: pickFrom(any, step.pick), mode: step.fill % 2 === 0 ? 0o700 : 0o755 };
     case "chown":
       return { kind: "chown", path: pickFrom(any, step.pick), uid: -1, gid: -1 };
+    case "times":
+      return { kind: "times", path: pickFrom(any, step.pick), atime: null, mtime: { s: step.offset, ns: step.fill } };
     case "fsync":
       return fsync(pickFrom([...files, ...dirs], step.pick));
     case "fsyncAll":
@@ -739,7 +742,7 @@ function follow(bench: Bench, kept: readonly KeptFile[], op: DiskOp): KeptFile[]
     if (op.kind === "rename" && isWithin(file.name, op.from) && op.from !== op.to) {
       const name = op.to + file.name.slice(op.from.length);
       next.push({ data: file.data, names: new Set([...file.names, name]), name });
-    } else if (op.kind === "rename" ? !isWithin(file.name, op.to) : op.kind === "fsync" || op.kind === "setattr" || op.kind === "chown" || !isWithin(file.name, op.path)) next.push(file);
+    } else if (op.kind === "rename" ? !isWithin(file.name, op.to) : op.kind === "fsync" || isAttributeOp(op) || !isWithin(file.name, op.path)) next.push(file);
   }
   if (op.kind !== "fsync") return next;
   const synced = op.path === null ? bench.disk.snapshotTree().filter((entry) => entry.kind === "file").map((entry) => entry.path) : [op.path];
