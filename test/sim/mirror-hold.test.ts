@@ -54,10 +54,13 @@ describe("a mirror node held by a resource (action wait)", () => {
     expect(world.violations).toEqual([]);
   });
 
-  for (const leave of ["hold", "stop"] as const) {
-    it(`a secondary that left (${leave}) as its primary lost power keeps its copy: elected when the primary comes back without its page cache, nothing acknowledged is lost`, () => {
-      const world = syncedWorld({ seed: 86, lane: false });
+  for (const [leave, lane] of [["hold", false], ["stop", false], ["hold", true]] as const) {
+    it(`a secondary that left (${leave}, lane ${lane ? "on" : "off"}) as its primary lost power keeps its copy: elected when the primary comes back without its page cache, nothing acknowledged is lost`, () => {
+      const world = syncedWorld({ seed: 86, lane });
       expect(write(world, { kind: "create", path: "acknowledged", mode: 0o644 })).toBeNull();
+      for (let block = 0; block < 4; block++) expect(write(world, { kind: "write", path: "acknowledged", offset: block * 4096, data: new Uint8Array(4096).fill(block + 1) })).toBeNull();
+      const written = world.node("n1").disk.snapshotTree().find((entry) => entry.path === "acknowledged");
+      expect(written).toMatchObject({ kind: "file", size: 4 * 4096 });
       world.powerOff("n1");
       if (leave === "hold") world.hold("n2", true);
       else world.command("n2", "stop");
@@ -68,7 +71,7 @@ describe("a mirror node held by a resource (action wait)", () => {
       expect(world.node("n2").role).toBe("WAIT");
       world.powerOn("n1");
       expect(world.runUntilCondition(() => world.node("n2").role === "PRIM" && world.node("n1").role === "SECOND" && inSync(world), world.nowMs + 20_000)).toBe(true);
-      for (const id of ["n1", "n2"]) expect(world.node(id).disk.snapshotTree().map((entry) => entry.path)).toContain("acknowledged");
+      for (const id of ["n1", "n2"]) expect(world.node(id).disk.snapshotTree().find((entry) => entry.path === "acknowledged")).toEqual(written);
       expect(world.violations).toEqual([]);
     });
   }
