@@ -513,6 +513,12 @@ export class LabMirrorCluster implements MirrorCluster {
     // write), and held stopped on both: its checker would start it again meanwhile.
     for (const node of nodes) await this.#exec(node, ["touch", pgHoldFile]);
     await this.#exec(primary, ["runuser", "-u", "postgres", "--", `${pgBin}/pg_ctl`, "-D", pgDataDir, "-m", "fast", "-w", "-t", "60", "stop"]);
+    // The secondary's module stopped before the comparison: hashing 40 MB through each mount
+    // loads both nodes, and a heartbeat delayed past the peer timeout made the secondary take
+    // over and remount under the reads (ENOTCONN; CI, with other tests running beside). A
+    // stopped secondary keeps its whole copy; its primary goes on alone, writing nothing.
+    await this.command(secondary, "stop");
+    await this.#until(`${secondary} STOP before the comparison`, (views) => views.find((view) => view.id === secondary)?.role === "STOP", 60_000);
     const [primaryTree, secondaryTree] = await Promise.all([this.#tree(primary), this.#tree(secondary)]);
     if (primaryTree !== secondaryTree) {
       const a = primaryTree.split("\n");
