@@ -20,7 +20,7 @@
 // files underneath, not through the interception. The metadata file and the preserved
 // copies live outside the tree.
 
-import { constants, type Stats } from "node:fs";
+import { constants, type BigIntStats, type Stats } from "node:fs";
 import { crc32 } from "node:zlib";
 import type { FileHandle } from "node:fs/promises";
 import { chmod, cp, lchown, lstat, mkdir, open, readdir, readFile, readlink, rename, rm, rmdir, symlink, unlink } from "node:fs/promises";
@@ -407,14 +407,13 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
   }
 
   async #read(path: string, blocks: readonly number[] | "all", blockSize: number): Promise<PathSnapshot> {
-    const stats = await lstatOrNull(this.#at(path));
+    // One lstat, in nanoseconds (a symlink's modification time is read from it).
+    const stats = await lstatOrNull(this.#at(path), { bigint: true });
     if (stats === null) return { kind: "absent" };
-    const owner: Owner = { uid: stats.uid, gid: stats.gid };
-    if (stats.isDirectory()) return { kind: "dir", mode: stats.mode & 0o7777, owner, children: (await readdir(this.#at(path))).sort() };
-    if (stats.isSymbolicLink()) {
-      const target = await readlink(this.#at(path));
-      return { kind: "symlink", target, owner, mtime: timeOf((await lstat(this.#at(path), { bigint: true })).mtimeNs) };
-    }
+    const owner: Owner = { uid: Number(stats.uid), gid: Number(stats.gid) };
+    const mode = Number(stats.mode) & 0o7777;
+    if (stats.isDirectory()) return { kind: "dir", mode, owner, children: (await readdir(this.#at(path))).sort() };
+    if (stats.isSymbolicLink()) return { kind: "symlink", target: await readlink(this.#at(path)), owner, mtime: timeOf(stats.mtimeNs) };
     assert(stats.isFile(), `${path} is neither a file, a directory nor a symlink`);
     const file = await open(this.#at(path), constants.O_RDONLY | constants.O_NOFOLLOW);
     try {
@@ -439,7 +438,7 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
           read.set(index, buffer.subarray(start, Math.min(start + blockSize, bytesRead)));
         }
       }
-      return { kind: "file", mode: stats.mode & 0o7777, owner, mtime: timeOf(fileStats.mtimeNs), size, blocks: read };
+      return { kind: "file", mode, owner, mtime: timeOf(fileStats.mtimeNs), size, blocks: read };
     } finally {
       await file.close();
     }
@@ -635,9 +634,11 @@ function timeOf(ns: bigint): FileTime {
   return { s: Number(s), ns: Number(ns - s * 1_000_000_000n) };
 }
 
-async function lstatOrNull(path: string): Promise<Stats | null> {
+async function lstatOrNull(path: string): Promise<Stats | null>;
+async function lstatOrNull(path: string, options: { bigint: true }): Promise<BigIntStats | null>;
+async function lstatOrNull(path: string, options?: { bigint: true }): Promise<Stats | BigIntStats | null> {
   try {
-    return await lstat(path);
+    return options === undefined ? await lstat(path) : await lstat(path, options);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === "ENOENT" || code === "ENOTDIR") return null;
