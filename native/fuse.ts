@@ -138,6 +138,9 @@ export interface FuseBinding {
   /** utimensat(2) without following a symlink, to the nanosecond; null leaves that time.
    *  0, or the errno. */
   readonly setTimes: (path: string, atime: FileTime | null, mtime: FileTime | null) => number;
+  /** A new regular file (O_EXCL, not through a symlink) with that owner (uid -1: the
+   *  caller's) and exactly that mode, in one call. 0, or the errno. */
+  readonly createFile: (path: string, mode: number, uid: number, gid: number) => number;
 }
 
 /** Why the FUSE replicator cannot run on this machine. */

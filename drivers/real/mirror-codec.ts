@@ -19,7 +19,8 @@ import { assert } from "../../core/assert.ts";
 import { replicatedCountMax } from "../../core/config/sections/rfs.ts";
 import type { DiskError, DiskOp, FileTime, Owner, PathSnapshot } from "../../core/mirror/disk-ops.ts";
 import type { HelloSummary, MirrorBeat, MirrorMessage, MirrorRole } from "../../core/mirror/messages.ts";
-import { emptyDirty, historyMax, type FileDirty, type Gen, type LastRole, type MirrorMeta } from "../../core/mirror/meta.ts";
+import { emptyDirty, historyMax, type DirtyMap, type FileDirty, type Gen, type LastRole, type MirrorMeta } from "../../core/mirror/meta.ts";
+import type { MetaCodec } from "./disk.ts";
 import { Attachment, nodeNameSizeMax, type PayloadCodec } from "./wire.ts";
 
 /** The bytes of one write, or of all the blocks of one file snapshot, decoded. The stream's
@@ -403,8 +404,74 @@ export function mirrorMessageCodec(module: string): PayloadCodec<MirrorMessage> 
   return { encode: checkedEncode(message, "mirror message"), decode: (value) => orNull(message.decode(value)) };
 }
 
-/** A node's durable metadata, as stored by the disk port. */
-export const mirrorMetaCodec: { encode(meta: MirrorMeta): unknown; decode(value: unknown): MirrorMeta | null } = {
+// A change of the metadata (the disk port's journal records it after a whole record, so
+// that a write that adds one path to the activity log costs bytes, not the whole log):
+// `rest`, the metadata with no marks, when anything but the marks changed; per map of
+// marks, the entries set (added or changed) and the paths deleted.
+interface MapChange {
+  readonly set: readonly (readonly [string, FileDirty])[];
+  readonly del: readonly string[];
+}
+interface MetaChange {
+  readonly rest?: MirrorMeta;
+  readonly dirty?: MapChange;
+  readonly hot?: MapChange;
+}
+const mapChange = record<MapChange>({ set: list(pair(path, fileDirty), entryCountMax), del: list(path, entryCountMax) });
+const metaChange = record<MetaChange>({ rest: optional(where(meta, (value) => value.dirty.size === 0 && value.hot.size === 0)), dirty: optional(mapChange), hot: optional(mapChange) });
+const encodeChange = checkedEncode(metaChange, "mirror metadata change");
+
+/** What changed from one map of marks to the other; entries compare by identity (the core
+ *  replaces an entry that changes), so an unchanged map costs one comparison. */
+function changeOf(before: DirtyMap, after: DirtyMap): MapChange | undefined {
+  if (before === after) return undefined;
+  const set: (readonly [string, FileDirty])[] = [];
+  const del: string[] = [];
+  for (const [key, entry] of after) if (before.get(key) !== entry) set.push([key, entry]);
+  for (const key of before.keys()) if (!after.has(key)) del.push(key);
+  return set.length === 0 && del.length === 0 ? undefined : { set, del };
+}
+
+function restChanged(before: MirrorMeta, after: MirrorMeta): boolean {
+  return (
+    before.gen !== after.gen ||
+    before.history !== after.history ||
+    before.consistent !== after.consistent ||
+    before.lastRole !== after.lastRole ||
+    before.dirtyBase !== after.dirtyBase ||
+    before.bootId !== after.bootId ||
+    before.cacheLost !== after.cacheLost ||
+    before.layout !== after.layout
+  );
+}
+
+function applyChange(into: Map<string, FileDirty>, change: MapChange | undefined): void {
+  if (change === undefined) return;
+  for (const key of change.del) into.delete(key);
+  for (const [key, entry] of change.set) into.set(key, entry);
+}
+
+/** A node's durable metadata, as stored by the disk port (MetaCodec in disk.ts). */
+export const mirrorMetaCodec: MetaCodec<MirrorMeta> = {
   encode: checkedEncode(meta, "mirror metadata"),
   decode: (value) => orNull(meta.decode(value)),
+  diff: (before, after) => {
+    const dirty = changeOf(before.dirty, after.dirty);
+    const hot = changeOf(before.hot, after.hot);
+    const rest = restChanged(before, after) ? { ...after, dirty: emptyDirty, hot: emptyDirty } : undefined;
+    return encodeChange({ ...(rest === undefined ? {} : { rest }), ...(dirty === undefined ? {} : { dirty }), ...(hot === undefined ? {} : { hot }) });
+  },
+  patch: (base, changes) => {
+    let rest = base;
+    const dirty = new Map(base.dirty);
+    const hot = new Map(base.hot);
+    for (const value of changes) {
+      const change = metaChange.decode(value);
+      if (change === bad) return null;
+      if (change.rest !== undefined) rest = change.rest;
+      applyChange(dirty, change.dirty);
+      applyChange(hot, change.hot);
+    }
+    return { ...rest, dirty, hot };
+  },
 };

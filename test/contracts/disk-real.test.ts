@@ -8,7 +8,9 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { MetaUnreadableError, RealDisk, type MetaCodec } from "../../drivers/real/disk.ts";
+import { newMeta, type FileDirty, type MirrorMeta } from "../../core/mirror/meta.ts";
+import { journalMagics, journalRecord, MetaUnreadableError, RealDisk, type MetaCodec } from "../../drivers/real/disk.ts";
+import { mirrorMetaCodec } from "../../drivers/real/mirror-codec.ts";
 import { diskContract, type DiskHarness, type TestMeta } from "./disk-contract.ts";
 
 const testMetaCodec: MetaCodec<TestMeta> = {
@@ -151,6 +153,101 @@ describe("real disk: what only it has", () => {
     } finally {
       await rm(base, { recursive: true, force: true });
     }
+  });
+
+  describe("with the mirror's codec: change records", () => {
+    const makeMirrorDisk = (base: string) =>
+      new RealDisk<MirrorMeta>({ root: join(base, "tree"), metaFile: join(base, "state", "meta.json"), preserveDir: join(base, "state", "preserved"), codec: mirrorMetaCodec });
+    const whole: FileDirty = { all: true, blocks: new Set<number>() };
+    /** The metadata after `added` more paths in an activity log of 500. */
+    const metas = (added: number): MirrorMeta[] => {
+      const out: MirrorMeta[] = [{ ...newMeta(), gen: "3@n1", hot: new Map(Array.from({ length: 500 }, (_, index) => [`base/${index}`, whole])) }];
+      for (let index = 0; index < added; index++) out.push({ ...out.at(-1)!, hot: new Map([...out.at(-1)!.hot, [`new/${index}`, whole]]) });
+      return out;
+    };
+    const save = (disk: RealDisk<MirrorMeta>, meta: MirrorMeta) => new Promise((resolve) => disk.persistMeta(meta, resolve));
+    const same = (meta: MirrorMeta | null) => (meta === null ? null : mirrorMetaCodec.encode(meta));
+    const magicsOf = (bytes: Buffer): number[] => {
+      const out: number[] = [];
+      for (let at = 0; at + 20 <= bytes.length; at += 20 + bytes.readUInt32LE(at + 12)) out.push(bytes.readUInt32LE(at));
+      return out;
+    };
+
+    it("writes the whole metadata once, then what changed, and a new process adds them up", async () => {
+      const { base } = await makeDisk();
+      try {
+        const all = metas(20);
+        const disk = makeMirrorDisk(base);
+        for (const meta of all) expect(await save(disk, meta)).toBeNull();
+        await disk.close();
+        const bytes = await readFile(journal(base));
+        expect(magicsOf(bytes)).toEqual([journalMagics.whole, ...Array<number>(20).fill(journalMagics.change)]);
+        const wholeBytes = 20 + bytes.readUInt32LE(12);
+        // Twenty paths added cost less than a tenth of one whole record.
+        expect(bytes.length - wholeBytes).toBeLessThan(wholeBytes / 10);
+        const again = makeMirrorDisk(base);
+        expect(same(await again.checkMeta())).toEqual(same(all.at(-1)!));
+        // It goes on with changes from where it stopped.
+        const next: MirrorMeta = { ...all.at(-1)!, gen: "4@n1", hot: new Map([...all.at(-1)!.hot].slice(100)) };
+        expect(await save(again, next)).toBeNull();
+        await again.close();
+        expect(magicsOf(await readFile(journal(base))).at(-1)).toBe(journalMagics.change);
+        expect(same(await makeMirrorDisk(base).checkMeta())).toEqual(same(next));
+        // A change record torn by a power loss: the metadata before it.
+        const written = await readFile(journal(base));
+        await writeFile(journal(base), written.subarray(0, written.length - 3));
+        expect(same(await makeMirrorDisk(base).checkMeta())).toEqual(same(all.at(-1)!));
+      } finally {
+        await rm(base, { recursive: true, force: true });
+      }
+    });
+
+    it("compacts into one whole record once the journal outgrows its bound", async () => {
+      const { base } = await makeDisk();
+      try {
+        const all = metas(400);
+        const disk = new RealDisk<MirrorMeta>({ root: join(base, "tree"), metaFile: join(base, "state", "meta.json"), preserveDir: join(base, "state", "preserved"), codec: mirrorMetaCodec, journalBytesMax: 40_000 });
+        for (const meta of all) expect(await save(disk, meta)).toBeNull();
+        await disk.close();
+        const bytes = await readFile(journal(base));
+        expect(bytes.length).toBeLessThanOrEqual(40_000);
+        expect(magicsOf(bytes)[0]).toBe(journalMagics.whole);
+        expect(same(await makeMirrorDisk(base).checkMeta())).toEqual(same(all.at(-1)!));
+      } finally {
+        await rm(base, { recursive: true, force: true });
+      }
+    });
+
+    it("reads a journal of the older version and compacts it at its first write, so that an older version cannot read half of it", async () => {
+      const { base } = await makeDisk();
+      try {
+        const [first, second] = metas(1);
+        await writeFile(journal(base), journalRecord(7, JSON.stringify(mirrorMetaCodec.encode(first!)), journalMagics.legacy));
+        const disk = makeMirrorDisk(base);
+        expect(same(await disk.checkMeta())).toEqual(same(first!));
+        expect(await save(disk, second!)).toBeNull();
+        await disk.close();
+        expect(magicsOf(await readFile(journal(base)))).toEqual([journalMagics.whole]);
+        expect(same(await makeMirrorDisk(base).checkMeta())).toEqual(same(second!));
+      } finally {
+        await rm(base, { recursive: true, force: true });
+      }
+    });
+
+    it("refuses a change record that is not a valid change, by name", async () => {
+      const { base } = await makeDisk();
+      try {
+        const [first] = metas(0);
+        const bad = JSON.stringify({ hot: { set: [["../escape", { all: true, blocks: [] }]], del: [] } });
+        await writeFile(journal(base), Buffer.concat([journalRecord(1, JSON.stringify(mirrorMetaCodec.encode(first!)), journalMagics.whole), journalRecord(2, bad, journalMagics.change)]));
+        await expect(makeMirrorDisk(base).checkMeta()).rejects.toThrow(`${journal(base)} is unreadable (a change record is not a valid change of mirror metadata)`);
+        // A change that does not follow its record (a sequence number skipped) ends the journal there.
+        await writeFile(journal(base), Buffer.concat([journalRecord(1, JSON.stringify(mirrorMetaCodec.encode(first!)), journalMagics.whole), journalRecord(3, bad, journalMagics.change)]));
+        expect(same(await makeMirrorDisk(base).checkMeta())).toEqual(same(first!));
+      } finally {
+        await rm(base, { recursive: true, force: true });
+      }
+    });
   });
 
   it("refuses a journal without an intact record by name", async () => {

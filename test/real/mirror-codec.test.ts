@@ -4,10 +4,11 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { MirrorBeat, MirrorMessage } from "../../core/mirror/messages.ts";
-import { historyMax, newMeta, type MirrorMeta } from "../../core/mirror/meta.ts";
+import { historyMax, newMeta, type FileDirty, type MirrorMeta } from "../../core/mirror/meta.ts";
 import { dataSizeMax, mirrorBeatCodec, mirrorMessageCodec, mirrorMetaCodec } from "../../drivers/real/mirror-codec.ts";
 import { authenticate, encodeEnvelope, envelopeSizeMaxLimit, parseEnvelope, parsePayload } from "../../drivers/real/wire.ts";
-import { beatArbitraries, messageArbitraries, metaArbitrary } from "./mirror-codec-arbitraries.ts";
+import { dirtyEntriesArbitrary } from "../core/mirror-arbitraries.ts";
+import { anyPathArbitrary, beatArbitraries, genArbitrary, messageArbitraries, metaArbitrary } from "./mirror-codec-arbitraries.ts";
 import { testKey } from "./loopback.ts";
 
 const messages = mirrorMessageCodec("db");
@@ -174,6 +175,54 @@ describe("the mirror beat codec refuses", () => {
 
   it("never throws, whatever the JSON", () => {
     fc.assert(fc.property(fc.jsonValue(), (value) => beats.decode(value, "n2") === null || typeof value === "object"));
+  });
+});
+
+describe("metadata changes (the journal's change records)", () => {
+  /** One step from a metadata value to the next, the way the core makes them: maps copied
+   *  with a few entries set or deleted (the others the same objects), or a new value. */
+  const editArbitrary = fc.oneof(
+    { weight: 4, arbitrary: fc.record({ map: fc.constantFrom("dirty" as const, "hot" as const), set: dirtyEntriesArbitrary, del: fc.array(anyPathArbitrary, { maxLength: 3 }) }) },
+    { weight: 1, arbitrary: metaArbitrary.map((meta) => ({ whole: meta })) },
+    { weight: 1, arbitrary: fc.record({ gen: genArbitrary, consistent: fc.boolean() }) },
+  );
+  const step = (meta: MirrorMeta, edit: unknown): MirrorMeta => {
+    const change = edit as { whole?: MirrorMeta; map?: "dirty" | "hot"; set?: readonly (readonly [string, FileDirty])[]; del?: readonly string[]; gen?: string; consistent?: boolean };
+    if (change.whole !== undefined) return change.whole;
+    if (change.map === undefined) return { ...meta, gen: change.gen!, consistent: change.consistent! };
+    const map = new Map(meta[change.map]);
+    for (const path of change.del!) map.delete(path);
+    for (const [path, entry] of change.set!) map.set(path, entry);
+    return { ...meta, [change.map]: map };
+  };
+
+  it("patching a value with the changes to each next one gives the last", () => {
+    fc.assert(fc.property(metaArbitrary, fc.array(editArbitrary, { maxLength: 8 }), (first, edits) => {
+      const metas = [first];
+      for (const edit of edits) metas.push(step(metas.at(-1)!, edit));
+      const changes = metas.slice(1).map((meta, index) => throughJson(mirrorMetaCodec.diff!(metas[index]!, meta)));
+      const patched = mirrorMetaCodec.patch!(mirrorMetaCodec.decode(throughJson(mirrorMetaCodec.encode(first)))!, changes);
+      expect(patched).not.toBeNull();
+      expect(mirrorMetaCodec.encode(patched!)).toEqual(mirrorMetaCodec.encode(metas.at(-1)!));
+    }));
+  });
+
+  it("records one path added to a large activity log in a few bytes", () => {
+    const hot = new Map<string, FileDirty>(Array.from({ length: 2000 }, (_, index) => [`base/${index}`, { all: true, blocks: new Set<number>() }]));
+    const before: MirrorMeta = { ...newMeta(), gen: "2@n1", hot };
+    const after: MirrorMeta = { ...before, hot: new Map([...hot, ["base/new", { all: true, blocks: new Set<number>() }]]) };
+    const change = JSON.stringify(mirrorMetaCodec.diff!(before, after));
+    expect(change).toBe(JSON.stringify({ hot: { set: [["base/new", { all: true, blocks: [] }]], del: [] } }));
+    expect(JSON.stringify(mirrorMetaCodec.encode(after)).length).toBeGreaterThan(50 * change.length);
+  });
+
+  it.each<[string, unknown]>([
+    ["a change that is not an object", 42],
+    ["a path that climbs out of the tree", { hot: { set: [["../a", { all: true, blocks: [] }]], del: [] } }],
+    ["a deleted path that is not a path", { dirty: { set: [], del: [7] } }],
+    ["a rest with marks in it", { rest: { ...(throughJson(mirrorMetaCodec.encode({ ...newMeta(), dirty: new Map([["a", { all: true, blocks: new Set<number>() }]]) })) as object) } }],
+  ])("refuses %s", (_, change) => {
+    expect(mirrorMetaCodec.patch!(newMeta(), [change])).toBeNull();
   });
 });
 
