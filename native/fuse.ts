@@ -141,6 +141,8 @@ export interface FuseBinding {
   /** A new regular file (O_EXCL, not through a symlink) with that owner (uid -1: the
    *  caller's) and exactly that mode, in one call. 0, or the errno. */
   readonly createFile: (path: string, mode: number, uid: number, gid: number) => number;
+  /** syncfs(2) of the file system holding directory `path`, off the event loop: 0 or the errno. */
+  readonly syncFs: (path: string) => Promise<number>;
 }
 
 /** Why the FUSE replicator cannot run on this machine. */

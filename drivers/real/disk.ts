@@ -7,12 +7,14 @@
 // POSIX name (errors the core has no name for are EIO, and the driver's `problem` hook
 // hears the original); `fsync` of a path returns once fsync(2) of it has; `fsync` of the
 // whole tree (`path: null`) fsyncs every path this port changed since the last one (and
-// those the native lane wrote: `writtenElsewhere`), and their directories, then the root; metadata is appended to a journal as a whole record
-// (sequence number, length, CRC-32) and fdatasynced, one write and one sync where a
-// rewrite of a file costs two syncs and a rename (3–4× the time here); a crash leaves the
-// old metadata or the new, never half of either (a torn record fails its CRC and is
-// ignored). At 1 MiB the journal is compacted into a new one holding the latest record
-// (written aside, fsynced, renamed over, the directory fsynced).
+// those the native lane wrote: `writtenElsewhere`), and their directories, then the root
+// (more than fsyncPathsMax of them: one syncfs of the file system instead). Metadata is
+// appended to a journal, a whole record then records of what changed (sequence number,
+// length, CRC-32), each fdatasynced: one write and one sync where a rewrite of a file
+// costs two syncs and a rename (3–4× the time here); a crash leaves the old metadata or
+// the new, never half of either (a torn record fails its CRC and is ignored). At 1 MiB
+// the journal is compacted into one whole record (written aside, fsynced, renamed over,
+// the directory fsynced).
 //
 // `root` is the tree as this process reaches it. When the FUSE replicator is mounted over
 // the directory, it is the replicator's directory handle seen through /proc
@@ -20,7 +22,7 @@
 // files underneath, not through the interception. The metadata file and the preserved
 // copies live outside the tree.
 
-import { constants, type BigIntStats, type Stats } from "node:fs";
+import { constants, writeSync, type BigIntStats, type Stats } from "node:fs";
 import { crc32 } from "node:zlib";
 import type { FileHandle } from "node:fs/promises";
 import { chmod, cp, lchown, lstat, mkdir, open, readdir, readFile, readlink, rename, rm, rmdir, symlink, unlink } from "node:fs/promises";
@@ -71,6 +73,8 @@ export const queuedCallsMax = 100_000;
 export const openFilesMax = 64;
 /** Paths remembered for the next whole-tree fsync before one is forced. */
 export const unsyncedPathsMax = 100_000;
+/** A whole-tree fsync of more paths than this is one syncfs(2) of the file system. */
+export const fsyncPathsMax = 32;
 /** A metadata journal larger than this is compacted at the next write. */
 export const journalBytesMax = 1 << 20;
 
@@ -154,7 +158,7 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
   /** Regular files kept open (read-write, by path) so that a write or an fsync is one
    *  call, not three; dropped before anything that changes what a path names. */
   readonly #files = new Map<string, FileHandle>();
-  /** More than unsyncedPathsMax changed: the next whole-tree fsync walks the tree. */
+  /** More than unsyncedPathsMax changed: the next whole-tree fsync is a syncfs. */
   #overflowed = false;
   #preserveCount = 0;
   /** The metadata journal: its open handle (null until the first write of this port),
@@ -396,12 +400,15 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
     } else {
       for (const path of elsewhere ?? []) this.#changed(path);
     }
-    if (this.#overflowed) {
+    const paths = [...this.#unsynced];
+    if (this.#overflowed || paths.length > fsyncPathsMax) {
+      // One journal commit for the lot, where each path's fsync forced one of its own
+      // (a checkpoint after a thousand creates stalled the tree for 40 ms here).
       this.#overflowed = false;
-      await this.#syncWalk("");
+      throwErrno(await fuseBinding().syncFs(this.#options.root), "syncfs of the tree");
+      for (const path of paths) this.#unsynced.delete(path);
       return;
     }
-    const paths = [...this.#unsynced];
     const directories = new Set<string>([""]);
     for (const path of paths) {
       directories.add(parentOf(path));
@@ -409,15 +416,6 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
     }
     for (const directory of directories) await this.#fsyncIfThere(directory);
     for (const path of paths) this.#unsynced.delete(path);
-  }
-
-  /** fsyncs every file and directory below `path`, children before their directory. */
-  async #syncWalk(path: string): Promise<void> {
-    const stats = await lstatOrNull(this.#at(path));
-    if (stats?.isDirectory() === true) {
-      for (const name of await readdir(this.#at(path))) await this.#syncWalk(path === "" ? name : `${path}/${name}`);
-    }
-    if (stats?.isDirectory() === true || stats?.isFile() === true) await this.#fsyncIfThere(path);
   }
 
   async #fsyncIfThere(path: string): Promise<void> {
@@ -576,7 +574,9 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
       await this.#compact(record.readUInt32LE(0) === wholeMagic ? record : whole());
       journal.legacy = false;
     } else {
-      await journal.handle.write(record, 0, record.length, journal.end);
+      // Into the page cache on this thread (a few microseconds for a change record), then
+      // the sync in the pool: one trip there, not two.
+      for (let done = 0; done < record.length; ) done += writeSync(journal.handle.fd, record, done, record.length - done, journal.end + done);
       await journal.handle.datasync();
       journal.end += record.length;
     }

@@ -987,6 +987,42 @@ Napi::Value CreateFile(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, rc);
 }
 
+// syncFs(path): syncfs(2) of the file system holding the directory `path`, on a thread of
+// libuv's pool (it writes back everything dirty there). Resolves to 0 or an errno (since
+// Linux 5.8 syncfs reports writeback errors).
+class SyncFsWorker : public Napi::AsyncWorker {
+ public:
+  SyncFsWorker(Napi::Env env, std::string path) : Napi::AsyncWorker(env), path_(std::move(path)), deferred_(Napi::Promise::Deferred::New(env)) {}
+  void Execute() override {
+    int fd = open(path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+      error_ = errno;
+      return;
+    }
+    if (syncfs(fd) < 0) error_ = errno;
+    close(fd);
+  }
+  void OnOK() override { deferred_.Resolve(Napi::Number::New(Env(), error_)); }
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+
+ private:
+  const std::string path_;
+  Napi::Promise::Deferred deferred_;
+  int error_ = 0;
+};
+
+Napi::Value SyncFs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(env, "syncFs(path)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto* worker = new SyncFsWorker(env, info[0].As<Napi::String>());
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -1010,6 +1046,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("libfuseVersion", Napi::Number::New(env, fuse_version()));
   exports.Set("setTimes", Napi::Function::New(env, SetTimes, "setTimes"));
   exports.Set("createFile", Napi::Function::New(env, CreateFile, "createFile"));
+  exports.Set("syncFs", Napi::Function::New(env, SyncFs, "syncFs"));
   return exports;
 }
 

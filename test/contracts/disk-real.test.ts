@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { newMeta, type FileDirty, type MirrorMeta } from "../../core/mirror/meta.ts";
-import { journalMagics, journalRecord, MetaUnreadableError, RealDisk, type MetaCodec } from "../../drivers/real/disk.ts";
+import { fsyncPathsMax, journalMagics, journalRecord, MetaUnreadableError, RealDisk, type MetaCodec } from "../../drivers/real/disk.ts";
 import { mirrorMetaCodec } from "../../drivers/real/mirror-codec.ts";
 import { diskContract, type DiskHarness, type TestMeta } from "./disk-contract.ts";
 
@@ -277,13 +277,15 @@ describe("real disk: what only it has", () => {
 describe("real disk: a whole-tree fsync covers what the native lane wrote", () => {
   // A socket in the tree cannot be opened: the fsync of a path fails there with ENXIO, so
   // whether a whole-tree fsync reached a path shows in its result.
-  it("fsyncs the paths writtenElsewhere names (taken once), and walks the tree when it lost count", async () => {
+  it("fsyncs the paths writtenElsewhere names (taken once), and syncs the file system when it lost count or they are many", async () => {
     const base = await mkdtemp(join(tmpdir(), "tandem-disk-"));
     await mkdir(join(base, "tree"));
     await mkdir(join(base, "state"));
     const server = createServer();
     await new Promise<void>((resolve) => server.listen(join(base, "tree", "sock"), resolve));
-    const answers: (readonly string[] | null)[] = [[], ["sock", "gone"], [], null];
+    const second = createServer();
+    const many = Array.from({ length: fsyncPathsMax }, (_, index) => `absent-${index}`);
+    const answers: (readonly string[] | null)[] = [[], ["sock", "gone"], [], null, [...many, "sock2"], ["sock2"]];
     let calls = 0;
     const problems: string[] = [];
     const disk = new RealDisk<TestMeta>({
@@ -305,12 +307,19 @@ describe("real disk: a whole-tree fsync covers what the native lane wrote", () =
       server.close();
       await rm(join(base, "tree", "sock"), { force: true });
       expect(await syncTree()).toBeNull();
-      // Lost count: the tree is walked.
-      await writeFile(join(base, "tree", "file"), "x");
+      // Lost count: one syncfs of the file system, which opens no path (an fsync of the
+      // new socket would fail).
+      await new Promise<void>((resolve) => second.listen(join(base, "tree", "sock2"), resolve));
       expect(await syncTree()).toBeNull();
-      expect(calls).toBe(4);
+      // More than fsyncPathsMax paths: the same.
+      expect(await syncTree()).toBeNull();
+      expect(problems.join("\n")).not.toMatch(/sock2/);
+      // A few: each path's own fsync (the socket's fails).
+      expect(await syncTree()).toBe("EIO");
+      expect(calls).toBe(6);
     } finally {
       server.close();
+      second.close();
       await disk.close();
       await rm(base, { recursive: true, force: true });
     }
