@@ -36,10 +36,9 @@ import { RealClockPort } from "./clock.ts";
 import { NetworkBindError } from "./datagrams.ts";
 import {
   authenticate,
-  encodeEnvelope,
+  encodeFrame,
   envelopeSizeMaxLimit,
   envelopeSizeMin,
-  frame,
   FrameReader,
   Freshness,
   parseEnvelope,
@@ -470,11 +469,11 @@ export class RealStreamPort<Message> implements StreamPort<Message> {
     assert(key !== null, `${kind} written before the session key exists`);
     const sequence = connection.sentSequence + 1;
     const fields = { kind, incarnation: this.#incarnation, sequence, sentAtUnixMs: Math.max(0, Math.round(this.#wallClockMs())), from: this.#self, to: connection.peer, channel: this.#channel, ring: "" };
-    const bytes = encodeEnvelope(fields, payload, key, this.#frameSizeMax);
+    const bytes = encodeFrame(fields, payload, key, this.#frameSizeMax);
     if (bytes === null) return "oversized";
     if (connection.socket.writableLength + bytes.length > this.#sendBufferSizeMax) return "overflow";
     connection.sentSequence = sequence;
-    connection.socket.write(frame(bytes));
+    connection.socket.write(bytes);
     return "ok";
   }
 

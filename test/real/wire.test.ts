@@ -18,6 +18,7 @@ import {
   frame,
   FrameReader,
   Freshness,
+  encodeFrame,
   parseEnvelope,
   parsePayload,
   RateLimitedLog,
@@ -130,7 +131,7 @@ describe("attachments: bytes beside the JSON", () => {
     return parsePayload(parsed.envelope);
   };
 
-  it("travel unencoded after a NUL and come back in place, each a Uint8Array of its own", () => {
+  it("travel unencoded after a NUL and come back in place, as Uint8Arrays over one copy of them", () => {
     const one = new Uint8Array(3000).fill(7);
     const two = new Uint8Array([0, 1, 2, 255]);
     const bytes = encoded({}, { kind: "blocks", path: "a\u0000b", blocks: [[0, new Attachment(one)], [9, new Attachment(two)]] });
@@ -140,6 +141,9 @@ describe("attachments: bytes beside the JSON", () => {
     expect(value.path).toBe("a\u0000b");
     expect(value.blocks.map(([index, data]) => [index, [...data]])).toEqual([[0, [...one]], [9, [...two]]]);
     expect(Buffer.isBuffer(value.blocks[0]![1])).toBe(false);
+    // One allocation for the message's attachments, not one each (a file's 4 KiB blocks).
+    expect(value.blocks[0]![1].buffer).toBe(value.blocks[1]![1].buffer);
+    expect(value.blocks[0]![1].buffer).not.toBe(bytes.buffer);
     // Copies: changing the frame's bytes afterwards changes nothing.
     bytes.fill(0);
     expect(value.blocks[1]![1]).toEqual(two);
@@ -151,6 +155,14 @@ describe("attachments: bytes beside the JSON", () => {
     expect(JSON.stringify({ data: new Attachment(new Uint8Array([1, 2, 3])) })).toBe(`{"data":"AQID"}`);
   });
 
+  it("an attachment named __proto__ stays an own property", () => {
+    const body = JSON.parse(`{"__proto__":0}`) as Record<string, unknown>;
+    Object.defineProperty(body, "__proto__", { value: new Attachment(new Uint8Array([5])), enumerable: true });
+    const value = open(encoded({}, body)) as Record<string, unknown>;
+    expect(Object.getPrototypeOf(value)).toBe(Object.prototype);
+    expect(Object.getOwnPropertyDescriptor(value, "__proto__")?.value).toBeInstanceOf(Uint8Array);
+  });
+
   it("a reference outside the attached bytes is not a payload", () => {
     const bytes = encoded({}, { data: new Attachment(new Uint8Array(4)) });
     const parsed = parseEnvelope(bytes, sizeMax);
@@ -158,6 +170,15 @@ describe("attachments: bytes beside the JSON", () => {
     if (!parsed.ok) return;
     const text = parsed.envelope.payload.toString("latin1").replace(`"$b":[0,4]`, `"$b":[2,4]`);
     expect(parsePayload({ ...parsed.envelope, payload: Buffer.from(text, "latin1") })).toBeUndefined();
+  });
+});
+
+describe("stream frames", () => {
+  it("are made in one buffer, the same bytes as an envelope framed afterwards", () => {
+    const body = { kind: "blocks", blocks: [[0, new Attachment(new Uint8Array(5000).fill(3))]] };
+    const made = encodeFrame(fields, body, testKey, sizeMax);
+    expect(made).toEqual(frame(encoded({}, body)));
+    expect(encodeFrame(fields, { data: new Attachment(new Uint8Array(sizeMax)) }, testKey, sizeMax)).toBeNull();
   });
 });
 
