@@ -41,6 +41,8 @@ import {
   envelopeSizeMin,
   FrameReader,
   Freshness,
+  isSessionKind,
+  type FrameKey,
   parseEnvelope,
   parsePayload,
   RateLimitedLog,
@@ -172,7 +174,9 @@ interface Connection {
   remoteIncarnation: number;
   remoteNonce: Buffer | null;
   /** The key of the frames after the handshake. */
-  session: WireKey | null;
+  /** The session's frame keys, once the handshake is done: what this end sends under, and
+   *  what its peer does. */
+  session: { readonly send: FrameKey; readonly receive: FrameKey } | null;
   sentSequence: number;
   receivedSequence: number;
   lastHeardMs: number;
@@ -465,7 +469,7 @@ export class RealStreamPort<Message> implements StreamPort<Message> {
 
   #write(connection: Connection, kind: EnvelopeKind, payload: unknown): "ok" | "oversized" | "overflow" {
     assert(connection.peer !== null, "a connection writes only once its peer is known");
-    const key = kind === "frame" || kind === "ping" ? connection.session : this.#key;
+    const key = isSessionKind(kind) ? (connection.session?.send ?? null) : this.#key;
     assert(key !== null, `${kind} written before the session key exists`);
     const sequence = connection.sentSequence + 1;
     const fields = { kind, incarnation: this.#incarnation, sequence, sentAtUnixMs: Math.max(0, Math.round(this.#wallClockMs())), from: this.#self, to: connection.peer, channel: this.#channel, ring: "" };
@@ -481,7 +485,7 @@ export class RealStreamPort<Message> implements StreamPort<Message> {
     const parsed = parseEnvelope(bytes, this.#frameSizeMax);
     if (!parsed.ok) return this.#refuse(connection, parsed.reason, parsed.detail);
     const envelope = parsed.envelope;
-    const authentication = authenticate(envelope, connection.session ?? this.#key);
+    const authentication = authenticate(envelope, connection.session?.receive ?? this.#key);
     if (authentication !== null) return this.#refuse(connection, authentication, `claimed from ${envelope.from}`);
     const problem = this.#frameProblem(connection, envelope);
     if (problem !== null) return this.#refuse(connection, problem.reason, problem.detail);
@@ -538,7 +542,8 @@ export class RealStreamPort<Message> implements StreamPort<Message> {
     if (!echo.equals(connection.localNonce)) return this.#refuse(connection, "replayed", "a hello-ack for another connection");
     connection.remoteIncarnation = envelope.incarnation;
     connection.remoteNonce = nonce;
-    connection.session = this.#sessionKey(this.#self, envelope.from, connection.localNonce, nonce);
+    const keys = this.#sessionKey(this.#self, envelope.from, connection.localNonce, nonce);
+    connection.session = { send: keys.connector, receive: keys.acceptor };
     this.#write(connection, "helloConfirm", { echo: nonce.toString("base64") });
     this.#established(connection, this.#links.get(envelope.from)!);
   }
@@ -548,12 +553,13 @@ export class RealStreamPort<Message> implements StreamPort<Message> {
     if (echo === null) return this.#refuse(connection, "bad-payload", "a hello-confirm without its nonce");
     if (!echo.equals(connection.localNonce)) return this.#refuse(connection, "replayed", "a hello-confirm for another connection");
     const peer = connection.peer!;
-    connection.session = this.#sessionKey(peer, this.#self, connection.remoteNonce!, connection.localNonce);
+    const keys = this.#sessionKey(peer, this.#self, connection.remoteNonce!, connection.localNonce);
+    connection.session = { send: keys.acceptor, receive: keys.connector };
     this.#established(connection, this.#links.get(peer)!);
   }
 
-  #sessionKey(connector: NodeId, acceptor: NodeId, connectorNonce: Buffer, acceptorNonce: Buffer): WireKey {
-    return this.#key.derive(sessionLabel, [Buffer.from(connector), Buffer.from(acceptor), connectorNonce, acceptorNonce]);
+  #sessionKey(connector: NodeId, acceptor: NodeId, connectorNonce: Buffer, acceptorNonce: Buffer): ReturnType<WireKey["frameKeys"]> {
+    return this.#key.derive(sessionLabel, [Buffer.from(connector), Buffer.from(acceptor), connectorNonce, acceptorNonce]).frameKeys();
   }
 
   #message(connection: Connection, envelope: Envelope, value: unknown): void {

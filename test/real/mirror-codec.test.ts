@@ -15,11 +15,12 @@ const messages = mirrorMessageCodec("db");
 const beats = mirrorBeatCodec("db");
 const throughJson = (value: unknown): unknown => JSON.parse(JSON.stringify(value));
 const sent = (message: MirrorMessage) => messages.decode(throughJson(messages.encode(message)), "n1");
+const frameKey = testKey.frameKeys().connector;
 /** Through a stream frame's envelope, bytes as attachments (what the real stream does). */
 const framed = (message: MirrorMessage) => {
-  const bytes = encodeEnvelope({ kind: "frame", incarnation: 1, sequence: 1, sentAtUnixMs: 1, from: "n1", to: "n2", channel: "mirror:db", ring: "" }, messages.encode(message), testKey, envelopeSizeMaxLimit);
+  const bytes = encodeEnvelope({ kind: "frame", incarnation: 1, sequence: 1, sentAtUnixMs: 1, from: "n1", to: "n2", channel: "mirror:db", ring: "" }, messages.encode(message), frameKey, envelopeSizeMaxLimit);
   const parsed = parseEnvelope(bytes!, envelopeSizeMaxLimit);
-  if (!parsed.ok || authenticate(parsed.envelope, testKey) !== null) throw new Error("the envelope did not open");
+  if (!parsed.ok || authenticate(parsed.envelope, frameKey) !== null) throw new Error("the envelope did not open");
   return messages.decode(parsePayload(parsed.envelope), "n1");
 };
 /** Strict equality (absent fields stay absent, bytes stay plain Uint8Arrays) with what was

@@ -19,6 +19,9 @@ import {
   FrameReader,
   Freshness,
   encodeFrame,
+  frameMacSize,
+  macSize,
+  wireVersion,
   parseEnvelope,
   parsePayload,
   RateLimitedLog,
@@ -27,6 +30,7 @@ import {
   ReplayWindow,
   WireKey,
   type EnvelopeFields,
+  type EnvelopeKey,
 } from "../../drivers/real/wire.ts";
 import { otherKey, testKey } from "./loopback.ts";
 
@@ -98,9 +102,11 @@ describe("envelopes", () => {
     const badMagic = Buffer.from(original);
     badMagic[0] = 0x00;
     expect(verdict(badMagic)).toBe("unparsable");
-    const nextVersion = Buffer.from(original);
-    nextVersion[2] = 2;
-    expect(verdict(nextVersion)).toBe("unsupported-version");
+    for (const version of [wireVersion - 1, wireVersion + 1]) {
+      const other = Buffer.from(original);
+      other[2] = version;
+      expect(verdict(other)).toBe("unsupported-version");
+    }
     const unknownKind = Buffer.from(original);
     unknownKind[3] = 99;
     expect(verdict(unknownKind)).toBe("unparsable");
@@ -131,7 +137,7 @@ describe("attachments: bytes beside the JSON", () => {
     return parsePayload(parsed.envelope);
   };
 
-  it("travel unencoded after a NUL and come back in place, as Uint8Arrays over one copy of them", () => {
+  it("travel unencoded after a NUL and come back in place, as plain Uint8Arrays over the frame's bytes", () => {
     const one = new Uint8Array(3000).fill(7);
     const two = new Uint8Array([0, 1, 2, 255]);
     const bytes = encoded({}, { kind: "blocks", path: "a\u0000b", blocks: [[0, new Attachment(one)], [9, new Attachment(two)]] });
@@ -141,12 +147,9 @@ describe("attachments: bytes beside the JSON", () => {
     expect(value.path).toBe("a\u0000b");
     expect(value.blocks.map(([index, data]) => [index, [...data]])).toEqual([[0, [...one]], [9, [...two]]]);
     expect(Buffer.isBuffer(value.blocks[0]![1])).toBe(false);
-    // One allocation for the message's attachments, not one each (a file's 4 KiB blocks).
-    expect(value.blocks[0]![1].buffer).toBe(value.blocks[1]![1].buffer);
-    expect(value.blocks[0]![1].buffer).not.toBe(bytes.buffer);
-    // Copies: changing the frame's bytes afterwards changes nothing.
-    bytes.fill(0);
-    expect(value.blocks[1]![1]).toEqual(two);
+    // No allocation per attachment, nor for the message's: views of the frame.
+    expect(value.blocks[0]![1].buffer).toBe(bytes.buffer);
+    expect(value.blocks[1]![1].buffer).toBe(bytes.buffer);
   });
 
   it("leave a payload without them as it was (no NUL), and are base64 in plain JSON", () => {
@@ -179,6 +182,46 @@ describe("stream frames", () => {
     const made = encodeFrame(fields, body, testKey, sizeMax);
     expect(made).toEqual(frame(encoded({}, body)));
     expect(encodeFrame(fields, { data: new Attachment(new Uint8Array(sizeMax)) }, testKey, sizeMax)).toBeNull();
+  });
+});
+
+describe("frame keys: a connection's frames under AES-128-GMAC", () => {
+  const session = testKey.derive("tandem stream session v1", [Buffer.from("n1"), Buffer.from("n2")]);
+  const { connector, acceptor } = session.frameKeys();
+  const frameFields: EnvelopeFields = { ...fields, kind: "frame", channel: "control", ring: "" };
+  const sealed = (key = connector, sequence = 42) => encodeEnvelope({ ...frameFields, sequence }, payload, key, sizeMax)!;
+  const check = (bytes: Buffer, key: EnvelopeKey = connector): string => {
+    const parsed = parseEnvelope(bytes, sizeMax);
+    return parsed.ok ? (authenticate(parsed.envelope, key) ?? "ok") : parsed.reason;
+  };
+
+  it("open under the direction's key only: a frame sent back to its sender is refused", () => {
+    expect(check(sealed())).toBe("ok");
+    expect(check(sealed(), acceptor)).toBe("bad-mac");
+    expect(check(sealed(acceptor), acceptor)).toBe("ok");
+    // Another connection's session: refused.
+    const other = testKey.derive("tandem stream session v1", [Buffer.from("n1"), Buffer.from("n3")]).frameKeys().connector;
+    expect(check(sealed(), other)).toBe("bad-mac");
+  });
+
+  it("carry a 16-byte tag bound to the sequence number (its nonce)", () => {
+    const bytes = sealed();
+    expect(bytes.length).toBe(encoded({ ...frameFields, kind: "datagram" }).length - macSize + frameMacSize);
+    const parsed = parseEnvelope(bytes, sizeMax);
+    expect(parsed.ok).toBe(true);
+    if (!parsed.ok) return;
+    expect(connector.verify(parsed.envelope.signed, parsed.envelope.mac, 42)).toBe(true);
+    expect(connector.verify(parsed.envelope.signed, parsed.envelope.mac, 43)).toBe(false);
+    // A flipped byte anywhere: refused.
+    const flipped = Buffer.from(bytes);
+    flipped[flipped.length - 20]! ^= 1;
+    expect(check(flipped)).toBe("bad-mac");
+  });
+
+  it("are never mixed up with the cluster key's MAC", () => {
+    expect(() => encodeEnvelope(frameFields, payload, testKey, sizeMax)).toThrow(AssertionError);
+    expect(() => encodeEnvelope({ ...frameFields, kind: "hello" }, payload, connector, sizeMax)).toThrow(AssertionError);
+    expect(check(sealed(), testKey)).toBe("bad-mac");
   });
 });
 
