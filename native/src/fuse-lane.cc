@@ -11,7 +11,8 @@
 // HMAC(key, "key" Ns Np), IV = direction[4] counter[8]: the counter counts the frames of
 // that direction (a frame replayed, dropped or reordered fails its mac; no IV repeats under
 // a key, which is new for every connection). Integers are little-endian. Types: 1 write,
-// 2 fsync (primary → secondary), 3 ack (result: errno).
+// 2 fsync (primary → secondary), 3 ack (result: errno). A write of more than 256 KiB goes
+// as several write frames of consecutive extents under one lseq, each acknowledged.
 
 #include "fuse-lane.h"
 
@@ -76,6 +77,10 @@ constexpr int kConnectTimeoutMs = 2000;
 // (one send for a burst), at most this many.
 constexpr size_t kAckBatch = 64;
 constexpr size_t kReadBuffer = 256u << 10;
+// A larger write goes as frames of this many bytes (one sequence number, an ack each): the
+// peer applies the first while the rest arrive, where it waited for the whole MiB before
+// checking its mac and writing it.
+constexpr size_t kPieceBytes = 256u << 10;
 // An armed "extent" meaning the whole path (the JavaScript side's 2^53 - 1).
 constexpr uint64_t kWholePath = (uint64_t{1} << 53) - 1;
 // Paths a lane remembers writing before it counts them all (Lane::TakeWritten).
@@ -310,7 +315,8 @@ struct Lane::Flight {
   const Intercepted* op = nullptr;
   uint64_t lseq = 0;
   bool hasLocal = false, hasPeer = false;
-  int local = 0, peer = 0;  // 0 or a positive errno
+  int local = 0, peer = 0;  // 0 or a positive errno (the first a piece had)
+  size_t pieces = 1, acked = 0;  // frames sent for it, and acknowledged
   enum class State { kFlying, kDone, kResubmitted, kFailed } state = State::kFlying;
   uint64_t resubmitId = 0;
   Interceptor* resubmittedTo = nullptr;  // the mount's interceptor it was enlisted with
@@ -555,9 +561,11 @@ void Lane::ReadAcks(uint64_t generation, int fd, const std::string& sessionKey) 
     }
     auto flight = std::find_if(flights_.begin(), flights_.end(), [&](Flight* each) { return each->lseq == frame.lseq; });
     if (flight == flights_.end()) continue;
-    (*flight)->hasPeer = true;
-    (*flight)->peer = static_cast<int>(frame.result);
-    SettleLocked(*flight);
+    Flight* found = *flight;
+    if (found->peer == 0) found->peer = static_cast<int>(frame.result);
+    if (++found->acked < found->pieces) continue;
+    found->hasPeer = true;
+    SettleLocked(found);
   }
   close(fd);
 }
@@ -589,9 +597,16 @@ int Lane::Offer(const Intercepted& op, int fd, bool datasync, bool* taken) {
   uint64_t generation = generation_;
   // Sent, then applied here while the peer applies it, both in the order of the lane's
   // sequence (the lock): no other thread sees it sent and not applied here.
-  FrameHead head;
-  MakeFrame(*sendMac_, sendCounter_++, write ? kFrameWrite : kFrameFsync, datasync, flight.lseq, static_cast<uint64_t>(op.offset), 0, op.path, op.data, write ? op.length : 0, &head);
-  bool sent = SendFrame(socket_, head, op.path, op.data, write ? op.length : 0);
+  size_t length = write ? op.length : 0;
+  flight.pieces = length <= kPieceBytes ? 1 : (length + kPieceBytes - 1) / kPieceBytes;
+  bool sent = true;
+  for (size_t piece = 0; piece < flight.pieces && sent; piece++) {
+    size_t at = piece * kPieceBytes, size = std::min(kPieceBytes, length - at);
+    const char* data = write ? op.data + at : nullptr;
+    FrameHead head;
+    MakeFrame(*sendMac_, sendCounter_++, write ? kFrameWrite : kFrameFsync, datasync, flight.lseq, static_cast<uint64_t>(op.offset) + at, 0, op.path, data, size, &head);
+    sent = SendFrame(socket_, head, op.path, data, size);
+  }
   if (write) {
     TouchInto(pending_.touched, op);
     NoteWritten(op.path);

@@ -129,6 +129,23 @@ describe("a mirror module on two node services", () => {
     expect(treeOf(dir(1))).toEqual(treeOf(d));
   }, 60_000);
 
+  it("sends a large write on the lane as frames of 256 KiB, which the secondary applies as they come", async () => {
+    const d = dir(0);
+    const write = (pass: number) => `dd if=/dev/urandom of=${d}/bigfile bs=1M count=3 conv=notrunc,fsync status=none && echo pass ${pass}`;
+    // The first pass arms the file's extents (a new file is armed whole); the next ones
+    // rewrite it in place, 1 MiB a write: on the lane, four frames each.
+    expect((await mirror.app(0, `: > ${d}/bigfile && ${write(0)}`)).code).toBe(0);
+    const before = [(await mirror.view(0))!.mirror!.lane.completed, (await mirror.view(1))!.mirror!.lane.applied];
+    const run = await mirror.app(0, [1, 2, 3].map(write).join(" && "));
+    expect(run.code, run.output).toBe(0);
+    const completed = (await mirror.view(0))!.mirror!.lane.completed - before[0]!;
+    const applied = (await mirror.view(1))!.mirror!.lane.applied - before[1]!;
+    // Each 1 MiB write taken on the lane is one operation and four frames applied.
+    expect(completed).toBeGreaterThan(0);
+    expect(applied - completed).toBeGreaterThanOrEqual(3);
+    expect(treeOf(dir(1))).toEqual(treeOf(d));
+  }, 60_000);
+
   it("stops the lane when its connection breaks, the writes under way going back to the core, and opens it again", async () => {
     const d = dir(0);
     const lanePort = defaultMirrorPort(mirrorModule) + 1;
