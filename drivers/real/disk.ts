@@ -166,7 +166,7 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
    *  of an older version (the next write compacts them). */
   #journal: { handle: FileHandle | null; end: number; seq: number; legacy: boolean } | null = null;
   /** The metadata the journal's records add up to, which the next change record is made
-   *  against; null when not known (the next record is a whole one, in a new journal). */
+   *  against; null when not known (after a failed write: the next record is a whole one). */
   #persisted: Meta | null = null;
 
   constructor(options: RealDiskOptions<Meta>) {
