@@ -432,17 +432,12 @@ function changeOf(before: DirtyMap, after: DirtyMap): MapChange | undefined {
   return set.length === 0 && del.length === 0 ? undefined : { set, del };
 }
 
+/** Whether any field but the marks changed (every field, so that one added to MirrorMeta
+ *  is never left out of the changes; compared by identity, as the core replaces values). */
 function restChanged(before: MirrorMeta, after: MirrorMeta): boolean {
-  return (
-    before.gen !== after.gen ||
-    before.history !== after.history ||
-    before.consistent !== after.consistent ||
-    before.lastRole !== after.lastRole ||
-    before.dirtyBase !== after.dirtyBase ||
-    before.bootId !== after.bootId ||
-    before.cacheLost !== after.cacheLost ||
-    before.layout !== after.layout
-  );
+  const fields = new Set([...Object.keys(before), ...Object.keys(after)] as (keyof MirrorMeta)[]);
+  for (const field of fields) if (field !== "dirty" && field !== "hot" && before[field] !== after[field]) return true;
+  return false;
 }
 
 function applyChange(into: Map<string, FileDirty>, change: MapChange | undefined): void {
