@@ -63,7 +63,7 @@ async function main(): Promise<void> {
     report(shape, samples, roundTripUs(mirror));
     const view = await mirror.view(0);
     const stats = view?.mirror?.stats;
-    console.log(`n1 after the runs: ${view?.state} ${view?.readiness}, ${stats?.replicatedOps} operations replicated, ${stats?.metaWrites} metadata writes (${((stats?.metaWrites ?? 0) / Math.max(1, stats?.replicatedOps ?? 0)).toFixed(2)} per operation), ${stats?.resyncs} resyncs; the lane ${view?.mirror?.lane.on === true ? "on" : "off"} (TANDEM_MIRROR_LANE=${process.env["TANDEM_MIRROR_LANE"] ?? "on"}), ${view?.mirror?.lane.completed ?? 0} operations completed on it`);
+    console.log(`n1 after the runs: ${view?.state} ${view?.readiness}, ${stats?.replicatedOps} operations replicated, ${stats?.metaWrites} metadata writes (${((stats?.metaWrites ?? 0) / Math.max(1, stats?.replicatedOps ?? 0)).toFixed(2)} per operation), ${stats?.resyncs} resyncs; the lane ${view?.mirror?.lane.on === true ? "on" : "off"} (TANDEM_MIRROR_LANE=${process.env["TANDEM_MIRROR_LANE"] ?? "on"}), ${view?.mirror?.lane.completed ?? 0} operations completed on it (${view?.mirror?.lane.durableWrites ?? 0} writes made durable on both, ${view?.mirror?.lane.sparedFsyncs ?? 0} fsyncs spared a round trip)`);
     pgbenchSection(mirror, scratch, enter);
   } finally {
     passthrough?.unmount({ force: true });

@@ -116,7 +116,10 @@ export interface FuseLane {
   follow(session: number | null, epoch?: number): void;
   /** A lane that stops on its own reports here, in order with the mount's intercepts. */
   onReport(report: (report: NativeLaneReport) => void): void;
-  stats(): { readonly completed: number; readonly applied: number };
+  /** `durableWrites`: writes made durable on both before they completed (a committed
+   *  path's); `sparedFsyncs`: fsyncs completed at once, every write before them durable on
+   *  both (docs/replicator.md, "Commits"). */
+  stats(): { readonly completed: number; readonly applied: number; readonly durableWrites: number; readonly sparedFsyncs: number };
   /** The paths it wrote into the tree (as primary or secondary) since the last call, or
    *  null when it lost count (more than 100000): what the disk port's whole-tree fsync
    *  must cover besides its own changes. */

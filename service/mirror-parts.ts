@@ -54,8 +54,10 @@ export interface MirrorView {
   /** What the replicator intercepted and what waits for the core now. */
   readonly intercepted: number;
   readonly waiting: number;
-  /** Writes and fsyncs the lane completed here as primary, and applied here as secondary. */
-  readonly lane: { readonly on: boolean; readonly completed: number; readonly applied: number };
+  /** Writes and fsyncs the lane completed here as primary, and applied here as secondary;
+   *  of those completed, writes made durable on both before completing and fsyncs that had
+   *  nothing left to wait for (docs/replicator.md, "Commits"). */
+  readonly lane: { readonly on: boolean; readonly completed: number; readonly applied: number; readonly durableWrites: number; readonly sparedFsyncs: number };
   /** Why the module is not Ready (the core's last reason); empty when it is. */
   readonly why: string;
   /** The checkers' resources watched now (`tcp.pg`, `custom.x`) and their states. */
@@ -280,6 +282,8 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
             on: state.lane?.state === "on",
             completed: nativeLanes.reduce((sum, each) => sum + each.stats().completed, 0),
             applied: nativeLanes.reduce((sum, each) => sum + each.stats().applied, 0),
+            durableWrites: nativeLanes.reduce((sum, each) => sum + each.stats().durableWrites, 0),
+            sparedFsyncs: nativeLanes.reduce((sum, each) => sum + each.stats().sparedFsyncs, 0),
           },
           why: readiness === "Ready" ? "" : state.why,
           resources: watching.resources(),

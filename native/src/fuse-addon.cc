@@ -795,6 +795,8 @@ class FuseLane : public Napi::ObjectWrap<FuseLane> {
     Napi::Object stats = Napi::Object::New(env);
     stats.Set("completed", Napi::Number::New(env, static_cast<double>(lane_->Completed())));
     stats.Set("applied", Napi::Number::New(env, static_cast<double>(lane_->Applied())));
+    stats.Set("durableWrites", Napi::Number::New(env, static_cast<double>(lane_->DurableWrites())));
+    stats.Set("sparedFsyncs", Napi::Number::New(env, static_cast<double>(lane_->SparedFsyncs())));
     return stats;
   }
 

@@ -64,6 +64,8 @@ class Lane : public std::enable_shared_from_this<Lane> {
   // Counters for stats().
   uint64_t Completed() const;
   uint64_t Applied() const;
+  uint64_t DurableWrites() const;
+  uint64_t SparedFsyncs() const;
   // The paths this lane wrote into the tree (as primary or as secondary) since the last
   // call, for the disk port's whole-tree fsync, which knows only its own; *all when it
   // lost count (more than 100000 paths).
@@ -102,6 +104,23 @@ class Lane : public std::enable_shared_from_this<Lane> {
   void Mark(const Intercepted& op);
   void MarkInto(std::map<std::string, std::set<uint64_t>>& marks, const Intercepted& op) const;
   void TouchInto(std::map<std::string, std::set<uint64_t>>& touched, const Intercepted& op) const;
+  // How the application syncs a path (docs/replicator.md, "Commits"). A path fsynced after
+  // few writes is committed to: its next writes are made durable on both nodes before they
+  // complete (the local sync on the worker while the peer syncs), so an fsync that finds
+  // every completed write durable on both completes at once: write + fsync in one round trip.
+  struct Habit {
+    uint64_t birth = 0;  // tells a habit from one forgotten and made again
+    uint64_t writes = 0;  // writes admitted
+    uint64_t writesSinceFsync = 0;
+    bool committed = false;  // its writes go durable
+    bool datasync = true;  // how they are synced (an fsync asking more is not spared)
+    // Every write completed is durable on both, as of this core epoch (no operation through
+    // the core since, which could have changed the path unsynced).
+    bool clean = false;
+    uint64_t cleanEpoch = 0;
+  };
+  // The path's habit, made if new (bounded: past kHabitsMax paths all are forgotten).
+  Habit& HabitOf(const std::string& path);
 
   const int dirFd_;
   const std::string key_;
@@ -128,6 +147,12 @@ class Lane : public std::enable_shared_from_this<Lane> {
   uint64_t coreWaiting_ = 0;  // in BeginCore, waiting for the lane's operations to finish
   LaneReport pending_;  // marks, touched and counts since the last report
   uint64_t completedTotal_ = 0;
+  // Commits (docs/replicator.md, "Commits"): per path, whether its writes go durable and
+  // whether an fsync of it may complete at once.
+  std::map<std::string, Habit> habits_;
+  uint64_t habitBirths_ = 0;
+  uint64_t coreEpoch_ = 0;  // one per operation handed to the core: it may change any path
+  uint64_t durableTotal_ = 0, sparedTotal_ = 0;
   // The secondary's side.
   mutable std::mutex followMutex_;  // held while a frame is applied
   bool following_ = false;

@@ -39,8 +39,8 @@ class FakeLane implements FuseLane {
   onReport(report: (report: NativeLaneReport) => void): void {
     this.#reporter = report;
   }
-  stats(): { readonly completed: number; readonly applied: number } {
-    return { completed: 0, applied: 0 };
+  stats(): { readonly completed: number; readonly applied: number; readonly durableWrites: number; readonly sparedFsyncs: number } {
+    return { completed: 0, applied: 0, durableWrites: 0, sparedFsyncs: 0 };
   }
   takeWritten(): string[] | null {
     return [];
