@@ -9,6 +9,10 @@
 // worker sends, then applies, under one lock), so an operation given back to the core was
 // applied here, or is queued on the disk ahead of anything the core issues next (the disk
 // completes in order); the peer may apply it before this node does.
+// A path fsynced after few writes is committed to, as the native lane does (Habit in
+// native/src/fuse-lane.h): its next writes are synced on both nodes before they complete,
+// and an fsync that finds every completed write of the path durable on both, with no
+// operation through the core since, completes at once.
 // Injects nothing of its own: its connection shares the partitions and stops of the
 // stream (the world does both), and reports come at the same virtual time as what caused
 // them, never inside the core's step.
@@ -21,11 +25,15 @@ import { dirtyOf, emptyDirty, unionDirty, type DirtyMap, type MirrorMeta } from 
 import type { DiskPort, StreamPort } from "../../core/ports.ts";
 
 export type LaneFrame =
-  | { readonly kind: "op"; readonly session: number; readonly epoch: number; readonly lseq: number; readonly op: DiskOp }
+  | { readonly kind: "op"; readonly session: number; readonly epoch: number; readonly lseq: number; readonly op: DiskOp; readonly durable: boolean }
   | { readonly kind: "ack"; readonly session: number; readonly epoch: number; readonly lseq: number; readonly result: DiskResult };
 
 /** Test-only: a lane that breaks one of its rules (the simulator must catch each). */
-export type LanePlantedBug = "none" | "lane-forgets-marks" | "lane-ignores-arming";
+export type LanePlantedBug = "none" | "lane-forgets-marks" | "lane-ignores-arming" | "lane-spares-after-core";
+
+/** A path fsynced after at most this many writes is committed to: its next writes, up to
+ *  this many before its next fsync, go durable (the native lane's kCommitWrites). */
+export const commitWrites = 4;
 
 export interface SimLaneOptions {
   readonly self: string;
@@ -50,8 +58,24 @@ interface Flight {
   readonly id: number;
   readonly op: DiskOp;
   readonly lseq: number;
+  /** A write synced on both before it completes. */
+  readonly durable: boolean;
+  /** An fsync's view of its path's habit when admitted. */
+  readonly habit: { readonly birth: number; readonly writes: number; readonly writesBefore: number } | null;
   local: DiskResult | undefined;
   peer: DiskResult | undefined;
+}
+
+/** How the application syncs a path (the native lane's Habit). */
+interface Habit {
+  readonly birth: number;
+  writes: number;
+  writesSinceFsync: number;
+  /** Its writes go durable. */
+  committed: boolean;
+  /** Every completed write is durable on both, as of core epoch `cleanEpoch`. */
+  clean: boolean;
+  cleanEpoch: number;
 }
 
 export class SimLane implements LanePort {
@@ -71,12 +95,19 @@ export class SimLane implements LanePort {
   /** Operations for the core, held until no admitted one is unfinished. */
   readonly #waiting: { id: number; op: DiskOp }[] = [];
   #nextLseq = 1;
+  readonly #habits = new Map<string, Habit>();
+  #habitBirths = 0;
+  /** One per operation handed to the core: it may change any path unsynced. */
+  #coreEpoch = 0;
   /** Reports on their way to the core: what comes for the core waits behind them. */
   #reporting = 0;
   #report: ((report: LaneReport) => void) | null = null;
   #follow: { readonly session: number; readonly epoch: number } | null = null;
   /** Operations this lane completed (a test's evidence that it ran). */
   completedTotal = 0;
+  /** Of those, writes made durable on both and fsyncs completed at once. */
+  durableTotal = 0;
+  sparedTotal = 0;
 
   constructor(options: SimLaneOptions) {
     this.#o = options;
@@ -92,8 +123,18 @@ export class SimLane implements LanePort {
 
   /** An operation the application issued: on the lane if admitted, else to the core. */
   submit(id: number, op: DiskOp): void {
-    if (this.#admits(op)) {
-      this.#fly(id, op);
+    const admitted = this.#admits(op);
+    // Every write counts towards the path's habit, the core's too.
+    const durable = op.kind === "write" && this.#on !== null && this.#connected && this.#wrote(op.path, admitted);
+    if (admitted) {
+      if (op.kind === "fsync" && this.#spares(op.path!)) {
+        this.#completed++;
+        this.completedTotal++;
+        this.sparedTotal++;
+        this.#o.answer(id, null);
+        return;
+      }
+      this.#fly(id, op, durable);
       return;
     }
     this.#toCore(id, op);
@@ -116,20 +157,55 @@ export class SimLane implements LanePort {
     return armed !== undefined && (armed === "all" || extents.every((extent) => armed.has(extent)));
   }
 
+  #habit(path: string): Habit {
+    let habit = this.#habits.get(path);
+    if (habit === undefined) {
+      habit = { birth: ++this.#habitBirths, writes: 0, writesSinceFsync: 0, committed: false, clean: false, cleanEpoch: 0 };
+      this.#habits.set(path, habit);
+    }
+    return habit;
+  }
+
+  /** A write to `path` offered: whether it goes durable. */
+  #wrote(path: string, admitted: boolean): boolean {
+    const habit = this.#habit(path);
+    habit.writes++;
+    habit.writesSinceFsync++;
+    const durable = admitted && habit.committed && habit.writesSinceFsync <= commitWrites;
+    if (!durable) habit.clean = false;
+    return durable;
+  }
+
+  /** An fsync of `path` with every completed write of it durable on both already. */
+  #spares(path: string): boolean {
+    const habit = this.#habit(path);
+    if (!habit.clean || (habit.cleanEpoch !== this.#coreEpoch && this.#o.plantedBug !== "lane-spares-after-core")) return false;
+    habit.writesSinceFsync = 0;
+    return true;
+  }
+
   #toCore(id: number, op: DiskOp): void {
+    this.#coreEpoch++;
     this.#withCore++;
     if (this.#flights.length === 0 && this.#reporting === 0) this.#o.intercept(id, op);
     else this.#waiting.push({ id, op });
   }
 
-  #fly(id: number, op: DiskOp): void {
+  #fly(id: number, op: DiskOp, durable: boolean): void {
     const on = this.#on!;
-    const flight: Flight = { id, op, lseq: this.#nextLseq++, local: undefined, peer: undefined };
+    let fsyncHabit: Flight["habit"] = null;
+    if (op.kind === "fsync" && op.path !== null) {
+      const habit = this.#habit(op.path);
+      fsyncHabit = { birth: habit.birth, writes: habit.writes, writesBefore: habit.writesSinceFsync };
+      habit.writesSinceFsync = 0;
+    }
+    const flight: Flight = { id, op, lseq: this.#nextLseq++, durable, habit: fsyncHabit, local: undefined, peer: undefined };
     this.#flights.push(flight);
     this.#touch(this.#touched, op);
-    // Sent, and applied here at once (issued to the disk ahead of anything the core issues next).
-    this.#o.stream.send(this.#o.peer, { kind: "op", session: on.session, epoch: on.epoch, lseq: flight.lseq, op });
-    this.#o.disk.apply(op, (result) => {
+    // Sent, and applied here at once (issued to the disk ahead of anything the core issues
+    // next); a durable write's fsync issued right behind it.
+    this.#o.stream.send(this.#o.peer, { kind: "op", session: on.session, epoch: on.epoch, lseq: flight.lseq, op, durable });
+    this.#applyDurably(this.#o.disk, op, durable, (result) => {
       flight.local = result;
       if (!this.#flights.includes(flight)) return;
       if (result !== null) {
@@ -145,7 +221,7 @@ export class SimLane implements LanePort {
       const follow = this.#follow;
       // Not (or no longer) this lane's follower: dropped; the primary gives it to its core.
       if (follow === null || follow.session !== frame.session || follow.epoch !== frame.epoch) return;
-      this.#o.followerDisk.apply(frame.op, (result) => this.#o.stream.send(this.#o.peer, { kind: "ack", session: frame.session, epoch: frame.epoch, lseq: frame.lseq, result }));
+      this.#applyDurably(this.#o.followerDisk, frame.op, frame.durable, (result) => this.#o.stream.send(this.#o.peer, { kind: "ack", session: frame.session, epoch: frame.epoch, lseq: frame.lseq, result }));
       return;
     }
     const on = this.#on;
@@ -164,10 +240,29 @@ export class SimLane implements LanePort {
     }
     this.#flights.splice(this.#flights.indexOf(flight), 1);
     if (flight.op.kind === "write" && this.#o.plantedBug !== "lane-forgets-marks") this.#marks = unionDirty(this.#marks, dirtyOf(flight.op, this.#o.blockSize));
+    if (flight.durable) this.durableTotal++;
+    const habit = flight.op.kind === "fsync" && flight.op.path !== null ? this.#habits.get(flight.op.path) : undefined;
+    if (habit !== undefined && flight.habit !== null && habit.birth === flight.habit.birth) {
+      // An fsync covers every write admitted before it (applied here and sent before it).
+      habit.committed = flight.habit.writesBefore <= commitWrites;
+      habit.clean = habit.writes === flight.habit.writes;
+      habit.cleanEpoch = this.#coreEpoch;
+    }
     this.#completed++;
     this.completedTotal++;
     this.#o.answer(flight.id, flight.local);
     if (this.#flights.length === 0 && this.#reporting === 0) this.#release();
+  }
+
+  /** Applies `op`, then for a durable write an fsync of its path, issued right behind it. */
+  #applyDurably(disk: Pick<DiskPort<MirrorMeta>, "apply">, op: DiskOp, durable: boolean, done: (result: DiskResult) => void): void {
+    if (!durable || op.kind !== "write") {
+      disk.apply(op, done);
+      return;
+    }
+    let written: DiskResult = null;
+    disk.apply(op, (result) => (written = result));
+    disk.apply({ kind: "fsync", path: op.path }, (result) => done(written ?? result));
   }
 
   #release(): void {
@@ -180,6 +275,7 @@ export class SimLane implements LanePort {
     this.#on = { session, epoch };
     this.#lastEpoch = epoch;
     this.#armed.clear();
+    this.#habits.clear();
   }
 
   off(): void {
@@ -220,6 +316,7 @@ export class SimLane implements LanePort {
     this.#flights = [];
     this.#on = null;
     this.#armed.clear();
+    this.#habits.clear();
     this.#withCore += resubmit.length;
     this.#deliver(this.#take(true, why, resubmit));
   }

@@ -591,41 +591,43 @@ int Lane::Offer(const Intercepted& op, int fd, bool datasync, bool* taken) {
   bool write = std::strcmp(op.kind, "write") == 0;
   std::unique_lock<std::mutex> lock(mutex_);
   *taken = false;
+  if (!on_ || !ready_ || op.path.empty() || interceptor_ == nullptr) return 0;
   // An operation waiting to go to the core stops admissions, or a stream of writes could
   // keep it waiting for ever (the simulator's model counts it with the core at once).
-  if (!on_ || !ready_ || withCore_ > 0 || coreWaiting_ > 0 || op.path.empty() || interceptor_ == nullptr) return 0;
-  if (write) {
-    if (op.length == 0) return 0;
+  bool admitted = withCore_ == 0 && coreWaiting_ == 0;
+  if (write && admitted) {
     auto armed = armed_.find(op.path);
-    if (armed == armed_.end()) return 0;
-    if (armed->second.count(kWholePath) == 0) {
+    admitted = op.length > 0 && armed != armed_.end();
+    if (admitted && armed->second.count(kWholePath) == 0) {
       uint64_t first = static_cast<uint64_t>(op.offset) / extentBytes_, last = (static_cast<uint64_t>(op.offset) + op.length - 1) / extentBytes_;
-      for (uint64_t extent = first; extent <= last; extent++) {
-        if (armed->second.count(extent) == 0) return 0;
-      }
+      for (uint64_t extent = first; extent <= last && admitted; extent++) admitted = armed->second.count(extent) > 0;
     }
   }
+  // Every write counts towards the path's habit, the core's too.
   Habit& habit = HabitOf(op.path);
+  bool durable = false;
+  if (write) {
+    habit.writes++;
+    habit.writesSinceFsync++;
+    durable = admitted && habit.committed && habit.writesSinceFsync <= kCommitWrites && op.length <= kPieceBytes;
+    if (!durable) habit.clean = false;
+  }
+  if (!admitted) return 0;
+  *taken = true;
   if (!write && habit.clean && habit.cleanEpoch == coreEpoch_ && (datasync || !habit.datasync)) {
     // Every write completed on this path is durable on both already: nothing to wait for.
-    *taken = true;
     habit.writesSinceFsync = 0;
     pending_.completed++;
     completedTotal_++;
     sparedTotal_++;
     return 0;
   }
-  *taken = true;
   Flight flight;
   flight.op = &op;
   flight.lseq = nextLseq_++;
   flight.datasync = write ? habit.datasync : datasync;
-  if (write) {
-    habit.writes++;
-    habit.writesSinceFsync++;
-    flight.durable = habit.committed && habit.writesSinceFsync <= kCommitWrites && op.length <= kPieceBytes;
-    if (!flight.durable) habit.clean = false;
-  } else {
+  flight.durable = durable;
+  if (!write) {
     flight.habitBirth = habit.birth;
     flight.habitWrites = habit.writes;
     flight.writesBefore = habit.writesSinceFsync;

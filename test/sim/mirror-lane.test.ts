@@ -5,6 +5,7 @@
 import { describe, expect, it } from "vitest";
 import { write } from "./mirror-submit.ts";
 import { inSync, settle } from "../../drivers/sim/mirror-checker.ts";
+import { commitWrites } from "../../drivers/sim/mirror-lane.ts";
 import { MirrorWorld, type MirrorPlantedBug } from "../../drivers/sim/mirror-world.ts";
 
 const block = 4_096;
@@ -29,10 +30,11 @@ function laneWorld(options: { seed: number; plantedBug?: MirrorPlantedBug; tornW
 }
 
 /** A file of four blocks, durable on both nodes, then two checkpoints (the lane disarmed,
- *  the file's extents cold: not written since the last one). */
+ *  the file's extents cold: not written since the last one). Written in more writes than
+ *  the lane commits a path after (commitWrites), so its next writes stay in the page cache. */
 function durableFile(world: MirrorWorld): void {
   expect(write(world, { kind: "create", path: "f", mode: 0o644 })).toBeNull();
-  expect(write(world, { kind: "write", path: "f", offset: 0, data: fill(0x41, 4 * block) })).toBeNull();
+  for (let index = 0; index <= commitWrites; index++) expect(write(world, { kind: "write", path: "f", offset: (index % 4) * block, data: fill(0x41) })).toBeNull();
   expect(write(world, { kind: "fsync", path: "f" })).toBeNull();
   world.runFor(1_200);
 }
@@ -114,6 +116,45 @@ describe("the lane", () => {
     // The precondition of the failure: part of the write persisted on the primary.
     expect(torn?.subarray(3 * block, 4 * block).some((byte) => byte === 0x5a)).toBe(true);
     expect(converged).toBe(false);
+  });
+
+  // A path fsynced after each write is committed to: its writes are synced on both before
+  // they complete, so the fsync after one completes at once. An operation through the core
+  // in between (here a truncate that extends the file) must cost that fsync its shortcut:
+  // the core's change is in both page caches only.
+  const commits = (plantedBug: MirrorPlantedBug) => {
+    const world = laneWorld({ seed: 6, plantedBug });
+    durableFile(world);
+    const lane = world.node("n1").lane!;
+    const durable = (node: string, index: number) => world.node(node).disk.fileBytes("f", "durable")?.subarray(index * block, (index + 1) * block);
+    // The first write arms the extent (the core); the next one and its fsync take the lane.
+    expect(write(world, { kind: "write", path: "f", offset: 0, data: fill(0x61) })).toBeNull();
+    expect(write(world, { kind: "write", path: "f", offset: 0, data: fill(0x62) })).toBeNull();
+    expect(write(world, { kind: "fsync", path: "f" })).toBeNull();
+    const [durableBefore, sparedBefore] = [lane.durableTotal, lane.sparedTotal];
+    for (let index = 1; index < 4; index++) {
+      expect(write(world, { kind: "write", path: "f", offset: index * block, data: fill(0x70 + index) })).toBeNull();
+      expect(write(world, { kind: "fsync", path: "f" })).toBeNull();
+      for (const node of ["n1", "n2"]) expect(durable(node, index), `block ${index} on ${node}`).toEqual(fill(0x70 + index));
+    }
+    const taken = { durable: lane.durableTotal - durableBefore, spared: lane.sparedTotal - sparedBefore };
+    expect(write(world, { kind: "truncate", path: "f", size: 9 * block })).toBeNull();
+    expect(write(world, { kind: "fsync", path: "f" })).toBeNull();
+    return { taken, afterCore: ["n1", "n2"].map((node) => world.node(node).disk.fileBytes("f", "durable")?.length), world };
+  };
+
+  it("commits a path fsynced after each write: its writes durable on both as they complete, its fsyncs at once", () => {
+    const { taken, afterCore, world } = commits("none");
+    expect(taken).toEqual({ durable: 3, spared: 3 });
+    expect(afterCore).toEqual([9 * block, 9 * block]);
+    expect(settle(world, 30_000)).toBe(true);
+    expect(world.violations).toEqual([]);
+  });
+
+  it("(planted: a lane that spares an fsync after an operation through the core leaves that change durable nowhere)", () => {
+    const { taken, afterCore } = commits("lane-spares-after-core");
+    expect(taken).toEqual({ durable: 3, spared: 3 });
+    expect(afterCore).toEqual([4 * block, 4 * block]);
   });
 
   // async="second": the core answers a write once the secondary *received* it, while the

@@ -7,8 +7,10 @@ import { decodeMirrorPlan, encodeMirrorPlan, fuzzMirror, runMirrorPlan, type Mir
 
 describe("the mirror checker finds a planted bug", () => {
   // Acknowledging an operation once applied locally, without the secondary: a power loss
-  // of the primary then loses acknowledged writes.
-  const summary = fuzzMirror({ runs: 200, seed: 11, shape: { bug: "ack-before-peer" }, shrink: false });
+  // of the primary then loses acknowledged writes. Few plans hit that window (with the
+  // lane's commits, writes of a committed path never take the core): seeds 13-21 find it
+  // within 200 plans but 12; seed 16 in the first few.
+  const summary = fuzzMirror({ runs: 200, seed: 16, shape: { bug: "ack-before-peer" }, shrink: false });
 
   it("is reported as a violation with a replay command", () => {
     expect(summary.failure).not.toBeNull();
