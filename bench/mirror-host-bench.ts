@@ -64,7 +64,7 @@ async function main(): Promise<void> {
     const view = await mirror.view(0);
     const stats = view?.mirror?.stats;
     console.log(`n1 after the runs: ${view?.state} ${view?.readiness}, ${stats?.replicatedOps} operations replicated, ${stats?.metaWrites} metadata writes (${((stats?.metaWrites ?? 0) / Math.max(1, stats?.replicatedOps ?? 0)).toFixed(2)} per operation), ${stats?.resyncs} resyncs; the lane ${view?.mirror?.lane.on === true ? "on" : "off"} (TANDEM_MIRROR_LANE=${process.env["TANDEM_MIRROR_LANE"] ?? "on"}), ${view?.mirror?.lane.completed ?? 0} operations completed on it (${view?.mirror?.lane.durableWrites ?? 0} writes made durable on both, ${view?.mirror?.lane.sparedFsyncs ?? 0} fsyncs spared a round trip)`);
-    pgbenchSection(mirror, scratch, enter);
+    await pgbenchSection(mirror, scratch, enter);
   } finally {
     passthrough?.unmount({ force: true });
     await mirror.destroy();
@@ -100,7 +100,7 @@ function report(shape: Shape, samples: Record<Place, Samples>, rttUs: number): v
 
 /** pgbench (TPC-B-like, scale 4, 4 clients, 20 s) against PostgreSQL on a plain directory
  *  and on the mirrored one; skipped with a note when PostgreSQL 15 is not installed. */
-function pgbenchSection(mirror: MirrorLab, scratch: string, enter: readonly string[]): void {
+async function pgbenchSection(mirror: MirrorLab, scratch: string, enter: readonly string[]): Promise<void> {
   if (!existsSync(join(pgBin, "pgbench"))) {
     console.log(`pgbench: skipped (${pgBin} is not there: apt-get install postgresql-15)`);
     return;
@@ -110,6 +110,7 @@ function pgbenchSection(mirror: MirrorLab, scratch: string, enter: readonly stri
   const local = join(scratch, "pglocal");
   const mirrored = join(mirror.nodes[0]!.dataDir, "pg");
   const results: Record<string, number> = {};
+  let laneDuring = "";
   for (const [name, dir, prefix] of [["local", local, []], ["mirrored", mirrored, enter]] as const) {
     const run = (command: string) => {
       const result = spawnSync(prefix[0] ?? "/bin/sh", [...prefix.slice(1), ...(prefix.length > 0 ? ["/bin/sh"] : []), "-c", command], { encoding: "utf8" });
@@ -126,13 +127,16 @@ function pgbenchSection(mirror: MirrorLab, scratch: string, enter: readonly stri
     asPostgres(`${pgBin}/pg_ctl -D ${dir} -l ${sockets}/postgresql.log -w start`);
     try {
       asPostgres(`${pgBin}/pgbench -h ${sockets} -i -s 4 -q postgres`);
+      const before = name === "mirrored" ? (await mirror.view(0))?.mirror?.lane : undefined;
       const output = asPostgres(`${pgBin}/pgbench -h ${sockets} -c 4 -j 2 -T 20 postgres`);
       results[name] = Number(/tps = ([\d.]+)/.exec(output)?.[1] ?? Number.NaN);
+      const after = before === undefined ? undefined : (await mirror.view(0))?.mirror?.lane;
+      if (before !== undefined && after !== undefined) laneDuring = `; the lane completed ${after.completed - before.completed} operations during the mirrored run (${after.durableWrites - before.durableWrites} writes made durable on both, ${after.sparedFsyncs - before.sparedFsyncs} fsyncs spared)`;
     } finally {
       asPostgres(`${pgBin}/pg_ctl -D ${dir} -m fast -w stop`);
     }
   }
-  console.log(`pgbench (scale 4, 4 clients, 20 s): local ${results["local"]!.toFixed(0)} TPS, mirrored ${results["mirrored"]!.toFixed(0)} TPS, ratio ${(results["mirrored"]! / results["local"]!).toFixed(2)}`);
+  console.log(`pgbench (scale 4, 4 clients, 20 s): local ${results["local"]!.toFixed(0)} TPS, mirrored ${results["mirrored"]!.toFixed(0)} TPS, ratio ${(results["mirrored"]! / results["local"]!).toFixed(2)}${laneDuring}`);
 }
 
 await main();
