@@ -127,11 +127,16 @@ async function pgbenchSection(mirror: MirrorLab, scratch: string, enter: readonl
     asPostgres(`${pgBin}/pg_ctl -D ${dir} -l ${sockets}/postgresql.log -w start`);
     try {
       asPostgres(`${pgBin}/pgbench -h ${sockets} -i -s 4 -q postgres`);
-      const before = name === "mirrored" ? (await mirror.view(0))?.mirror?.lane : undefined;
+      const before = name === "mirrored" ? (await mirror.view(0))?.mirror : undefined;
       const output = asPostgres(`${pgBin}/pgbench -h ${sockets} -c 4 -j 2 -T 20 postgres`);
       results[name] = Number(/tps = ([\d.]+)/.exec(output)?.[1] ?? Number.NaN);
-      const after = before === undefined ? undefined : (await mirror.view(0))?.mirror?.lane;
-      if (before !== undefined && after !== undefined) laneDuring = `; the lane completed ${after.completed - before.completed} operations during the mirrored run (${after.durableWrites - before.durableWrites} writes made durable on both, ${after.sparedFsyncs - before.sparedFsyncs} fsyncs spared)`;
+      const after = before === undefined ? undefined : (await mirror.view(0))?.mirror;
+      if (before !== undefined && before !== null && after !== undefined && after !== null) {
+        const [was, is] = [before.lane, after.lane];
+        // replicatedOps counts the lane's operations too (as its reports come).
+        const coreOps = (stats: typeof after.stats) => stats.replicatedOps - stats.laneOps;
+        laneDuring = `; during the mirrored run the core replicated ${coreOps(after.stats) - coreOps(before.stats)} operations and the lane completed ${is.completed - was.completed} (${is.durableWrites - was.durableWrites} writes made durable on both, ${is.sparedFsyncs - was.sparedFsyncs} fsyncs spared)`;
+      }
     } finally {
       asPostgres(`${pgBin}/pg_ctl -D ${dir} -m fast -w stop`);
     }
