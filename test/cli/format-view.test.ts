@@ -45,6 +45,13 @@ describe("tandem state for a mirror module", () => {
     expect(line).toMatch(/^pg +n1 +mirror PRIM \(Ready\)  generation 3@n1, peer n2 SECOND, \/srv\/pgdata intercept/);
   });
 
+  it("shows the lane's operations, and of them the commits' (docs/replicator.md, \"Commits\")", () => {
+    const lane = { on: true, completed: 120, applied: 0, durableWrites: 0, sparedFsyncs: 0 };
+    expect(formatView(moduleView(mirrorView({ lane })))).toMatch(/, lane on \(120 ops\)$/);
+    const committed = formatView(moduleView(mirrorView({ lane: { ...lane, durableWrites: 40, sparedFsyncs: 39 } })));
+    expect(committed).toMatch(/, lane on \(120 ops: 40 writes durable on both, 39 fsyncs spared\)$/);
+  });
+
   it("one path left, under a second: no rate yet", () => {
     const line = formatView(moduleView(mirrorView({ resync: { full: false, pathsLeft: 1, sentBytes: 524_288, elapsedMs: 300 } })));
     expect(line).toMatch(/resyncing the peer \(changes\): 1 path left, 0\.5 MiB sent in 0 s$/);
