@@ -86,7 +86,9 @@ describe("a mirror module with two replicated directories", () => {
       expect(view.lane.completed - completed, dir).toBeGreaterThanOrEqual(128);
       completed = view.lane.completed;
     }
-    expect((await mirror.view(1))!.mirror!.lane.applied).toBeGreaterThanOrEqual(256);
+    // Two passes of 32 writes in each directory at least; their fsyncs (a committed path's,
+    // docs/replicator.md "Commits") mostly complete without a frame.
+    expect((await mirror.view(1))!.mirror!.lane.applied).toBeGreaterThanOrEqual(128);
     expect(trees(1)).toEqual(trees(0));
   }, 60_000);
 
