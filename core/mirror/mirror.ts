@@ -167,7 +167,8 @@ type Tag =
   | { readonly t: "local"; readonly seq: number }
   | { readonly t: "remote"; readonly session: number; readonly seq: number; readonly paths: readonly string[]; readonly ackedOnReceipt: boolean }
   /** `blocks`: the chunk asked for; `whole`: the first chunk of a whole path. */
-  | { readonly t: "resync-read"; readonly session: number; readonly path: string; readonly version: number; readonly blocks: readonly number[]; readonly whole: boolean }
+  /** `issued`: the last operation dispatched before the read. */
+  | { readonly t: "resync-read"; readonly session: number; readonly path: string; readonly issued: number; readonly blocks: readonly number[]; readonly whole: boolean }
   | { readonly t: "prune-read"; readonly session: number; readonly path: string; readonly snapshot: PathSnapshot }
   | { readonly t: "install"; readonly session: number; readonly path: string; readonly last: boolean }
   | { readonly t: "checkpoint"; readonly session: number }
@@ -296,7 +297,12 @@ export interface Mirror {
   opSeq: number;
   readonly pending: Map<number, Pending>;
   readonly pathSeq: Map<string, number>;
-  readonly pathVersion: Map<string, number>;
+  /** The sequence number of the last operation on each path (on a parent: one that added
+   *  or removed a name in it) dispatched while a resync read was in flight: such a read is
+   *  stale when its path or an ancestor is here past the read's own. Emptied whenever no
+   *  read is in flight, so it holds what changed during a resync, not every path ever
+   *  changed. */
+  readonly pathTouched: Map<string, number>;
   /** Paths marked by operations intercepted but not yet dispatched. */
   readonly pathHeld: Map<string, number>;
   /** Paths written since the marks were last cleared (which extents: hotSeen). */
@@ -426,7 +432,7 @@ export function initMirror(config: MirrorConfig, incarnation: number, bootId: st
     opSeq: 0,
     pending: new Map(),
     pathSeq: new Map(),
-    pathVersion: new Map(),
+    pathTouched: new Map(),
     pathHeld: new Map(),
     hotTouched: new Set(),
     hotSeen: new Map(),
@@ -1440,12 +1446,12 @@ class Step {
   /** `extents`: its marks in hot extents. */
   touch(op: DiskOp, extents: DirtyMap): void {
     const s = this.s;
-    const bump = (path: string): void => {
-      s.pathVersion.set(path, (s.pathVersion.get(path) ?? 0) + 1);
-    };
-    for (const path of pathsOf(op)) {
-      bump(path);
-      if (op.kind !== "write" && op.kind !== "truncate" && !isAttributeOp(op) && op.kind !== "fsync") bump(parentOf(path));
+    if (s.link === null || s.link.reading.size === 0) s.pathTouched.clear();
+    else {
+      for (const path of pathsOf(op)) {
+        s.pathTouched.set(path, s.opSeq);
+        if (op.kind !== "write" && op.kind !== "truncate" && !isAttributeOp(op) && op.kind !== "fsync") s.pathTouched.set(parentOf(path), s.opSeq);
+      }
     }
     for (const [path, entry] of extents) {
       s.pathSeq.set(path, s.opSeq);
@@ -2026,6 +2032,8 @@ class Step {
     const link = s.link;
     if (link === null || link.session !== tag.session) return;
     link.reading.delete(tag.path);
+    const stale = this.touchedSince(tag.path, tag.issued);
+    if (link.reading.size === 0) s.pathTouched.clear();
     const entry = link.plan.get(tag.path);
     if (entry === undefined) {
       this.pumpResync();
@@ -2037,7 +2045,7 @@ class Step {
       this.out.push({ kind: "timer-arm", timer: "retry", afterMs: s.config.retryMs });
       return;
     }
-    if (this.versionOf(tag.path) !== tag.version) {
+    if (stale) {
       link.requeue.push(tag.path);
       this.pumpResync();
       return;
@@ -2116,14 +2124,12 @@ class Step {
     }
   }
 
-  versionOf(path: string): number {
-    let sum = this.s.pathVersion.get(path) ?? 0;
-    let at = path;
-    while (at !== "") {
-      at = parentOf(at);
-      sum += this.s.pathVersion.get(at) ?? 0;
+  /** Whether an operation dispatched after `seq` changed `path` or one of its ancestors. */
+  touchedSince(path: string, seq: number): boolean {
+    for (let at = path; ; at = parentOf(at)) {
+      if ((this.s.pathTouched.get(at) ?? 0) > seq) return true;
+      if (at === "") return false;
     }
-    return sum;
   }
 
   plan(link: Link, path: string, entry: FileDirty): void {
@@ -2214,7 +2220,13 @@ class Step {
       let path: string | undefined;
       while (path === undefined) {
         const next = link.requeue.length > 0 ? link.requeue.shift() : link.queueIndex < link.queue.length ? link.queue[link.queueIndex++] : undefined;
-        if (next === undefined) break;
+        if (next === undefined) {
+          // Gone through: a full resync's queue names every path of the tree, not kept for
+          // the link's lifetime.
+          link.queue = [];
+          link.queueIndex = 0;
+          break;
+        }
         if (!link.plan.has(next) || link.reading.has(next) || (link.sending.has(next) && !link.remarked.has(next) && !link.partial.has(next))) continue;
         path = next;
       }
@@ -2226,7 +2238,7 @@ class Step {
       const chunk = this.chunkBlocks();
       const start = entry.all ? (link.from.get(path)?.next ?? 0) : 0;
       const blocks = entry.all ? Array.from({ length: chunk }, (_, index) => start + index) : [...entry.blocks].sort((a, b) => a - b).slice(0, chunk);
-      this.out.push({ kind: "read", tag: this.tag({ t: "resync-read", session: link.session, path, version: this.versionOf(path), blocks, whole: entry.all }), path, blocks });
+      this.out.push({ kind: "read", tag: this.tag({ t: "resync-read", session: link.session, path, issued: s.opSeq, blocks, whole: entry.all }), path, blocks });
     }
     if (link.plan.size === 0 && link.reading.size === 0 && link.sending.size === 0 && !link.endSent) {
       link.endSent = true;
