@@ -29,6 +29,9 @@ export type DiskOp =
   /** Replaces `to` if it exists (a file, or an empty directory when `from` is one). */
   | { readonly kind: "rename"; readonly from: string; readonly to: string }
   | { readonly kind: "unlink"; readonly path: string }
+  /** link(2): `to` becomes another name of the file `from` (a regular file: a directory or a
+   *  symlink is EPERM; an existing `to` is EEXIST). */
+  | { readonly kind: "link"; readonly from: string; readonly to: string }
   | { readonly kind: "mkdir"; readonly path: string; readonly mode: number; readonly owner?: Owner }
   | { readonly kind: "rmdir"; readonly path: string }
   | { readonly kind: "setattr"; readonly path: string; readonly mode: number }
@@ -42,7 +45,10 @@ export type DiskOp =
   | { readonly kind: "fsync"; readonly path: string | null };
 
 /** The errors a local disk gives, by their POSIX names. */
-export type DiskError = "ENOENT" | "EEXIST" | "ENOTDIR" | "EISDIR" | "ENOTEMPTY" | "EINVAL" | "ENOSPC" | "EIO" | "EROFS";
+export type DiskError = "ENOENT" | "EEXIST" | "ENOTDIR" | "EISDIR" | "ENOTEMPTY" | "EINVAL" | "ENOSPC" | "EIO" | "EROFS" | "EPERM" | "EXDEV";
+
+/** Every DiskError, for codecs and drivers that check a name they were given. */
+export const diskErrors: readonly DiskError[] = ["ENOENT", "EEXIST", "ENOTDIR", "EISDIR", "ENOTEMPTY", "EINVAL", "ENOSPC", "EIO", "EROFS", "EPERM", "EXDEV"];
 
 /** An operation's result: null when it succeeded. */
 export type DiskResult = DiskError | null;
@@ -68,12 +74,20 @@ export type PathSnapshot =
       readonly size: number;
       /** Block index → the block's bytes (the last block may be short). */
       readonly blocks: ReadonlyMap<number, Uint8Array>;
+      /** The file's other names in the tree (hard links), sorted. A read gives them when
+       *  there are any. On an install they bind `path`: present (even empty), `path` is made
+       *  a name of the file one of them names here, or, when none does, of a file of its own
+       *  (no longer sharing another name's); absent, the blocks go into whatever file
+       *  `path` names. The resync sends them with every chunk of a path sent whole (its
+       *  name may have changed), never with a path's changed blocks alone. */
+      readonly links?: readonly string[];
     };
 
 /** The paths an operation changes (a rename changes both names). */
 export function pathsOf(op: DiskOp): readonly string[] {
   switch (op.kind) {
     case "rename":
+    case "link":
       return [op.from, op.to];
     case "fsync":
       return op.path === null ? [] : [op.path];
@@ -114,6 +128,8 @@ export function describeOp(op: DiskOp): string {
       return `truncate ${op.path} ${op.size}`;
     case "rename":
       return `rename ${op.from} ${op.to}`;
+    case "link":
+      return `link ${op.from} ${op.to}`;
     case "fsync":
       return `fsync ${op.path ?? "(all)"}`;
     case "symlink":

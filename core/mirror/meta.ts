@@ -156,7 +156,7 @@ const pathOnly: FileDirty = Object.freeze({ all: false, blocks: new Set<number>(
 const wholePath: FileDirty = Object.freeze({ all: true, blocks: new Set<number>() });
 
 /** What an operation dirties: the blocks of a write; the whole of a path whose identity
- *  changed (created, truncated, renamed to or from, unlinked, removed): when the other
+ *  changed (created, truncated, renamed to or from, linked to, unlinked, removed): when the other
  *  node changed such a path, this node's version must be sent whole (the other may have
  *  no file there at all), and when this node did, the other's version is replaced or
  *  removed; only the kind and attributes of a parent directory or a setattr. */
@@ -183,6 +183,11 @@ export function dirtyOf(op: DiskOp, blockSize: number): DirtyMap {
       add(op.from, wholePath);
       add(op.to, wholePath);
       add(parentOf(op.from), pathOnly);
+      add(parentOf(op.to), pathOnly);
+      break;
+    case "link":
+      // A new name of a file: sent whole, with the file's other names (install binds it).
+      add(op.to, wholePath);
       add(parentOf(op.to), pathOnly);
       break;
     case "unlink":

@@ -43,6 +43,7 @@ export function inVolume(name: string, path: string): string {
 export function opInVolume(name: string, op: DiskOp): DiskOp {
   switch (op.kind) {
     case "rename":
+    case "link":
       return { ...op, from: inVolume(name, op.from), to: inVolume(name, op.to) };
     case "fsync":
       return op.path === null ? op : { ...op, path: inVolume(name, op.path) };
@@ -112,15 +113,17 @@ export function composeDisks<Meta>(volumes: readonly Volume<Meta>[], defer: (run
         }
         return;
       }
-      const paths = op.kind === "rename" ? [op.from, op.to] : [op.kind === "fsync" ? op.path! : op.path];
+      const paths = op.kind === "rename" || op.kind === "link" ? [op.from, op.to] : [op.kind === "fsync" ? op.path! : op.path];
       const parts = paths.map(split);
       const target = parts[0]!;
       if (target === "unknown") return answer(done, "ENOENT");
-      if (target === "root") return answer(done, op.kind === "fsync" ? null : "EINVAL");
+      if (target === "root") return answer(done, op.kind === "fsync" ? null : op.kind === "link" ? "EPERM" : "EINVAL");
+      // A second name in another volume: another file system, as the kernel would say.
+      if (op.kind === "link" && typeof parts[1] !== "string" && parts[1]!.name !== target.name) return answer(done, "EXDEV");
       if (parts.some((part) => typeof part === "string" || part.name !== target.name)) return answer(done, "EINVAL");
       const rests = parts.map((part) => (part as { rest: string }).rest);
       // The volume's own root: it can be changed (mode, owner), never removed nor replaced.
-      if (target.rest === "" && !isAttributeOp(op) && op.kind !== "fsync") return answer(done, op.kind === "mkdir" ? "EEXIST" : "EINVAL");
+      if (target.rest === "" && !isAttributeOp(op) && op.kind !== "fsync") return answer(done, op.kind === "mkdir" ? "EEXIST" : op.kind === "link" ? "EPERM" : "EINVAL");
       if (op.kind === "rename" && rests[1] === "") return answer(done, "EINVAL");
       target.disk.apply(withPaths(op, rests), issue(done));
     },
@@ -129,7 +132,12 @@ export function composeDisks<Meta>(volumes: readonly Volume<Meta>[], defer: (run
       const part = split(path);
       if (part === "root") return answer<PathSnapshot | DiskError>(done, { kind: "dir", mode: rootMode, children });
       if (part === "unknown") return answer<PathSnapshot | DiskError>(done, { kind: "absent" });
-      part.disk.read(part.rest, blocks, blockSize, issue(done));
+      const settle = issue(done);
+      // A file's other names are in its own volume: named as the module's tree names them.
+      part.disk.read(part.rest, blocks, blockSize, (result) => {
+        if (typeof result === "string" || result.kind !== "file" || result.links === undefined) return settle(result);
+        settle({ ...result, links: result.links.map((each) => `${part.name}/${each}`) });
+      });
     },
 
     install(path: string, snapshot: PathSnapshot, blockSize: number, done: (result: DiskResult) => void): void {
@@ -138,7 +146,9 @@ export function composeDisks<Meta>(volumes: readonly Volume<Meta>[], defer: (run
       // Nothing outside the volumes exists, so there is nothing to remove there.
       if (part === "unknown") return answer(done, snapshot.kind === "absent" ? null : "EINVAL");
       if (part.rest === "" && snapshot.kind !== "dir") return answer(done, "EINVAL");
-      part.disk.install(part.rest, snapshot, blockSize, issue(done));
+      if (snapshot.kind !== "file" || snapshot.links === undefined) return part.disk.install(part.rest, snapshot, blockSize, issue(done));
+      const links = snapshot.links.flatMap((each) => (each.startsWith(`${part.name}/`) ? [each.slice(part.name.length + 1)] : []));
+      part.disk.install(part.rest, { ...snapshot, links }, blockSize, issue(done));
     },
 
     preserve(paths: readonly string[], label: string, done: (result: { readonly place: string } | DiskError) => void): void {
@@ -177,6 +187,7 @@ export function composeDisks<Meta>(volumes: readonly Volume<Meta>[], defer: (run
 function withPaths(op: DiskOp, paths: readonly string[]): DiskOp {
   switch (op.kind) {
     case "rename":
+    case "link":
       return { ...op, from: paths[0]!, to: paths[1]! };
     case "fsync":
       return { ...op, path: paths[0]! };

@@ -25,12 +25,12 @@
 import { constants, writeSync, type BigIntStats, type Stats } from "node:fs";
 import { crc32 } from "node:zlib";
 import type { FileHandle } from "node:fs/promises";
-import { chmod, cp, lchown, lstat, mkdir, open, readdir, readFile, readlink, rename, rm, rmdir, symlink, unlink } from "node:fs/promises";
+import { chmod, cp, lchown, link, lstat, mkdir, open, readdir, readFile, readlink, rename, rm, rmdir, symlink, unlink } from "node:fs/promises";
 import { constants as osConstants } from "node:os";
 import { dirname, join } from "node:path";
 import { assert, AssertionError } from "../../core/assert.ts";
 import type { DiskError, DiskOp, DiskResult, FileTime, Owner, PathSnapshot } from "../../core/mirror/disk-ops.ts";
-import { isWithin, parentOf } from "../../core/mirror/disk-ops.ts";
+import { diskErrors, isWithin, parentOf } from "../../core/mirror/disk-ops.ts";
 import type { DiskPort } from "../../core/ports.ts";
 import { fuseBinding } from "../../native/fuse.ts";
 
@@ -136,7 +136,7 @@ function readJournal(bytes: Buffer): JournalRead | null {
   return read === null ? null : { ...read, end: at };
 }
 
-const errorNames: ReadonlySet<string> = new Set<DiskError>(["ENOENT", "EEXIST", "ENOTDIR", "EISDIR", "ENOTEMPTY", "EINVAL", "ENOSPC", "EIO", "EROFS"]);
+const errorNames: ReadonlySet<string> = new Set<string>(diskErrors);
 
 /** The metadata file cannot be read or does not hold valid metadata: the module must not
  *  start as a new node (it could take a stale tree for the reference). */
@@ -160,6 +160,10 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
   readonly #files = new Map<string, FileHandle>();
   /** More than unsyncedPathsMax changed: the next whole-tree fsync is a syncfs. */
   #overflowed = false;
+  /** The names of each file with several (inode → paths), from one walk of the tree, kept
+   *  up to date by the operations applied here (an unlink of one of a mail spool's second
+   *  names must not walk the tree again); null until a read needs it, and after an install. */
+  #links: Map<number, string[]> | null = null;
   #preserveCount = 0;
   /** The metadata journal: its open handle (null until the first write of this port),
    *  where its intact records end, the last sequence number, and whether its records are
@@ -255,6 +259,7 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
   async #apply(op: DiskOp): Promise<DiskResult> {
     if (op.kind === "rename") await this.#forget(op.from, op.to);
     if (op.kind === "unlink" || op.kind === "rmdir") await this.#forget(op.path);
+    const relinked = this.#links === null ? null : await this.#beforeNames(op);
     switch (op.kind) {
       case "create":
         // Exactly the mode asked for, whatever our umask, after the owner; in one call on
@@ -275,6 +280,20 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
       case "unlink":
         await unlink(this.#at(op.path));
         break;
+      case "link": {
+        // link(2) itself gives EPERM for a directory, not for a symlink: the mirror does not
+        // replicate a second name of a symlink (docs/replicator.md).
+        const source = await lstat(this.#at(op.from));
+        if (!source.isFile()) {
+          await lstat(this.#at(op.to)).then(
+            () => throwErrno(osConstants.errno.EEXIST, `link ${op.to}`),
+            () => undefined,
+          );
+          return "EPERM";
+        }
+        await link(this.#at(op.from), this.#at(op.to));
+        break;
+      }
       case "mkdir":
         await mkdir(this.#at(op.path), op.mode);
         await this.#own(op.path, op.owner);
@@ -300,8 +319,50 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
         await (op.path === null ? this.#syncTree() : this.#fsync(op.path));
         return null;
     }
-    this.#changed(op.kind === "rename" ? op.to : op.path);
+    if (relinked !== null) await relinked();
+    this.#changed(op.kind === "rename" || op.kind === "link" ? op.to : op.path);
     return null;
+  }
+
+  /** What `op` will do to the names of files with several (before it is applied: the
+   *  inode of a name it removes), as a step to run once it succeeded; null for none. */
+  async #beforeNames(op: DiskOp): Promise<(() => Promise<void>) | null> {
+    const links = this.#links!;
+    const inodeAt = async (path: string): Promise<number | null> => {
+      const stats = await lstatOrNull(this.#at(path));
+      return stats !== null && stats.isFile() && stats.nlink > 1 ? stats.ino : null;
+    };
+    const drop = (ino: number | null, path: string): void => {
+      const names = ino === null ? undefined : links.get(ino);
+      if (names === undefined) return;
+      const left = names.filter((each) => each !== path);
+      if (left.length > 1) links.set(ino!, left);
+      else links.delete(ino!);
+    };
+    switch (op.kind) {
+      case "unlink": {
+        const ino = await inodeAt(op.path);
+        return async () => drop(ino, op.path);
+      }
+      case "link":
+        return async () => {
+          const stats = await lstatOrNull(this.#at(op.to));
+          if (stats === null) return;
+          links.set(stats.ino, [...(links.get(stats.ino) ?? [op.from]), op.to]);
+        };
+      case "rename": {
+        if (op.from === op.to) return null;
+        const replaced = await inodeAt(op.to);
+        // Two names of one file: rename(2) does nothing.
+        if (replaced !== null && replaced === (await inodeAt(op.from))) return null;
+        return async () => {
+          drop(replaced, op.to);
+          for (const [ino, names] of links) links.set(ino, names.map((each) => (isWithin(each, op.from) ? op.to + each.slice(op.from.length) : each)));
+        };
+      }
+      default:
+        return null;
+    }
   }
 
   /** utimensat without following a symlink, to the nanosecond (the FUSE addon's: Node's
@@ -460,7 +521,10 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
           read.set(index, buffer.subarray(start, Math.min(start + blockSize, bytesRead)));
         }
       }
-      return { kind: "file", mode, owner, mtime: timeOf(fileStats.mtimeNs), size, blocks: read };
+      const snapshot = { kind: "file", mode, owner, mtime: timeOf(fileStats.mtimeNs), size, blocks: read } as const;
+      if (fileStats.nlink <= 1n) return snapshot;
+      const names = (await this.#namesOf(Number(fileStats.ino))).filter((each) => each !== path);
+      return names.length === 0 ? snapshot : { ...snapshot, links: names };
     } finally {
       await file.close();
     }
@@ -471,13 +535,19 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
     const at = this.#at(path);
     const stats = await lstatOrNull(at);
     this.#changed(path);
+    // An install may remove a tree or bind a name: the next read of several names walks again.
+    this.#links = null;
     if (snapshot.kind === "absent") {
       if (stats !== null) await rm(at, { recursive: true, force: true });
       return null;
     }
-    const keep = stats !== null && ((snapshot.kind === "dir" && stats.isDirectory()) || (snapshot.kind === "file" && stats.isFile()));
+    // Bound to the file another listed name has here, or to one of its own (docs/replicator.md).
+    const shared = snapshot.kind === "file" && snapshot.links !== undefined ? await this.#sharedFile(path, snapshot.links) : null;
+    const detach = snapshot.kind === "file" && snapshot.links !== undefined && shared === null && stats !== null && stats.isFile() && stats.nlink > 1;
+    const keep = stats !== null && (shared !== null ? stats.isFile() && stats.ino === shared.ino : (snapshot.kind === "dir" && stats.isDirectory()) || (snapshot.kind === "file" && stats.isFile() && !detach));
     if (stats !== null && !keep) await rm(at, { recursive: true, force: true });
     if (path !== "") await this.#makeParents(parentOf(path));
+    if (shared !== null && !keep) await link(this.#at(shared.path), at);
     switch (snapshot.kind) {
       case "dir":
         if (!keep) await mkdir(at, snapshot.mode);
@@ -529,6 +599,41 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
     } finally {
       await file.close();
     }
+  }
+
+  /** The first of `links` (not `path`) that names a regular file here, with its inode. */
+  async #sharedFile(path: string, links: readonly string[]): Promise<{ readonly path: string; readonly ino: number } | null> {
+    for (const other of links) {
+      if (other === path) continue;
+      const stats = await lstatOrNull(this.#at(other));
+      if (stats?.isFile() === true) return { path: other, ino: stats.ino };
+    }
+    return null;
+  }
+
+  /** Every name of the file `ino` in the tree, sorted: one walk of the whole tree, kept until
+   *  something names or unnames a file (a resync reads many files with several names). */
+  async #namesOf(ino: number): Promise<readonly string[]> {
+    if (this.#links === null) {
+      const found = new Map<number, string[]>();
+      const walk = async (dir: string): Promise<void> => {
+        const entries = await readdir(this.#at(dir), { withFileTypes: true }).catch(() => []);
+        for (const entry of entries) {
+          const path = dir === "" ? entry.name : `${dir}/${entry.name}`;
+          if (entry.isDirectory()) await walk(path);
+          else if (entry.isFile()) {
+            const stats = await lstatOrNull(this.#at(path));
+            if (stats === null || stats.nlink <= 1) continue;
+            const names = found.get(stats.ino) ?? [];
+            names.push(path);
+            found.set(stats.ino, names);
+          }
+        }
+      };
+      await walk("");
+      this.#links = found;
+    }
+    return [...(this.#links.get(ino) ?? [])].sort();
   }
 
   /** Creates `path` and its missing ancestors as directories (mode 0755, as a resync

@@ -253,7 +253,7 @@ const fileTime = record<FileTime>({ s: leaf((value): value is number => Number.i
 const idOrKeep = leaf((value): value is number => value === -1 || isId(value));
 const role = oneOf<MirrorRole>({ STOP: true, WAIT: true, ALONE: true, PRIM: true, SECOND: true });
 const lastRole: Codec<LastRole> = nullable(oneOf<NonNullable<LastRole>>({ ALONE: true, PRIM: true, SECOND: true }));
-const result = nullable(oneOf<DiskError>({ ENOENT: true, EEXIST: true, ENOTDIR: true, EISDIR: true, ENOTEMPTY: true, EINVAL: true, ENOSPC: true, EIO: true, EROFS: true }));
+const result = nullable(oneOf<DiskError>({ ENOENT: true, EEXIST: true, ENOTDIR: true, EISDIR: true, ENOTEMPTY: true, EINVAL: true, ENOSPC: true, EIO: true, EROFS: true, EPERM: true, EXDEV: true }));
 
 /** Bytes travel unencoded beside the JSON in an envelope (wire.ts Attachment: the
  *  receiver's parsePayload gives them as a plain Uint8Array of their own), as base64 in
@@ -277,6 +277,7 @@ const op = variants<DiskOp>({
   truncate: { path, size: count },
   rename: { from: path, to: path },
   unlink: { path },
+  link: { from: path, to: path },
   mkdir: { path, mode, owner },
   rmdir: { path },
   setattr: { path, mode },
@@ -290,7 +291,14 @@ const snapshot = variants<PathSnapshot>({
   absent: {},
   dir: { mode, children: list(leaf(isName), entryCountMax), owner },
   symlink: { target: text, owner, mtime: optional(fileTime) },
-  file: { mode, owner, mtime: optional(fileTime), size: count, blocks: where(sortedMap(count, bytes), (blocks) => sizeOf(blocks) <= dataSizeMax) },
+  file: {
+    mode,
+    owner,
+    mtime: optional(fileTime),
+    size: count,
+    blocks: where(sortedMap(count, bytes), (blocks) => sizeOf(blocks) <= dataSizeMax),
+    links: optional(where(list(path, entryCountMax), isIncreasing)),
+  },
 });
 
 function sizeOf(blocks: ReadonlyMap<number, Uint8Array>): number {

@@ -106,7 +106,8 @@ export type DiskLayer = "cache" | "durable";
 /** One path of a canonical tree listing: comparable with toEqual, printable as JSON. */
 export type TreeEntry =
   | { readonly path: string; readonly kind: "dir"; readonly mode: number }
-  | { readonly path: string; readonly kind: "file"; readonly mode: number; readonly size: number; readonly sha256: string }
+  /** `links`: its other names, when it has any (hard links). */
+  | { readonly path: string; readonly kind: "file"; readonly mode: number; readonly size: number; readonly sha256: string; readonly links?: readonly string[] }
   | { readonly path: string; readonly kind: "symlink"; readonly target: string };
 
 export interface SimDiskStats {
@@ -137,13 +138,19 @@ export interface SimDiskOptions {
 
 type InodeKind = "file" | "dir" | "symlink";
 
+/** One name of an inode: the directory entry `name` of inode `parent`. */
+interface Name {
+  readonly parent: number;
+  readonly name: string;
+}
+
 interface Inode {
   readonly id: number;
   readonly kind: InodeKind;
   mode: number;
-  /** The directory naming it, noParent when nothing does (the root, a durable orphan). */
-  parent: number;
-  name: string;
+  /** The entries naming it: none for the root and a durable orphan, one for a directory or
+   *  a symlink, one or more for a file (hard links). */
+  names: Name[];
   size: number;
   /** Page index → page of pageSize bytes; absent pages are zeros. Pages are never changed
    *  in place, so the layers and the preserved area share them. */
@@ -162,7 +169,6 @@ type Lookup =
   | { readonly error: DiskError };
 
 const rootId = 0;
-const noParent = -1;
 const zeroPage = new Uint8Array(pageSize);
 
 export class SimDisk<Meta> {
@@ -258,6 +264,8 @@ export class SimDisk<Meta> {
   powerLoss(): void {
     if (this.settings.tornWrites) this.#tearPendingWrites();
     this.#durable = reachable(this.#durable);
+    // A file keeps the durable names of directories that survived.
+    for (const inode of this.#durable.values()) inode.names = inode.names.filter((each) => this.#durable.get(each.parent)?.entries.get(each.name) === inode.id);
     this.#cache = new Map([...this.#durable.values()].map((inode) => [inode.id, cloneInode(inode)]));
     this.#dirty.clear();
     this.#clearPendingWrites();
@@ -310,7 +318,7 @@ export class SimDisk<Meta> {
     const stack: [string, Inode][] = [["", inodes.get(rootId)!]];
     for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
       const [path, inode] = item;
-      entries.push(treeEntry(path, inode));
+      entries.push(treeEntry(path, inode, inodes));
       for (const [name, id] of inode.entries) stack.push([joinPath(path, name), inodes.get(id)!]);
     }
     return entries.sort(byPath);
@@ -328,6 +336,13 @@ export class SimDisk<Meta> {
     const found = lookup(this.#layer(layer), path);
     if (found.error !== null || found.inode === null || found.inode.kind !== "file") return null;
     return readBytes(found.inode, 0, found.inode.size);
+  }
+
+  /** How many names the file at `path` has in the cache (hard links); 0 when there is none. */
+  nameCount(path: string): number {
+    checkPath(path);
+    const found = lookup(this.#cache, path);
+    return found.error !== null || found.inode === null ? 0 : found.inode.names.length;
   }
 
   preservedLabels(): string[] {
@@ -376,16 +391,17 @@ export class SimDisk<Meta> {
         for (const [name, id] of inode.entries) {
           const child = inodes.get(id);
           assert(child !== undefined, `${layer}: entry ${name} of inode ${inode.id} names a missing inode ${id}`);
-          assert(child.parent === inode.id && child.name === name, `${layer}: inode ${id} does not know it is ${name} in inode ${inode.id}`);
+          assert(child.names.some((each) => each.parent === inode.id && each.name === name), `${layer}: inode ${id} does not know it is ${name} in inode ${inode.id}`);
         }
-        if (inode.parent !== noParent) assert(inodes.get(inode.parent)?.entries.get(inode.name) === inode.id, `${layer}: inode ${inode.id} claims a name it does not have`);
+        assert(inode.kind === "file" || inode.names.length <= 1, `${layer}: ${inode.kind} inode ${inode.id} has ${inode.names.length} names`);
+        for (const each of inode.names) assert(inodes.get(each.parent)?.entries.get(each.name) === inode.id, `${layer}: inode ${inode.id} claims a name it does not have`);
       }
     }
     assert(reachable(this.#cache).size === this.#cache.size, "cache: an inode is not reachable from the root");
     const named = reachable(this.#durable);
     for (const inode of this.#durable.values()) {
       // Unreachable durable inodes are files whose data was written back before their name.
-      if (!named.has(inode.id)) assert(inode.parent === noParent && inode.entries.size === 0, `durable: inode ${inode.id} is cut off from the root`);
+      if (!named.has(inode.id)) assert(inode.names.length === 0 && inode.entries.size === 0, `durable: inode ${inode.id} is cut off from the root`);
     }
     assert(this.#computeUsedBytes() === this.#usedBytes, `usedBytes ${this.#usedBytes} is not what the tree holds (${this.#computeUsedBytes()})`);
   }
@@ -511,6 +527,8 @@ export class SimDisk<Meta> {
         return this.#rename(op.from, op.to);
       case "unlink":
         return this.#unlink(op.path);
+      case "link":
+        return this.#hardLink(op.from, op.to);
       case "mkdir":
         return this.#mkdir(op.path, op.mode);
       case "rmdir":
@@ -570,14 +588,16 @@ export class SimDisk<Meta> {
     if (from === to) return null;
     if (moving.kind === "dir" && isWithin(to, from)) return "EINVAL";
     const replaced = target.inode;
+    // Two names of one file: rename(2) does nothing and succeeds.
+    if (replaced === moving) return null;
     if (replaced !== null) {
       if (isWithin(from, to)) return "ENOTEMPTY";
       if (moving.kind === "dir" && replaced.kind !== "dir") return "ENOTDIR";
       if (moving.kind !== "dir" && replaced.kind === "dir") return "EISDIR";
       if (replaced.entries.size > 0) return "ENOTEMPTY";
-      this.#remove(replaced);
+      this.#remove(replaced, target.parent!, target.name);
     }
-    this.#unlinkName(moving);
+    this.#unlinkName(moving, source.parent!, source.name);
     this.#link(target.parent!, target.name, moving);
     return null;
   }
@@ -587,7 +607,23 @@ export class SimDisk<Meta> {
     if (found.error !== null) return found.error;
     if (found.inode === null) return "ENOENT";
     if (found.inode.kind === "dir") return "EISDIR";
-    this.#remove(found.inode);
+    this.#remove(found.inode, found.parent!, found.name);
+    return null;
+  }
+
+  /** Linux's order of checks: the source, the new name's parents, the new name, then what
+   *  the source is. A name costs nothing against capacityBytes. */
+  #hardLink(from: string, to: string): DiskResult {
+    const source = lookup(this.#cache, from);
+    if (source.error !== null) return source.error;
+    if (source.inode === null) return "ENOENT";
+    const target = lookup(this.#cache, to);
+    if (target.error !== null) return target.error;
+    if (target.inode !== null) return "EEXIST";
+    // Hard links to symlinks exist on Linux; the mirror refuses them (docs/replicator.md).
+    if (source.inode.kind !== "file") return "EPERM";
+    this.#link(target.parent!, target.name, source.inode);
+    this.#markDirty(source.inode);
     return null;
   }
 
@@ -608,7 +644,7 @@ export class SimDisk<Meta> {
     if (found.inode === null) return "ENOENT";
     if (found.inode.kind !== "dir") return "ENOTDIR";
     if (found.inode.entries.size > 0) return "ENOTEMPTY";
-    this.#remove(found.inode);
+    this.#remove(found.inode, found.parent!, found.name);
     return null;
   }
 
@@ -683,7 +719,9 @@ export class SimDisk<Meta> {
           const offset = index * blockSize;
           if (offset < inode.size) read.set(index, readBytes(inode, offset, Math.min(blockSize, inode.size - offset)));
         }
-        return { kind: "file", mode: inode.mode, size: inode.size, blocks: new Map([...read].sort(([a], [b]) => a - b)) };
+        const blocksRead = new Map([...read].sort(([a], [b]) => a - b));
+        if (inode.names.length === 1) return { kind: "file", mode: inode.mode, size: inode.size, blocks: blocksRead };
+        return { kind: "file", mode: inode.mode, size: inode.size, blocks: blocksRead, links: pathsOfInode(this.#cache, inode).filter((each) => each !== path) };
       }
       default:
         return unreachable(inode.kind);
@@ -695,14 +733,17 @@ export class SimDisk<Meta> {
   #install(path: string, snapshot: PathSnapshot, blockSize: number): DiskResult {
     if (snapshot.kind === "absent") return this.#installAbsent(path);
     if (path === "") return snapshot.kind === "dir" ? this.#setRootMode(snapshot.mode) : "EINVAL";
-    if (!this.#fits(this.#installGrowth(path, snapshot))) return "ENOSPC";
+    const shared = snapshot.kind === "file" ? this.#sharedFile(path, snapshot.links) : null;
+    if (!this.#fits(this.#installGrowth(path, snapshot, shared))) return "ENOSPC";
     const parent = this.#makeParents(parentOf(path));
     const name = path.slice(path.lastIndexOf("/") + 1);
     const existingId = parent.entries.get(name);
     const existing = existingId === undefined ? null : this.#cache.get(existingId)!;
-    const keep = existing !== null && existing.kind === snapshot.kind && snapshot.kind !== "symlink";
-    if (existing !== null && !keep) this.#remove(existing);
-    const inode = keep ? existing! : this.#newCacheInode(snapshot.kind, snapshot.kind === "symlink" ? 0o777 : snapshot.mode, snapshot.kind === "symlink" ? snapshot.target : "");
+    // Bound to another name's file, or to one of its own when it shares one it should not.
+    const detach = snapshot.kind === "file" && snapshot.links !== undefined && shared === null && existing !== null && existing.names.length > 1;
+    const keep = existing !== null && (shared !== null ? existing === shared : existing.kind === snapshot.kind && snapshot.kind !== "symlink" && !detach);
+    if (existing !== null && !keep) this.#remove(existing, parent, name);
+    const inode = keep ? existing! : (shared ?? this.#newCacheInode(snapshot.kind, snapshot.kind === "symlink" ? 0o777 : snapshot.mode, snapshot.kind === "symlink" ? snapshot.target : ""));
     if (!keep) this.#link(parent, name, inode);
     if (snapshot.kind === "symlink") return null;
     inode.mode = modeBits(snapshot.mode);
@@ -717,8 +758,18 @@ export class SimDisk<Meta> {
   #installAbsent(path: string): DiskResult {
     const found = lookup(this.#cache, path);
     if (found.error !== null || found.inode === null) return null;
-    if (path !== "") this.#remove(found.inode);
-    else for (const id of [...found.inode.entries.values()]) this.#remove(this.#cache.get(id)!);
+    if (path !== "") this.#remove(found.inode, found.parent!, found.name);
+    else for (const [name, id] of [...found.inode.entries]) this.#remove(this.#cache.get(id)!, found.inode, name);
+    return null;
+  }
+
+  /** The file that the first of `links` naming a file here names (not `path`'s own name). */
+  #sharedFile(path: string, links: readonly string[] | undefined): Inode | null {
+    for (const other of links ?? []) {
+      if (other === path) continue;
+      const found = lookup(this.#cache, other);
+      if (found.error === null && found.inode !== null && found.inode.kind === "file") return found.inode;
+    }
     return null;
   }
 
@@ -729,8 +780,9 @@ export class SimDisk<Meta> {
     return null;
   }
 
-  /** How much install(path, snapshot) adds to usedBytes (negative when it frees). */
-  #installGrowth(path: string, snapshot: Exclude<PathSnapshot, { kind: "absent" }>): number {
+  /** How much install(path, snapshot) adds to usedBytes (negative when it frees); `shared`:
+   *  the file it makes `path` a name of. */
+  #installGrowth(path: string, snapshot: Exclude<PathSnapshot, { kind: "absent" }>, shared: Inode | null): number {
     const names = path.split("/");
     let growth = 0;
     let dir: Inode | null = this.#cache.get(rootId)!;
@@ -745,10 +797,13 @@ export class SimDisk<Meta> {
       dir = null;
     }
     const existing = dir === null ? null : this.#child(dir, names[names.length - 1]!);
+    const freed = existing === null || existing === shared ? 0 : existing.names.length > 1 ? 0 : this.#usageOfTree(existing);
+    if (shared !== null) return growth + (snapshot.kind === "file" ? snapshot.size - shared.size : 0) - freed;
     const contentBytes = snapshot.kind === "file" ? snapshot.size : snapshot.kind === "symlink" ? snapshot.target.length : 0;
     growth += entryCostBytes + contentBytes;
     if (existing === null) return growth;
-    return existing.kind === snapshot.kind && existing.kind !== "symlink" ? growth - usageOf(existing) : growth - this.#usageOfTree(existing);
+    const detach = snapshot.kind === "file" && snapshot.links !== undefined && existing.names.length > 1;
+    return existing.kind === snapshot.kind && existing.kind !== "symlink" && !detach ? growth - usageOf(existing) : growth - freed;
   }
 
   #makeParents(dirPath: string): Inode {
@@ -760,7 +815,7 @@ export class SimDisk<Meta> {
         dir = child;
         continue;
       }
-      if (child !== null) this.#remove(child);
+      if (child !== null) this.#remove(child, dir, name);
       const made = this.#newCacheInode("dir", dirModeDefault, "");
       this.#link(dir, name, made);
       dir = made;
@@ -811,31 +866,36 @@ export class SimDisk<Meta> {
 
   #link(parent: Inode, name: string, inode: Inode): void {
     assert(parent.kind === "dir" && !parent.entries.has(name), `link ${name}: the name is taken or the parent is not a directory`);
+    assert(inode.kind === "file" || inode.names.length === 0, `link ${name}: a ${inode.kind} has one name`);
     parent.entries.set(name, inode.id);
-    inode.parent = parent.id;
-    inode.name = name;
+    inode.names.push({ parent: parent.id, name });
     this.#markDirty(parent);
   }
 
-  #unlinkName(inode: Inode): void {
-    const parent = this.#cache.get(inode.parent)!;
-    assert(parent.entries.get(inode.name) === inode.id, `inode ${inode.id} is not named where it says`);
-    parent.entries.delete(inode.name);
-    inode.parent = noParent;
+  #unlinkName(inode: Inode, parent: Inode, name: string): void {
+    assert(parent.entries.get(name) === inode.id, `inode ${inode.id} is not ${name} in inode ${parent.id}`);
+    parent.entries.delete(name);
+    inode.names = withoutName(inode.names, parent.id, name);
     this.#markDirty(parent);
   }
 
-  /** Removes `inode` and everything below it from the cache; their unwritten data is dropped
-   *  as the kernel drops the pages of a deleted file. */
-  #remove(inode: Inode): void {
-    this.#unlinkName(inode);
+  /** Removes the name `parent/name` of `inode`; an inode left without a name goes from the
+   *  cache with everything below it that has no other name; their unwritten data is
+   *  dropped as the kernel drops the pages of a deleted file. */
+  #remove(inode: Inode, parent: Inode, name: string): void {
+    this.#unlinkName(inode, parent, name);
+    if (inode.names.length > 0) return;
     const stack = [inode];
     for (let node = stack.pop(); node !== undefined; node = stack.pop()) {
       this.#cache.delete(node.id);
       this.#usedBytes -= usageOf(node);
       this.#dirty.delete(node.id);
       this.#dropPendingWrites(node.id);
-      for (const id of node.entries.values()) stack.push(this.#cache.get(id)!);
+      for (const [childName, id] of node.entries) {
+        const child = this.#cache.get(id)!;
+        child.names = withoutName(child.names, node.id, childName);
+        if (child.names.length === 0) stack.push(child);
+      }
     }
   }
 
@@ -926,50 +986,55 @@ export class SimDisk<Meta> {
       // An orphan's new name, made durable just now, may already have taken this entry.
       if (durable.entries.get(name) !== id || dir.entries.get(name) === id) continue;
       durable.entries.delete(name);
-      this.#durableOrphan(id);
+      this.#durableOrphan(id, durable.id, name);
     }
     for (const [name, id] of dir.entries) this.#setDurableEntry(durable, name, this.#cache.get(id)!);
   }
 
-  /** Makes the names of `inode` and of each of its ancestors durable. */
+  /** Makes the names of `inode` (all of a file's) and of each of its ancestors durable. */
   #persistName(inode: Inode): void {
-    const chain: Inode[] = [];
-    for (let node = inode; node.id !== rootId; node = this.#cache.get(node.parent)!) chain.push(node);
-    for (let index = chain.length - 1; index >= 0; index--) {
-      const node = chain[index]!;
-      this.#setDurableEntry(this.#ensureDurable(this.#cache.get(node.parent)!), node.name, node);
+    for (const each of [...inode.names]) {
+      const parent = this.#cache.get(each.parent)!;
+      if (parent.id !== rootId) this.#persistName(parent);
+      this.#setDurableEntry(this.#ensureDurable(parent), each.name, inode);
     }
   }
 
-  /** Durable `parent/name` becomes `inode` (its cache version), leaving its old durable name. */
+  /** Durable `parent/name` becomes `inode` (its cache version), leaving the durable names
+   *  the cache no longer gives it (a rename moves a name). */
   #setDurableEntry(parent: Inode, name: string, inode: Inode): void {
     const durable = this.#ensureDurable(inode);
     if (parent.entries.get(name) === inode.id) {
-      assert(durable.parent === parent.id && durable.name === name, `durable inode ${inode.id} is not named where its parent says`);
+      assert(durable.names.some((each) => each.parent === parent.id && each.name === name), `durable inode ${inode.id} is not named where its parent says`);
       return;
     }
-    const oldParent = durable.parent === noParent ? undefined : this.#durable.get(durable.parent);
-    if (oldParent?.entries.get(durable.name) === inode.id) oldParent.entries.delete(durable.name);
+    for (const old of [...durable.names]) {
+      if (inode.names.some((each) => each.parent === old.parent && each.name === old.name)) continue;
+      const oldParent = this.#durable.get(old.parent);
+      if (oldParent?.entries.get(old.name) === inode.id) oldParent.entries.delete(old.name);
+      durable.names = withoutName(durable.names, old.parent, old.name);
+    }
     const replaced = parent.entries.get(name);
     parent.entries.set(name, inode.id);
-    durable.parent = parent.id;
-    durable.name = name;
-    if (replaced !== undefined) this.#durableOrphan(replaced);
+    durable.names.push({ parent: parent.id, name });
+    if (replaced !== undefined) this.#durableOrphan(replaced, parent.id, name);
   }
 
-  /** A durable inode lost its durable name: if the cache still names it, that name becomes
-   *  durable (renames are atomic); otherwise it is gone, and so is what is below it. */
-  #durableOrphan(id: number): void {
+  /** A durable inode lost its durable name `parent/name`: when it has no other, if the cache
+   *  still names it, those names become durable (renames are atomic); otherwise it is gone,
+   *  and so is what is below it. */
+  #durableOrphan(id: number, parentId: number, name: string): void {
     const durable = this.#durable.get(id);
     if (durable === undefined) return;
-    durable.parent = noParent;
+    durable.names = withoutName(durable.names, parentId, name);
+    if (durable.names.length > 0) return;
     const cached = this.#cache.get(id);
     if (cached !== undefined) {
       this.#persistName(cached);
       return;
     }
     this.#durable.delete(id);
-    for (const child of [...durable.entries.values()]) this.#durableOrphan(child);
+    for (const [childName, child] of [...durable.entries]) this.#durableOrphan(child, id, childName);
   }
 
   /** The durable version of an inode, created as an empty stub of its kind when it has none. */
@@ -1072,7 +1137,7 @@ function ownOp(op: DiskOp): DiskOp {
 }
 
 function opPaths(op: DiskOp): string[] {
-  if (op.kind === "rename") return [op.from, op.to];
+  if (op.kind === "rename" || op.kind === "link") return [op.from, op.to];
   if (op.kind === "fsync") return op.path === null ? [] : [op.path];
   return [op.path];
 }
@@ -1097,7 +1162,9 @@ function ownSnapshot(path: string, snapshot: PathSnapshot, blockSize: number): P
         assert(bytes.length <= blockSize && index * blockSize + bytes.length <= snapshot.size, `install ${path}: block ${index} of ${bytes.length} bytes lies beyond size ${snapshot.size}`);
         blocks.set(index, bytes.slice());
       }
-      return { kind: "file", mode: snapshot.mode, size: snapshot.size, blocks };
+      if (snapshot.links === undefined) return { kind: "file", mode: snapshot.mode, size: snapshot.size, blocks };
+      for (const other of snapshot.links) checkPath(other);
+      return { kind: "file", mode: snapshot.mode, size: snapshot.size, blocks, links: [...snapshot.links] };
     }
     default:
       return unreachable(snapshot);
@@ -1122,11 +1189,25 @@ function lookup(inodes: Map<number, Inode>, path: string): Lookup {
 }
 
 function newInode(id: number, kind: InodeKind, mode: number, target: string): Inode {
-  return { id, kind, mode, parent: noParent, name: "", size: 0, pages: new Map(), entries: new Map(), target };
+  return { id, kind, mode, names: [], size: 0, pages: new Map(), entries: new Map(), target };
 }
 
 function cloneInode(inode: Inode): Inode {
-  return { ...inode, pages: new Map(inode.pages), entries: new Map(inode.entries) };
+  return { ...inode, names: [...inode.names], pages: new Map(inode.pages), entries: new Map(inode.entries) };
+}
+
+function withoutName(names: readonly Name[], parent: number, name: string): Name[] {
+  return names.filter((each) => each.parent !== parent || each.name !== name);
+}
+
+/** Every path naming `inode` in `inodes`, sorted. */
+function pathsOfInode(inodes: Map<number, Inode>, inode: Inode): string[] {
+  const paths = inode.names.map((each) => {
+    const parts = [each.name];
+    for (let dir = inodes.get(each.parent)!; dir.id !== rootId; dir = inodes.get(dir.names[0]!.parent)!) parts.push(dir.names[0]!.name);
+    return parts.reverse().join("/");
+  });
+  return paths.sort();
 }
 
 /** The inodes reachable from the root by their entries. */
@@ -1216,12 +1297,16 @@ function fileSha256(file: Inode): string {
   return hash.digest("hex");
 }
 
-function treeEntry(path: string, inode: Inode): TreeEntry {
+/** `inodes`: the layer naming it, for a file's other names (none for a preserved copy). */
+function treeEntry(path: string, inode: Inode, inodes: Map<number, Inode> | null = null): TreeEntry {
   switch (inode.kind) {
     case "dir":
       return { path, kind: "dir", mode: inode.mode };
-    case "file":
-      return { path, kind: "file", mode: inode.mode, size: inode.size, sha256: fileSha256(inode) };
+    case "file": {
+      const entry = { path, kind: "file", mode: inode.mode, size: inode.size, sha256: fileSha256(inode) } as const;
+      if (inodes === null || inode.names.length <= 1) return entry;
+      return { ...entry, links: pathsOfInode(inodes, inode).filter((each) => each !== path) };
+    }
     case "symlink":
       return { path, kind: "symlink", target: inode.target };
     default:

@@ -88,8 +88,9 @@ export async function content(harness: DiskHarness, path: string): Promise<Uint8
   return whole;
 }
 
-export function fileSnapshot(mode: number, size: number, blocks: readonly (readonly [number, Uint8Array])[]): PathSnapshot {
-  return { kind: "file", mode, size, blocks: new Map(blocks) };
+/** `links`: the file's other names, for an install that binds the path (absent: it does not). */
+export function fileSnapshot(mode: number, size: number, blocks: readonly (readonly [number, Uint8Array])[], links?: readonly string[]): PathSnapshot {
+  return links === undefined ? { kind: "file", mode, size, blocks: new Map(blocks) } : { kind: "file", mode, size, blocks: new Map(blocks), links };
 }
 
 function describeForTest(op: DiskOp): string {
@@ -338,6 +339,74 @@ export function diskContract(name: string, makeHarness: () => Promise<DiskHarnes
         expect(await apply(harness, rename("l", "m"))).toBeNull();
         expect(await read(harness, "m")).toEqual({ kind: "symlink", target: "f" });
         expect(await read(harness, "f")).toMatchObject({ kind: "file" });
+      });
+    });
+
+    describe("hard links", () => {
+      const link = (from: string, to: string): DiskOp => ({ kind: "link", from, to });
+
+      it("gives a file another name: a write through either is read through both", async () => {
+        await applyAll(harness, [mkdir("d"), create("f"), write("f", 0, "one")]);
+        expect(await apply(harness, link("f", "d/g"))).toBeNull();
+        expect(await apply(harness, write("d/g", 0, "two"))).toBeNull();
+        expect(text(await content(harness, "f"))).toBe("two");
+        expect(await read(harness, "f", [])).toMatchObject({ kind: "file", links: ["d/g"] });
+        expect(await read(harness, "d/g", [])).toMatchObject({ kind: "file", links: ["f"] });
+      });
+
+      it("keeps the file while a name is left: unlink, rename over, rmdir of an emptied parent", async () => {
+        await applyAll(harness, [mkdir("d"), create("d/f"), write("d/f", 0, "kept"), link("d/f", "g"), link("d/f", "h"), create("x")]);
+        expect(await read(harness, "g", [])).toMatchObject({ links: ["d/f", "h"] });
+        // The names read before follow what comes after: a move of their directory, a new one.
+        expect(await apply(harness, rename("d", "e"))).toBeNull();
+        expect(await apply(harness, link("g", "i"))).toBeNull();
+        expect(await read(harness, "g", [])).toMatchObject({ links: ["e/f", "h", "i"] });
+        expect(await apply(harness, { kind: "unlink", path: "i" })).toBeNull();
+        expect(await apply(harness, rename("e", "d"))).toBeNull();
+        expect(await apply(harness, { kind: "unlink", path: "d/f" })).toBeNull();
+        expect(await apply(harness, { kind: "rmdir", path: "d" })).toBeNull();
+        expect(await apply(harness, rename("x", "h"))).toBeNull();
+        expect(text(await content(harness, "g"))).toBe("kept");
+        const snapshot = await read(harness, "g", []);
+        expect(snapshot).toMatchObject({ kind: "file" });
+        expect((snapshot as { links?: unknown }).links).toBeUndefined();
+      });
+
+      it("renames one name onto another of the same file as a success that changes nothing", async () => {
+        await applyAll(harness, [create("f"), link("f", "g")]);
+        expect(await apply(harness, rename("f", "g"))).toBeNull();
+        expect(await read(harness, "")).toMatchObject({ children: ["f", "g"] });
+      });
+
+      it("gives EEXIST for a taken name, ENOENT for a missing source or parent, EPERM for a directory or a symlink", async () => {
+        await applyAll(harness, [create("f"), create("g"), mkdir("d"), { kind: "symlink", path: "s", target: "f" }]);
+        expect(await apply(harness, link("f", "g"))).toBe("EEXIST");
+        expect(await apply(harness, link("missing", "h"))).toBe("ENOENT");
+        expect(await apply(harness, link("f", "nodir/h"))).toBe("ENOENT");
+        expect(await apply(harness, link("d", "h"))).toBe("EPERM");
+        expect(await apply(harness, link("s", "h"))).toBe("EPERM");
+        expect(await read(harness, "h")).toEqual({ kind: "absent" });
+      });
+
+      it("binds an install to the file another listed name has, or to a file of its own", async () => {
+        await applyAll(harness, [create("a"), write("a", 0, "aaaa"), create("b"), write("b", 0, "bbbb"), link("b", "c")]);
+        // "b" becomes a name of a's file, content from the snapshot; "c" keeps the old file.
+        expect(await install(harness, "b", fileSnapshot(0o644, 4, [[0, bytes("AAAA")]], ["a", "gone"]))).toBeNull();
+        expect(text(await content(harness, "a"))).toBe("AAAA");
+        expect(text(await content(harness, "c"))).toBe("bbbb");
+        expect(await read(harness, "a", [])).toMatchObject({ links: ["b"] });
+        // A name listed with none here that is a file: "a" leaves b's file for one of its own.
+        expect(await install(harness, "a", fileSnapshot(0o644, 4, [[0, bytes("solo")]], []))).toBeNull();
+        expect(text(await content(harness, "a"))).toBe("solo");
+        expect(text(await content(harness, "b"))).toBe("AAAA");
+        // Without links, blocks go into whatever file the name has.
+        expect(await apply(harness, link("c", "e"))).toBeNull();
+        expect(await install(harness, "e", fileSnapshot(0o644, 4, [[0, bytes("EEEE")]]))).toBeNull();
+        expect(text(await content(harness, "c"))).toBe("EEEE");
+        // A missing name listed beside one that is here becomes a name of that file.
+        expect(await install(harness, "n", fileSnapshot(0o644, 4, [[0, bytes("NNNN")]], ["c", "e"]))).toBeNull();
+        expect(text(await content(harness, "e"))).toBe("NNNN");
+        expect(await read(harness, "n", [])).toMatchObject({ links: ["c", "e"] });
       });
     });
 

@@ -44,12 +44,16 @@ function compose(seed: number, names: readonly string[]): Composed {
   return { harness, composite, disks };
 }
 
-/** The port of volume `name` as its own tree: every path put under the volume's name. */
+/** The port of volume `name` as its own tree: every path put under the volume's name (a
+ *  file's other names too, which the composite gives and takes under it). */
 function throughVolume(port: DiskPort<TestMeta>, name: string): DiskPort<TestMeta> {
+  const outside = (path: string): string => (path.startsWith(`${name}/`) ? path.slice(name.length + 1) : `(outside ${name}) ${path}`);
   return {
     apply: (op, done) => port.apply(opInVolume(name, op), done),
-    read: (path, blocks, blockSize, done) => port.read(inVolume(name, path), blocks, blockSize, done),
-    install: (path, snapshot, blockSize, done) => port.install(inVolume(name, path), snapshot, blockSize, done),
+    read: (path, blocks, blockSize, done) =>
+      port.read(inVolume(name, path), blocks, blockSize, (result) => done(typeof result === "string" || result.kind !== "file" || result.links === undefined ? result : { ...result, links: result.links.map(outside) })),
+    install: (path, snapshot, blockSize, done) =>
+      port.install(inVolume(name, path), snapshot.kind === "file" && snapshot.links !== undefined ? { ...snapshot, links: snapshot.links.map((each) => inVolume(name, each)) } : snapshot, blockSize, done),
     preserve: (paths, label, done) => port.preserve(paths.map((path) => inVolume(name, path)), label, done),
     persistMeta: (meta, done) => port.persistMeta(meta, done),
     loadMeta: (done) => port.loadMeta(done),
@@ -98,6 +102,9 @@ describe("the disk port of several replicated directories", () => {
       [{ kind: "mkdir", path: a, mode: 0o755 }, "EEXIST"],
       [{ kind: "create", path: "top", mode: 0o644 }, "ENOENT"],
       [{ kind: "mkdir", path: "", mode: 0o755 }, "EINVAL"],
+      // A second name in another volume: another file system, as the kernel says.
+      [{ kind: "link", from: `${a}/f`, to: `${b}/f` }, "EXDEV"],
+      [{ kind: "link", from: a, to: `${a}/x` }, "EPERM"],
     ];
     for (const [op, error] of refused) expect([op, await apply(harness, op)]).toEqual([op, error]);
     // The volume's own root can change mode.

@@ -31,7 +31,7 @@ export const genArbitrary: fc.Arbitrary<Gen> = fc.tuple(countArbitrary, nodeArbi
 const historyArbitrary = fc.array(genArbitrary, { maxLength: 6 });
 const roleArbitrary = fc.constantFrom<MirrorRole>("STOP", "WAIT", "ALONE", "PRIM", "SECOND");
 const lastRoleArbitrary = fc.constantFrom<LastRole>("ALONE", "PRIM", "SECOND", null);
-const resultArbitrary = fc.constantFrom<DiskError | null>(null, "ENOENT", "EEXIST", "ENOTDIR", "EISDIR", "ENOTEMPTY", "EINVAL", "ENOSPC", "EIO", "EROFS");
+const resultArbitrary = fc.constantFrom<DiskError | null>(null, "ENOENT", "EEXIST", "ENOTDIR", "EISDIR", "ENOTEMPTY", "EINVAL", "ENOSPC", "EIO", "EROFS", "EPERM", "EXDEV");
 const dataArbitrary = fc.uint8Array({ maxLength: 70 });
 
 export const opArbitraries: ByKind<DiskOp> = {
@@ -40,6 +40,7 @@ export const opArbitraries: ByKind<DiskOp> = {
   truncate: fc.record({ kind: fc.constant("truncate"), path: anyPathArbitrary, size: countArbitrary }),
   rename: fc.record({ kind: fc.constant("rename"), from: anyPathArbitrary, to: anyPathArbitrary }),
   unlink: fc.record({ kind: fc.constant("unlink"), path: anyPathArbitrary }),
+  link: fc.record({ kind: fc.constant("link"), from: anyPathArbitrary, to: anyPathArbitrary }),
   mkdir: fc.tuple(anyPathArbitrary, modeArbitrary, ownerArbitrary).map(([path, mode, owner]) => ({ kind: "mkdir", path, mode, ...owner })),
   rmdir: fc.record({ kind: fc.constant("rmdir"), path: anyPathArbitrary }),
   setattr: fc.record({ kind: fc.constant("setattr"), path: anyPathArbitrary, mode: modeArbitrary }),
@@ -55,7 +56,9 @@ export const snapshotArbitraries: ByKind<PathSnapshot> = {
   absent: fc.constant({ kind: "absent" }),
   dir: fc.tuple(modeArbitrary, fc.array(nameArbitrary, { maxLength: 5 }), ownerArbitrary).map(([mode, children, owner]) => ({ kind: "dir", mode, children, ...owner })),
   symlink: fc.tuple(textArbitrary, ownerArbitrary, mtimeArbitrary).map(([target, owner, mtime]) => ({ kind: "symlink", target, ...owner, ...mtime })),
-  file: fc.tuple(modeArbitrary, countArbitrary, blocksArbitrary, ownerArbitrary, mtimeArbitrary).map(([mode, size, blocks, owner, mtime]) => ({ kind: "file", mode, size, blocks, ...owner, ...mtime })),
+  file: fc
+    .tuple(modeArbitrary, countArbitrary, blocksArbitrary, ownerArbitrary, mtimeArbitrary, fc.option(fc.uniqueArray(anyPathArbitrary, { maxLength: 3 }), { nil: undefined }))
+    .map(([mode, size, blocks, owner, mtime, links]) => ({ kind: "file", mode, size, blocks, ...owner, ...mtime, ...(links === undefined ? {} : { links: [...links].sort() }) })),
 };
 const snapshotArbitrary: fc.Arbitrary<PathSnapshot> = fc.oneof(...Object.values(snapshotArbitraries));
 

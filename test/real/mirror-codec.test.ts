@@ -122,7 +122,7 @@ describe("the mirror message codec refuses", () => {
     ["an unknown message kind", tampered(write, { kind: "replicate" })],
     ["an unknown operation kind", tampered(write, { kind: "chmod" }, "op")],
     ["an unknown snapshot kind", tampered(syncPath, { kind: "fifo" }, "snapshot")],
-    ["an unknown disk error", { kind: "rep-ack", session: 1, seq: 2, result: "EPERM" }],
+    ["an unknown disk error", { kind: "rep-ack", session: 1, seq: 2, result: "EACCES" }],
     ["an unknown handover reason", { kind: "handover", session: 1, reason: "tired" }],
     ["an unknown role in a hello", tampered(hello, { role: "MASTER" }, "summary")],
     ["a missing field", { kind: "sync-done", session: 1 }],

@@ -152,6 +152,26 @@ describe("SimDisk: power loss", () => {
     expect(paths(bench)).toEqual(["", "d"]);
   });
 
+  it("makes a hard link durable with an fsync of either name or of its directory, and only then", () => {
+    const link = (from: string, to: string): DiskOp => ({ kind: "link", from, to });
+    const bench = new Bench();
+    bench.applyAll([mkdir("d"), create("f"), write("f", 0, "shared"), fsync(null), link("f", "d/g")]);
+    bench.powerCycle();
+    expect(paths(bench)).toEqual(["", "d", "f"]);
+    bench.applyAll([link("f", "d/g"), fsync("f")]);
+    bench.disk.checkInvariants();
+    bench.powerCycle();
+    expect(paths(bench)).toEqual(["", "d", "d/g", "f"]);
+    expect(bench.text("d/g")).toBe("shared");
+    expect(bench.disk.snapshotTree().find((entry) => entry.path === "f")).toMatchObject({ links: ["d/g"] });
+    // The unlink of one name, made durable by its directory: the other name keeps the data.
+    bench.applyAll([{ kind: "unlink", path: "f" }, fsync("")]);
+    bench.powerCycle();
+    expect(paths(bench)).toEqual(["", "d", "d/g"]);
+    expect(bench.text("d/g")).toBe("shared");
+    bench.disk.checkInvariants();
+  });
+
   it("makes everything durable with fsync(null)", () => {
     const bench = new Bench();
     bench.applyAll([mkdir("d"), create("d/f"), write("d/f", 10, "x"), { kind: "symlink", path: "l", target: "d/f" }, { kind: "setattr", path: "d", mode: 0o700 }, fsync(null)]);
@@ -605,6 +625,7 @@ const stepKinds: readonly { readonly weight: number; readonly arbitrary: fc.Arbi
     ["chown", 1],
     ["times", 1],
     ["symlink", 1],
+    ["link", 2],
   ] as const
 ).map(([kind, weight]) => ({ weight, arbitrary: fc.constant(kind) }));
 
@@ -640,6 +661,8 @@ function opOf(bench: Bench, step: Step): DiskOp {
       return { kind: "truncate", path: pickFrom(files, step.pick), size: step.offset };
     case "rename":
       return rename(pickFrom(any, step.pick), fresh(step.pickTo));
+    case "link":
+      return { kind: "link", from: pickFrom(files, step.pick), to: fresh(step.pickTo) };
     case "unlink":
       return { kind: "unlink", path: pickFrom(any, step.pick) };
     case "rmdir":
@@ -735,17 +758,21 @@ interface KeptFile {
 }
 
 /** The kept files after `op` succeeded: renamed ones (or their directories) gain a name,
- *  changed or removed ones are dropped, fsynced ones are (re)recorded. */
+ *  changed, removed or linked ones are dropped, fsynced ones with one name are (re)recorded
+ *  (a file with several names changes through any of them). */
 function follow(bench: Bench, kept: readonly KeptFile[], op: DiskOp): KeptFile[] {
   const next: KeptFile[] = [];
   for (const file of kept) {
-    if (op.kind === "rename" && isWithin(file.name, op.from) && op.from !== op.to) {
+    if (op.kind === "link") {
+      if (file.name !== op.from) next.push(file);
+    } else if (op.kind === "rename" && isWithin(file.name, op.from) && op.from !== op.to) {
       const name = op.to + file.name.slice(op.from.length);
       next.push({ data: file.data, names: new Set([...file.names, name]), name });
     } else if (op.kind === "rename" ? !isWithin(file.name, op.to) : op.kind === "fsync" || isAttributeOp(op) || !isWithin(file.name, op.path)) next.push(file);
   }
   if (op.kind !== "fsync") return next;
-  const synced = op.path === null ? bench.disk.snapshotTree().filter((entry) => entry.kind === "file").map((entry) => entry.path) : [op.path];
+  const single = bench.disk.snapshotTree().filter((entry) => entry.kind === "file" && entry.links === undefined).map((entry) => entry.path);
+  const synced = op.path === null ? single : single.filter((name) => name === op.path);
   for (const name of synced) {
     const data = bench.disk.fileBytes(name);
     if (data !== null) next.push({ data, names: new Set([name]), name });
