@@ -166,10 +166,12 @@ type ScriptCall = string | { readonly name: "transition"; readonly args: readonl
 type Tag =
   | { readonly t: "local"; readonly seq: number }
   | { readonly t: "remote"; readonly session: number; readonly seq: number; readonly paths: readonly string[]; readonly ackedOnReceipt: boolean }
-  /** `blocks`: the chunk asked for; `whole`: the first chunk of a whole path. */
-  /** `issued`: the last operation dispatched before the read. */
+  /** `blocks`: the chunk asked for; `whole`: a chunk of a path sent whole; `issued`: the
+   *  last operation dispatched before the read. */
   | { readonly t: "resync-read"; readonly session: number; readonly path: string; readonly issued: number; readonly blocks: readonly number[]; readonly whole: boolean }
   | { readonly t: "prune-read"; readonly session: number; readonly path: string; readonly snapshot: PathSnapshot }
+  /** The other names of the file an intercepted unlink or rename takes a name from (held `id`). */
+  | { readonly t: "other-names"; readonly id: number }
   | { readonly t: "install"; readonly session: number; readonly path: string; readonly last: boolean }
   | { readonly t: "checkpoint"; readonly session: number }
   /** The tree made durable before this node's metadata says it is primary (flushInherited). */
@@ -293,7 +295,7 @@ export interface Mirror {
   nextSession: number;
   /** Intercepted, waiting for their marks to be durable (`needs`: a metadata version) or for
    *  dispatching to resume; `extents`: their marks in hot extents (its paths: those marked). */
-  readonly held: { id: number; op: DiskOp; needs: number; extents: DirtyMap; localOnly: boolean }[];
+  readonly held: { id: number; op: DiskOp; needs: number; extents: DirtyMap; localOnly: boolean; asking: boolean }[];
   opSeq: number;
   readonly pending: Map<number, Pending>;
   readonly pathSeq: Map<string, number>;
@@ -1375,9 +1377,15 @@ class Step {
       this.out.push({ kind: "complete", id, result: s.phase === "secondary" ? "EROFS" : "EIO" });
       return;
     }
+    if (op.kind === "link" && this.crossesExclusion(op.from, op.to)) {
+      // A replicated name of a file written through one that is not (or the other way): as
+      // across file systems, refused (ln says so, mail delivery falls back to a copy).
+      this.out.push({ kind: "complete", id, result: "EXDEV" });
+      return;
+    }
     if (this.localOnly(op)) {
       // Not replicated: applied here, in order with the rest, and nothing else.
-      s.held.push({ id, op, needs: 0, extents: emptyDirty, localOnly: true });
+      s.held.push({ id, op, needs: 0, extents: emptyDirty, localOnly: true, asking: false });
       this.drainHeld();
       return;
     }
@@ -1405,8 +1413,57 @@ class Step {
       this.persist();
       needs = s.metaVersion;
     }
-    s.held.push({ id, op, needs, extents, localOnly: false });
+    // A name going away (unlinked, renamed over) may be one of a file's several: what was
+    // written through it is the other names' too, and marked only under it. Those names are
+    // asked for first, to be marked whole before the name goes (docs/mirror.md, "Hard links").
+    const unnamed = op.kind === "unlink" ? op.path : op.kind === "rename" && op.from !== op.to ? op.to : null;
+    s.held.push({ id, op, needs, extents, localOnly: false, asking: unnamed !== null });
+    if (unnamed !== null) this.out.push({ kind: "read", tag: this.tag({ t: "other-names", id }), path: unnamed, blocks: [] });
     this.drainHeld();
+  }
+
+  /** The other names of the file an operation held as `id` takes a name from: marked whole
+   *  (durably, before it is dispatched), as what was written through that name. */
+  otherNames(id: number, result: PathSnapshot | DiskError): void {
+    const s = this.s;
+    const entry = s.held.find((each) => each.id === id);
+    if (entry === undefined || !entry.asking) return;
+    entry.asking = false;
+    const excludes = excluderOf(s.config.notReplicated);
+    const others = typeof result !== "string" && result.kind === "file" ? (result.links ?? []).filter((each) => !excludes(each)) : [];
+    if (others.length > 0) {
+      const marks: DirtyMap = new Map(others.map((each) => [each, { all: true, blocks: new Set<number>() }]));
+      for (const path of marks.keys()) s.pathHeld.set(path, (s.pathHeld.get(path) ?? 0) + 1);
+      const extents = coarsenDirty(marks, s.config.hotExtentBlocks);
+      entry.extents = unionDirty(entry.extents, extents);
+      const dirty = unionDirty(s.meta.dirty, marks);
+      const hot = unionDirty(s.meta.hot, extents);
+      if (dirty !== s.meta.dirty || hot !== s.meta.hot) {
+        s.meta = { ...s.meta, dirty, hot };
+        this.persist();
+        entry.needs = s.metaVersion;
+      }
+      // A resync under way sends them too: what went through the name may never have
+      // reached the peer's file of the others (written while the peer lacked the name).
+      const link = s.link;
+      if (link !== null && !link.inSync) {
+        // Its end may be announced already: not any more (as for a diverged operation).
+        if (link.endSent) {
+          link.endSent = false;
+          this.send({ kind: "unsync", session: link.session });
+        }
+        for (const [path, mark] of marks) this.plan(link, path, mark);
+        this.pumpResync();
+      }
+    }
+    this.drainHeld();
+  }
+
+  /** One of the two paths is excluded from replication and the other is not. */
+  crossesExclusion(a: string, b: string): boolean {
+    if ((this.s.config.notReplicated?.length ?? 0) === 0) return false;
+    const excludes = excluderOf(this.s.config.notReplicated);
+    return excludes(a) !== excludes(b);
   }
 
   /** Every path of `op` is excluded from replication (an operation naming none, such as an
@@ -1421,7 +1478,7 @@ class Step {
 
   drainHeld(): void {
     const s = this.s;
-    while (s.held.length > 0 && s.dispatching && s.accepting && s.held[0]!.needs <= s.metaDone) {
+    while (s.held.length > 0 && s.dispatching && s.accepting && !s.held[0]!.asking && s.held[0]!.needs <= s.metaDone) {
       const { id, op, extents, localOnly } = s.held.shift()!;
       this.dispatch(id, op, extents, localOnly);
     }
@@ -1718,6 +1775,7 @@ class Step {
       }
       case "resync-read":
       case "prune-read":
+      case "other-names":
       case "preserve":
       case "tocheck":
         return;
@@ -1957,6 +2015,17 @@ class Step {
           this.handoverLost(`the secondary detached: ${message.reason}`);
           return;
         }
+        if (s.phase === "stopping" && s.link !== null && s.link.session === message.session) {
+          // Stopping: as for a stop without a secondary (leavePrimary), what only it could
+          // confirm fails, so that the drain ends (the fuzzer found the stop waiting for ever).
+          this.log("warn", "mirror.peer_detached", { why: message.reason });
+          s.link = null;
+          s.fence = null;
+          this.out.push({ kind: "timer-cancel", timer: "checkpoint" });
+          this.failUnconfirmed("EIO");
+          this.drained();
+          return;
+        }
         if (s.link !== null && s.link.session === message.session) {
           // The secondary may have kept its whole copy (leaveFollow): a new generation
           // before anything completes alone, so that copy is never taken for the newer.
@@ -2013,6 +2082,10 @@ class Step {
       this.checked(tag.start, tag.path, result);
       return;
     }
+    if (tag.t === "other-names") {
+      this.otherNames(tag.id, result);
+      return;
+    }
     if (tag.t === "prune-read") {
       const follow = s.follow;
       if (follow === null || follow.session !== tag.session) return;
@@ -2032,7 +2105,9 @@ class Step {
     const link = s.link;
     if (link === null || link.session !== tag.session) return;
     link.reading.delete(tag.path);
-    const stale = this.touchedSince(tag.path, tag.issued);
+    // Changed since the read was issued, through this name or another of the same file.
+    const links = typeof result !== "string" && result.kind === "file" ? (result.links ?? []) : [];
+    const stale = this.touchedSince(tag.path, tag.issued) || links.some((each) => this.touchedSince(each, tag.issued));
     if (link.reading.size === 0) s.pathTouched.clear();
     const entry = link.plan.get(tag.path);
     if (entry === undefined) {
@@ -2062,7 +2137,7 @@ class Step {
     s.stats.resyncPaths++;
     link.sending.set(tag.path, (link.sending.get(tag.path) ?? 0) + 1);
     link.remarked.delete(tag.path);
-    this.send({ kind: "sync-path", session: link.session, path: tag.path, snapshot: result, prune: result.kind === "dir" && entry.all });
+    this.send({ kind: "sync-path", session: link.session, path: tag.path, snapshot: this.bindingOf(result, tag.whole), prune: result.kind === "dir" && entry.all });
     // Its next chunk is read now, not once this one is acknowledged.
     if (link.partial.has(tag.path)) link.requeue.push(tag.path);
     this.pumpResync();
@@ -2110,6 +2185,19 @@ class Step {
     }
     link.plan.set(path, { all: false, blocks: new Set(rest) });
     link.partial.add(path);
+  }
+
+  /** What a resync sends of a file read: with its other replicated names when the path is
+   *  sent whole (its name may have changed while the peer did not follow: the install binds
+   *  it to the file they name), without them when only changed blocks are (they go into
+   *  whatever file the peer's name has, which is the right one: a name that changed is
+   *  whole). */
+  bindingOf(snapshot: PathSnapshot, whole: boolean): PathSnapshot {
+    if (snapshot.kind !== "file") return snapshot;
+    const { links, ...rest } = snapshot;
+    if (!whole) return rest;
+    const excludes = excluderOf(this.s.config.notReplicated);
+    return { ...rest, links: (links ?? []).filter((each) => !excludes(each)) };
   }
 
   /** A rename during a resync moves what is under `from` to `to` on both sides, the

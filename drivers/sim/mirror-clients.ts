@@ -9,8 +9,10 @@
 // operation no node took (no VIP holder), waiting to be sent again, is in flight too.
 //
 // Operations: create, write at random offsets and sizes, truncate, setattr, rename to a
-// new name, unlink, symlink, mkdir, fsync of a file and of the whole tree, and reads of a
-// file back from the current primary (checked against the model at once).
+// new name, unlink, symlink, mkdir, a second name (hard link) written through afterwards,
+// fsync of a file and of the whole tree, and reads of a file back from the current primary
+// (checked against the model at once). The names of one file share one model entry: what
+// happens to the file through one of them (a write, an fsync, a doubt) is the others' too.
 
 import { describeOp, parentOf, pathsOf, type DiskOp, type DiskResult } from "../../core/mirror/disk-ops.ts";
 import type { Gen } from "../../core/mirror/meta.ts";
@@ -29,7 +31,10 @@ export interface ClientSettings {
 export const defaultClientSettings: ClientSettings = { count: 3, thinkMs: 5, timeoutMs: 8_000, maxWrite: 6_000, maxOffset: 40_000 };
 
 export type Expected =
-  | { readonly kind: "file"; content: Uint8Array; mode: number }
+  /** `names`: every name of a file that was given another (absent: its path alone);
+   *  `everNames`: those and the names it had before (a split brain's loser may have kept
+   *  the file aside under any of them). */
+  | { readonly kind: "file"; content: Uint8Array; mode: number; names?: Set<string>; everNames?: Set<string> }
   | { readonly kind: "dir"; readonly mode: number }
   | { readonly kind: "symlink"; readonly target: string };
 
@@ -125,8 +130,21 @@ export class MirrorClients {
   }
 
   #forget(path: string): void {
-    this.uncertain.add(path);
-    for (const client of this.#clients) if (client.current === path) client.current = null;
+    for (const name of this.#namesOf(path)) {
+      this.uncertain.add(name);
+      for (const client of this.#clients) if (client.current === name) client.current = null;
+    }
+  }
+
+  /** Every name of the file at `path` (its path alone for anything else). */
+  #namesOf(path: string): readonly string[] {
+    const entry = this.expected.get(path);
+    return entry?.kind === "file" && entry.names !== undefined ? [...entry.names] : [path];
+  }
+
+  /** The file at `path` changed: through each of its names, unsynced. */
+  #changed(path: string): void {
+    for (const name of this.#namesOf(path)) this.unsynced.set(name, this.#ackCount);
   }
 
   #certain(path: string): boolean {
@@ -222,7 +240,7 @@ export class MirrorClients {
           entry.content = grown;
         }
         entry.content.set(op.data, op.offset);
-        this.unsynced.set(op.path, this.#ackCount);
+        this.#changed(op.path);
         return;
       }
       case "truncate": {
@@ -231,17 +249,35 @@ export class MirrorClients {
         const next = new Uint8Array(op.size);
         next.set(entry.content.subarray(0, Math.min(op.size, entry.content.length)));
         entry.content = next;
-        this.unsynced.set(op.path, this.#ackCount);
+        this.#changed(op.path);
         return;
       }
       case "setattr": {
         const entry = model.get(op.path);
         if (entry?.kind === "file") entry.mode = op.mode;
-        this.unsynced.set(op.path, this.#ackCount);
+        this.#changed(op.path);
+        return;
+      }
+      case "link": {
+        const entry = model.get(op.from);
+        if (entry?.kind !== "file") return;
+        entry.names ??= new Set([op.from]);
+        entry.names.add(op.to);
+        entry.everNames ??= new Set([op.from]);
+        entry.everNames.add(op.to);
+        model.set(op.to, entry);
+        this.unsynced.set(op.to, this.#ackCount);
         return;
       }
       case "rename": {
         const entry = model.get(op.from) ?? null;
+        const replaced = model.get(op.to);
+        if (replaced?.kind === "file") replaced.names?.delete(op.to);
+        if (entry?.kind === "file" && entry.names !== undefined) {
+          entry.names.delete(op.from);
+          entry.names.add(op.to);
+          entry.everNames?.add(op.to);
+        }
         model.set(op.from, null);
         model.set(op.to, entry);
         this.unsynced.set(op.from, this.#ackCount);
@@ -249,17 +285,20 @@ export class MirrorClients {
         return;
       }
       case "unlink":
-      case "rmdir":
+      case "rmdir": {
+        const entry = model.get(op.path);
+        if (entry?.kind === "file") entry.names?.delete(op.path);
         model.set(op.path, null);
         this.unsynced.set(op.path, this.#ackCount);
         return;
+      }
       case "fsync":
         // A whole-tree fsync (syncfs) covers what was acknowledged before it was asked for;
         // what other clients had acknowledged while it ran may not have been on disk yet
         // when it did (the fuzzer found the model trusting a mkdir acknowledged meanwhile).
         if (op.path === null) {
           for (const [path, changedAt] of this.unsynced) if (changedAt <= ackedBefore) this.unsynced.delete(path);
-        } else this.unsynced.delete(op.path);
+        } else for (const name of this.#namesOf(op.path)) this.unsynced.delete(name);
         return;
     }
   }
@@ -300,6 +339,12 @@ export class MirrorClients {
     }
     if (roll < 84) return { kind: "symlink", path: `${client.dir}/l${client.nextName++}`, target: `f${prng.int(0, client.nextName)}` };
     if (roll < 86) return { kind: "mkdir", path: `${client.dir}/d${client.nextName++}`, mode: 0o750 };
+    if (roll < 88) {
+      // A second name, which the client may go on writing through (the first stays).
+      const to = `${client.dir}/h${client.nextName++}`;
+      if (prng.chance(0.5)) client.current = to;
+      return { kind: "link", from: path, to };
+    }
     this.#readBack(path);
     return { kind: "fsync", path };
   }

@@ -51,6 +51,8 @@ export interface SimLaneOptions {
   readonly intercept: (id: number, op: DiskOp) => void;
   /** Answers the application. */
   readonly answer: (id: number, result: DiskResult) => void;
+  /** How many names the file at `path` has on this node's disk (the native lane's fstat). */
+  readonly nameCount: (path: string) => number;
   readonly plantedBug?: LanePlantedBug;
 }
 
@@ -176,10 +178,12 @@ export class SimLane implements LanePort {
     return durable;
   }
 
-  /** An fsync of `path` with every completed write of it durable on both already. */
+  /** An fsync of `path` with every completed write of it durable on both already; never
+   *  of a file with another name (written through that name, which has a habit of its own). */
   #spares(path: string): boolean {
     const habit = this.#habit(path);
     if (!habit.clean || (habit.cleanEpoch !== this.#coreEpoch && this.#o.plantedBug !== "lane-spares-after-core")) return false;
+    if (this.#o.nameCount(path) > 1) return false;
     habit.writesSinceFsync = 0;
     return true;
   }

@@ -466,6 +466,7 @@ export class MirrorWorld {
           later: (run) => this.schedule(this.#nowMs, () => live() && run()),
           intercept: (id, op) => runtime?.deliver({ kind: "intercepted", id, op }),
           answer: (id, result) => this.#completed(node, id, result),
+          nameCount: (path) => node.disk.nameCount(path),
           ...(this.options.plantedBug?.startsWith("lane-") === true ? { plantedBug: this.options.plantedBug as LanePlantedBug } : {}),
         })
       : null;

@@ -317,7 +317,7 @@ public:
     std::string kind = from.kind;
     op.Set("kind", kind);
     auto number = [&](const char* name, double value) { op.Set(name, Napi::Number::New(env, value)); };
-    if (kind == "rename") {
+    if (kind == "rename" || kind == "link") {
       op.Set("from", from.path);
       op.Set("to", from.other);
     } else {

@@ -26,6 +26,7 @@
 #include <poll.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -614,7 +615,12 @@ int Lane::Offer(const Intercepted& op, int fd, bool datasync, bool* taken) {
   }
   if (!admitted) return 0;
   *taken = true;
-  if (!write && habit.clean && habit.cleanEpoch == coreEpoch_ && (datasync || !habit.datasync)) {
+  // Never a file with another name: written through that name too, under a habit of its own.
+  auto oneName = [fd] {
+    struct stat stats;
+    return fstat(fd, &stats) == 0 && stats.st_nlink <= 1;
+  };
+  if (!write && habit.clean && habit.cleanEpoch == coreEpoch_ && (datasync || !habit.datasync) && oneName()) {
     // Every write completed on this path is durable on both already: nothing to wait for.
     habit.writesSinceFsync = 0;
     pending_.completed++;

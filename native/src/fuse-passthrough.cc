@@ -310,8 +310,13 @@ int Link(const char* from, const char* to) {
   Volume& volume = CurrentVolume();
   const char* fromRelative = Relative(from);
   const char* toRelative = Relative(to);
-  // Hard links are not replicated: refused as on a file system without them.
-  return Modify(volume, kLink, [&] { return Intercepting(volume) ? -EPERM : ResultOf(linkat(volume.dirFd, fromRelative, volume.dirFd, toRelative, 0)); });
+  // Replicated as a second name of the file (the kernel refuses a directory before this).
+  return Modify(volume, kLink, [&] {
+    if (!Intercepting(volume)) return ResultOf(linkat(volume.dirFd, fromRelative, volume.dirFd, toRelative, 0));
+    Intercepted op = OpOn("link", from);
+    op.other = DiskPath(to);
+    return Ship(volume, op);
+  });
 }
 
 int Chmod(const char* path, mode_t mode, fuse_file_info* file) {

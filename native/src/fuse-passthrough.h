@@ -82,7 +82,7 @@ enum class Mode {
 struct Intercepted {
   const char* kind = nullptr;  // a DiskOp kind: "create", "write", "rename", ...
   std::string path;            // relative to the root, no leading '/'; "" is the root
-  std::string other;           // rename: the new name; symlink: what the link points to
+  std::string other;           // rename, link: the new name; symlink: what the link points to
   int64_t offset = 0;          // write
   int64_t size = 0;            // truncate
   uint32_t mode = 0;           // create, mkdir, setattr (permission bits only)

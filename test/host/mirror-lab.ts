@@ -104,7 +104,16 @@ function writeNodeConfig(lab: Lab, names: readonly string[], node: MirrorLabNode
 }
 
 /** Kind, mode, owner and content digest of everything under `root`, by relative path. */
-export function treeOf(root: string, relative = ""): Record<string, string> {
+/** Every path under `root` with its kind, mode, owner, size and content hash; a file with
+ *  several names also with the first of them (hard links: one file on both nodes). */
+export function treeOf(root: string): Record<string, string> {
+  const names = new Map<number, string[]>();
+  const entries = treeBelow(root, "", names);
+  for (const paths of names.values()) if (paths.length > 1) for (const path of paths) entries[path] += ` names ${paths.sort().join(",")}`;
+  return entries;
+}
+
+function treeBelow(root: string, relative: string, names: Map<number, string[]>): Record<string, string> {
   const entries: Record<string, string> = {};
   for (const name of readdirSync(join(root, relative)).sort()) {
     const path = relative === "" ? name : `${relative}/${name}`;
@@ -113,8 +122,11 @@ export function treeOf(root: string, relative = ""): Record<string, string> {
     if (status.isSymbolicLink()) entries[path] = `symlink ${readlinkSync(join(root, path))} ${status.uid}:${status.gid}`;
     else if (status.isDirectory()) {
       entries[path] = `dir ${attributes}`;
-      Object.assign(entries, treeOf(root, path));
-    } else entries[path] = `file ${attributes} ${status.size} ${createHash("sha256").update(readFileSync(join(root, path))).digest("hex").slice(0, 16)}`;
+      Object.assign(entries, treeBelow(root, path, names));
+    } else {
+      entries[path] = `file ${attributes} ${status.size} ${createHash("sha256").update(readFileSync(join(root, path))).digest("hex").slice(0, 16)}`;
+      if (status.nlink > 1) names.set(status.ino, [...(names.get(status.ino) ?? []), path]);
+    }
   }
   return entries;
 }

@@ -82,6 +82,8 @@ describe("a mirror module on two node services", () => {
       `chown ${nobody}:${nobody} ${d}/sub/log`,
       `mkdir -m 777 ${d}/shared`,
       `truncate -s 100 ${d}/sub/renamed`,
+      `ln ${d}/sub/renamed ${d}/pair`,
+      `printf 'through the second name' >> ${d}/pair`,
       `sync ${d}/sub/log`,
     ].join(" && ");
     const run = await mirror.app(0, script);
@@ -91,6 +93,7 @@ describe("a mirror module on two node services", () => {
     const tree = treeOf(d);
     expect(tree["shared/nobodys"]).toMatch(new RegExp(`^file 644 ${nobody}:${nobody} 4 `));
     expect(treeOf(dir(1))).toEqual(tree);
+    expect(tree["pair"]).toMatch(/ 123 [0-9a-f]{16} names pair,sub\/renamed$/);
     // Times set by the application (touch -d, as tar and cp -p do), to the nanosecond.
     expect(await mirror.app(0, `touch -d '2001-02-03 04:05:06.123456789 UTC' ${d}/sub/log && touch -h -m -d '@1000000000' ${d}/sub/link`)).toEqual({ code: 0, output: "" });
     for (const [path, mtimeNs] of [["sub/log", 981173106123456789n], ["sub/link", 1000000000000000000n]] as const) {
@@ -157,6 +160,9 @@ describe("a mirror module on two node services", () => {
     const fdatasync = `dd if=/dev/null of=${d}/lanefile conv=notrunc,fdatasync status=none`;
     expect((await delta(fdatasync)).sparedFsyncs).toBe(1);
     expect((await delta(`touch ${d}/sub/renamed && ${fdatasync}`)).sparedFsyncs).toBe(0);
+    // With a second name the file may be written through it: its fsyncs are never spared.
+    await delta(`ln ${d}/lanefile ${d}/lanefile-2 && dd if=/dev/urandom of=${d}/lanefile bs=4096 count=8 conv=notrunc oflag=dsync status=none`);
+    expect((await delta(`dd if=/dev/urandom of=${d}/lanefile-2 bs=4096 count=2 conv=notrunc status=none && ${fdatasync}`)).sparedFsyncs).toBe(0);
     expect(treeOf(dir(1))).toEqual(treeOf(d));
   }, 60_000);
 
@@ -235,7 +241,16 @@ describe("a mirror module on two node services", () => {
     expect(onlyOnN1.length, `written on the dead primary only: ${onlyOnN1.join(" ")}`).toBeLessThanOrEqual(1);
     expect(onlyOnN1.filter((name) => acknowledged.includes(name))).toEqual([]);
     const alone = dir(1);
-    const script = [`dd if=/dev/urandom of=${alone}/big bs=4096 count=1 seek=200 conv=notrunc status=none`, `printf 'while alone\\n' >> ${alone}/sub/log`, `printf new > ${alone}/created-alone`].join(" && ");
+    // A file written through its second name, which then goes: its first name's content must
+    // be resent, though only the second was written. A new second name of another file.
+    const script = [
+      `dd if=/dev/urandom of=${alone}/big bs=4096 count=1 seek=200 conv=notrunc status=none`,
+      `printf 'while alone\\n' >> ${alone}/sub/log`,
+      `printf new > ${alone}/created-alone`,
+      `printf ', then alone' >> ${alone}/pair`,
+      `rm ${alone}/pair`,
+      `ln ${alone}/created-alone ${alone}/created-alone-2`,
+    ].join(" && ");
     expect(await mirror.app(1, script)).toEqual({ code: 0, output: "" });
   }, 30_000);
 

@@ -3,6 +3,7 @@
 // trees different after a failure the mirror must survive.
 
 import { describe, expect, it } from "vitest";
+import type { DiskOp } from "../../core/mirror/disk-ops.ts";
 import { write } from "./mirror-submit.ts";
 import { inSync, settle } from "../../drivers/sim/mirror-checker.ts";
 import { commitWrites } from "../../drivers/sim/mirror-lane.ts";
@@ -155,6 +156,35 @@ describe("the lane", () => {
     const { taken, afterCore } = commits("lane-spares-after-core");
     expect(taken).toEqual({ durable: 3, spared: 3 });
     expect(afterCore).toEqual([4 * block, 4 * block]);
+  });
+
+  // A file with a second name is written through that name under the name's own habit:
+  // its fsync must never be spared, or what went through the other name is durable nowhere.
+  it("never spares the fsync of a file with another name, so what was written through that name is durable on both", () => {
+    const world = laneWorld({ seed: 6 });
+    durableFile(world);
+    const lane = world.node("n1").lane!;
+    const durable = (node: string, index: number) => world.node(node).disk.fileBytes("f", "durable")?.subarray(index * block, (index + 1) * block);
+    for (const op of [
+      { kind: "write", path: "f", offset: 0, data: fill(0x61) },
+      { kind: "write", path: "f", offset: 0, data: fill(0x62) },
+      { kind: "fsync", path: "f" },
+      { kind: "write", path: "f", offset: block, data: fill(0x63) },
+      { kind: "fsync", path: "f" },
+      { kind: "link", from: "f", to: "g" },
+      // Through the core (it arms g's extent), then an fsync of f that makes it clean again.
+      { kind: "write", path: "g", offset: 2 * block, data: fill(0x51) },
+      { kind: "fsync", path: "f" },
+      // On the lane, through g only.
+      { kind: "write", path: "g", offset: 2 * block, data: fill(0x52) },
+    ] as DiskOp[]) {
+      expect(write(world, op)).toBeNull();
+    }
+    const spared = lane.sparedTotal;
+    expect(write(world, { kind: "fsync", path: "f" })).toBeNull();
+    expect(lane.sparedTotal).toBe(spared);
+    for (const node of ["n1", "n2"]) expect(durable(node, 2), `block 2 on ${node}`).toEqual(fill(0x52));
+    expect(world.violations).toEqual([]);
   });
 
   // async="second": the core answers a write once the secondary *received* it, while the
