@@ -18,7 +18,7 @@
     },
     {
       "target_name": "tandem_fuse",
-      "sources": ["src/fuse-addon.cc", "src/fuse-passthrough.cc", "src/fuse-lane.cc"],
+      "sources": ["src/fuse-addon.cc", "src/fuse-passthrough.cc", "src/fuse-lane.cc", "src/fuse-kernel-io.cc"],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE", "_FILE_OFFSET_BITS=64", "FUSE_USE_VERSION=312"],
       "include_dirs": ["/usr/include/fuse3"],

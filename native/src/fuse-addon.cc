@@ -54,6 +54,7 @@
 
 #include "fuse-passthrough.h"
 #include "fuse-lane.h"
+#include "fuse-kernel-io.h"
 
 #include <fuse_lowlevel.h>
 
@@ -413,6 +414,8 @@ class Session {
     std::set<int> socketsBefore = OpenSockets();
     std::set<pid_t> childrenBefore = ChildPids();
     if (fuse_mount(fuse_, dir_.c_str()) != 0) return Fail(err, message, "fuse_mount " + dir_);
+    // Our reads and writes of the device (fuse-kernel-io.h); without them, as before, slower.
+    if (!InstallKernelIo(fuse_get_session(fuse_))) fuse_log(FUSE_LOG_WARNING, "tandem: custom I/O refused; every write will ask for security.capability\n");
     if (settings_.autoUnmount) KeepHelper(socketsBefore, childrenBefore);
     if (volume_.lane != nullptr) lane_->Attach(interceptor_.get());
     state_.store(State::kServing);

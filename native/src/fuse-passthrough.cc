@@ -16,6 +16,7 @@
 
 #include "fuse-passthrough.h"
 #include "fuse-lane.h"
+#include "fuse-kernel-io.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -202,9 +203,17 @@ void* Init(fuse_conn_info* connection, fuse_config* config) {
   // Write-through: every write() reaches the handler before it returns to the application
   // (the replicator's synchronous guarantee needs this), so no kernel writeback cache.
   connection->want &= ~FUSE_CAP_WRITEBACK_CACHE;
-  // The kernel clears set-user/group-ID bits when someone else writes or truncates a file
-  // (a setattr this file system serves), since the daemon's own writes, as root, would not.
+  // Not the first version of the flag: with it the kernel still asks for security.capability
+  // at every write. FUSE_HANDLE_KILLPRIV_V2 where the kernel offers it (fuse-kernel-io.h):
+  // asked once per file; KillSuidgid() clears the set-ID bits the kernel leaves to us
+  // (without the flag the kernel does it, with a setattr this file system serves). Its
+  // hooks see requests read, not spliced.
   connection->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
+  connection->want &= ~FUSE_CAP_SPLICE_READ;
+  if (KernelOffersKillprivV2()) {
+    GrantKillprivV2();
+    volume.killprivV2.store(true);
+  }
   if (volume.maxWriteSize != 0) connection->max_write = volume.maxWriteSize;
   if (volume.maxReadSize != 0) {
     connection->max_read = volume.maxReadSize;
@@ -347,6 +356,41 @@ int Chown(const char* path, uid_t uid, gid_t gid, fuse_file_info* file) {
   });
 }
 
+// Whether the process of the request being served has `gid` as its group or one of its
+// supplementary groups (libfuse reads them from /proc: this is not for every request).
+bool CallerInGroup(gid_t gid) {
+  if (fuse_get_context()->gid == gid) return true;
+  gid_t groups[256];
+  int count = fuse_getgroups(256, groups);
+  for (int index = 0; index < count && index < 256; index++) {
+    if (groups[index] == gid) return true;
+  }
+  return false;
+}
+
+// Clears the set-user-ID and set-group-ID bits by the kernel's rule when the kernel asked (a
+// writer without CAP_FSETID, on a mount granted FUSE_HANDLE_KILLPRIV_V2), as a local file
+// system does before a write or a truncate: the daemon's own writes, as root, would keep
+// them. Replicated as a setattr. 0 or -errno.
+int KillSuidgid(Volume& volume, const char* path, int fd) {
+  if (!volume.killprivV2.load(std::memory_order_relaxed) || !KillSuidgidAsked()) return 0;
+  struct stat status {};
+  int rc = fd >= 0 ? fstat(fd, &status) : fstatat(volume.dirFd, Relative(path), &status, AT_SYMLINK_NOFOLLOW);
+  if (rc < 0) return -errno;
+  // The kernel's rule (setattr_should_drop_suidgid): set-group-ID goes when the file is
+  // group-executable, or when the writer is not in the file's group.
+  mode_t kill = status.st_mode & S_ISUID;
+  if ((status.st_mode & S_ISGID) != 0 && ((status.st_mode & S_IXGRP) != 0 || !CallerInGroup(status.st_gid))) kill |= S_ISGID;
+  if (!S_ISREG(status.st_mode) || kill == 0) return 0;
+  mode_t mode = status.st_mode & 07777 & ~kill;
+  if (Intercepting(volume) && path != nullptr) {
+    Intercepted op = OpOn("setattr", path);
+    op.mode = mode;
+    return Ship(volume, op);
+  }
+  return ResultOf(fd >= 0 ? fchmod(fd, mode) : fchmodat(volume.dirFd, Relative(path), mode, 0));
+}
+
 int ShipTruncate(Volume& volume, const char* path, off_t size) {
   Intercepted op = OpOn("truncate", path);
   op.size = size;
@@ -358,6 +402,8 @@ int Truncate(const char* path, off_t size, fuse_file_info* file) {
   Volume& volume = CurrentVolume();
   const char* relative = Relative(path);
   return Modify(volume, kTruncate, [&] {
+    int killed = KillSuidgid(volume, path, file != nullptr ? static_cast<int>(file->fh) : -1);
+    if (killed < 0) return killed;
     if (Intercepting(volume) && path != nullptr) return ShipTruncate(volume, path, size);
     if (file != nullptr) return ResultOf(ftruncate(static_cast<int>(file->fh), size));
     int fd = openat(volume.dirFd, relative, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -387,6 +433,8 @@ int Open(const char* path, fuse_file_info* file) {
   if (volume.mode == Mode::kReadOnly && (file->flags & O_ACCMODE) != O_RDONLY) return Finish(volume, kOpen, -EROFS);
   if ((file->flags & O_TRUNC) != 0) {
     return Modify(volume, kOpen, [&] {
+      int killed = KillSuidgid(volume, path, -1);
+      if (killed < 0) return killed;
       if (!Intercepting(volume)) return OpenUnderlying(volume, relative, file);
       int rc = ShipTruncate(volume, path, 0);
       return rc < 0 ? rc : OpenUnderlying(volume, relative, file, O_TRUNC);
@@ -441,6 +489,8 @@ int Read(const char* path, char* buffer, size_t size, off_t offset, fuse_file_in
 int Write(const char* path, const char* buffer, size_t size, off_t offset, fuse_file_info* file) {
   Volume& volume = CurrentVolume();
   return Modify(volume, kWrite, [&] {
+    int killed = KillSuidgid(volume, path, static_cast<int>(file->fh));
+    if (killed < 0) return killed;
     if (Intercepting(volume) && path != nullptr) {
       Intercepted op = OpOn("write", path);
       op.offset = offset;

@@ -127,6 +127,9 @@ struct Volume {
   // Settings applied in init (0: libfuse's default).
   unsigned maxWriteSize = 0;
   unsigned maxReadSize = 0;
+  // Granted FUSE_HANDLE_KILLPRIV_V2 at INIT (fuse-kernel-io.h): the set-ID bits are this
+  // file system's to clear when the kernel asks.
+  std::atomic<bool> killprivV2{false};
   // The daemon's own ids: a file created for a caller with other ids is handed to it.
   uid_t daemonUid = 0;
   gid_t daemonGid = 0;

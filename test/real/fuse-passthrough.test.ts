@@ -8,7 +8,7 @@
 // 64 MiB file; listings; the errors ENOENT, EEXIST, ENOTEMPTY, EISDIR, ENOTDIR; other
 // processes writing through the mount, one as an unprivileged user (its files are its own,
 // and the kernel refuses what its permissions do not allow; its write to a set-user-ID file
-// clears the bit). Then the counters, the
+// clears the bit, its truncate of a set-group-ID file that one). Then the counters, the
 // unmount's refusal while a file is open, and a mount whose process is killed with SIGKILL.
 //
 // It needs root and /dev/fuse and fails, never skips, without them (as .ci/run provides:
@@ -113,6 +113,9 @@ function seed(root: string): void {
   // Set-user-ID and writable by all: a write by another user must clear the bit.
   writeFileSync(join(root, "shared", "setuid.bin"), "setuid\n");
   chmodSync(join(root, "shared", "setuid.bin"), 0o4777);
+  // Set-group-ID without group execute, of a group nobody is not in: the kernel clears it too.
+  writeFileSync(join(root, "shared", "setgid.bin"), "setgid\n");
+  chmodSync(join(root, "shared", "setgid.bin"), 0o2767);
 }
 const seedBlob = randomBytes(100_000);
 
@@ -340,6 +343,7 @@ describe("a FUSE passthrough mounted over a directory", () => {
       '(printf x > "$1/not-shared.txt") 2>/dev/null || echo refused-create',
       '(cat "$1/existing.txt") 2>/dev/null || echo refused-read',
       'printf more >> "$1/shared/setuid.bin" && echo wrote-setuid',
+      'truncate -s 2 "$1/shared/setgid.bin" && echo cut-setgid',
     ].join("\n");
     const outputs: string[] = [];
     for (const root of roots()) {
@@ -347,13 +351,14 @@ describe("a FUSE passthrough mounted over a directory", () => {
       expect(result.code, `shell as nobody on ${root}: ${result.output}`).toBe(0);
       outputs.push(result.output);
     }
-    expect(outputs[0]).toBe("created\nmkdir\nsymlink\nrefused-write\nrefused-create\nrefused-read\nwrote-setuid\n");
+    expect(outputs[0]).toBe("created\nmkdir\nsymlink\nrefused-write\nrefused-create\nrefused-read\nwrote-setuid\ncut-setgid\n");
     expect(outputs[0]).toBe(outputs[1]);
     for (const name of ["own.txt", "own-dir", "own-link"]) {
       const status = lstatSync(join(mounted, "shared", name));
       expect(`${status.uid}:${status.gid}`, `${name} belongs to its creator`).toBe(`${nobodyUid}:${nobodyGid}`);
     }
     expect(statSync(join(mounted, "shared", "setuid.bin")).mode & 0o7777, "another user's write cleared set-user-ID").toBe(0o777);
+    for (const root of roots()) expect(statSync(join(root, "shared", "setgid.bin")).mode & 0o7777, `another user's truncate cleared set-group-ID on ${root}`).toBe(0o767);
   });
 
   it("counts operations and bytes", () => {
