@@ -50,7 +50,8 @@ export interface FuseMountOptions {
 export type FuseOperationKind =
   | "getattr" | "readlink" | "mknod" | "mkdir" | "unlink" | "rmdir" | "symlink" | "rename" | "link"
   | "chmod" | "chown" | "truncate" | "open" | "create" | "read" | "write" | "statfs" | "release"
-  | "fsync" | "opendir" | "readdir" | "releasedir" | "fsyncdir" | "utimens" | "fallocate" | "lseek";
+  | "fsync" | "opendir" | "readdir" | "releasedir" | "fsyncdir" | "utimens" | "fallocate" | "lseek"
+  | "setxattr" | "getxattr" | "listxattr" | "removexattr";
 
 /** Counts since the mount, read from atomics (cheap enough to poll). */
 export interface FuseStats {
@@ -146,6 +147,13 @@ export interface FuseBinding {
   readonly createFile: (path: string, mode: number, uid: number, gid: number) => number;
   /** syncfs(2) of the file system holding directory `path`, off the event loop: 0 or the errno. */
   readonly syncFs: (path: string) => Promise<number>;
+  /** The extended attributes of `path` (not through a symlink it ends in): [name, value]
+   *  pairs as the file system lists them, or the errno. */
+  readonly xattrs: (path: string) => readonly (readonly [string, Uint8Array])[] | number;
+  /** lsetxattr(2); flags 0, 1 (XATTR_CREATE) or 2 (XATTR_REPLACE): 0, or the errno. */
+  readonly setXattr: (path: string, name: string, value: Uint8Array, flags: number) => number;
+  /** lremovexattr(2): 0, or the errno. */
+  readonly removeXattr: (path: string, name: string) => number;
 }
 
 /** Why the FUSE replicator cannot run on this machine. */

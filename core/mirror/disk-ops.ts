@@ -41,14 +41,20 @@ export type DiskOp =
   /** utimensat(2) without following a symlink: null leaves that time as it is (UTIME_OMIT);
    *  "now" comes resolved by the node that took the call, so both nodes set the same. */
   | { readonly kind: "times"; readonly path: string; readonly atime: FileTime | null; readonly mtime: FileTime | null }
+  /** lsetxattr(2): sets the extended attribute `name` (with its namespace: `user.mime`) of
+   *  `path`, never through a symlink; `how` "create" fails with EEXIST when it is there,
+   *  "replace" with ENODATA when it is not; absent, either. */
+  | { readonly kind: "setxattr"; readonly path: string; readonly name: string; readonly value: Uint8Array; readonly how?: "create" | "replace" }
+  /** lremovexattr(2): ENODATA when `path` has no attribute `name`. */
+  | { readonly kind: "removexattr"; readonly path: string; readonly name: string }
   /** Makes what was written to `path` durable (the whole tree when `path` is null). */
   | { readonly kind: "fsync"; readonly path: string | null };
 
 /** The errors a local disk gives, by their POSIX names. */
-export type DiskError = "ENOENT" | "EEXIST" | "ENOTDIR" | "EISDIR" | "ENOTEMPTY" | "EINVAL" | "ENOSPC" | "EIO" | "EROFS" | "EPERM" | "EXDEV";
+export type DiskError = "ENOENT" | "EEXIST" | "ENOTDIR" | "EISDIR" | "ENOTEMPTY" | "EINVAL" | "ENOSPC" | "EIO" | "EROFS" | "EPERM" | "EXDEV" | "ENODATA" | "EOPNOTSUPP";
 
 /** Every DiskError, for codecs and drivers that check a name they were given. */
-export const diskErrors: readonly DiskError[] = ["ENOENT", "EEXIST", "ENOTDIR", "EISDIR", "ENOTEMPTY", "EINVAL", "ENOSPC", "EIO", "EROFS", "EPERM", "EXDEV"];
+export const diskErrors: readonly DiskError[] = ["ENOENT", "EEXIST", "ENOTDIR", "EISDIR", "ENOTEMPTY", "EINVAL", "ENOSPC", "EIO", "EROFS", "EPERM", "EXDEV", "ENODATA", "EOPNOTSUPP"];
 
 /** An operation's result: null when it succeeded. */
 export type DiskResult = DiskError | null;
@@ -60,17 +66,23 @@ export function isMediaError(error: DiskResult): boolean {
   return error === "ENOSPC" || error === "EIO" || error === "EROFS";
 }
 
-/** What a resync copies of one path: its kind and attributes, and the blocks asked for. */
+/** One extended attribute: its name (with its namespace) and value. */
+export type Xattr = readonly [name: string, value: Uint8Array];
+
+/** What a resync copies of one path: its kind and attributes, and the blocks asked for.
+ *  `xattrs`: its extended attributes sorted by name, absent when it has none; an install
+ *  gives the path exactly these (with every chunk of a file: they are attributes). */
 export type PathSnapshot =
   | { readonly kind: "absent" }
-  | { readonly kind: "dir"; readonly mode: number; readonly children: readonly string[]; readonly owner?: Owner }
+  | { readonly kind: "dir"; readonly mode: number; readonly children: readonly string[]; readonly owner?: Owner; readonly xattrs?: readonly Xattr[] }
   /** `mtime`: its modification time (absent: the disk does not keep times, as the simulator's). */
-  | { readonly kind: "symlink"; readonly target: string; readonly owner?: Owner; readonly mtime?: FileTime }
+  | { readonly kind: "symlink"; readonly target: string; readonly owner?: Owner; readonly mtime?: FileTime; readonly xattrs?: readonly Xattr[] }
   | {
       readonly kind: "file";
       readonly mode: number;
       readonly owner?: Owner;
       readonly mtime?: FileTime;
+      readonly xattrs?: readonly Xattr[];
       readonly size: number;
       /** Block index → the block's bytes (the last block may be short). */
       readonly blocks: ReadonlyMap<number, Uint8Array>;
@@ -96,11 +108,15 @@ export function pathsOf(op: DiskOp): readonly string[] {
   }
 }
 
-/** Whether `op` changes only its path's attributes (mode, owner, times): never its
- *  contents, its name or its parent directory. */
-export function isAttributeOp(op: DiskOp): op is Extract<DiskOp, { kind: "setattr" | "chown" | "times" }> {
-  return op.kind === "setattr" || op.kind === "chown" || op.kind === "times";
+/** Whether `op` changes only its path's attributes (mode, owner, times, extended
+ *  attributes): never its contents, its name or its parent directory. */
+export function isAttributeOp(op: DiskOp): op is Extract<DiskOp, { kind: "setattr" | "chown" | "times" | "setxattr" | "removexattr" }> {
+  return op.kind === "setattr" || op.kind === "chown" || op.kind === "times" || op.kind === "setxattr" || op.kind === "removexattr";
 }
+
+/** The namespaces of extended attributes a tree keeps (others are EOPNOTSUPP); `user.`
+ *  ones only on regular files and directories (EPERM elsewhere), as Linux's. */
+export const xattrNamespaces: readonly string[] = ["user.", "trusted.", "security."];
 
 /** The blocks of `blockSize` bytes a write covers, or null for an operation that is not a write. */
 export function blocksOfWrite(op: DiskOp, blockSize: number): { first: number; last: number } | null {
@@ -134,6 +150,9 @@ export function describeOp(op: DiskOp): string {
       return `fsync ${op.path ?? "(all)"}`;
     case "symlink":
       return `symlink ${op.path} -> ${op.target}`;
+    case "setxattr":
+    case "removexattr":
+      return `${op.kind} ${op.path} ${op.name}`;
     default:
       return `${op.kind} ${op.path}`;
   }

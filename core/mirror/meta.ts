@@ -197,6 +197,8 @@ export function dirtyOf(op: DiskOp, blockSize: number): DirtyMap {
     case "setattr":
     case "chown":
     case "times":
+    case "setxattr":
+    case "removexattr":
       add(op.path, pathOnly);
       break;
     case "fsync":

@@ -29,7 +29,7 @@ import { chmod, cp, lchown, link, lstat, mkdir, open, readdir, readFile, readlin
 import { constants as osConstants } from "node:os";
 import { dirname, join } from "node:path";
 import { assert, AssertionError } from "../../core/assert.ts";
-import type { DiskError, DiskOp, DiskResult, FileTime, Owner, PathSnapshot } from "../../core/mirror/disk-ops.ts";
+import type { DiskError, DiskOp, DiskResult, FileTime, Owner, PathSnapshot, Xattr } from "../../core/mirror/disk-ops.ts";
 import { diskErrors, isWithin, parentOf } from "../../core/mirror/disk-ops.ts";
 import type { DiskPort } from "../../core/ports.ts";
 import { fuseBinding } from "../../native/fuse.ts";
@@ -235,7 +235,9 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
   }
 
   #errorOf(what: string, error: unknown): DiskError {
-    const code = (error as NodeJS.ErrnoException | null)?.code;
+    const given = (error as NodeJS.ErrnoException | null)?.code;
+    // Linux's ENOTSUP is EOPNOTSUPP (one number, two names).
+    const code = given === "ENOTSUP" ? "EOPNOTSUPP" : given;
     if (code !== undefined && errorNames.has(code)) return code as DiskError;
     this.#options.problem?.(what, error);
     return "EIO";
@@ -310,6 +312,12 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
         break;
       case "times":
         await this.#times(op.path, op.atime, op.mtime);
+        break;
+      case "setxattr":
+        throwErrno(fuseBinding().setXattr(this.#at(op.path), op.name, op.value, op.how === "create" ? 1 : op.how === "replace" ? 2 : 0), `setxattr ${op.path} ${op.name}`);
+        break;
+      case "removexattr":
+        throwErrno(fuseBinding().removeXattr(this.#at(op.path), op.name), `removexattr ${op.path} ${op.name}`);
         break;
       case "symlink":
         await symlink(op.target, this.#at(op.path));
@@ -495,8 +503,8 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
     if (stats === null) return { kind: "absent" };
     const owner: Owner = { uid: Number(stats.uid), gid: Number(stats.gid) };
     const mode = Number(stats.mode) & 0o7777;
-    if (stats.isDirectory()) return { kind: "dir", mode, owner, children: (await readdir(this.#at(path))).sort() };
-    if (stats.isSymbolicLink()) return { kind: "symlink", target: await readlink(this.#at(path)), owner, mtime: timeOf(stats.mtimeNs) };
+    if (stats.isDirectory()) return { kind: "dir", mode, owner, children: (await readdir(this.#at(path))).sort(), ...this.#xattrsOf(path) };
+    if (stats.isSymbolicLink()) return { kind: "symlink", target: await readlink(this.#at(path)), owner, mtime: timeOf(stats.mtimeNs), ...this.#xattrsOf(path) };
     assert(stats.isFile(), `${path} is neither a file, a directory nor a symlink`);
     const file = await open(this.#at(path), constants.O_RDONLY | constants.O_NOFOLLOW);
     try {
@@ -521,7 +529,7 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
           read.set(index, buffer.subarray(start, Math.min(start + blockSize, bytesRead)));
         }
       }
-      const snapshot = { kind: "file", mode, owner, mtime: timeOf(fileStats.mtimeNs), size, blocks: read } as const;
+      const snapshot = { kind: "file", mode, owner, mtime: timeOf(fileStats.mtimeNs), size, blocks: read, ...this.#xattrsOf(path) } as const;
       if (fileStats.nlink <= 1n) return snapshot;
       const names = (await this.#namesOf(Number(fileStats.ino))).filter((each) => each !== path);
       return names.length === 0 ? snapshot : { ...snapshot, links: names };
@@ -553,14 +561,17 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
         if (!keep) await mkdir(at, snapshot.mode);
         await this.#own(path, snapshot.owner);
         await chmod(at, snapshot.mode);
+        this.#installXattrs(path, snapshot.xattrs);
         return null;
       case "symlink":
         await symlink(snapshot.target, at);
         await this.#own(path, snapshot.owner);
+        this.#installXattrs(path, snapshot.xattrs);
         if (snapshot.mtime !== undefined) await this.#times(path, null, snapshot.mtime);
         return null;
       case "file":
         await this.#installFile(at, snapshot, blockSize);
+        this.#installXattrs(path, snapshot.xattrs);
         // After its blocks: each chunk of a file carries the time read with it, the last one's stays.
         if (snapshot.mtime !== undefined) await this.#times(path, null, snapshot.mtime);
         return null;
@@ -599,6 +610,31 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
     } finally {
       await file.close();
     }
+  }
+
+  /** The extended attributes of `path` as a snapshot carries them: sorted by name, none
+   *  when it has none (a file system without them, EOPNOTSUPP, has none). */
+  #xattrsOf(path: string): { xattrs?: readonly Xattr[] } {
+    const found = fuseBinding().xattrs(this.#at(path));
+    if (typeof found === "number") {
+      if (found === osConstants.errno.EOPNOTSUPP) return {};
+      throwErrno(found, `listxattr ${path}`);
+    }
+    const xattrs = found as readonly Xattr[];
+    return xattrs.length === 0 ? {} : { xattrs: [...xattrs].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)) };
+  }
+
+  /** Gives `path` exactly these extended attributes: the others removed, the changed set. */
+  #installXattrs(path: string, xattrs: readonly Xattr[] | undefined): void {
+    const at = this.#at(path);
+    const wanted = new Map(xattrs ?? []);
+    const current = this.#xattrsOf(path).xattrs ?? [];
+    for (const [name, value] of current) {
+      const want = wanted.get(name);
+      if (want === undefined) throwErrno(fuseBinding().removeXattr(at, name), `removexattr ${path} ${name}`);
+      else if (Buffer.compare(want, value) === 0) wanted.delete(name);
+    }
+    for (const [name, value] of wanted) throwErrno(fuseBinding().setXattr(at, name, value, 0), `setxattr ${path} ${name}`);
   }
 
   /** The first of `links` (not `path`) that names a regular file here, with its inode. */
@@ -773,7 +809,7 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
 /** Throws an addon call's errno (0: nothing) as Node's fs calls do, by its code. */
 function throwErrno(errno: number, what: string): void {
   if (errno === 0) return;
-  const code = Object.entries(osConstants.errno).find(([, value]) => value === errno)?.[0] ?? "EIO";
+  const code = errno === osConstants.errno.EOPNOTSUPP ? "EOPNOTSUPP" : (Object.entries(osConstants.errno).find(([, value]) => value === errno)?.[0] ?? "EIO");
   throw Object.assign(new Error(`${what}: ${code}`), { code });
 }
 

@@ -38,6 +38,11 @@ export const textSizeMax = 4096;
 export const modeMax = 0o177777;
 /** uid_t and gid_t are 32 bits, and (uid_t)-1 means "no id" (chown: leave it as it is). */
 export const idMax = 0xffff_fffe;
+/** Linux's XATTR_NAME_MAX and XATTR_SIZE_MAX, and the attributes of one path a snapshot
+ *  carries (a file system's list of names is at most 64 KiB). */
+export const xattrNameSizeMax = 255;
+export const xattrValueSizeMax = 65_536;
+export const xattrCountMax = 65_536;
 /** The paths of one operation (pathsOf: two for a rename). */
 const opPathCountMax = 2;
 /** A beat's resources (a module's checkers): bounded so that a beat stays far below a
@@ -253,7 +258,8 @@ const fileTime = record<FileTime>({ s: leaf((value): value is number => Number.i
 const idOrKeep = leaf((value): value is number => value === -1 || isId(value));
 const role = oneOf<MirrorRole>({ STOP: true, WAIT: true, ALONE: true, PRIM: true, SECOND: true });
 const lastRole: Codec<LastRole> = nullable(oneOf<NonNullable<LastRole>>({ ALONE: true, PRIM: true, SECOND: true }));
-const result = nullable(oneOf<DiskError>({ ENOENT: true, EEXIST: true, ENOTDIR: true, EISDIR: true, ENOTEMPTY: true, EINVAL: true, ENOSPC: true, EIO: true, EROFS: true, EPERM: true, EXDEV: true }));
+const result = nullable(oneOf<DiskError>({ ENOENT: true, EEXIST: true, ENOTDIR: true, EISDIR: true, ENOTEMPTY: true, EINVAL: true, ENOSPC: true, EIO: true, EROFS: true, EPERM: true, EXDEV: true, ENODATA: true, EOPNOTSUPP: true }));
+const xattrName = leaf((value): value is string => typeof value === "string" && value !== "" && value.length <= xattrNameSizeMax && !value.includes("\0"));
 
 /** Bytes travel unencoded beside the JSON in an envelope (wire.ts Attachment: the
  *  receiver's parsePayload gives them as a plain Uint8Array of their own), as base64 in
@@ -270,6 +276,9 @@ const bytes: Codec<Uint8Array> = {
 };
 
 const fileDirty = record<FileDirty>({ all: flag, blocks: indexSet });
+const xattrValue = where(bytes, (data) => data.length <= xattrValueSizeMax);
+/** A snapshot's attributes: absent when none, else sorted by name without repeats. */
+const xattrs = optional(where(list(pair(xattrName, xattrValue), xattrCountMax), (entries) => entries.length > 0 && isIncreasing(entries.map(([name]) => name))));
 
 const op = variants<DiskOp>({
   create: { path, mode, owner },
@@ -284,17 +293,20 @@ const op = variants<DiskOp>({
   chown: { path, uid: idOrKeep, gid: idOrKeep },
   symlink: { path, target: text, owner },
   times: { path, atime: nullable(fileTime), mtime: nullable(fileTime) },
+  setxattr: { path, name: xattrName, value: xattrValue, how: optional(oneOf<"create" | "replace">({ create: true, replace: true })) },
+  removexattr: { path, name: xattrName },
   fsync: { path: nullable(path) },
 });
 
 const snapshot = variants<PathSnapshot>({
   absent: {},
-  dir: { mode, children: list(leaf(isName), entryCountMax), owner },
-  symlink: { target: text, owner, mtime: optional(fileTime) },
+  dir: { mode, children: list(leaf(isName), entryCountMax), owner, xattrs },
+  symlink: { target: text, owner, mtime: optional(fileTime), xattrs },
   file: {
     mode,
     owner,
     mtime: optional(fileTime),
+    xattrs,
     size: count,
     blocks: where(sortedMap(count, bytes), (blocks) => sizeOf(blocks) <= dataSizeMax),
     links: optional(where(list(path, entryCountMax), isIncreasing)),

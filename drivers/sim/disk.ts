@@ -3,7 +3,7 @@
 // simulator's event queue and clock.
 //
 // Model. The tree is a table of inodes (files with bytes and a mode, directories, symbolic
-// links), each with exactly one name (there are no hard links), kept in two layers: the
+// links), each with its names (a file may have several: hard links), kept in two layers: the
 // page cache, which every call reads and changes, and durable storage, which only a power
 // loss reveals. Calls complete strictly in issue order (one FIFO per disk, across all of
 // the port's methods; `aside()` is a second FIFO for applies, as a thread of the node's
@@ -35,10 +35,12 @@
 // loss during persistMeta, which keeps the previous metadata (atomic replace).
 // It cannot inject: silent corruption, acknowledged-durable data lost or misdirected,
 // completions out of order, writeback errors (data that never becomes durable while fsync
-// succeeds), a read-only remount (an EROFS rule fails reads too), hard links, or inode
-// exhaustion. Symbolic links are never followed (the interception resolves them before
-// the disk sees a path): a symlink inside a path is ENOTDIR, a write, truncate or setattr
-// of one EINVAL.
+// succeeds), a read-only remount (an EROFS rule fails reads too), or inode exhaustion.
+// Extended attributes are kept per inode with its mode (durable with it, not counted
+// against capacityBytes), in the namespaces Linux keeps (`user.`, not on a symlink:
+// EPERM; `trusted.`, `security.`; any other is EOPNOTSUPP). Symbolic links are never
+// followed (the interception resolves them before the disk sees a path): a symlink inside
+// a path is ENOTDIR, a write, truncate or setattr of one EINVAL.
 //
 // Incarnations. open() starts the node's process on this disk and returns a fresh port;
 // crash() and powerLoss() end it; the next open() returns the next port. Using a port of
@@ -46,7 +48,7 @@
 
 import { createHash } from "node:crypto";
 import { assert, unreachable } from "../../core/assert.ts";
-import { isWithin, parentOf, type DiskError, type DiskOp, type DiskResult, type PathSnapshot } from "../../core/mirror/disk-ops.ts";
+import { isWithin, parentOf, xattrNamespaces, type DiskError, type DiskOp, type DiskResult, type PathSnapshot, type Xattr } from "../../core/mirror/disk-ops.ts";
 import type { DiskPort } from "../../core/ports.ts";
 import type { EventQueue } from "./event-queue.ts";
 import type { Prng } from "./prng.ts";
@@ -103,12 +105,13 @@ export type DiskCallKind = DiskOp["kind"] | "read" | "install" | "preserve" | "p
 export type DiskFaultKind = Exclude<DiskCallKind, "loadMeta"> | "any";
 export type DiskLayer = "cache" | "durable";
 
-/** One path of a canonical tree listing: comparable with toEqual, printable as JSON. */
+/** One path of a canonical tree listing: comparable with toEqual, printable as JSON.
+ *  `xattrs`: its extended attributes as [name, value in hex], sorted, when it has any. */
 export type TreeEntry =
-  | { readonly path: string; readonly kind: "dir"; readonly mode: number }
+  | { readonly path: string; readonly kind: "dir"; readonly mode: number; readonly xattrs?: readonly (readonly [string, string])[] }
   /** `links`: its other names, when it has any (hard links). */
-  | { readonly path: string; readonly kind: "file"; readonly mode: number; readonly size: number; readonly sha256: string; readonly links?: readonly string[] }
-  | { readonly path: string; readonly kind: "symlink"; readonly target: string };
+  | { readonly path: string; readonly kind: "file"; readonly mode: number; readonly size: number; readonly sha256: string; readonly links?: readonly string[]; readonly xattrs?: readonly (readonly [string, string])[] }
+  | { readonly path: string; readonly kind: "symlink"; readonly target: string; readonly xattrs?: readonly (readonly [string, string])[] };
 
 export interface SimDiskStats {
   /** apply() calls that completed without error. */
@@ -157,6 +160,8 @@ interface Inode {
   pages: Map<number, Uint8Array>;
   readonly entries: Map<string, number>;
   readonly target: string;
+  /** Extended attributes, name → value. Values are never changed in place (shared like pages). */
+  xattrs: Map<string, Uint8Array>;
 }
 
 interface PendingWrite {
@@ -538,6 +543,10 @@ export class SimDisk<Meta> {
       case "chown":
       case "times":
         return this.#exists(op.path);
+      case "setxattr":
+        return this.#setxattr(op.path, op.name, op.value, op.how);
+      case "removexattr":
+        return this.#removexattr(op.path, op.name);
       case "symlink":
         return this.#symlink(op.path, op.target);
       case "fsync":
@@ -658,6 +667,36 @@ export class SimDisk<Meta> {
     return null;
   }
 
+  #setxattr(path: string, name: string, value: Uint8Array, how: "create" | "replace" | undefined): DiskResult {
+    const found = this.#xattrTarget(path, name);
+    if (typeof found === "string") return found;
+    const there = found.xattrs.has(name);
+    if (how === "create" && there) return "EEXIST";
+    if (how === "replace" && !there) return "ENODATA";
+    found.xattrs.set(name, value);
+    this.#markDirty(found);
+    return null;
+  }
+
+  #removexattr(path: string, name: string): DiskResult {
+    const found = this.#xattrTarget(path, name);
+    if (typeof found === "string") return found;
+    if (!found.xattrs.delete(name)) return "ENODATA";
+    this.#markDirty(found);
+    return null;
+  }
+
+  /** The inode whose attribute `name` a call may change, or why not (Linux's rules). */
+  #xattrTarget(path: string, name: string): Inode | DiskError {
+    const found = lookup(this.#cache, path);
+    if (found.error !== null) return found.error;
+    if (found.inode === null) return "ENOENT";
+    const namespace = xattrNamespaces.find((prefix) => name.startsWith(prefix) && name.length > prefix.length);
+    if (namespace === undefined) return "EOPNOTSUPP";
+    if (namespace === "user." && found.inode.kind === "symlink") return "EPERM";
+    return found.inode;
+  }
+
   /** Owners and times are not modelled: a chown or a times of an existing path succeeds
    *  and changes nothing. */
   #exists(path: string): DiskResult {
@@ -709,9 +748,9 @@ export class SimDisk<Meta> {
     const inode = found.inode;
     switch (inode.kind) {
       case "dir":
-        return { kind: "dir", mode: inode.mode, children: [...inode.entries.keys()].sort() };
+        return { kind: "dir", mode: inode.mode, children: [...inode.entries.keys()].sort(), ...xattrsOf(inode) };
       case "symlink":
-        return { kind: "symlink", target: inode.target };
+        return { kind: "symlink", target: inode.target, ...xattrsOf(inode) };
       case "file": {
         const indexes = blocks === "all" ? Array.from({ length: Math.ceil(inode.size / blockSize) }, (_, index) => index) : blocks;
         const read = new Map<number, Uint8Array>();
@@ -720,8 +759,8 @@ export class SimDisk<Meta> {
           if (offset < inode.size) read.set(index, readBytes(inode, offset, Math.min(blockSize, inode.size - offset)));
         }
         const blocksRead = new Map([...read].sort(([a], [b]) => a - b));
-        if (inode.names.length === 1) return { kind: "file", mode: inode.mode, size: inode.size, blocks: blocksRead };
-        return { kind: "file", mode: inode.mode, size: inode.size, blocks: blocksRead, links: pathsOfInode(this.#cache, inode).filter((each) => each !== path) };
+        if (inode.names.length === 1) return { kind: "file", mode: inode.mode, size: inode.size, blocks: blocksRead, ...xattrsOf(inode) };
+        return { kind: "file", mode: inode.mode, size: inode.size, blocks: blocksRead, ...xattrsOf(inode), links: pathsOfInode(this.#cache, inode).filter((each) => each !== path) };
       }
       default:
         return unreachable(inode.kind);
@@ -732,7 +771,7 @@ export class SimDisk<Meta> {
    *  non-directory in the way; the root can only be emptied or given a mode. */
   #install(path: string, snapshot: PathSnapshot, blockSize: number): DiskResult {
     if (snapshot.kind === "absent") return this.#installAbsent(path);
-    if (path === "") return snapshot.kind === "dir" ? this.#setRootMode(snapshot.mode) : "EINVAL";
+    if (path === "") return snapshot.kind === "dir" ? this.#setRootMode(snapshot.mode, snapshot.xattrs) : "EINVAL";
     const shared = snapshot.kind === "file" ? this.#sharedFile(path, snapshot.links) : null;
     if (!this.#fits(this.#installGrowth(path, snapshot, shared))) return "ENOSPC";
     const parent = this.#makeParents(parentOf(path));
@@ -745,9 +784,10 @@ export class SimDisk<Meta> {
     if (existing !== null && !keep) this.#remove(existing, parent, name);
     const inode = keep ? existing! : (shared ?? this.#newCacheInode(snapshot.kind, snapshot.kind === "symlink" ? 0o777 : snapshot.mode, snapshot.kind === "symlink" ? snapshot.target : ""));
     if (!keep) this.#link(parent, name, inode);
+    inode.xattrs = new Map(snapshot.xattrs ?? []);
+    this.#markDirty(inode);
     if (snapshot.kind === "symlink") return null;
     inode.mode = modeBits(snapshot.mode);
-    this.#markDirty(inode);
     if (snapshot.kind === "file") {
       this.#truncateFile(inode, snapshot.size);
       for (const [index, bytes] of snapshot.blocks) if (bytes.length > 0) this.#writeFile(inode, index * blockSize, bytes);
@@ -773,9 +813,10 @@ export class SimDisk<Meta> {
     return null;
   }
 
-  #setRootMode(mode: number): DiskResult {
+  #setRootMode(mode: number, xattrs: readonly Xattr[] | undefined): DiskResult {
     const root = this.#cache.get(rootId)!;
     root.mode = modeBits(mode);
+    root.xattrs = new Map(xattrs ?? []);
     this.#markDirty(root);
     return null;
   }
@@ -969,6 +1010,7 @@ export class SimDisk<Meta> {
   #syncInode(inode: Inode): void {
     const durable = this.#ensureDurable(inode);
     durable.mode = inode.mode;
+    durable.xattrs = new Map(inode.xattrs);
     if (inode.kind === "file") {
       durable.size = inode.size;
       durable.pages = new Map(inode.pages);
@@ -1131,6 +1173,9 @@ function ownOp(op: DiskOp): DiskOp {
     case "times":
       for (const time of [op.atime, op.mtime]) assert(time === null || (Number.isSafeInteger(time.s) && Number.isInteger(time.ns) && time.ns >= 0 && time.ns < 1e9), `times ${op.path}: ${JSON.stringify(time)} is not a time`);
       return { ...op };
+    case "setxattr":
+      assert(typeof op.name === "string" && op.name !== "" && op.value instanceof Uint8Array, `setxattr ${op.path}: ${op.name} is not an attribute`);
+      return { ...op, value: op.value.slice() };
     default:
       return { ...op };
   }
@@ -1149,10 +1194,10 @@ function ownSnapshot(path: string, snapshot: PathSnapshot, blockSize: number): P
       return snapshot;
     case "dir":
       assert(Number.isSafeInteger(snapshot.mode) && snapshot.mode >= 0, `install ${path}: mode ${snapshot.mode}`);
-      return { kind: "dir", mode: snapshot.mode, children: [...snapshot.children] };
+      return { kind: "dir", mode: snapshot.mode, children: [...snapshot.children], ...ownXattrs(path, snapshot.xattrs) };
     case "symlink":
       assert(typeof snapshot.target === "string" && snapshot.target !== "", `install ${path}: empty symlink target`);
-      return { kind: "symlink", target: snapshot.target };
+      return { kind: "symlink", target: snapshot.target, ...ownXattrs(path, snapshot.xattrs) };
     case "file": {
       assert(Number.isSafeInteger(snapshot.size) && snapshot.size >= 0, `install ${path}: size ${snapshot.size}`);
       assert(Number.isSafeInteger(snapshot.mode) && snapshot.mode >= 0, `install ${path}: mode ${snapshot.mode}`);
@@ -1162,9 +1207,9 @@ function ownSnapshot(path: string, snapshot: PathSnapshot, blockSize: number): P
         assert(bytes.length <= blockSize && index * blockSize + bytes.length <= snapshot.size, `install ${path}: block ${index} of ${bytes.length} bytes lies beyond size ${snapshot.size}`);
         blocks.set(index, bytes.slice());
       }
-      if (snapshot.links === undefined) return { kind: "file", mode: snapshot.mode, size: snapshot.size, blocks };
+      if (snapshot.links === undefined) return { kind: "file", mode: snapshot.mode, size: snapshot.size, blocks, ...ownXattrs(path, snapshot.xattrs) };
       for (const other of snapshot.links) checkPath(other);
-      return { kind: "file", mode: snapshot.mode, size: snapshot.size, blocks, links: [...snapshot.links] };
+      return { kind: "file", mode: snapshot.mode, size: snapshot.size, blocks, ...ownXattrs(path, snapshot.xattrs), links: [...snapshot.links] };
     }
     default:
       return unreachable(snapshot);
@@ -1189,11 +1234,34 @@ function lookup(inodes: Map<number, Inode>, path: string): Lookup {
 }
 
 function newInode(id: number, kind: InodeKind, mode: number, target: string): Inode {
-  return { id, kind, mode, names: [], size: 0, pages: new Map(), entries: new Map(), target };
+  return { id, kind, mode, names: [], size: 0, pages: new Map(), entries: new Map(), target, xattrs: new Map() };
 }
 
 function cloneInode(inode: Inode): Inode {
-  return { ...inode, names: [...inode.names], pages: new Map(inode.pages), entries: new Map(inode.entries) };
+  return { ...inode, names: [...inode.names], pages: new Map(inode.pages), entries: new Map(inode.entries), xattrs: new Map(inode.xattrs) };
+}
+
+/** An inode's extended attributes as a snapshot carries them: sorted, none when empty. */
+function xattrsOf(inode: Inode): { xattrs?: readonly Xattr[] } {
+  if (inode.xattrs.size === 0) return {};
+  return { xattrs: [...inode.xattrs].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)) };
+}
+
+/** A snapshot's attributes, copied and checked (sorted, no repeats, none empty). */
+function ownXattrs(path: string, xattrs: readonly Xattr[] | undefined): { xattrs?: readonly Xattr[] } {
+  if (xattrs === undefined) return {};
+  assert(xattrs.length > 0, `install ${path}: an empty list of extended attributes (absent means none)`);
+  xattrs.forEach(([name, value], index) => {
+    assert(typeof name === "string" && name !== "" && value instanceof Uint8Array, `install ${path}: attribute ${index} is not a name and bytes`);
+    assert(index === 0 || xattrs[index - 1]![0] < name, `install ${path}: attributes not sorted by name at ${name}`);
+  });
+  return { xattrs: xattrs.map(([name, value]) => [name, value.slice()] as const) };
+}
+
+/** A tree entry's attributes: [name, hex], sorted, none when empty. */
+function xattrEntries(inode: Inode): { xattrs?: readonly (readonly [string, string])[] } {
+  const xattrs = xattrsOf(inode).xattrs;
+  return xattrs === undefined ? {} : { xattrs: xattrs.map(([name, value]) => [name, Buffer.from(value).toString("hex")] as const) };
 }
 
 function withoutName(names: readonly Name[], parent: number, name: string): Name[] {
@@ -1301,14 +1369,14 @@ function fileSha256(file: Inode): string {
 function treeEntry(path: string, inode: Inode, inodes: Map<number, Inode> | null = null): TreeEntry {
   switch (inode.kind) {
     case "dir":
-      return { path, kind: "dir", mode: inode.mode };
+      return { path, kind: "dir", mode: inode.mode, ...xattrEntries(inode) };
     case "file": {
-      const entry = { path, kind: "file", mode: inode.mode, size: inode.size, sha256: fileSha256(inode) } as const;
+      const entry = { path, kind: "file", mode: inode.mode, size: inode.size, sha256: fileSha256(inode), ...xattrEntries(inode) } as const;
       if (inodes === null || inode.names.length <= 1) return entry;
       return { ...entry, links: pathsOfInode(inodes, inode).filter((each) => each !== path) };
     }
     case "symlink":
-      return { path, kind: "symlink", target: inode.target };
+      return { path, kind: "symlink", target: inode.target, ...xattrEntries(inode) };
     default:
       return unreachable(inode.kind);
   }

@@ -99,7 +99,7 @@ function actualEntry(node: MirrorSimNode, entry: ReturnType<MirrorSimNode["disk"
     case "symlink":
       return { kind: "symlink", target: entry.target };
     case "file":
-      return { kind: "file", content: node.disk.fileBytes(path) ?? new Uint8Array(0), mode: entry.mode };
+      return { kind: "file", content: node.disk.fileBytes(path) ?? new Uint8Array(0), mode: entry.mode, xattrs: new Map(entry.xattrs ?? []) };
   }
 }
 

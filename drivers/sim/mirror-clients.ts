@@ -10,7 +10,7 @@
 //
 // Operations: create, write at random offsets and sizes, truncate, setattr, rename to a
 // new name, unlink, symlink, mkdir, a second name (hard link) written through afterwards,
-// fsync of a file and of the whole tree, and reads of a file back from the current primary
+// extended attributes set and removed, fsync of a file and of the whole tree, and reads of a file back from the current primary
 // (checked against the model at once). The names of one file share one model entry: what
 // happens to the file through one of them (a write, an fsync, a doubt) is the others' too.
 
@@ -34,7 +34,8 @@ export type Expected =
   /** `names`: every name of a file that was given another (absent: its path alone);
    *  `everNames`: those and the names it had before (a split brain's loser may have kept
    *  the file aside under any of them). */
-  | { readonly kind: "file"; content: Uint8Array; mode: number; names?: Set<string>; everNames?: Set<string> }
+  /** `xattrs`: its extended attributes, name → value in hex (absent: none yet). */
+  | { readonly kind: "file"; content: Uint8Array; mode: number; names?: Set<string>; everNames?: Set<string>; xattrs?: Map<string, string> }
   | { readonly kind: "dir"; readonly mode: number }
   | { readonly kind: "symlink"; readonly target: string };
 
@@ -258,6 +259,16 @@ export class MirrorClients {
         this.#changed(op.path);
         return;
       }
+      case "setxattr":
+      case "removexattr": {
+        const entry = model.get(op.path);
+        if (entry?.kind !== "file") return;
+        entry.xattrs ??= new Map();
+        if (op.kind === "setxattr") entry.xattrs.set(op.name, Buffer.from(op.value).toString("hex"));
+        else entry.xattrs.delete(op.name);
+        this.#changed(op.path);
+        return;
+      }
       case "link": {
         const entry = model.get(op.from);
         if (entry?.kind !== "file") return;
@@ -345,6 +356,9 @@ export class MirrorClients {
       if (prng.chance(0.5)) client.current = to;
       return { kind: "link", from: path, to };
     }
+    if (roll < 91) return { kind: "setxattr", path, name: prng.pick(xattrNames), value: randomBytes(prng.int(0, 40), prng.u32()) };
+    const present = entry?.kind === "file" ? [...(entry.xattrs?.keys() ?? [])] : [];
+    if (roll < 92 && present.length > 0) return { kind: "removexattr", path, name: prng.pick(present) };
     this.#readBack(path);
     return { kind: "fsync", path };
   }
@@ -357,9 +371,18 @@ export class MirrorClients {
     const expected = this.expected.get(path) ?? null;
     if (expected?.kind !== "file") return;
     this.stats.readChecks++;
-    const problem = compareEntry(expected, seen.bytes === null ? null : { kind: "file", content: seen.bytes, mode: expected.mode });
+    // Its bytes: a read does not see modes or attributes.
+    const problem = compareEntry(expected, seen.bytes === null ? null : { ...expected, kind: "file", content: seen.bytes });
     if (problem !== null) this.#world.violation("M1", `read back ${path} on ${seen.node}: ${problem}`);
   }
+}
+
+/** The attributes the clients set (a namespace a user may set, and one only root may). */
+const xattrNames: readonly string[] = ["user.a", "user.b", "trusted.t"];
+
+/** Attributes as one comparable line: `name=hex` sorted, "" for none. */
+function xattrsText(xattrs: ReadonlyMap<string, string> | undefined): string {
+  return [...(xattrs ?? [])].map(([name, value]) => `${name}=${value}`).sort().join(" ");
 }
 
 /** `length` bytes from a xorshift32 seeded by `seed` (one draw from the run's PRNG). */
@@ -387,6 +410,8 @@ export function compareEntry(expected: Expected | null, actual: Expected | null)
   if (expected.kind === "symlink" && actual.kind === "symlink") return expected.target === actual.target ? null : `links to ${actual.target}, not ${expected.target}`;
   if (expected.kind === "file" && actual.kind === "file") {
     if (expected.mode !== actual.mode) return `mode ${actual.mode.toString(8)}, not ${expected.mode.toString(8)}`;
+    const [want, got] = [xattrsText(expected.xattrs), xattrsText(actual.xattrs)];
+    if (want !== got) return `extended attributes ${got || "none"}, not ${want || "none"}`;
     if (expected.content.length !== actual.content.length) return `${actual.content.length} bytes, not ${expected.content.length}`;
     for (let index = 0; index < expected.content.length; index++) {
       if (expected.content[index] !== actual.content[index]) return `byte ${index} is ${actual.content[index]}, not ${expected.content[index]}`;

@@ -33,6 +33,7 @@
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -318,6 +319,14 @@ public:
     std::string kind = from.kind;
     op.Set("kind", kind);
     auto number = [&](const char* name, double value) { op.Set(name, Napi::Number::New(env, value)); };
+    if (kind == "setxattr" || kind == "removexattr") op.Set("name", from.other);
+    if (kind == "setxattr") {
+      Napi::ArrayBuffer bytes = Napi::ArrayBuffer::New(env, from.length);
+      if (from.length > 0) std::memcpy(bytes.Data(), from.data, from.length);
+      op.Set("value", Napi::Uint8Array::New(env, from.length, bytes, 0));
+      if ((from.size & XATTR_CREATE) != 0) op.Set("how", "create");
+      if ((from.size & XATTR_REPLACE) != 0) op.Set("how", "replace");
+    }
     if (kind == "rename" || kind == "link") {
       op.Set("from", from.path);
       op.Set("to", from.other);
@@ -992,6 +1001,74 @@ Napi::Value CreateFile(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, rc);
 }
 
+// xattrs(path): the extended attributes of `path` (never through a symlink it ends in), as
+// [name, Uint8Array] pairs in the order the file system lists them; an errno on failure.
+// Read again from the start when one changes between the list and the values (ERANGE).
+Napi::Value Xattrs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(env, "xattrs(path)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string path = info[0].As<Napi::String>();
+  for (int attempt = 0;; attempt++) {
+    ssize_t size = llistxattr(path.c_str(), nullptr, 0);
+    if (size < 0) return Napi::Number::New(env, errno);
+    std::vector<char> names(static_cast<size_t>(size) + 1, '\0');
+    size = llistxattr(path.c_str(), names.data(), names.size() - 1);
+    if (size < 0 && errno == ERANGE && attempt < 8) continue;
+    if (size < 0) return Napi::Number::New(env, errno);
+    Napi::Array out = Napi::Array::New(env);
+    bool retry = false;
+    for (size_t at = 0; at < static_cast<size_t>(size) && !retry;) {
+      const char* name = names.data() + at;
+      at += std::strlen(name) + 1;
+      ssize_t length = lgetxattr(path.c_str(), name, nullptr, 0);
+      if (length < 0 && errno == ENODATA) continue;  // removed since the list
+      if (length < 0) return Napi::Number::New(env, errno);
+      Napi::ArrayBuffer bytes = Napi::ArrayBuffer::New(env, static_cast<size_t>(length));
+      ssize_t got = length == 0 ? 0 : lgetxattr(path.c_str(), name, bytes.Data(), static_cast<size_t>(length));
+      if (got < 0 && (errno == ERANGE || errno == ENODATA) && attempt < 8) {
+        retry = true;
+        break;
+      }
+      if (got < 0) return Napi::Number::New(env, errno);
+      Napi::Array pair = Napi::Array::New(env, 2);
+      pair.Set(0u, Napi::String::New(env, name));
+      pair.Set(1u, Napi::Uint8Array::New(env, static_cast<size_t>(got), bytes, 0));
+      out.Set(out.Length(), pair);
+    }
+    if (!retry) return out;
+  }
+}
+
+// setXattr(path, name, value, flags): lsetxattr(2) (flags: 0, XATTR_CREATE 1, XATTR_REPLACE 2).
+// Returns 0 or an errno.
+Napi::Value SetXattr(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[0].IsString() || !info[1].IsString() || !info[2].IsTypedArray() || !info[3].IsNumber()) {
+    Napi::TypeError::New(env, "setXattr(path, name, value, flags)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string path = info[0].As<Napi::String>();
+  std::string name = info[1].As<Napi::String>();
+  Napi::Uint8Array value = info[2].As<Napi::Uint8Array>();
+  int rc = lsetxattr(path.c_str(), name.c_str(), value.Data(), value.ByteLength(), info[3].As<Napi::Number>().Int32Value());
+  return Napi::Number::New(env, rc == 0 ? 0 : errno);
+}
+
+// removeXattr(path, name): lremovexattr(2). Returns 0 or an errno.
+Napi::Value RemoveXattr(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString()) {
+    Napi::TypeError::New(env, "removeXattr(path, name)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string path = info[0].As<Napi::String>();
+  std::string name = info[1].As<Napi::String>();
+  return Napi::Number::New(env, lremovexattr(path.c_str(), name.c_str()) == 0 ? 0 : errno);
+}
+
 // syncFs(path): syncfs(2) of the file system holding the directory `path`, on a thread of
 // libuv's pool (it writes back everything dirty there). Resolves to 0 or an errno (since
 // Linux 5.8 syncfs reports writeback errors).
@@ -1052,6 +1129,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setTimes", Napi::Function::New(env, SetTimes, "setTimes"));
   exports.Set("createFile", Napi::Function::New(env, CreateFile, "createFile"));
   exports.Set("syncFs", Napi::Function::New(env, SyncFs, "syncFs"));
+  exports.Set("xattrs", Napi::Function::New(env, Xattrs, "xattrs"));
+  exports.Set("setXattr", Napi::Function::New(env, SetXattr, "setXattr"));
+  exports.Set("removeXattr", Napi::Function::New(env, RemoveXattr, "removeXattr"));
   return exports;
 }
 

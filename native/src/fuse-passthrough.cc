@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -35,6 +36,7 @@ const char* const kOpNames[kOpCount] = {
     "getattr", "readlink", "mknod",   "mkdir",   "unlink",     "rmdir",    "symlink", "rename",  "link",
     "chmod",   "chown",    "truncate", "open",   "create",     "read",     "write",   "statfs",  "release",
     "fsync",   "opendir",  "readdir",  "releasedir", "fsyncdir", "utimens", "fallocate", "lseek",
+    "setxattr", "getxattr", "listxattr", "removexattr",
 };
 
 bool OpModifies(OpKind kind) {
@@ -55,6 +57,8 @@ bool OpModifies(OpKind kind) {
     case kFsyncdir:
     case kUtimens:
     case kFallocate:
+    case kSetxattr:
+    case kRemovexattr:
       return true;
     default:
       return false;
@@ -650,6 +654,51 @@ int Fallocate(const char* path, int mode, off_t offset, off_t length, fuse_file_
   });
 }
 
+// Extended attributes are reached by path through /proc (the directory handle is O_PATH,
+// and no *xattrat call is in this libc): `/proc/self/fd/N/a/b`, the root as `N/.`. The l-
+// calls never follow a symlink the path ends in (its own attributes, as the kernel asks).
+std::string XattrPath(const Volume& volume, const char* path) {
+  return "/proc/self/fd/" + std::to_string(volume.dirFd) + "/" + Relative(path);
+}
+
+// Reads are served here, never through the core: a size query (size 0) included.
+int Getxattr(const char* path, const char* name, char* value, size_t size) {
+  Volume& volume = CurrentVolume();
+  ssize_t length = lgetxattr(XattrPath(volume, path).c_str(), name, value, size);
+  return Finish(volume, kGetxattr, length < 0 ? -errno : static_cast<int>(length));
+}
+
+int Listxattr(const char* path, char* list, size_t size) {
+  Volume& volume = CurrentVolume();
+  ssize_t length = llistxattr(XattrPath(volume, path).c_str(), list, size);
+  return Finish(volume, kListxattr, length < 0 ? -errno : static_cast<int>(length));
+}
+
+// Replicated as a DiskOp: the name, the value and the flags (XATTR_CREATE: EEXIST when it
+// is there; XATTR_REPLACE: ENODATA when it is not) as the application gave them.
+int Setxattr(const char* path, const char* name, const char* value, size_t size, int flags) {
+  Volume& volume = CurrentVolume();
+  return Modify(volume, kSetxattr, [&] {
+    if (!Intercepting(volume)) return ResultOf(lsetxattr(XattrPath(volume, path).c_str(), name, value, size, flags));
+    Intercepted op = OpOn("setxattr", path);
+    op.other = name;
+    op.data = value;
+    op.length = size;
+    op.size = flags;
+    return Ship(volume, op);
+  });
+}
+
+int Removexattr(const char* path, const char* name) {
+  Volume& volume = CurrentVolume();
+  return Modify(volume, kRemovexattr, [&] {
+    if (!Intercepting(volume)) return ResultOf(lremovexattr(XattrPath(volume, path).c_str(), name));
+    Intercepted op = OpOn("removexattr", path);
+    op.other = name;
+    return Ship(volume, op);
+  });
+}
+
 off_t Lseek(const char* path, off_t offset, int whence, fuse_file_info* file) {
   (void)path;
   Volume& volume = CurrentVolume();
@@ -686,9 +735,13 @@ fuse_operations MakeOperations() {
   operations.utimens = Utimens;
   operations.fallocate = Fallocate;
   operations.lseek = Lseek;
+  operations.setxattr = Setxattr;
+  operations.getxattr = Getxattr;
+  operations.listxattr = Listxattr;
+  operations.removexattr = Removexattr;
   // No flush (closing needs nothing from us), no access (default_permissions: the kernel
   // checks permissions itself), no locks (the kernel keeps POSIX and flock locks locally,
-  // which is right for one mount per directory), no xattrs (EOPNOTSUPP; docs/replicator.md).
+  // which is right for one mount per directory).
   return operations;
 }
 

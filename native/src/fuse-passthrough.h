@@ -48,6 +48,10 @@ enum OpKind : int {
   kUtimens,
   kFallocate,
   kLseek,
+  kSetxattr,
+  kGetxattr,
+  kListxattr,
+  kRemovexattr,
   kOpCount,
 };
 
@@ -82,14 +86,15 @@ enum class Mode {
 struct Intercepted {
   const char* kind = nullptr;  // a DiskOp kind: "create", "write", "rename", ...
   std::string path;            // relative to the root, no leading '/'; "" is the root
-  std::string other;           // rename, link: the new name; symlink: what the link points to
+  std::string other;           // rename, link: the new name; symlink: what the link points to;
+                               // setxattr, removexattr: the attribute's name
   int64_t offset = 0;          // write
-  int64_t size = 0;            // truncate
+  int64_t size = 0;            // truncate; setxattr: its flags (XATTR_CREATE, XATTR_REPLACE)
   uint32_t mode = 0;           // create, mkdir, setattr (permission bits only)
   int64_t uid = -1;            // chown (-1: unchanged); the owner of create, mkdir, symlink
   int64_t gid = -1;
   bool hasOwner = false;
-  const char* data = nullptr;  // write: the application's bytes
+  const char* data = nullptr;  // write: the application's bytes; setxattr: the value
   size_t length = 0;
   // times: each time set (UTIME_NOW resolved to this node's clock), absent for UTIME_OMIT
   bool hasAtime = false;

@@ -5,8 +5,10 @@
 // names); renames of files and directories over files, empty and non-empty directories
 // and into their own subtree; what read answers of files, directories, symlinks and
 // missing paths (absent, not an error); install of each kind, replacing what is there and
-// creating missing parents; preserve keeping the version of the moment; the metadata round
-// trip; every callback called exactly once, never from inside the call that asked for it.
+// creating missing parents; extended attributes (set, replaced, removed, their errors, an
+// install giving exactly the listed ones); preserve keeping the version of the moment; the
+// metadata round trip; every callback called exactly once, never from inside the call that
+// asked for it.
 // Durability is not observable through the port: the simulator's own tests check it.
 
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -407,6 +409,59 @@ export function diskContract(name: string, makeHarness: () => Promise<DiskHarnes
         expect(await install(harness, "n", fileSnapshot(0o644, 4, [[0, bytes("NNNN")]], ["c", "e"]))).toBeNull();
         expect(text(await content(harness, "e"))).toBe("NNNN");
         expect(await read(harness, "n", [])).toMatchObject({ links: ["c", "e"] });
+      });
+    });
+
+    describe("extended attributes", () => {
+      const set = (path: string, name: string, value: string, how?: "create" | "replace"): DiskOp => ({ kind: "setxattr", path, name, value: bytes(value), ...(how === undefined ? {} : { how }) });
+      const remove = (path: string, name: string): DiskOp => ({ kind: "removexattr", path, name });
+      const xattrsAt = async (path: string) => ((await read(harness, path, [])) as { xattrs?: readonly (readonly [string, Uint8Array])[] }).xattrs?.map(([name, value]) => [name, text(value)]);
+
+      it("sets, replaces and removes them on files and directories; a read lists them sorted, none when there are none", async () => {
+        await applyAll(harness, [mkdir("d"), create("d/f")]);
+        expect(await xattrsAt("d/f")).toBeUndefined();
+        await applyAll(harness, [set("d/f", "user.b", "two"), set("d/f", "user.a", "one"), set("d", "user.dir", ""), set("d/f", "user.b", "2")]);
+        expect(await xattrsAt("d/f")).toEqual([["user.a", "one"], ["user.b", "2"]]);
+        expect(await xattrsAt("d")).toEqual([["user.dir", ""]]);
+        await applyAll(harness, [remove("d/f", "user.a"), set("d/f", "user.b", "3", "replace"), set("d/f", "user.c", "new", "create")]);
+        expect(await xattrsAt("d/f")).toEqual([["user.b", "3"], ["user.c", "new"]]);
+        await applyAll(harness, [remove("d/f", "user.b"), remove("d/f", "user.c")]);
+        expect(await xattrsAt("d/f")).toBeUndefined();
+      });
+
+      it("gives EEXIST to create one that is there, ENODATA to replace or remove one that is not, ENOENT for a missing path", async () => {
+        await applyAll(harness, [create("f"), set("f", "user.a", "x")]);
+        expect(await apply(harness, set("f", "user.a", "y", "create"))).toBe("EEXIST");
+        expect(await apply(harness, set("f", "user.z", "y", "replace"))).toBe("ENODATA");
+        expect(await apply(harness, remove("f", "user.z"))).toBe("ENODATA");
+        expect(await apply(harness, set("missing", "user.a", "x"))).toBe("ENOENT");
+        expect(await apply(harness, remove("missing", "user.a"))).toBe("ENOENT");
+        expect(await xattrsAt("f")).toEqual([["user.a", "x"]]);
+      });
+
+      it("gives EOPNOTSUPP for a namespace the file system does not keep and EPERM for a user attribute of a symlink", async () => {
+        await applyAll(harness, [create("f"), { kind: "symlink", path: "l", target: "f" }]);
+        expect(await apply(harness, set("f", "bogus.a", "x"))).toBe("EOPNOTSUPP");
+        expect(await apply(harness, set("l", "user.a", "x"))).toBe("EPERM");
+        expect(await xattrsAt("f")).toBeUndefined();
+      });
+
+      it("belong to the file, not the name: set through one hard link, read through the other", async () => {
+        await applyAll(harness, [create("f"), { kind: "link", from: "f", to: "g" }, set("g", "user.a", "shared")]);
+        expect(await xattrsAt("f")).toEqual([["user.a", "shared"]]);
+      });
+
+      it("come with an install exactly as listed: others removed, none for a snapshot without them", async () => {
+        await applyAll(harness, [create("f"), set("f", "user.old", "x"), set("f", "user.kept", "same"), mkdir("d"), set("d", "user.old", "x")]);
+        const file = { ...fileSnapshot(0o644, 4, [[0, bytes("data")]]), xattrs: [["user.kept", bytes("same")], ["user.new", bytes("v")]] } as PathSnapshot;
+        expect(await install(harness, "f", file)).toBeNull();
+        expect(await xattrsAt("f")).toEqual([["user.kept", "same"], ["user.new", "v"]]);
+        expect(await install(harness, "g", file)).toBeNull();
+        expect(await xattrsAt("g")).toEqual([["user.kept", "same"], ["user.new", "v"]]);
+        expect(await install(harness, "d", { kind: "dir", mode: 0o755, children: [] })).toBeNull();
+        expect(await xattrsAt("d")).toBeUndefined();
+        expect(await install(harness, "", { kind: "dir", mode: 0o755, children: [], xattrs: [["user.root", bytes("r")]] })).toBeNull();
+        expect(await xattrsAt("")).toEqual([["user.root", "r"]]);
       });
     });
 

@@ -15,6 +15,7 @@ import { requestControl } from "../../service/control.ts";
 import { Daemon, labNode, tandem, until, type LabNode } from "./farm-lab.ts";
 import { buildLab, destroyLab, inNs, ip, removeStaleLabs, type Lab } from "./netns-lab.ts";
 import { mirrorModuleXml } from "../../lab/lab-mirror.ts";
+import { fuseBinding } from "../../native/fuse.ts";
 
 function ipNetnsPids(ns: string): number[] {
   return ip("netns", "pids", ns).split("\n").filter((line) => /^\d+$/.test(line.trim())).map(Number);
@@ -103,14 +104,22 @@ function writeNodeConfig(lab: Lab, names: readonly string[], node: MirrorLabNode
   }
 }
 
-/** Kind, mode, owner and content digest of everything under `root`, by relative path. */
-/** Every path under `root` with its kind, mode, owner, size and content hash; a file with
- *  several names also with the first of them (hard links: one file on both nodes). */
+/** Every path under `root` with its kind, mode, owner, size and content hash, its extended
+ *  attributes, and for a file with several names all of them (hard links: one file on both
+ *  nodes). */
 export function treeOf(root: string): Record<string, string> {
   const names = new Map<number, string[]>();
   const entries = treeBelow(root, "", names);
   for (const paths of names.values()) if (paths.length > 1) for (const path of paths) entries[path] += ` names ${paths.sort().join(",")}`;
   return entries;
+}
+
+/** ` xattrs name=hex,...` for a path with extended attributes, sorted; "" for none. */
+function xattrsOf(at: string): string {
+  const found = fuseBinding().xattrs(at);
+  if (typeof found === "number") throw new Error(`listxattr ${at}: errno ${found}`);
+  if (found.length === 0) return "";
+  return ` xattrs ${found.map(([name, value]) => `${name}=${Buffer.from(value).toString("hex")}`).sort().join(",")}`;
 }
 
 function treeBelow(root: string, relative: string, names: Map<number, string[]>): Record<string, string> {
@@ -127,6 +136,7 @@ function treeBelow(root: string, relative: string, names: Map<number, string[]>)
       entries[path] = `file ${attributes} ${status.size} ${createHash("sha256").update(readFileSync(join(root, path))).digest("hex").slice(0, 16)}`;
       if (status.nlink > 1) names.set(status.ino, [...(names.get(status.ino) ?? []), path]);
     }
+    entries[path] += xattrsOf(join(root, path));
   }
   return entries;
 }

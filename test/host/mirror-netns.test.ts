@@ -84,13 +84,26 @@ describe("a mirror module on two node services", () => {
       `truncate -s 100 ${d}/sub/renamed`,
       `ln ${d}/sub/renamed ${d}/pair`,
       `printf 'through the second name' >> ${d}/pair`,
+      `setfattr -n user.mime -v text/plain ${d}/sub/log`,
+      `setfattr -n user.gone -v x ${d}/sub/log`,
+      `setfattr -x user.gone ${d}/sub/log`,
+      `setfattr -n trusted.tag -v 0x00ff ${d}/sub`,
+      `printf x > ${d}/shared/setuid`,
+      `chmod 4777 ${d}/shared/setuid`,
       `sync ${d}/sub/log`,
     ].join(" && ");
     const run = await mirror.app(0, script);
     expect(run.output).toBe("");
     expect(run.code).toBe(0);
     expect(await mirror.app(0, `printf mine > ${d}/shared/nobodys`, nobody)).toEqual({ code: 0, output: "" });
+    // A write by someone else clears the set-user-ID bit, as on a local disk (the kernel
+    // leaves that to the replicator: fuse-kernel-io.h), on both nodes.
+    expect(await mirror.app(0, `printf y >> ${d}/shared/setuid`, nobody)).toEqual({ code: 0, output: "" });
+    expect((await mirror.app(0, `getfattr --absolute-names --only-values -n user.mime ${d}/sub/log`)).output).toBe("text/plain");
     const tree = treeOf(d);
+    expect(tree["sub/log"]).toMatch(/ xattrs user\.mime=746578742f706c61696e$/);
+    expect(tree["sub"]).toMatch(/ xattrs trusted\.tag=00ff$/);
+    expect(tree["shared/setuid"]).toMatch(/^file 777 /);
     expect(tree["shared/nobodys"]).toMatch(new RegExp(`^file 644 ${nobody}:${nobody} 4 `));
     expect(treeOf(dir(1))).toEqual(tree);
     expect(tree["pair"]).toMatch(/ 123 [0-9a-f]{16} names pair,sub\/renamed$/);
@@ -212,6 +225,8 @@ describe("a mirror module on two node services", () => {
     expect(code).not.toBe(0);
     expect(output).toContain("Read-only file system");
     expect((await mirror.app(1, `cat ${dir(1)}/sub/log`)).output).toBe("first line\nsecond line\n");
+    expect((await mirror.app(1, `getfattr --absolute-names --only-values -n user.mime ${dir(1)}/sub/log`)).output).toBe("text/plain");
+    expect((await mirror.app(1, `setfattr -n user.intruder -v x ${dir(1)}/sub/log`)).output).toContain("Read-only file system");
   }, 30_000);
 
   it("fails over to the secondary when the primary's service is killed, VIP included; the application left on the old primary can write nothing more", async () => {
@@ -250,6 +265,9 @@ describe("a mirror module on two node services", () => {
       `printf ', then alone' >> ${alone}/pair`,
       `rm ${alone}/pair`,
       `ln ${alone}/created-alone ${alone}/created-alone-2`,
+      `setfattr -n user.mime -v text/x-log ${alone}/sub/log`,
+      `setfattr -x trusted.tag ${alone}/sub`,
+      `setfattr -n user.alone -v 1 ${alone}/created-alone-2`,
     ].join(" && ");
     expect(await mirror.app(1, script)).toEqual({ code: 0, output: "" });
   }, 30_000);
@@ -258,6 +276,9 @@ describe("a mirror module on two node services", () => {
     await mirror.startDaemon(0);
     const [, primary] = await mirror.untilRoles(["SECOND", "PRIM"]);
     expect(treeOf(dir(0))).toEqual(treeOf(dir(1)));
+    // Attributes changed and removed while it was down came with the resync.
+    expect(treeOf(dir(0))["sub/log"]).toMatch(/ xattrs user\.mime=746578742f782d6c6f67$/);
+    expect(treeOf(dir(0))["sub"]).not.toContain("xattrs");
     const stats = primary!.mirror!.stats;
     expect(stats.fullResyncs).toBe(0);
     expect(stats.resyncs).toBe(1);

@@ -196,6 +196,28 @@ describe("a FUSE mount that intercepts", () => {
     expect(ops.map(describeOp)).not.toContain("link d e");
   });
 
+  it("hands extended attributes over as setxattr and removexattr, serving their reads itself", async () => {
+    const dir = freshDir();
+    writeFileSync(join(dir, "f"), "x");
+    const { fuse, ops } = interceptingMount(dir);
+    const script = "setfattr -n user.a -v one f && setfattr -n user.b -v 0x00ff f && setfattr -x user.b f && getfattr --absolute-names --only-values -n user.a f > seen";
+    expect(await shell(dir, script)).toEqual({ code: 0, stderr: "" });
+    const changes = ops.filter((op) => op.kind === "setxattr" || op.kind === "removexattr");
+    expect(changes).toEqual([
+      { kind: "setxattr", path: "f", name: "user.a", value: new Uint8Array(Buffer.from("one")) },
+      { kind: "setxattr", path: "f", name: "user.b", value: new Uint8Array([0, 255]) },
+      { kind: "removexattr", path: "f", name: "user.b" },
+    ]);
+    // getfattr's read reached the file system, not JavaScript (only the three changes did).
+    expect(fuse.stats().operations.getxattr).toBeGreaterThan(0);
+    expect(readFileSync(join(dir, "seen"), "utf8")).toBe("one");
+    // XATTR_CREATE and XATTR_REPLACE travel as `how`; the disk's ENODATA reaches the caller.
+    const python = `import os\ntry: os.setxattr('f', 'user.z', b'v', os.XATTR_REPLACE)\nexcept OSError as e: print(e.strerror)\nos.setxattr('f', 'user.c', b'v', os.XATTR_CREATE)`;
+    expect(await shell(dir, `python3 -c "${python}" > replaced`)).toEqual({ code: 0, stderr: "" });
+    expect(readFileSync(join(dir, "replaced"), "utf8")).toBe("No data available\n");
+    expect(ops.filter((op) => op.kind === "setxattr").slice(2)).toMatchObject([{ name: "user.z", how: "replace" }, { name: "user.c", how: "create" }]);
+  });
+
   it("opens the file when another creator won the race", async () => {
     const dir = freshDir();
     let handle = "";

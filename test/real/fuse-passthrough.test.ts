@@ -8,7 +8,9 @@
 // 64 MiB file; listings; the errors ENOENT, EEXIST, ENOTEMPTY, EISDIR, ENOTDIR; other
 // processes writing through the mount, one as an unprivileged user (its files are its own,
 // and the kernel refuses what its permissions do not allow; its write to a set-user-ID file
-// clears the bit, its truncate of a set-group-ID file that one). Then the counters, the
+// clears the bit, its truncate of a set-group-ID file that one); extended attributes, their
+// errors, and the kernel asking for a file's security.capability once, not at each write.
+// Then the counters, the
 // unmount's refusal while a file is open, and a mount whose process is killed with SIGKILL.
 //
 // It needs root and /dev/fuse and fails, never skips, without them (as .ci/run provides:
@@ -80,6 +82,8 @@ function tree(root: string, relative = ""): Record<string, string> {
       entries[path] = `dir ${owner}`;
       Object.assign(entries, tree(root, path));
     } else entries[path] = `file ${owner} ${status.size} ${sha256(readFileSync(join(root, path)))}`;
+    const attributes = fuseBinding().xattrs(join(root, path));
+    if (typeof attributes !== "number" && attributes.length > 0) entries[path] += ` xattrs ${attributes.map(([name, bytes]) => `${name}=${Buffer.from(bytes).toString("hex")}`).sort().join(",")}`;
   }
   return entries;
 }
@@ -361,12 +365,49 @@ describe("a FUSE passthrough mounted over a directory", () => {
     for (const root of roots()) expect(statSync(join(root, "shared", "setgid.bin")).mode & 0o7777, `another user's truncate cleared set-group-ID on ${root}`).toBe(0o767);
   });
 
+  it("keeps extended attributes as the disk does, with its errors", () => {
+    const { setXattr, removeXattr, xattrs } = fuseBinding();
+    const value = (text: string) => new TextEncoder().encode(text);
+    const listed = (at: string) => {
+      const found = xattrs(at);
+      return typeof found === "number" ? found : found.map(([name, bytes]) => `${name}=${Buffer.from(bytes).toString()}`).sort();
+    };
+    same("set on a file and a directory, replaced, listed", (root) => [
+      setXattr(join(root, "existing.txt"), "user.a", value("one"), 0),
+      setXattr(join(root, "existing.txt"), "user.b", value(""), 0),
+      setXattr(join(root, "docs"), "trusted.t", value("root's"), 0),
+      setXattr(join(root, "existing.txt"), "user.a", value("two"), 2),
+      listed(join(root, "existing.txt")),
+      listed(join(root, "docs")),
+    ]);
+    same("removed; the errors of create, replace, remove, a namespace, a symlink, a missing path", (root) => [
+      removeXattr(join(root, "existing.txt"), "user.b"),
+      setXattr(join(root, "existing.txt"), "user.a", value("x"), 1),
+      setXattr(join(root, "existing.txt"), "user.none", value("x"), 2),
+      removeXattr(join(root, "existing.txt"), "user.none"),
+      setXattr(join(root, "existing.txt"), "bogus.a", value("x"), 0),
+      setXattr(join(root, "link"), "user.a", value("x"), 0),
+      setXattr(join(root, "missing"), "user.a", value("x"), 0),
+      listed(join(root, "existing.txt")),
+    ]);
+  });
+
+  it("asks for a file's security.capability at its first write, not at every write", () => {
+    const before = fuse!.stats().operations.getxattr;
+    const fd = openSync(join(mounted, "capability-probe.bin"), "w");
+    for (let index = 0; index < 200; index++) writeSync(fd, Buffer.alloc(4096, index), 0, 4096, index * 4096);
+    closeSync(fd);
+    // Without FUSE_HANDLE_KILLPRIV_V2 (fuse-kernel-io.h) the kernel asked 200 times.
+    expect(fuse!.stats().operations.getxattr - before).toBeLessThanOrEqual(1);
+    unlinkSync(join(mounted, "capability-probe.bin"));
+  });
+
   it("counts operations and bytes", () => {
     const stats = fuse!.stats();
     expect(stats.mounted).toBe(true);
     expect(stats.bytesWritten).toBeGreaterThanOrEqual(largeFileSize);
     expect(stats.bytesRead).toBeGreaterThan(0);
-    for (const kind of ["create", "write", "read", "rename", "unlink", "mkdir", "rmdir", "symlink", "readlink", "chmod", "chown", "truncate", "fsync", "fsyncdir", "readdir"] as const) {
+    for (const kind of ["create", "write", "read", "rename", "unlink", "mkdir", "rmdir", "symlink", "readlink", "chmod", "chown", "truncate", "fsync", "fsyncdir", "readdir", "setxattr", "getxattr", "listxattr", "removexattr"] as const) {
       expect(stats.operations[kind], kind).toBeGreaterThan(0);
     }
     expect(stats.errors, "the refused operations were counted").toBeGreaterThan(0);

@@ -31,8 +31,13 @@ export const genArbitrary: fc.Arbitrary<Gen> = fc.tuple(countArbitrary, nodeArbi
 const historyArbitrary = fc.array(genArbitrary, { maxLength: 6 });
 const roleArbitrary = fc.constantFrom<MirrorRole>("STOP", "WAIT", "ALONE", "PRIM", "SECOND");
 const lastRoleArbitrary = fc.constantFrom<LastRole>("ALONE", "PRIM", "SECOND", null);
-const resultArbitrary = fc.constantFrom<DiskError | null>(null, "ENOENT", "EEXIST", "ENOTDIR", "EISDIR", "ENOTEMPTY", "EINVAL", "ENOSPC", "EIO", "EROFS", "EPERM", "EXDEV");
+const resultArbitrary = fc.constantFrom<DiskError | null>(null, "ENOENT", "EEXIST", "ENOTDIR", "EISDIR", "ENOTEMPTY", "EINVAL", "ENOSPC", "EIO", "EROFS", "EPERM", "EXDEV", "ENODATA", "EOPNOTSUPP");
 const dataArbitrary = fc.uint8Array({ maxLength: 70 });
+const xattrNameArbitrary = fc.oneof(fc.constantFrom("user.a", "security.capability", "trusted.x"), textArbitrary.filter((text) => text !== ""));
+/** A snapshot's extended attributes, or none (spread into the snapshot). */
+const xattrsArbitrary = fc
+  .uniqueArray(fc.tuple(xattrNameArbitrary, dataArbitrary), { maxLength: 3, selector: ([name]) => name })
+  .map((entries) => (entries.length === 0 ? {} : { xattrs: entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)) }));
 
 export const opArbitraries: ByKind<DiskOp> = {
   create: fc.tuple(anyPathArbitrary, modeArbitrary, ownerArbitrary).map(([path, mode, owner]) => ({ kind: "create", path, mode, ...owner })),
@@ -47,6 +52,10 @@ export const opArbitraries: ByKind<DiskOp> = {
   chown: fc.record({ kind: fc.constant("chown"), path: anyPathArbitrary, uid: fc.oneof(fc.constant(-1), idArbitrary), gid: fc.oneof(fc.constant(-1), idArbitrary) }),
   symlink: fc.tuple(anyPathArbitrary, textArbitrary, ownerArbitrary).map(([path, target, owner]) => ({ kind: "symlink", path, target, ...owner })),
   times: fc.record({ kind: fc.constant("times"), path: anyPathArbitrary, atime: fc.option(fileTimeArbitrary), mtime: fc.option(fileTimeArbitrary) }),
+  setxattr: fc
+    .tuple(anyPathArbitrary, xattrNameArbitrary, dataArbitrary, fc.constantFrom(undefined, "create" as const, "replace" as const))
+    .map(([path, name, value, how]) => ({ kind: "setxattr", path, name, value, ...(how === undefined ? {} : { how }) })),
+  removexattr: fc.record({ kind: fc.constant("removexattr"), path: anyPathArbitrary, name: xattrNameArbitrary }),
   fsync: fc.record({ kind: fc.constant("fsync"), path: fc.option(anyPathArbitrary) }),
 };
 export const opArbitrary: fc.Arbitrary<DiskOp> = fc.oneof(...Object.values(opArbitraries));
@@ -54,11 +63,11 @@ export const opArbitrary: fc.Arbitrary<DiskOp> = fc.oneof(...Object.values(opArb
 const blocksArbitrary = fc.uniqueArray(fc.tuple(fc.oneof(fc.nat(64), fc.maxSafeNat()), dataArbitrary), { maxLength: 5, selector: ([index]) => index }).map((entries) => new Map(entries));
 export const snapshotArbitraries: ByKind<PathSnapshot> = {
   absent: fc.constant({ kind: "absent" }),
-  dir: fc.tuple(modeArbitrary, fc.array(nameArbitrary, { maxLength: 5 }), ownerArbitrary).map(([mode, children, owner]) => ({ kind: "dir", mode, children, ...owner })),
-  symlink: fc.tuple(textArbitrary, ownerArbitrary, mtimeArbitrary).map(([target, owner, mtime]) => ({ kind: "symlink", target, ...owner, ...mtime })),
+  dir: fc.tuple(modeArbitrary, fc.array(nameArbitrary, { maxLength: 5 }), ownerArbitrary, xattrsArbitrary).map(([mode, children, owner, xattrs]) => ({ kind: "dir", mode, children, ...owner, ...xattrs })),
+  symlink: fc.tuple(textArbitrary, ownerArbitrary, mtimeArbitrary, xattrsArbitrary).map(([target, owner, mtime, xattrs]) => ({ kind: "symlink", target, ...owner, ...mtime, ...xattrs })),
   file: fc
-    .tuple(modeArbitrary, countArbitrary, blocksArbitrary, ownerArbitrary, mtimeArbitrary, fc.option(fc.uniqueArray(anyPathArbitrary, { maxLength: 3 }), { nil: undefined }))
-    .map(([mode, size, blocks, owner, mtime, links]) => ({ kind: "file", mode, size, blocks, ...owner, ...mtime, ...(links === undefined ? {} : { links: [...links].sort() }) })),
+    .tuple(modeArbitrary, countArbitrary, blocksArbitrary, ownerArbitrary, mtimeArbitrary, fc.option(fc.uniqueArray(anyPathArbitrary, { maxLength: 3 }), { nil: undefined }), xattrsArbitrary)
+    .map(([mode, size, blocks, owner, mtime, links, xattrs]) => ({ kind: "file", mode, size, blocks, ...owner, ...mtime, ...xattrs, ...(links === undefined ? {} : { links: [...links].sort() }) })),
 };
 const snapshotArbitrary: fc.Arbitrary<PathSnapshot> = fc.oneof(...Object.values(snapshotArbitraries));
 

@@ -172,6 +172,18 @@ describe("SimDisk: power loss", () => {
     bench.disk.checkInvariants();
   });
 
+  it("makes extended attributes durable with an fsync of their file, and only then, and lists them in the tree", () => {
+    const set = (path: string, name: string, value: string): DiskOp => ({ kind: "setxattr", path, name, value: new TextEncoder().encode(value) });
+    const bench = new Bench();
+    bench.applyAll([create("f"), set("f", "user.a", "one"), fsync(null), set("f", "user.a", "two"), set("f", "trusted.b", "")]);
+    bench.powerCycle();
+    expect(bench.disk.snapshotTree().find((entry) => entry.path === "f")).toMatchObject({ xattrs: [["user.a", "6f6e65"]] });
+    bench.applyAll([set("f", "user.a", "two"), { kind: "removexattr", path: "f", name: "user.a" }, set("f", "security.c", "x"), fsync("f")]);
+    bench.powerCycle();
+    expect(bench.disk.snapshotTree().find((entry) => entry.path === "f")).toMatchObject({ xattrs: [["security.c", "78"]] });
+    bench.disk.checkInvariants();
+  });
+
   it("makes everything durable with fsync(null)", () => {
     const bench = new Bench();
     bench.applyAll([mkdir("d"), create("d/f"), write("d/f", 10, "x"), { kind: "symlink", path: "l", target: "d/f" }, { kind: "setattr", path: "d", mode: 0o700 }, fsync(null)]);
@@ -626,6 +638,8 @@ const stepKinds: readonly { readonly weight: number; readonly arbitrary: fc.Arbi
     ["times", 1],
     ["symlink", 1],
     ["link", 2],
+    ["setxattr", 2],
+    ["removexattr", 1],
   ] as const
 ).map(([kind, weight]) => ({ weight, arbitrary: fc.constant(kind) }));
 
@@ -673,6 +687,10 @@ function opOf(bench: Bench, step: Step): DiskOp {
       return { kind: "chown", path: pickFrom(any, step.pick), uid: -1, gid: -1 };
     case "times":
       return { kind: "times", path: pickFrom(any, step.pick), atime: null, mtime: { s: step.offset, ns: step.fill } };
+    case "setxattr":
+      return { kind: "setxattr", path: pickFrom([...files, ...dirs], step.pick), name: `user.${step.name}`, value: new Uint8Array(step.length % 40).fill(step.fill) };
+    case "removexattr":
+      return { kind: "removexattr", path: pickFrom([...files, ...dirs], step.pick), name: `user.${step.name}` };
     case "fsync":
       return fsync(pickFrom([...files, ...dirs], step.pick));
     case "fsyncAll":
