@@ -335,7 +335,7 @@ int Link(const char* from, const char* to) {
 int Chmod(const char* path, mode_t mode, fuse_file_info* file) {
   Volume& volume = CurrentVolume();
   const char* relative = Relative(path);
-  return Modify(volume, kChmod, [&] {
+  int result = Modify(volume, kChmod, [&] {
     if (Intercepting(volume) && path != nullptr) {
       Intercepted op = OpOn("setattr", path);
       op.mode = mode & 07777;
@@ -344,6 +344,10 @@ int Chmod(const char* path, mode_t mode, fuse_file_info* file) {
     // Never through a symlink: an lchmod (fchmodat2) of a link must not reach its target.
     return ResultOf(file != nullptr ? fchmod(static_cast<int>(file->fh), mode) : fchmodat(volume.dirFd, relative, mode, AT_SYMLINK_NOFOLLOW));
   });
+  // Set-ID bits may have come: what KillSuidgid() found of open files before now no longer
+  // holds (after the change, so that no look between the two is taken for the new epoch's).
+  volume.setIdEpoch.fetch_add(1, std::memory_order_acq_rel);
+  return result;
 }
 
 int Chown(const char* path, uid_t uid, gid_t gid, fuse_file_info* file) {
@@ -378,9 +382,14 @@ bool CallerInGroup(gid_t gid) {
 // them. Replicated as a setattr. 0 or -errno.
 int KillSuidgid(Volume& volume, const char* path, int fd) {
   if (!volume.killprivV2.load(std::memory_order_relaxed) || !KillSuidgidAsked()) return 0;
+  uint64_t epoch = volume.setIdEpoch.load(std::memory_order_acquire);
+  bool cached = fd >= 0 && fd < Volume::kSetIdCacheSize;
+  if (cached && volume.setIdCache[fd].load(std::memory_order_relaxed) == epoch << 1) return 0;
   struct stat status {};
   int rc = fd >= 0 ? fstat(fd, &status) : fstatat(volume.dirFd, Relative(path), &status, AT_SYMLINK_NOFOLLOW);
   if (rc < 0) return -errno;
+  bool setId = (status.st_mode & (S_ISUID | S_ISGID)) != 0;
+  if (cached) volume.setIdCache[fd].store(setId ? 0 : epoch << 1, std::memory_order_relaxed);
   // The kernel's rule (setattr_should_drop_suidgid): set-group-ID goes when the file is
   // group-executable, or when the writer is not in the file's group.
   mode_t kill = status.st_mode & S_ISUID;
@@ -522,7 +531,10 @@ int Statfs(const char* path, struct statvfs* status) {
 int Release(const char* path, fuse_file_info* file) {
   (void)path;
   Volume& volume = CurrentVolume();
-  return Finish(volume, kRelease, ResultOf(close(static_cast<int>(file->fh))));
+  int fd = static_cast<int>(file->fh);
+  // Before the number can be another file's.
+  if (fd >= 0 && fd < Volume::kSetIdCacheSize) volume.setIdCache[fd].store(0, std::memory_order_relaxed);
+  return Finish(volume, kRelease, ResultOf(close(fd)));
 }
 
 int Fsync(const char* path, int dataOnly, fuse_file_info* file) {

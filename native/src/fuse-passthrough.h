@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <sys/types.h>
 
@@ -135,6 +136,13 @@ struct Volume {
   // Granted FUSE_HANDLE_KILLPRIV_V2 at INIT (fuse-kernel-io.h): the set-ID bits are this
   // file system's to clear when the kernel asks.
   std::atomic<bool> killprivV2{false};
+  // What KillSuidgid() last found of an open file, by descriptor (below kSetIdCacheSize):
+  // 0 unknown, else (setIdEpoch << 1) | has-set-ID-bits. The kernel asks at every write of
+  // a caller without CAP_FSETID (PostgreSQL's), and an fstat each time cost its pgbench a
+  // few percent here. A chmod through the mount starts a new epoch; a release forgets.
+  static constexpr int kSetIdCacheSize = 1 << 14;
+  std::unique_ptr<std::atomic<uint64_t>[]> setIdCache{new std::atomic<uint64_t>[kSetIdCacheSize]()};
+  std::atomic<uint64_t> setIdEpoch{1};
   // The daemon's own ids: a file created for a caller with other ids is handed to it.
   uid_t daemonUid = 0;
   gid_t daemonGid = 0;

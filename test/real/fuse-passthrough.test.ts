@@ -19,7 +19,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import {
-  appendFileSync, chmodSync, chownSync, closeSync, fdatasyncSync, fsyncSync, ftruncateSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync,
+  appendFileSync, chmodSync, chownSync, closeSync, existsSync, fdatasyncSync, fsyncSync, ftruncateSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync,
   readFileSync, readlinkSync, readSync, renameSync, rmdirSync, rmSync, statSync, symlinkSync, truncateSync, unlinkSync, writeFileSync, writeSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -363,6 +363,28 @@ describe("a FUSE passthrough mounted over a directory", () => {
     }
     expect(statSync(join(mounted, "shared", "setuid.bin")).mode & 0o7777, "another user's write cleared set-user-ID").toBe(0o777);
     for (const root of roots()) expect(statSync(join(root, "shared", "setgid.bin")).mode & 0o7777, `another user's truncate cleared set-group-ID on ${root}`).toBe(0o767);
+  });
+
+  it("clears a set-user-ID bit given while another user's writer had the file open", async () => {
+    // The replicator remembers per open file that it has no set-ID bits; a chmod must undo that.
+    const shell = 'exec 3>>"$1/shared/late.bin" && printf a >&3 && : > "$1/shared/late.ready" && while [ ! -e "$1/shared/late.go" ]; do sleep 0.01; done && printf b >&3';
+    const writers = roots().map(async (root) => {
+      writeFileSync(join(root, "shared", "late.bin"), "");
+      chmodSync(join(root, "shared", "late.bin"), 0o666);
+      const writer = run("/bin/sh", ["-c", shell, "sh", root], { uid: nobodyUid, gid: nobodyGid });
+      for (let waited = 0; !existsSync(join(root, "shared", "late.ready")); waited += 10) {
+        expect(waited, `the writer on ${root} started`).toBeLessThan(10_000);
+        await sleep(10);
+      }
+      chmodSync(join(root, "shared", "late.bin"), 0o4777);
+      writeFileSync(join(root, "shared", "late.go"), "");
+      return writer;
+    });
+    for (const writer of await Promise.all(writers)) expect(await writer).toEqual({ code: 0, output: "" });
+    for (const root of roots()) {
+      expect(readFileSync(join(root, "shared", "late.bin"), "utf8")).toBe("ab");
+      expect(statSync(join(root, "shared", "late.bin")).mode & 0o7777, `on ${root}`).toBe(0o777);
+    }
   });
 
   it("keeps extended attributes as the disk does, with its errors", () => {
