@@ -9,22 +9,10 @@ import type { DiskOp } from "../../core/mirror/disk-ops.ts";
 import { inSync } from "../../drivers/sim/mirror-checker.ts";
 import { runMirrorPlan, type MirrorPlan } from "../../drivers/sim/mirror-plan.ts";
 import { MirrorWorld } from "../../drivers/sim/mirror-world.ts";
-import { syncedWorld, write } from "./mirror-submit.ts";
+import { syncedWorld, whileAway, write } from "./mirror-submit.ts";
 
 const fill = (byte: number, length: number): Uint8Array => new Uint8Array(length).fill(byte);
 const link = (from: string, to: string): DiskOp => ({ kind: "link", from, to });
-
-/** Once the marks of what came before are cleared (both durable): n2 powered off, n1
- *  alone; `then` runs; n2 back and resynced (within 30 s). */
-function whileAway(world: MirrorWorld, then: () => void): void {
-  expect(write(world, { kind: "fsync", path: null })).toBeNull();
-  expect(world.runUntilCondition(() => world.node("n1").runtime!.state.meta.dirty.size === 0, world.nowMs + 20_000)).toBe(true);
-  world.powerOff("n2");
-  expect(world.runUntilCondition(() => world.node("n1").role === "ALONE", world.nowMs + 5_000)).toBe(true);
-  then();
-  world.powerOn("n2");
-  expect(world.runUntilCondition(() => world.node("n2").role === "SECOND" && inSync(world), world.nowMs + 30_000)).toBe(true);
-}
 
 const bytesOn = (world: MirrorWorld, node: "n1" | "n2", path: string) => world.node(node).disk.fileBytes(path);
 

@@ -25,3 +25,15 @@ export function syncedWorld(options: MirrorWorldOptions): MirrorWorld {
   expect(world.runUntilCondition(() => world.node("n2").role === "SECOND" && inSync(world), 10_000)).toBe(true);
   return world;
 }
+
+/** Once the marks of what came before are cleared (both durable): n2 powered off, n1
+ *  alone; `then` runs; n2 back and resynced (within 30 s). */
+export function whileAway(world: MirrorWorld, then: () => void): void {
+  expect(write(world, { kind: "fsync", path: null })).toBeNull();
+  expect(world.runUntilCondition(() => world.node("n1").runtime!.state.meta.dirty.size === 0, world.nowMs + 20_000)).toBe(true);
+  world.powerOff("n2");
+  expect(world.runUntilCondition(() => world.node("n1").role === "ALONE", world.nowMs + 5_000)).toBe(true);
+  then();
+  world.powerOn("n2");
+  expect(world.runUntilCondition(() => world.node("n2").role === "SECOND" && inSync(world), world.nowMs + 30_000)).toBe(true);
+}

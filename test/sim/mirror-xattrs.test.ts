@@ -8,25 +8,13 @@ import { describe, expect, it } from "vitest";
 import type { DiskOp } from "../../core/mirror/disk-ops.ts";
 import { inSync } from "../../drivers/sim/mirror-checker.ts";
 import type { TreeEntry } from "../../drivers/sim/disk.ts";
-import { MirrorWorld } from "../../drivers/sim/mirror-world.ts";
-import { syncedWorld, write } from "./mirror-submit.ts";
+import type { MirrorWorld } from "../../drivers/sim/mirror-world.ts";
+import { syncedWorld, whileAway, write } from "./mirror-submit.ts";
 
 const fill = (byte: number, length: number): Uint8Array => new Uint8Array(length).fill(byte);
 const set = (path: string, name: string, value: string, how?: "create" | "replace"): DiskOp => ({ kind: "setxattr", path, name, value: new TextEncoder().encode(value), ...(how === undefined ? {} : { how }) });
 const remove = (path: string, name: string): DiskOp => ({ kind: "removexattr", path, name });
 const hex = (value: string) => Buffer.from(value).toString("hex");
-
-/** n2 powered off once what came before is durable on both, `then` on n1 alone, n2 back
- *  and resynced (within 30 s). */
-function whileAway(world: MirrorWorld, then: () => void): void {
-  expect(write(world, { kind: "fsync", path: null })).toBeNull();
-  expect(world.runUntilCondition(() => world.node("n1").runtime!.state.meta.dirty.size === 0, world.nowMs + 20_000)).toBe(true);
-  world.powerOff("n2");
-  expect(world.runUntilCondition(() => world.node("n1").role === "ALONE", world.nowMs + 5_000)).toBe(true);
-  then();
-  world.powerOn("n2");
-  expect(world.runUntilCondition(() => world.node("n2").role === "SECOND" && inSync(world), world.nowMs + 30_000)).toBe(true);
-}
 
 const entryOn = (world: MirrorWorld, node: "n1" | "n2", path: string): TreeEntry | undefined => world.node(node).disk.snapshotTree().find((entry) => entry.path === path);
 
