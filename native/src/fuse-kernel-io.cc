@@ -40,9 +40,12 @@ ssize_t Read(int fd, void* buffer, size_t size, void* userdata) {
   std::memcpy(&header, bytes, sizeof header);
   switch (header.opcode) {
     case FUSE_INIT:
-      if (const fuse_init_in* init = Body<fuse_init_in>(bytes, length)) {
+      // Kernels before protocol 7.36 send only the fields up to `flags`.
+      if (static_cast<size_t>(length) >= sizeof(fuse_in_header) + offsetof(fuse_init_in, flags) + sizeof(uint32_t)) {
+        uint32_t flags = 0;
+        std::memcpy(&flags, bytes + sizeof(fuse_in_header) + offsetof(fuse_init_in, flags), sizeof flags);
         t_inInit = true;
-        t_offersV2 = (init->flags & FUSE_HANDLE_KILLPRIV_V2) != 0;
+        t_offersV2 = (flags & FUSE_HANDLE_KILLPRIV_V2) != 0;
         t_initUnique = header.unique;
       }
       break;
