@@ -695,8 +695,27 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
       const target = join(place, path);
       await mkdir(dirname(target), { recursive: true });
       await cp(this.#at(path), target, { recursive: true, verbatimSymlinks: true, preserveTimestamps: true });
+      await this.#copyXattrs(this.#at(path), target);
     }
     return { place };
+  }
+
+  /** Gives the copy at `to` (a tree cp made) the extended attributes of `from`, which cp
+   *  leaves behind. Best effort: a copy that cannot take one (the preserved area's file
+   *  system keeps no such namespace) is still the copy; the problem hook hears why. */
+  async #copyXattrs(from: string, to: string): Promise<void> {
+    const found = fuseBinding().xattrs(from);
+    if (typeof found === "number") {
+      if (found !== osConstants.errno.EOPNOTSUPP) this.#options.problem?.(`preserve: listxattr ${from}`, Object.assign(new Error(`errno ${found}`), { errno: found }));
+    } else {
+      for (const [name, value] of found) {
+        const errno = fuseBinding().setXattr(to, name, value, 0);
+        if (errno !== 0) this.#options.problem?.(`preserve: setxattr ${to} ${name}`, Object.assign(new Error(`errno ${errno}`), { errno }));
+      }
+    }
+    const stats = await lstat(from);
+    if (!stats.isDirectory()) return;
+    for (const name of await readdir(from)) await this.#copyXattrs(join(from, name), join(to, name));
   }
 
   async #persistMeta(meta: Meta): Promise<DiskResult> {

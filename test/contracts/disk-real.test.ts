@@ -11,6 +11,7 @@ import { describe, expect, it } from "vitest";
 import { newMeta, type FileDirty, type MirrorMeta } from "../../core/mirror/meta.ts";
 import { fsyncPathsMax, journalMagics, journalRecord, MetaUnreadableError, RealDisk, type MetaCodec } from "../../drivers/real/disk.ts";
 import { mirrorMetaCodec } from "../../drivers/real/mirror-codec.ts";
+import { fuseBinding } from "../../native/fuse.ts";
 import { diskContract, type DiskHarness, type TestMeta } from "./disk-contract.ts";
 
 const testMetaCodec: MetaCodec<TestMeta> = {
@@ -354,6 +355,35 @@ describe("real disk: preserve", () => {
       const answer = await run<{ readonly place: string } | string>((done) => disk.preserve(["f"], "splitbrain-2@n1-n1", done));
       expect(answer).toMatchObject({ place: expect.stringContaining(join(base, "state", "preserved", "splitbrain-2@n1-n1-")) });
       expect(await readFile(join((answer as { place: string }).place, "f"))).toEqual(Buffer.alloc(0));
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+  });
+
+  it("keeps the extended attributes of what it keeps, below a directory too", async () => {
+    const problems: string[] = [];
+    const { base, disk } = await makeDisk(problems);
+    try {
+      const run = <R>(issue: (done: (result: R) => void) => void) => new Promise<R>((resolve) => issue(resolve));
+      const value = (text: string) => new TextEncoder().encode(text);
+      for (const op of [
+        { kind: "mkdir", path: "d", mode: 0o755 },
+        { kind: "create", path: "d/f", mode: 0o644 },
+        { kind: "setxattr", path: "d", name: "user.dir", value: value("D") },
+        { kind: "setxattr", path: "d/f", name: "user.file", value: value("F") },
+        { kind: "setxattr", path: "d/f", name: "trusted.root", value: value("R") },
+      ] as const) {
+        expect(await run((done) => disk.apply(op, done))).toBeNull();
+      }
+      const answer = await run<{ readonly place: string } | string>((done) => disk.preserve(["d"], "splitbrain-3@n2-n2", done));
+      const place = (answer as { place: string }).place;
+      const listed = (path: string) => {
+        const found = fuseBinding().xattrs(join(place, path));
+        return typeof found === "number" ? found : found.map(([name, bytes]) => `${name}=${Buffer.from(bytes).toString()}`).sort();
+      };
+      expect(listed("d")).toEqual(["user.dir=D"]);
+      expect(listed("d/f")).toEqual(["trusted.root=R", "user.file=F"]);
+      expect(problems).toEqual([]);
     } finally {
       await rm(base, { recursive: true, force: true });
     }
