@@ -129,27 +129,265 @@ export function dirtyWeight(dirty: DirtyMap): number {
   return weight;
 }
 
+// ---- Marks that grow cheaply ----
+//
+// A node alone marks every write in its dirty map, and a map (or a file's set of blocks)
+// copied whole at each addition made the rewrite of a large file quadratic: alone, a file
+// rewritten in 1 MiB writes went at 124 MiB/s for its first 64 MiB and 17 MiB/s past
+// 192 MiB (each write copied the file's set of dirty blocks, and each metadata record
+// wrote it whole). A map or a set made by adding to another keeps that other one as its
+// base (shared, never changed) and holds only what it added, copied at each addition;
+// once they outgrow 2·√(n·a) (n the base's size, a the size of an addition, plus a
+// constant), they are folded into a new base: an addition costs O(√(n·a)) amortized
+// instead of O(n), a lookup two, and iteration is that of a Map or Set copied and added
+// to: the base's order, then what was added, in order. The journal's
+// change records write what was added (addedBlocks, changedEntries), not whole entries.
+
+/** Additions kept over a base of `size`, added `step` at a time, before they are folded
+ *  into a new base (copying them costs them at each step, folding the base once). */
+function foldsAt(size: number, step: number): number {
+  return 32 + 2 * Math.sqrt(size * Math.max(1, step));
+}
+
+/** A map of marks made by adding entries to `base` (a plain map, never one of these). */
+class GrownDirty implements DirtyMap {
+  readonly base: DirtyMap;
+  /** Entries added or replaced, over the base. */
+  readonly top: ReadonlyMap<string, FileDirty>;
+  readonly size: number;
+
+  constructor(base: DirtyMap, top: ReadonlyMap<string, FileDirty>, size: number) {
+    this.base = base;
+    this.top = top;
+    this.size = size;
+  }
+
+  get(path: string): FileDirty | undefined {
+    return this.top.get(path) ?? this.base.get(path);
+  }
+
+  has(path: string): boolean {
+    return this.top.has(path) || this.base.has(path);
+  }
+
+  *entries(): MapIterator<[string, FileDirty]> {
+    for (const [path, entry] of this.base) yield [path, this.top.get(path) ?? entry];
+    for (const [path, entry] of this.top) if (!this.base.has(path)) yield [path, entry];
+  }
+
+  *keys(): MapIterator<string> {
+    for (const [path] of this.entries()) yield path;
+  }
+
+  *values(): MapIterator<FileDirty> {
+    for (const [, entry] of this.entries()) yield entry;
+  }
+
+  [Symbol.iterator](): MapIterator<[string, FileDirty]> {
+    return this.entries();
+  }
+
+  forEach(each: (entry: FileDirty, path: string, map: DirtyMap) => void): void {
+    for (const [path, entry] of this.entries()) each(entry, path, this);
+  }
+}
+
+/** A set of blocks made by adding blocks to `base` (a plain set, never one of these). */
+class GrownBlocks implements ReadonlySet<number> {
+  readonly base: ReadonlySet<number>;
+  /** Blocks added, none of them in the base. */
+  readonly top: ReadonlySet<number>;
+
+  constructor(base: ReadonlySet<number>, top: ReadonlySet<number>) {
+    this.base = base;
+    this.top = top;
+  }
+
+  get size(): number {
+    return this.base.size + this.top.size;
+  }
+
+  has(block: number): boolean {
+    return this.base.has(block) || this.top.has(block);
+  }
+
+  *values(): SetIterator<number> {
+    yield* this.base;
+    yield* this.top;
+  }
+
+  keys(): SetIterator<number> {
+    return this.values();
+  }
+
+  *entries(): SetIterator<[number, number]> {
+    for (const block of this.values()) yield [block, block];
+  }
+
+  [Symbol.iterator](): SetIterator<number> {
+    return this.values();
+  }
+
+  forEach(each: (block: number, same: number, set: ReadonlySet<number>) => void): void {
+    for (const block of this.values()) each(block, block, this);
+  }
+}
+
+/** A set of blocks kept sorted, from `start` on: what a resync has left to send of a file
+ *  whose marks it sends a chunk at a time. Sorting the blocks left and filtering out the
+ *  chunk sent, at each chunk, made the resync of a file with many marked blocks
+ *  quadratic; this is sorted once and goes on from where the last chunk ended. */
+export class SortedBlocks implements ReadonlySet<number> {
+  readonly #sorted: readonly number[];
+  readonly #start: number;
+
+  private constructor(sorted: readonly number[], start: number) {
+    this.#sorted = sorted;
+    this.#start = start;
+  }
+
+  /** `blocks` sorted (itself when it is one of these). */
+  static of(blocks: ReadonlySet<number>): SortedBlocks {
+    return blocks instanceof SortedBlocks ? blocks : new SortedBlocks([...blocks].sort((a, b) => a - b), 0);
+  }
+
+  get size(): number {
+    return this.#sorted.length - this.#start;
+  }
+
+  /** The `count` lowest blocks. */
+  first(count: number): number[] {
+    return this.#sorted.slice(this.#start, this.#start + count);
+  }
+
+  /** The blocks past the `count` lowest. */
+  after(count: number): SortedBlocks {
+    return new SortedBlocks(this.#sorted, Math.min(this.#sorted.length, this.#start + count));
+  }
+
+  has(block: number): boolean {
+    let low = this.#start;
+    let high = this.#sorted.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (this.#sorted[middle]! < block) low = middle + 1;
+      else high = middle;
+    }
+    return low < this.#sorted.length && this.#sorted[low] === block;
+  }
+
+  *values(): SetIterator<number> {
+    for (let index = this.#start; index < this.#sorted.length; index++) yield this.#sorted[index]!;
+  }
+
+  keys(): SetIterator<number> {
+    return this.values();
+  }
+
+  *entries(): SetIterator<[number, number]> {
+    for (const block of this.values()) yield [block, block];
+  }
+
+  [Symbol.iterator](): SetIterator<number> {
+    return this.values();
+  }
+
+  forEach(each: (block: number, same: number, set: ReadonlySet<number>) => void): void {
+    for (const block of this.values()) each(block, block, this);
+  }
+}
+
+/** `blocks` with those of `add` it lacks; `blocks` itself when it has them all. */
+function grownBlocks(blocks: ReadonlySet<number>, add: Iterable<number>): ReadonlySet<number> {
+  let added: Set<number> | null = null;
+  for (const block of add) if (!blocks.has(block) && !(added?.has(block) ?? false)) (added ??= new Set()).add(block);
+  if (added === null) return blocks;
+  const base = blocks instanceof GrownBlocks ? blocks.base : blocks;
+  const top = blocks instanceof GrownBlocks ? new Set([...blocks.top, ...added]) : added;
+  if (top.size <= foldsAt(base.size, added.size)) return new GrownBlocks(base, top);
+  const folded = new Set(base);
+  for (const block of top) folded.add(block);
+  return folded;
+}
+
 function mergeEntry(into: FileDirty | undefined, add: FileDirty): FileDirty {
   if (into === undefined) return add;
   if (into.all || add.all) return into.all ? into : { all: true, blocks: new Set() };
-  let grows = false;
-  for (const block of add.blocks) if (!into.blocks.has(block)) grows = true;
-  if (!grows) return into;
-  return { all: false, blocks: new Set([...into.blocks, ...add.blocks]) };
+  const blocks = grownBlocks(into.blocks, add.blocks);
+  return blocks === into.blocks ? into : { all: false, blocks };
 }
 
 /** The union of two maps; `a` itself when `b` adds nothing. */
 export function unionDirty(a: DirtyMap, b: DirtyMap): DirtyMap {
-  let out: Map<string, FileDirty> | null = null;
+  let changes: Map<string, FileDirty> | null = null;
   for (const [path, entry] of b) {
-    const before = (out ?? a).get(path);
+    const before = changes?.get(path) ?? a.get(path);
     const after = mergeEntry(before, entry);
-    if (after !== before) {
-      out ??= new Map(a);
-      out.set(path, after);
-    }
+    if (after !== before) (changes ??= new Map()).set(path, after);
   }
-  return out ?? a;
+  if (changes === null) return a;
+  const base = a instanceof GrownDirty ? a.base : a;
+  const top = a instanceof GrownDirty ? new Map(a.top) : new Map<string, FileDirty>();
+  let size = a.size;
+  for (const [path, entry] of changes) {
+    if (!a.has(path)) size++;
+    top.set(path, entry);
+  }
+  if (top.size <= foldsAt(base.size, changes.size)) return new GrownDirty(base, top, size);
+  const folded = new Map(base);
+  for (const [path, entry] of top) folded.set(path, entry);
+  return folded;
+}
+
+/** The paths whose entries differ between two maps (set in `after`, or gone from it),
+ *  compared by identity. When both grew from one base, only what each added is looked
+ *  at: a metadata record after adding one path to a large map costs that path. */
+export function changedEntries(before: DirtyMap, after: DirtyMap): { readonly set: readonly (readonly [string, FileDirty])[]; readonly del: readonly string[] } {
+  const set: [string, FileDirty][] = [];
+  const del: string[] = [];
+  if (before === after) return { set, del };
+  const baseOf = (map: DirtyMap) => (map instanceof GrownDirty ? map.base : map);
+  if (baseOf(before) === baseOf(after)) {
+    const candidates = new Set<string>();
+    if (before instanceof GrownDirty) for (const path of before.top.keys()) candidates.add(path);
+    if (after instanceof GrownDirty) for (const path of after.top.keys()) candidates.add(path);
+    for (const path of candidates) {
+      const entry = after.get(path);
+      if (entry === undefined) del.push(path);
+      else if (before.get(path) !== entry) set.push([path, entry]);
+    }
+    return { set, del };
+  }
+  for (const [path, entry] of after) if (before.get(path) !== entry) set.push([path, entry]);
+  for (const path of before.keys()) if (!after.has(path)) del.push(path);
+  return { set, del };
+}
+
+/** The blocks `after` adds to `before` when it holds all of them and was grown from them
+ *  (both entries of blocks, not whole), found without walking the blocks they share; null
+ *  otherwise (the entry is then written whole). */
+export function addedBlocks(before: FileDirty, after: FileDirty): readonly number[] | null {
+  if (before.all || after.all) return null;
+  const from = before.blocks;
+  const to = after.blocks;
+  if (from === to) return [];
+  if (!(to instanceof GrownBlocks)) return null;
+  if (from === to.base) return [...to.top];
+  if (!(from instanceof GrownBlocks) || from.base !== to.base) return null;
+  for (const block of from.top) if (!to.top.has(block)) return null;
+  return [...to.top].filter((block) => !from.top.has(block));
+}
+
+/** `meta` as plain data sharing nothing with it (plain maps and sets of marks), for a store
+ *  that keeps what was written (the simulated disk). */
+export function copyMeta(meta: MirrorMeta): MirrorMeta {
+  const plain = (map: DirtyMap): DirtyMap => new Map([...map].map(([path, entry]) => [path, { all: entry.all, blocks: new Set(entry.blocks) }]));
+  return { ...meta, history: [...meta.history], layout: meta.layout === null ? null : [...meta.layout], dirty: plain(meta.dirty), hot: plain(meta.hot) };
+}
+
+/** `entry` with `blocks` added (a change record's additions, read back). */
+export function withBlocks(entry: FileDirty, blocks: Iterable<number>): FileDirty {
+  return mergeEntry(entry, { all: false, blocks: new Set(blocks) });
 }
 
 const pathOnly: FileDirty = Object.freeze({ all: false, blocks: new Set<number>() });

@@ -29,7 +29,7 @@ import { describeOp, isAttributeOp, isMediaError, isWithin, parentOf, pathsOf, t
 import type { HelloSummary, MirrorBeat, MirrorMessage, MirrorReadiness, MirrorRole } from "./messages.ts";
 import { extentsOfWrite, type LaneReport } from "./lane.ts";
 import { excluderOf, type Exclusion } from "./exclude.ts";
-import { coarsenDirty, dirtyOf, emptyDirty, expandHot, filterDirty, lineage, newMeta, nextGen, unionDirty, withNewGen, type DirtyMap, type FileDirty, type Gen, type MirrorMeta } from "./meta.ts";
+import { coarsenDirty, dirtyOf, emptyDirty, expandHot, filterDirty, lineage, newMeta, nextGen, SortedBlocks, unionDirty, withNewGen, type DirtyMap, type FileDirty, type Gen, type MirrorMeta } from "./meta.ts";
 import { describeLayout, sameLayout } from "./volumes.ts";
 
 export interface MirrorConfig {
@@ -2176,14 +2176,13 @@ class Step {
       link.partial.delete(path);
       return;
     }
-    const asked = new Set(read.blocks);
-    const rest = [...entry.blocks].filter((block) => !asked.has(block));
-    if (rest.length === 0) {
+    const rest = this.blocksLeft(entry.blocks, read.blocks);
+    if (rest.size === 0) {
       // All read: the entry stays until the last snapshot is acknowledged.
       link.partial.delete(path);
       return;
     }
-    link.plan.set(path, { all: false, blocks: new Set(rest) });
+    link.plan.set(path, { all: false, blocks: rest });
     link.partial.add(path);
   }
 
@@ -2218,6 +2217,17 @@ class Step {
       if ((this.s.pathTouched.get(at) ?? 0) > seq) return true;
       if (at === "") return false;
     }
+  }
+
+  /** The blocks of `planned` that a read of `asked` leaves: the rest of the sorted blocks
+   *  when the read asked for their first ones (as pumpResync does), else those not asked. */
+  blocksLeft(planned: ReadonlySet<number>, asked: readonly number[]): ReadonlySet<number> {
+    if (planned instanceof SortedBlocks) {
+      const first = planned.first(asked.length);
+      if (first.length === asked.length && first.every((block, index) => block === asked[index])) return planned.after(asked.length);
+    }
+    const read = new Set(asked);
+    return new Set([...planned].filter((block) => !read.has(block)));
   }
 
   plan(link: Link, path: string, entry: FileDirty): void {
@@ -2325,7 +2335,14 @@ class Step {
       // end is not answered (a directory answers its children whatever the blocks).
       const chunk = this.chunkBlocks();
       const start = entry.all ? (link.from.get(path)?.next ?? 0) : 0;
-      const blocks = entry.all ? Array.from({ length: chunk }, (_, index) => start + index) : [...entry.blocks].sort((a, b) => a - b).slice(0, chunk);
+      let blocks: number[];
+      if (entry.all) blocks = Array.from({ length: chunk }, (_, index) => start + index);
+      else {
+        // Sorted once; the chunks after this one go on from where it ends (keepRest).
+        const sorted = SortedBlocks.of(entry.blocks);
+        if (sorted !== entry.blocks) link.plan.set(path, { all: false, blocks: sorted });
+        blocks = sorted.first(chunk);
+      }
       this.out.push({ kind: "read", tag: this.tag({ t: "resync-read", session: link.session, path, issued: s.opSeq, blocks, whole: entry.all }), path, blocks });
     }
     if (link.plan.size === 0 && link.reading.size === 0 && link.sending.size === 0 && !link.endSent) {

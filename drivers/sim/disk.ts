@@ -130,13 +130,17 @@ export interface SimDiskStats {
   tornSectors: number;
 }
 
-export interface SimDiskOptions {
+export interface SimDiskOptions<Meta = unknown> {
   readonly queue: EventQueue;
   /** The clock of `queue`. */
   readonly clockMs: () => number;
   /** A generator of the disk's own, forked from the run's by the caller (`prng.fork("disk:n1")`). */
   readonly prng: Prng;
   readonly settings?: Partial<SimDiskSettings>;
+  /** A copy of metadata that shares nothing with it (what is stored is what was written,
+   *  whatever the caller changes after): structuredClone when absent, which keeps plain
+   *  data only (not the mirror's grown maps of marks: copyMeta in core/mirror/meta.ts). */
+  readonly copyMeta?: (meta: Meta) => Meta;
 }
 
 type InodeKind = "file" | "dir" | "symlink";
@@ -199,6 +203,7 @@ export class SimDisk<Meta> {
   /** Label → path → copy (ids and names unused). */
   readonly #preserved = new Map<string, Map<string, Inode>>();
   #meta: Meta | null = null;
+  readonly #copyMeta: (meta: Meta) => Meta;
   #nextInodeId = rootId + 1;
   #usedBytes = 0;
   #open = false;
@@ -217,8 +222,9 @@ export class SimDisk<Meta> {
   readonly #pendingWrites = new Map<number, PendingWrite[]>();
   #pendingWriteCount = 0;
 
-  constructor(options: SimDiskOptions) {
+  constructor(options: SimDiskOptions<Meta>) {
     this.settings = { ...defaultDiskSettings, ...options.settings };
+    this.#copyMeta = options.copyMeta ?? ((meta) => structuredClone(meta));
     checkSettings(this.settings);
     this.#queue = options.queue;
     this.#clockMs = options.clockMs;
@@ -495,7 +501,7 @@ export class SimDisk<Meta> {
   }
 
   #issuePersistMeta(incarnation: number, meta: Meta, done: (result: DiskResult) => void): void {
-    const copy = structuredClone(meta);
+    const copy = this.#copyMeta(meta);
     const run = (): DiskResult => {
       this.#meta = copy;
       return null;
@@ -504,7 +510,7 @@ export class SimDisk<Meta> {
   }
 
   #issueLoadMeta(incarnation: number, done: (meta: Meta | null) => void): void {
-    this.#call(incarnation, "loadMeta", [], done, () => structuredClone(this.#meta), () => null);
+    this.#call(incarnation, "loadMeta", [], done, () => (this.#meta === null ? null : this.#copyMeta(this.#meta)), () => null);
   }
 
   #counted(result: DiskResult): DiskResult {

@@ -16,7 +16,7 @@ import { assert } from "../../core/assert.ts";
 import type { DefaultPrim } from "../../core/config/module-config.ts";
 import type { DiskError, DiskOp, DiskResult } from "../../core/mirror/disk-ops.ts";
 import type { MirrorBeat, MirrorMessage, MirrorReadiness, MirrorRole } from "../../core/mirror/messages.ts";
-import { lineage, type Gen, type MirrorMeta } from "../../core/mirror/meta.ts";
+import { copyMeta, lineage, type Gen, type MirrorMeta } from "../../core/mirror/meta.ts";
 import { initMirror, type MirrorCommand, type MirrorConfig } from "../../core/mirror/mirror.ts";
 import type { ClockPort, DiskPort, LogPort, ProbePort, ProcessPort } from "../../core/ports.ts";
 import type { LogEntry } from "../../core/types.ts";
@@ -179,7 +179,7 @@ export class MirrorWorld {
     };
     this.#scripts = scripts;
     this.nodes = mirrorNodes.map((id) => {
-      const disk = new SimDisk<MirrorMeta>({ queue: this.queue, clockMs, prng: this.prng.fork(`disk:${id}`), ...(options.disk === undefined ? {} : { settings: options.disk }) });
+      const disk = new SimDisk<MirrorMeta>({ queue: this.queue, clockMs, prng: this.prng.fork(`disk:${id}`), copyMeta, ...(options.disk === undefined ? {} : { settings: options.disk }) });
       const processes = new SimProcessPort({ queue: this.queue, clockMs, scripts });
       const probes = new SimProbePort(this.queue, clockMs, 1);
       probes.hostUp(witnessAddr);

@@ -32,7 +32,12 @@ import {
   nextGen,
   relation,
   unionDirty,
+  withBlocks,
   withNewGen,
+  addedBlocks,
+  changedEntries,
+  copyMeta,
+  SortedBlocks,
   type DirtyMap,
   type FileDirty,
   type Gen,
@@ -402,6 +407,153 @@ describe("unionDirty", () => {
     expect(out).not.toBe(first);
     expect(plain(out)).toEqual({ f: [1, 2], g: [] });
     expect(plain(first)).toEqual({ f: [1], g: [] });
+  });
+});
+
+describe("maps and block sets grown by unions", () => {
+  /** What unionDirty did before it kept additions apart: a Map copied and added to. */
+  function copiedUnion(a: DirtyMap, b: DirtyMap): DirtyMap {
+    const out = new Map(a);
+    for (const [path, entry] of b) {
+      const before = out.get(path);
+      if (before === undefined) out.set(path, entry);
+      else if (before.all || entry.all) out.set(path, before.all ? before : entry);
+      else out.set(path, { all: false, blocks: new Set([...before.blocks, ...entry.blocks]) });
+    }
+    return out;
+  }
+  /** Entries in iteration order, blocks in iteration order too. */
+  const ordered = (map: DirtyMap) => [...map].map(([path, entry]) => [path, entry.all ? "all" : [...entry.blocks]]);
+  const pathsArbitrary = fc.constantFrom(...Array.from({ length: 40 }, (_, index) => `d/${index}`));
+  const stepArbitrary = fc.array(
+    fc.tuple(pathsArbitrary, fc.oneof({ arbitrary: fc.constant(null).map(wholePath), weight: 1 }, { arbitrary: fc.uniqueArray(fc.nat(400), { maxLength: 40 }).map((indexes) => blocks(...indexes)), weight: 6 })),
+    { minLength: 1, maxLength: 3 },
+  );
+
+  it("read and iterate in the order of a Map copied and added to, through folds into new bases", () => {
+    fc.assert(
+      fc.property(fc.array(stepArbitrary, { maxLength: 300 }), (steps) => {
+        let grown: DirtyMap = emptyDirty;
+        let copied: DirtyMap = emptyDirty;
+        for (const step of steps) {
+          const marks = new Map(step);
+          grown = unionDirty(grown, marks);
+          copied = copiedUnion(copied, marks);
+          expect(grown.size).toBe(copied.size);
+        }
+        expect(ordered(grown)).toEqual(ordered(copied));
+        for (const [path, entry] of copied) {
+          expect(grown.has(path)).toBe(true);
+          expect(grown.get(path)?.all).toBe(entry.all);
+          expect(grown.get(path)?.blocks.size).toBe(entry.blocks.size);
+          for (const block of entry.blocks) expect(grown.get(path)?.blocks.has(block)).toBe(true);
+        }
+        expect(grown.has("elsewhere")).toBe(false);
+        expect([...grown.keys()]).toEqual([...copied.keys()]);
+        const visited: string[] = [];
+        grown.forEach((_, path) => visited.push(path));
+        expect(visited).toEqual([...copied.keys()]);
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it("every map of a history of unions stays as it was (a base is shared, never changed)", () => {
+    fc.assert(
+      fc.property(fc.array(stepArbitrary, { maxLength: 200 }), (steps) => {
+        const history: { map: DirtyMap; seen: ReturnType<typeof ordered> }[] = [];
+        let grown: DirtyMap = emptyDirty;
+        for (const step of steps) {
+          grown = unionDirty(grown, new Map(step));
+          history.push({ map: grown, seen: ordered(grown) });
+        }
+        for (const { map, seen } of history) expect(ordered(map)).toEqual(seen);
+      }),
+      { numRuns: 40 },
+    );
+  });
+
+  it("changedEntries between any two maps of a history (or unrelated maps) is the plain diff, and addedBlocks the blocks added", () => {
+    fc.assert(
+      fc.property(fc.array(stepArbitrary, { minLength: 1, maxLength: 200 }), fc.nat(), fc.nat(), dirtyMapArbitrary, (steps, i, j, other) => {
+        const history: DirtyMap[] = [emptyDirty];
+        for (const step of steps) history.push(unionDirty(history.at(-1)!, new Map(step)));
+        const before = history[i % history.length]!;
+        const after = history[j % history.length]!;
+        for (const [from, to] of [[before, after], [after, before], [other, after], [after, other]] as const) {
+          const { set, del } = changedEntries(from, to);
+          const plainSet = [...to].filter(([path, entry]) => from.get(path) !== entry);
+          const plainDel = [...from.keys()].filter((path) => !to.has(path));
+          expect(new Map(set)).toEqual(new Map(plainSet));
+          expect(new Set(del)).toEqual(new Set(plainDel));
+          for (const [path, entry] of set) {
+            const was = from.get(path);
+            const added = was === undefined ? null : addedBlocks(was, entry);
+            if (added === null || was === undefined) continue;
+            // The additions are exactly what the entry holds beyond the earlier one.
+            expect(new Set([...was.blocks, ...added])).toEqual(new Set(entry.blocks));
+            for (const block of added) expect(was.blocks.has(block)).toBe(false);
+            expect(plain(new Map([[path, withBlocks(was, added)]]))).toEqual(plain(new Map([[path, entry]])));
+          }
+        }
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it("a file's blocks grown one write at a time are told apart from the blocks it had: a record of one write costs that write", () => {
+    let dirty: DirtyMap = emptyDirty;
+    const folds: number[] = [];
+    for (let write = 0; write < 2000; write++) {
+      const before = dirty;
+      dirty = unionDirty(dirty, new Map([["big", blocks(...Array.from({ length: 16 }, (_, index) => write * 16 + index))]]));
+      expect(changedEntries(before, dirty).set.map(([path]) => path)).toEqual(["big"]);
+      if (write === 0) continue; // a new entry: written whole
+      const added = addedBlocks(before.get("big")!, dirty.get("big")!);
+      // Null only at a fold into a new base (the additions past 2√n plus a constant): then
+      // it is written whole.
+      if (added === null) folds.push(write);
+      else expect(added).toEqual(Array.from({ length: 16 }, (_, index) => write * 16 + index));
+    }
+    expect(folds.length).toBeLessThan(2000 / 8);
+    expect(folds.at(-1)! - folds.at(-2)!).toBeGreaterThan(20);
+    expect(dirty.get("big")?.blocks.size).toBe(32000);
+  });
+
+  it("copyMeta gives plain maps and sets with the same marks, sharing nothing", () => {
+    let dirty: DirtyMap = emptyDirty;
+    for (let index = 0; index < 300; index++) dirty = unionDirty(dirty, new Map([[`f${index % 7}`, blocks(index)]]));
+    const meta: MirrorMeta = { ...newMeta(), gen: "1@n1", dirty, hot: dirty, layout: ["a"] };
+    const copy = copyMeta(meta);
+    expect(copy.dirty).toBeInstanceOf(Map);
+    expect(structuredClone(copy)).toEqual(copy);
+    expect(plain(copy.dirty)).toEqual(plain(dirty));
+    expect(copy.layout).not.toBe(meta.layout);
+    for (const entry of copy.hot.values()) expect(entry.blocks).toBeInstanceOf(Set);
+  });
+});
+
+describe("SortedBlocks (what a resync has left of a file's marked blocks)", () => {
+  it("holds the blocks in increasing order, and each chunk taken leaves exactly the rest", () => {
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.nat(5000), { maxLength: 300 }), fc.integer({ min: 1, max: 40 }), (indexes, chunk) => {
+        let left: SortedBlocks = SortedBlocks.of(new Set(indexes));
+        expect(SortedBlocks.of(left)).toBe(left);
+        const order = [...indexes].sort((a, b) => a - b);
+        const taken: number[] = [];
+        while (left.size > 0) {
+          expect([...left]).toEqual(order.slice(taken.length));
+          for (const block of order) expect(left.has(block)).toBe(order.indexOf(block) >= taken.length);
+          expect(left.has(5001)).toBe(false);
+          const first = left.first(chunk);
+          expect(first).toEqual(order.slice(taken.length, taken.length + chunk));
+          taken.push(...first);
+          left = left.after(first.length);
+        }
+        expect(taken).toEqual(order);
+      }),
+      { numRuns: 50 },
+    );
   });
 });
 
