@@ -80,12 +80,28 @@ export const journalBytesMax = 1 << 20;
 
 // A journal record: magic, sequence number, length and CRC-32 of the JSON, the JSON. A
 // whole record holds the metadata; a change record what changed since the record before
-// it (MetaCodec.diff), and follows it with the next sequence number. Journals of an older
-// version hold whole records of magic "TMJ1" only: this version reads them, and its first
-// write compacts them into a journal of its own, which an older version refuses as
-// unreadable (rather than reading the last whole record and missing the changes after it).
-export const journalMagics = { legacy: 0x314a4d54, whole: 0x324a4d54, change: 0x32434d54 } as const; // "TMJ1", "TMJ2", "TMC2" little-endian
-const { legacy: legacyMagic, whole: wholeMagic, change: changeMagic } = journalMagics;
+// it (MetaCodec.diff), and follows it with the next sequence number. The magics carry the
+// journal's version: 1 had whole records only ("TMJ1"), 2 change records ("TMJ2",
+// "TMC2"), 3 change records that may add blocks to an entry ("TMJ3", "TMC3"), which a
+// version-2 reader would ignore. This version reads all three, and its first write
+// compacts an older journal into one of its own, which an older version refuses as
+// unreadable (rather than reading the last whole record it knows and missing the changes
+// after it).
+export const journalMagics = {
+  legacy: 0x314a4d54, // "TMJ1" (little-endian)
+  whole2: 0x324a4d54, // "TMJ2"
+  change2: 0x32434d54, // "TMC2"
+  whole: 0x334a4d54, // "TMJ3"
+  change: 0x33434d54, // "TMC3"
+} as const;
+const journalVersion = 3;
+/** A whole record's magic → its version, and the magic of the change records that may follow it. */
+const wholeMagics = new Map<number, { readonly version: number; readonly change: number | null }>([
+  [journalMagics.legacy, { version: 1, change: null }],
+  [journalMagics.whole2, { version: 2, change: journalMagics.change2 }],
+  [journalMagics.whole, { version: journalVersion, change: journalMagics.change }],
+]);
+const { whole: wholeMagic, change: changeMagic } = journalMagics;
 const recordHeaderBytes = 20;
 const recordBytesMax = 256 << 20;
 
@@ -112,28 +128,30 @@ interface JournalRead {
 }
 
 function readJournal(bytes: Buffer): JournalRead | null {
-  let read: { whole: string; changes: string[]; seq: number; legacy: boolean } | null = null;
+  let read: { whole: string; changes: string[]; seq: number; change: number | null; legacy: boolean } | null = null;
   let at = 0;
   while (at + recordHeaderBytes <= bytes.length) {
     const magic = bytes.readUInt32LE(at);
-    if (magic !== legacyMagic && magic !== wholeMagic && magic !== changeMagic) break;
+    const whole = wholeMagics.get(magic);
+    if (whole === undefined && magic !== journalMagics.change2 && magic !== journalMagics.change) break;
     const length = bytes.readUInt32LE(at + 12);
     const start = at + recordHeaderBytes;
     if (length > recordBytesMax || start + length > bytes.length) break;
     const payload = bytes.subarray(start, start + length);
     if (crc32(payload) !== bytes.readUInt32LE(at + 16)) break;
     const seq = Number(bytes.readBigUInt64LE(at + 4));
-    if (magic === changeMagic) {
-      // A change continues the record before it, or the journal ends before it.
-      if (read === null || read.legacy || seq !== read.seq + 1) break;
+    if (whole === undefined) {
+      // A change continues the record before it (a whole record of its version, or a change
+      // after one), or the journal ends before it.
+      if (read === null || read.change !== magic || seq !== read.seq + 1) break;
       read.changes.push(payload.toString("utf8"));
       read.seq = seq;
     } else if (read === null || seq > read.seq) {
-      read = { whole: payload.toString("utf8"), changes: [], seq, legacy: magic === legacyMagic };
+      read = { whole: payload.toString("utf8"), changes: [], seq, change: whole.change, legacy: whole.version < journalVersion };
     }
     at = start + length;
   }
-  return read === null ? null : { ...read, end: at };
+  return read === null ? null : { whole: read.whole, changes: read.changes, seq: read.seq, end: at, legacy: read.legacy };
 }
 
 const errorNames: ReadonlySet<string> = new Set<string>(diskErrors);

@@ -19,7 +19,7 @@ import { assert } from "../../core/assert.ts";
 import { replicatedCountMax } from "../../core/config/sections/rfs.ts";
 import type { DiskError, DiskOp, FileTime, Owner, PathSnapshot } from "../../core/mirror/disk-ops.ts";
 import type { HelloSummary, MirrorBeat, MirrorMessage, MirrorRole } from "../../core/mirror/messages.ts";
-import { emptyDirty, historyMax, type DirtyMap, type FileDirty, type Gen, type LastRole, type MirrorMeta } from "../../core/mirror/meta.ts";
+import { addedBlocks, changedEntries, emptyDirty, historyMax, withBlocks, type DirtyMap, type FileDirty, type Gen, type LastRole, type MirrorMeta } from "../../core/mirror/meta.ts";
 import type { MetaCodec } from "./disk.ts";
 import { Attachment, nodeNameSizeMax, type PayloadCodec } from "./wire.ts";
 
@@ -427,9 +427,12 @@ export function mirrorMessageCodec(module: string): PayloadCodec<MirrorMessage> 
 // A change of the metadata (the disk port's journal records it after a whole record, so
 // that a write that adds one path to the activity log costs bytes, not the whole log):
 // `rest`, the metadata with no marks, when anything but the marks changed; per map of
-// marks, the entries set (added or changed) and the paths deleted.
+// marks, the entries set (added or replaced), the blocks added to entries the record
+// before had (a file rewritten by a node alone: the new blocks, not all of them), and the
+// paths deleted. `add` came with journal version 3 (disk.ts), which older versions refuse.
 interface MapChange {
   readonly set: readonly (readonly [string, FileDirty])[];
+  readonly add?: readonly (readonly [string, ReadonlySet<number>])[];
   readonly del: readonly string[];
 }
 interface MetaChange {
@@ -437,19 +440,24 @@ interface MetaChange {
   readonly dirty?: MapChange;
   readonly hot?: MapChange;
 }
-const mapChange = record<MapChange>({ set: list(pair(path, fileDirty), entryCountMax), del: list(path, entryCountMax) });
+const mapChange = record<MapChange>({ set: list(pair(path, fileDirty), entryCountMax), add: optional(list(pair(path, indexSet), entryCountMax)), del: list(path, entryCountMax) });
 const metaChange = record<MetaChange>({ rest: optional(where(meta, (value) => value.dirty.size === 0 && value.hot.size === 0)), dirty: optional(mapChange), hot: optional(mapChange) });
 const encodeChange = checkedEncode(metaChange, "mirror metadata change");
 
-/** What changed from one map of marks to the other; entries compare by identity (the core
- *  replaces an entry that changes), so an unchanged map costs one comparison. */
+/** What changed from one map of marks to the other (changedEntries: entries compare by
+ *  identity, and only what was added to a shared base is looked at). */
 function changeOf(before: DirtyMap, after: DirtyMap): MapChange | undefined {
-  if (before === after) return undefined;
-  const set: (readonly [string, FileDirty])[] = [];
-  const del: string[] = [];
-  for (const [key, entry] of after) if (before.get(key) !== entry) set.push([key, entry]);
-  for (const key of before.keys()) if (!after.has(key)) del.push(key);
-  return set.length === 0 && del.length === 0 ? undefined : { set, del };
+  const { set, del } = changedEntries(before, after);
+  if (set.length === 0 && del.length === 0) return undefined;
+  const whole: (readonly [string, FileDirty])[] = [];
+  const add: (readonly [string, ReadonlySet<number>])[] = [];
+  for (const [path, entry] of set) {
+    const was = before.get(path);
+    const added = was === undefined ? null : addedBlocks(was, entry);
+    if (added === null) whole.push([path, entry]);
+    else add.push([path, new Set(added)]);
+  }
+  return { set: whole, ...(add.length === 0 ? {} : { add }), del };
 }
 
 /** Whether any field but the marks changed (every field, so that one added to MirrorMeta
@@ -460,10 +468,18 @@ function restChanged(before: MirrorMeta, after: MirrorMeta): boolean {
   return false;
 }
 
-function applyChange(into: Map<string, FileDirty>, change: MapChange | undefined): void {
-  if (change === undefined) return;
+/** Applies a change to a map of marks; false when it adds blocks to a path the map lacks
+ *  (not a change of this map). */
+function applyChange(into: Map<string, FileDirty>, change: MapChange | undefined): boolean {
+  if (change === undefined) return true;
   for (const key of change.del) into.delete(key);
   for (const [key, entry] of change.set) into.set(key, entry);
+  for (const [key, blocks] of change.add ?? []) {
+    const entry = into.get(key);
+    if (entry === undefined) return false;
+    into.set(key, withBlocks(entry, blocks));
+  }
+  return true;
 }
 
 /** A node's durable metadata, as stored by the disk port (MetaCodec in disk.ts). */
@@ -484,8 +500,7 @@ export const mirrorMetaCodec: MetaCodec<MirrorMeta> = {
       const change = metaChange.decode(value);
       if (change === bad) return null;
       if (change.rest !== undefined) rest = change.rest;
-      applyChange(dirty, change.dirty);
-      applyChange(hot, change.hot);
+      if (!applyChange(dirty, change.dirty) || !applyChange(hot, change.hot)) return null;
     }
     return { ...rest, dirty, hot };
   },

@@ -8,7 +8,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { newMeta, type FileDirty, type MirrorMeta } from "../../core/mirror/meta.ts";
+import { coarsenDirty, newMeta, unionDirty, type DirtyMap, type FileDirty, type MirrorMeta } from "../../core/mirror/meta.ts";
 import { fsyncPathsMax, journalMagics, journalRecord, MetaUnreadableError, RealDisk, type MetaCodec } from "../../drivers/real/disk.ts";
 import { mirrorMetaCodec } from "../../drivers/real/mirror-codec.ts";
 import { fuseBinding } from "../../native/fuse.ts";
@@ -235,12 +235,65 @@ describe("real disk: what only it has", () => {
       }
     });
 
+    it("reads a journal of version 2 (whole and change records) and compacts it at its first write", async () => {
+      const { base } = await makeDisk();
+      try {
+        const [first, second, third] = metas(2);
+        const change = mirrorMetaCodec.diff!(first!, second!);
+        await writeFile(journal(base), Buffer.concat([journalRecord(4, JSON.stringify(mirrorMetaCodec.encode(first!)), journalMagics.whole2), journalRecord(5, JSON.stringify(change), journalMagics.change2)]));
+        const disk = makeMirrorDisk(base);
+        expect(same(await disk.checkMeta())).toEqual(same(second!));
+        expect(await save(disk, third!)).toBeNull();
+        await disk.close();
+        expect(magicsOf(await readFile(journal(base)))).toEqual([journalMagics.whole]);
+        expect(same(await makeMirrorDisk(base).checkMeta())).toEqual(same(third!));
+        // A change of version 2 after a whole record of version 3 is not its continuation.
+        const [whole] = [await readFile(journal(base))];
+        await writeFile(journal(base), Buffer.concat([whole, journalRecord(6, JSON.stringify(change), journalMagics.change2)]));
+        expect(same(await makeMirrorDisk(base).checkMeta())).toEqual(same(third!));
+      } finally {
+        await rm(base, { recursive: true, force: true });
+      }
+    });
+
+    it("records the blocks added to a file's marks, not the file's marks again: a file rewritten alone costs its new blocks", async () => {
+      const { base } = await makeDisk();
+      try {
+        // A node alone rewriting a 64 MiB file in 1 MiB writes: 256 blocks more per record.
+        const step = (meta: MirrorMeta, write: number): MirrorMeta => {
+          const marks: DirtyMap = new Map([["pg/base/1/16384", { all: false, blocks: new Set(Array.from({ length: 256 }, (_, index) => write * 256 + index)) }]]);
+          return { ...meta, dirty: unionDirty(meta.dirty, marks), hot: unionDirty(meta.hot, coarsenDirty(marks, 16)) };
+        };
+        let meta: MirrorMeta = { ...newMeta(), gen: "3@n1", lastRole: "ALONE" };
+        const disk = makeMirrorDisk(base);
+        for (let write = 0; write < 64; write++) {
+          meta = step(meta, write);
+          expect(await save(disk, meta)).toBeNull();
+        }
+        await disk.close();
+        const bytes = await readFile(journal(base));
+        // Each record held its write's blocks, and the few folds the whole file's: the
+        // journal is a small multiple of the last whole state (it was 32 times that).
+        const wholeBytes = journalRecord(1, JSON.stringify(mirrorMetaCodec.encode(meta)), journalMagics.whole).length;
+        expect(bytes.length).toBeLessThan(5 * wholeBytes);
+        const read = await makeMirrorDisk(base).checkMeta();
+        expect(read?.dirty.get("pg/base/1/16384")?.blocks.size).toBe(64 * 256);
+        expect(same(read)).toEqual(same(meta));
+      } finally {
+        await rm(base, { recursive: true, force: true });
+      }
+    });
+
     it("refuses a change record that is not a valid change, by name", async () => {
       const { base } = await makeDisk();
       try {
         const [first] = metas(0);
         const bad = JSON.stringify({ hot: { set: [["../escape", { all: true, blocks: [] }]], del: [] } });
         await writeFile(journal(base), Buffer.concat([journalRecord(1, JSON.stringify(mirrorMetaCodec.encode(first!)), journalMagics.whole), journalRecord(2, bad, journalMagics.change)]));
+        await expect(makeMirrorDisk(base).checkMeta()).rejects.toThrow(`${journal(base)} is unreadable (a change record is not a valid change of mirror metadata)`);
+        // Blocks added to a path the metadata does not mark.
+        const stray = JSON.stringify({ dirty: { set: [], add: [["nowhere", [1, 2]]], del: [] } });
+        await writeFile(journal(base), Buffer.concat([journalRecord(1, JSON.stringify(mirrorMetaCodec.encode(first!)), journalMagics.whole), journalRecord(2, stray, journalMagics.change)]));
         await expect(makeMirrorDisk(base).checkMeta()).rejects.toThrow(`${journal(base)} is unreadable (a change record is not a valid change of mirror metadata)`);
         // A change that does not follow its record (a sequence number skipped) ends the journal there.
         await writeFile(journal(base), Buffer.concat([journalRecord(1, JSON.stringify(mirrorMetaCodec.encode(first!)), journalMagics.whole), journalRecord(3, bad, journalMagics.change)]));
