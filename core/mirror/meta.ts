@@ -192,29 +192,11 @@ class GrownDirty implements DirtyMap {
   }
 }
 
-/** A set of blocks made by adding blocks to `base` (a plain set, never one of these). */
-class GrownBlocks implements ReadonlySet<number> {
-  readonly base: ReadonlySet<number>;
-  /** Blocks added, none of them in the base. */
-  readonly top: ReadonlySet<number>;
-
-  constructor(base: ReadonlySet<number>, top: ReadonlySet<number>) {
-    this.base = base;
-    this.top = top;
-  }
-
-  get size(): number {
-    return this.base.size + this.top.size;
-  }
-
-  has(block: number): boolean {
-    return this.base.has(block) || this.top.has(block);
-  }
-
-  *values(): SetIterator<number> {
-    yield* this.base;
-    yield* this.top;
-  }
+/** A set of blocks that is not a Set: what it holds, and the rest of ReadonlySet from it. */
+abstract class BlockSet implements ReadonlySet<number> {
+  abstract readonly size: number;
+  abstract has(block: number): boolean;
+  abstract values(): SetIterator<number>;
 
   keys(): SetIterator<number> {
     return this.values();
@@ -233,15 +215,43 @@ class GrownBlocks implements ReadonlySet<number> {
   }
 }
 
+/** A set of blocks made by adding blocks to `base` (a plain set, never one of these). */
+class GrownBlocks extends BlockSet {
+  readonly base: ReadonlySet<number>;
+  /** Blocks added, none of them in the base. */
+  readonly top: ReadonlySet<number>;
+
+  constructor(base: ReadonlySet<number>, top: ReadonlySet<number>) {
+    super();
+    this.base = base;
+    this.top = top;
+  }
+
+  get size(): number {
+    return this.base.size + this.top.size;
+  }
+
+  has(block: number): boolean {
+    return this.base.has(block) || this.top.has(block);
+  }
+
+  *values(): SetIterator<number> {
+    yield* this.base;
+    yield* this.top;
+  }
+
+}
+
 /** A set of blocks kept sorted, from `start` on: what a resync has left to send of a file
  *  whose marks it sends a chunk at a time. Sorting the blocks left and filtering out the
  *  chunk sent, at each chunk, made the resync of a file with many marked blocks
  *  quadratic; this is sorted once and goes on from where the last chunk ended. */
-export class SortedBlocks implements ReadonlySet<number> {
+export class SortedBlocks extends BlockSet {
   readonly #sorted: readonly number[];
   readonly #start: number;
 
   private constructor(sorted: readonly number[], start: number) {
+    super();
     this.#sorted = sorted;
     this.#start = start;
   }
@@ -280,21 +290,6 @@ export class SortedBlocks implements ReadonlySet<number> {
     for (let index = this.#start; index < this.#sorted.length; index++) yield this.#sorted[index]!;
   }
 
-  keys(): SetIterator<number> {
-    return this.values();
-  }
-
-  *entries(): SetIterator<[number, number]> {
-    for (const block of this.values()) yield [block, block];
-  }
-
-  [Symbol.iterator](): SetIterator<number> {
-    return this.values();
-  }
-
-  forEach(each: (block: number, same: number, set: ReadonlySet<number>) => void): void {
-    for (const block of this.values()) each(block, block, this);
-  }
 }
 
 /** `blocks` with those of `add` it lacks; `blocks` itself when it has them all. */
