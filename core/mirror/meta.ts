@@ -373,6 +373,67 @@ export function addedBlocks(before: FileDirty, after: FileDirty): readonly numbe
   return [...to.top].filter((block) => !from.top.has(block));
 }
 
+/** A bound of the dirty map a node sends its peer in its summary (hello), in bytes of
+ *  JSON: half the largest frame of the real stream (16 MiB, drivers/real/wire.ts). */
+export const summaryDirtyBytesMax = 8 << 20;
+
+/** The bytes of JSON a dirty map takes at most as `[[path, {all, blocks}], ...]` in UTF-8
+ *  (each block counted as long as a path's largest). */
+export function dirtyJsonBytes(dirty: DirtyMap): number {
+  let bytes = 2;
+  for (const [path, entry] of dirty) bytes += entryJsonBytes(path, entry);
+  return bytes;
+}
+
+function entryJsonBytes(path: string, entry: FileDirty): number {
+  // `["path",{"all":false,"blocks":[]}],` around the path's string and the blocks.
+  let bytes = 36;
+  for (let index = 0; index < path.length; index++) {
+    const unit = path.charCodeAt(index);
+    bytes += unit < 0x20 ? 6 : unit === 0x22 || unit === 0x5c ? 2 : unit < 0x80 ? 1 : unit < 0x800 ? 2 : 3;
+  }
+  if (entry.all || entry.blocks.size === 0) return bytes;
+  // Each block as long as the largest, and a comma.
+  let largest = 0;
+  for (const block of entry.blocks) if (block > largest) largest = block;
+  return bytes + entry.blocks.size * (String(largest).length + 1);
+}
+
+/** `dirty`, coarser, within `budgetBytes` of JSON: first the files with the most marked
+ *  blocks marked whole, then the deepest paths folded into their directory marked whole
+ *  (everything below it), level by level, at worst the root whole. It covers everything
+ *  `dirty` marks, so a resync planned from it sends at least what is needed. A primary
+ *  alone for hours under a database's writes can mark millions of blocks, and a summary
+ *  over the stream's largest frame would be dropped at each attempt (the stream refuses a
+ *  message larger than a frame and resets the connection): the nodes would never pair. */
+export function coarsenToFit(dirty: DirtyMap, budgetBytes: number): DirtyMap {
+  let bytes = dirtyJsonBytes(dirty);
+  if (bytes <= budgetBytes) return dirty;
+  const out = new Map(dirty);
+  const byBlocks = [...out].filter(([, entry]) => !entry.all && entry.blocks.size > 0).sort(([a, x], [b, y]) => y.blocks.size - x.blocks.size || (a < b ? -1 : 1));
+  for (const [path, entry] of byBlocks) {
+    if (bytes <= budgetBytes) return out;
+    bytes += entryJsonBytes(path, wholePath) - entryJsonBytes(path, entry);
+    out.set(path, wholePath);
+  }
+  while (bytes > budgetBytes && !(out.size === 1 && out.has(""))) {
+    const depthOf = (path: string) => (path === "" ? 0 : path.split("/").length);
+    let deepest = 0;
+    for (const path of out.keys()) deepest = Math.max(deepest, depthOf(path));
+    for (const path of [...out.keys()]) {
+      if (depthOf(path) !== deepest) continue;
+      bytes -= entryJsonBytes(path, out.get(path)!);
+      out.delete(path);
+      const parent = parentOf(path);
+      const had = out.get(parent);
+      if (had?.all === true) continue;
+      bytes += entryJsonBytes(parent, wholePath) - (had === undefined ? 0 : entryJsonBytes(parent, had));
+      out.set(parent, wholePath);
+    }
+  }
+  return out;
+}
+
 /** `meta` as plain data sharing nothing with it (plain maps and sets of marks), for a store
  *  that keeps what was written (the simulated disk). */
 export function copyMeta(meta: MirrorMeta): MirrorMeta {

@@ -29,7 +29,7 @@ import { describeOp, isAttributeOp, isMediaError, isWithin, parentOf, pathsOf, t
 import type { HelloSummary, MirrorBeat, MirrorMessage, MirrorReadiness, MirrorRole } from "./messages.ts";
 import { extentsOfWrite, type LaneReport } from "./lane.ts";
 import { excluderOf, type Exclusion } from "./exclude.ts";
-import { coarsenDirty, dirtyOf, emptyDirty, expandHot, filterDirty, lineage, newMeta, nextGen, SortedBlocks, unionDirty, withNewGen, type DirtyMap, type FileDirty, type Gen, type MirrorMeta } from "./meta.ts";
+import { coarsenDirty, coarsenToFit, dirtyOf, emptyDirty, expandHot, filterDirty, lineage, newMeta, nextGen, SortedBlocks, summaryDirtyBytesMax, unionDirty, withNewGen, type DirtyMap, type FileDirty, type Gen, type MirrorMeta } from "./meta.ts";
 import { describeLayout, sameLayout } from "./volumes.ts";
 
 export interface MirrorConfig {
@@ -84,6 +84,9 @@ export interface MirrorConfig {
    *  absent or empty: one directory. Two nodes whose layouts differ never attach: a
    *  resync would pour one node's directories into the other's. */
   readonly layout?: readonly string[];
+  /** The bound of the dirty map in this node's summary, in bytes of JSON (default
+   *  summaryDirtyBytesMax, meta.ts): past it the summary names coarser marks. */
+  readonly summaryDirtyBytesMax?: number;
   /** Test-only: a bug the simulator must catch. early-ack: complete an operation once
    *  applied locally, without waiting for the peer. */
   readonly plantedBug?: "early-ack";
@@ -594,7 +597,8 @@ class Step {
       consistent: meta.consistent,
       lastRole: meta.lastRole,
       dirtyBase: meta.dirtyBase,
-      dirty: [...meta.dirty],
+      // Within a frame: coarser when it would not fit (covering every mark).
+      dirty: [...coarsenToFit(meta.dirty, this.s.config.summaryDirtyBytesMax ?? summaryDirtyBytesMax)],
       yielding: this.s.yielding,
       fullsync: this.s.fullsync,
       continuous: this.s.continuous,

@@ -50,6 +50,9 @@ export interface MirrorPlan {
   readonly failover: boolean;
   /** The primary's in-sync writes take the lane (absent in older tokens: off). */
   readonly lane?: boolean;
+  /** The bound of each node's summary's dirty map, in bytes (absent: the service's, 8 MiB):
+   *  small, every summary with marks names coarser ones (meta.ts, coarsenToFit). */
+  readonly summaryBytes?: number;
   readonly bug: MirrorPlantedBug;
   readonly faults: readonly MirrorFault[];
 }
@@ -73,6 +76,7 @@ export function runMirrorPlan(plan: MirrorPlan, options: { readonly trace?: bool
     trace: options.trace === true ? "full" : "off",
     plantedBug: plan.bug,
     lane: plan.lane ?? false,
+    ...(plan.summaryBytes === undefined ? {} : { summaryDirtyBytesMax: plan.summaryBytes }),
   });
   world.powerOn("n1");
   world.powerOn("n2");
@@ -197,13 +201,14 @@ export function mirrorPlanArbitrary(shape: MirrorPlanShape = {}): fc.Arbitrary<M
     tornWrites: fc.boolean(),
     failover: fc.constantFrom(true, true, true, false),
     lane: shape.bug?.startsWith("lane-") === true ? fc.constant(true) : fc.boolean(),
+    summaryBytes: fc.oneof({ weight: 2, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: fc.constantFrom(200, 2_000) }),
     bug: fc.constant(shape.bug ?? "none"),
     faults: fc.array(fc.oneof({ weight: 4, arbitrary: episode }, { weight: 1, arbitrary: single }), { maxLength: 6 }).map((groups) => groups.flat().sort((a, b) => a.atMs - b.atMs)),
   });
 }
 
 export function describeMirrorPlan(plan: MirrorPlan): string {
-  const settings = `seed=${plan.seed} witness=${plan.witness} ack=${plan.ack} torn=${plan.tornWrites} failover=${plan.failover} lane=${plan.lane ?? false}${plan.bug === "none" ? "" : ` bug=${plan.bug}`}`;
+  const settings = `seed=${plan.seed} witness=${plan.witness} ack=${plan.ack} torn=${plan.tornWrites} failover=${plan.failover} lane=${plan.lane ?? false}${plan.summaryBytes === undefined ? "" : ` summary=${plan.summaryBytes}B`}${plan.bug === "none" ? "" : ` bug=${plan.bug}`}`;
   return [settings, ...(plan.faults.length === 0 ? ["faults: none"] : plan.faults.map((fault) => `  +${fault.atMs} ms ${fault.verb} ${fault.node}`))].join("\n");
 }
 

@@ -58,6 +58,8 @@ export interface MirrorWorldOptions {
   /** The primary's in-sync writes and fsyncs take the lane (core/mirror/lane.ts). Default:
    *  on for odd seeds, so that runs cover both the replicator of today (none) and the lane. */
   readonly lane?: boolean;
+  /** MirrorConfig.summaryDirtyBytesMax (absent: the service's). */
+  readonly summaryDirtyBytesMax?: number;
   /** `<notreplicated>` rules (core/mirror/exclude.ts); the checker leaves those paths out. */
   readonly notReplicated?: readonly Exclusion[];
   /** `<tocheck>` paths, checked at each start of the module. */
@@ -278,6 +280,7 @@ export class MirrorWorld {
       lane: this.laneOn,
       ...(options.notReplicated === undefined ? {} : { notReplicated: options.notReplicated }),
       ...(options.toCheck === undefined ? {} : { toCheck: options.toCheck }),
+      ...(options.summaryDirtyBytesMax === undefined ? {} : { summaryDirtyBytesMax: options.summaryDirtyBytesMax }),
       ...(this.#layouts.get(self) === undefined ? {} : { layout: this.#layouts.get(self)! }),
       ...(options.plantedBug === "ack-before-peer" ? { plantedBug: "early-ack" as const } : {}),
     };

@@ -38,6 +38,8 @@ import {
   changedEntries,
   copyMeta,
   SortedBlocks,
+  coarsenToFit,
+  dirtyJsonBytes,
   type DirtyMap,
   type FileDirty,
   type Gen,
@@ -554,6 +556,40 @@ describe("SortedBlocks (what a resync has left of a file's marked blocks)", () =
       }),
       { numRuns: 50 },
     );
+  });
+});
+
+describe("coarsenToFit (a summary's dirty map within a frame)", () => {
+  const deepPathArbitrary = fc.array(fc.constantFrom("a", "b", "c", "d"), { minLength: 1, maxLength: 5 }).map((names) => names.join("/"));
+  const entryArbitrary = fc.oneof({ arbitrary: fc.constant(null).map(wholePath), weight: 1 }, { arbitrary: fc.uniqueArray(fc.nat(100_000), { maxLength: 50 }).map((indexes) => blocks(...indexes)), weight: 4 });
+  /** Whether `out` marks at least what `entry` marks at `path`. */
+  function covers(out: DirtyMap, path: string, entry: FileDirty): boolean {
+    for (let at: string | null = path; at !== null; at = at === "" ? null : at.includes("/") ? at.slice(0, at.lastIndexOf("/")) : "") {
+      const mark = out.get(at);
+      if (mark?.all === true) return true;
+      if (at === path && mark !== undefined && !entry.all && [...entry.blocks].every((block) => mark.blocks.has(block))) return true;
+    }
+    return false;
+  }
+
+  it("covers every mark, and fits its budget unless only the root whole is left", () => {
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.tuple(deepPathArbitrary, entryArbitrary), { maxLength: 40, selector: ([path]) => path }), fc.integer({ min: 0, max: 4000 }), (entries, budget) => {
+        const dirty: DirtyMap = new Map(entries);
+        const out = coarsenToFit(dirty, budget);
+        for (const [path, entry] of dirty) expect(covers(out, path, entry)).toBe(true);
+        if (dirtyJsonBytes(dirty) <= budget) expect(out).toBe(dirty);
+        else if (!(out.size === 1 && out.get("")?.all === true)) expect(dirtyJsonBytes(out)).toBeLessThanOrEqual(budget);
+      }),
+    );
+  });
+
+  it("makes the files with the most blocks whole first, and folds paths into directories only when that is not enough", () => {
+    const dirty: DirtyMap = new Map([["d/big", blocks(...Array.from({ length: 500 }, (_, index) => index))], ["d/small", blocks(1, 2)], ["e/f", pathOnly()]]);
+    const out = coarsenToFit(dirty, dirtyJsonBytes(dirty) - 100);
+    expect(plain(out)).toEqual({ "d/big": "all", "d/small": [1, 2], "e/f": [] });
+    expect(plain(coarsenToFit(dirty, 120))).toEqual({ d: "all", e: "all" });
+    expect(plain(coarsenToFit(dirty, 0))).toEqual({ "": "all" });
   });
 });
 

@@ -4,7 +4,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { MirrorBeat, MirrorMessage } from "../../core/mirror/messages.ts";
-import { historyMax, newMeta, type FileDirty, type MirrorMeta } from "../../core/mirror/meta.ts";
+import { coarsenToFit, dirtyJsonBytes, historyMax, newMeta, summaryDirtyBytesMax, type DirtyMap, type FileDirty, type MirrorMeta } from "../../core/mirror/meta.ts";
 import { dataSizeMax, mirrorBeatCodec, mirrorMessageCodec, mirrorMetaCodec } from "../../drivers/real/mirror-codec.ts";
 import { authenticate, encodeEnvelope, envelopeSizeMaxLimit, parseEnvelope, parsePayload } from "../../drivers/real/wire.ts";
 import { dirtyEntriesArbitrary } from "../core/mirror-arbitraries.ts";
@@ -84,6 +84,29 @@ describe("mirror codecs round-trip", () => {
   it("encodes sets and maps sorted, whatever their insertion order", () => {
     const meta: MirrorMeta = { ...newMeta(), dirty: new Map([["b", { all: false, blocks: new Set([3, 1]) }], ["a", { all: true, blocks: new Set() }]]) };
     expect((mirrorMetaCodec.encode(meta) as { dirty: unknown }).dirty).toEqual([["a", { all: true, blocks: [] }], ["b", { all: false, blocks: [1, 3] }]]);
+  });
+});
+
+describe("a summary's dirty map in a frame", () => {
+  const summaryOf = (dirty: DirtyMap): MirrorMessage => ({ kind: "hello", summary: { ...(hello as Extract<MirrorMessage, { kind: "hello" }>).summary, dirty: [...dirty] } });
+  const jsonBytes = (message: MirrorMessage) => Buffer.byteLength(JSON.stringify(messages.encode(message)), "utf8");
+
+  it("takes at most the bytes dirtyJsonBytes counts (the bound the core keeps a summary within)", () => {
+    const entry: fc.Arbitrary<FileDirty> = fc.oneof(fc.constant({ all: true, blocks: new Set<number>() }), fc.uniqueArray(fc.nat({ max: 2 ** 40 }), { maxLength: 30 }).map((blocks) => ({ all: false, blocks: new Set(blocks) })));
+    fc.assert(fc.property(fc.uniqueArray(fc.tuple(anyPathArbitrary, entry), { maxLength: 20, selector: ([path]) => path }), (entries) => {
+      const dirty: DirtyMap = new Map(entries);
+      expect(jsonBytes(summaryOf(dirty)) - jsonBytes(summaryOf(new Map()))).toBeLessThanOrEqual(dirtyJsonBytes(dirty));
+    }));
+  });
+
+  it("of a node that marked 3 million blocks alone fits a frame once coarsened, and names every file it marked", () => {
+    // Twelve 1 GiB segments of a database, every 4 KiB block of each rewritten: 23 MB of JSON as is.
+    const dirty: DirtyMap = new Map(Array.from({ length: 12 }, (_, index) => [`base/16384/16400.${index}`, { all: false, blocks: new Set(Array.from({ length: 262_144 }, (_, block) => block)) }]));
+    expect(dirtyJsonBytes(dirty)).toBeGreaterThan(envelopeSizeMaxLimit);
+    const coarse = coarsenToFit(dirty, summaryDirtyBytesMax);
+    expect(framed(summaryOf(coarse))).toBeTruthy();
+    expect([...coarse.keys()].sort()).toEqual([...dirty.keys()].sort());
+    expect([...coarse.values()].filter((entry) => entry.all).length).toBeGreaterThan(0);
   });
 });
 
