@@ -305,11 +305,20 @@ function grownBlocks(blocks: ReadonlySet<number>, add: Iterable<number>): Readon
   return folded;
 }
 
+/** The most blocks one path's marks name; past it the path is marked whole (a resync
+ *  sends the whole file). A node alone that rewrote more than 4 GiB of one file (of 4 KiB
+ *  blocks: a VM's disk image) made a set the metadata's encoding refuses (a million
+ *  entries at most, entryCountMax in drivers/real/mirror-codec.ts): every metadata write
+ *  after it failed (mirror.meta_failed), and the node went on writing with its durable
+ *  marks left behind. */
+export const fileBlocksMax = 1_000_000;
+
 function mergeEntry(into: FileDirty | undefined, add: FileDirty): FileDirty {
-  if (into === undefined) return add;
+  if (into === undefined) return add.blocks.size > fileBlocksMax ? wholePath : add;
   if (into.all || add.all) return into.all ? into : { all: true, blocks: new Set() };
   const blocks = grownBlocks(into.blocks, add.blocks);
-  return blocks === into.blocks ? into : { all: false, blocks };
+  if (blocks === into.blocks) return into;
+  return blocks.size > fileBlocksMax ? wholePath : { all: false, blocks };
 }
 
 /** The union of two maps; `a` itself when `b` adds nothing. */
@@ -521,6 +530,10 @@ export function expandHot(hot: DirtyMap, extentBlocks: number): DirtyMap {
   for (const [path, entry] of hot) {
     if (entry.all || entry.blocks.size === 0) {
       out.set(path, entry);
+      continue;
+    }
+    if (entry.blocks.size * extentBlocks > fileBlocksMax) {
+      out.set(path, wholePath);
       continue;
     }
     const blocks = new Set<number>();

@@ -40,6 +40,7 @@ import {
   SortedBlocks,
   coarsenToFit,
   dirtyJsonBytes,
+  fileBlocksMax,
   type DirtyMap,
   type FileDirty,
   type Gen,
@@ -556,6 +557,22 @@ describe("SortedBlocks (what a resync has left of a file's marked blocks)", () =
       }),
       { numRuns: 50 },
     );
+  });
+});
+
+describe("a path's marks past fileBlocksMax blocks", () => {
+  const range = (from: number, count: number) => ({ all: false, blocks: new Set(Array.from({ length: count }, (_, index) => from + index)) });
+
+  it("make the path whole, whether they grow by unions, come at once, or from a crash's hot extents", () => {
+    let dirty: DirtyMap = new Map([["vm.img", range(0, fileBlocksMax - 10)]]);
+    dirty = unionDirty(dirty, new Map([["vm.img", range(fileBlocksMax - 10, 10)]]));
+    expect(dirty.get("vm.img")).toMatchObject({ all: false });
+    expect(dirty.get("vm.img")?.blocks.size).toBe(fileBlocksMax);
+    dirty = unionDirty(dirty, new Map([["vm.img", range(fileBlocksMax, 1)], ["other", range(0, 1)]]));
+    expect(plain(dirty)).toEqual({ "vm.img": "all", other: [0] });
+    expect(plain(unionDirty(emptyDirty, new Map([["vm.img", range(0, fileBlocksMax + 1)]])))).toEqual({ "vm.img": "all" });
+    const hot: DirtyMap = new Map([["vm.img", range(0, Math.floor(fileBlocksMax / 16) + 1)], ["small", range(3, 2)]]);
+    expect(plain(expandHot(hot, 16))).toEqual({ "vm.img": "all", small: Array.from({ length: 32 }, (_, index) => 48 + index) });
   });
 });
 

@@ -4,8 +4,8 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { MirrorBeat, MirrorMessage } from "../../core/mirror/messages.ts";
-import { coarsenToFit, dirtyJsonBytes, historyMax, newMeta, summaryDirtyBytesMax, type DirtyMap, type FileDirty, type MirrorMeta } from "../../core/mirror/meta.ts";
-import { dataSizeMax, mirrorBeatCodec, mirrorMessageCodec, mirrorMetaCodec } from "../../drivers/real/mirror-codec.ts";
+import { coarsenToFit, dirtyJsonBytes, fileBlocksMax, historyMax, newMeta, summaryDirtyBytesMax, type DirtyMap, type FileDirty, type MirrorMeta } from "../../core/mirror/meta.ts";
+import { dataSizeMax, entryCountMax, mirrorBeatCodec, mirrorMessageCodec, mirrorMetaCodec } from "../../drivers/real/mirror-codec.ts";
 import { authenticate, encodeEnvelope, envelopeSizeMaxLimit, parseEnvelope, parsePayload } from "../../drivers/real/wire.ts";
 import { dirtyEntriesArbitrary } from "../core/mirror-arbitraries.ts";
 import { anyPathArbitrary, beatArbitraries, genArbitrary, messageArbitraries, metaArbitrary } from "./mirror-codec-arbitraries.ts";
@@ -84,6 +84,14 @@ describe("mirror codecs round-trip", () => {
   it("encodes sets and maps sorted, whatever their insertion order", () => {
     const meta: MirrorMeta = { ...newMeta(), dirty: new Map([["b", { all: false, blocks: new Set([3, 1]) }], ["a", { all: true, blocks: new Set() }]]) };
     expect((mirrorMetaCodec.encode(meta) as { dirty: unknown }).dirty).toEqual([["a", { all: true, blocks: [] }], ["b", { all: false, blocks: [1, 3] }]]);
+  });
+});
+
+describe("the most marks the core makes", () => {
+  it("a path with fileBlocksMax marked blocks is metadata the codec takes (past it the core marks the path whole)", () => {
+    expect(fileBlocksMax).toBeLessThanOrEqual(entryCountMax);
+    const meta: MirrorMeta = { ...newMeta(), gen: "2@n1", dirtyBase: "1@n1", dirty: new Map([["vm.img", { all: false, blocks: new Set(Array.from({ length: fileBlocksMax }, (_, index) => index * 3)) }]]) };
+    expect(mirrorMetaCodec.decode(throughJson(mirrorMetaCodec.encode(meta)))?.dirty.get("vm.img")?.blocks.size).toBe(fileBlocksMax);
   });
 });
 
