@@ -266,6 +266,9 @@ export interface Mirror {
   meta: MirrorMeta;
   metaVersion: number;
   metaDone: number;
+  /** The last metadata write failed: the marks in memory may not be durable, so the next
+   *  operation writes them again, whatever it marks. */
+  metaFailed: boolean;
   metaWaiters: { version: number; then: (step: Step) => void }[];
   /** The tag of the flush a node becoming primary waits for before its metadata is
    *  written (flushInherited), or null; `metaDeferred`: a write waits for it. */
@@ -410,6 +413,7 @@ export function initMirror(config: MirrorConfig, incarnation: number, bootId: st
     meta: newMeta(),
     metaVersion: 0,
     metaDone: 0,
+    metaFailed: false,
     metaWaiters: [],
     inheritFlush: null,
     metaDeferred: false,
@@ -816,8 +820,14 @@ class Step {
         return;
       }
       case "meta-persisted":
-        if (input.result !== null) this.log("error", "mirror.meta_failed", { error: input.result });
         s.metaDone = Math.max(s.metaDone, input.version);
+        s.metaFailed = input.result !== null;
+        if (input.result !== null) {
+          this.log("error", "mirror.meta_failed", { error: input.result, version: input.version });
+          // Marks not durable: what would be dispatched on the strength of this write (or of
+          // marks in memory since it) fails with its error, unapplied, as on a local disk.
+          this.failHeldUpTo(input.version, input.result);
+        }
         while (s.metaWaiters.length > 0 && s.metaWaiters[0]!.version <= s.metaDone) s.metaWaiters.shift()!.then(this);
         this.drainHeld();
         return;
@@ -1413,7 +1423,7 @@ class Step {
     const hot = unionDirty(s.meta.hot, extents);
     const grew = hot !== s.meta.hot;
     if (dirty !== s.meta.dirty || grew) s.meta = { ...s.meta, dirty, hot };
-    if (grew) {
+    if (grew || (s.metaFailed && !(needs > s.metaDone))) {
       this.persist();
       needs = s.metaVersion;
     }
@@ -1485,6 +1495,19 @@ class Step {
     while (s.held.length > 0 && s.dispatching && s.accepting && !s.held[0]!.asking && s.held[0]!.needs <= s.metaDone) {
       const { id, op, extents, localOnly } = s.held.shift()!;
       this.dispatch(id, op, extents, localOnly);
+    }
+  }
+
+  /** The operations held for a metadata write up to `version` (or for none: their marks
+   *  were in memory, perhaps only since a write that failed) complete with `error`. */
+  failHeldUpTo(version: number, error: DiskError): void {
+    const s = this.s;
+    const failing = s.held.filter((entry) => !entry.localOnly && entry.needs <= version);
+    if (failing.length === 0) return;
+    s.held.splice(0, s.held.length, ...s.held.filter((entry) => !failing.includes(entry)));
+    for (const { id, extents } of failing) {
+      this.unhold(extents.keys());
+      this.out.push({ kind: "complete", id, result: error });
     }
   }
 

@@ -1,0 +1,50 @@
+// The primary's metadata write failing (its state directory's disk full or failing). The
+// marks of an operation are durable before it is applied: that is what lets a resync
+// after a crash find it. A failed write used to be logged and gone past, the operations
+// waiting for it applied with their marks in memory only: one applied here and not on the
+// peer before a crash was then never resent, and the trees stayed different. Now the
+// operations waiting for the write fail with its error, unapplied (as a local disk would
+// fail them), and the next operation writes the marks again.
+
+import { describe, expect, it } from "vitest";
+import type { DiskResult } from "../../core/mirror/disk-ops.ts";
+import { checkFinal, inSync, settle } from "../../drivers/sim/mirror-checker.ts";
+import { syncedWorld, write } from "./mirror-submit.ts";
+
+describe("the primary's metadata write failing", () => {
+  for (const lane of [false, true]) {
+    it(`fails the operations that waited for it, unapplied, and the next one writes the marks again (lane ${lane ? "on" : "off"})`, () => {
+      const world = syncedWorld({ seed: 61, lane });
+      world.node("n1").disk.failNext("persistMeta", "ENOSPC");
+      expect(write(world, { kind: "create", path: "f", mode: 0o644 })).toBe("ENOSPC");
+      expect(world.node("n1").disk.fileBytes("f")).toBeNull();
+      expect(world.logs.some((each) => each.node === "n1" && each.entry.event === "mirror.meta_failed")).toBe(true);
+      expect(write(world, { kind: "create", path: "f", mode: 0o644 })).toBeNull();
+      expect(write(world, { kind: "write", path: "f", offset: 0, data: new Uint8Array(10).fill(5) })).toBeNull();
+      expect(world.runUntilCondition(() => inSync(world), world.nowMs + 5_000)).toBe(true);
+      expect(world.node("n2").disk.fileBytes("f")).toEqual(new Uint8Array(10).fill(5));
+      expect(world.violations).toEqual([]);
+    });
+  }
+
+  it("leaves nothing applied here without its marks: a crash before the peer heard, then a resync from the peer, ends with the trees alike", () => {
+    const world = syncedWorld({ seed: 62, lane: false, failover: true });
+    expect(write(world, { kind: "fsync", path: null })).toBeNull();
+    expect(world.runUntilCondition(() => world.node("n1").runtime!.state.meta.dirty.size === 0, world.nowMs + 20_000)).toBe(true);
+    // The peer will not hear of it: the network is cut before n1 knows.
+    world.partition();
+    world.node("n1").disk.failNext("persistMeta", "EIO");
+    let answer: DiskResult | "unreachable" | undefined;
+    world.submit({ kind: "create", path: "g", mode: 0o644 }, (result) => (answer = result));
+    world.runFor(20);
+    world.crash("n1");
+    world.heal();
+    expect(world.runUntilCondition(() => world.node("n2").role === "ALONE", world.nowMs + 10_000)).toBe(true);
+    world.restart("n1");
+    expect(settle(world)).toBe(true);
+    checkFinal(world);
+    expect(answer === undefined || answer === "EIO" || answer === "unreachable").toBe(true);
+    expect(world.node("n1").disk.fileBytes("g")).toEqual(world.node("n2").disk.fileBytes("g"));
+    expect(world.violations).toEqual([]);
+  });
+});
