@@ -140,8 +140,8 @@ export function dirtyWeight(dirty: DirtyMap): number {
 // once they outgrow 2·√(n·a) (n the base's size, a the size of an addition, plus a
 // constant), they are folded into a new base: an addition costs O(√(n·a)) amortized
 // instead of O(n), a lookup two, and iteration is that of a Map or Set copied and added
-// to: the base's order, then what was added, in order. The journal's
-// change records write what was added (addedBlocks, changedEntries), not whole entries.
+// to: the base's order, then what was added, in order. The journal's change records
+// write what was added (addedBlocks, changedEntries), not whole entries.
 
 /** Additions kept over a base of `size`, added `step` at a time, before they are folded
  *  into a new base (copying them costs them at each step, folding the base once). */
@@ -239,7 +239,6 @@ class GrownBlocks extends BlockSet {
     yield* this.base;
     yield* this.top;
   }
-
 }
 
 /** A set of blocks kept sorted, from `start` on: what a resync has left to send of a file
