@@ -366,19 +366,28 @@ export function changedEntries(before: DirtyMap, after: DirtyMap): { readonly se
   return { set, del };
 }
 
-/** The blocks `after` adds to `before` when it holds all of them and was grown from them
- *  (both entries of blocks, not whole), found without walking the blocks they share; null
- *  otherwise (the entry is then written whole). */
+/** The blocks `after` adds to `before` when it holds all of them (both entries of blocks,
+ *  not whole): when it grew from them, found without walking the blocks they share; after
+ *  a fold, by a walk of both. Null otherwise (the entry is then written whole). */
 export function addedBlocks(before: FileDirty, after: FileDirty): readonly number[] | null {
   if (before.all || after.all) return null;
   const from = before.blocks;
   const to = after.blocks;
   if (from === to) return [];
-  if (!(to instanceof GrownBlocks)) return null;
-  if (from === to.base) return [...to.top];
-  if (!(from instanceof GrownBlocks) || from.base !== to.base) return null;
-  for (const block of from.top) if (!to.top.has(block)) return null;
-  return [...to.top].filter((block) => !from.top.has(block));
+  if (to instanceof GrownBlocks) {
+    if (from === to.base) return [...to.top];
+    if (from instanceof GrownBlocks && from.base === to.base) {
+      for (const block of from.top) if (!to.top.has(block)) return null;
+      return [...to.top].filter((block) => !from.top.has(block));
+    }
+  }
+  // Folded into a new base since (once every 2·√(n·a) blocks added): a walk of both, so
+  // that the record still holds the additions, not the whole set again.
+  if (to.size < from.size) return null;
+  for (const block of from) if (!to.has(block)) return null;
+  const added: number[] = [];
+  for (const block of to) if (!from.has(block)) added.push(block);
+  return added;
 }
 
 /** A bound of the dirty map a node sends its peer in its summary (hello), in bytes of

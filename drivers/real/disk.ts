@@ -186,7 +186,7 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
   /** The metadata journal: its open handle (null until the first write of this port),
    *  where its intact records end, the last sequence number, and whether its records are
    *  of an older version (the next write compacts them). */
-  #journal: { handle: FileHandle | null; end: number; seq: number; legacy: boolean } | null = null;
+  #journal: { handle: FileHandle | null; end: number; seq: number; legacy: boolean; wholeBytes: number } | null = null;
   /** The metadata the journal's records add up to, which the next change record is made
    *  against; null when not known (after a failed write: the next record is a whole one). */
   #persisted: Meta | null = null;
@@ -739,7 +739,7 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
   async #persistMeta(meta: Meta): Promise<DiskResult> {
     // Where the last record ends, when no call of this port read the journal yet.
     if (this.#journal === null) await this.#loadMeta();
-    const journal = this.#journal ?? { handle: null, end: 0, seq: 0, legacy: false };
+    const journal = this.#journal ?? { handle: null, end: 0, seq: 0, legacy: false, wholeBytes: 0 };
     this.#journal = journal;
     const { codec } = this.#options;
     const base = this.#persisted;
@@ -748,7 +748,11 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
     const whole = () => journalRecord(journal.seq + 1, JSON.stringify(codec.encode(meta)), wholeMagic);
     const record = base !== null && codec.diff !== undefined && codec.patch !== undefined ? journalRecord(journal.seq + 1, JSON.stringify(codec.diff(base, meta)), changeMagic) : whole();
     if (journal.handle === null && journal.end > 0 && !journal.legacy) journal.handle = await open(this.#journalFile, constants.O_WRONLY);
-    if (journal.handle === null || journal.legacy || journal.end + record.length > (this.#options.journalBytesMax ?? journalBytesMax)) {
+    // Compacted once its changes add up to its whole record again (past the bound): a whole
+    // record of more than the bound (a file with a million marked blocks) was otherwise
+    // rewritten at every write.
+    const bound = Math.max(this.#options.journalBytesMax ?? journalBytesMax, 2 * journal.wholeBytes);
+    if (journal.handle === null || journal.legacy || journal.end + record.length > bound) {
       await this.#compact(record.readUInt32LE(0) === wholeMagic ? record : whole());
       journal.legacy = false;
     } else {
@@ -784,6 +788,7 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
     await rename(temporary, file);
     journal.handle = handle;
     journal.end = record.length;
+    journal.wholeBytes = record.length;
     await rm(this.#options.metaFile, { force: true });
     const directory = await open(dirname(file), constants.O_RDONLY);
     try {
@@ -801,7 +806,7 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
       const bytes = await readFile(file);
       const read = readJournal(bytes);
       if (read === null) throw new MetaUnreadableError(file, `no intact record in its ${bytes.length} bytes`);
-      this.#journal = { handle: this.#journal?.handle ?? null, end: read.end, seq: read.seq, legacy: read.legacy };
+      this.#journal = { handle: this.#journal?.handle ?? null, end: read.end, seq: read.seq, legacy: read.legacy, wholeBytes: recordHeaderBytes + Buffer.byteLength(read.whole, "utf8") };
       text = read.whole;
       changes = read.changes;
     } catch (error) {

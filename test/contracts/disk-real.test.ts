@@ -211,8 +211,32 @@ describe("real disk: what only it has", () => {
         for (const meta of all) expect(await save(disk, meta)).toBeNull();
         await disk.close();
         const bytes = await readFile(journal(base));
-        expect(bytes.length).toBeLessThanOrEqual(40_000);
+        // The bound, or twice the whole record once that passes half of it.
+        expect(bytes.length).toBeLessThanOrEqual(Math.max(40_000, 2 * (20 + bytes.readUInt32LE(12))));
         expect(magicsOf(bytes)[0]).toBe(journalMagics.whole);
+        expect(magicsOf(bytes).length).toBeLessThan(all.length);
+        expect(same(await makeMirrorDisk(base).checkMeta())).toEqual(same(all.at(-1)!));
+      } finally {
+        await rm(base, { recursive: true, force: true });
+      }
+    });
+
+    it("compacts a journal whose whole record passes the bound once its changes add up to that record, not at every write", async () => {
+      const { base } = await makeDisk();
+      try {
+        // 500 paths make a whole record of about 20 KB: the bound of 8 KB is below it.
+        const all = metas(200);
+        const disk = new RealDisk<MirrorMeta>({ root: join(base, "tree"), metaFile: join(base, "state", "meta.json"), preserveDir: join(base, "state", "preserved"), codec: mirrorMetaCodec, journalBytesMax: 8_000 });
+        for (const meta of all) expect(await save(disk, meta)).toBeNull();
+        await disk.close();
+        const bytes = await readFile(journal(base));
+        const magics = magicsOf(bytes);
+        const wholeBytes = 20 + bytes.readUInt32LE(12);
+        expect(wholeBytes).toBeGreaterThan(8_000);
+        // A few compactions in 201 writes, each journal at most twice its whole record.
+        expect(magics[0]).toBe(journalMagics.whole);
+        expect(magics.filter((magic) => magic === journalMagics.change).length).toBeGreaterThan(10);
+        expect(bytes.length).toBeLessThanOrEqual(2 * wholeBytes);
         expect(same(await makeMirrorDisk(base).checkMeta())).toEqual(same(all.at(-1)!));
       } finally {
         await rm(base, { recursive: true, force: true });
