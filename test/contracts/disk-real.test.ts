@@ -167,6 +167,13 @@ describe("real disk: what only it has", () => {
       return out;
     };
     const save = (disk: RealDisk<MirrorMeta>, meta: MirrorMeta) => new Promise((resolve) => disk.persistMeta(meta, resolve));
+    /** The journal after each of `all` is written by a port of that bound. */
+    const journalAfter = async (base: string, all: readonly MirrorMeta[], journalBytesMax: number): Promise<Buffer> => {
+      const disk = new RealDisk<MirrorMeta>({ root: join(base, "tree"), metaFile: join(base, "state", "meta.json"), preserveDir: join(base, "state", "preserved"), codec: mirrorMetaCodec, journalBytesMax });
+      for (const meta of all) expect(await save(disk, meta)).toBeNull();
+      await disk.close();
+      return readFile(journal(base));
+    };
     const same = (meta: MirrorMeta | null) => (meta === null ? null : mirrorMetaCodec.encode(meta));
     const magicsOf = (bytes: Buffer): number[] => {
       const out: number[] = [];
@@ -207,10 +214,7 @@ describe("real disk: what only it has", () => {
       const { base } = await makeDisk();
       try {
         const all = metas(400);
-        const disk = new RealDisk<MirrorMeta>({ root: join(base, "tree"), metaFile: join(base, "state", "meta.json"), preserveDir: join(base, "state", "preserved"), codec: mirrorMetaCodec, journalBytesMax: 40_000 });
-        for (const meta of all) expect(await save(disk, meta)).toBeNull();
-        await disk.close();
-        const bytes = await readFile(journal(base));
+        const bytes = await journalAfter(base, all, 40_000);
         // The bound, or twice the whole record once that passes half of it.
         expect(bytes.length).toBeLessThanOrEqual(Math.max(40_000, 2 * (20 + bytes.readUInt32LE(12))));
         expect(magicsOf(bytes)[0]).toBe(journalMagics.whole);
@@ -226,10 +230,7 @@ describe("real disk: what only it has", () => {
       try {
         // 500 paths make a whole record of about 20 KB: the bound of 8 KB is below it.
         const all = metas(200);
-        const disk = new RealDisk<MirrorMeta>({ root: join(base, "tree"), metaFile: join(base, "state", "meta.json"), preserveDir: join(base, "state", "preserved"), codec: mirrorMetaCodec, journalBytesMax: 8_000 });
-        for (const meta of all) expect(await save(disk, meta)).toBeNull();
-        await disk.close();
-        const bytes = await readFile(journal(base));
+        const bytes = await journalAfter(base, all, 8_000);
         const magics = magicsOf(bytes);
         const wholeBytes = 20 + bytes.readUInt32LE(12);
         expect(wholeBytes).toBeGreaterThan(8_000);
