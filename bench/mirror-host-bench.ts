@@ -11,8 +11,11 @@
 // namespaces (ping) is printed beside the fsync latencies, for the goal "≤ local + one
 // round trip + 50 µs". Then pgbench (TPS, mirrored ÷ local) when PostgreSQL 15 is there.
 //
-// `node bench/mirror-host-bench.ts [--quick] [--rounds N]` (as root, the same needs as the
-// host tests). The figures and their date are in docs/replicator.md.
+// `node bench/mirror-host-bench.ts [--quick] [--rounds N] [--pin]` (as root, the same needs
+// as the host tests). `--pin` runs this process (the workloads, the passthrough's threads)
+// and n1's service on CPU 0 and n2's service on CPU 1: the split two machines give, where
+// the peer's half of a mirrored write runs elsewhere, on one host (the disk stays shared).
+// The figures and their date are in docs/replicator.md.
 
 import { execFileSync, spawnSync } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
@@ -34,7 +37,10 @@ async function main(): Promise<void> {
   const roundsAt = args.indexOf("--rounds");
   const base = quick ? quickShape : fullShape;
   const shape: Shape = roundsAt >= 0 ? { ...base, roundCount: Math.max(1, Number(args[roundsAt + 1])) } : base;
+  const pin = args.includes("--pin");
   requireHost("bench/mirror-host-bench.ts");
+  // Every thread of this process, and what it starts from now on (n1's service), on CPU 0.
+  if (pin) pinTo(process.pid, 0);
   const unavailable = fuseUnavailable();
   if (unavailable !== null) throw new Error(unavailable.message);
   const mirror = MirrorLab.create();
@@ -49,10 +55,11 @@ async function main(): Promise<void> {
     mkdirSync(mounted);
     passthrough = mount(mounted);
     await mirror.begin();
+    if (pin) pinTo(mirror.daemons[1]!.child.pid!, 1);
     const enter = ["nsenter", "-t", String(mirror.daemons[0]!.child.pid), "-m", "--"];
     const places: Record<Place, { dir: string; prefix: readonly string[] }> = { raw: { dir: raw, prefix: [] }, passthrough: { dir: mounted, prefix: [] }, mirrored: { dir: mirror.nodes[0]!.dataDir, prefix: enter } };
     const samples: Record<Place, Samples> = { raw: emptySamples(), passthrough: emptySamples(), mirrored: emptySamples() };
-    console.log(`mirrored directory vs FUSE passthrough vs raw: ${fileSystemOf(raw)}; ${shape.roundCount} rounds (order rotated), medians${quick ? " (--quick)" : ""}`);
+    console.log(`mirrored directory vs FUSE passthrough vs raw: ${fileSystemOf(raw)}; ${shape.roundCount} rounds (order rotated), medians${quick ? " (--quick)" : ""}${pin ? "; pinned: workloads, passthrough and n1 on CPU 0, n2 on CPU 1" : ""}`);
     for (let round = 0; round < shape.roundCount; round++) {
       const order: Place[] = (["raw", "passthrough", "mirrored"] as const).map((_, index, all) => all[(index + round) % all.length]!);
       for (const workload of workloads) {
@@ -70,6 +77,11 @@ async function main(): Promise<void> {
     await mirror.destroy();
     rmSync(scratch, { recursive: true, force: true });
   }
+}
+
+/** Every thread of process `pid` (and what it starts after) on CPU `cpu` alone. */
+function pinTo(pid: number, cpu: number): void {
+  execFileSync("taskset", ["-a", "-p", "-c", String(cpu), String(pid)], { stdio: "ignore" });
 }
 
 /** The median round trip between the two node namespaces, µs (ping, 50 packets). */

@@ -51,7 +51,8 @@ export interface MirrorPlan {
   /** The primary's in-sync writes take the lane (absent in older tokens: off). */
   readonly lane?: boolean;
   /** The bound of each node's summary's dirty map, in bytes (absent: the service's, 8 MiB):
-   *  small, every summary with marks names coarser ones (meta.ts, coarsenToFit). */
+   *  small, every summary with marks names coarser ones (meta.ts, coarsenToFit). Not
+   *  generated: test/sim/mirror-summary.test.ts sets it on generated plans. */
   readonly summaryBytes?: number;
   readonly bug: MirrorPlantedBug;
   readonly faults: readonly MirrorFault[];
@@ -201,7 +202,6 @@ export function mirrorPlanArbitrary(shape: MirrorPlanShape = {}): fc.Arbitrary<M
     tornWrites: fc.boolean(),
     failover: fc.constantFrom(true, true, true, false),
     lane: shape.bug?.startsWith("lane-") === true ? fc.constant(true) : fc.boolean(),
-    summaryBytes: fc.oneof({ weight: 2, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: fc.constantFrom(200, 2_000) }),
     bug: fc.constant(shape.bug ?? "none"),
     faults: fc.array(fc.oneof({ weight: 4, arbitrary: episode }, { weight: 1, arbitrary: single }), { maxLength: 6 }).map((groups) => groups.flat().sort((a, b) => a.atMs - b.atMs)),
   });
