@@ -1423,7 +1423,8 @@ class Step {
     const hot = unionDirty(s.meta.hot, extents);
     const grew = hot !== s.meta.hot;
     if (dirty !== s.meta.dirty || grew) s.meta = { ...s.meta, dirty, hot };
-    if (grew || (s.metaFailed && !(needs > s.metaDone))) {
+    // After a failed metadata write the marks in memory may not be durable: written again.
+    if (grew || (s.metaFailed && needs === 0)) {
       this.persist();
       needs = s.metaVersion;
     }
@@ -1504,7 +1505,8 @@ class Step {
     const s = this.s;
     const failing = s.held.filter((entry) => !entry.localOnly && entry.needs <= version);
     if (failing.length === 0) return;
-    s.held.splice(0, s.held.length, ...s.held.filter((entry) => !failing.includes(entry)));
+    const failed = new Set(failing);
+    s.held.splice(0, s.held.length, ...s.held.filter((entry) => !failed.has(entry)));
     for (const { id, extents } of failing) {
       this.unhold(extents.keys());
       this.out.push({ kind: "complete", id, result: error });
