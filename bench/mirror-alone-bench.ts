@@ -35,11 +35,13 @@ async function main(): Promise<void> {
   const scratch = mkdtempSync(join(tmpdir(), "tandem-alone-bench-"));
   try {
     await mirror.begin();
-    const enter = ["-t", String(mirror.daemons[0]!.child.pid), "-m", "--"];
+    const enter = ["nsenter", "-t", String(mirror.daemons[0]!.child.pid), "-m", "--"];
     const mirrored = join(mirror.nodes[0]!.dataDir, "table");
     const raw = join(scratch, "table");
-    const dd = (prefix: readonly string[], file: string, count: number, seek: number, truncate: boolean) =>
-      execFileSync(prefix.length > 0 ? "nsenter" : "dd", [...prefix, ...(prefix.length > 0 ? ["dd"] : []), "if=/dev/zero", `of=${file}`, "bs=1M", `count=${count}`, `seek=${seek}`, `conv=fsync${truncate ? "" : ",notrunc"}`, "status=none"]);
+    const dd = (prefix: readonly string[], file: string, count: number, seek: number, truncate: boolean) => {
+      const [command, ...args] = [...prefix, "dd", "if=/dev/zero", `of=${file}`, "bs=1M", `count=${count}`, `seek=${seek}`, `conv=fsync${truncate ? "" : ",notrunc"}`, "status=none"];
+      execFileSync(command!, args);
+    };
     process.stderr.write(`writing the ${mib} MiB file on both nodes, then n2 loses power\n`);
     dd(enter, mirrored, mib, 0, true);
     dd([], raw, mib, 0, true);
