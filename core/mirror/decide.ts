@@ -92,19 +92,33 @@ export function decide(a: Side, b: Side, defaultPrim: DefaultPrim, policy: Split
     if (newer.summary.held === true) return { primary: null, why: `${newer.node} has the newer data but waits for a resource (action wait)`, splitBrain: false };
     return eligible(newer) ? { primary: newer.node, why: `${newer.node} has the newer data`, splitBrain: false } : { primary: null, why: `${newer.node} has the newer data but is not up to date (an interrupted resync): waiting; primforce overrides`, splitBrain: false };
   }
-  // The same generation.
+  // The same generation. A node that kept running, or kept its page cache, may hold
+  // acknowledged writes the other lost in a restart: if it waits for a resource, so does
+  // the choice (electing the other would lose them).
+  const whole = [a, b].filter((side) => side.summary.consistent && side.summary.gen !== null && !side.summary.yielding);
+  const better = bestKept(whole);
+  if (better !== null && better.side.summary.held === true) return { primary: null, why: `${better.side.node} ${better.why} but waits for a resource (action wait)`, splitBrain: false };
   const candidates = [a, b].filter(eligible);
   if (candidates.length === 0) return { primary: null, why: "neither node is up to date: waiting; primforce overrides", splitBrain: false };
   if (candidates.length === 1) return { primary: candidates[0]!.node, why: `${candidates[0]!.node} is the one up to date`, splitBrain: false };
-  const continuous = candidates.filter((side) => side.summary.continuous);
-  if (continuous.length === 1) return { primary: continuous[0]!.node, why: `${continuous[0]!.node} kept running (the other restarted and may have lost what was not yet on disk)`, splitBrain: false };
-  const cacheKept = candidates.filter((side) => !side.summary.cacheLost);
-  if (cacheKept.length === 1) return { primary: cacheKept[0]!.node, why: `${cacheKept[0]!.node} kept its page cache (the other's host rebooted: what was not yet on disk may be gone)`, splitBrain: false };
+  const kept = bestKept(candidates);
+  if (kept !== null) return { primary: kept.side.node, why: `${kept.side.node} ${kept.why}`, splitBrain: false };
   if (defaultPrim.kind === "node" && (defaultPrim.node === a.node || defaultPrim.node === b.node)) return { primary: defaultPrim.node, why: `defaultprim=${defaultPrim.node}`, splitBrain: false };
   const wasPrimary = candidates.filter((side) => side.summary.lastRole === "ALONE" || side.summary.lastRole === "PRIM");
   if (wasPrimary.length === 1) return { primary: wasPrimary[0]!.node, why: `${wasPrimary[0]!.node} was primary last`, splitBrain: false };
   const first = a.node < b.node ? a : b;
   return { primary: first.node, why: `same data: ${first.node} by name`, splitBrain: false };
+}
+
+/** Of two sides of the same generation, the one whose tree may hold more: the only one
+ *  that kept running, else the only one that kept its page cache; null when neither. */
+function bestKept(sides: readonly Side[]): { readonly side: Side; readonly why: string } | null {
+  if (sides.length !== 2) return null;
+  const continuous = sides.filter((side) => side.summary.continuous);
+  if (continuous.length === 1) return { side: continuous[0]!, why: "kept running (the other restarted and may have lost what was not yet on disk)" };
+  const cacheKept = sides.filter((side) => !side.summary.cacheLost);
+  if (cacheKept.length === 1) return { side: cacheKept[0]!, why: "kept its page cache (the other's host rebooted: what was not yet on disk may be gone)" };
+  return null;
 }
 
 export interface ResyncPlan {

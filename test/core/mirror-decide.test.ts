@@ -254,6 +254,19 @@ describe("decide: properties over arbitrary meetings", () => {
     );
   });
 
+  it("at the same generation a node that kept running is never passed over because it is held: then nobody is named", () => {
+    fc.assert(
+      fc.property(sameGenerationArbitrary, fc.boolean(), fc.boolean(), defaultPrimArbitrary, policyArbitrary, (meeting, heldA, heldB, defaultPrim, policy) => {
+        const a = side("n1", { ...meeting.a.summary, held: heldA });
+        const b = side("n2", { ...meeting.b.summary, held: heldB });
+        fc.pre(a.summary.continuous !== b.summary.continuous);
+        const kept = a.summary.continuous ? a : b;
+        const verdict = decide(a, b, defaultPrim, policy);
+        expect(verdict.primary, describeMeeting({ pair: meeting.pair, a, b })).toBe(kept.summary.held === true ? null : kept.node);
+      }),
+    );
+  });
+
   it("at the same generation and otherwise equal, defaultprim names its node", () => {
     fc.assert(
       fc.property(sameGenerationArbitrary, fc.constantFrom("n1", "n2"), policyArbitrary, (meeting, node, policy) => {
@@ -315,6 +328,18 @@ describe("decide: cases", () => {
   it("a node held by a resource at the same generation leaves the role to the other; held both: nobody", () => {
     expect(decide(side("n1", summaryOf(history, { held: true, lastRole: "PRIM" })), side("n2", summaryOf(history)), alone, "changes").primary).toBe("n2");
     expect(decide(side("n1", summaryOf(history, { held: true })), side("n2", summaryOf(history, { held: true })), alone, "changes").primary).toBeNull();
+  });
+
+  it("a held node that kept running, facing one that restarted at the same generation: nobody (the restarted one may have lost acknowledged writes)", () => {
+    const held = summaryOf(history, { held: true, continuous: true });
+    const restarted = summaryOf(history, { lastRole: "PRIM", cacheLost: true });
+    const verdict = decide(side("n1", restarted), side("n2", held), { kind: "node", node: "n1" }, "changes");
+    expect(verdict.primary).toBeNull();
+    expect(verdict.why).toMatch(/n2 kept running .* but waits for a resource/);
+    const rebooted = decide(side("n1", restarted), side("n2", summaryOf(history, { held: true })), alone, "changes");
+    expect(rebooted.primary).toBeNull();
+    expect(rebooted.why).toMatch(/n2 kept its page cache .* but waits for a resource/);
+    expect(decide(side("n1", restarted), side("n2", summaryOf(history, { continuous: true })), alone, "changes").primary).toBe("n2");
   });
 
   it("a node that yields to one that is not up to date: nobody", () => {
