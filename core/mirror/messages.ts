@@ -76,7 +76,9 @@ export type MirrorMessage =
   | { readonly kind: "rep-ack"; readonly session: number; readonly seq: number; readonly result: DiskResult; readonly paths?: readonly string[] }
   /** One path of the resync; `prune`: remove what the secondary holds below it that the snapshot's children do not name. */
   | { readonly kind: "sync-path"; readonly session: number; readonly path: string; readonly snapshot: PathSnapshot; readonly prune: boolean }
-  | { readonly kind: "sync-path-ack"; readonly session: number; readonly path: string; readonly result: DiskResult }
+  /** `names`: other names, on the secondary, of files it had written through a name this
+   *  path's install took or rewrote (the primary sends them whole too). */
+  | { readonly kind: "sync-path-ack"; readonly session: number; readonly path: string; readonly result: DiskResult; readonly names?: readonly string[] }
   /** The resync is complete: the secondary takes the primary's generation once durable. */
   | { readonly kind: "sync-end"; readonly session: number; readonly gen: Gen; readonly history: readonly Gen[]; readonly upTo: number }
   | { readonly kind: "sync-done"; readonly session: number; readonly upTo: number }

@@ -176,6 +176,9 @@ type Tag =
   /** The other names of the file an intercepted unlink or rename takes a name from (held `id`). */
   | { readonly t: "other-names"; readonly id: number }
   | { readonly t: "install"; readonly session: number; readonly path: string; readonly last: boolean }
+  /** On a secondary, before an install: the other names of the file `path` names, for the
+   *  acknowledgement of the resync's path `of`. */
+  | { readonly t: "names-read"; readonly session: number; readonly of: string; readonly path: string }
   | { readonly t: "checkpoint"; readonly session: number }
   /** The tree made durable before this node's metadata says it is primary (flushInherited). */
   | { readonly t: "inherit-flush" }
@@ -241,6 +244,12 @@ interface Follow {
   applying: number;
   /** Counts unsync messages: a sync-end overtaken by one does not make this node up to date. */
   unsyncs: number;
+  /** The paths this node changed itself before it was attached (its dirty map then),
+   *  sorted; and those whose other names were asked for already (askNames). */
+  readonly own: readonly string[];
+  readonly asked: Set<string>;
+  /** Per path of the resync: other names of files it takes or writes, for its acknowledgement. */
+  readonly names: Map<string, Set<string>>;
 }
 
 export interface MirrorStats {
@@ -1101,7 +1110,7 @@ class Step {
     const verdict = decide({ node: s.config.self, summary: mine }, { node: s.config.peer, summary: peer }, s.config.defaultPrim, s.config.splitBrain);
     if (s.phase === "primary") {
       if (verdict.primary === s.config.self) {
-        if (s.link === null && (peer.role === "WAIT" || peer.role === "SECOND") && peer.attachable && s.app === "running") this.attach(peer);
+        if (s.link === null && (peer.role === "WAIT" || peer.role === "SECOND") && peer.attachable && (s.app === "running" || (s.app === "starting" && this.awaitingPeer()))) this.attach(peer);
         return;
       }
       // Both primary at the same generation is a handover in flight, not a split brain.
@@ -1404,15 +1413,6 @@ class Step {
       return;
     }
     let needs = 0;
-    if (s.genShared && s.link === null) {
-      // What it completes now is on this node only: its peer must not look as recent. (Not
-      // at the handover's loss: a stop that writes nothing more leaves the peer up to date.)
-      s.genShared = false;
-      const gen = nextGen(s.meta, s.config.self, s.peerGen);
-      this.log("warn", "mirror.new_generation", { gen, from: s.meta.gen, why: "a write before the peer follows, in a generation it has too" });
-      this.setMeta(withNewGen(s.meta, gen, "ALONE"));
-      needs = s.metaVersion;
-    }
     const marks = dirtyOf(op, s.config.blockSize);
     // Marked now, dispatched later: no checkpoint may clear these marks in between.
     for (const path of marks.keys()) s.pathHeld.set(path, (s.pathHeld.get(path) ?? 0) + 1);
@@ -1493,10 +1493,47 @@ class Step {
 
   drainHeld(): void {
     const s = this.s;
+    if (s.genShared && s.link === null && s.held.some((entry) => !entry.localOnly)) {
+      // Its peer may take over while it is not attached (its secondary, when the
+      // split-brain checker is on: cut off now, this node would write while the peer,
+      // losing it, goes on with the witness): what it would complete alone waits for the
+      // attach (made at once, start_prim running or not: evaluate), or for the peer's loss
+      // and the witness.
+      if (this.peerMayTakeOver()) {
+        if (s.app === "starting" && s.peerHello !== null && s.streamUp) this.evaluate();
+        return;
+      }
+      // What it completes now is on this node only: its peer must not look as recent. (Not
+      // at the handover's loss: a stop that writes nothing more leaves the peer up to date.)
+      s.genShared = false;
+      const gen = nextGen(s.meta, s.config.self, s.peerGen);
+      this.log("warn", "mirror.new_generation", { gen, from: s.meta.gen, why: "a write before the peer follows, in a generation it has too" });
+      this.setMeta(withNewGen(s.meta, gen, "ALONE"));
+      const first = s.held.find((entry) => !entry.localOnly)!;
+      first.needs = Math.max(first.needs, s.metaVersion);
+    }
     while (s.held.length > 0 && s.dispatching && s.accepting && !s.held[0]!.asking && s.held[0]!.needs <= s.metaDone) {
       const { id, op, extents, localOnly } = s.held.shift()!;
       this.dispatch(id, op, extents, localOnly);
     }
+  }
+
+  /** A primary whose generation its peer has too, the peer not attached: with the
+   *  split-brain checker on, a peer that beats may take over on losing it (a secondary, a
+   *  node taking the role over whose last beat said WAIT). Not one that is stopped, held by
+   *  a resource, not up to date or without data, nor one of another layout. */
+  peerMayTakeOver(): boolean {
+    const s = this.s;
+    if (s.config.witnesses.length === 0 || !s.peerAlive || s.peerBeatRole === "STOP" || s.mismatch !== null) return false;
+    const peer = s.peerHello;
+    return peer === null || (peer.held !== true && peer.consistent && peer.gen !== null);
+  }
+
+  /** Writes wait for the peer to follow (peerMayTakeOver): it is attached without waiting
+   *  for start_prim to end. */
+  awaitingPeer(): boolean {
+    const s = this.s;
+    return s.genShared && s.link === null && s.held.some((entry) => !entry.localOnly) && this.peerMayTakeOver();
   }
 
   /** The operations held for a metadata write up to `version` (or for none: their marks
@@ -1763,7 +1800,10 @@ class Step {
           this.log("warn", "mirror.install_failed", { path: tag.path, error: result });
         }
         // Installs complete in order: the path's own install, issued after its prunes, answers.
-        if (tag.last) this.send({ kind: "sync-path-ack", session: tag.session, path: tag.path, result });
+        if (!tag.last) return;
+        const names = follow.names.get(tag.path);
+        follow.names.delete(tag.path);
+        this.send({ kind: "sync-path-ack", session: tag.session, path: tag.path, result, ...(names === undefined ? {} : { names: [...names].sort() }) });
         return;
       }
       case "checkpoint": {
@@ -1805,6 +1845,7 @@ class Step {
       case "resync-read":
       case "prune-read":
       case "other-names":
+      case "names-read":
       case "preserve":
       case "tocheck":
         return;
@@ -1968,7 +2009,7 @@ class Step {
         this.syncPath(message.session, message.path, message.snapshot, message.prune);
         return;
       case "sync-path-ack":
-        this.syncPathAcked(message.session, message.path, message.result);
+        this.syncPathAcked(message.session, message.path, message.result, message.names ?? []);
         return;
       case "sync-end": {
         const follow = s.follow;
@@ -2079,7 +2120,8 @@ class Step {
     s.why = "";
     this.enterSecond();
     const preserving = message.preserve !== null && message.preserve.length > 0;
-    s.follow = { session: message.session, preserving, held: [], applying: 0, unsyncs: 0 };
+    const own = [...s.meta.dirty.keys()].sort();
+    s.follow = { session: message.session, preserving, held: [], applying: 0, unsyncs: 0, own, asked: new Set(), names: new Map() };
     s.yielding = false;
     s.fullsync = false;
     this.out.push({ kind: "timer-cancel", timer: "join" });
@@ -2095,11 +2137,33 @@ class Step {
     const s = this.s;
     const follow = s.follow;
     if (follow === null || follow.session !== session) return;
+    // A directory's install keeps what is below it (its prune, below, removes names).
+    this.askNames(follow, path, path, snapshot.kind !== "dir");
     if (prune && snapshot.kind === "dir") {
       this.out.push({ kind: "read", tag: this.tag({ t: "prune-read", session, path, snapshot }), path, blocks: [] });
       return;
     }
     this.out.push({ kind: "install", tag: this.tag({ t: "install", session, path, last: true }), path, snapshot });
+  }
+
+  /** What this node wrote through one name of a file is the file's, but was marked under
+   *  that name only. Before an install takes or rewrites such a name (`path`, and with
+   *  `below` the names under it), the file's other names are read, once per resync, and
+   *  given with the acknowledgement of `of`: the primary sends them whole too
+   *  (docs/mirror.md, "Hard links"). */
+  askNames(follow: Follow, of: string, path: string, below: boolean): void {
+    const excludes = excluderOf(this.s.config.notReplicated);
+    const ask = (each: string): void => {
+      if (follow.asked.has(each) || excludes(each)) return;
+      follow.asked.add(each);
+      this.out.push({ kind: "read", tag: this.tag({ t: "names-read", session: follow.session, of, path: each }), path: each, blocks: [] });
+    };
+    const own = follow.own;
+    let index = lowerBound(own, path);
+    if (own[index] === path) ask(path);
+    if (!below) return;
+    const prefix = path === "" ? "" : `${path}/`;
+    for (index = lowerBound(own, prefix); index < own.length && own[index]!.startsWith(prefix); index++) ask(own[index]!);
   }
 
   readDone(tagId: number, result: PathSnapshot | DiskError): void {
@@ -2115,6 +2179,16 @@ class Step {
       this.otherNames(tag.id, result);
       return;
     }
+    if (tag.t === "names-read") {
+      const follow = s.follow;
+      if (follow === null || follow.session !== tag.session) return;
+      const links = typeof result !== "string" && result.kind === "file" ? (result.links ?? []) : [];
+      if (links.length === 0) return;
+      const names = follow.names.get(tag.of) ?? new Set<string>();
+      for (const each of links) names.add(each);
+      follow.names.set(tag.of, names);
+      return;
+    }
     if (tag.t === "prune-read") {
       const follow = s.follow;
       if (follow === null || follow.session !== tag.session) return;
@@ -2125,6 +2199,7 @@ class Step {
         const childPath = tag.path === "" ? child : `${tag.path}/${child}`;
         // What this node does not replicate is its own.
         if (excludes(childPath)) continue;
+        this.askNames(follow, tag.path, childPath, true);
         this.out.push({ kind: "install", tag: this.tag({ t: "install", session: tag.session, path: tag.path, last: false }), path: childPath, snapshot: { kind: "absent" } });
       }
       this.out.push({ kind: "install", tag: this.tag({ t: "install", session: tag.session, path: tag.path, last: true }), path: tag.path, snapshot: tag.snapshot });
@@ -2334,6 +2409,8 @@ class Step {
     this.send({ kind: "attach", session, full: plan.full, preserve: plan.preserve, label: `splitbrain-${peer.gen ?? "none"}-${s.config.peer}` });
     this.out.push({ kind: "timer-arm", timer: "checkpoint", afterMs: s.config.checkpointMs });
     this.pumpResync();
+    // Writes held until the peer follows (peerMayTakeOver) go now, to both.
+    this.drainHeld();
   }
 
   pumpResync(): void {
@@ -2385,10 +2462,12 @@ class Step {
     }
   }
 
-  syncPathAcked(session: number, path: string, result: DiskResult): void {
+  syncPathAcked(session: number, path: string, result: DiskResult, names: readonly string[]): void {
     const s = this.s;
     const link = s.link;
     if (link === null || link.session !== session) return;
+    // Other names of files the secondary wrote through a name this path took or rewrote.
+    for (const name of names) this.plan(link, name, { all: true, blocks: new Set() });
     const left = (link.sending.get(path) ?? 1) - 1;
     if (result !== null) {
       // What this snapshot carried is not on the peer, and the acknowledgement does not say
@@ -2618,6 +2697,8 @@ class Step {
         s.peerBeatGen = message.gen;
         s.peerBeatRole = message.role;
         s.peerResources = message.resources ?? [];
+        // Writes held for a peer that could take over: not any more once it no longer could.
+        if (s.phase === "primary" && s.genShared && s.link === null) this.drainHeld();
         // Undecided with a peer that beats: its summary is missing or older than this beat.
         if (this.undecided()) {
           if (s.peerHello === null || s.peerHello.gen !== message.gen || isPrimaryRole(s.peerHello.role) !== isPrimaryRole(message.role)) this.askHello();
@@ -2714,7 +2795,8 @@ class Step {
       this.handoverLost("the peer is lost");
       return;
     }
-    if (s.phase === "primary" && (s.link !== null || s.fence !== null)) {
+    // Not attached yet, in a generation the peer has too: the peer may be going on.
+    if (s.phase === "primary" && (s.link !== null || s.fence !== null || (s.genShared && s.config.witnesses.length > 0))) {
       s.link = null;
       s.fence = null;
       s.dispatching = false;
@@ -2831,3 +2913,15 @@ class Step {
 }
 
 export type { MirrorMeta } from "./meta.ts";
+
+/** The first index of `sorted` whose string is not below `key`. */
+function lowerBound(sorted: readonly string[], key: string): number {
+  let low = 0;
+  let high = sorted.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (sorted[middle]! < key) low = middle + 1;
+    else high = middle;
+  }
+  return low;
+}

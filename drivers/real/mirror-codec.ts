@@ -358,7 +358,7 @@ const message = variants<MirrorMessage>({
   rep: { session: count, seq: count, op },
   "rep-ack": { session: count, seq: count, result, paths: optional(list(path, opPathCountMax)) },
   "sync-path": { session: count, path, snapshot, prune: flag },
-  "sync-path-ack": { session: count, path, result },
+  "sync-path-ack": { session: count, path, result, names: optional(list(path, entryCountMax)) },
   "sync-end": { session: count, gen, history, upTo: count },
   "sync-done": { session: count, upTo: count },
   unsync: { session: count },

@@ -33,3 +33,33 @@ describe("a swap whose handover is lost", () => {
     });
   }
 });
+
+// With the split-brain checker on, a new primary whose peer does not follow yet (elected,
+// or handed the role) must not complete anything alone while that peer beats as its
+// secondary: cut off at that moment, it would write in a generation of its own while the
+// peer, losing it, takes over (the witness answering the peer): two primaries (the fuzzer
+// found it). Its writes wait for the attach, or for the peer's loss and the witness.
+describe("a new primary cut off before its peer follows, the witness on", () => {
+  for (const lane of [false, true]) {
+    it(`completes nothing alone; the peer takes over (lane ${lane ? "on" : "off"})`, () => {
+      const world = syncedWorld({ seed: 37, witness: true, lane });
+      expect(write(world, { kind: "create", path: "before-swap", mode: 0o644 })).toBeNull();
+      world.command("n1", "swap");
+      expect(world.runUntilCondition(() => world.node("n2").runtime!.state.phase === "primary", world.nowMs + 5_000, 0.05)).toBe(true);
+      // n2 now runs start_prim; its peer does not follow yet. Its cable goes out.
+      expect(world.node("n2").runtime!.state.link).toBeNull();
+      world.isolate("n2");
+      let answer: string | null | undefined;
+      world.submit({ kind: "create", path: "while-cut-off", mode: 0o644 }, (result) => (answer = result));
+      expect(world.runUntilCondition(() => world.node("n1").role === "ALONE", world.nowMs + 5_000)).toBe(true);
+      world.runFor(1_000);
+      // Not acknowledged by the node cut off (it failed, or never answered).
+      expect(answer).not.toBeNull();
+      expect(world.node("n2").role).not.toBe("ALONE");
+      expect(write(world, { kind: "create", path: "after", mode: 0o644 })).toBeNull();
+      world.healAll();
+      expect(world.runUntilCondition(() => inSync(world), world.nowMs + 30_000)).toBe(true);
+      expect(world.violations).toEqual([]);
+    });
+  }
+});

@@ -63,6 +63,29 @@ describe("hard links in a mirror", () => {
     expect(world.violations).toEqual([]);
   });
 
+  it("resends the file a returning node wrote through a name its peer never had", () => {
+    // n1 links f to g and writes through g, applied on n1 only (the peer cut off), and its
+    // service dies. n2 takes over without g. Back, n1 is resynced: g goes (n2 has none), but
+    // what went through g is f's on n1, marked under g only: f must be resent too.
+    const world = syncedWorld({ seed: 35, lane: false });
+    for (const op of [{ kind: "create", path: "f", mode: 0o644 }, { kind: "write", path: "f", offset: 0, data: fill(1, 20_000) }, { kind: "fsync", path: null }] as DiskOp[]) expect(write(world, op)).toBeNull();
+    // Nothing marked any more (the activity log's extents too): only what follows counts.
+    expect(world.runUntilCondition(() => world.node("n1").runtime!.state.meta.dirty.size === 0 && world.node("n1").runtime!.state.meta.hot.size === 0, world.nowMs + 20_000)).toBe(true);
+    world.partition();
+    for (const op of [link("f", "g"), { kind: "write", path: "g", offset: 4_096, data: fill(9, 8_192) }] as DiskOp[]) world.submit(op, () => {});
+    world.runFor(50);
+    expect(bytesOn(world, "n1", "f")![5_000]).toBe(9);
+    world.crash("n1");
+    expect(world.runUntilCondition(() => world.node("n2").role === "ALONE", world.nowMs + 5_000)).toBe(true);
+    world.heal();
+    world.restart("n1");
+    expect(world.runUntilCondition(() => world.node("n1").role === "SECOND" && inSync(world), world.nowMs + 30_000)).toBe(true);
+    expect(bytesOn(world, "n1", "f")![5_000]).toBe(1);
+    expect(bytesOn(world, "n1", "f")).toEqual(bytesOn(world, "n2", "f"));
+    expect(bytesOn(world, "n1", "g")).toBeNull();
+    expect(world.violations).toEqual([]);
+  });
+
   it("refuses with EXDEV a second name across the line between replicated and not", () => {
     const world = new MirrorWorld({ seed: 34, lane: false, notReplicated: [{ path: "tmp", regex: null, inverted: false }] });
     world.powerOn("n1");
