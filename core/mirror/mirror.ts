@@ -122,7 +122,7 @@ export type MirrorInput =
   | { readonly kind: "hold"; readonly why: string | null }
   | { readonly kind: "lane-report"; readonly report: LaneReport };
 
-export type MirrorTimer = "pulse" | "join" | "checkpoint" | "retry" | "grace";
+export type MirrorTimer = "pulse" | "join" | "checkpoint" | "retry" | "grace" | "meta-retry";
 
 export type MirrorEffect =
   | { readonly kind: "load-meta" }
@@ -278,6 +278,8 @@ export interface Mirror {
   /** The last metadata write failed: the marks in memory may not be durable, so the next
    *  operation writes them again, whatever it marks. */
   metaFailed: boolean;
+  /** What waits for the metadata to be durable after a failed write (whenDurable). */
+  metaRetry: ((step: Step) => void)[];
   metaWaiters: { version: number; then: (step: Step) => void }[];
   /** The tag of the flush a node becoming primary waits for before its metadata is
    *  written (flushInherited), or null; `metaDeferred`: a write waits for it. */
@@ -423,6 +425,7 @@ export function initMirror(config: MirrorConfig, incarnation: number, bootId: st
     metaVersion: 0,
     metaDone: 0,
     metaFailed: false,
+    metaRetry: [],
     metaWaiters: [],
     inheritFlush: null,
     metaDeferred: false,
@@ -577,6 +580,27 @@ class Step {
   setMeta(meta: MirrorMeta, then?: (step: Step) => void): void {
     this.s.meta = meta;
     this.persist(then);
+  }
+
+  /** setMeta for a continuation that needs the metadata durable (a new generation this
+   *  node will act on alone): after a failed write, the metadata is written again every
+   *  retryMs, and `then` waits for one that succeeds. */
+  setMetaDurably(meta: MirrorMeta, then: (step: Step) => void): void {
+    this.setMeta(meta, (step) => step.whenDurable(then));
+  }
+
+  whenDurable(then: (step: Step) => void): void {
+    const s = this.s;
+    // The latest write done failed: the metadata on disk may be older than this node acts on.
+    if (!s.metaFailed) {
+      then(this);
+      return;
+    }
+    if (s.metaRetry.length === 0) {
+      this.log("error", "mirror.meta_retry", { gen: s.meta.gen, afterMs: s.config.retryMs });
+      this.out.push({ kind: "timer-arm", timer: "meta-retry", afterMs: s.config.retryMs });
+    }
+    s.metaRetry.push(then);
   }
 
   setVip(up: boolean): void {
@@ -959,6 +983,9 @@ class Step {
         s.phase = "loading";
         s.starts += 1;
         s.checking = null;
+        // Continuations of the service before (each would check its phase, but a new
+        // promotion's would look like theirs).
+        s.metaRetry = [];
         s.continuous = false;
         s.attachable = true;
         s.yielding = false;
@@ -1158,7 +1185,9 @@ class Step {
     const gen = nextGen(s.meta, s.config.self, s.peerGen);
     const base = s.meta.gen === null ? gen : s.meta.dirtyBase;
     this.log("warn", "mirror.new_generation", { gen, from: s.meta.gen, why });
-    this.setMeta({ ...withNewGen(s.meta, gen, "ALONE"), consistent: true, dirtyBase: base }, (step) => {
+    // Not primary before the new generation is durable: back from a crash with the older
+    // one, this node would not look ahead of its peer, its writes lost to a resync.
+    this.setMetaDurably({ ...withNewGen(s.meta, gen, "ALONE"), consistent: true, dirtyBase: base }, (step) => {
       if (s.phase === "promoting") step.becomePrimary(false);
     });
   }
@@ -2666,6 +2695,13 @@ class Step {
         }
         return;
       }
+      case "meta-retry": {
+        const waiting = s.metaRetry.splice(0);
+        if (waiting.length > 0) this.persist((step) => {
+          for (const then of waiting) step.whenDurable(then);
+        });
+        return;
+      }
       case "retry":
         if (s.link !== null && !s.link.inSync) {
           s.link.requeue.push(...s.link.deferred);
@@ -2875,7 +2911,8 @@ class Step {
     s.genShared = false;
     const gen = nextGen(s.meta, s.config.self, s.peerGen);
     this.log("warn", "mirror.new_generation", { gen, from: s.meta.gen, why });
-    this.setMeta(withNewGen(s.meta, gen, "ALONE"), (step) => {
+    // Nothing completes alone before the new generation is durable (as for promote).
+    this.setMetaDurably(withNewGen(s.meta, gen, "ALONE"), (step) => {
       if (s.phase !== "primary") return;
       // The peer may have been attached again meanwhile: what was dispatched before belongs to no session.
       s.dispatching = true;

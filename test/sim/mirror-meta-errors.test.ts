@@ -30,6 +30,34 @@ describe("the primary's metadata write failing", () => {
     });
   }
 
+  it("completes nothing alone before the new generation is durable: its write failing, the primary writes it again until it succeeds", () => {
+    const world = syncedWorld({ seed: 63, lane: false, failover: true });
+    expect(write(world, { kind: "create", path: "f", mode: 0o644 })).toBeNull();
+    // The peer goes; the primary's first write of its new generation fails.
+    world.powerOff("n2");
+    const n1 = world.node("n1");
+    n1.disk.failNext("persistMeta", "ENOSPC");
+    const gen = n1.runtime!.state.meta.gen;
+    let answer: DiskResult | "unreachable" | undefined;
+    world.submit({ kind: "write", path: "f", offset: 0, data: new Uint8Array(10).fill(7) }, (result) => (answer = result));
+    expect(world.runUntilCondition(() => n1.runtime!.state.meta.gen !== gen, world.nowMs + 5_000, 0.05)).toBe(true);
+    world.runFor(200);
+    // Not completed on the strength of a generation the disk does not have.
+    expect(answer === undefined || answer === "ENOSPC").toBe(true);
+    expect(n1.disk.durableMeta()!.gen).toBe(gen);
+    expect(world.logs.some((each) => each.node === "n1" && each.entry.event === "mirror.meta_retry")).toBe(true);
+    // Written again a second later: the node goes on alone.
+    expect(world.runUntilCondition(() => n1.role === "ALONE" && n1.readiness === "Ready", world.nowMs + 5_000)).toBe(true);
+    expect(n1.disk.durableMeta()!.gen).toBe(n1.runtime!.state.meta.gen);
+    expect(n1.disk.durableMeta()!.gen).not.toBe(gen);
+    expect(write(world, { kind: "write", path: "f", offset: 0, data: new Uint8Array(10).fill(8) })).toBeNull();
+    world.powerOn("n2");
+    expect(settle(world)).toBe(true);
+    checkFinal(world);
+    expect(world.node("n2").disk.fileBytes("f")).toEqual(new Uint8Array(10).fill(8));
+    expect(world.violations).toEqual([]);
+  });
+
   it("leaves nothing applied here without its marks: a crash before the peer heard, then a resync from the peer, ends with the trees alike", () => {
     const world = syncedWorld({ seed: 62, lane: false, failover: true });
     expect(write(world, { kind: "fsync", path: null })).toBeNull();
