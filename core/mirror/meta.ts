@@ -425,7 +425,8 @@ function entryJsonBytes(path: string, entry: FileDirty): number {
  *  message larger than a frame and resets the connection): the nodes would never pair. */
 export function coarsenToFit(dirty: DirtyMap, budgetBytes: number): DirtyMap {
   let bytes = dirtyJsonBytes(dirty);
-  if (bytes <= budgetBytes) return dirty;
+  // An empty map cannot be made smaller (the folding below would never end on it).
+  if (bytes <= budgetBytes || dirty.size === 0) return dirty;
   const out = new Map(dirty);
   const byBlocks = [...out].filter(([, entry]) => !entry.all && entry.blocks.size > 0).sort(([a, x], [b, y]) => y.blocks.size - x.blocks.size || (a < b ? -1 : 1));
   for (const [path, entry] of byBlocks) {
