@@ -1522,7 +1522,7 @@ class Step {
 
   drainHeld(): void {
     const s = this.s;
-    if (s.genShared && s.link === null && s.held.some((entry) => !entry.localOnly)) {
+    if (this.writesAloneInSharedGen()) {
       // Its peer may take over while it is not attached (its secondary, when the
       // split-brain checker is on: cut off now, this node would write while the peer,
       // losing it, goes on with the witness): what it would complete alone waits for the
@@ -1561,8 +1561,14 @@ class Step {
   /** Writes wait for the peer to follow (peerMayTakeOver): it is attached without waiting
    *  for start_prim to end. */
   awaitingPeer(): boolean {
+    return this.writesAloneInSharedGen() && this.peerMayTakeOver();
+  }
+
+  /** A replicated operation is held while this primary has no secondary attached, in a
+   *  generation its peer has too: completed now, it would be on this node only. */
+  writesAloneInSharedGen(): boolean {
     const s = this.s;
-    return s.genShared && s.link === null && s.held.some((entry) => !entry.localOnly) && this.peerMayTakeOver();
+    return s.genShared && s.link === null && s.held.some((entry) => !entry.localOnly);
   }
 
   /** The operations held for a metadata write up to `version` (or for none: their marks
