@@ -287,7 +287,11 @@ export class MirrorClients {
         if (entry?.kind === "file" && entry.names !== undefined) {
           entry.names.delete(op.from);
           entry.names.add(op.to);
-          entry.everNames?.add(op.to);
+        }
+        // Its old name too: a split brain's loser that wrote through it keeps it aside there.
+        if (entry?.kind === "file") {
+          entry.everNames ??= new Set([op.from]);
+          entry.everNames.add(op.to);
         }
         model.set(op.from, null);
         model.set(op.to, entry);

@@ -1,6 +1,7 @@
 // Fault plans that the fuzzer found with seeds other than CI's (1001, 1002), each a broken
-// guarantee that the core had had for a while; kept as found (not shrunk). Replay one
-// with `npm run sim -- --module mirror --replay TOKEN --trace` (encodeMirrorPlan).
+// guarantee that the core had had for a while, or a false report of the checker; kept as
+// found (not shrunk). Replay one with `npm run sim -- --module mirror --replay TOKEN
+// --trace` (encodeMirrorPlan).
 
 import { describe, expect, it } from "vitest";
 import { runMirrorPlan, type MirrorPlan } from "../../drivers/sim/mirror-plan.ts";
@@ -17,6 +18,10 @@ const found: readonly [string, MirrorPlan][] = [
   [
     "M3: elected while cut off, before its peer followed, a primary wrote alone as the peer took over with the witness",
     {"kind": "mirror", "seed": 20, "witness": true, "ack": "applied", "tornWrites": true, "failover": true, "lane": false, "bug": "none", "faults": [{"atMs": 1611, "verb": "hold", "node": "n1"}, {"atMs": 1720, "verb": "partition", "node": "n1"}, {"atMs": 1767, "verb": "release", "node": "n1"}, {"atMs": 3400, "verb": "heal", "node": "n1"}, {"atMs": 13251, "verb": "hold", "node": "n1"}, {"atMs": 13385, "verb": "release", "node": "n1"}]},
+  ],
+  [
+    "checker: a split brain's loser wrote through a name the winner then renamed; kept aside under that old name, not lost",
+    {"kind": "mirror", "seed": 2644906799, "witness": false, "ack": "applied", "tornWrites": true, "failover": true, "lane": true, "bug": "none", "faults": [{"atMs": 17056, "verb": "partition", "node": "n2"}, {"atMs": 20327, "verb": "heal", "node": "n2"}]},
   ],
 ];
 
