@@ -15,8 +15,11 @@
 //    the lane: every unfinished operation goes back to the core in the order applied here,
 //    and the core takes each as intercepted (applying one again is harmless: the same data
 //    at the same place, nothing written between).
-//  - A harvest (at each checkpoint) disarms every extent and reports the marks of the
-//    writes completed since the last report and the paths written, finished or not.
+//  - A harvest (at each checkpoint) reports the marks of the writes completed since the
+//    last report and the paths written, finished or not, with their extents; it leaves
+//    armed only those extents (within what was armed) and those armed since the last
+//    report, and disarms the rest. The core keeps hot, at every clear, what the lane may
+//    still write into (`armed` in mirror.ts).
 //  - Off, it reports once, stopped, with everything above.
 
 import type { DiskOp } from "./disk-ops.ts";
@@ -47,7 +50,8 @@ export interface LanePort {
   on(session: number, epoch: number): void;
   /** Stops the lane; one stopped report follows (also when it had stopped on its own). */
   off(): void;
-  /** A report follows, and every extent is disarmed. */
+  /** A report follows; the extents it names as written, and those armed since the last
+   *  report, stay armed; the rest are disarmed. */
   harvest(): void;
   /** Writes to these extents of `path` (or anywhere in it: "all") may go on the lane
    *  (their marks are durable). */

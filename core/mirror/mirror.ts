@@ -88,8 +88,9 @@ export interface MirrorConfig {
    *  summaryDirtyBytesMax, meta.ts): past it the summary names coarser marks. */
   readonly summaryDirtyBytesMax?: number;
   /** Test-only: a bug the simulator must catch. early-ack: complete an operation once
-   *  applied locally, without waiting for the peer. */
-  readonly plantedBug?: "early-ack";
+   *  applied locally, without waiting for the peer; clear-drops-armed: a clear keeps hot
+   *  only what was written lately, not what the lane may still write into. */
+  readonly plantedBug?: "early-ack" | "clear-drops-armed";
 }
 
 export type MirrorCommand = "start" | "stop" | "prim" | "primforce" | "second" | "swap" | "restart";
@@ -342,8 +343,19 @@ export interface Mirror {
    *  role leaves the decision to the hellos again). */
   handedOver: number | null;
   /** The primary's lane: opening (lane-open sent), on (the driver admits), stopping (its
-   *  stopped report awaited: until then the core does not know every operation applied). */
-  lane: { readonly session: number; readonly epoch: number; state: "opening" | "on" | "stopping" } | null;
+   *  stopped report awaited: until then the core does not know every operation applied).
+   *  `armed`: what the lane may have armed (what it was told since it opened; at a
+   *  harvest's report, what that report says it wrote, with what it was told since the
+   *  harvest before: `armedBefore`, between the two harvests, and `armedSince`, after the
+   *  last): a clear keeps all of it hot (keepHot). */
+  lane: {
+    readonly session: number;
+    readonly epoch: number;
+    state: "opening" | "on" | "stopping";
+    armed: Map<string, Set<number> | "all">;
+    armedBefore: Map<string, Set<number> | "all">;
+    armedSince: Map<string, Set<number> | "all">;
+  } | null;
   nextLaneEpoch: number;
   /** After a lane stopped on its own, none opens before this time. */
   laneRetryMs: number;
@@ -1633,14 +1645,12 @@ class Step {
     // Its marks are durable (dispatched after them): the lane may write there from now on
     // (into the whole of a file created or truncated since the last clear: its next writes).
     if (localOnly) return;
-    if (s.lane !== null && s.lane.state === "on" && (op.kind === "create" || op.kind === "truncate") && s.meta.hot.get(op.path)?.all === true) {
-      this.out.push({ kind: "lane-arm", path: op.path, extents: "all" });
-    }
-    if (s.lane !== null && s.lane.state === "on" && op.kind === "write") {
-      if (s.meta.hot.get(op.path)?.all === true) this.out.push({ kind: "lane-arm", path: op.path, extents: "all" });
+    if ((op.kind === "create" || op.kind === "truncate") && s.meta.hot.get(op.path)?.all === true) this.armLane(op.path, "all");
+    if (op.kind === "write") {
+      if (s.meta.hot.get(op.path)?.all === true) this.armLane(op.path, "all");
       else {
         const extents = extentsOfWrite(op, s.config.blockSize, s.config.hotExtentBlocks);
-        if (extents.length > 0) this.out.push({ kind: "lane-arm", path: op.path, extents });
+        if (extents.length > 0) this.armLane(op.path, extents);
       }
     }
   }
@@ -1704,7 +1714,7 @@ class Step {
       this.send({ kind: "lane-close", session: lane.session, epoch: lane.epoch });
     }
     if (s.lane === null && wanted && this.now >= s.laneRetryMs) {
-      const lane = { session: s.link!.session, epoch: s.nextLaneEpoch++, state: "opening" as const };
+      const lane = { session: s.link!.session, epoch: s.nextLaneEpoch++, state: "opening" as const, armed: new Map(), armedBefore: new Map(), armedSince: new Map() };
       s.lane = lane;
       this.send({ kind: "lane-open", session: lane.session, epoch: lane.epoch });
     }
@@ -1741,6 +1751,21 @@ class Step {
       for (const path of marks.keys()) s.pathSeq.set(path, seq);
     }
     for (const [path, extents] of report.touched) this.touchHot(path, extents.length === 0 ? "all" : extents);
+    // A harvest left armed what the lane wrote since its last report (within what was
+    // armed) and what it was told to arm since (core/mirror/lane.ts).
+    const harvested = s.lane;
+    if (!report.stopped && harvested !== null && harvested.epoch === report.epoch && harvested.state === "on") {
+      const armed = new Map<string, Set<number> | "all">();
+      for (const [path, extents] of report.touched) {
+        const was = harvested.armed.get(path);
+        const kept = was === undefined ? [] : was === "all" ? extents : extents.filter((extent) => was.has(extent));
+        if (kept.length > 0) addArmed(armed, path, kept);
+      }
+      for (const told of [harvested.armedBefore, harvested.armedSince]) {
+        for (const [path, extents] of told) addArmed(armed, path, extents === "all" ? "all" : [...extents]);
+      }
+      harvested.armed = armed;
+    }
     s.stats.laneOps += report.completed;
     s.stats.completed += report.completed;
     s.stats.replicatedOps += report.completed;
@@ -2566,6 +2591,14 @@ class Step {
     }
   }
 
+  /** Lets the lane write into these extents of `path` (hot and durable), when it is on. */
+  armLane(path: string, extents: readonly number[] | "all"): void {
+    const lane = this.s.lane;
+    if (lane === null || lane.state !== "on") return;
+    this.out.push({ kind: "lane-arm", path, extents });
+    for (const map of [lane.armed, lane.armedSince]) addArmed(map, path, extents);
+  }
+
   /** `path` is written now, into these hot extents (or as a whole). */
   touchHot(path: string, extents: Iterable<number> | "all"): void {
     const s = this.s;
@@ -2585,14 +2618,6 @@ class Step {
     const pending = (path: string) => (s.pathSeq.get(path) ?? 0) > upTo || s.pathHeld.has(path);
     const dirty = filterDirty(s.meta.dirty, pending);
     const hot = this.keepHot(pending);
-    // The extents an active file keeps hot stay durable: the lane may write there again
-    // at once (a harvest disarmed them) rather than after one more write through here.
-    if (s.lane?.state === "on") {
-      for (const path of s.hotTouched) {
-        const entry = hot.get(path);
-        if (entry !== undefined && (entry.all || entry.blocks.size > 0)) this.out.push({ kind: "lane-arm", path, extents: entry.all ? "all" : [...entry.blocks] });
-      }
-    }
     s.hotTouched.clear();
     if (dirty === s.meta.dirty && hot === s.meta.hot && !rebase) return;
     for (const [path, seq] of s.pathSeq) if (seq <= upTo) s.pathSeq.delete(path);
@@ -2600,8 +2625,9 @@ class Step {
   }
 
   /** The hot map a clear leaves: a pending path's whole entry; of a path written since
-   *  the last clear, the extents written within hotKeepClears checkpoint periods; nothing
-   *  of the others (the same map when nothing goes). */
+   *  the last clear, the extents written within hotKeepClears checkpoint periods; every
+   *  extent the lane may write into (armed: it must stay durable, however long the flush
+   *  before this clear took); nothing of the others (the same map when nothing goes). */
   keepHot(pending: (path: string) => boolean): DirtyMap {
     const s = this.s;
     const keepMs = hotKeepClears * s.config.checkpointMs;
@@ -2615,8 +2641,9 @@ class Step {
     for (const [path, entry] of s.meta.hot) {
       if (pending(path)) continue;
       const seen = s.hotTouched.has(path) ? s.hotSeen.get(path) : undefined;
-      if (seen?.has(wholeEntry) === true) continue;
-      const recent = seen === undefined ? [] : [...seen.keys()];
+      const armed = s.config.plantedBug === "clear-drops-armed" ? undefined : s.lane?.armed.get(path);
+      if (seen?.has(wholeEntry) === true || armed === "all") continue;
+      const recent = [...(seen?.keys() ?? []), ...(armed ?? [])];
       const blocks = new Set(entry.all ? recent : recent.filter((extent) => entry.blocks.has(extent)));
       if (!entry.all && blocks.size > 0 && blocks.size === entry.blocks.size) continue;
       out ??= new Map(s.meta.hot);
@@ -2672,6 +2699,8 @@ class Step {
           if (lane?.state === "on") {
             // What the lane completed is flushed with the rest: its report first.
             link.checkpoint = { upTo: 0, local: false, peer: false, harvesting: true };
+            lane.armedBefore = lane.armedSince;
+            lane.armedSince = new Map();
             this.out.push({ kind: "lane", action: "harvest" });
           } else {
             this.startFlush(link);
@@ -2956,6 +2985,19 @@ class Step {
 }
 
 export type { MirrorMeta } from "./meta.ts";
+
+/** Adds extents (or the whole path) to a map of armed extents. */
+function addArmed(map: Map<string, Set<number> | "all">, path: string, extents: readonly number[] | "all"): void {
+  const armed = map.get(path);
+  if (armed === "all") return;
+  if (extents === "all") {
+    map.set(path, "all");
+    return;
+  }
+  const set = armed ?? new Set<number>();
+  for (const extent of extents) set.add(extent);
+  map.set(path, set);
+}
 
 /** The first index of `sorted` whose string is not below `key`. */
 function lowerBound(sorted: readonly string[], key: string): number {

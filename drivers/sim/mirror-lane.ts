@@ -86,6 +86,8 @@ export class SimLane implements LanePort {
   #lastEpoch: number | null = null;
   #connected = false;
   readonly #armed = new Map<string, Set<number> | "all">();
+  /** What the core armed since the last report (it stays armed through the next harvest). */
+  readonly #armedSinceReport = new Map<string, Set<number> | "all">();
   /** Admitted and unfinished, in the order applied here. */
   #flights: Flight[] = [];
   #marks: DirtyMap = emptyDirty;
@@ -279,6 +281,7 @@ export class SimLane implements LanePort {
     this.#on = { session, epoch };
     this.#lastEpoch = epoch;
     this.#armed.clear();
+    this.#armedSinceReport.clear();
     this.#habits.clear();
   }
 
@@ -291,19 +294,31 @@ export class SimLane implements LanePort {
   }
 
   harvest(): void {
-    this.#armed.clear();
-    this.#deliver(this.#take(false, "", []));
+    const report = this.#take(false, "", []);
+    // What it wrote, or was armed, since its last report stays armed (the core keeps it
+    // hot); the rest goes.
+    for (const [path, armed] of [...this.#armed]) {
+      const wrote = report.touched.get(path) ?? [];
+      const told = this.#armedSinceReport.get(path);
+      if (told === "all") continue;
+      const kept = new Set([...(armed === "all" ? wrote : wrote.filter((extent) => armed.has(extent))), ...(told ?? [])]);
+      if (kept.size === 0) this.#armed.delete(path);
+      else this.#armed.set(path, kept);
+    }
+    this.#armedSinceReport.clear();
+    this.#deliver(report);
   }
 
   arm(path: string, extents: readonly number[] | "all"): void {
     if (this.#on === null) return;
-    const armed = this.#armed.get(path) ?? new Set<number>();
-    if (extents === "all" || armed === "all") {
-      this.#armed.set(path, "all");
-      return;
+    for (const map of [this.#armed, this.#armedSinceReport]) {
+      const armed = map.get(path) ?? new Set<number>();
+      if (extents === "all" || armed === "all") map.set(path, "all");
+      else {
+        for (const extent of extents) armed.add(extent);
+        map.set(path, armed);
+      }
     }
-    for (const extent of extents) armed.add(extent);
-    this.#armed.set(path, armed);
   }
 
   follow(lane: { readonly session: number; readonly epoch: number } | null): void {
@@ -320,6 +335,7 @@ export class SimLane implements LanePort {
     this.#flights = [];
     this.#on = null;
     this.#armed.clear();
+    this.#armedSinceReport.clear();
     this.#habits.clear();
     this.#withCore += resubmit.length;
     this.#deliver(this.#take(true, why, resubmit));

@@ -505,6 +505,7 @@ void Lane::On(uint64_t session, uint64_t epoch, const std::string& host, int por
   session_ = session;
   epoch_ = static_cast<int64_t>(epoch);
   armed_.clear();
+  armedSinceReport_.clear();
   habits_.clear();
   uint64_t generation = ++generation_;
   // Detached: it ends with its connection, and keeps the lane alive until then.
@@ -786,6 +787,7 @@ void Lane::HaltLocked(LaneReport& report) {
   ready_ = false;
   generation_++;
   armed_.clear();
+  armedSinceReport_.clear();
   habits_.clear();
   if (socket_ >= 0) shutdown(socket_, SHUT_RDWR);
   socket_ = -1;
@@ -830,14 +832,38 @@ LaneReport Lane::Off() {
 
 LaneReport Lane::Harvest() {
   std::lock_guard<std::mutex> lock(mutex_);
-  armed_.clear();
-  return TakeLocked(false, "");
+  LaneReport report = TakeLocked(false, "");
+  // What it wrote, or was armed, since its last report stays armed (the core keeps those
+  // extents hot at the clear this harvest leads to); the rest is disarmed. A file written
+  // steadily keeps its lane across checkpoints, where disarming everything sent every write
+  // of the flush's time through the core.
+  for (auto armed = armed_.begin(); armed != armed_.end();) {
+    auto wrote = report.touched.find(armed->first);
+    auto told = armedSinceReport_.find(armed->first);
+    std::set<uint64_t> kept;
+    if (told != armedSinceReport_.end()) kept = told->second;
+    if (wrote != report.touched.end()) {
+      bool whole = armed->second.count(kWholePath) > 0;
+      for (uint64_t extent : wrote->second) {
+        if (whole || armed->second.count(extent) > 0) kept.insert(extent);
+      }
+    }
+    if (kept.empty()) {
+      armed = armed_.erase(armed);
+    } else {
+      armed->second = std::move(kept);
+      ++armed;
+    }
+  }
+  armedSinceReport_.clear();
+  return report;
 }
 
 void Lane::Arm(const std::string& path, const std::vector<uint64_t>& extents) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (!on_) return;
   armed_[path].insert(extents.begin(), extents.end());
+  armedSinceReport_[path].insert(extents.begin(), extents.end());
 }
 
 void Lane::SetReporter(std::function<void(LaneReport)> reporter) {

@@ -142,6 +142,7 @@ class Lane : public std::enable_shared_from_this<Lane> {
   uint64_t sendCounter_ = 0;
   uint64_t nextLseq_ = 1;
   std::map<std::string, std::set<uint64_t>> armed_;
+  std::map<std::string, std::set<uint64_t>> armedSinceReport_;  // kept armed by the next harvest
   std::vector<Flight*> flights_;  // in the order applied here
   uint64_t withCore_ = 0;
   uint64_t coreWaiting_ = 0;  // in BeginCore, waiting for the lane's operations to finish
