@@ -197,6 +197,8 @@ interface Pending {
   peer: DiskResult | undefined;
   /** The peer's answer is not needed (dispatched alone, or the peer detached). */
   peerless: boolean;
+  /** The attachment it was sent on (null: none); only that session's answer counts. */
+  readonly session: number | null;
 }
 
 interface Link {
@@ -1260,6 +1262,12 @@ class Step {
       // witness check in progress): those operations fail, so that the drain can end.
       s.fence = null;
       this.failUnconfirmed("EIO");
+    } else {
+      // Sent to an attachment lost since (the peer came back and was attached again during
+      // the witness check): no answer comes, and going alone would have completed them,
+      // which a node leaving the role does not. They fail, so that the drain can end (the
+      // fuzzer found a stop waiting for ever); the new attachment's resync covers their paths.
+      this.failUnconfirmed("EIO", s.link.session);
     }
     if (s.job !== null) {
       // A script is running: cancel the start that follows it (scripts nothing waits for
@@ -1635,7 +1643,7 @@ class Step {
     this.unhold(extents.keys());
     this.touch(op, extents);
     const link = localOnly ? null : s.link;
-    s.pending.set(seq, { id, op, local: undefined, peer: undefined, peerless: link === null });
+    s.pending.set(seq, { id, op, local: undefined, peer: undefined, peerless: link === null, session: link?.session ?? null });
     this.out.push({ kind: "apply", tag: this.tag({ t: "local", seq }), op });
     if (link !== null && op.kind === "rename") this.carryPlan(link, op.from, op.to);
     if (link !== null) {
@@ -1786,11 +1794,12 @@ class Step {
     this.drained();
   }
 
-  /** Operations the peer never confirmed fail (this node may not complete them alone). */
-  failUnconfirmed(error: DiskError): void {
+  /** Operations the peer never confirmed fail (this node may not complete them alone);
+   *  `except`: not those sent on this session, which may still be answered. */
+  failUnconfirmed(error: DiskError, except?: number): void {
     const s = this.s;
     for (const [seq, pending] of [...s.pending]) {
-      if (pending.peerless || pending.peer !== undefined) continue;
+      if (pending.peerless || pending.peer !== undefined || (except !== undefined && pending.session === except)) continue;
       s.pending.delete(seq);
       this.out.push({ kind: "complete", id: pending.id, result: error });
     }

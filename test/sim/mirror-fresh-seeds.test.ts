@@ -23,6 +23,10 @@ const found: readonly [string, MirrorPlan][] = [
     "checker: a split brain's loser wrote through a name the winner then renamed; kept aside under that old name, not lost",
     {"kind": "mirror", "seed": 2644906799, "witness": false, "ack": "applied", "tornWrites": true, "failover": true, "lane": true, "bug": "none", "faults": [{"atMs": 17056, "verb": "partition", "node": "n2"}, {"atMs": 20327, "verb": "heal", "node": "n2"}]},
   ],
+  [
+    "M4: a stop never ended: writes sent to a peer that lost power, which came back and was attached again during the witness check, waited for an answer from the lost attachment",
+    {"kind": "mirror", "seed": 1831245781, "witness": true, "ack": "applied", "tornWrites": true, "failover": true, "lane": true, "bug": "none", "faults": [{"atMs": 4495, "node": "n1", "verb": "swap"}, {"atMs": 4612, "verb": "powerOff", "node": "n1"}, {"atMs": 4885, "verb": "powerOn", "node": "n1"}, {"atMs": 4990, "verb": "stop", "node": "n2"}, {"atMs": 6298, "verb": "start", "node": "n2"}]},
+  ],
 ];
 
 describe("fault plans found with fresh seeds", () => {
