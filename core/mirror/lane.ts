@@ -70,3 +70,17 @@ export function extentsOfWrite(op: DiskOp, blockSize: number, extentBlocks: numb
   for (let extent = Math.floor(range.first / extentBlocks); extent <= Math.floor(range.last / extentBlocks); extent++) extents.push(extent);
   return extents;
 }
+
+/** Adds extents (or the whole path) to a map of armed extents: what the core and a lane
+ *  record of what a lane may write into. */
+export function addArmed(map: Map<string, Set<number> | "all">, path: string, extents: readonly number[] | "all"): void {
+  const armed = map.get(path);
+  if (armed === "all") return;
+  if (extents === "all") {
+    map.set(path, "all");
+    return;
+  }
+  const set = armed ?? new Set<number>();
+  for (const extent of extents) set.add(extent);
+  map.set(path, set);
+}

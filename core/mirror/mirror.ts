@@ -27,7 +27,7 @@ import type { LogEntry, LogLevel } from "../types.ts";
 import { decide, planResync, type SplitBrainPolicy } from "./decide.ts";
 import { describeOp, isAttributeOp, isMediaError, isWithin, parentOf, pathsOf, type DiskError, type DiskOp, type DiskResult, type PathSnapshot } from "./disk-ops.ts";
 import type { HelloSummary, MirrorBeat, MirrorMessage, MirrorReadiness, MirrorRole } from "./messages.ts";
-import { extentsOfWrite, type LaneReport } from "./lane.ts";
+import { addArmed, extentsOfWrite, type LaneReport } from "./lane.ts";
 import { excluderOf, type Exclusion } from "./exclude.ts";
 import { coarsenDirty, coarsenToFit, dirtyOf, emptyDirty, expandHot, filterDirty, lineage, newMeta, nextGen, SortedBlocks, summaryDirtyBytesMax, unionDirty, withNewGen, type DirtyMap, type FileDirty, type Gen, type MirrorMeta } from "./meta.ts";
 import { describeLayout, sameLayout } from "./volumes.ts";
@@ -2994,19 +2994,6 @@ class Step {
 }
 
 export type { MirrorMeta } from "./meta.ts";
-
-/** Adds extents (or the whole path) to a map of armed extents. */
-function addArmed(map: Map<string, Set<number> | "all">, path: string, extents: readonly number[] | "all"): void {
-  const armed = map.get(path);
-  if (armed === "all") return;
-  if (extents === "all") {
-    map.set(path, "all");
-    return;
-  }
-  const set = armed ?? new Set<number>();
-  for (const extent of extents) set.add(extent);
-  map.set(path, set);
-}
 
 /** The first index of `sorted` whose string is not below `key`. */
 function lowerBound(sorted: readonly string[], key: string): number {

@@ -20,7 +20,7 @@
 import { assert } from "../../core/assert.ts";
 import type { DiskOp, DiskResult } from "../../core/mirror/disk-ops.ts";
 import { describeOp } from "../../core/mirror/disk-ops.ts";
-import { extentsOfWrite, type LanePort, type LaneReport } from "../../core/mirror/lane.ts";
+import { addArmed, extentsOfWrite, type LanePort, type LaneReport } from "../../core/mirror/lane.ts";
 import { dirtyOf, emptyDirty, unionDirty, type DirtyMap, type MirrorMeta } from "../../core/mirror/meta.ts";
 import type { DiskPort, StreamPort } from "../../core/ports.ts";
 
@@ -311,14 +311,7 @@ export class SimLane implements LanePort {
 
   arm(path: string, extents: readonly number[] | "all"): void {
     if (this.#on === null) return;
-    for (const map of [this.#armed, this.#armedSinceReport]) {
-      const armed = map.get(path) ?? new Set<number>();
-      if (extents === "all" || armed === "all") map.set(path, "all");
-      else {
-        for (const extent of extents) armed.add(extent);
-        map.set(path, armed);
-      }
-    }
+    for (const map of [this.#armed, this.#armedSinceReport]) addArmed(map, path, extents);
   }
 
   follow(lane: { readonly session: number; readonly epoch: number } | null): void {

@@ -127,12 +127,7 @@ describe("the lane", () => {
   const steadyWriter = (plantedBug: MirrorPlantedBug, fsyncMs: number) => {
     const world = laneWorld({ seed: 7, plantedBug, fsyncMs });
     // An operation may wait behind a flush (the disk's calls run in order): up to 30 s.
-    const slowWrite = (op: DiskOp) => {
-      let answer: unknown;
-      world.submit(op, (result) => (answer = result));
-      expect(world.runUntilCondition(() => answer !== undefined, world.nowMs + 30_000, 0.05)).toBe(true);
-      expect(answer).toBeNull();
-    };
+    const slowWrite = (op: DiskOp) => expect(write(world, op, 30_000)).toBeNull();
     slowWrite({ kind: "create", path: "f", mode: 0o644 });
     slowWrite({ kind: "write", path: "f", offset: 0, data: fill(0x41, 4 * block) });
     slowWrite({ kind: "fsync", path: "f" });

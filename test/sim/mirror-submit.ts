@@ -5,11 +5,11 @@ import type { DiskOp, DiskResult } from "../../core/mirror/disk-ops.ts";
 import { inSync } from "../../drivers/sim/mirror-checker.ts";
 import { MirrorWorld, type MirrorWorldOptions } from "../../drivers/sim/mirror-world.ts";
 
-/** Submits `op` through the VIP and runs until it is answered (within 5 s). */
-export function write(world: MirrorWorld, op: DiskOp): DiskResult {
+/** Submits `op` through the VIP and runs until it is answered (within `withinMs`). */
+export function write(world: MirrorWorld, op: DiskOp, withinMs = 5_000): DiskResult {
   let answer: DiskResult | "unreachable" | undefined;
   world.submit(op, (result) => (answer = result));
-  expect(world.runUntilCondition(() => answer !== undefined, world.nowMs + 5_000, 0.05)).toBe(true);
+  expect(world.runUntilCondition(() => answer !== undefined, world.nowMs + withinMs, 0.05)).toBe(true);
   expect(answer).not.toBe("unreachable");
   return answer as DiskResult;
 }
