@@ -2155,14 +2155,7 @@ class Step {
           return;
         }
         if (s.phase === "stopping" && s.link !== null && s.link.session === message.session) {
-          // Stopping: as for a stop without a secondary (leavePrimary), what only it could
-          // confirm fails, so that the drain ends (the fuzzer found the stop waiting for ever).
-          this.log("warn", "mirror.peer_detached", { why: message.reason });
-          s.link = null;
-          s.fence = null;
-          this.out.push({ kind: "timer-cancel", timer: "checkpoint" });
-          this.failUnconfirmed("EIO");
-          this.drained();
+          this.stopLost(`the secondary detached: ${message.reason}`);
           return;
         }
         if (s.link !== null && s.link.session === message.session) {
@@ -2830,6 +2823,10 @@ class Step {
       this.handoverLost("the stream to the peer is down");
       return;
     }
+    if (s.phase === "stopping" && s.link !== null) {
+      this.stopLost("the stream to the peer is down");
+      return;
+    }
     if (s.follow !== null) {
       // Keep following in spirit: if the primary is also lost, takeOver decides.
       s.follow = null;
@@ -2845,6 +2842,21 @@ class Step {
     this.log("warn", "mirror.handover_lost", { peer: s.config.peer, why });
     s.link = null;
     s.genShared = true;
+    this.out.push({ kind: "timer-cancel", timer: "checkpoint" });
+    this.failUnconfirmed("EIO");
+    this.drained();
+  }
+
+  /** The secondary went away (detached, stream down, lost) while this node stops without
+   *  handing over (a stop during a resync): as for a stop without a secondary
+   *  (leavePrimary), what only it could confirm fails, so that the drain ends. Going alone,
+   *  which would complete those operations, is not for a node leaving the role; the fuzzer
+   *  found stops waiting for ever. The paths' marks stay: the next resync covers them. */
+  stopLost(why: string): void {
+    const s = this.s;
+    this.log("warn", "mirror.peer_detached", { why });
+    s.link = null;
+    s.fence = null;
     this.out.push({ kind: "timer-cancel", timer: "checkpoint" });
     this.failUnconfirmed("EIO");
     this.drained();
@@ -2873,6 +2885,10 @@ class Step {
     s.handedOver = null;
     if (s.phase === "handing-over" && s.link !== null) {
       this.handoverLost("the peer is lost");
+      return;
+    }
+    if (s.phase === "stopping" && s.link !== null) {
+      this.stopLost("the peer is lost");
       return;
     }
     // Not attached yet, in a generation the peer has too: the peer may be going on.
