@@ -835,6 +835,9 @@ class Step {
         return;
       case "stopped":
         this.s.phase = "stopped";
+        // A witness check of the primary it was has nothing left to decide.
+        this.s.witness = null;
+        this.s.grace = null;
         this.out.push({ kind: "timer-cancel", timer: "pulse" }, { kind: "timer-cancel", timer: "join" }, { kind: "timer-cancel", timer: "checkpoint" }, { kind: "timer-cancel", timer: "retry" });
         this.log("info", "mirror.stopped");
         if (this.s.startAfterStop) {
@@ -1542,7 +1545,9 @@ class Step {
 
   drainHeld(): void {
     const s = this.s;
-    if (this.writesAloneInSharedGen()) {
+    // Not while dispatching waits (a fence, a witness check): what decides then may not
+    // let this node write alone at all.
+    if (s.dispatching && this.writesAloneInSharedGen()) {
       // Its peer may take over while it is not attached (its secondary, when the
       // split-brain checker is on: cut off now, this node would write while the peer,
       // losing it, goes on with the witness): what it would complete alone waits for the
@@ -2723,6 +2728,8 @@ class Step {
         if (grace.purpose === "alone") {
           // The peer beats again, its stream maybe dead: it must be outdated first.
           if (s.phase === "primary") this.linkLost("the peer came back during the witness check");
+          // Leaving the role: its writes wait while the peer may take over.
+          else if (this.leaving()) this.resumeLeaving();
           return;
         }
         if (s.phase === "promoting") {
@@ -2847,6 +2854,24 @@ class Step {
     this.drained();
   }
 
+  /** This node leaves the primary role: its application may still write while it stops. */
+  leaving(): boolean {
+    return this.s.phase === "handing-over" || this.s.phase === "stopping";
+  }
+
+  /** A node leaving the role, its peer lost, after the witness check: what it completes
+   *  alone until the end of its stop takes a new generation first (drainHeld), and waits
+   *  while the peer beats and may take over. The link lost as primary left `genShared`
+   *  false (goAlone would start the generation): a stop during the check found writes
+   *  completed alone in the generation the peer kept, and lost once it was elected. */
+  resumeLeaving(): void {
+    const s = this.s;
+    if (s.link !== null) return;
+    s.genShared = true;
+    s.dispatching = true;
+    this.drainHeld();
+  }
+
   /** The secondary went away (detached, stream down, lost) while this node stops without
    *  handing over (a stop during a resync): as for a stop without a secondary
    *  (leavePrimary), what only it could confirm fails, so that the drain ends. Going alone,
@@ -2883,14 +2908,19 @@ class Step {
     const s = this.s;
     s.peerHello = null;
     s.handedOver = null;
-    if (s.phase === "handing-over" && s.link !== null) {
-      this.handoverLost("the peer is lost");
+    if (s.phase === "handing-over" && s.link !== null) this.handoverLost("the peer is lost");
+    else if (s.phase === "stopping" && s.link !== null) this.stopLost("the peer is lost");
+    if (this.leaving() && s.link === null && s.genShared && s.config.witnesses.length > 0 && s.witness === null && s.grace === null) {
+      // Leaving the role (its application still writing while it stops), in a generation
+      // the peer has too: the peer may be taking over. What it would complete alone waits
+      // for the witness, as for a primary; unreached, it fails (a sweep of stops around
+      // peer faults found a stop's writes completed alone, cut off from the witness, while
+      // the peer took over).
+      s.dispatching = false;
+      this.checkWitness("alone", "the peer is lost");
       return;
     }
-    if (s.phase === "stopping" && s.link !== null) {
-      this.stopLost("the peer is lost");
-      return;
-    }
+    if (this.leaving()) return;
     // Not attached yet, in a generation the peer has too: the peer may be going on.
     if (s.phase === "primary" && (s.link !== null || s.fence !== null || (s.genShared && s.config.witnesses.length > 0))) {
       s.link = null;
@@ -2934,6 +2964,17 @@ class Step {
       this.leavePrimary("wait", why);
       return;
     }
+    if (purpose === "alone") {
+      // Leaving the role: it may not go on alone either; nothing more is accepted, and
+      // its stop goes on.
+      if (this.leaving()) {
+        this.setAccepting(false);
+        this.failHeld("EIO");
+      }
+      return;
+    }
+    // A check begun before a stop of the module: that decision was made since.
+    if (s.phase !== "promoting") return;
     this.wait(why);
   }
 
@@ -2964,6 +3005,10 @@ class Step {
   /** The primary goes on without its peer: a new generation first, then what waited. */
   goAlone(why: string): void {
     const s = this.s;
+    if (this.leaving()) {
+      this.resumeLeaving();
+      return;
+    }
     if (s.phase !== "primary") return;
     s.link = null;
     s.dispatching = false;
