@@ -184,16 +184,27 @@ export interface MirrorPlanShape {
   readonly bug?: MirrorPlantedBug;
 }
 
+/** How close together a burst's faults begin: within about one peer-loss detection and
+ *  a witness check, where a stop, a partition and a power loss meet mid-decision. */
+const burstMs = 800;
+
 export function mirrorPlanArbitrary(shape: MirrorPlanShape = {}): fc.Arbitrary<MirrorPlan> {
-  const atMs = fc.integer({ min: 0, max: faultWindowMs - 2_000 });
   const node = fc.constantFrom<"n1" | "n2">("n1", "n2");
-  const episode = fc
-    .record({ atMs, node, verb: fc.constantFrom(...(Object.keys(repairOf) as (keyof typeof repairOf)[])), durationMs: fc.oneof(fc.integer({ min: 1, max: 1_500 }), fc.integer({ min: 1, max: 8_000 })) })
-    .map(({ atMs, node, verb, durationMs }): MirrorFault[] => [
-      { atMs, verb, node },
-      { atMs: atMs + durationMs, verb: repairOf[verb], node },
-    ]);
-  const single = fc.record({ atMs, node, verb: fc.constantFrom<MirrorVerb>("crashApp", "swap", "diskError", "powerOff", "crash", "crashAppStopstart") }).map((fault) => [fault]);
+  const groups = (atMs: fc.Arbitrary<number>) => {
+    const episode = fc
+      .record({ atMs, node, verb: fc.constantFrom(...(Object.keys(repairOf) as (keyof typeof repairOf)[])), durationMs: fc.oneof(fc.integer({ min: 1, max: 1_500 }), fc.integer({ min: 1, max: 8_000 })) })
+      .map(({ atMs, node, verb, durationMs }): MirrorFault[] => [
+        { atMs, verb, node },
+        { atMs: atMs + durationMs, verb: repairOf[verb], node },
+      ]);
+    const single = fc.record({ atMs, node, verb: fc.constantFrom<MirrorVerb>("crashApp", "swap", "diskError", "powerOff", "crash", "crashAppStopstart") }).map((fault) => [fault]);
+    return fc.array(fc.oneof({ weight: 4, arbitrary: episode }, { weight: 1, arbitrary: single }), { maxLength: 6 }).map((each) => each.flat().sort((a, b) => a.atMs - b.atMs));
+  };
+  // Spread over the window, or (one plan in four) begun in a burst: uniform times rarely
+  // put two faults within the few hundred ms of a decision (a sweep of stops around peer
+  // faults found two bugs there that 1000 spread plans a run had not).
+  const spread = groups(fc.integer({ min: 0, max: faultWindowMs - 2_000 }));
+  const burst = fc.integer({ min: 0, max: faultWindowMs - 2_000 - burstMs }).chain((anchor) => groups(fc.integer({ min: anchor, max: anchor + burstMs })));
   return fc.record({
     kind: fc.constant("mirror" as const),
     seed: fc.integer({ min: 0, max: 0xffff_ffff }),
@@ -203,7 +214,7 @@ export function mirrorPlanArbitrary(shape: MirrorPlanShape = {}): fc.Arbitrary<M
     failover: fc.constantFrom(true, true, true, false),
     lane: shape.bug?.startsWith("lane-") === true ? fc.constant(true) : fc.boolean(),
     bug: fc.constant(shape.bug ?? "none"),
-    faults: fc.array(fc.oneof({ weight: 4, arbitrary: episode }, { weight: 1, arbitrary: single }), { maxLength: 6 }).map((groups) => groups.flat().sort((a, b) => a.atMs - b.atMs)),
+    faults: fc.oneof({ weight: 3, arbitrary: spread }, { weight: 1, arbitrary: burst }),
   });
 }
 
