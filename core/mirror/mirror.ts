@@ -2908,19 +2908,20 @@ class Step {
     const s = this.s;
     s.peerHello = null;
     s.handedOver = null;
-    if (s.phase === "handing-over" && s.link !== null) this.handoverLost("the peer is lost");
-    else if (s.phase === "stopping" && s.link !== null) this.stopLost("the peer is lost");
-    if (this.leaving() && s.link === null && s.genShared && s.config.witnesses.length > 0 && s.witness === null && s.grace === null) {
-      // Leaving the role (its application still writing while it stops), in a generation
-      // the peer has too: the peer may be taking over. What it would complete alone waits
-      // for the witness, as for a primary; unreached, it fails (a sweep of stops around
-      // peer faults found a stop's writes completed alone, cut off from the witness, while
-      // the peer took over).
-      s.dispatching = false;
-      this.checkWitness("alone", "the peer is lost");
+    if (this.leaving()) {
+      if (s.phase === "handing-over" && s.link !== null) this.handoverLost("the peer is lost");
+      else if (s.phase === "stopping" && s.link !== null) this.stopLost("the peer is lost");
+      if (this.leaving() && s.link === null && s.genShared && s.config.witnesses.length > 0 && s.witness === null && s.grace === null) {
+        // Leaving the role (its application still writing while it stops), in a
+        // generation the peer has too: the peer may be taking over. What it would complete
+        // alone waits for the witness, as for a primary; unreached, it fails (a sweep of
+        // stops around peer faults found a stop's writes completed alone, cut off from the
+        // witness, while the peer took over).
+        s.dispatching = false;
+        this.checkWitness("alone", "the peer is lost");
+      }
       return;
     }
-    if (this.leaving()) return;
     // Not attached yet, in a generation the peer has too: the peer may be going on.
     if (s.phase === "primary" && (s.link !== null || s.fence !== null || (s.genShared && s.config.witnesses.length > 0))) {
       s.link = null;
