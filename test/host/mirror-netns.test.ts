@@ -187,14 +187,16 @@ describe("a mirror module on two node services", () => {
     };
     // lanefile's two 64 KiB extents are armed (above). Rewritten in place for 4–5 s, every
     // 4 KiB block each pass, each checkpoint (every 0.5 s) finds both extents written since
-    // the last one: it keeps them armed, and no write takes the core. A harvest that
-    // disarmed them would send the next write of each through the core, twice a checkpoint.
+    // the last one: it keeps them armed, and no write takes the core (a stall of the
+    // writer for a whole period, on a loaded machine, costs one per extent). A harvest
+    // that disarmed them would send the next write of each through the core, twice a
+    // checkpoint: 7 in 4 s.
     const before = await counts();
     const run = await mirror.app(0, `end=$(($(date +%s) + 5)); while [ $(date +%s) -lt $end ]; do dd if=/dev/urandom of=${d}/lanefile bs=4096 count=32 conv=notrunc oflag=dsync status=none || exit 1; done`);
     expect(run).toEqual({ code: 0, output: "" });
     const after = await counts();
     expect(after.lane - before.lane).toBeGreaterThanOrEqual(32 * 8);
-    expect(after.core - before.core, `writes through the core (${after.lane - before.lane} on the lane)`).toBeLessThanOrEqual(2);
+    expect(after.core - before.core, `writes through the core (${after.lane - before.lane} on the lane)`).toBeLessThanOrEqual(3);
     expect(treeOf(dir(1))).toEqual(treeOf(d));
   }, 60_000);
 
