@@ -2155,12 +2155,8 @@ class Step {
           if (s.phase === "secondary") this.wait(`detached: ${message.reason}`);
           return;
         }
-        if (s.phase === "handing-over" && s.link !== null && s.link.session === message.session) {
-          this.handoverLost(`the secondary detached: ${message.reason}`);
-          return;
-        }
-        if (s.phase === "stopping" && s.link !== null && s.link.session === message.session) {
-          this.stopLost(`the secondary detached: ${message.reason}`);
+        if (this.leaving() && s.link !== null && s.link.session === message.session) {
+          this.leavingLinkLost(`the secondary detached: ${message.reason}`);
           return;
         }
         if (s.link !== null && s.link.session === message.session) {
@@ -2826,12 +2822,8 @@ class Step {
       this.linkLost("the stream to the peer is down");
       return;
     }
-    if (s.phase === "handing-over" && s.link !== null) {
-      this.handoverLost("the stream to the peer is down");
-      return;
-    }
-    if (s.phase === "stopping" && s.link !== null) {
-      this.stopLost("the stream to the peer is down");
+    if (this.leaving() && s.link !== null) {
+      this.leavingLinkLost("the stream to the peer is down");
       return;
     }
     if (s.follow !== null) {
@@ -2841,14 +2833,24 @@ class Step {
     }
   }
 
-  /** The peer went away while this node left the primary role: the handover cannot finish;
-   *  what the peer did not confirm fails, and the node goes where the handover was to take
-   *  it, without a peer (waiting, or stopped). */
-  handoverLost(why: string): void {
+  /** The secondary went away (detached, stream down, lost) while this node leaves the
+   *  primary role. A handover cannot finish: the node goes where it was to take it, without
+   *  a peer (waiting, or stopped), and the generation counts as shared (the peer may be
+   *  taking over). A stop without handing over (a stop during a resync) ends as one without
+   *  a secondary (leavePrimary). Either way, what only the peer could confirm fails, so
+   *  that the drain ends: going alone, which would complete those operations, is not for a
+   *  node leaving the role (the fuzzer found stops waiting for ever). The paths' marks
+   *  stay: the next resync covers them. */
+  leavingLinkLost(why: string): void {
     const s = this.s;
-    this.log("warn", "mirror.handover_lost", { peer: s.config.peer, why });
+    if (s.phase === "handing-over") {
+      this.log("warn", "mirror.handover_lost", { peer: s.config.peer, why });
+      s.genShared = true;
+    } else {
+      this.log("warn", "mirror.peer_detached", { why });
+      s.fence = null;
+    }
     s.link = null;
-    s.genShared = true;
     this.out.push({ kind: "timer-cancel", timer: "checkpoint" });
     this.failUnconfirmed("EIO");
     this.drained();
@@ -2870,21 +2872,6 @@ class Step {
     s.genShared = true;
     s.dispatching = true;
     this.drainHeld();
-  }
-
-  /** The secondary went away (detached, stream down, lost) while this node stops without
-   *  handing over (a stop during a resync): as for a stop without a secondary
-   *  (leavePrimary), what only it could confirm fails, so that the drain ends. Going alone,
-   *  which would complete those operations, is not for a node leaving the role; the fuzzer
-   *  found stops waiting for ever. The paths' marks stay: the next resync covers them. */
-  stopLost(why: string): void {
-    const s = this.s;
-    this.log("warn", "mirror.peer_detached", { why });
-    s.link = null;
-    s.fence = null;
-    this.out.push({ kind: "timer-cancel", timer: "checkpoint" });
-    this.failUnconfirmed("EIO");
-    this.drained();
   }
 
   /** The attached peer stopped following (stream down, attach refused, restarted): it must
@@ -2909,8 +2896,7 @@ class Step {
     s.peerHello = null;
     s.handedOver = null;
     if (this.leaving()) {
-      if (s.phase === "handing-over" && s.link !== null) this.handoverLost("the peer is lost");
-      else if (s.phase === "stopping" && s.link !== null) this.stopLost("the peer is lost");
+      if (s.link !== null) this.leavingLinkLost("the peer is lost");
       if (this.leaving() && s.link === null && s.genShared && s.config.witnesses.length > 0 && s.witness === null && s.grace === null) {
         // Leaving the role (its application still writing while it stops), in a
         // generation the peer has too: the peer may be taking over. What it would complete
