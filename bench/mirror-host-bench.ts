@@ -11,8 +11,9 @@
 // namespaces (ping) is printed beside the fsync latencies, for the goal "≤ local + one
 // round trip + 50 µs". Then pgbench (TPS, mirrored ÷ local) when PostgreSQL 15 is there.
 //
-// `node bench/mirror-host-bench.ts [--quick] [--rounds N] [--pin]` (as root, the same needs
-// as the host tests). `--pin` runs this process (the workloads, the passthrough's threads)
+// `node bench/mirror-host-bench.ts [--quick] [--rounds N] [--pin] [--workloads W,...]` (as
+// root, the same needs as the host tests; `--workloads` runs only those of rewrite,
+// overwrite, append, creates, and no pgbench). `--pin` runs this process (the workloads, the passthrough's threads)
 // and n1's service on CPU 0 and n2's service on CPU 1: the split two machines give, where
 // the peer's half of a mirrored write runs elsewhere, on one host (the disk stays shared).
 // The figures and their date are in docs/replicator.md.
@@ -28,7 +29,7 @@ import { emptySamples, fileSystemOf, fullShape, measure, median, quickShape, rec
 
 const mebibyte = 1024 * 1024;
 const pgBin = "/usr/lib/postgresql/15/bin";
-const workloads: readonly Workload[] = ["rewrite", "overwrite", "append", "creates"];
+const allWorkloads: readonly Workload[] = ["rewrite", "overwrite", "append", "creates"];
 type Place = "raw" | "passthrough" | "mirrored";
 
 async function main(): Promise<void> {
@@ -38,6 +39,11 @@ async function main(): Promise<void> {
   const base = quick ? quickShape : fullShape;
   const shape: Shape = roundsAt >= 0 ? { ...base, roundCount: Math.max(1, Number(args[roundsAt + 1])) } : base;
   const pin = args.includes("--pin");
+  const chosenAt = args.indexOf("--workloads");
+  const chosen = chosenAt >= 0 ? (args[chosenAt + 1] ?? "").split(",") : null;
+  const unknown = chosen?.find((name) => !allWorkloads.includes(name as Workload));
+  if (unknown !== undefined) throw new Error(`--workloads: no workload "${unknown}" (known: ${allWorkloads.join(", ")})`);
+  const workloads = chosen === null ? allWorkloads : allWorkloads.filter((name) => chosen.includes(name));
   requireHost("bench/mirror-host-bench.ts");
   // Every thread of this process, and what it starts from now on (n1's service), on CPU 0.
   if (pin) pinTo(process.pid, 0);
@@ -67,11 +73,11 @@ async function main(): Promise<void> {
       }
       process.stderr.write(`round ${round + 1}/${shape.roundCount} done\n`);
     }
-    report(shape, samples, roundTripUs(mirror));
+    report(shape, samples, roundTripUs(mirror), workloads);
     const view = await mirror.view(0);
     const stats = view?.mirror?.stats;
     console.log(`n1 after the runs: ${view?.state} ${view?.readiness}, ${stats?.replicatedOps} operations replicated, ${stats?.metaWrites} metadata writes (${((stats?.metaWrites ?? 0) / Math.max(1, stats?.replicatedOps ?? 0)).toFixed(2)} per operation), ${stats?.resyncs} resyncs; the lane ${view?.mirror?.lane.on === true ? "on" : "off"} (TANDEM_MIRROR_LANE=${process.env["TANDEM_MIRROR_LANE"] ?? "on"}), ${view?.mirror?.lane.completed ?? 0} operations completed on it (${view?.mirror?.lane.durableWrites ?? 0} writes made durable on both, ${view?.mirror?.lane.sparedFsyncs ?? 0} fsyncs spared a round trip)`);
-    await pgbenchSection(mirror, scratch, enter);
+    if (chosen === null) await pgbenchSection(mirror, scratch, enter);
   } finally {
     passthrough?.unmount({ force: true });
     await mirror.destroy();
@@ -91,21 +97,23 @@ function roundTripUs(mirror: MirrorLab): number {
   return average === undefined ? Number.NaN : Number(average) * 1000;
 }
 
-function report(shape: Shape, samples: Record<Place, Samples>, rttUs: number): void {
-  const rows: [string, (s: Samples) => number[], string][] = [
-    [`sequential write ${shape.sequentialSize / mebibyte} MiB over a cached file, 1 MiB writes + fsync`, (s) => s.rewriteMiBps, "MiB/s"],
-    [`4 KiB in-place write + fdatasync p50`, (s) => s.overwriteP50Us, "µs"],
-    [`4 KiB in-place write + fdatasync p99`, (s) => s.overwriteP99Us, "µs"],
-    [`4 KiB append + fdatasync p50`, (s) => s.appendP50Us, "µs"],
-    [`4 KiB append + fdatasync p99`, (s) => s.appendP99Us, "µs"],
-    [`small-file creates (${shape.createCount} x 1 KiB)`, (s) => s.createsPerSecond, "files/s"],
+function report(shape: Shape, samples: Record<Place, Samples>, rttUs: number, workloads: readonly Workload[]): void {
+  const rows: [Workload, string, (s: Samples) => number[], string][] = [
+    ["rewrite", `sequential write ${shape.sequentialSize / mebibyte} MiB over a cached file, 1 MiB writes + fsync`, (s) => s.rewriteMiBps, "MiB/s"],
+    ["overwrite", `4 KiB in-place write + fdatasync p50`, (s) => s.overwriteP50Us, "µs"],
+    ["overwrite", `4 KiB in-place write + fdatasync p99`, (s) => s.overwriteP99Us, "µs"],
+    ["append", `4 KiB append + fdatasync p50`, (s) => s.appendP50Us, "µs"],
+    ["append", `4 KiB append + fdatasync p99`, (s) => s.appendP99Us, "µs"],
+    ["creates", `small-file creates (${shape.createCount} x 1 KiB)`, (s) => s.createsPerSecond, "files/s"],
   ];
   console.log(`${"".padEnd(66)} ${"raw".padStart(12)} ${"passthrough".padStart(12)} ${"mirrored".padStart(12)} ${"÷ passthr.".padStart(10)} ${"÷ raw".padStart(7)}`);
-  for (const [label, pick, unit] of rows) {
+  for (const [workload, label, pick, unit] of rows) {
+    if (!workloads.includes(workload)) continue;
     const [raw, passthrough, mirrored] = (["raw", "passthrough", "mirrored"] as const).map((place) => median(pick(samples[place])));
     const cell = (value: number) => `${value.toFixed(0)} ${unit}`.padStart(12);
     console.log(`${label.padEnd(66)} ${cell(raw!)} ${cell(passthrough!)} ${cell(mirrored!)} ${(mirrored! / passthrough!).toFixed(2).padStart(10)} ${(mirrored! / raw!).toFixed(2).padStart(7)}`);
   }
+  if (!workloads.includes("overwrite")) return;
   const local = median(samples.raw.overwriteP50Us);
   console.log(`network round trip n1 -> n2: ${rttUs.toFixed(0)} µs; goal for the 4 KiB write + fdatasync p50: local ${local.toFixed(0)} + ${rttUs.toFixed(0)} + 50 = ${(local + rttUs + 50).toFixed(0)} µs, measured ${median(samples.mirrored.overwriteP50Us).toFixed(0)} µs`);
 }

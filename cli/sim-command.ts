@@ -22,7 +22,7 @@ const usage = `usage: tandem sim [options]
   --trace                with --replay: print the full event trace (default: the last 60 lines)
   --bug NAME             plant a bug the simulator must catch (farm: see kernel-filter.ts;
                          mirror: ack-before-peer, clear-drops-armed,
-                         lane-forgets-marks, lane-ignores-arming,
+                         ahead-unmarked, lane-forgets-marks, lane-ignores-arming,
                          lane-spares-after-core)
   --json                 print the summary as JSON`;
 
@@ -123,7 +123,7 @@ function simMirror(values: { seeds: string; seed?: string; replay?: string; bug:
     if (result.violations.length === 0) print("no violation");
     return result.violations.length === 0 ? 0 : 1;
   }
-  const bugs: readonly MirrorPlantedBug[] = ["none", "ack-before-peer", "clear-drops-armed", "lane-forgets-marks", "lane-ignores-arming", "lane-spares-after-core"];
+  const bugs: readonly MirrorPlantedBug[] = ["none", "ack-before-peer", "clear-drops-armed", "ahead-unmarked", "lane-forgets-marks", "lane-ignores-arming", "lane-spares-after-core"];
   if (!bugs.includes(values.bug as MirrorPlantedBug)) throw new Error(`--bug ${values.bug}: a mirror plan plants one of ${bugs.join(", ")}`);
   const runs = positiveInteger(values.seeds, "--seeds");
   const seed = values.seed === undefined ? Math.floor(Math.random() * 0x7fff_ffff) : positiveInteger(values.seed, "--seed");

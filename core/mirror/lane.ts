@@ -71,6 +71,35 @@ export function extentsOfWrite(op: DiskOp, blockSize: number, extentBlocks: numb
   return extents;
 }
 
+/** How far ahead of a sequential writer extents are made hot and armed (aheadOfWrite). */
+export const aheadMaxBytes = 64 * 1024 * 1024;
+
+/** The extents past a write to mark hot and arm with its own, for a sequential writer: a
+ *  write just past a run of hot extents gets as many more as that run (at least as many as
+ *  its own, at most `maxExtents`), so the writes that follow take the lane and need no
+ *  metadata write, one write through the core per window, each window twice the last.
+ *  Without it a sequential rewrite of a file not written lately took the core for every
+ *  write (16 extents new to the hot map each MiB, one metadata write each: 65 MiB/s
+ *  against 400 on the lane, on the host bench). `hot`: the path's hot extents;
+ *  `written`: the write's (ascending); `grows`: the write makes the hot map grow (a
+ *  metadata write anyway), otherwise only extents already hot are taken (none that would
+ *  cost one). Empty when the write does not follow a hot extent. */
+export function aheadOfWrite(hot: ReadonlySet<number>, written: readonly number[], maxExtents: number, grows: boolean): number[] {
+  const first = written[0];
+  const last = written[written.length - 1];
+  if (first === undefined || last === undefined) return [];
+  let run = 0;
+  while (run < maxExtents && first - 1 - run >= 0 && hot.has(first - 1 - run)) run++;
+  if (run === 0) return [];
+  const count = Math.min(maxExtents, Math.max(written.length, run));
+  const ahead: number[] = [];
+  for (let extent = last + 1; extent <= last + count; extent++) {
+    if (!grows && !hot.has(extent)) break;
+    ahead.push(extent);
+  }
+  return ahead;
+}
+
 /** Adds extents (or the whole path) to a map of armed extents: what the core and a lane
  *  record of what a lane may write into. */
 export function addArmed(map: Map<string, Set<number> | "all">, path: string, extents: readonly number[] | "all"): void {

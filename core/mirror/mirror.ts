@@ -27,7 +27,7 @@ import type { LogEntry, LogLevel } from "../types.ts";
 import { decide, planResync, type SplitBrainPolicy } from "./decide.ts";
 import { describeOp, isAttributeOp, isMediaError, isWithin, parentOf, pathsOf, type DiskError, type DiskOp, type DiskResult, type PathSnapshot } from "./disk-ops.ts";
 import type { HelloSummary, MirrorBeat, MirrorMessage, MirrorReadiness, MirrorRole } from "./messages.ts";
-import { addArmed, extentsOfWrite, type LaneReport } from "./lane.ts";
+import { addArmed, aheadMaxBytes, aheadOfWrite, extentsOfWrite, type LaneReport } from "./lane.ts";
 import { excluderOf, type Exclusion } from "./exclude.ts";
 import { coarsenDirty, coarsenToFit, dirtyOf, emptyDirty, expandHot, filterDirty, lineage, newMeta, nextGen, SortedBlocks, summaryDirtyBytesMax, unionDirty, withNewGen, type DirtyMap, type FileDirty, type Gen, type MirrorMeta } from "./meta.ts";
 import { describeLayout, sameLayout } from "./volumes.ts";
@@ -89,8 +89,9 @@ export interface MirrorConfig {
   readonly summaryDirtyBytesMax?: number;
   /** Test-only: a bug the simulator must catch. early-ack: complete an operation once
    *  applied locally, without waiting for the peer; clear-drops-armed: a clear keeps hot
-   *  only what was written lately, not what the lane may still write into. */
-  readonly plantedBug?: "early-ack" | "clear-drops-armed";
+   *  only what was written lately, not what the lane may still write into;
+   *  ahead-unmarked: arm the extents ahead of a sequential writer without making them hot. */
+  readonly plantedBug?: "early-ack" | "clear-drops-armed" | "ahead-unmarked";
 }
 
 export type MirrorCommand = "start" | "stop" | "prim" | "primforce" | "second" | "swap" | "restart";
@@ -1470,9 +1471,10 @@ class Step {
     for (const path of marks.keys()) s.pathHeld.set(path, (s.pathHeld.get(path) ?? 0) + 1);
     // The precise marks in memory; their extents durable before the operation is applied
     // (a metadata write only when an extent is new to the hot map).
-    const extents = coarsenDirty(marks, s.config.hotExtentBlocks);
+    const own = coarsenDirty(marks, s.config.hotExtentBlocks);
+    const extents = this.withAhead(op, own);
     const dirty = unionDirty(s.meta.dirty, marks);
-    const hot = unionDirty(s.meta.hot, extents);
+    const hot = unionDirty(s.meta.hot, s.config.plantedBug === "ahead-unmarked" ? own : extents);
     const grew = hot !== s.meta.hot;
     if (dirty !== s.meta.dirty || grew) s.meta = { ...s.meta, dirty, hot };
     // After a failed metadata write the marks in memory may not be durable: written again.
@@ -1487,6 +1489,26 @@ class Step {
     s.held.push({ id, op, needs, extents, localOnly: false, asking: unnamed !== null });
     if (unnamed !== null) this.out.push({ kind: "read", tag: this.tag({ t: "other-names", id }), path: unnamed, blocks: [] });
     this.drainHeld();
+  }
+
+  /** A write's extents with those ahead of it (aheadOfWrite) when it follows a hot run:
+   *  made hot by the same metadata write as its own, armed with them at dispatch. Only
+   *  extents already hot when the write needs no metadata write, and none then unless the
+   *  lane is on (arming them is all they are for). */
+  withAhead(op: DiskOp, extents: DirtyMap): DirtyMap {
+    const s = this.s;
+    if (op.kind !== "write") return extents;
+    const own = extents.get(op.path);
+    const hot = s.meta.hot.get(op.path);
+    if (own === undefined || own.all || hot === undefined || hot.all) return extents;
+    const grows = [...own.blocks].some((extent) => !hot.blocks.has(extent));
+    if (!grows && s.lane?.state !== "on") return extents;
+    const extentBytes = s.config.blockSize * s.config.hotExtentBlocks;
+    const ahead = aheadOfWrite(hot.blocks, extentsOfWrite(op, s.config.blockSize, s.config.hotExtentBlocks), Math.max(1, Math.floor(aheadMaxBytes / extentBytes)), grows);
+    if (ahead.length === 0) return extents;
+    const out = new Map(extents);
+    out.set(op.path, { all: false, blocks: new Set([...own.blocks, ...ahead]) });
+    return out;
   }
 
   /** The other names of the file an operation held as `id` takes a name from: marked whole
@@ -1662,8 +1684,10 @@ class Step {
     if (op.kind === "write") {
       if (s.meta.hot.get(op.path)?.all === true) this.armLane(op.path, "all");
       else {
-        const extents = extentsOfWrite(op, s.config.blockSize, s.config.hotExtentBlocks);
-        if (extents.length > 0) this.armLane(op.path, extents);
+        // Its own extents, and those made hot ahead of it (withAhead).
+        const ahead = extents.get(op.path);
+        const armed = new Set([...extentsOfWrite(op, s.config.blockSize, s.config.hotExtentBlocks), ...(ahead === undefined || ahead.all ? [] : ahead.blocks)]);
+        if (armed.size > 0) this.armLane(op.path, [...armed]);
       }
     }
   }

@@ -309,6 +309,12 @@ export class SimLane implements LanePort {
     this.#deliver(report);
   }
 
+  /** Whether a write into this extent of `path` may go on the lane now (tests). */
+  isArmed(path: string, extent: number): boolean {
+    const armed = this.#armed.get(path);
+    return armed === "all" || (armed?.has(extent) ?? false);
+  }
+
   arm(path: string, extents: readonly number[] | "all"): void {
     if (this.#on === null) return;
     for (const map of [this.#armed, this.#armedSinceReport]) addArmed(map, path, extents);

@@ -40,7 +40,7 @@ export const mirrorRings = ["lan1", "lan2"] as const;
 const heldWhy = "rule resource_wait";
 
 /** Test-only: a bug planted in the world's wiring, which the checker must catch. */
-export type MirrorPlantedBug = "none" | "ack-before-peer" | "clear-drops-armed" | Exclude<LanePlantedBug, "none">;
+export type MirrorPlantedBug = "none" | "ack-before-peer" | "clear-drops-armed" | "ahead-unmarked" | Exclude<LanePlantedBug, "none">;
 
 export interface MirrorWorldOptions {
   readonly seed: number;
@@ -282,7 +282,7 @@ export class MirrorWorld {
       ...(options.toCheck === undefined ? {} : { toCheck: options.toCheck }),
       ...(options.summaryDirtyBytesMax === undefined ? {} : { summaryDirtyBytesMax: options.summaryDirtyBytesMax }),
       ...(this.#layouts.get(self) === undefined ? {} : { layout: this.#layouts.get(self)! }),
-      ...(options.plantedBug === "ack-before-peer" ? { plantedBug: "early-ack" as const } : options.plantedBug === "clear-drops-armed" ? { plantedBug: "clear-drops-armed" as const } : {}),
+      ...(options.plantedBug === "ack-before-peer" ? { plantedBug: "early-ack" as const } : options.plantedBug === "clear-drops-armed" || options.plantedBug === "ahead-unmarked" ? { plantedBug: options.plantedBug } : {}),
     };
   }
 

@@ -91,6 +91,10 @@ constexpr size_t kReadBuffer = 256u << 10;
 // peer applies the first while the rest arrive, where it waited for the whole MiB before
 // checking its mac and writing it.
 constexpr size_t kPieceBytes = 256u << 10;
+// A write of more than this many bytes is sent by the connection's sender thread while its
+// worker writes it here (Lane::Sender); a smaller one by its worker, when nothing is queued
+// before it, where waking another thread would cost more than it spares.
+constexpr size_t kInlineBytes = 64u << 10;
 // An armed "extent" meaning the whole path (the JavaScript side's 2^53 - 1).
 constexpr uint64_t kWholePath = (uint64_t{1} << 53) - 1;
 // Paths a lane remembers writing before it counts them all (Lane::TakeWritten).
@@ -327,6 +331,7 @@ struct Lane::Flight {
   bool hasLocal = false, hasPeer = false;
   int local = 0, peer = 0;  // 0 or a positive errno (the first a piece had)
   size_t pieces = 1, acked = 0;  // frames sent for it, and acknowledged
+  bool sending = false;  // queued to the sender or being sent by it (Sender::mutex)
   bool durable = false;  // a write synced on both before it completes
   bool datasync = true;  // an fsync's kind, or how a durable write is synced
   // An fsync's view of its path's habit when admitted: which habit, its writes, and how
@@ -336,6 +341,25 @@ struct Lane::Flight {
   uint64_t resubmitId = 0;
   Interceptor* resubmittedTo = nullptr;  // the mount's interceptor it was enlisted with
   std::condition_variable changed;
+};
+
+// A connection's sending side. Frames go in the lane's sequence, each under the next
+// counter of the MAC: a worker sends its own small frame when nothing is queued and nobody
+// sends; otherwise the flight is queued to the sender thread, which sends it while the
+// worker writes it here (on a machine with a core to spare, the MAC and the copy into the
+// socket no longer add to the write's own time). A queued flight's operation stays valid
+// until `sending` is false again: its worker waits for that before it returns.
+struct Lane::Sender {
+  Sender(const std::string& sessionKey, int fd) : mac(sessionKey, 0), fd(fd) {}
+  FrameMac mac;
+  uint64_t counter = 0;
+  const int fd;
+  std::mutex mutex;
+  std::condition_variable wake;  // the sender thread: something queued, or stop
+  std::condition_variable sent;  // workers: a queued flight was sent (or dropped)
+  std::deque<Flight*> queue;
+  bool busy = false;  // a thread sends (the sender, or a worker its own frame)
+  bool stop = false;
 };
 
 Lane::Lane(int dirFd, std::string key, uint32_t blockSize, uint32_t extentBytes)
@@ -557,11 +581,62 @@ void Lane::Connect(uint64_t generation, std::string host, int port) {
   }
   ReceiveTimeout(fd, 0);
   socket_ = fd;
-  sendMac_ = std::make_unique<FrameMac>(sessionKey, 0);
-  sendCounter_ = 0;
+  auto sender = std::make_shared<Sender>(sessionKey, fd);
+  sender_ = sender;
   ready_ = true;
   lock.unlock();
+  std::thread sending([this, sender, generation] { Send(sender, generation); });
   ReadAcks(generation, fd, sessionKey);
+  // The lane halted (HaltLocked stopped the sender) before ReadAcks returned; the descriptor
+  // is closed only once the sender no longer uses it.
+  {
+    std::lock_guard<std::mutex> hold(sender->mutex);
+    sender->stop = true;
+    sender->wake.notify_all();
+  }
+  sending.join();
+  close(fd);
+}
+
+void Lane::Send(std::shared_ptr<Sender> sender, uint64_t generation) {
+  for (;;) {
+    Flight* flight = nullptr;
+    {
+      std::unique_lock<std::mutex> hold(sender->mutex);
+      sender->wake.wait(hold, [&] { return sender->stop || (!sender->queue.empty() && !sender->busy); });
+      if (sender->stop) return;
+      flight = sender->queue.front();
+      sender->queue.pop_front();
+      sender->busy = true;
+    }
+    bool sent = SendFlight(*sender, *flight);
+    {
+      std::lock_guard<std::mutex> hold(sender->mutex);
+      sender->busy = false;
+      flight->sending = false;
+      sender->sent.notify_all();
+    }
+    if (!sent) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      StopOnOwnLocked(generation, "the lane could not send to the peer");
+      return;
+    }
+  }
+}
+
+bool Lane::SendFlight(Sender& sender, const Flight& flight) {
+  const Intercepted& op = *flight.op;
+  bool write = std::strcmp(op.kind, "write") == 0;
+  size_t length = write ? op.length : 0;
+  uint8_t flags = (flight.datasync ? kFlagDatasync : 0) | (flight.durable ? kFlagDurable : 0);
+  for (size_t piece = 0; piece < flight.pieces; piece++) {
+    size_t at = piece * kPieceBytes, size = std::min(kPieceBytes, length - at);
+    const char* data = write ? op.data + at : nullptr;
+    FrameHead head;
+    MakeFrame(sender.mac, sender.counter++, write ? kFrameWrite : kFrameFsync, flags, flight.lseq, static_cast<uint64_t>(op.offset) + at, 0, op.path, data, size, &head);
+    if (!SendFrame(sender.fd, head, op.path, data, size)) return false;
+  }
+  return true;
 }
 
 void Lane::ReadAcks(uint64_t generation, int fd, const std::string& sessionKey) {
@@ -585,7 +660,6 @@ void Lane::ReadAcks(uint64_t generation, int fd, const std::string& sessionKey) 
     found->hasPeer = true;
     SettleLocked(found);
   }
-  close(fd);
 }
 
 
@@ -642,18 +716,29 @@ int Lane::Offer(const Intercepted& op, int fd, bool datasync, bool* taken) {
   }
   flights_.push_back(&flight);
   uint64_t generation = generation_;
-  // Sent, then applied here while the peer applies it, both in the order of the lane's
-  // sequence (the lock): no other thread sees it sent and not applied here.
+  // Sent (or queued to be sent), then applied here while the peer applies it, both in the
+  // order of the lane's sequence: the sender's queue, and the lock held while applied here
+  // (an fsync admitted after a write finds it written here).
   size_t length = write ? op.length : 0;
   flight.pieces = length <= kPieceBytes ? 1 : (length + kPieceBytes - 1) / kPieceBytes;
+  std::shared_ptr<Sender> sender = sender_;
+  bool sendHere = false;
+  {
+    std::lock_guard<std::mutex> hold(sender->mutex);
+    if (length <= kInlineBytes && sender->queue.empty() && !sender->busy) {
+      sendHere = sender->busy = true;
+    } else {
+      flight.sending = true;
+      sender->queue.push_back(&flight);
+      sender->wake.notify_one();
+    }
+  }
   bool sent = true;
-  for (size_t piece = 0; piece < flight.pieces && sent; piece++) {
-    size_t at = piece * kPieceBytes, size = std::min(kPieceBytes, length - at);
-    const char* data = write ? op.data + at : nullptr;
-    FrameHead head;
-    uint8_t flags = (flight.datasync ? kFlagDatasync : 0) | (flight.durable ? kFlagDurable : 0);
-    MakeFrame(*sendMac_, sendCounter_++, write ? kFrameWrite : kFrameFsync, flags, flight.lseq, static_cast<uint64_t>(op.offset) + at, 0, op.path, data, size, &head);
-    sent = SendFrame(socket_, head, op.path, data, size);
+  if (sendHere) {
+    sent = SendFlight(*sender, flight);
+    std::lock_guard<std::mutex> hold(sender->mutex);
+    sender->busy = false;
+    if (!sender->queue.empty()) sender->wake.notify_one();
   }
   if (write) {
     TouchInto(pending_.touched, op);
@@ -681,9 +766,14 @@ int Lane::Offer(const Intercepted& op, int fd, bool datasync, bool* taken) {
     if (flight.state == Flight::State::kFlying) SettleLocked(&flight);
   }
   flight.changed.wait(lock, [&] { return flight.state != Flight::State::kFlying; });
+  lock.unlock();
+  {
+    // Settled (or halted) while the sender may still read the operation.
+    std::unique_lock<std::mutex> hold(sender->mutex);
+    sender->sent.wait(hold, [&] { return !flight.sending; });
+  }
   if (flight.state == Flight::State::kDone) return flight.local == 0 ? 0 : -flight.local;
   if (flight.state == Flight::State::kFailed) return -EIO;
-  lock.unlock();
   // That interceptor outlives this wait: a mount's Stop detaches the lane, then closes it.
   int result = flight.resubmittedTo->WaitFor(flight.resubmitId);
   EndCore();
@@ -791,6 +881,16 @@ void Lane::HaltLocked(LaneReport& report) {
   habits_.clear();
   if (socket_ >= 0) shutdown(socket_, SHUT_RDWR);
   socket_ = -1;
+  if (sender_ != nullptr) {
+    // What was queued is not sent; a flight being sent ends with the connection.
+    std::lock_guard<std::mutex> hold(sender_->mutex);
+    sender_->stop = true;
+    for (Flight* flight : sender_->queue) flight->sending = false;
+    sender_->queue.clear();
+    sender_->wake.notify_all();
+    sender_->sent.notify_all();
+  }
+  sender_ = nullptr;
   for (Flight* flight : flights_) {
     uint64_t id = interceptor_ == nullptr ? 0 : interceptor_->Enlist(*flight->op);
     if (id == 0) {

@@ -8,6 +8,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -87,8 +88,12 @@ class Lane : public std::enable_shared_from_this<Lane> {
 
  private:
   struct Flight;
+  struct Sender;
   void Connect(uint64_t generation, std::string host, int port);
   void ReadAcks(uint64_t generation, int fd, const std::string& sessionKey);
+  // The connection's sender: sends the flights queued to it, in order, off the workers.
+  void Send(std::shared_ptr<Sender> sender, uint64_t generation);
+  static bool SendFlight(Sender& sender, const Flight& flight);
   void Serve(int listenFd);
   void FollowConnection(int fd);
   void ApplyFrames(int fd, uint64_t session, uint64_t epoch, const uint8_t* nonce, const uint8_t* peerNonce);
@@ -138,8 +143,7 @@ class Lane : public std::enable_shared_from_this<Lane> {
   uint64_t session_ = 0;
   int64_t epoch_ = -1;
   int socket_ = -1;
-  std::unique_ptr<FrameMac> sendMac_;  // the frames' MAC towards the peer, this connection's
-  uint64_t sendCounter_ = 0;
+  std::shared_ptr<Sender> sender_;  // this connection's (the frames' MAC and their order)
   uint64_t nextLseq_ = 1;
   std::map<std::string, std::set<uint64_t>> armed_;
   std::map<std::string, std::set<uint64_t>> armedSinceReport_;  // kept armed by the next harvest

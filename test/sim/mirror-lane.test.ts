@@ -119,6 +119,51 @@ describe("the lane", () => {
     expect(converged).toBe(false);
   });
 
+  // A sequential rewrite of a file whose extents went cold (16 extents of 4 blocks, not
+  // written for 3 s): a write just past a run of hot extents makes as many more hot and
+  // armed (core/mirror/lane.ts, aheadOfWrite), so of ten writes the 1st, 2nd, 4th and 8th
+  // take the core (one metadata write each) and the rest the lane. The primary then loses
+  // power with a write into the next extent, armed ahead, applied there only, part of it on
+  // its disk: coming back, it must know that extent was hot, or the torn block stays.
+  const sequentialRewrite = (plantedBug: MirrorPlantedBug, writes: number) => {
+    const world = laneWorld({ seed: 11, plantedBug, tornWrites: true });
+    const extent = 4 * block;
+    expect(write(world, { kind: "create", path: "f", mode: 0o644 })).toBeNull();
+    for (let index = 0; index < 16; index++) expect(write(world, { kind: "write", path: "f", offset: index * extent, data: fill(0x41, extent) })).toBeNull();
+    expect(write(world, { kind: "fsync", path: "f" })).toBeNull();
+    world.runFor(3_000);
+    const n1 = world.node("n1");
+    expect(n1.runtime!.state.meta.hot.has("f")).toBe(false);
+    const [laneBefore, metaBefore] = [n1.lane!.completedTotal, n1.runtime!.state.stats.metaWrites];
+    for (let index = 0; index < writes; index++) expect(write(world, { kind: "write", path: "f", offset: index * extent, data: fill(0x50 + index, extent) })).toBeNull();
+    const onLane = n1.lane!.completedTotal - laneBefore;
+    const metaWrites = n1.runtime!.state.stats.metaWrites - metaBefore;
+    // The next extent was armed ahead by the last write through the core.
+    expect(n1.lane!.isArmed("f", writes)).toBe(true);
+    world.submit({ kind: "write", path: "f", offset: writes * extent, data: fill(0x5a, extent) }, () => {});
+    world.runFor(0.25);
+    world.powerOff("n1");
+    const torn = world.node("n1").disk.fileBytes("f", "durable");
+    world.runFor(3_000);
+    world.powerOn("n1");
+    return { onLane, metaWrites, torn, ...finalTrees(world), violations: world.violations };
+  };
+
+  it("arms ahead of a sequential writer: a rewrite of a cold file takes the lane after its first writes, and what it wrote there is resynced after a power loss", () => {
+    const { onLane, metaWrites, converged, violations } = sequentialRewrite("none", 10);
+    expect(onLane).toBe(6);
+    expect(metaWrites).toBe(4);
+    expect(converged).toBe(true);
+    expect(violations).toEqual([]);
+  });
+
+  it("(planted: extents armed ahead but not made hot leave the old primary with a torn block)", () => {
+    // The second write arms the third extent ahead either way (its run is the first).
+    const { torn, converged } = sequentialRewrite("ahead-unmarked", 2);
+    expect(torn?.subarray(2 * 4 * block, 3 * 4 * block).some((byte) => byte === 0x5a)).toBe(true);
+    expect(converged).toBe(false);
+  });
+
   // A file written steadily, through many checkpoints: each harvest leaves armed what the
   // lane wrote since the last one, so only the first write takes the core. With flushes of
   // 3 s (past the activity log's 2 s), the clear after each must still keep those extents
