@@ -59,11 +59,11 @@ export const fullShape: Shape = {
 
 export const quickShape: Shape = { ...fullShape, sequentialSize: 256 * mebibyte, syncIterationCount: 500, createCount: 1000, roundCount: 2 };
 
-export type Workload = "sequential" | "rewrite" | "append" | "overwrite" | "creates";
+export type Workload = "sequential" | "rewrite" | "cold-rewrite" | "append" | "overwrite" | "creates";
 
 /** What a worker prints (one JSON line). */
 export type WorkerResult =
-  | { readonly workload: "sequential" | "rewrite"; readonly seconds: number }
+  | { readonly workload: "sequential" | "rewrite" | "cold-rewrite"; readonly seconds: number }
   | { readonly workload: "append" | "overwrite"; readonly latenciesUs: readonly number[] }
   | { readonly workload: "creates"; readonly seconds: number };
 
@@ -79,7 +79,9 @@ function elapsedSeconds(startNs: bigint): number {
  *  cost seconds to fault in, ten times the write itself, and varies from run to run. The
  *  overwrite shows the data path without that; the new file shows what an application
  *  creating files meets here. */
-function sequential(dir: string, shape: Shape, fresh: boolean): WorkerResult {
+/** `coldMs`: how long the file rests between the two (a mirror's activity log forgets what
+ *  was not written for 2 s: the cold rewrite is an application overwriting older data). */
+function sequential(dir: string, shape: Shape, fresh: boolean, coldMs = 0): WorkerResult {
   const buffer = randomBytes(shape.writeSize);
   const path = join(dir, "sequential.bin");
   if (!fresh) {
@@ -87,6 +89,7 @@ function sequential(dir: string, shape: Shape, fresh: boolean): WorkerResult {
     for (let written = 0; written < shape.sequentialSize; written += buffer.length) writeSync(fd, buffer);
     fsyncSync(fd);
     closeSync(fd);
+    if (coldMs > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, coldMs);
   }
   const start = process.hrtime.bigint();
   const fd = openSync(path, fresh ? "w" : "r+");
@@ -95,7 +98,7 @@ function sequential(dir: string, shape: Shape, fresh: boolean): WorkerResult {
   closeSync(fd);
   const seconds = elapsedSeconds(start);
   rmSync(path);
-  return { workload: fresh ? "sequential" : "rewrite", seconds };
+  return { workload: fresh ? "sequential" : coldMs > 0 ? "cold-rewrite" : "rewrite", seconds };
 }
 
 function syncLatency(dir: string, shape: Shape, workload: "append" | "overwrite"): WorkerResult {
@@ -137,7 +140,9 @@ function creates(dir: string, shape: Shape): WorkerResult {
 
 function runWorker(workload: Workload, dir: string, shape: Shape): void {
   const result =
-    workload === "sequential" || workload === "rewrite" ? sequential(dir, shape, workload === "sequential") : workload === "creates" ? creates(dir, shape) : syncLatency(dir, shape, workload);
+    workload === "sequential" || workload === "rewrite" || workload === "cold-rewrite"
+      ? sequential(dir, shape, workload === "sequential", workload === "cold-rewrite" ? coldRewriteRestMs : 0)
+      : workload === "creates" ? creates(dir, shape) : syncLatency(dir, shape, workload);
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 
@@ -170,9 +175,13 @@ export function measure(workload: Workload, dir: string, quick: boolean, prefix:
   });
 }
 
+/** How long the cold rewrite's file rests before it is rewritten. */
+const coldRewriteRestMs = 3_000;
+
 export interface Samples {
   readonly sequentialMiBps: number[];
   readonly rewriteMiBps: number[];
+  readonly coldRewriteMiBps: number[];
   readonly appendP50Us: number[];
   readonly appendP99Us: number[];
   readonly overwriteP50Us: number[];
@@ -181,7 +190,7 @@ export interface Samples {
 }
 
 export function emptySamples(): Samples {
-  return { sequentialMiBps: [], rewriteMiBps: [], appendP50Us: [], appendP99Us: [], overwriteP50Us: [], overwriteP99Us: [], createsPerSecond: [] };
+  return { sequentialMiBps: [], rewriteMiBps: [], coldRewriteMiBps: [], appendP50Us: [], appendP99Us: [], overwriteP50Us: [], overwriteP99Us: [], createsPerSecond: [] };
 }
 
 export function record(samples: Samples, result: WorkerResult, shape: Shape): void {
@@ -192,7 +201,7 @@ export function record(samples: Samples, result: WorkerResult, shape: Shape): vo
   } else if (result.workload === "creates") {
     samples.createsPerSecond.push(shape.createCount / result.seconds);
   } else {
-    const rates = result.workload === "sequential" ? samples.sequentialMiBps : samples.rewriteMiBps;
+    const rates = result.workload === "sequential" ? samples.sequentialMiBps : result.workload === "cold-rewrite" ? samples.coldRewriteMiBps : samples.rewriteMiBps;
     rates.push(shape.sequentialSize / mebibyte / result.seconds);
   }
 }
