@@ -24,6 +24,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -404,7 +405,10 @@ std::string Lane::Listen(const std::string& host, int port) {
   }
   freeaddrinfo(found);
   listenFd_ = fd;
-  listener_ = std::thread([this, fd] { Serve(fd); });
+  listener_ = std::thread([this, fd] {
+    pthread_setname_np(pthread_self(), "lane-follow");
+    Serve(fd);
+  });
   return "";
 }
 
@@ -533,7 +537,10 @@ void Lane::On(uint64_t session, uint64_t epoch, const std::string& host, int por
   habits_.clear();
   uint64_t generation = ++generation_;
   // Detached: it ends with its connection, and keeps the lane alive until then.
-  std::thread([self = shared_from_this(), generation, host, port] { self->Connect(generation, host, port); }).detach();
+  std::thread([self = shared_from_this(), generation, host, port] {
+    pthread_setname_np(pthread_self(), "lane-acks");
+    self->Connect(generation, host, port);
+  }).detach();
 }
 
 void Lane::Connect(uint64_t generation, std::string host, int port) {
@@ -585,7 +592,10 @@ void Lane::Connect(uint64_t generation, std::string host, int port) {
   sender_ = sender;
   ready_ = true;
   lock.unlock();
-  std::thread sending([this, sender, generation] { Send(sender, generation); });
+  std::thread sending([this, sender, generation] {
+    pthread_setname_np(pthread_self(), "lane-send");
+    Send(sender, generation);
+  });
   ReadAcks(generation, fd, sessionKey);
   // The lane halted (HaltLocked stopped the sender) before ReadAcks returned; the descriptor
   // is closed only once the sender no longer uses it.
