@@ -78,21 +78,24 @@ export function extentsOfWrite(op: DiskOp, blockSize: number, extentBlocks: numb
 export const aheadMaxBytes = 256 * 1024 * 1024;
 
 /** The extents past a write to mark hot and arm with its own, for a sequential writer: a
- *  write just past a run of hot extents gets as many more as that run (at least as many as
- *  its own, at most `maxExtents`), so the writes that follow take the lane and need no
- *  metadata write, one write through the core per window, each window twice the last.
- *  Without it a sequential rewrite of a file not written lately took the core for every
- *  write (16 extents new to the hot map each MiB, one metadata write each: 65 MiB/s
- *  against 370 now, on the host bench). `hot`: the path's hot extents;
- *  `written`: the write's (ascending); `grows`: the write makes the hot map grow (a
- *  metadata write anyway), otherwise only extents already hot are taken (none that would
- *  cost one). Empty when the write does not follow a hot extent. */
-export function aheadOfWrite(hot: ReadonlySet<number>, written: readonly number[], maxExtents: number, grows: boolean): number[] {
+ *  write through the core just past a run of armed extents (the lane's, which it wrote or
+ *  may write) gets as many more as that run (at least as many as its own, at most
+ *  `maxExtents`), so the writes that follow take the lane and need no metadata write, one
+ *  write through the core per window, each window twice the last. Without it a sequential
+ *  rewrite of a file not written lately took the core for every write (16 extents new to
+ *  the hot map each MiB, one metadata write each: 65 MiB/s against 370 now, on the host
+ *  bench). A run of armed extents, not of hot ones: a random write next to a large hot
+ *  table would make as much of it hot again, and resent after a crash. `armed`: the
+ *  path's armed extents; `hot`: its hot ones; `written`: the write's (ascending); `grows`:
+ *  the write makes the hot map grow (a metadata write anyway), otherwise only extents
+ *  already hot are taken (none that would cost one). Empty when the write does not follow
+ *  an armed extent. */
+export function aheadOfWrite(armed: ReadonlySet<number>, hot: ReadonlySet<number>, written: readonly number[], maxExtents: number, grows: boolean): number[] {
   const first = written[0];
   const last = written[written.length - 1];
   if (first === undefined || last === undefined) return [];
   let run = 0;
-  while (run < maxExtents && first - 1 - run >= 0 && hot.has(first - 1 - run)) run++;
+  while (run < maxExtents && first - 1 - run >= 0 && armed.has(first - 1 - run)) run++;
   if (run === 0) return [];
   const count = Math.min(maxExtents, Math.max(written.length, run));
   const ahead: number[] = [];

@@ -1491,20 +1491,20 @@ class Step {
     this.drainHeld();
   }
 
-  /** A write's extents with those ahead of it (aheadOfWrite) when it follows a hot run:
-   *  made hot by the same metadata write as its own, armed with them at dispatch. Only
-   *  extents already hot when the write needs no metadata write, and none then unless the
-   *  lane is on (arming them is all they are for). */
+  /** A write's extents with those ahead of it (aheadOfWrite) when it follows a run of
+   *  armed extents (the lane on): made hot by the same metadata write as its own, armed
+   *  with them at dispatch. Only extents already hot when the write needs no metadata
+   *  write. */
   withAhead(op: DiskOp, extents: DirtyMap): DirtyMap {
     const s = this.s;
-    if (op.kind !== "write") return extents;
+    if (op.kind !== "write" || s.lane?.state !== "on") return extents;
     const own = extents.get(op.path);
     const hot = s.meta.hot.get(op.path);
-    if (own === undefined || own.all || hot === undefined || hot.all) return extents;
+    const armed = s.lane.armed.get(op.path);
+    if (own === undefined || own.all || hot === undefined || hot.all || armed === undefined || armed === "all") return extents;
     const grows = [...own.blocks].some((extent) => !hot.blocks.has(extent));
-    if (!grows && s.lane?.state !== "on") return extents;
     const extentBytes = s.config.blockSize * s.config.hotExtentBlocks;
-    const ahead = aheadOfWrite(hot.blocks, extentsOfWrite(op, s.config.blockSize, s.config.hotExtentBlocks), Math.max(1, Math.floor(aheadMaxBytes / extentBytes)), grows);
+    const ahead = aheadOfWrite(armed, hot.blocks, extentsOfWrite(op, s.config.blockSize, s.config.hotExtentBlocks), Math.max(1, Math.floor(aheadMaxBytes / extentBytes)), grows);
     if (ahead.length === 0) return extents;
     const out = new Map(extents);
     out.set(op.path, { all: false, blocks: new Set([...own.blocks, ...ahead]) });
