@@ -78,9 +78,9 @@ function elapsedSeconds(startNs: bigint): number {
  *  cold within seconds (its host takes the pages back): the first GiB of new page cache can
  *  cost seconds to fault in, ten times the write itself, and varies from run to run. The
  *  overwrite shows the data path without that; the new file shows what an application
- *  creating files meets here. */
-/** `coldMs`: how long the file rests between the two (a mirror's activity log forgets what
- *  was not written for 2 s: the cold rewrite is an application overwriting older data). */
+ *  creating files meets here. `coldMs`: how long the file rests between the two (a
+ *  mirror's activity log forgets what was not written for 2 s: the cold rewrite is an
+ *  application overwriting older data). */
 function sequential(dir: string, shape: Shape, fresh: boolean, coldMs = 0): WorkerResult {
   const buffer = randomBytes(shape.writeSize);
   const path = join(dir, "sequential.bin");

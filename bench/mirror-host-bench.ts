@@ -13,9 +13,10 @@
 //
 // `node bench/mirror-host-bench.ts [--quick] [--rounds N] [--pin] [--workloads W,...]` (as
 // root, the same needs as the host tests; `--workloads` runs only those of rewrite,
-// cold-rewrite, overwrite, append, creates, and no pgbench). `--pin` runs this process (the workloads, the passthrough's threads)
-// and n1's service on CPU 0 and n2's service on CPU 1: the split two machines give, where
-// the peer's half of a mirrored write runs elsewhere, on one host (the disk stays shared).
+// cold-rewrite, overwrite, append, creates, and no pgbench). `--pin` runs this process
+// (the workloads, the passthrough's threads) and n1's service on CPU 0 and n2's service
+// on CPU 1: the split two machines give, where the peer's half of a mirrored write runs
+// elsewhere, on one host (the disk stays shared).
 // The figures and their date are in docs/replicator.md.
 
 import { execFileSync, spawnSync } from "node:child_process";

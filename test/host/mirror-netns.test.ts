@@ -47,6 +47,11 @@ afterAll(async () => {
 }, 60_000);
 
 const dir = (index: number) => mirror.nodes[index]!.dataDir;
+/** n1's operations so far: replicated through the core, and completed on the lane. */
+const counts = async () => {
+  const view = (await mirror.view(0))!.mirror!;
+  return { core: view.stats.replicatedOps - view.stats.laneOps, lane: view.lane.completed };
+};
 
 describe("a mirror module on two node services", () => {
   it("waits for the operator on a new mirror, starts alone where told, then copies the data whole to the new secondary", async () => {
@@ -181,10 +186,6 @@ describe("a mirror module on two node services", () => {
 
   it("keeps a file rewritten steadily on the lane across checkpoints: the harvest leaves armed what the lane wrote", async () => {
     const d = dir(0);
-    const counts = async () => {
-      const view = (await mirror.view(0))!.mirror!;
-      return { core: view.stats.replicatedOps - view.stats.laneOps, lane: view.lane.completed };
-    };
     // lanefile's two 64 KiB extents are armed (above). Rewritten in place for 4–5 s, every
     // 4 KiB block each pass, each checkpoint (every 0.5 s) finds both extents written since
     // the last one: it keeps them armed, and no write takes the core (a stall of the
@@ -202,10 +203,6 @@ describe("a mirror module on two node services", () => {
 
   it("arms ahead of a sequential writer: a file rewritten 3 s after it was written takes the lane after its first writes", async () => {
     const d = dir(0);
-    const counts = async () => {
-      const view = (await mirror.view(0))!.mirror!;
-      return { core: view.stats.replicatedOps - view.stats.laneOps, lane: view.lane.completed };
-    };
     expect(await mirror.app(0, `dd if=/dev/zero of=${d}/coldfile bs=1M count=64 conv=fsync status=none`)).toEqual({ code: 0, output: "" });
     // Past the activity log's 2 s: its extents are cold, and disarmed.
     await new Promise((resolve) => setTimeout(resolve, 3_000));
