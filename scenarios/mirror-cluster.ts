@@ -39,7 +39,9 @@ export interface MirrorCluster {
   /** partition: the nodes cannot reach each other on any network until heal. */
   partition(): Promise<void>;
   heal(): Promise<void>;
-  /** cutWitness / healWitness: the node cannot / can reach the split-brain witness. */
+  /** cutWitness / healWitness: the node cannot / can reach the split-brain witness. Faults
+   *  are applied one call at a time, and on the lab a call takes up to a second: a scenario
+   *  that means a node cut from its peer and the witness at once cuts the witness first. */
   cutWitness(node: NodeId): Promise<void>;
   healWitness(node: NodeId): Promise<void>;
   /** An operator command on a node (`tandem prim`, `swap`, ...). */
