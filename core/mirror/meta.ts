@@ -291,6 +291,72 @@ export class SortedBlocks extends BlockSet {
 
 }
 
+/** A set of blocks as runs, increasing and apart: what a map of marks decodes to
+ *  (drivers/real/mirror-codec.ts). A file written in sequence is one run, where a Set of
+ *  its blocks took 45 ms to build per 262,144 of them (a GiB of 4 KiB blocks), at each
+ *  summary a node received and at each it sent (the sender checks what it encodes). */
+export class RunBlocks extends BlockSet {
+  /** `[first, count, ...]`. */
+  readonly #runs: readonly number[];
+  readonly #size: number;
+
+  private constructor(runs: readonly number[], size: number) {
+    super();
+    this.#runs = runs;
+    this.#size = size;
+  }
+
+  /** From `[first, count, ...]`: counts of at least one, each run past the end of the one
+   *  before it and not touching it; null otherwise. */
+  static of(runs: readonly number[]): RunBlocks | null {
+    if (runs.length % 2 !== 0) return null;
+    let size = 0;
+    let next = 0;
+    for (let at = 0; at < runs.length; at += 2) {
+      const first = runs[at]!;
+      const count = runs[at + 1]!;
+      if (!Number.isSafeInteger(first) || !Number.isSafeInteger(count) || first < 0 || count < 1 || (at > 0 && first <= next) || !Number.isSafeInteger(first + count)) return null;
+      size += count;
+      next = first + count;
+    }
+    return new RunBlocks(runs, size);
+  }
+
+  /** The runs of `blocks`, `[first, count, ...]` (its own when it is one of these). */
+  static runsOf(blocks: ReadonlySet<number>): readonly number[] {
+    if (blocks instanceof RunBlocks) return blocks.#runs;
+    const runs: number[] = [];
+    for (const block of [...blocks].sort((a, b) => a - b)) {
+      const last = runs.length - 2;
+      if (last >= 0 && runs[last]! + runs[last + 1]! === block) runs[last + 1]!++;
+      else runs.push(block, 1);
+    }
+    return runs;
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  has(block: number): boolean {
+    // The last run that begins at or before `block`.
+    let low = 0;
+    let high = this.#runs.length / 2;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (this.#runs[2 * middle]! <= block) low = middle + 1;
+      else high = middle;
+    }
+    if (low === 0) return false;
+    const at = 2 * (low - 1);
+    return block < this.#runs[at]! + this.#runs[at + 1]!;
+  }
+
+  *values(): SetIterator<number> {
+    for (let at = 0; at < this.#runs.length; at += 2) for (let block = this.#runs[at]!, end = block + this.#runs[at + 1]!; block < end; block++) yield block;
+  }
+}
+
 /** `blocks` with those of `add` it lacks; `blocks` itself when it has them all. */
 function grownBlocks(blocks: ReadonlySet<number>, add: Iterable<number>): ReadonlySet<number> {
   let added: Set<number> | null = null;
@@ -394,8 +460,10 @@ export function addedBlocks(before: FileDirty, after: FileDirty): readonly numbe
  *  JSON: half the largest frame of the real stream (16 MiB, drivers/real/wire.ts). */
 export const summaryDirtyBytesMax = 8 << 20;
 
-/** The bytes of JSON a dirty map takes at most as `[[path, {all, blocks}], ...]` in UTF-8
- *  (each block counted as long as a path's largest). */
+/** The bytes of JSON a dirty map takes at most as `[[path, {all, blocks}], ...]` in UTF-8,
+ *  blocks as runs `{"runs":[first,count,...]}` (each block counted as a run of its own, as
+ *  long as the path's largest, with a count of one digit: a count of more digits stands
+ *  for that many blocks). */
 export function dirtyJsonBytes(dirty: DirtyMap): number {
   let bytes = 2;
   for (const [path, entry] of dirty) bytes += entryJsonBytes(path, entry);
@@ -403,17 +471,17 @@ export function dirtyJsonBytes(dirty: DirtyMap): number {
 }
 
 function entryJsonBytes(path: string, entry: FileDirty): number {
-  // `["path",{"all":false,"blocks":[]}],` around the path's string and the blocks.
-  let bytes = 36;
+  // `["path",{"all":false,"blocks":{"runs":[]}}],` around the path's string and the blocks.
+  let bytes = 45;
   for (let index = 0; index < path.length; index++) {
     const unit = path.charCodeAt(index);
     bytes += unit < 0x20 ? 6 : unit === 0x22 || unit === 0x5c ? 2 : unit < 0x80 ? 1 : unit < 0x800 ? 2 : 3;
   }
   if (entry.all || entry.blocks.size === 0) return bytes;
-  // Each block as long as the largest, and a comma.
+  // Each block a run of one: as long as the largest, a comma, a count of one and a comma.
   let largest = 0;
   for (const block of entry.blocks) if (block > largest) largest = block;
-  return bytes + entry.blocks.size * (String(largest).length + 1);
+  return bytes + entry.blocks.size * (String(largest).length + 3);
 }
 
 /** `dirty`, coarser, within `budgetBytes` of JSON: first the files with the most marked

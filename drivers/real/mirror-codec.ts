@@ -19,7 +19,7 @@ import { assert } from "../../core/assert.ts";
 import { replicatedCountMax } from "../../core/config/sections/rfs.ts";
 import type { DiskError, DiskOp, FileTime, Owner, PathSnapshot } from "../../core/mirror/disk-ops.ts";
 import type { HelloSummary, MirrorBeat, MirrorMessage, MirrorRole } from "../../core/mirror/messages.ts";
-import { addedBlocks, changedEntries, emptyDirty, historyMax, withBlocks, type DirtyMap, type FileDirty, type Gen, type LastRole, type MirrorMeta } from "../../core/mirror/meta.ts";
+import { addedBlocks, changedEntries, emptyDirty, historyMax, RunBlocks, withBlocks, type DirtyMap, type FileDirty, type Gen, type LastRole, type MirrorMeta } from "../../core/mirror/meta.ts";
 import type { MetaCodec } from "./disk.ts";
 import { Attachment, nodeNameSizeMax, type PayloadCodec } from "./wire.ts";
 
@@ -131,12 +131,24 @@ function sortedMap<K extends string | number, V>(key: Codec<K>, value: Codec<V>)
   );
 }
 
-/** A set of indexes as an increasing array. */
-const indexSet = via<readonly number[], ReadonlySet<number>>(
-  list(leaf(isCount), entryCountMax),
-  (indexes) => (isIncreasing(indexes) ? new Set(indexes) : bad),
-  (set) => [...set].sort((a, b) => a - b),
-);
+/** A set of indexes (a file's marked blocks) as runs: `{ runs: [first, count, ...] }`,
+ *  increasing and apart (one encoding per set), at most entryCountMax indexes in all. A
+ *  file written in sequence is one run: as an array of indexes, a GiB rewritten by a node
+ *  alone was 262,144 numbers (2 MB of JSON) in each summary and metadata record, and
+ *  encoding, sending and checking those kept both nodes' event loops busy enough to miss
+ *  heartbeats (docs/replicator.md). An increasing array, as metadata written before holds,
+ *  still decodes. */
+const indexSet: Codec<ReadonlySet<number>> = {
+  encode: (set) => ({ runs: RunBlocks.runsOf(set) }),
+  decode: (value) => {
+    if (Array.isArray(value)) return value.length <= entryCountMax && value.every(isCount) && isIncreasing(value) ? new Set(value as number[]) : bad;
+    if (typeof value !== "object" || value === null || !Object.hasOwn(value, "runs")) return bad;
+    const runs = (value as { runs: unknown }).runs;
+    if (!Array.isArray(runs) || runs.length > 2 * entryCountMax || !runs.every(isCount)) return bad;
+    const set = RunBlocks.of(runs as number[]);
+    return set === null || set.size > entryCountMax ? bad : set;
+  },
+};
 
 /** Every field of `T`, optional ones included: the compiler checks that none is left out. */
 type Shape<T> = { readonly [K in keyof Required<T>]: Codec<T[K]> };

@@ -284,9 +284,10 @@ describe("real disk: what only it has", () => {
     it("records the blocks added to a file's marks, not the file's marks again: a file rewritten alone costs its new blocks", async () => {
       const { base } = await makeDisk();
       try {
-        // A node alone rewriting a 64 MiB file in 1 MiB writes: 256 blocks more per record.
+        // A node alone rewriting a 128 MiB file, every other block (runs would make a
+        // sequential rewrite one run, as small whole as added): 256 blocks more per record.
         const step = (meta: MirrorMeta, write: number): MirrorMeta => {
-          const marks: DirtyMap = new Map([["pg/base/1/16384", { all: false, blocks: new Set(Array.from({ length: 256 }, (_, index) => write * 256 + index)) }]]);
+          const marks: DirtyMap = new Map([["pg/base/1/16384", { all: false, blocks: new Set(Array.from({ length: 256 }, (_, index) => write * 512 + 2 * index)) }]]);
           return { ...meta, dirty: unionDirty(meta.dirty, marks), hot: unionDirty(meta.hot, coarsenDirty(marks, 16)) };
         };
         let meta: MirrorMeta = { ...newMeta(), gen: "3@n1", lastRole: "ALONE" };
