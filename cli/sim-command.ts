@@ -24,6 +24,7 @@ const usage = `usage: tandem sim [options]
                          mirror: ack-before-peer, clear-drops-armed,
                          ahead-unmarked, lane-forgets-marks, lane-ignores-arming,
                          lane-spares-after-core)
+  --stalls               mirror: stall nodes too (pause and resume a service's event loop)
   --json                 print the summary as JSON`;
 
 export async function simCommand(argv: readonly string[], print: (line: string) => void): Promise<number> {
@@ -38,6 +39,7 @@ export async function simCommand(argv: readonly string[], print: (line: string) 
       scenario: { type: "string" },
       bug: { type: "string", default: "none" },
       trace: { type: "boolean", default: false },
+      stalls: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -109,7 +111,7 @@ function simLight(values: { seeds: string; seed?: string; replay?: string; json:
   return violated;
 }
 
-function simMirror(values: { seeds: string; seed?: string; replay?: string; bug: string; trace: boolean; json: boolean }, print: (line: string) => void): number {
+function simMirror(values: { seeds: string; seed?: string; replay?: string; bug: string; trace: boolean; stalls: boolean; json: boolean }, print: (line: string) => void): number {
   if (values.replay !== undefined) {
     const plan = decodeMirrorPlan(values.replay);
     print("replaying mirror plan:");
@@ -127,9 +129,9 @@ function simMirror(values: { seeds: string; seed?: string; replay?: string; bug:
   if (!bugs.includes(values.bug as MirrorPlantedBug)) throw new Error(`--bug ${values.bug}: a mirror plan plants one of ${bugs.join(", ")}`);
   const runs = positiveInteger(values.seeds, "--seeds");
   const seed = values.seed === undefined ? Math.floor(Math.random() * 0x7fff_ffff) : positiveInteger(values.seed, "--seed");
-  print(`tandem sim: ${runs} mirror fault plans, fast-check seed ${seed}${values.bug === "none" ? "" : `, planted bug ${values.bug}`}`);
+  print(`tandem sim: ${runs} mirror fault plans${values.stalls ? " with stalls" : ""}, fast-check seed ${seed}${values.bug === "none" ? "" : `, planted bug ${values.bug}`}`);
   const startedMs = performance.now();
-  const summary = fuzzMirror({ runs, seed, shape: { bug: values.bug as MirrorPlantedBug }, onProgress: (done, total) => process.stderr.isTTY && process.stderr.write(`\r  ${done}/${total} plans`) });
+  const summary = fuzzMirror({ runs, seed, shape: { bug: values.bug as MirrorPlantedBug, stalls: values.stalls }, onProgress: (done, total) => process.stderr.isTTY && process.stderr.write(`\r  ${done}/${total} plans`) });
   if (process.stderr.isTTY) process.stderr.write("\r");
   const wallMs = performance.now() - startedMs;
   const violated = summary.failure === null ? 0 : 1;

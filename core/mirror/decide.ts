@@ -76,7 +76,18 @@ export function decide(a: Side, b: Side, defaultPrim: DefaultPrim, policy: Split
   const metaB = metaOf(b.summary);
   const rel = relation(metaA, metaB);
   const split = rel === "diverged" || rel === "unrelated";
-  if (isPrimary(a) && isPrimary(b)) return diverged(a, b, policy, `both ${a.node} and ${b.node} are primary (split brain)`);
+  if (isPrimary(a) && isPrimary(b)) {
+    // One primary's generation descends from the other's: the older one was left behind
+    // (it stalled, or was handing the role over, while its peer took over). It completed
+    // nothing the newer lacks (alone, it would have started a generation of its own), so
+    // the newer is kept, as for any two nodes of which one is ahead; counting changes
+    // kept the older once (a stall plan: test/sim/mirror-stall.test.ts).
+    if (rel === "ahead" || rel === "behind") {
+      const newer = rel === "ahead" ? a : b;
+      return { primary: newer.node, why: `both ${a.node} and ${b.node} are primary: ${newer.node} has the newer data`, splitBrain: false };
+    }
+    return diverged(a, b, policy, `both ${a.node} and ${b.node} are primary (split brain)`);
+  }
   if (isPrimary(a) || isPrimary(b)) {
     const primary = isPrimary(a) ? a : b;
     return { primary: primary.node, why: `${primary.node} is primary`, splitBrain: split };

@@ -29,7 +29,7 @@ import { describeOp, isAttributeOp, isMediaError, isWithin, parentOf, pathsOf, t
 import type { HelloSummary, MirrorBeat, MirrorMessage, MirrorReadiness, MirrorRole } from "./messages.ts";
 import { addArmed, aheadMaxBytes, aheadOfWrite, extentsOfWrite, type LaneReport } from "./lane.ts";
 import { excluderOf, type Exclusion } from "./exclude.ts";
-import { coarsenDirty, coarsenToFit, dirtyOf, emptyDirty, expandHot, filterDirty, lineage, newMeta, nextGen, SortedBlocks, summaryDirtyBytesMax, unionDirty, withNewGen, type DirtyMap, type FileDirty, type Gen, type MirrorMeta } from "./meta.ts";
+import { coarsenDirty, coarsenToFit, dirtyOf, emptyDirty, expandHot, filterDirty, genCounter, lineage, newMeta, nextGen, SortedBlocks, summaryDirtyBytesMax, unionDirty, withNewGen, type DirtyMap, type FileDirty, type Gen, type MirrorMeta } from "./meta.ts";
 import { describeLayout, sameLayout } from "./volumes.ts";
 
 export interface MirrorConfig {
@@ -293,6 +293,10 @@ export interface Mirror {
   readonly tags: Map<number, Tag>;
   // The peer, as heard.
   peerBeatMs: number | null;
+  /** When the pulse timer is due; `pulseRecheck`: this pulse was armed at once by a late
+   *  one, to judge the peer's silence after what arrived meanwhile is read (pulse()). */
+  pulseDueMs: number;
+  pulseRecheck: boolean;
   peerAlive: boolean;
   peerIncarnation: number | null;
   peerRole: MirrorRole;
@@ -369,12 +373,16 @@ export interface Mirror {
    *  write before the core's operations ahead of it are on this disk. */
   followLane: { readonly session: number; readonly epoch: number; started: boolean } | null;
   witness: { epoch: number; purpose: "alone" | "promote" } | null;
-  /** The witness answered: the pause before acting on it. */
-  grace: { purpose: "alone" | "promote" } | null;
+  /** The witness answered: the pause before acting on it (due then; `recheck`: armed
+   *  again at once because it came late). */
+  grace: { readonly purpose: "alone" | "promote"; readonly dueMs: number; readonly recheck: boolean } | null;
   witnessEpoch: number;
   // Secondary.
   follow: Follow | null;
   promoteWhenDrained: boolean;
+  /** The session this node stopped following to take over (takeOver): if it does not
+   *  take over after all, the primary, which may never have lost it, is told (detach). */
+  abandoned: number | null;
   /** Running since this node was last primary or an up-to-date secondary (see HelloSummary). */
   continuous: boolean;
   startAfterStop: boolean;
@@ -412,6 +420,9 @@ export interface Mirror {
   /** The summary last sent to the peer, and its key. */
   sent: HelloSummary | null;
   sentKey: string;
+  /** The summary's dirty map, made from `of` (coarsenToFit walks every block): a node
+   *  undecided with a beating peer makes a summary at every beat. */
+  summaryDirty: { readonly of: DirtyMap; readonly entries: HelloSummary["dirty"] } | null;
   readonly stats: MirrorStats;
 }
 
@@ -447,6 +458,8 @@ export function initMirror(config: MirrorConfig, incarnation: number, bootId: st
     nextTag: 1,
     tags: new Map(),
     peerBeatMs: null,
+    pulseDueMs: 0,
+    pulseRecheck: false,
     peerAlive: false,
     peerIncarnation: null,
     peerRole: "STOP",
@@ -484,6 +497,7 @@ export function initMirror(config: MirrorConfig, incarnation: number, bootId: st
     witnessEpoch: 0,
     follow: null,
     promoteWhenDrained: false,
+    abandoned: null,
     continuous: false,
     startAfterStop: false,
     secondUp: false,
@@ -503,6 +517,7 @@ export function initMirror(config: MirrorConfig, incarnation: number, bootId: st
     reported: "",
     sent: null,
     sentKey: "",
+    summaryDirty: null,
     stats: { resyncBlockBytes: 0, resyncPaths: 0, resyncs: 0, fullResyncs: 0, replicatedOps: 0, completed: 0, metaWrites: 0, laneOps: 0 },
   };
 }
@@ -525,7 +540,11 @@ export function roleOf(s: Mirror): { role: MirrorRole; readiness: MirrorReadines
     case "handing-over":
       return { role: s.link === null ? "ALONE" : "PRIM", readiness: "Transient" };
     case "secondary":
-      return { role: "SECOND", readiness: s.follow === null ? "NotReady" : s.meta.consistent && s.continuous ? "Ready" : "Transient" };
+      // Not up to date while the primary beats in a generation this node lacks: it went on
+      // without it (this node's heartbeats were late, or it stalled) and has not attached
+      // it again yet (a stalled secondary said Ready, and its peer's power loss was not
+      // counted as a double failure).
+      return { role: "SECOND", readiness: s.follow === null ? "NotReady" : s.meta.consistent && s.continuous && (s.peerGen === null || s.peerGen === s.meta.gen || s.meta.history.includes(s.peerGen)) ? "Ready" : "Transient" };
     case "stopping":
       return { role: "STOP", readiness: "Transient" };
     default:
@@ -641,6 +660,8 @@ class Step {
   summary(): HelloSummary {
     const { role } = roleOf(this.s);
     const meta = this.s.meta;
+    // Within a frame: coarser when it would not fit (covering every mark).
+    if (this.s.summaryDirty?.of !== meta.dirty) this.s.summaryDirty = { of: meta.dirty, entries: [...coarsenToFit(meta.dirty, this.s.config.summaryDirtyBytesMax ?? summaryDirtyBytesMax)] };
     return {
       incarnation: this.s.incarnation,
       role,
@@ -649,8 +670,7 @@ class Step {
       consistent: meta.consistent,
       lastRole: meta.lastRole,
       dirtyBase: meta.dirtyBase,
-      // Within a frame: coarser when it would not fit (covering every mark).
-      dirty: [...coarsenToFit(meta.dirty, this.s.config.summaryDirtyBytesMax ?? summaryDirtyBytesMax)],
+      dirty: this.s.summaryDirty.entries,
       yielding: this.s.yielding,
       fullsync: this.s.fullsync,
       continuous: this.s.continuous,
@@ -962,7 +982,7 @@ class Step {
     s.peerHello = null;
     s.sentKey = "";
     this.askHello();
-    this.out.push({ kind: "timer-arm", timer: "pulse", afterMs: s.config.pulseMs });
+    this.armPulse(s.config.pulseMs);
     if (leftPrimary) this.log("info", "mirror.cleanup", { why: "the previous service of this boot was primary: stop_prim before starting (its application may still run)" });
     this.runScripts(leftPrimary ? ["stop_prim", "prestart", "start_both"] : ["prestart", "start_both"], { k: "started" });
   }
@@ -1200,6 +1220,7 @@ class Step {
     }
     this.flushInherited();
     s.phase = "promoting";
+    s.abandoned = null;
     const gen = nextGen(s.meta, s.config.self, s.peerGen);
     const base = s.meta.gen === null ? gen : s.meta.dirtyBase;
     this.log("warn", "mirror.new_generation", { gen, from: s.meta.gen, why });
@@ -2043,8 +2064,27 @@ class Step {
       s.promoteWhenDrained = true;
       return;
     }
+    // Lost, the primary may still count on the session (it may never have lost this
+    // node); one that handed the role over has let it go.
+    s.abandoned = s.peerAlive ? null : (s.follow?.session ?? null);
     s.follow = null;
     this.checkWitness("promote", why);
+  }
+
+  /** A takeover that does not happen (the primary beats again, the witness is not
+   *  reached): the primary may never have lost this node (its heartbeats reached it while
+   *  this node's were late, or this node stalled), and it still counts on the session
+   *  this node stopped following: told, it goes on without it (a new generation) and
+   *  attaches it again. This node waits meanwhile, as after any detach, so it cannot take
+   *  over with a copy older than what the primary then completes alone. Untold, the
+   *  primary's writes waited for acknowledgements that never came (the fuzzer found it,
+   *  with a 300 ms stall of the primary: test/sim/mirror-stall.test.ts). */
+  abandonedTakeover(why: string): void {
+    const s = this.s;
+    const session = s.abandoned;
+    s.abandoned = null;
+    if (session !== null) this.send({ kind: "detach", session, reason: why });
+    this.wait(why);
   }
 
   message(message: MirrorMessage): void {
@@ -2198,6 +2238,7 @@ class Step {
   attached(message: Extract<MirrorMessage, { kind: "attach" }>): void {
     const s = this.s;
     s.seenSession = message.session;
+    s.abandoned = null;
     if ((s.phase !== "secondary" && s.phase !== "waiting" && s.phase !== "joining") || s.hold !== null) {
       // Not now (stopping, starting, primary, held): the primary must not count on this node.
       this.send({ kind: "attach-refused", session: message.session, reason: s.hold !== null ? `the peer waits for ${s.hold}` : `the peer is ${roleOf(s).role}` });
@@ -2701,19 +2742,9 @@ class Step {
   timer(timer: MirrorTimer): void {
     const s = this.s;
     switch (timer) {
-      case "pulse": {
-        if (s.phase === "stopped") return;
-        for (const ring of s.config.rings) this.out.push({ kind: "beat", ring, message: { kind: "beat", from: s.config.self, incarnation: s.incarnation, role: roleOf(s).role, gen: s.meta.gen, ...(s.resources.length === 0 ? {} : { resources: s.resources }) } });
-        if (s.fence !== null) for (const ring of s.config.rings) this.out.push({ kind: "beat", ring, message: { kind: "outdate", from: s.config.self, gen: s.meta.gen } });
-        if (s.peerAlive && s.peerBeatMs !== null && this.now - s.peerBeatMs >= s.config.timeoutMs) {
-          s.peerAlive = false;
-          s.peerResources = null;
-          this.log("warn", "mirror.peer_lost", { peer: s.config.peer, silentMs: this.now - s.peerBeatMs });
-          this.peerLost();
-        }
-        this.out.push({ kind: "timer-arm", timer: "pulse", afterMs: s.config.pulseMs });
+      case "pulse":
+        this.pulse();
         return;
-      }
       case "join":
         this.joinTimedOut();
         return;
@@ -2738,8 +2769,14 @@ class Step {
       }
       case "grace": {
         const grace = s.grace;
-        s.grace = null;
         if (grace === null) return;
+        // Late: the beats that would end it may wait unread, as for a pulse (pulse()).
+        if (!grace.recheck && this.now - grace.dueMs >= s.config.pulseMs) {
+          s.grace = { ...grace, recheck: true };
+          this.out.push({ kind: "timer-arm", timer: "grace", afterMs: 0 });
+          return;
+        }
+        s.grace = null;
         if (!s.peerAlive) {
           this.witnessPassed(grace.purpose, s.config.witnesses.length === 0 ? "the peer is lost" : "the peer is lost; the witness answers");
           return;
@@ -2753,6 +2790,10 @@ class Step {
           return;
         }
         if (s.phase === "promoting") {
+          if (s.abandoned !== null) {
+            this.abandonedTakeover("the primary beats again: waiting for it to attach this node");
+            return;
+          }
           s.phase = "secondary";
           this.enterSecond();
           this.hello();
@@ -2783,6 +2824,44 @@ class Step {
     }
   }
 
+  armPulse(afterMs: number, recheck = false): void {
+    this.s.pulseDueMs = this.now + afterMs;
+    this.s.pulseRecheck = recheck;
+    this.out.push({ kind: "timer-arm", timer: "pulse", afterMs });
+  }
+
+  /** Beats to the peer, and judges its silence. A pulse that comes a pulse or more late
+   *  means this node did not run meanwhile (its event loop stalled: a long pause of the
+   *  collector, no CPU), and the silence it measures is its own: the peer's beats of that
+   *  time wait unread behind this timer (Node runs due timers before it reads sockets).
+   *  It judges once they are read, at a pulse armed at once; that one judges whatever its
+   *  own lateness, so a stalled node still finds a dead peer, a loop turn later. Judging
+   *  at once, a primary dropped its link (its lane, its secondary's state) at each stall
+   *  past the timeout while its peer beat all along (test/sim/mirror-stall.test.ts). */
+  pulse(): void {
+    const s = this.s;
+    if (s.phase === "stopped") return;
+    const recheck = s.pulseRecheck;
+    const lateMs = this.now - s.pulseDueMs;
+    if (!recheck) {
+      for (const ring of s.config.rings) this.out.push({ kind: "beat", ring, message: { kind: "beat", from: s.config.self, incarnation: s.incarnation, role: roleOf(s).role, gen: s.meta.gen, ...(s.resources.length === 0 ? {} : { resources: s.resources }) } });
+      if (s.fence !== null) for (const ring of s.config.rings) this.out.push({ kind: "beat", ring, message: { kind: "outdate", from: s.config.self, gen: s.meta.gen } });
+    }
+    if (s.peerAlive && s.peerBeatMs !== null && this.now - s.peerBeatMs >= s.config.timeoutMs) {
+      if (!recheck && lateMs >= s.config.pulseMs) {
+        this.log("warn", "mirror.stalled", { lateMs, silentMs: this.now - s.peerBeatMs, then: "the peer's silence is judged once what it sent meanwhile is read" });
+        this.armPulse(0, true);
+        return;
+      }
+      s.peerAlive = false;
+      s.peerResources = null;
+      this.log("warn", "mirror.peer_lost", { peer: s.config.peer, silentMs: this.now - s.peerBeatMs });
+      this.peerLost();
+    }
+    // The recheck keeps the pulse's rhythm: the beats were sent at the late one.
+    this.armPulse(recheck ? Math.max(0, s.config.pulseMs - lateMs) : s.config.pulseMs);
+  }
+
   beat(message: MirrorBeat, receivedAtMs: number): void {
     const s = this.s;
     if (message.from !== s.config.peer || s.phase === "stopped") return;
@@ -2797,6 +2876,21 @@ class Step {
         s.peerBeatGen = message.gen;
         s.peerBeatRole = message.role;
         s.peerResources = message.resources ?? [];
+        if (s.link !== null && isPrimaryRole(message.role) && message.gen !== null && s.meta.gen !== null && genCounter(message.gen) > genCounter(s.meta.gen)) {
+          // The secondary of this link beats as the primary of a newer generation: it took
+          // over while this node did not run (a stall) or while its own heartbeats were
+          // late, and follows no longer. What this node sent on the link is acknowledged
+          // by nobody: it fails (EIO), and this node leaves the role; the peer, newer, then
+          // attaches it. Unseen, a primary stalled in a handover waited for those
+          // acknowledgements forever (a stall plan: test/sim/mirror-stall.test.ts).
+          const why = `${s.config.peer} took over (generation ${message.gen})`;
+          if (this.leaving()) this.leavingLinkLost(why);
+          else if (s.phase === "primary") {
+            this.failUnconfirmed("EIO");
+            this.leavePrimary("wait", why);
+          }
+          return;
+        }
         // Writes held for a peer that could take over: not any more once it no longer could.
         if (s.phase === "primary" && s.genShared && s.link === null) this.drainHeld();
         // Undecided with a peer that beats: its summary is missing or older than this beat.
@@ -2986,7 +3080,7 @@ class Step {
     }
     // A check begun before a stop of the module: that decision was made since.
     if (s.phase !== "promoting") return;
-    this.wait(why);
+    this.abandonedTakeover(why);
   }
 
   /** Two pulses before acting on a lost peer: a partition that just healed (which would
@@ -2994,7 +3088,7 @@ class Step {
   startGrace(purpose: "alone" | "promote"): void {
     const s = this.s;
     if (purpose === "promote") s.phase = "promoting";
-    s.grace = { purpose };
+    s.grace = { purpose, dueMs: this.now + 2 * s.config.pulseMs, recheck: false };
     this.out.push({ kind: "timer-arm", timer: "grace", afterMs: 2 * s.config.pulseMs });
   }
 

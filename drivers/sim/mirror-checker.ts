@@ -25,6 +25,7 @@ export const convergeBoundMs = 60_000;
 export function settle(world: MirrorWorld, boundMs = convergeBoundMs): boolean {
   world.healAll();
   for (const node of world.nodes) {
+    world.resume(node.id);
     if (node.disk.settings.capacityBytes !== null) world.diskFull(node.id, null);
     world.diskSlow(node.id, 1);
     if (!node.powered) world.powerOn(node.id);

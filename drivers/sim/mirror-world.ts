@@ -7,8 +7,9 @@
 // Faults it injects: power loss (the disk's cache is lost, torn writes optional), a
 // service crash (the kernel and its page cache survive), restarts, an application crash,
 // network partitions between the nodes (all rings and the stream) and between a node and
-// the witness, loss and latency on the rings, a full or failing disk, slow disks.
-// It cannot inject: clock drift, a hung service (a paused node), corruption on the wire
+// the witness, loss and latency on the rings, a full or failing disk, slow disks, a
+// service that does not run for a while (its event loop stalled: pause, resume).
+// It cannot inject: clock drift, corruption on the wire
 // (the real stream authenticates), or a replication stream cut while heartbeats flow for
 // longer than the stream's detection time (both share the partition verbs).
 
@@ -17,7 +18,7 @@ import type { DefaultPrim } from "../../core/config/module-config.ts";
 import type { DiskError, DiskOp, DiskResult } from "../../core/mirror/disk-ops.ts";
 import type { MirrorBeat, MirrorMessage, MirrorReadiness, MirrorRole } from "../../core/mirror/messages.ts";
 import { copyMeta, lineage, type Gen, type MirrorMeta } from "../../core/mirror/meta.ts";
-import { initMirror, type MirrorCommand, type MirrorConfig } from "../../core/mirror/mirror.ts";
+import { initMirror, type MirrorCommand, type MirrorConfig, type MirrorInput } from "../../core/mirror/mirror.ts";
 import type { ClockPort, DiskPort, LogPort, ProbePort, ProcessPort } from "../../core/ports.ts";
 import type { LogEntry } from "../../core/types.ts";
 import { createMirrorRuntime, type MirrorRuntime } from "../../runtime/mirror-runtime.ts";
@@ -113,6 +114,9 @@ export class MirrorSimNode {
   secUp = false;
   readonly requests = new Map<number, (result: DiskResult) => void>();
   lane: SimLane | null = null;
+  /** Its service does not run (pause): what it would be given waits here until resume. */
+  paused = false;
+  waiting: MirrorInput[] = [];
 
   constructor(id: string, disk: SimDisk<MirrorMeta>, processes: SimProcessPort, probes: SimProbePort) {
     this.id = id;
@@ -304,8 +308,10 @@ export class MirrorWorld {
     if (!node.powered) return;
     this.note(`world power-off ${id}`);
     const peer = this.peerOf(node);
-    // The peer holds every acknowledged write when it is primary, or an up-to-date secondary.
-    const wholeElsewhere = peer.running && (peer.role === "PRIM" || peer.role === "ALONE" || (peer.role === "SECOND" && peer.readiness === "Ready"));
+    // The peer holds every acknowledged write when it is primary, or an up-to-date
+    // secondary: Ready, in the generation this node acknowledged under (a primary gone on
+    // alone has one its secondary lacks; a secondary stalled meanwhile still said Ready).
+    const wholeElsewhere = peer.running && (peer.role === "PRIM" || peer.role === "ALONE" || (peer.role === "SECOND" && peer.readiness === "Ready" && peer.runtime?.state.meta.gen === ackGen(node)));
     if (peer.running && !wholeElsewhere) {
       // This node may hold the only whole copy (it was primary, or stopped after being the
       // primary alone, while the peer resynced or waited): its power loss is a double failure
@@ -371,6 +377,35 @@ export class MirrorWorld {
   healWitness(id: string): void {
     this.note(`world heal-witness ${id}`);
     this.node(id).probes.hostUp(witnessAddr);
+  }
+
+  /** pause: `id`'s service stops running without dying (its event loop stalled: a long
+   *  collector pause, a starved CPU). What it would be given waits: timers come due,
+   *  beats and messages arrive, disks and scripts finish; it sends nothing meanwhile. Its
+   *  lane goes on (native threads). resume: it runs again, and is given its due timers
+   *  first, then the rest in the order it came, as Node does after a stall (its timers
+   *  run before it reads its sockets); beats are stamped as read then. */
+  pause(id: string): void {
+    const node = this.node(id);
+    if (!node.running || node.paused) return;
+    this.note(`world pause ${id}`);
+    node.paused = true;
+  }
+
+  resume(id: string): void {
+    const node = this.node(id);
+    if (!node.paused) return;
+    this.note(`world resume ${id}`);
+    node.paused = false;
+    const waiting = node.waiting.splice(0);
+    const runtime = node.runtime;
+    if (runtime === null) return;
+    const ordered = [...waiting.filter((input) => input.kind === "timer"), ...waiting.filter((input) => input.kind !== "timer")];
+    for (const input of ordered) {
+      // A later input of the list may have stopped the service (a stop's last script).
+      if (node.runtime !== runtime) return;
+      runtime.deliver(input.kind === "beat" ? { ...input, receivedAtMs: this.#nowMs } : input);
+    }
   }
 
   /** isolate: `id` reaches neither its peer nor the witness (its network cable is out). */
@@ -491,6 +526,12 @@ export class MirrorWorld {
       },
       role: (role, readiness, gen) => this.#roleChanged(node, role, readiness, gen),
     });
+    // Every input of the core goes through deliver: a paused service holds them.
+    const deliver = runtime.deliver.bind(runtime);
+    runtime.deliver = (input) => {
+      if (node.paused) node.waiting.push(input);
+      else deliver(input);
+    };
     node.runtime = runtime;
     if (node.held) runtime.deliver({ kind: "hold", why: heldWhy });
     if (node.moduleWanted) {
@@ -502,6 +543,9 @@ export class MirrorWorld {
   #stopService(node: MirrorSimNode, why: "crash" | "power"): void {
     const other = this.peerOf(node);
     node.running = false;
+    // A stalled service that dies never runs what it held.
+    node.paused = false;
+    node.waiting = [];
     node.lostPower = why === "power";
     node.runtime = null;
     node.accepting = false;
