@@ -1523,9 +1523,11 @@ class Step {
     const hot = s.meta.hot.get(op.path);
     const armed = s.lane.armed.get(op.path);
     if (own === undefined || own.all || hot === undefined || hot.all || armed === undefined || armed === "all") return extents;
-    const grows = [...own.blocks].some((extent) => !hot.blocks.has(extent));
+    // The write's extents, ascending (one write: a few, in one run).
+    const written = [...own.blocks].sort((a, b) => a - b);
+    const grows = written.some((extent) => !hot.blocks.has(extent));
     const extentBytes = s.config.blockSize * s.config.hotExtentBlocks;
-    const ahead = aheadOfWrite(armed, hot.blocks, extentsOfWrite(op, s.config.blockSize, s.config.hotExtentBlocks), Math.max(1, Math.floor(aheadMaxBytes / extentBytes)), grows);
+    const ahead = aheadOfWrite(armed, hot.blocks, written, Math.max(1, Math.floor(aheadMaxBytes / extentBytes)), grows);
     if (ahead.length === 0) return extents;
     const out = new Map(extents);
     out.set(op.path, { all: false, blocks: new Set([...own.blocks, ...ahead]) });
@@ -2771,7 +2773,7 @@ class Step {
         const grace = s.grace;
         if (grace === null) return;
         // Late: the beats that would end it may wait unread, as for a pulse (pulse()).
-        if (!grace.recheck && this.now - grace.dueMs >= s.config.pulseMs) {
+        if (!grace.recheck && this.stalledPast(grace.dueMs)) {
           s.grace = { ...grace, recheck: true };
           this.out.push({ kind: "timer-arm", timer: "grace", afterMs: 0 });
           return;
@@ -2824,6 +2826,12 @@ class Step {
     }
   }
 
+  /** A timer due at `dueMs` that comes a pulse or more late: this node did not run
+   *  meanwhile, and what its peer sent then may wait unread behind it (pulse()). */
+  stalledPast(dueMs: number): boolean {
+    return this.now - dueMs >= this.s.config.pulseMs;
+  }
+
   armPulse(afterMs: number, recheck = false): void {
     this.s.pulseDueMs = this.now + afterMs;
     this.s.pulseRecheck = recheck;
@@ -2848,7 +2856,7 @@ class Step {
       if (s.fence !== null) for (const ring of s.config.rings) this.out.push({ kind: "beat", ring, message: { kind: "outdate", from: s.config.self, gen: s.meta.gen } });
     }
     if (s.peerAlive && s.peerBeatMs !== null && this.now - s.peerBeatMs >= s.config.timeoutMs) {
-      if (!recheck && lateMs >= s.config.pulseMs) {
+      if (!recheck && this.stalledPast(s.pulseDueMs)) {
         this.log("warn", "mirror.stalled", { lateMs, silentMs: this.now - s.peerBeatMs, then: "the peer's silence is judged once what it sent meanwhile is read" });
         this.armPulse(0, true);
         return;
