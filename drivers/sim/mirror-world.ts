@@ -308,10 +308,17 @@ export class MirrorWorld {
     if (!node.powered) return;
     this.note(`world power-off ${id}`);
     const peer = this.peerOf(node);
-    // The peer holds every acknowledged write when it is primary, or an up-to-date
-    // secondary: Ready, in the generation this node acknowledged under (a primary gone on
-    // alone has one its secondary lacks; a secondary stalled meanwhile still said Ready).
-    const wholeElsewhere = peer.running && (peer.role === "PRIM" || peer.role === "ALONE" || (peer.role === "SECOND" && peer.readiness === "Ready" && peer.runtime?.state.meta.gen === ackGen(node)));
+    // The peer holds every acknowledged write when it is primary in a generation that
+    // descends from the one this node acknowledged under, or an up-to-date secondary:
+    // Ready, in that very generation (a primary gone on alone has one its secondary lacks;
+    // a secondary stalled meanwhile still said Ready). Two primaries (this one took over
+    // from a peer that stalled, and the peer has not stepped down yet): the peer lacks
+    // what this one acknowledged alone.
+    const acked = ackGen(node);
+    const peerMeta = peer.runtime?.state.meta;
+    const wholeElsewhere = peer.running && peerMeta !== undefined && (
+      ((peer.role === "PRIM" || peer.role === "ALONE") && (acked === null || lineage(peerMeta).includes(acked))) ||
+      (peer.role === "SECOND" && peer.readiness === "Ready" && peerMeta.gen === acked));
     if (peer.running && !wholeElsewhere) {
       // This node may hold the only whole copy (it was primary, or stopped after being the
       // primary alone, while the peer resynced or waited): its power loss is a double failure

@@ -148,6 +148,15 @@ describe("stall plans found failing once", () => {
       "a secondary stalled while its primary goes on alone and loses power",
       { kind: "mirror", seed: 0, witness: false, ack: "applied", tornWrites: false, failover: true, lane: false, bug: "none", faults: [{ atMs: 0, verb: "powerOff", node: "n1" }, { atMs: 1, verb: "powerOn", node: "n1" }, { atMs: 167, verb: "pause", node: "n1" }, { atMs: 856, verb: "powerOff", node: "n2" }, { atMs: 857, verb: "resume", node: "n1" }] },
     ],
+    [
+      // n1, primary, stalls 392 ms; n2 takes over alone (2@n2) as n1 runs again, and loses
+      // power 50 ms later, before n1 has stepped down. The checker took n1, still primary,
+      // for a whole copy, so what n2 had acknowledged alone counted as lost (M1): a double
+      // failure, counted so now (a primary is a whole copy when its generation descends
+      // from the one the lost node acknowledged under).
+      "a primary that took over from a stalled one loses power before the stalled one steps down",
+      { kind: "mirror", seed: 0, witness: false, ack: "applied", tornWrites: false, failover: true, lane: false, bug: "none", faults: [{ atMs: 5059, verb: "pause", node: "n1" }, { atMs: 5451, verb: "resume", node: "n1" }, { atMs: 5502, verb: "powerOff", node: "n2" }, { atMs: 5503, verb: "powerOn", node: "n2" }] },
+    ],
   ])("%s", (_, plan) => {
     expect(runMirrorPlan(plan).violations).toEqual([]);
   }, 60_000);
