@@ -2916,6 +2916,14 @@ class Step {
           answer();
           return;
         }
+        if (message.gen !== null && s.meta.gen !== message.gen && lineage(s.meta).includes(message.gen)) {
+          // This node went on past that generation (it took over from a primary that
+          // stalled, then restarted): it has what the sender lacks. Outdated, neither could
+          // be elected (the newer one not up to date): both waited for primforce (a stall
+          // plan: test/sim/mirror-stall.test.ts). The sender, unanswered, does not go on.
+          this.log("warn", "mirror.outdate_refused", { by: s.config.peer, gen: message.gen, ours: s.meta.gen });
+          return;
+        }
         this.log("warn", "mirror.outdated", { by: s.config.peer, gen: message.gen });
         s.follow = null;
         this.setMeta({ ...s.meta, consistent: false }, (step) => {
