@@ -189,8 +189,9 @@ const repairOf = { powerOff: "powerOn", crash: "restart", partition: "heal", cut
 
 export interface MirrorPlanShape {
   readonly bug?: MirrorPlantedBug;
-  /** Stall nodes too (pause/resume episodes): `--stalls`. Not in the default plans, so
-   *  that CI's seeds keep the plans they had (docs/simulation.md). */
+  /** Stall nodes too (pause/resume episodes): `--stalls`. Off by default, so that the
+   *  seeds of the plans without stalls keep the plans they gave; CI runs both
+   *  (docs/simulation.md). */
   readonly stalls?: boolean;
 }
 
