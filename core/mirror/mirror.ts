@@ -2913,7 +2913,12 @@ class Step {
           for (const ring of s.config.rings) this.out.push({ kind: "beat", ring, message: { kind: "outdated", from: s.config.self, gen: message.gen } });
         };
         if (!s.meta.consistent) {
-          answer();
+          // Said only once that is durable (below): not while a write is under way (its
+          // own answer follows it), after a failed one at a retry that succeeds (one
+          // pending at a time: the sender asks at every pulse).
+          if (s.metaFailed) {
+            if (s.metaRetry.length === 0) this.whenDurable(answer);
+          } else if (s.metaDone >= s.metaVersion) answer();
           return;
         }
         if (message.gen !== null && s.meta.gen !== message.gen && lineage(s.meta).includes(message.gen)) {
@@ -2926,7 +2931,9 @@ class Step {
         }
         this.log("warn", "mirror.outdated", { by: s.config.peer, gen: message.gen });
         s.follow = null;
-        this.setMeta({ ...s.meta, consistent: false }, (step) => {
+        // Durable before it is said: the sender then goes on alone, and this node, back from
+        // a crash with "up to date" on disk, could take over without what it wrote alone.
+        this.setMetaDurably({ ...s.meta, consistent: false }, (step) => {
           if (s.phase === "secondary") step.wait("outdated: the primary went on without this node");
           for (const ring of s.config.rings) step.out.push({ kind: "beat", ring, message: { kind: "outdated", from: s.config.self, gen: message.gen } });
         });

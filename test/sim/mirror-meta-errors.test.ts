@@ -78,4 +78,30 @@ describe("the primary's metadata write failing", () => {
     expect(world.node("n1").disk.fileBytes("g")).toEqual(world.node("n2").disk.fileBytes("g"));
     expect(world.violations).toEqual([]);
   });
+
+  it("a secondary outdated by its primary says so only once that is durable: its write failing, the primary waits for the retry", () => {
+    const world = syncedWorld({ seed: 64, lane: false, failover: true });
+    expect(write(world, { kind: "create", path: "f", mode: 0o644 })).toBeNull();
+    const n1 = world.node("n1");
+    const n2 = world.node("n2");
+    n2.disk.failNext("persistMeta", "EIO");
+    // The stream dies, the heartbeats go on: n1 fences n2 before it completes anything alone.
+    world.streams.partition("n1", "n2");
+    let answer: DiskResult | "unreachable" | undefined;
+    world.submit({ kind: "write", path: "f", offset: 0, data: new Uint8Array(10).fill(3) }, (result) => (answer = result));
+    const outdated = () => world.logs.some((each) => each.node === "n1" && each.entry.event === "mirror.peer_outdated");
+    expect(world.runUntilCondition(outdated, world.nowMs + 10_000, 0.05)).toBe(true);
+    // n1 goes on alone only on the strength of an "outdated" that n2's disk holds: back from
+    // a crash, n2 could not take over as an up-to-date copy without what n1 wrote alone.
+    expect(n2.disk.durableMeta()!.consistent).toBe(false);
+    expect(world.logs.some((each) => each.node === "n2" && each.entry.event === "mirror.meta_retry")).toBe(true);
+    expect(world.runUntilCondition(() => answer !== undefined, world.nowMs + 5_000, 0.05)).toBe(true);
+    expect(answer).toBeNull();
+    expect(n1.role).toBe("ALONE");
+    world.streams.heal("n1", "n2");
+    expect(settle(world)).toBe(true);
+    checkFinal(world);
+    expect(n2.disk.fileBytes("f")).toEqual(new Uint8Array(10).fill(3));
+    expect(world.violations).toEqual([]);
+  });
 });
