@@ -340,6 +340,9 @@ export interface Mirror {
    *  active file's working set, not every extent it ever wrote). */
   readonly hotSeen: Map<string, Map<number, number>>;
   fence: { gen: Gen | null } | null;
+  /** The generation of the last outdate this node refused (logged once: the sender asks at
+   *  every pulse, on every ring). */
+  outdateRefused: Gen | null;
   /** A primary without its peer in a generation its peer may have too (elected, handed the
    *  role by a swap, its handover lost): anything it completes alone starts a new one first
    *  (intercepted()). Cleared when the peer is attached (and by a promotion). */
@@ -486,6 +489,7 @@ export function initMirror(config: MirrorConfig, incarnation: number, bootId: st
     hotTouched: new Set(),
     hotSeen: new Map(),
     fence: null,
+    outdateRefused: null,
     genShared: false,
     handedOver: null,
     lane: null,
@@ -2926,7 +2930,8 @@ class Step {
           // stalled, then restarted): it has what the sender lacks. Outdated, neither could
           // be elected (the newer one not up to date): both waited for primforce (a stall
           // plan: test/sim/mirror-stall.test.ts). The sender, unanswered, does not go on.
-          this.log("warn", "mirror.outdate_refused", { by: s.config.peer, gen: message.gen, ours: s.meta.gen });
+          if (s.outdateRefused !== message.gen) this.log("warn", "mirror.outdate_refused", { by: s.config.peer, gen: message.gen, ours: s.meta.gen });
+          s.outdateRefused = message.gen;
           return;
         }
         this.log("warn", "mirror.outdated", { by: s.config.peer, gen: message.gen });

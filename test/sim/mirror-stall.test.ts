@@ -112,6 +112,9 @@ describe("a node that stalls", () => {
   });
 });
 
+// n2 takes over from n1, stalled; n2 restarts, and n1, resumed, fences it in 1@n1.
+const outdatedPastPlan: MirrorPlan = { kind: "mirror", seed: 0, witness: false, ack: "applied", tornWrites: false, failover: true, lane: false, bug: "none", faults: [{ atMs: 5059, verb: "pause", node: "n1" }, { atMs: 5502, verb: "powerOff", node: "n2" }, { atMs: 5503, verb: "powerOn", node: "n2" }, { atMs: 5504, verb: "resume", node: "n1" }] };
+
 // Plans the fuzzer found once the simulator could stall a node; each failed before its fix.
 describe("stall plans found failing once", () => {
   it.each<[string, MirrorPlan]>([
@@ -163,9 +166,15 @@ describe("stall plans found failing once", () => {
       // newer data not up to date: both waited for primforce (M4). A node refuses an
       // outdate for a generation it went on past.
       "a node that went on past the generation it is told is outdated refuses it",
-      { kind: "mirror", seed: 0, witness: false, ack: "applied", tornWrites: false, failover: true, lane: false, bug: "none", faults: [{ atMs: 5059, verb: "pause", node: "n1" }, { atMs: 5502, verb: "powerOff", node: "n2" }, { atMs: 5503, verb: "powerOn", node: "n2" }, { atMs: 5504, verb: "resume", node: "n1" }] },
+      outdatedPastPlan,
     ],
   ])("%s", (_, plan) => {
     expect(runMirrorPlan(plan).violations).toEqual([]);
+  }, 60_000);
+
+  it("a refused outdate is logged once, though the sender asks at every pulse on every ring", () => {
+    const { world, violations } = runMirrorPlan(outdatedPastPlan);
+    expect(violations).toEqual([]);
+    expect(world.logs.filter((log) => log.node === "n2" && log.entry.event === "mirror.outdate_refused").map((log) => [log.entry.fields["gen"], log.entry.fields["ours"]])).toEqual([["1@n1", "2@n2"]]);
   }, 60_000);
 });
