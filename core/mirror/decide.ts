@@ -5,7 +5,7 @@
 
 import type { DefaultPrim } from "../config/module-config.ts";
 import type { HelloSummary } from "./messages.ts";
-import { commonGen, dirtyCovers, dirtyWeight, emptyDirty, genCounter, relation, type DirtyMap, type MirrorMeta } from "./meta.ts";
+import { commonGen, dirtyCovers, dirtyWeight, emptyDirty, genCounter, relation, RunBlocks, type DirtyMap, type MirrorMeta } from "./meta.ts";
 
 /** How a split brain is resolved when both sides wrote: keep the side that is primary now
  *  (when only one is), the side with more changes, or neither until an operator says. */
@@ -157,7 +157,7 @@ export function planResync(source: MirrorMeta, target: HelloSummary, sourceFulls
   for (const [path, entry] of targetMeta.dirty) {
     const mine = dirty.get(path);
     if (mine === undefined) dirty.set(path, entry);
-    else if (!mine.all) dirty.set(path, entry.all ? entry : { all: false, blocks: new Set([...mine.blocks, ...entry.blocks]) });
+    else if (!mine.all) dirty.set(path, entry.all ? entry : { all: false, blocks: RunBlocks.union(mine.blocks, entry.blocks) });
   }
   return { full: false, dirty, preserve, why: `incremental since ${common}` };
 }

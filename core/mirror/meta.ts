@@ -122,10 +122,12 @@ export function relation(a: MirrorMeta, b: MirrorMeta): Relation {
   return commonGen(a, b) === null ? "unrelated" : "diverged";
 }
 
-/** How many blocks (and paths) a dirty map names: the measure of "more changes". */
+/** How many blocks (and paths) a dirty map names: the measure of "more changes". A path
+ *  marked whole counts as 2³² blocks (16 TiB of 4 KiB blocks), more than a file's marks
+ *  name (they are runs, not counted); a million such paths still add up exactly. */
 export function dirtyWeight(dirty: DirtyMap): number {
   let weight = 0;
-  for (const entry of dirty.values()) weight += 1 + (entry.all ? 1_000_000 : entry.blocks.size);
+  for (const entry of dirty.values()) weight += 1 + (entry.all ? 2 ** 32 : entry.blocks.size);
   return weight;
 }
 
@@ -135,12 +137,14 @@ export function dirtyWeight(dirty: DirtyMap): number {
 // copied whole at each addition made the rewrite of a large file quadratic: alone, a file
 // rewritten in 1 MiB writes went at 124 MiB/s for its first 64 MiB and 17 MiB/s past
 // 192 MiB (each write copied the file's set of dirty blocks, and each metadata record
-// wrote it whole). A map or a set made by adding to another keeps that other one as its
-// base (shared, never changed) and holds only what it added, copied at each addition;
-// once they outgrow 2·√(n·a) (n the base's size, a the size of an addition, plus a
-// constant), they are folded into a new base: an addition costs O(√(n·a)) amortized
-// instead of O(n), a lookup two, and iteration is that of a Map or Set copied and added
-// to: the base's order, then what was added, in order. The journal's change records
+// wrote it whole). A map made by adding to another keeps that other one as its base
+// (shared, never changed) and holds only what it added, copied at each addition; once
+// they outgrow 2·√(n·a) (n the base's size, a the size of an addition, plus a constant),
+// they are folded into a new base: an addition costs O(√(n·a)) amortized instead of
+// O(n), a lookup two, and iteration is that of a Map copied and added to: the base's
+// order, then what was added, in order. A file's blocks grow the same way but without
+// the copy (GrownBlocks: the additions in a log shared along the line) and fold into
+// runs (RunBlocks), and they iterate in no promised order. The journal's change records
 // write what was added (addedBlocks, changedEntries), not whole entries.
 
 /** Additions kept over a base of `size`, added `step` at a time, before they are folded
@@ -215,86 +219,240 @@ abstract class BlockSet implements ReadonlySet<number> {
   }
 }
 
-/** A set of blocks made by adding blocks to `base` (a plain set, never one of these). */
+/** The blocks added over one base by a line of sets grown one from the other, in order,
+ *  with where each is: a set of the line holds the first `length` of them. */
+interface AddLog {
+  readonly blocks: number[];
+  readonly at: Map<number, number>;
+}
+
+/** A set of blocks made by adding blocks to `base` (never one of these). The additions go
+ *  into a log shared along the line of sets grown one from the other, each set seeing its
+ *  own first part: adding to the latest set appends (it costs the blocks added, where a
+ *  copy of the additions at each step cost √n); adding to an earlier one copies its part. */
 class GrownBlocks extends BlockSet {
   readonly base: ReadonlySet<number>;
-  /** Blocks added, none of them in the base. */
-  readonly top: ReadonlySet<number>;
+  readonly #log: AddLog;
+  readonly #length: number;
 
-  constructor(base: ReadonlySet<number>, top: ReadonlySet<number>) {
+  private constructor(base: ReadonlySet<number>, log: AddLog, length: number) {
     super();
     this.base = base;
-    this.top = top;
+    this.#log = log;
+    this.#length = length;
+  }
+
+  /** `base` with `added` (none of them in it). */
+  static over(base: ReadonlySet<number>, added: Iterable<number>): GrownBlocks {
+    return new GrownBlocks(base, { blocks: [], at: new Map() }, 0).grown(added);
+  }
+
+  /** This set with `added` (none of them in it). */
+  grown(added: Iterable<number>): GrownBlocks {
+    let log = this.#log;
+    if (this.#length !== log.blocks.length) {
+      // Another set grew from this one already: this line goes on with a copy of its part.
+      const blocks = log.blocks.slice(0, this.#length);
+      log = { blocks, at: new Map(blocks.map((block, index) => [block, index])) };
+    }
+    for (const block of added) {
+      log.at.set(block, log.blocks.length);
+      log.blocks.push(block);
+    }
+    return new GrownBlocks(this.base, log, log.blocks.length);
+  }
+
+  /** How many blocks were added over the base. */
+  get added(): number {
+    return this.#length;
+  }
+
+  /** The blocks added over the base, in order. */
+  top(): number[] {
+    return this.#log.blocks.slice(0, this.#length);
+  }
+
+  /** The blocks this set has beyond `earlier`, when `earlier` is this set or one it grew
+   *  from; null otherwise. */
+  addedSince(earlier: GrownBlocks): readonly number[] | null {
+    if (earlier.base !== this.base || earlier.#log !== this.#log || earlier.#length > this.#length) return null;
+    return this.#log.blocks.slice(earlier.#length, this.#length);
   }
 
   get size(): number {
-    return this.base.size + this.top.size;
+    return this.base.size + this.#length;
   }
 
   has(block: number): boolean {
-    return this.base.has(block) || this.top.has(block);
+    if (this.base.has(block)) return true;
+    const at = this.#log.at.get(block);
+    return at !== undefined && at < this.#length;
   }
 
   *values(): SetIterator<number> {
     yield* this.base;
-    yield* this.top;
+    for (let index = 0; index < this.#length; index++) yield this.#log.blocks[index]!;
   }
 }
 
-/** A set of blocks kept sorted, from `start` on: what a resync has left to send of a file
- *  whose marks it sends a chunk at a time. Sorting the blocks left and filtering out the
- *  chunk sent, at each chunk, made the resync of a file with many marked blocks
+/** A set of blocks kept sorted, as runs, from a point on: what a resync has left to send
+ *  of a file whose marks it sends a chunk at a time. Sorting the blocks left and filtering
+ *  out the chunk sent, at each chunk, made the resync of a file with many marked blocks
  *  quadratic; this is sorted once and goes on from where the last chunk ended. */
 export class SortedBlocks extends BlockSet {
-  readonly #sorted: readonly number[];
-  readonly #start: number;
+  /** `[first, count, ...]`, increasing and apart. */
+  readonly #runs: readonly number[];
+  /** The run it starts in (an even index of #runs), and the blocks of it already past. */
+  readonly #at: number;
+  readonly #skip: number;
+  readonly #size: number;
 
-  private constructor(sorted: readonly number[], start: number) {
+  private constructor(runs: readonly number[], at: number, skip: number, size: number) {
     super();
-    this.#sorted = sorted;
-    this.#start = start;
+    this.#runs = runs;
+    this.#at = at;
+    this.#skip = skip;
+    this.#size = size;
   }
 
   /** `blocks` sorted (itself when it is one of these). */
   static of(blocks: ReadonlySet<number>): SortedBlocks {
-    return blocks instanceof SortedBlocks ? blocks : new SortedBlocks([...blocks].sort((a, b) => a - b), 0);
+    return blocks instanceof SortedBlocks ? blocks : new SortedBlocks(RunBlocks.runsOf(blocks), 0, 0, blocks.size);
   }
 
   get size(): number {
-    return this.#sorted.length - this.#start;
+    return this.#size;
+  }
+
+  get runCount(): number {
+    return (this.#runs.length - this.#at) / 2;
+  }
+
+  /** Its runs, `[first, count, ...]`. */
+  runs(): readonly number[] {
+    if (this.#at === 0 && this.#skip === 0) return this.#runs;
+    const rest = this.#runs.slice(this.#at);
+    if (rest.length > 0) {
+      rest[0]! += this.#skip;
+      rest[1]! -= this.#skip;
+    }
+    return rest;
   }
 
   /** The `count` lowest blocks. */
   first(count: number): number[] {
-    return this.#sorted.slice(this.#start, this.#start + count);
+    const out: number[] = [];
+    let skip = this.#skip;
+    for (let at = this.#at; at < this.#runs.length && out.length < count; at += 2, skip = 0) {
+      const end = this.#runs[at]! + this.#runs[at + 1]!;
+      for (let block = this.#runs[at]! + skip; block < end && out.length < count; block++) out.push(block);
+    }
+    return out;
   }
 
   /** The blocks past the `count` lowest. */
   after(count: number): SortedBlocks {
-    return new SortedBlocks(this.#sorted, Math.min(this.#sorted.length, this.#start + count));
+    let left = Math.min(count, this.#size);
+    let at = this.#at;
+    let skip = this.#skip;
+    while (left > 0) {
+      const inRun = this.#runs[at + 1]! - skip;
+      if (left < inRun) {
+        skip += left;
+        break;
+      }
+      left -= inRun;
+      at += 2;
+      skip = 0;
+    }
+    return new SortedBlocks(this.#runs, at, skip, this.#size - Math.min(count, this.#size));
   }
 
   has(block: number): boolean {
-    let low = this.#start;
-    let high = this.#sorted.length;
-    while (low < high) {
-      const middle = (low + high) >>> 1;
-      if (this.#sorted[middle]! < block) low = middle + 1;
-      else high = middle;
-    }
-    return low < this.#sorted.length && this.#sorted[low] === block;
+    const at = runHolding(this.#runs, block);
+    return at > this.#at || (at === this.#at && block >= this.#runs[at]! + this.#skip);
   }
 
   *values(): SetIterator<number> {
-    for (let index = this.#start; index < this.#sorted.length; index++) yield this.#sorted[index]!;
+    let skip = this.#skip;
+    for (let at = this.#at; at < this.#runs.length; at += 2, skip = 0) for (let block = this.#runs[at]! + skip, end = this.#runs[at]! + this.#runs[at + 1]!; block < end; block++) yield block;
   }
-
 }
 
-/** A set of blocks as runs, increasing and apart: what a map of marks decodes to
- *  (drivers/real/mirror-codec.ts). A file written in sequence is one run, where a Set of
- *  its blocks took 45 ms to build per 262,144 of them (a GiB of 4 KiB blocks), at each
- *  summary a node received and at each it sent (the sender checks what it encodes). */
+/** The index (even) of the run of `runs` that holds `block`, or -1. */
+function runHolding(runs: readonly number[], block: number): number {
+  // The last run that begins at or before `block`.
+  let low = 0;
+  let high = runs.length / 2;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (runs[2 * middle]! <= block) low = middle + 1;
+    else high = middle;
+  }
+  if (low === 0) return -1;
+  const at = 2 * (low - 1);
+  return block < runs[at]! + runs[at + 1]! ? at : -1;
+}
+
+/** The runs of blocks sorted, none twice. */
+function runsOfSorted(sorted: readonly number[]): number[] {
+  const runs: number[] = [];
+  for (const block of sorted) {
+    const last = runs.length - 2;
+    if (last >= 0 && runs[last]! + runs[last + 1]! === block) runs[last + 1]!++;
+    else runs.push(block, 1);
+  }
+  return runs;
+}
+
+/** The union of two lists of runs (each increasing and apart), increasing and apart. */
+function mergeRuns(a: readonly number[], b: readonly number[]): readonly number[] {
+  if (a.length === 0) return b;
+  if (b.length === 0) return a;
+  const out: number[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    const fromA = j >= b.length || (i < a.length && a[i]! <= b[j]!);
+    const first = fromA ? a[i]! : b[j]!;
+    const end = first + (fromA ? a[i + 1]! : b[j + 1]!);
+    if (fromA) i += 2;
+    else j += 2;
+    const last = out.length - 2;
+    if (last >= 0 && first <= out[last]! + out[last + 1]!) out[last + 1] = Math.max(out[last]! + out[last + 1]!, end) - out[last]!;
+    else out.push(first, end - first);
+  }
+  return out;
+}
+
+/** The runs of `a` without the blocks of `b` (each increasing and apart). */
+function subtractRuns(a: readonly number[], b: readonly number[]): readonly number[] {
+  if (b.length === 0 || a.length === 0) return a;
+  const out: number[] = [];
+  let j = 0;
+  for (let i = 0; i < a.length; i += 2) {
+    let first = a[i]!;
+    const end = first + a[i + 1]!;
+    // Runs of b wholly before this one are behind every later run of a too.
+    while (j < b.length && b[j]! + b[j + 1]! <= first) j += 2;
+    for (let k = j; k < b.length && b[k]! < end; k += 2) {
+      if (b[k]! > first) out.push(first, b[k]! - first);
+      first = Math.max(first, b[k]! + b[k + 1]!);
+    }
+    if (first < end) out.push(first, end - first);
+  }
+  return out;
+}
+
+function blocksInRuns(runs: readonly number[]): number {
+  let size = 0;
+  for (let at = 1; at < runs.length; at += 2) size += runs[at]!;
+  return size;
+}
+
+/** A set of blocks as runs, increasing and apart: what marks are folded into (a file
+ *  written in sequence is one run, where a Set of its blocks held 262,144 numbers per GiB
+ *  of 4 KiB blocks), and what a map of marks decodes to (drivers/real/mirror-codec.ts). */
 export class RunBlocks extends BlockSet {
   /** `[first, count, ...]`. */
   readonly #runs: readonly number[];
@@ -322,34 +480,47 @@ export class RunBlocks extends BlockSet {
     return new RunBlocks(runs, size);
   }
 
-  /** The runs of `blocks`, `[first, count, ...]` (its own when it is one of these). */
+  /** The `count` blocks from `first` on (none when `count` is 0). */
+  static range(first: number, count: number): RunBlocks {
+    return count <= 0 ? new RunBlocks([], 0) : new RunBlocks([first, count], count);
+  }
+
+  /** `blocks` as runs (itself when it is one of these). */
+  static from(blocks: ReadonlySet<number>): RunBlocks {
+    return blocks instanceof RunBlocks ? blocks : new RunBlocks(RunBlocks.runsOf(blocks), blocks.size);
+  }
+
+  /** The blocks of both. */
+  static union(a: ReadonlySet<number>, b: ReadonlySet<number>): RunBlocks {
+    const runs = mergeRuns(RunBlocks.runsOf(a), RunBlocks.runsOf(b));
+    return new RunBlocks(runs, blocksInRuns(runs));
+  }
+
+  /** The blocks of `a` not in `b`. */
+  static minus(a: ReadonlySet<number>, b: ReadonlySet<number>): RunBlocks {
+    const runs = subtractRuns(RunBlocks.runsOf(a), RunBlocks.runsOf(b));
+    return new RunBlocks(runs, blocksInRuns(runs));
+  }
+
+  /** The runs of `blocks`, `[first, count, ...]`: what they hold as runs when they are
+   *  kept so (the additions over runs sorted and merged in), else sorted. */
   static runsOf(blocks: ReadonlySet<number>): readonly number[] {
     if (blocks instanceof RunBlocks) return blocks.#runs;
-    const runs: number[] = [];
-    for (const block of [...blocks].sort((a, b) => a - b)) {
-      const last = runs.length - 2;
-      if (last >= 0 && runs[last]! + runs[last + 1]! === block) runs[last + 1]!++;
-      else runs.push(block, 1);
-    }
-    return runs;
+    if (blocks instanceof SortedBlocks) return blocks.runs();
+    if (blocks instanceof GrownBlocks) return mergeRuns(RunBlocks.runsOf(blocks.base), runsOfSorted(blocks.top().sort((a, b) => a - b)));
+    return runsOfSorted([...blocks].sort((a, b) => a - b));
   }
 
   get size(): number {
     return this.#size;
   }
 
+  get runCount(): number {
+    return this.#runs.length / 2;
+  }
+
   has(block: number): boolean {
-    // The last run that begins at or before `block`.
-    let low = 0;
-    let high = this.#runs.length / 2;
-    while (low < high) {
-      const middle = (low + high) >>> 1;
-      if (this.#runs[2 * middle]! <= block) low = middle + 1;
-      else high = middle;
-    }
-    if (low === 0) return false;
-    const at = 2 * (low - 1);
-    return block < this.#runs[at]! + this.#runs[at + 1]!;
+    return runHolding(this.#runs, block) >= 0;
   }
 
   *values(): SetIterator<number> {
@@ -357,33 +528,59 @@ export class RunBlocks extends BlockSet {
   }
 }
 
-/** `blocks` with those of `add` it lacks; `blocks` itself when it has them all. */
-function grownBlocks(blocks: ReadonlySet<number>, add: Iterable<number>): ReadonlySet<number> {
-  let added: Set<number> | null = null;
-  for (const block of add) if (!blocks.has(block) && !(added?.has(block) ?? false)) (added ??= new Set()).add(block);
-  if (added === null) return blocks;
-  const base = blocks instanceof GrownBlocks ? blocks.base : blocks;
-  const top = blocks instanceof GrownBlocks ? new Set([...blocks.top, ...added]) : added;
-  if (top.size <= foldsAt(base.size, added.size)) return new GrownBlocks(base, top);
-  const folded = new Set(base);
-  for (const block of top) folded.add(block);
-  return folded;
+/** `blocks` with those of `add` it lacks; `blocks` itself when it has them all. The
+ *  additions are kept apart from a base (GrownBlocks) until they pass a quarter of its
+ *  runs (and 1024), then folded with it into runs (RunBlocks): a fold costs the runs and
+ *  the additions sorted, once per that many additions; a file written in sequence is one
+ *  run however long. */
+function grownBlocks(blocks: ReadonlySet<number>, add: ReadonlySet<number>): ReadonlySet<number> {
+  if (blocks instanceof RunBlocks && add instanceof RunBlocks && blocks.runCount + add.runCount <= add.size) {
+    // Runs merged cost less than the blocks added one by one (a write in sequence).
+    const union = RunBlocks.union(blocks, add);
+    return union.size === blocks.size ? blocks : union;
+  }
+  // A set yields each block once.
+  const added: number[] = [];
+  for (const block of add) if (!blocks.has(block)) added.push(block);
+  if (added.length === 0) return blocks;
+  const grown = blocks instanceof GrownBlocks ? blocks.grown(added) : GrownBlocks.over(blocks, added);
+  if (grown.added <= 1024 + runsAtMost(grown.base) / 4) return grown;
+  return RunBlocks.from(grown);
 }
 
-/** The most blocks one path's marks name; past it the path is marked whole (a resync
- *  sends the whole file). A node alone that rewrote more than 4 GiB of one file (of 4 KiB
- *  blocks: a VM's disk image) made a set the metadata's encoding refuses (a million
- *  entries at most, entryCountMax in drivers/real/mirror-codec.ts): every metadata write
- *  after it failed (mirror.meta_failed), and the node went on writing with its durable
- *  marks left behind. */
-export const fileBlocksMax = 1_000_000;
+/** At least as many runs as `blocks` makes, found without sorting. */
+function runsAtMost(blocks: ReadonlySet<number>): number {
+  if (blocks instanceof RunBlocks || blocks instanceof SortedBlocks) return blocks.runCount;
+  if (blocks instanceof GrownBlocks) return runsAtMost(blocks.base) + blocks.added;
+  return blocks.size;
+}
+
+/** `blocks`, as runs when they make more than fileRunsMax of them at most; null when
+ *  they make more exactly (the path is then marked whole). */
+function withinRuns(blocks: ReadonlySet<number>): ReadonlySet<number> | null {
+  if (runsAtMost(blocks) <= fileRunsMax) return blocks;
+  const runs = RunBlocks.from(blocks);
+  return runs.runCount > fileRunsMax ? null : runs;
+}
+
+/** The most runs of blocks one path's marks make (RunBlocks); past it the path is marked
+ *  whole (a resync sends the whole file). The metadata's encoding takes a million runs at
+ *  most (entryCountMax in drivers/real/mirror-codec.ts): a set past it once made every
+ *  metadata write after it fail (mirror.meta_failed), the node writing on with its
+ *  durable marks left behind. A file rewritten in sequence is one run whatever its size;
+ *  a million runs is a million scattered writes. */
+export const fileRunsMax = 1_000_000;
 
 function mergeEntry(into: FileDirty | undefined, add: FileDirty): FileDirty {
-  if (into === undefined) return add.blocks.size > fileBlocksMax ? wholePath : add;
+  if (into === undefined) {
+    const blocks = withinRuns(add.blocks);
+    return blocks === null ? wholePath : blocks === add.blocks ? add : { all: false, blocks };
+  }
   if (into.all || add.all) return into.all ? into : { all: true, blocks: new Set() };
-  const blocks = grownBlocks(into.blocks, add.blocks);
-  if (blocks === into.blocks) return into;
-  return blocks.size > fileBlocksMax ? wholePath : { all: false, blocks };
+  const grown = grownBlocks(into.blocks, add.blocks);
+  if (grown === into.blocks) return into;
+  const blocks = withinRuns(grown);
+  return blocks === null ? wholePath : { all: false, blocks };
 }
 
 /** The union of two maps; `a` itself when `b` adds nothing. */
@@ -434,26 +631,22 @@ export function changedEntries(before: DirtyMap, after: DirtyMap): { readonly se
 
 /** The blocks `after` adds to `before` when it holds all of them (both entries of blocks,
  *  not whole): when it grew from them, found without walking the blocks they share; after
- *  a fold, by a walk of both. Null otherwise (the entry is then written whole). */
-export function addedBlocks(before: FileDirty, after: FileDirty): readonly number[] | null {
+ *  a fold, by their runs. Null otherwise (the entry is then written whole). */
+export function addedBlocks(before: FileDirty, after: FileDirty): ReadonlySet<number> | null {
   if (before.all || after.all) return null;
   const from = before.blocks;
   const to = after.blocks;
-  if (from === to) return [];
+  if (from === to) return new Set();
   if (to instanceof GrownBlocks) {
-    if (from === to.base) return [...to.top];
-    if (from instanceof GrownBlocks && from.base === to.base) {
-      for (const block of from.top) if (!to.top.has(block)) return null;
-      return [...to.top].filter((block) => !from.top.has(block));
-    }
+    if (from === to.base) return new Set(to.top());
+    const since = from instanceof GrownBlocks ? to.addedSince(from) : null;
+    if (since !== null) return new Set(since);
   }
-  // Folded into a new base since (once every 2·√(n·a) blocks added): a walk of both, so
-  // that the record still holds the additions, not the whole set again.
+  // Folded into new runs since (once every 2·√(n·a) blocks added): the difference of the
+  // runs, so that the record still holds the additions, not the whole set again.
   if (to.size < from.size) return null;
-  for (const block of from) if (!to.has(block)) return null;
-  const added: number[] = [];
-  for (const block of to) if (!from.has(block)) added.push(block);
-  return added;
+  const added = RunBlocks.minus(to, from);
+  return added.size === to.size - from.size ? added : null;
 }
 
 /** A bound of the dirty map a node sends its peer in its summary (hello), in bytes of
@@ -461,9 +654,7 @@ export function addedBlocks(before: FileDirty, after: FileDirty): readonly numbe
 export const summaryDirtyBytesMax = 8 << 20;
 
 /** The bytes of JSON a dirty map takes at most as `[[path, {all, blocks}], ...]` in UTF-8,
- *  blocks as runs `{"runs":[first,count,...]}` (each block counted as a run of its own, as
- *  long as the path's largest, with a count of one digit: a count of more digits stands
- *  for that many blocks). */
+ *  blocks as runs `{"runs":[first,count,...]}`. */
 export function dirtyJsonBytes(dirty: DirtyMap): number {
   let bytes = 2;
   for (const [path, entry] of dirty) bytes += entryJsonBytes(path, entry);
@@ -478,14 +669,13 @@ function entryJsonBytes(path: string, entry: FileDirty): number {
     bytes += unit < 0x20 ? 6 : unit === 0x22 || unit === 0x5c ? 2 : unit < 0x80 ? 1 : unit < 0x800 ? 2 : 3;
   }
   if (entry.all || entry.blocks.size === 0) return bytes;
-  // Each block a run of one: as long as the largest, a comma, a count of one and a comma.
-  let largest = 0;
-  for (const block of entry.blocks) if (block > largest) largest = block;
-  return bytes + entry.blocks.size * (String(largest).length + 3);
+  // Each number and a comma.
+  for (const value of RunBlocks.runsOf(entry.blocks)) bytes += String(value).length + 1;
+  return bytes;
 }
 
-/** `dirty`, coarser, within `budgetBytes` of JSON: first the files with the most marked
- *  blocks marked whole, then the deepest paths folded into their directory marked whole
+/** `dirty`, coarser, within `budgetBytes` of JSON: first the files whose marks take the
+ *  most bytes (the most runs) marked whole, then the deepest paths folded into their directory marked whole
  *  (everything below it), level by level, at worst the root whole. It covers everything
  *  `dirty` marks, so a resync planned from it sends at least what is needed. A primary
  *  alone for hours under a database's writes can mark millions of blocks, and a summary
@@ -496,10 +686,13 @@ export function coarsenToFit(dirty: DirtyMap, budgetBytes: number): DirtyMap {
   // An empty map cannot be made smaller (the folding below would never end on it).
   if (bytes <= budgetBytes || dirty.size === 0) return dirty;
   const out = new Map(dirty);
-  const byBlocks = [...out].filter(([, entry]) => !entry.all && entry.blocks.size > 0).sort(([a, x], [b, y]) => y.blocks.size - x.blocks.size || (a < b ? -1 : 1));
-  for (const [path, entry] of byBlocks) {
+  const byBytes = [...out]
+    .filter(([, entry]) => !entry.all && entry.blocks.size > 0)
+    .map(([path, entry]) => ({ path, bytes: entryJsonBytes(path, entry) }))
+    .sort((x, y) => y.bytes - x.bytes || (x.path < y.path ? -1 : 1));
+  for (const { path, bytes: entryBytes } of byBytes) {
     if (bytes <= budgetBytes) return out;
-    bytes += entryJsonBytes(path, wholePath) - entryJsonBytes(path, entry);
+    bytes += entryJsonBytes(path, wholePath) - entryBytes;
     out.set(path, wholePath);
   }
   while (bytes > budgetBytes && !(out.size === 1 && out.has(""))) {
@@ -528,8 +721,8 @@ export function copyMeta(meta: MirrorMeta): MirrorMeta {
 }
 
 /** `entry` with `blocks` added (a change record's additions, read back). */
-export function withBlocks(entry: FileDirty, blocks: Iterable<number>): FileDirty {
-  return mergeEntry(entry, { all: false, blocks: new Set(blocks) });
+export function withBlocks(entry: FileDirty, blocks: ReadonlySet<number>): FileDirty {
+  return mergeEntry(entry, { all: false, blocks });
 }
 
 const pathOnly: FileDirty = Object.freeze({ all: false, blocks: new Set<number>() });
@@ -548,9 +741,7 @@ export function dirtyOf(op: DiskOp, blockSize: number): DirtyMap {
   switch (op.kind) {
     case "write": {
       const range = blocksOfWrite(op, blockSize);
-      const blocks = new Set<number>();
-      if (range !== null) for (let block = range.first; block <= range.last; block++) blocks.add(block);
-      add(op.path, { all: false, blocks });
+      add(op.path, { all: false, blocks: range === null ? new Set() : RunBlocks.range(range.first, range.last - range.first + 1) });
       break;
     }
     case "truncate":
@@ -593,8 +784,20 @@ export function coarsenDirty(marks: DirtyMap, extentBlocks: number): DirtyMap {
   if (extentBlocks === 1) return marks;
   const out = new Map<string, FileDirty>();
   for (const [path, entry] of marks) {
-    if (entry.all || entry.blocks.size === 0) out.set(path, entry);
-    else out.set(path, { all: false, blocks: new Set([...entry.blocks].map((block) => Math.floor(block / extentBlocks))) });
+    if (entry.all || entry.blocks.size === 0) {
+      out.set(path, entry);
+      continue;
+    }
+    const runs = RunBlocks.runsOf(entry.blocks);
+    const extents: number[] = [];
+    for (let at = 0; at < runs.length; at += 2) {
+      const first = Math.floor(runs[at]! / extentBlocks);
+      const last = Math.floor((runs[at]! + runs[at + 1]! - 1) / extentBlocks);
+      const end = extents.length - 2;
+      if (end >= 0 && first <= extents[end]! + extents[end + 1]!) extents[end + 1] = last + 1 - extents[end]!;
+      else extents.push(first, last - first + 1);
+    }
+    out.set(path, { all: false, blocks: RunBlocks.of(extents)! });
   }
   return out;
 }
@@ -609,13 +812,13 @@ export function expandHot(hot: DirtyMap, extentBlocks: number): DirtyMap {
       out.set(path, entry);
       continue;
     }
-    if (entry.blocks.size * extentBlocks > fileBlocksMax) {
+    // Runs of extents apart stay apart as runs of blocks.
+    const runs = RunBlocks.runsOf(entry.blocks);
+    if (runs.length / 2 > fileRunsMax) {
       out.set(path, wholePath);
       continue;
     }
-    const blocks = new Set<number>();
-    for (const extent of entry.blocks) for (let block = extent * extentBlocks; block < (extent + 1) * extentBlocks; block++) blocks.add(block);
-    out.set(path, { all: false, blocks });
+    out.set(path, { all: false, blocks: RunBlocks.of(runs.map((value) => value * extentBlocks))! });
   }
   return out;
 }

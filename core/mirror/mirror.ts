@@ -29,7 +29,7 @@ import { describeOp, isAttributeOp, isMediaError, isWithin, parentOf, pathsOf, t
 import type { HelloSummary, MirrorBeat, MirrorMessage, MirrorReadiness, MirrorRole } from "./messages.ts";
 import { addArmed, aheadMaxBytes, aheadOfWrite, extentsOfWrite, type LaneReport } from "./lane.ts";
 import { excluderOf, type Exclusion } from "./exclude.ts";
-import { coarsenDirty, coarsenToFit, dirtyOf, emptyDirty, expandHot, filterDirty, genCounter, lineage, newMeta, nextGen, SortedBlocks, summaryDirtyBytesMax, unionDirty, withNewGen, type DirtyMap, type FileDirty, type Gen, type MirrorMeta } from "./meta.ts";
+import { coarsenDirty, coarsenToFit, dirtyOf, emptyDirty, expandHot, filterDirty, genCounter, lineage, newMeta, nextGen, RunBlocks, SortedBlocks, summaryDirtyBytesMax, unionDirty, withNewGen, type DirtyMap, type FileDirty, type Gen, type MirrorMeta } from "./meta.ts";
 import { describeLayout, sameLayout } from "./volumes.ts";
 
 export interface MirrorConfig {
@@ -2464,8 +2464,7 @@ class Step {
       const first = planned.first(asked.length);
       if (first.length === asked.length && first.every((block, index) => block === asked[index])) return planned.after(asked.length);
     }
-    const read = new Set(asked);
-    return new Set([...planned].filter((block) => !read.has(block)));
+    return RunBlocks.minus(planned, new Set(asked));
   }
 
   plan(link: Link, path: string, entry: FileDirty): void {
@@ -2476,15 +2475,13 @@ class Step {
       link.plan.set(path, entry);
       link.requeue.push(path);
     } else if (!before.all) {
-      link.plan.set(path, entry.all ? entry : { all: false, blocks: new Set([...before.blocks, ...entry.blocks]) });
+      link.plan.set(path, entry.all ? entry : { all: false, blocks: RunBlocks.union(before.blocks, entry.blocks) });
     } else if (cursor !== undefined) {
       // A whole file read in part: marks below where it is are sent again.
       if (entry.all) link.from.delete(path);
-      else if ([...entry.blocks].some((block) => block < cursor.next)) {
-        const rest = new Set(entry.blocks);
-        for (let block = cursor.next; block < cursor.count; block++) rest.add(block);
+      else if ((RunBlocks.runsOf(entry.blocks)[0] ?? cursor.next) < cursor.next) {
         link.from.delete(path);
-        link.plan.set(path, { all: false, blocks: rest });
+        link.plan.set(path, { all: false, blocks: RunBlocks.union(entry.blocks, RunBlocks.range(cursor.next, cursor.count - cursor.next)) });
       }
       link.partial.add(path);
       link.requeue.push(path);

@@ -132,7 +132,7 @@ function sortedMap<K extends string | number, V>(key: Codec<K>, value: Codec<V>)
 }
 
 /** A set of indexes (a file's marked blocks) as runs: `{ runs: [first, count, ...] }`,
- *  increasing and apart (one encoding per set), at most entryCountMax indexes in all. A
+ *  increasing and apart (one encoding per set), at most entryCountMax runs. A
  *  file written in sequence is one run: as an array of indexes, a GiB rewritten by a node
  *  alone was 262,144 numbers (2 MB of JSON) in each summary and metadata record, and
  *  encoding, sending and checking those kept both nodes' event loops busy enough to miss
@@ -146,8 +146,7 @@ const indexSet: Codec<ReadonlySet<number>> = {
     const runs = (value as { runs: unknown }).runs;
     if (!Array.isArray(runs) || runs.length > 2 * entryCountMax) return bad;
     // Checks each number (a safe integer, not negative) as it builds the set.
-    const set = RunBlocks.of(runs as number[]);
-    return set === null || set.size > entryCountMax ? bad : set;
+    return RunBlocks.of(runs as number[]) ?? bad;
   },
 };
 
@@ -468,7 +467,7 @@ function changeOf(before: DirtyMap, after: DirtyMap): MapChange | undefined {
     const was = before.get(path);
     const added = was === undefined ? null : addedBlocks(was, entry);
     if (added === null) whole.push([path, entry]);
-    else add.push([path, new Set(added)]);
+    else add.push([path, added]);
   }
   return { set: whole, ...(add.length === 0 ? {} : { add }), del };
 }

@@ -40,7 +40,8 @@ import {
   SortedBlocks,
   coarsenToFit,
   dirtyJsonBytes,
-  fileBlocksMax,
+  fileRunsMax,
+  RunBlocks,
   type DirtyMap,
   type FileDirty,
   type Gen,
@@ -425,15 +426,27 @@ describe("maps and block sets grown by unions", () => {
     }
     return out;
   }
-  /** Entries in iteration order, blocks in iteration order too. */
-  const ordered = (map: DirtyMap) => [...map].map(([path, entry]) => [path, entry.all ? "all" : [...entry.blocks]]);
+  /** Entries in iteration order, blocks in increasing order (folded into runs, they
+   *  iterate so). */
+  const ordered = (map: DirtyMap) => [...map].map(([path, entry]) => [path, entry.all ? "all" : [...entry.blocks].sort((a, b) => a - b)]);
   const pathsArbitrary = fc.constantFrom(...Array.from({ length: 40 }, (_, index) => `d/${index}`));
-  const stepArbitrary = fc.array(
-    fc.tuple(pathsArbitrary, fc.oneof({ arbitrary: fc.constant(null).map(wholePath), weight: 1 }, { arbitrary: fc.uniqueArray(fc.nat(400), { maxLength: 40 }).map((indexes) => blocks(...indexes)), weight: 6 })),
+  // Small sets, and runs and scattered sets large enough that a file's blocks fold into
+  // runs within a history (past 1024 blocks added over a base).
+  const stepOver = (paths: fc.Arbitrary<string>) => fc.array(
+    fc.tuple(
+      paths,
+      fc.oneof(
+        { arbitrary: fc.constant(null).map(wholePath), weight: 1 },
+        { arbitrary: fc.uniqueArray(fc.nat(400), { maxLength: 40 }).map((indexes) => blocks(...indexes)), weight: 5 },
+        { arbitrary: fc.tuple(fc.nat(6000), fc.integer({ min: 1, max: 1500 })).map(([first, count]) => ({ all: false, blocks: RunBlocks.range(first, count) })), weight: 1 },
+        { arbitrary: fc.uniqueArray(fc.nat(6000), { minLength: 100, maxLength: 700 }).map((indexes) => blocks(...indexes)), weight: 1 },
+      ),
+    ),
     { minLength: 1, maxLength: 3 },
   );
+  const stepArbitrary = stepOver(pathsArbitrary);
 
-  it("read and iterate in the order of a Map copied and added to, through folds into new bases", () => {
+  it("read and iterate paths in the order of a Map copied and added to, through folds into new bases", () => {
     fc.assert(
       fc.property(fc.array(stepArbitrary, { maxLength: 300 }), (steps) => {
         let grown: DirtyMap = emptyDirty;
@@ -476,6 +489,36 @@ describe("maps and block sets grown by unions", () => {
     );
   });
 
+  it("every map of a branching history stays as it was: adding to an earlier map after a later one grew from it", () => {
+    fc.assert(
+      // Three paths, each step from one of the last four maps: lines of sets that branch.
+      fc.property(fc.array(fc.tuple(fc.nat(3), stepOver(fc.constantFrom("a", "b", "c"))), { minLength: 30, maxLength: 200 }), (steps) => {
+        const history: { map: DirtyMap; model: Plain }[] = [{ map: emptyDirty, model: {} }];
+        const earlierOf = (index: number) => Math.max(0, index - 1 - steps[index - 1]![0]);
+        for (const [, step] of steps) {
+          const earlier = history[earlierOf(history.length)]!;
+          const marks = new Map(step);
+          history.push({ map: unionDirty(earlier.map, marks), model: plainUnion(earlier.model, plain(marks)) });
+        }
+        for (const { map, model } of history) {
+          expect(plain(map)).toEqual(model);
+          for (const [path, entry] of map) expect(entry.blocks.size).toBe(model[path] === "all" ? 0 : (model[path] as number[]).length);
+        }
+        // Each map's additions over the one it grew from, read back as a record would.
+        for (let index = 1; index < history.length; index++) {
+          const earlier = history[earlierOf(index)]!.map;
+          const { set } = changedEntries(earlier, history[index]!.map);
+          for (const [path, entry] of set) {
+            const was = earlier.get(path);
+            const added = was === undefined ? null : addedBlocks(was, entry);
+            if (was !== undefined && added !== null) expect(plain(new Map([[path, withBlocks(was, added)]]))).toEqual(plain(new Map([[path, entry]])));
+          }
+        }
+      }),
+      { numRuns: 100 },
+    );
+  });
+
   it("changedEntries between any two maps of a history (or unrelated maps) is the plain diff, and addedBlocks the blocks added", () => {
     fc.assert(
       fc.property(fc.array(stepArbitrary, { minLength: 1, maxLength: 200 }), fc.nat(), fc.nat(), dirtyMapArbitrary, (steps, i, j, other) => {
@@ -512,7 +555,7 @@ describe("maps and block sets grown by unions", () => {
       expect(changedEntries(before, dirty).set.map(([path]) => path)).toEqual(["big"]);
       if (write === 0) continue; // a new entry: written whole
       // Through the folds into a new base too (the additions past 2·√(n·a)).
-      expect(addedBlocks(before.get("big")!, dirty.get("big")!)).toEqual(Array.from({ length: 16 }, (_, index) => write * 16 + index));
+      expect([...addedBlocks(before.get("big")!, dirty.get("big")!)!]).toEqual(Array.from({ length: 16 }, (_, index) => write * 16 + index));
     }
     expect(dirty.get("big")?.blocks.size).toBe(32000);
     // Blocks gone (a clear, a hot extent left) are not an addition: the entry is written whole.
@@ -557,19 +600,87 @@ describe("SortedBlocks (what a resync has left of a file's marked blocks)", () =
   });
 });
 
-describe("a path's marks past fileBlocksMax blocks", () => {
+describe("a path's marks past fileRunsMax runs", () => {
   const range = (from: number, count: number) => ({ all: false, blocks: new Set(Array.from({ length: count }, (_, index) => from + index)) });
+  /** `count` blocks, every other one from `from` on: as many runs. */
+  const scattered = (from: number, count: number) => ({ all: false, blocks: new Set(Array.from({ length: count }, (_, index) => from + 2 * index)) });
 
   it("make the path whole, whether they grow by unions, come at once, or from a crash's hot extents", () => {
-    let dirty: DirtyMap = new Map([["vm.img", range(0, fileBlocksMax - 10)]]);
-    dirty = unionDirty(dirty, new Map([["vm.img", range(fileBlocksMax - 10, 10)]]));
+    let dirty: DirtyMap = new Map([["vm.img", scattered(0, fileRunsMax - 10)]]);
+    dirty = unionDirty(dirty, new Map([["vm.img", scattered(2 * (fileRunsMax - 10), 10)]]));
     expect(dirty.get("vm.img")).toMatchObject({ all: false });
-    expect(dirty.get("vm.img")?.blocks.size).toBe(fileBlocksMax);
-    dirty = unionDirty(dirty, new Map([["vm.img", range(fileBlocksMax, 1)], ["other", range(0, 1)]]));
+    expect(dirty.get("vm.img")?.blocks.size).toBe(fileRunsMax);
+    // A block that joins two runs makes one fewer; one apart makes the run too many.
+    dirty = unionDirty(dirty, new Map([["vm.img", range(1, 1)]]));
+    expect(dirty.get("vm.img")).toMatchObject({ all: false });
+    expect(RunBlocks.runsOf(dirty.get("vm.img")!.blocks).length / 2).toBe(fileRunsMax - 1);
+    dirty = unionDirty(dirty, new Map([["vm.img", range(2 * fileRunsMax + 10, 1)]]));
+    expect(dirty.get("vm.img")).toMatchObject({ all: false });
+    dirty = unionDirty(dirty, new Map([["vm.img", range(2 * fileRunsMax + 20, 1)], ["other", range(0, 1)]]));
     expect(plain(dirty)).toEqual({ "vm.img": "all", other: [0] });
-    expect(plain(unionDirty(emptyDirty, new Map([["vm.img", range(0, fileBlocksMax + 1)]])))).toEqual({ "vm.img": "all" });
-    const hot: DirtyMap = new Map([["vm.img", range(0, Math.floor(fileBlocksMax / 16) + 1)], ["small", range(3, 2)]]);
+    expect(plain(unionDirty(emptyDirty, new Map([["vm.img", scattered(0, fileRunsMax + 1)]])))).toEqual({ "vm.img": "all" });
+    const hot: DirtyMap = new Map([["vm.img", scattered(0, fileRunsMax + 1)], ["small", range(3, 2)]]);
     expect(plain(expandHot(hot, 16))).toEqual({ "vm.img": "all", small: Array.from({ length: 32 }, (_, index) => 48 + index) });
+  });
+
+  it("do not count blocks: a file rewritten in 1 MiB writes past a million 4 KiB blocks stays marked by block, one run", () => {
+    let dirty: DirtyMap = emptyDirty;
+    const writes = Math.ceil((fileRunsMax + 1) / 256) + 1;
+    for (let write = 0; write < writes; write++) dirty = unionDirty(dirty, dirtyOf({ kind: "write", path: "vm.img", offset: write * 2 ** 20, data: new Uint8Array(1 << 20) }, 4096));
+    const entry = dirty.get("vm.img")!;
+    expect(entry.all).toBe(false);
+    expect(entry.blocks.size).toBe(writes * 256);
+    expect(RunBlocks.runsOf(entry.blocks)).toEqual([0, writes * 256]);
+    // The hot map of it is one run of extents; after a crash, one run of blocks again.
+    const hot = coarsenDirty(dirty, 16);
+    expect(RunBlocks.runsOf(hot.get("vm.img")!.blocks)).toEqual([0, writes * 16]);
+    expect(RunBlocks.runsOf(expandHot(hot, 16).get("vm.img")!.blocks)).toEqual([0, writes * 256]);
+  });
+});
+
+describe("RunBlocks (blocks as runs) against a Set of the same blocks", () => {
+  const blockSetArbitrary = fc.uniqueArray(fc.nat(300), { maxLength: 120 }).map((indexes) => new Set(indexes));
+  const sorted = (set: Iterable<number>) => [...set].sort((a, b) => a - b);
+
+  it("union, minus, runsOf and has agree with the Set, from plain sets, runs, grown sets and sorted ones", () => {
+    fc.assert(
+      fc.property(blockSetArbitrary, blockSetArbitrary, fc.array(blockSetArbitrary, { maxLength: 20 }), fc.nat(40), (a, b, grows, taken) => {
+        // Sets of each kind holding `a`: plain, runs, grown by unions, and sorted with a few taken.
+        let grown: DirtyMap = emptyDirty;
+        for (const step of [...grows, a]) grown = unionDirty(grown, new Map([["f", { all: false, blocks: step }]]));
+        const grownSet = new Set([...grows.flatMap((step) => [...step]), ...a]);
+        const sortedLeft = SortedBlocks.of(new Set([...a, ...b])).after(taken);
+        const left = new Set(sorted(new Set([...a, ...b])).slice(taken));
+        for (const [kind, model] of [[a, a], [RunBlocks.from(a), a], [grown.get("f")?.blocks ?? new Set<number>(), grownSet], [sortedLeft, left]] as const) {
+          const runs = RunBlocks.runsOf(kind);
+          expect(RunBlocks.of(runs)?.size).toBe(model.size);
+          expect([...RunBlocks.of(runs)!]).toEqual(sorted(model));
+          expect(kind.size).toBe(model.size);
+          expect(sorted(kind)).toEqual(sorted(model));
+          for (let block = 0; block <= 301; block++) expect(kind.has(block)).toBe(model.has(block));
+          const union = RunBlocks.union(kind, b);
+          expect([...union]).toEqual(sorted(new Set([...model, ...b])));
+          expect(union.size).toBe(new Set([...model, ...b]).size);
+          const minus = RunBlocks.minus(kind, b);
+          expect([...minus]).toEqual(sorted(model).filter((block) => !b.has(block)));
+          expect(RunBlocks.minus(b, kind).size).toBe([...b].filter((block) => !model.has(block)).length);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it("a sorted set taken from one chunk at a time gives its blocks in order, over runs", () => {
+    let left = SortedBlocks.of(RunBlocks.of([2, 3, 10, 1, 20, 4])!);
+    const chunks: number[][] = [];
+    while (left.size > 0) {
+      chunks.push(left.first(3));
+      left = left.after(3);
+    }
+    expect(chunks).toEqual([[2, 3, 4], [10, 20, 21], [22, 23]]);
+    expect(SortedBlocks.of(RunBlocks.of([2, 3, 10, 1, 20, 4])!).after(4).has(10)).toBe(false);
+    expect(RunBlocks.runsOf(SortedBlocks.of(RunBlocks.of([2, 3, 10, 1, 20, 4])!).after(4))).toEqual([20, 4]);
+    expect(RunBlocks.runsOf(SortedBlocks.of(RunBlocks.of([2, 3, 10, 1, 20, 4])!).after(5))).toEqual([21, 3]);
   });
 });
 
@@ -598,10 +709,11 @@ describe("coarsenToFit (a summary's dirty map within a frame)", () => {
     );
   });
 
-  it("makes the files with the most blocks whole first, and folds paths into directories only when that is not enough", () => {
-    const dirty: DirtyMap = new Map([["d/big", blocks(...Array.from({ length: 500 }, (_, index) => index))], ["d/small", blocks(1, 2)], ["e/f", pathOnly()]]);
+  it("makes the files whose marks take the most bytes whole first, and folds paths into directories only when that is not enough", () => {
+    // 500 blocks apart (500 runs) against 2 in one run, and 5,000 in one run.
+    const dirty: DirtyMap = new Map([["d/big", blocks(...Array.from({ length: 500 }, (_, index) => 2 * index))], ["d/small", blocks(1, 2)], ["d/long", blocks(...Array.from({ length: 5000 }, (_, index) => index))], ["e/f", pathOnly()]]);
     const out = coarsenToFit(dirty, dirtyJsonBytes(dirty) - 100);
-    expect(plain(out)).toEqual({ "d/big": "all", "d/small": [1, 2], "e/f": [] });
+    expect(plain(out)).toEqual({ "d/big": "all", "d/small": [1, 2], "d/long": Array.from({ length: 5000 }, (_, index) => index), "e/f": [] });
     expect(plain(coarsenToFit(dirty, 120))).toEqual({ d: "all", e: "all" });
     expect(plain(coarsenToFit(dirty, 0))).toEqual({ "": "all" });
     // Nothing marked, a budget below even "[]": returned as is (this once looped for ever,
@@ -638,6 +750,10 @@ describe("dirtyWeight", () => {
     expect(dirtyWeight(new Map([["a", blocks(1, 2, 3)], ["b", pathOnly()]]))).toBe(5);
     const manyBlocks = new Map([["a", blocks(...Array.from({ length: 10_000 }, (_, index) => index))]]);
     expect(dirtyWeight(new Map([["b", wholePath()]]))).toBeGreaterThan(dirtyWeight(manyBlocks));
+    // Marks are runs, not bounded in blocks: 4 TiB of 4 KiB blocks rewritten in place.
+    const terabytes = new Map([["a", { all: false, blocks: RunBlocks.range(0, 2 ** 30) }]]);
+    expect(dirtyWeight(terabytes)).toBe(2 ** 30 + 1);
+    expect(dirtyWeight(new Map([["b", wholePath()]]))).toBeGreaterThan(dirtyWeight(terabytes));
   });
 });
 
