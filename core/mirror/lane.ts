@@ -86,11 +86,11 @@ export const aheadMaxBytes = 256 * 1024 * 1024;
  *  the hot map each MiB, one metadata write each: 65 MiB/s against 370 now, on the host
  *  bench). A run of armed extents, not of hot ones: a random write next to a large hot
  *  table would make as much of it hot again, and resent after a crash. `armed`: the
- *  path's armed extents; `hot`: its hot ones; `written`: the write's (ascending); `grows`:
+ *  path's armed extents (a node alone, without a lane: the extents it wrote); `hot`: its hot ones; `written`: the write's (ascending); `grows`:
  *  the write makes the hot map grow (a metadata write anyway), otherwise only extents
  *  already hot are taken (none that would cost one). Empty when the write does not follow
  *  an armed extent. */
-export function aheadOfWrite(armed: ReadonlySet<number>, hot: ReadonlySet<number>, written: readonly number[], maxExtents: number, grows: boolean): number[] {
+export function aheadOfWrite(armed: { has(extent: number): boolean }, hot: ReadonlySet<number>, written: readonly number[], maxExtents: number, grows: boolean): number[] {
   const first = written[0];
   const last = written[written.length - 1];
   if (first === undefined || last === undefined) return [];

@@ -1517,15 +1517,17 @@ class Step {
   }
 
   /** A write's extents with those ahead of it (aheadOfWrite) when it follows a run of
-   *  armed extents (the lane on): made hot by the same metadata write as its own, armed
-   *  with them at dispatch. Only extents already hot when the write needs no metadata
-   *  write. */
+   *  armed extents (the lane on) or, alone, of extents it wrote (no lane: every write
+   *  takes the core): made hot by the same metadata write as its own, armed with them at
+   *  dispatch. Only extents already hot when the write needs no metadata write. Alone, a
+   *  sequential rewrite wrote a metadata record for each 1 MiB write (its 16 extents new
+   *  to the hot map). */
   withAhead(op: DiskOp, extents: DirtyMap): DirtyMap {
     const s = this.s;
-    if (op.kind !== "write" || s.lane?.state !== "on") return extents;
+    if (op.kind !== "write") return extents;
     const own = extents.get(op.path);
     const hot = s.meta.hot.get(op.path);
-    const armed = s.lane.armed.get(op.path);
+    const armed = s.lane?.state === "on" ? s.lane.armed.get(op.path) : s.link === null ? s.hotSeen.get(op.path) : undefined;
     if (own === undefined || own.all || hot === undefined || hot.all || armed === undefined || armed === "all") return extents;
     // The write's extents, ascending (one write: a few, in one run).
     const written = [...own.blocks].sort((a, b) => a - b);

@@ -76,3 +76,45 @@ describe("the activity log of an active file", () => {
     expect(world.violations).toEqual([]);
   });
 });
+
+describe("the activity log of a node alone", () => {
+  // n1 and n2 both hold a file of 64 extents; n2 loses power and n1, alone, rewrites the
+  // file in sequence, one extent per write. Each write makes its extent new to the hot map
+  // (its metadata write first); a write just past a run of extents it wrote makes as many
+  // more hot, so of 62 writes the 1st, 2nd, 4th, 8th, 16th and 32nd take a metadata write
+  // (core/mirror/lane.ts, aheadOfWrite). Then n1 loses power with a write in an extent made
+  // hot ahead, part of it on its disk: coming back, that extent must be resent to n2.
+  it("makes extents hot ahead of a sequential writer, and a crash resends what it wrote in them", () => {
+    const world = new MirrorWorld({ seed: 23, disk: { writebackMs: null, tornWrites: true } });
+    world.powerOn("n1");
+    world.powerOn("n2");
+    world.runUntil(1_000);
+    world.command("n1", "prim");
+    expect(world.runUntilCondition(() => inSync(world), 10_000)).toBe(true);
+    expect(write(world, { kind: "create", path: "table", mode: 0o644 })).toBeNull();
+    expect(write(world, { kind: "write", path: "table", offset: 0, data: fill(0x41, 64 * extentBytes) })).toBeNull();
+    expect(write(world, { kind: "fsync", path: "table" })).toBeNull();
+    world.runFor(3_000);
+    world.powerOff("n2");
+    expect(world.runUntilCondition(() => world.node("n1").role === "ALONE", world.nowMs + 5_000)).toBe(true);
+    world.runFor(1_000);
+    const n1 = world.node("n1");
+    const metaBefore = n1.runtime!.state.stats.metaWrites;
+    const writes = 62;
+    for (let index = 0; index < writes; index++) expect(write(world, { kind: "write", path: "table", offset: index * extentBytes, data: fill(0x50, extentBytes) })).toBeNull();
+    expect(n1.runtime!.state.stats.metaWrites - metaBefore).toBe(6);
+    // The last extent was made hot ahead; n1 loses power while writing it.
+    expect(n1.runtime!.state.meta.hot.get("table")?.blocks.has(writes)).toBe(true);
+    world.submit({ kind: "write", path: "table", offset: writes * extentBytes, data: fill(0x5a, extentBytes) }, () => {});
+    world.runFor(0.25);
+    world.powerOff("n1");
+    const torn = world.node("n1").disk.fileBytes("table", "durable");
+    expect(torn?.subarray(writes * extentBytes).some((byte) => byte === 0x5a)).toBe(true);
+    world.runFor(1_000);
+    world.powerOn("n1");
+    world.powerOn("n2");
+    expect(world.runUntilCondition(() => world.node("n2").role === "SECOND" && inSync(world), world.nowMs + 30_000)).toBe(true);
+    expect(world.node("n2").disk.fileBytes("table")).toEqual(world.node("n1").disk.fileBytes("table"));
+    expect(world.violations).toEqual([]);
+  });
+});
