@@ -554,7 +554,7 @@ describe("maps and block sets grown by unions", () => {
       dirty = unionDirty(dirty, new Map([["big", blocks(...Array.from({ length: 16 }, (_, index) => write * 16 + index))]]));
       expect(changedEntries(before, dirty).set.map(([path]) => path)).toEqual(["big"]);
       if (write === 0) continue; // a new entry: written whole
-      // Through the folds into a new base too (the additions past 2·√(n·a)).
+      // Through the folds into runs too (past 1024 additions over a base).
       expect([...addedBlocks(before.get("big")!, dirty.get("big")!)!]).toEqual(Array.from({ length: 16 }, (_, index) => write * 16 + index));
     }
     expect(dirty.get("big")?.blocks.size).toBe(32000);
