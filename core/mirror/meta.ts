@@ -324,10 +324,6 @@ export class SortedBlocks extends BlockSet {
     return this.#size;
   }
 
-  get runCount(): number {
-    return (this.#runs.length - this.#at) / 2;
-  }
-
   /** Its runs, `[first, count, ...]`. */
   runs(): readonly number[] {
     if (this.#at === 0 && this.#skip === 0) return this.#runs;
@@ -550,7 +546,7 @@ function grownBlocks(blocks: ReadonlySet<number>, add: ReadonlySet<number>): Rea
 
 /** At least as many runs as `blocks` makes, found without sorting. */
 function runsAtMost(blocks: ReadonlySet<number>): number {
-  if (blocks instanceof RunBlocks || blocks instanceof SortedBlocks) return blocks.runCount;
+  if (blocks instanceof RunBlocks) return blocks.runCount;
   if (blocks instanceof GrownBlocks) return runsAtMost(blocks.base) + blocks.added;
   return blocks.size;
 }
@@ -642,8 +638,8 @@ export function addedBlocks(before: FileDirty, after: FileDirty): ReadonlySet<nu
     const since = from instanceof GrownBlocks ? to.addedSince(from) : null;
     if (since !== null) return new Set(since);
   }
-  // Folded into new runs since (once every 2·√(n·a) blocks added): the difference of the
-  // runs, so that the record still holds the additions, not the whole set again.
+  // Folded into runs since (RunBlocks): the difference of the runs, so that the record
+  // still holds the additions, not the whole set again.
   if (to.size < from.size) return null;
   const added = RunBlocks.minus(to, from);
   return added.size === to.size - from.size ? added : null;
@@ -812,13 +808,11 @@ export function expandHot(hot: DirtyMap, extentBlocks: number): DirtyMap {
       out.set(path, entry);
       continue;
     }
-    // Runs of extents apart stay apart as runs of blocks.
+    // Runs of extents apart stay apart as runs of blocks. Past the largest safe integer
+    // (extents read back from damaged metadata), the path is resent whole.
     const runs = RunBlocks.runsOf(entry.blocks);
-    if (runs.length / 2 > fileRunsMax) {
-      out.set(path, wholePath);
-      continue;
-    }
-    out.set(path, { all: false, blocks: RunBlocks.of(runs.map((value) => value * extentBlocks))! });
+    const blocks = runs.length / 2 > fileRunsMax ? null : RunBlocks.of(runs.map((value) => value * extentBlocks));
+    out.set(path, blocks === null ? wholePath : { all: false, blocks });
   }
   return out;
 }

@@ -621,6 +621,9 @@ describe("a path's marks past fileRunsMax runs", () => {
     expect(plain(unionDirty(emptyDirty, new Map([["vm.img", scattered(0, fileRunsMax + 1)]])))).toEqual({ "vm.img": "all" });
     const hot: DirtyMap = new Map([["vm.img", scattered(0, fileRunsMax + 1)], ["small", range(3, 2)]]);
     expect(plain(expandHot(hot, 16))).toEqual({ "vm.img": "all", small: Array.from({ length: 32 }, (_, index) => 48 + index) });
+    // An extent whose blocks lie past the largest safe integer (damaged metadata): whole.
+    const far: DirtyMap = new Map([["vm.img", { all: false, blocks: RunBlocks.of([2 ** 50, 1])! }]]);
+    expect(plain(expandHot(far, 16))).toEqual({ "vm.img": "all" });
   });
 
   it("do not count blocks: a file rewritten in 1 MiB writes past a million 4 KiB blocks stays marked by block, one run", () => {
