@@ -40,7 +40,7 @@ if (mode === "filter") {
   );
   const none = BucketSet.empty(options.bucketCount);
   filter.apply({ owned: all, lingering: none, reset: none, leaseMs });
-  filter.setVip(true);
+  filter.setVip("up");
   let lastMs = performance.now();
   timer = setInterval(() => {
     const nowMs = performance.now();

@@ -20,6 +20,9 @@
 //   peer "lingers" for handoverWindowMs: its established connections stay here, the new
 //   owner takes only new ones. A bucket no live peer lingers on is "reset": strangers
 //   mid-stream get a TCP reset (their old node is gone) so clients reconnect at once.
+// - Leaving (stop, failed health), a node empties its filter at once but keeps the VIP's
+//   address ("draining") until its application has stopped, so the answers to requests
+//   it accepted before still go out; ARP for the VIP goes quiet at once.
 // - The kernel forgets the buckets unless the lease is renewed every tick; a node whose
 //   ticks stalled past leaseMs (< detectionTimeoutMs) has lost them and rejoins, so a hung
 //   node and its successor never own a bucket together.
@@ -28,6 +31,7 @@ import { assert, unreachable } from "./assert.ts";
 import { BucketSet } from "./bucket-set.ts";
 import { computeOwners, bucketsOwnedBy, compareIds, movedBuckets, type OwnerMap } from "./ownership.ts";
 import type { FarmConfig } from "./farm-config.ts";
+import type { VipState } from "./ports.ts";
 import type { LogEntry, LogLevel, NodeId, RingId, StepResult } from "./types.ts";
 
 export type FarmState = "STOP" | "WAIT" | "UP";
@@ -62,7 +66,10 @@ export type FarmInput =
   /** A heartbeat; `receivedAtMs` is when it reached this host (at most nowMs), so that a
    *  pause of this node's service does not make queued heartbeats look fresh. */
   | { readonly kind: "receive"; readonly ring: RingId; readonly message: FarmHeartbeat; readonly receivedAtMs: number }
-  | { readonly kind: "health"; readonly healthy: boolean };
+  | { readonly kind: "health"; readonly healthy: boolean }
+  /** Whether the application may be running here (from its start scripts until its stop
+   *  scripts are done): while it runs, a node that left keeps the VIP's address. */
+  | { readonly kind: "application"; readonly running: boolean };
 
 export type FarmEffect =
   /** Send a heartbeat datagram; may run at any time, loss is tolerated. */
@@ -83,8 +90,8 @@ export type FarmEffect =
   /** Extend the kernel filter's lease to leaseMs from now. A filter-set in the same batch
    *  starts a lease of its own, so the two may run in either order. */
   | { readonly kind: "filter-renew"; readonly leaseMs: number }
-  /** Raise or drop the virtual IP; runs after the filter-set of the same batch. */
-  | { readonly kind: "vip"; readonly up: boolean }
+  /** Raise, drain or drop the virtual IP (VipState); runs after the filter-set of the same batch. */
+  | { readonly kind: "vip"; readonly state: VipState }
   /** Restart the application; runs only after this node has left the membership (the
    *  filter-set and sends before it in the batch). */
   | { readonly kind: "app-restart" }
@@ -138,7 +145,10 @@ export interface FarmNode {
   readonly lingeringUntilMs: readonly number[];
   readonly lingering: BucketSet;
   readonly reset: BucketSet;
-  readonly vipUp: boolean;
+  /** "up" while UP; after leaving, "draining" until the application stopped, then "down". */
+  readonly vip: VipState;
+  /** What the application last reported (the `application` input); false until then. */
+  readonly appRunning: boolean;
 }
 
 /** A stopped farm node. `incarnation` must grow across restarts of the node service. */
@@ -169,7 +179,8 @@ export function createFarmNode(config: FarmConfig, self: NodeId, incarnation: nu
     lingeringUntilMs: new Array<number>(config.bucketCount).fill(0),
     lingering: empty,
     reset: empty,
-    vipUp: false,
+    vip: "down",
+    appRunning: false,
   };
 }
 
@@ -227,6 +238,9 @@ export function stepFarm(node: FarmNode, nowMs: number, input: FarmInput): StepR
       next = { ...current, healthy: input.healthy };
       if (current.healthy !== input.healthy) log(effects, input.healthy ? "info" : "warn", "farm.health", next, { healthy: input.healthy });
       break;
+    case "application":
+      next = current.appRunning === input.running ? current : { ...current, appRunning: input.running };
+      break;
     default:
       unreachable(input);
   }
@@ -269,7 +283,7 @@ function onStop(node: FarmNode, nowMs: number, effects: FarmEffect[]): FarmNode 
   if (node.state === "STOP") return node;
   effects.push({ kind: "timer-cancel", timer: "tick" });
   log(effects, "info", "farm.stop", node, {});
-  // Reconcile sees STOP, clears the filter and the VIP, and tells the peers we left.
+  // Reconcile sees STOP, clears the filter, drains the VIP and tells the peers we left.
   return { ...node, state: "STOP", joining: false, settled: false, startedMs: nowMs };
 }
 
@@ -357,7 +371,12 @@ function reconcile(before: FarmNode, node: FarmNode, nowMs: number, effects: Far
   // some (a new array in `node`) must shrink the set too, even when ownership stays put.
   const lingering = lingeringUntilMs === before.lingeringUntilMs ? before.lingering : BucketSet.of(next.config.bucketCount, lingeringIndices(lingeringUntilMs));
   const reset = resetOf(owned, next.peers);
-  next = { ...next, members, owners, owned, lingeringUntilMs, lingering, reset, vipUp: next.state === "UP" };
+  // Leaving, the node keeps the VIP's address while its application may still answer
+  // requests it accepted before: without the address the kernel cannot route those answers
+  // (the source is no longer local), and a client whose request was acknowledged waits
+  // for its own timeout. The empty filter accepts nothing meanwhile, and ARP goes quiet.
+  const vip: VipState = next.state === "UP" ? "up" : next.vip !== "down" && next.appRunning ? "draining" : "down";
+  next = { ...next, members, owners, owned, lingeringUntilMs, lingering, reset, vip };
   // Becoming UP always installs the filter: it starts the lease, even with no bucket owned.
   const becameUp = next.state === "UP" && before.state !== "UP";
   const filterChanged = becameUp || !owned.equals(before.owned) || !lingering.equals(before.lingering) || !reset.equals(before.reset);
@@ -366,7 +385,10 @@ function reconcile(before: FarmNode, node: FarmNode, nowMs: number, effects: Far
     next = { ...next, lastRenewMs: nowMs };
     log(effects, "info", "farm.filter", next, { owned: owned.size(), lingering: lingering.size(), reset: reset.size(), members: ids.join(" ") });
   }
-  if (next.vipUp !== before.vipUp) effects.push({ kind: "vip", up: next.vipUp });
+  if (next.vip !== before.vip) {
+    effects.push({ kind: "vip", state: next.vip });
+    log(effects, "info", "farm.vip", next, { vip: next.vip });
+  }
   const announce = next.state !== before.state || next.joining !== before.joining || !sameRefs(members, before.members) || !lingering.equals(before.lingering);
   if (heartbeatDue || announce) next = broadcast(next, effects);
   return next;
@@ -484,7 +506,8 @@ function checkInvariants(node: FarmNode): void {
   assert(node.owned.intersect(node.lingering).isEmpty(), `${node.self} both owns and lingers on a bucket`);
   assert(node.reset.minus(node.owned).isEmpty(), `${node.self} resets buckets it does not own`);
   assert(!(node.state === "UP" && node.joining), `${node.self} is UP and joining`);
-  assert(node.vipUp === (node.state === "UP"), `${node.self} VIP ${node.vipUp} while ${node.state}`);
+  assert((node.vip === "up") === (node.state === "UP"), `${node.self} VIP ${node.vip} while ${node.state}`);
+  assert(node.vip !== "draining" || node.appRunning, `${node.self} drains the VIP with no application running`);
 }
 
 function sameIds(a: readonly NodeId[], b: readonly NodeId[]): boolean {

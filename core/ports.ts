@@ -43,14 +43,24 @@ export interface FilterPort {
   apply(settings: FilterSettings): void;
   /** Extends the current lease to leaseMs from now. */
   renew(leaseMs: number): void;
-  setVip(up: boolean): void;
+  setVip(state: VipState): void;
 }
+
+/** The virtual IP on a farm node. "up": the node serves it (its address is local, ARP for
+ *  it is answered). "draining": the node left the farm but its application may still be
+ *  answering connections it accepted; the address stays local so those answers can be
+ *  routed, ARP is no longer answered, and the (empty) filter accepts nothing. "down": the
+ *  address is gone. */
+export type VipState = "up" | "draining" | "down";
 
 /** The module's application: restarts and the health checker's verdicts. */
 export interface ApplicationPort {
   restart(): void;
   /** Registers the one receiver of health changes (true: healthy). */
   watchHealth(report: (healthy: boolean) => void): void;
+  /** Registers the one receiver of whether the application may be running (from its start
+   *  until its stop is complete). */
+  watchRunning(report: (running: boolean) => void): void;
 }
 
 export interface LogPort {

@@ -30,6 +30,7 @@ export function createFarmRuntime(
   });
   drivers.network.listen((ring, message, receivedAtMs) => runtime.deliver({ kind: "receive", ring, message, receivedAtMs }));
   drivers.application.watchHealth((healthy) => runtime.deliver({ kind: "health", healthy }));
+  drivers.application.watchRunning((running) => runtime.deliver({ kind: "application", running }));
   return runtime;
 }
 
@@ -46,7 +47,7 @@ function executeFarmEffect(effect: FarmEffect, drivers: FarmDrivers, runtime: Fa
     case "filter-renew":
       return drivers.filter.renew(effect.leaseMs);
     case "vip":
-      return drivers.filter.setVip(effect.up);
+      return drivers.filter.setVip(effect.state);
     case "app-restart":
       return drivers.application.restart();
     case "log":

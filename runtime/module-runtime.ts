@@ -20,6 +20,7 @@ export function createModuleRuntime(
   node: Lifecycle,
   drivers: ModuleDrivers,
   onReady: (ready: boolean) => void,
+  onRunning: (running: boolean) => void,
   observe?: (nowMs: number, input: LifecycleInput, result: StepResult<Lifecycle, LifecycleEffect>) => void,
 ): ModuleRuntime {
   // Timers are named per module so that several modules can share one clock.
@@ -44,6 +45,8 @@ export function createModuleRuntime(
           return drivers.clock.cancel(timer(effect.timer));
         case "ready":
           return onReady(effect.ready);
+        case "running":
+          return onRunning(effect.running);
         case "log":
           return drivers.log.write(effect.entry);
         default:

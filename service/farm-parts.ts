@@ -30,6 +30,8 @@ export interface FarmParts {
   readonly runtime: FarmRuntime;
   /** The module's life cycle says whether the application is UP and Ready. */
   setReady(ready: boolean): void;
+  /** ... and whether it may be running (from its start scripts until its stop is done). */
+  setRunning(running: boolean): void;
   view(): FarmView;
   /** Removes the filter and the VIP and closes the sockets. */
   close(): Promise<void>;
@@ -68,12 +70,13 @@ export async function createRealFarm(options: RealFarmOptions): Promise<FarmPart
     throw error;
   }
   let report: (healthy: boolean) => void = () => {};
+  let reportRunning: (running: boolean) => void = () => {};
   const runtime = createFarmRuntime(createFarmNode(config, node, options.incarnation), {
     clock,
     network: datagrams,
     filter,
     // The life cycle restarts the application by the module's own rules; the farm core only leaves the farm.
-    application: { restart: () => {}, watchHealth: (receiver) => (report = receiver) },
+    application: { restart: () => {}, watchHealth: (receiver) => (report = receiver), watchRunning: (receiver) => (reportRunning = receiver) },
     log: { write: log },
   });
   // Not healthy until the life cycle reports UP and Ready: a node whose application does
@@ -82,6 +85,7 @@ export async function createRealFarm(options: RealFarmOptions): Promise<FarmPart
   return {
     runtime,
     setReady: (ready) => report(ready),
+    setRunning: (running) => reportRunning(running),
     view: () => ({ state: runtime.state.state, members: runtime.state.members.map((member) => member.id), ownedBuckets: runtime.state.owned.size(), bucketCount: config.bucketCount, heartbeats: datagrams.stats() }),
     close: async () => {
       clock.cancelAll();

@@ -243,6 +243,7 @@ export class NodeService {
       initLifecycle(config),
       { clock: drivers.clock, processes: drivers.processes(loaded, logDir), probes: drivers.probes((name) => this.moduleReady(name)), log },
       (ready) => farm?.setReady(ready),
+      (running) => farm?.setRunning(running),
       observe,
     );
     return { loaded, runtime, farm, mirror: null, problem: null, logs, waiters };

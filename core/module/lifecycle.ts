@@ -186,6 +186,9 @@ export type LifecycleEffect =
   | { readonly kind: "timer-cancel"; readonly timer: string }
   /** The module is (or no longer is) UP and Ready: a farm node joins or leaves on it. */
   | { readonly kind: "ready"; readonly ready: boolean }
+  /** The application may be running (from the first script of a start until a stop's
+   *  last script is done): a farm node that left keeps the VIP's address meanwhile. */
+  | { readonly kind: "running"; readonly running: boolean }
   | { readonly kind: "log"; readonly entry: LogEntry };
 
 const failoverTimer = "failover";
@@ -514,6 +517,8 @@ function withReadiness(node: Lifecycle, readiness: Readiness, effects: Lifecycle
   if (readiness === node.readiness) return node;
   log(effects, "info", "module.state", node, { state: node.state, readiness });
   const ready = node.state === "UP" && readiness === "Ready";
+  const running = readiness !== "NotReady";
+  if (running !== (node.readiness !== "NotReady")) effects.push({ kind: "running", running });
   if (ready !== node.lastReady) effects.push({ kind: "ready", ready });
   return { ...node, readiness, lastReady: ready };
 }

@@ -24,13 +24,13 @@ import { assert } from "../../core/assert.ts";
 import { BucketSet } from "../../core/bucket-set.ts";
 import type { VipSection } from "../../core/config/module-config.ts";
 import type { FarmConfig, FarmRule } from "../../core/farm-config.ts";
-import type { FilterPort, FilterSettings } from "../../core/ports.ts";
+import type { FilterPort, FilterSettings, VipState } from "../../core/ports.ts";
 import { nativeBinding, type ArpResponder, type NativeBinding, type NativeError, type NftContext } from "../../native/index.ts";
 
 export interface RealFilterOptions {
   /** The farm module; the tables are named `tandem_<module>`. */
   readonly module: string;
-  /** The module's virtual IPv4 addresses, put on `lo` while the VIP is up. */
+  /** The module's virtual IPv4 addresses, put on `lo` while the VIP is up or draining. */
   readonly vips: readonly string[];
   /** The interface clients reach the VIP through: ARP is answered and the virtual MAC
    *  accepted there. */
@@ -353,9 +353,12 @@ export class RealFilterPort implements FilterPort {
     }
   }
 
-  setVip(up: boolean): void {
+  /** "draining" keeps the addresses on lo (sockets of connections accepted earlier can
+   *  still send their answers) and stops answering ARP. */
+  setVip(state: VipState): void {
     if (this.#closed) return;
-    if (up) this.#vipUp();
+    if (state === "up") this.#vipUp();
+    else if (state === "draining") this.#vipDrain();
     else this.#vipDown();
   }
 
@@ -402,6 +405,12 @@ export class RealFilterPort implements FilterPort {
     } catch (error) {
       this.#log(`VIP up failed for module ${this.options.module}: ${(error as Error).message}`);
     }
+  }
+
+  #vipDrain(): void {
+    this.#responder?.close();
+    this.#responder = null;
+    this.#log(`VIP ${this.options.vips.join(" ")} draining: kept on lo for the application's open connections, ARP no longer answered`);
   }
 
   #vipDown(): void {

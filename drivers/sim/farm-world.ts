@@ -5,7 +5,8 @@
 // process crash and restart (core state lost, kernel table flushed, conntrack kept),
 // power off and on (everything lost), hang and release (the service and its application
 // freeze, inputs queue up, the kernel keeps filtering under its lease), the network
-// faults of SimNetwork, an application that fails its health check, operator stop/start.
+// faults of SimNetwork, an application that fails its health check, operator stop/start
+// (the stop script stops the application stopMs after the node left the farm).
 // It cannot inject: clock drift between nodes, partial kernel failures, slow disks.
 
 import { assert } from "../../core/assert.ts";
@@ -27,6 +28,8 @@ export interface AppSettings {
   readonly restartMs: number;
   /** How long the health checker takes to notice a change. */
   readonly checkDelayMs: number;
+  /** How long a stop takes to stop the application after the node left (its stop script). */
+  readonly stopMs: number;
 }
 
 export interface FarmWorldOptions {
@@ -62,11 +65,16 @@ export class SimNode {
   runtime: FarmRuntime | null = null;
   receive: ((ring: RingId, message: FarmHeartbeat, receivedAtMs: number) => void) | null = null;
   healthReport: ((healthy: boolean) => void) | null = null;
+  runningReport: ((running: boolean) => void) | null = null;
   readonly timerGeneration = new Map<string, number>();
   hungQueue: (() => void)[] = [];
   hungDropped = 0;
   readonly kernel: SimKernelFilter;
   appBroken = false;
+  /** The application runs (started with the module, stopped by its stop, gone with the power). */
+  appRunning = false;
+  /** Grows at every start and stop of the module: a stop script's end belongs to its stop. */
+  moduleCommands = 0;
   appRestartingUntilMs = 0;
   appReportedHealthy = true;
 
@@ -108,7 +116,7 @@ export class FarmWorld {
     this.config = options.config;
     this.seed = options.seed;
     this.prng = new Prng(options.seed);
-    this.appSettings = { restartMs: 200, checkDelayMs: 100, ...options.app };
+    this.appSettings = { restartMs: 200, checkDelayMs: 100, stopMs: 100, ...options.app };
     this.network = new SimNetwork(this.queue, this.prng.fork("network"), this.config.rings, options.link ?? lanLink, () => this.#nowMs);
     this.nodes = this.config.nodes.map((node) => new SimNode(node.id, this.config.bucketCount, options.plantedBug ?? "none"));
     this.clients = new ClientFleet(this, this.prng.fork("clients"), options.clients ?? {}, options.onPacket);
@@ -176,6 +184,7 @@ export class FarmWorld {
     this.note(`world power-off ${id}`);
     this.#stopProcess(node);
     node.powered = false;
+    node.appRunning = false;
     node.kernel.wipe();
   }
 
@@ -217,20 +226,35 @@ export class FarmWorld {
     for (const input of queued) node.input(input);
   }
 
-  /** startModule: the operator starts the module on the node. */
+  /** startModule: the operator starts the module on the node: its application runs. */
   startModule(id: NodeId): void {
     const node = this.node(id);
     node.moduleWanted = true;
+    node.moduleCommands++;
     this.note(`world start ${id}`);
-    node.input(() => node.runtime?.deliver({ kind: "start" }));
+    node.input(() => {
+      if (!node.appRunning) this.#setAppRunning(node, true);
+      node.runtime?.deliver({ kind: "start" });
+    });
   }
 
-  /** stopModule: the operator stops the module on the node. */
+  /** stopModule: the operator stops the module on the node: it leaves the farm at once,
+   *  and its stop script stops the application stopMs later. */
   stopModule(id: NodeId): void {
     const node = this.node(id);
     node.moduleWanted = false;
+    const command = ++node.moduleCommands;
     this.note(`world stop ${id}`);
-    node.input(() => node.runtime?.deliver({ kind: "stop" }));
+    node.input(() => {
+      node.runtime?.deliver({ kind: "stop" });
+      this.schedule(this.#nowMs + this.appSettings.stopMs, () => node.input(() => command === node.moduleCommands && node.powered && this.#setAppRunning(node, false)));
+    });
+  }
+
+  #setAppRunning(node: SimNode, running: boolean): void {
+    this.note(`${node.id} application ${running ? "started" : "stopped"}`);
+    node.appRunning = running;
+    node.runningReport?.(running);
   }
 
   /** breakApp: the node's application starts failing its health check (and stops answering). */
@@ -253,7 +277,7 @@ export class FarmWorld {
 
   /** Whether the node's application answers requests now. */
   serving(node: SimNode): boolean {
-    return node.powered && node.process !== "hung" && !node.appBroken && this.#nowMs >= node.appRestartingUntilMs;
+    return node.powered && node.appRunning && node.process !== "hung" && !node.appBroken && this.#nowMs >= node.appRestartingUntilMs;
   }
 
   /** UP nodes whose service is running (a hung node counts as not UP). */
@@ -294,6 +318,9 @@ export class FarmWorld {
     const observe = this.tracing ? (nowMs: number, input: FarmInput, result: StepResult<FarmNode, FarmEffect>) => this.#traceStep(node, nowMs, input, result) : undefined;
     node.runtime = createFarmRuntime(createFarmNode(this.config, node.id, node.bootCount), drivers, observe);
     node.appReportedHealthy = true;
+    // The module's start starts the application; one that outlived a crash of the service still runs.
+    if (node.moduleWanted) node.appRunning = true;
+    node.runtime.deliver({ kind: "application", running: node.appRunning });
     if (node.moduleWanted) node.runtime.deliver({ kind: "start" });
     this.#checkHealthLater(node);
   }
@@ -304,6 +331,7 @@ export class FarmWorld {
     node.runtime = null;
     node.receive = null;
     node.healthReport = null;
+    node.runningReport = null;
     node.hungQueue = [];
     node.timerGeneration.clear();
   }
@@ -341,7 +369,7 @@ export class FarmWorld {
     return {
       apply: (settings) => node.kernel.apply(settings, this.#nowMs),
       renew: (leaseMs) => node.kernel.renew(leaseMs, this.#nowMs),
-      setVip: (up) => node.kernel.setVip(up),
+      setVip: (state) => node.kernel.setVip(state),
     };
   }
 
@@ -353,6 +381,9 @@ export class FarmWorld {
       },
       watchHealth: (report) => {
         node.healthReport = report;
+      },
+      watchRunning: (report) => {
+        node.runningReport = report;
       },
     };
   }
@@ -387,7 +418,7 @@ export class FarmWorld {
     const farm = result.state;
     const sends = result.effects.filter((effect) => effect.kind === "send").length;
     const other = result.effects.filter((effect) => effect.kind !== "send" && effect.kind !== "log").map(describeEffect);
-    const inputText = input.kind === "receive" ? `recv ${input.message.from}#${input.message.seq}@${input.ring} ${input.message.state}${input.message.joining ? "+j" : ""}` : input.kind === "timer" ? "tick" : input.kind === "health" ? `health ${input.healthy}` : input.kind;
+    const inputText = input.kind === "receive" ? `recv ${input.message.from}#${input.message.seq}@${input.ring} ${input.message.state}${input.message.joining ? "+j" : ""}` : input.kind === "timer" ? "tick" : input.kind === "health" ? `health ${input.healthy}` : input.kind === "application" ? `application running=${input.running}` : input.kind;
     this.trace.push(`${formatMs(nowMs)} ${node.id} ${inputText} | ${farm.state}${farm.joining ? "+j" : ""} [${farm.members.map((member) => member.id).join(",")}] sends=${sends} ${other.join(" ")}`.trimEnd());
   }
 }
@@ -401,7 +432,7 @@ function describeEffect(effect: FarmEffect): string {
     case "timer-arm":
       return `arm+${effect.afterMs}`;
     case "vip":
-      return `vip=${effect.up ? "up" : "down"}`;
+      return `vip=${effect.state}`;
     default:
       return effect.kind;
   }

@@ -7,7 +7,7 @@
 // it), table size limits, or the time a real transaction takes.
 
 import { BucketSet } from "../../core/bucket-set.ts";
-import type { FilterSettings } from "../../core/ports.ts";
+import type { FilterSettings, VipState } from "../../core/ports.ts";
 
 export type PacketVerdict = "accept" | "reset" | "drop";
 
@@ -22,7 +22,9 @@ export class SimKernelFilter {
   lingering: BucketSet;
   reset: BucketSet;
   leaseExpiresMs = -Infinity;
-  vipUp = false;
+  /** "up": accepted by the filter's rules; "draining": only this node's own answers leave
+   *  from the VIP (nothing comes in); "down": neither. */
+  vip: VipState = "down";
   /** Flows this kernel accepted the SYN of, by flow key: "syn" until this node answered it. */
   readonly conntrack = new Map<string, "syn" | "established">();
   readonly #bug: PlantedBug;
@@ -43,9 +45,19 @@ export class SimKernelFilter {
     this.leaseExpiresMs = nowMs + settings.leaseMs;
   }
 
-  setVip(up: boolean): void {
-    if (this.#bug === "filter-keeps-buckets" && !up) return;
-    this.vipUp = up;
+  setVip(state: VipState): void {
+    if (this.#bug === "filter-keeps-buckets" && state !== "up") return;
+    this.vip = state;
+  }
+
+  get vipUp(): boolean {
+    return this.vip === "up";
+  }
+
+  /** Whether an answer this node's application writes from the VIP can be routed: the
+   *  address is still local (up or draining). */
+  canAnswer(): boolean {
+    return this.vip !== "down";
   }
 
   renew(leaseMs: number, nowMs: number): void {
@@ -65,7 +77,7 @@ export class SimKernelFilter {
   wipe(): void {
     this.flushRules();
     this.conntrack.clear();
-    this.vipUp = false;
+    this.vip = "down";
   }
 
   leaseValid(nowMs: number): boolean {

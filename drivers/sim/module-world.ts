@@ -50,6 +50,8 @@ export class ModuleWorld {
         this.readyChanges.push({ atMs: this.#nowMs, ready });
         this.trail.push({ atMs: this.#nowMs, ready });
       },
+      // The application's running state matters to a farm's VIP, which this world has not.
+      () => {},
     );
   }
 

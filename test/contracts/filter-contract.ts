@@ -4,14 +4,15 @@
 // each connection must be answered by exactly the node whose filter owns its bucket; an
 // established connection stays with its node when its bucket moves to lingering; a
 // mid-stream packet nobody tracks gets a reset in reset buckets; nothing is accepted once
-// the lease lapsed, the VIP is down, or the node's service died.
+// the lease lapsed, the VIP is down, or the node's service died; a draining VIP accepts
+// nothing but still carries the application's answers on connections it accepted.
 //
 // Buckets are the kernel's (drivers/real/filter.ts kernelBucket, the nftables jhash), in
 // both harnesses, so a test knows which connection belongs to which bucket.
 
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { BucketSet } from "../../core/bucket-set.ts";
-import type { FilterSettings } from "../../core/ports.ts";
+import type { FilterSettings, VipState } from "../../core/ports.ts";
 
 /** A client connection, named by its source port (the client address is fixed). */
 export interface Flow {
@@ -33,7 +34,7 @@ export interface FilterHarness {
   newFlows(count: number): Flow[];
   apply(node: number, settings: FilterSettings): Promise<void>;
   renew(node: number, leaseMs: number): Promise<void>;
-  setVip(node: number, up: boolean): Promise<void>;
+  setVip(node: number, state: VipState): Promise<void>;
   /** The node's service dies (its process is killed); reset() starts a new one. */
   crash(node: number): Promise<void>;
   /** Opens each flow's connection to the VIP; per flow, the node that answered the
@@ -41,6 +42,9 @@ export interface FilterHarness {
   connect(flows: readonly Flow[]): Promise<(number | null)[]>;
   /** Sends data on an answered flow and reports what came back. */
   exchange(flow: Flow): Promise<ExchangeOutcome>;
+  /** The node's application writes a line, unasked, on the flow's connection (which it
+   *  accepted); reports whether the client received it. */
+  answerFrom(node: number, flow: Flow): Promise<ExchangeOutcome>;
   /** Connections the node's application accepted since the harness started. */
   acceptedCount(node: number): Promise<number>;
   /** Lets `ms` of the harness's time pass. */
@@ -85,7 +89,7 @@ export function filterPortContract(name: string, makeHarness: () => Promise<Filt
 
     const bringUp = async (node: number, fields: Parameters<typeof settings>[1]) => {
       await harness.apply(node, settings(harness.bucketCount, fields));
-      await harness.setVip(node, true);
+      await harness.setVip(node, "up");
     };
 
     it("a node owning a subset of the buckets answers exactly the connections in them", async () => {
@@ -174,12 +178,26 @@ export function filterPortContract(name: string, makeHarness: () => Promise<Filt
 
     it("a node whose VIP is down answers nothing, whatever its filter", async () => {
       await bringUp(0, { owned: allBuckets(harness.bucketCount) });
-      await harness.setVip(0, false);
+      await harness.setVip(0, "down");
       const flows = harness.newFlows(8);
       expect(await harness.connect(flows)).toEqual(flows.map(() => null));
-      await harness.setVip(0, true);
+      await harness.setVip(0, "up");
       const again = harness.newFlows(8);
       expect(await harness.connect(again)).toEqual(again.map(() => 0));
+    });
+
+    it("a node that left with its VIP draining accepts nothing, yet its application's answers on connections it accepted reach their clients; with the VIP down they do not", async () => {
+      await bringUp(0, { owned: allBuckets(harness.bucketCount) });
+      const flows = harness.newFlows(4);
+      expect(await harness.connect(flows)).toEqual(flows.map(() => 0));
+      await harness.apply(0, settings(harness.bucketCount, {}));
+      await harness.setVip(0, "draining");
+      expect(await harness.answerFrom(0, flows[0]!), "an answer written after the node left").toEqual({ kind: "answered", node: 0 });
+      const fresh = harness.newFlows(4);
+      expect(await harness.connect(fresh), "new connections").toEqual(fresh.map(() => null));
+      expect(await harness.exchange(flows[1]!), "a request on an old connection").toEqual({ kind: "silent" });
+      await harness.setVip(0, "down");
+      expect(await harness.answerFrom(0, flows[2]!), "an answer written once the VIP is down").toEqual({ kind: "silent" });
     });
 
     it("a node whose service died answers nothing, new connections or old", async () => {

@@ -3,14 +3,16 @@
 // command per line on stdin and answers one JSON line on stdout: {id, ok, result|error}.
 //
 // node:   holds a RealFilterPort (open, apply, renew, setVip, close, list) and the
-//         "application": TCP servers that greet each connection with the node's name and
-//         answer each line with "NAME LINE".
-// client: opens connections from chosen source ports (connect) and sends a line on one
-//         (exchange), reporting which node answered, a reset, or silence.
+//         "application": TCP servers that greet each connection with the node's name,
+//         answer each line with "NAME LINE", and write "NAME push" when told (push).
+// client: opens connections from chosen source ports (connect), sends a line on one
+//         (exchange) or waits for one (receive), reporting which node answered, a reset,
+//         or silence.
 
 import { createServer, connect as tcpConnect, type Server, type Socket } from "node:net";
 import { createInterface } from "node:readline";
 import { BucketSet } from "../../core/bucket-set.ts";
+import type { VipState } from "../../core/ports.ts";
 import { RealFilterPort, type RealFilterOptions } from "../../drivers/real/filter.ts";
 import { nativeBinding } from "../../native/index.ts";
 
@@ -27,6 +29,8 @@ if ((mode !== "node" && mode !== "client") || name === undefined) {
 let filter: RealFilterPort | null = null;
 const servers: Server[] = [];
 let acceptedCount = 0;
+/** The application's connections, by the client's port. */
+const connections = new Map<number, Socket>();
 const logLines: string[] = [];
 
 function serve(ports: readonly number[]): Promise<void> {
@@ -36,6 +40,8 @@ function serve(ports: readonly number[]): Promise<void> {
         new Promise<void>((resolve, reject) => {
           const server = createServer((socket) => {
             acceptedCount++;
+            connections.set(socket.remotePort!, socket);
+            socket.on("close", () => connections.get(socket.remotePort!) === socket && connections.delete(socket.remotePort!));
             socket.on("error", () => {});
             socket.write(`${name}\n`);
             let pending = "";
@@ -79,7 +85,7 @@ async function nodeCommand(command: Command): Promise<unknown> {
       filter!.renew(command["leaseMs"] as number);
       return null;
     case "setVip":
-      filter!.setVip(command["up"] as boolean);
+      filter!.setVip(command["state"] as VipState);
       return null;
     case "close":
       filter!.close();
@@ -92,6 +98,13 @@ async function nodeCommand(command: Command): Promise<unknown> {
       const tables = context.run("list tables");
       context.close();
       return tables;
+    }
+    case "push": {
+      // The application answers, unasked, on the connection from the client's port.
+      const socket = connections.get(command["port"] as number);
+      if (socket === undefined) throw new Error(`no connection from port ${command["port"]}`);
+      socket.write(`${name} push\n`);
+      return null;
     }
     case "stats":
       return { accepted: acceptedCount, arp: filter?.arpStats() ?? null, log: logLines };
@@ -136,7 +149,7 @@ function connectOne(host: string, port: number, localAddress: string, localPort:
   });
 }
 
-function exchange(localPort: number, timeoutMs: number): Promise<string> {
+function exchange(localPort: number, timeoutMs: number, send: boolean): Promise<string> {
   const entry = sockets.get(localPort);
   if (entry === undefined || entry.socket.destroyed) return Promise.resolve(entry?.reset === true ? "reset" : "silent");
   return new Promise((resolve) => {
@@ -152,7 +165,7 @@ function exchange(localPort: number, timeoutMs: number): Promise<string> {
         entry.waiters.push(check);
       }
     };
-    entry.socket.write("ping\n");
+    if (send) entry.socket.write("ping\n");
     check();
   });
 }
@@ -165,7 +178,9 @@ async function clientCommand(command: Command): Promise<unknown> {
       return answers;
     }
     case "exchange":
-      return exchange(command["localPort"] as number, command["timeoutMs"] as number);
+      return exchange(command["localPort"] as number, command["timeoutMs"] as number, true);
+    case "receive":
+      return exchange(command["localPort"] as number, command["timeoutMs"] as number, false);
     case "closeAll":
       for (const entry of sockets.values()) entry.socket.destroy();
       sockets.clear();

@@ -18,7 +18,7 @@ import { BucketSet } from "../../core/bucket-set.ts";
 import type { FilterSettings } from "../../core/ports.ts";
 import { applyCommands, bucketVerdicts, derivedVirtualMac, invalidOptions, jhash, kernelBucket, setupCommands, type RealFilterOptions } from "../../drivers/real/filter.ts";
 import { nativeAddonPath } from "../../native/index.ts";
-import { filterPortContract, settings, type FilterHarness } from "./filter-contract.ts";
+import { filterPortContract, settings, type ExchangeOutcome, type FilterHarness } from "./filter-contract.ts";
 
 const agentPath = join(dirname(fileURLToPath(import.meta.url)), "filter-real-agent.ts");
 const bucketCount = 256;
@@ -170,6 +170,11 @@ function wire(settings: FilterSettings) {
 
 // ---- The contract's harness ----
 
+function outcomeOf(reply: string): ExchangeOutcome {
+  if (reply.startsWith("answered ")) return { kind: "answered", node: Number(reply.slice("answered n".length)) };
+  return reply === "reset" ? { kind: "reset" } : { kind: "silent" };
+}
+
 async function makeRealHarness(): Promise<FilterHarness> {
   requireHost();
   const world = buildWorld(2);
@@ -201,7 +206,7 @@ async function makeRealHarness(): Promise<FilterHarness> {
       }),
     apply: async (index, settings) => void (await node(index).call("apply", wire(settings))),
     renew: async (index, leaseMs) => void (await node(index).call("renew", { leaseMs })),
-    setVip: async (index, up) => void (await node(index).call("setVip", { up })),
+    setVip: async (index, state) => void (await node(index).call("setVip", { state })),
     crash: async (index) => {
       await node(index).kill();
       nodes[index] = null;
@@ -210,10 +215,10 @@ async function makeRealHarness(): Promise<FilterHarness> {
       const answers = (await clientAgent.call("connect", { host: vip, port: servicePort, localAddress: clientIp, localPorts: flows.map((flow) => flow.sourcePort), timeoutMs: answerWaitMs })) as (string | null)[];
       return answers.map((answer) => (answer === null ? null : Number(answer.slice(1))));
     },
-    exchange: async (flow) => {
-      const outcome = (await clientAgent.call("exchange", { localPort: flow.sourcePort, timeoutMs: answerWaitMs })) as string;
-      if (outcome.startsWith("answered ")) return { kind: "answered", node: Number(outcome.slice("answered n".length)) };
-      return outcome === "reset" ? { kind: "reset" } : { kind: "silent" };
+    exchange: async (flow) => outcomeOf((await clientAgent.call("exchange", { localPort: flow.sourcePort, timeoutMs: answerWaitMs })) as string),
+    answerFrom: async (index, flow) => {
+      await node(index).call("push", { port: flow.sourcePort });
+      return outcomeOf((await clientAgent.call("receive", { localPort: flow.sourcePort, timeoutMs: answerWaitMs })) as string);
     },
     acceptedCount: async (index) => ((await node(index).call("stats")) as { accepted: number }).accepted,
     sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
@@ -221,7 +226,7 @@ async function makeRealHarness(): Promise<FilterHarness> {
       await clientAgent.call("closeAll");
       for (let index = 0; index < nodes.length; index++) {
         if (nodes[index] === null) nodes[index] = await startNode(world.nodeNs[index]!, `n${index}`);
-        await node(index).call("setVip", { up: false });
+        await node(index).call("setVip", { state: "down" });
         await node(index).call("apply", wire(settings(bucketCount, {})));
       }
     },
@@ -263,7 +268,7 @@ describe("RealFilterPort on Linux", () => {
 
   it("answers ARP for the VIP with the virtual MAC in the payload and its own MAC as frame source, so the bridge never learns the virtual MAC", async () => {
     await node.call("apply", everything());
-    await node.call("setVip", { up: true });
+    await node.call("setVip", { state: "up" });
     inNs(world!.clientNs, "ip", "neigh", "flush", "all");
     expect(await connectOnce()).toEqual(["n0"]);
     expect(inNs(world!.clientNs, "ip", "neigh", "show", vip)).toContain(`lladdr ${virtualMac}`);
@@ -277,19 +282,32 @@ describe("RealFilterPort on Linux", () => {
   });
 
   it("announces the VIP with a gratuitous ARP when it comes up", async () => {
-    await node.call("setVip", { up: false });
+    await node.call("setVip", { state: "down" });
     inNs(world!.clientNs, "ip", "neigh", "replace", vip, "lladdr", "02:00:00:00:00:01", "dev", "eth0", "nud", "stale");
-    await node.call("setVip", { up: true });
+    await node.call("setVip", { state: "up" });
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(inNs(world!.clientNs, "ip", "neigh", "show", vip)).toContain(`lladdr ${virtualMac}`);
   });
 
+  it("draining keeps the VIP on lo and stops answering ARP for it", async () => {
+    await node.call("setVip", { state: "up" });
+    await node.call("setVip", { state: "draining" });
+    expect(inNs(world!.nodeNs[0]!, "ip", "-4", "address", "show", "dev", "lo")).toContain(`${vip}/32`);
+    inNs(world!.clientNs, "ip", "neigh", "flush", "all");
+    const before = ((await node.call("stats")) as { arp: { replies: number } | null }).arp;
+    expect(before, "the responder is closed").toBeNull();
+    expect(await connectOnce(), "no ARP answer, so no connection").toEqual([null]);
+    expect(inNs(world!.clientNs, "ip", "neigh", "show", vip)).not.toContain(virtualMac);
+    await node.call("setVip", { state: "down" });
+    expect(inNs(world!.nodeNs[0]!, "ip", "-4", "address", "show", "dev", "lo")).not.toContain(vip);
+  });
+
   it("puts the VIP on lo with arp_ignore=1 and arp_announce=2 on the interface, and takes it off again", async () => {
-    await node.call("setVip", { up: true });
+    await node.call("setVip", { state: "up" });
     expect(inNs(world!.nodeNs[0]!, "ip", "-4", "address", "show", "dev", "lo")).toContain(`${vip}/32`);
     expect(inNs(world!.nodeNs[0]!, "cat", "/proc/sys/net/ipv4/conf/eth0/arp_ignore").trim()).toBe("1");
     expect(inNs(world!.nodeNs[0]!, "cat", "/proc/sys/net/ipv4/conf/eth0/arp_announce").trim()).toBe("2");
-    await node.call("setVip", { up: false });
+    await node.call("setVip", { state: "down" });
     expect(inNs(world!.nodeNs[0]!, "ip", "-4", "address", "show", "dev", "lo")).not.toContain(vip);
   });
 
@@ -320,7 +338,7 @@ describe("RealFilterPort on Linux", () => {
     const other = await Agent.start(world!.nodeNs[0]!, "node", "other");
     agents.push(other);
     await other.call("open", { options: { ...filterOptions(), module: "other", vips: ["192.0.2.101"] } });
-    await other.call("setVip", { up: true });
+    await other.call("setVip", { state: "up" });
     expect(inNs(world!.nodeNs[0]!, "ip", "-4", "address", "show", "dev", "lo")).toContain("192.0.2.101/32");
     expect(await other.call("kernelTables")).toContain("tandem_other");
     await other.call("close");
@@ -332,7 +350,7 @@ describe("RealFilterPort on Linux", () => {
   });
 
   it("the kernel deletes the tables when the service's process dies; the next service removes the VIP it left on lo", async () => {
-    await node.call("setVip", { up: true });
+    await node.call("setVip", { state: "up" });
     await node.kill();
     const probe = await Agent.start(world!.nodeNs[0]!, "node", "probe");
     agents.push(probe);

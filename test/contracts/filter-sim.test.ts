@@ -17,7 +17,8 @@ function makeSimHarness(): FilterHarness {
   const kernels = [makeKernel(), makeKernel()];
   const accepted = [0, 0];
   const flowKey = (flow: Flow) => `${clientIp}:${flow.sourcePort}`;
-  const answeredFlows = new Set<number>();
+  /** Per answered flow, the node that answered its handshake. */
+  const answeredFlows = new Map<number, number>();
 
   const connectOne = (flow: Flow): number | null => {
     const acceptors = kernels.flatMap((kernel, node) => (kernel.decide(flow.bucket, flowKey(flow), true, nowMs) === "accept" ? [node] : []));
@@ -25,7 +26,7 @@ function makeSimHarness(): FilterHarness {
       kernels[node]!.establish(flowKey(flow));
       accepted[node]!++;
     }
-    if (acceptors.length > 0) answeredFlows.add(flow.sourcePort);
+    if (acceptors.length > 0) answeredFlows.set(flow.sourcePort, acceptors[0]!);
     return acceptors[0] ?? null;
   };
 
@@ -51,10 +52,12 @@ function makeSimHarness(): FilterHarness {
       }),
     apply: async (node, settings) => kernels[node]!.apply(settings, nowMs),
     renew: async (node, leaseMs) => kernels[node]!.renew(leaseMs, nowMs),
-    setVip: async (node, up) => kernels[node]!.setVip(up),
+    setVip: async (node, state) => kernels[node]!.setVip(state),
     crash: async (node) => kernels[node]!.flushRules(),
     connect: async (flows) => flows.map(connectOne),
     exchange: async (flow) => exchangeOne(flow),
+    // The answer leaves from the VIP: it is routed while the address is local (up or draining).
+    answerFrom: async (node, flow) => (answeredFlows.get(flow.sourcePort) === node && kernels[node]!.canAnswer() ? { kind: "answered", node } : { kind: "silent" }),
     acceptedCount: async (node) => accepted[node]!,
     sleep: async (ms) => {
       nowMs += ms;
@@ -63,7 +66,7 @@ function makeSimHarness(): FilterHarness {
       // A restarted service starts with an empty filter and the VIP down; conntrack stays.
       for (const kernel of kernels) {
         kernel.flushRules();
-        kernel.setVip(false);
+        kernel.setVip("down");
       }
       answeredFlows.clear();
     },

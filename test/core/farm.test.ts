@@ -121,7 +121,7 @@ describe("farm start", () => {
     const effectKinds = kinds(step.effects);
     expect(effectKinds).toContain("filter-set");
     expect(effectKinds).toContain("timer-arm");
-    expect(step.effects).toContainEqual({ kind: "vip", up: true });
+    expect(step.effects).toContainEqual({ kind: "vip", state: "up" });
     const filterSet = step.effects.find((effect) => effect.kind === "filter-set")!;
     expect(filterSet).toMatchObject({ leaseMs: timings.leaseMs });
     if (filterSet.kind !== "filter-set") throw new Error("unreachable");
@@ -311,7 +311,7 @@ describe("farm lease", () => {
     const lostStep = harness.stepsOf("n1", 1_230).find((record) => logEvents(record.effects).includes("farm.lease-lost"))!;
     expect(lostStep.after.state).toBe("WAIT");
     expect(lostStep.after.owned.isEmpty()).toBe(true);
-    expect(lostStep.effects).toContainEqual({ kind: "vip", up: false });
+    expect(lostStep.effects).toContainEqual({ kind: "vip", state: "down" });
     const filterSet = lostStep.effects.find((effect) => effect.kind === "filter-set");
     expect(filterSet).toBeDefined();
     if (filterSet?.kind === "filter-set") expect(filterSet.owned.isEmpty()).toBe(true);
@@ -402,7 +402,7 @@ describe("farm health", () => {
     expect(step.node).toBe("n1");
     expect(step.after.state).toBe("WAIT");
     expect(step.after.owned.isEmpty()).toBe(true);
-    expect(step.effects).toContainEqual({ kind: "vip", up: false });
+    expect(step.effects).toContainEqual({ kind: "vip", state: "down" });
     const effectKinds = kinds(step.effects);
     expect(effectKinds).toContain("filter-set");
     const heartbeats = sends(step.effects);
@@ -467,10 +467,47 @@ describe("farm stop", () => {
       expect(filterSet.lingering.isEmpty()).toBe(true);
       expect(filterSet.reset.isEmpty()).toBe(true);
     }
-    expect(step.effects).toContainEqual({ kind: "vip", up: false });
+    expect(step.effects).toContainEqual({ kind: "vip", state: "down" });
     const heartbeats = sends(step.effects);
     expect(heartbeats.map((send) => send.to).sort()).toEqual(["n2", "n3"]);
     for (const send of heartbeats) expect(send.message.state).toBe("STOP");
+  });
+
+  it("a stopped node whose application still runs keeps the VIP draining, and drops it once the application has stopped", () => {
+    const harness = startedFarm(farmConfig());
+    harness.input("n1", { kind: "application", running: true });
+    expect(harness.records.at(-1)!.effects.filter((effect) => effect.kind === "vip"), "no change while UP").toEqual([]);
+    harness.stop("n1");
+    const stop = harness.records.at(-1)!;
+    expect(stop.effects).toContainEqual({ kind: "vip", state: "draining" });
+    const effectKinds = kinds(stop.effects);
+    expect(effectKinds.indexOf("vip"), "after the filter that accepts nothing").toBeGreaterThan(effectKinds.indexOf("filter-set"));
+    expect(harness.node("n1").vip).toBe("draining");
+    harness.advance(200);
+    harness.input("n1", { kind: "application", running: false });
+    expect(harness.records.at(-1)!.effects).toContainEqual({ kind: "vip", state: "down" });
+    expect(harness.node("n1").vip).toBe("down");
+  });
+
+  it("a node that was never UP does not drain: its VIP stays down while its application starts and stops", () => {
+    const harness = new FarmHarness({ config: farmConfig(), delayMs: 1 });
+    harness.input("n1", { kind: "application", running: true });
+    harness.start("n1");
+    harness.health("n1", false);
+    harness.advance(100);
+    harness.stop("n1");
+    harness.input("n1", { kind: "application", running: false });
+    expect(harness.records.flatMap((record) => record.effects).filter((effect) => effect.kind === "vip")).toEqual([]);
+  });
+
+  it("a node that left on a failed health check drains while its application restarts, and serves again once healthy", () => {
+    const harness = startedFarm(farmConfig());
+    harness.input("n1", { kind: "application", running: true });
+    harness.health("n1", false);
+    expect(harness.records.at(-1)!.effects).toContainEqual({ kind: "vip", state: "draining" });
+    harness.health("n1", true);
+    expect(harness.runUntilTrue((h) => h.node("n1").state === "UP", harness.nowMs + 2 * timings.detectionTimeoutMs)).toBe(true);
+    expect(harness.node("n1").vip).toBe("up");
   });
 
   it("peers drop a stopped node from their members on receipt, not after the detection timeout", () => {

@@ -115,6 +115,9 @@ export class Harness {
         this.readyChanges.push({ atMs: this.nowMs, ready: effect.ready });
         this.trail.push(effect.ready ? "ready" : "not ready");
         return;
+      case "running":
+        this.trail.push(effect.running ? "running" : "stopped");
+        return;
       case "log":
         this.logs.push(effect.entry);
         return;

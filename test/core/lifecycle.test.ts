@@ -22,13 +22,13 @@ describe("scripts", () => {
     expect(harness.runs[0]?.run.env).toMatchObject({ SAFEMODULE: "web", SAFEUSERBIN: "/etc/tandem/modules/web/bin", TANDEM_MODULE_LOG: "/var/log/tandem/web", TANDEM_NODE: "node1", DOCROOT: "/srv/www" });
   });
 
-  it("stop runs transition, stop_both and poststop, and the node is no longer ready before they run", () => {
+  it("stop runs transition, stop_both and poststop; the node is no longer ready before they run, and the application counts as running until they are done", () => {
     const harness = new Harness(configOf(user)).deliver({ kind: "command", command: "start" });
     harness.runs.length = 0;
     harness.deliver({ kind: "command", command: "stop" });
     expect(harness.scripts()).toEqual(["transition UP STOP stop", "stop_both UP STOP stop", "poststop UP STOP stop"]);
     expect(harness.node.state).toBe("STOP");
-    expect(harness.trail).toEqual(["transition", "prestart", "transition", "start_both", "ready", "not ready", "transition", "stop_both", "poststop"]);
+    expect(harness.trail).toEqual(["running", "transition", "prestart", "transition", "start_both", "ready", "not ready", "transition", "stop_both", "poststop", "stopped"]);
   });
 
   it("a stop script that outlives nicestoptimeout runs again with force, with forcestoptimeout", () => {

@@ -24,7 +24,7 @@ const settings: FilterSettings = { owned: set(0, 1, 2, 3), lingering: set(4, 5),
 /** A kernel with the VIP up and `settings` applied at time 0 (lease until 200 ms). */
 function kernel(bug: "none" | "filter-keeps-buckets" = "none"): SimKernelFilter {
   const filter = new SimKernelFilter(bucketCount, bug);
-  filter.vipUp = true;
+  filter.vip = "up";
   filter.apply(settings, 0);
   return filter;
 }
@@ -153,7 +153,7 @@ describe("SimKernelFilter: VIP and lease", () => {
 
   it("accepts and resets nothing with the VIP down", () => {
     const filter = kernel();
-    filter.vipUp = false;
+    filter.vip = "down";
     expect(anyAccepted(filter, 10)).toBe(false);
     expect(filter.acceptsAnything(10)).toBe(false);
     expect(filter.effectiveOwned(10).isEmpty()).toBe(true);
@@ -209,7 +209,7 @@ describe("SimKernelFilter: VIP and lease", () => {
     fc.assert(
       fc.property(bucketsArb, bucketsArb, fc.integer({ min: 1, max: 1000 }), fc.double({ min: 0, max: 1e6, noNaN: true }), (owned, lingering, lease, afterMs) => {
         const filter = new SimKernelFilter(bucketCount, "none");
-        filter.vipUp = true;
+        filter.vip = "up";
         const ownedSet = set(...owned);
         filter.apply({ owned: ownedSet, lingering: set(...lingering).minus(ownedSet), reset: ownedSet, leaseMs: lease }, 0);
         expect(anyAccepted(filter, lease + afterMs)).toBe(false);
@@ -299,7 +299,7 @@ describe('SimKernelFilter planted bug "filter-keeps-buckets"', () => {
 
   it("applies an emptying apply normally when nothing was owned", () => {
     const filter = new SimKernelFilter(bucketCount, "filter-keeps-buckets");
-    filter.vipUp = true;
+    filter.vip = "up";
     filter.apply({ owned: empty, lingering: set(4), reset: empty, leaseMs }, 0);
     filter.apply(emptying, 10);
     expect(filter.lingering.isEmpty()).toBe(true);
