@@ -74,6 +74,8 @@ export interface LoadReport {
   /** When the load began, by the clock of the host (containers share its kernel's). */
   readonly startedAtEpochMs: number;
   readonly elapsedMs: number;
+  /** The clients' answer timeout (LoadSettings). */
+  readonly answerTimeoutMs: number;
   readonly answeredBy: Record<string, number>;
   readonly answered: number;
   /** RSTs: ECONNRESET and EPIPE on a connection, ECONNREFUSED to a SYN. */
@@ -128,7 +130,7 @@ const slot = (series) => {
 let active = true;
 const open = new Set();
 const request = "GET / HTTP/1.1\r\nHost: " + s.vip + "\r\n\r\n";
-const report = () => ({ startedAtEpochMs: startedAt, elapsedMs: Date.now() - startedAt, ...stats });
+const report = () => ({ startedAtEpochMs: startedAt, elapsedMs: Date.now() - startedAt, answerTimeoutMs: s.answerTimeoutMs, ...stats });
 
 function answered(client, node) {
   const now = Date.now();

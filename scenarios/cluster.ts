@@ -21,6 +21,11 @@ export interface LoadStats {
   readonly resets: number;
   /** The longest time any client went without an answer while the load ran. */
   readonly longestGapMs: number;
+  /** Requests sent on an established connection that got no answer within the client's
+   *  answer timeout (answerTimeoutMs), after which it gave the connection up. */
+  readonly answerTimeouts: number;
+  /** The clients' answer timeout (1 s in the simulator and the lab). */
+  readonly answerTimeoutMs: number;
 }
 
 export interface Cluster {

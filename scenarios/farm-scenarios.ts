@@ -35,7 +35,10 @@ export const nodeLoss: Scenario = {
     expect(tookMs <= failoverBoundMs, `failover took ${tookMs} ms`);
     await cluster.sleep(1_000);
     const stats = await cluster.stopLoad();
-    expect(stats.longestGapMs <= 1_000, `a client went ${stats.longestGapMs.toFixed(0)} ms without an answer`);
+    // A request the lost node had taken (acknowledged, not yet answered) dies with it: its
+    // client waits out its own answer timeout, which no farm can shorten.
+    const boundMs = 1_000 + (stats.answerTimeouts > 0 ? stats.answerTimeoutMs : 0);
+    expect(stats.longestGapMs <= boundMs, `a client went ${stats.longestGapMs.toFixed(0)} ms without an answer (bound ${boundMs} ms, ${stats.answerTimeouts} answers lost with the node)`);
     const views = await cluster.views();
     expect(views.filter((view) => view.state === "UP").reduce((sum, view) => sum + view.ownedCount, 0) === 256, "buckets not all owned after the loss");
   },
@@ -63,7 +66,7 @@ export const nodeJoin: Scenario = {
 
 export const rollingRestart: Scenario = {
   name: "rolling-restart",
-  summary: "each node in turn is stopped and started under load; the farm keeps answering",
+  summary: "each node in turn is stopped and started under load; the farm keeps answering, and a stopping node answers every request it took",
   nodes: threeNodes,
   mode: "srcip+srcport",
   async run(cluster) {
@@ -79,6 +82,9 @@ export const rollingRestart: Scenario = {
     }
     await cluster.sleep(500);
     const stats = await cluster.stopLoad();
+    // A stop is orderly: the node leaves at once, but the answers to requests it took
+    // before still go out (its VIP drains until the application has stopped).
+    expect(stats.answerTimeouts === 0, `${stats.answerTimeouts} requests taken before a stop were never answered`);
     expect(stats.longestGapMs <= 1_000, `a client went ${stats.longestGapMs.toFixed(0)} ms without an answer`);
   },
 };

@@ -3,7 +3,12 @@
 // reset or answered every packet. Every node's kernel sees every client packet (a switch
 // floods frames to the virtual MAC), as with SafeKit's vmac_invisible.
 // Injects: nothing itself. Models: retransmission after retryMs (no exponential backoff),
-// reconnection on reset, close after a number of requests (conntrack entries removed).
+// reconnection on reset, close after a number of requests (conntrack entries removed), and
+// the application's time to answer: a request a node accepted is acknowledged at once and
+// answered serviceMs later, from the VIP. An application that failed or stopped meanwhile
+// has its connection closed (the client reconnects); an answer that cannot leave because
+// the node is off or the VIP's address is no longer local is lost: the client, whose
+// request was acknowledged, retransmits nothing and gives up after answerTimeoutMs.
 // Cannot model: TCP windows, partial answers, client-side network faults.
 
 import { assert } from "../../core/assert.ts";
@@ -21,6 +26,10 @@ export interface ClientSettings {
   readonly thinkMs: number;
   /** A packet left unanswered is sent again after this. */
   readonly retryMs: number;
+  /** How long a node's application takes to answer a request it accepted. */
+  readonly serviceMs: number;
+  /** An acknowledged request not answered by then: the client gives its connection up. */
+  readonly answerTimeoutMs: number;
   /** One-way delay between a client and the nodes. */
   readonly latencyMs: number;
 }
@@ -52,6 +61,8 @@ interface Connection {
   established: boolean;
   node: NodeId | null;
   requestsLeft: number;
+  /** When the request the node acknowledged and has not answered yet was sent; null: none. */
+  awaitingSinceMs: number | null;
 }
 
 export class SimClient {
@@ -62,6 +73,8 @@ export class SimClient {
   lastSuccessMs = -Infinity;
   resets = 0;
   connections = 0;
+  /** Acknowledged requests never answered (given up after answerTimeoutMs). */
+  answerTimeouts = 0;
 
   constructor(ip: number) {
     this.ip = ip;
@@ -87,7 +100,7 @@ export class ClientFleet {
     this.#prng = prng;
     this.#onPacket = onPacket;
     const firstRule = world.config.rules[0];
-    this.settings = { count: 0, dstPort: firstRule?.port ?? 80, requestsPerConnection: 5, thinkMs: 20, retryMs: 100, latencyMs: 0.2, ...settings };
+    this.settings = { count: 0, dstPort: firstRule?.port ?? 80, requestsPerConnection: 5, thinkMs: 20, retryMs: 100, latencyMs: 0.2, serviceMs: 1, answerTimeoutMs: 1_000, ...settings };
     this.clients = [];
     this.setClientCount(this.settings.count);
   }
@@ -122,7 +135,7 @@ export class ClientFleet {
     const bucket = bucketOfPacket(this.#world.config, { srcIp: client.ip, srcPort, dstPort: this.settings.dstPort, proto: "tcp" });
     assert(bucket !== null, `no farm rule for port ${this.settings.dstPort}`);
     const flowKey = `${client.ip}:${srcPort}`;
-    const connection: Connection = { id: ++this.#connectionCount, srcPort, bucket, flowKey, established: false, node: null, requestsLeft: this.settings.requestsPerConnection };
+    const connection: Connection = { id: ++this.#connectionCount, srcPort, bucket, flowKey, established: false, node: null, requestsLeft: this.settings.requestsPerConnection, awaitingSinceMs: null };
     client.connection = connection;
     client.connections++;
     this.#send(client, connection);
@@ -168,17 +181,12 @@ export class ClientFleet {
       connection.node = responders[0]!;
       world.schedule(world.nowMs + returnMs + this.settings.thinkMs, () => this.#sendIfCurrent(client, connection));
     } else if (connection.node !== null && responders.includes(connection.node)) {
-      client.successes++;
-      client.lastSuccessMs = world.nowMs;
-      this.onSuccess?.(client, connection.node, world.nowMs);
-      connection.requestsLeft--;
-      if (connection.requestsLeft > 0) {
-        world.schedule(world.nowMs + returnMs + this.settings.thinkMs, () => this.#sendIfCurrent(client, connection));
-      } else {
-        for (const node of world.nodes) node.kernel.conntrack.delete(flowKey);
-        client.connection = null;
-        world.schedule(world.nowMs + returnMs + this.settings.thinkMs, () => this.#open(client));
-      }
+      // Acknowledged: the application answers serviceMs later, if it still can.
+      const node = connection.node;
+      const sentMs = world.nowMs;
+      connection.awaitingSinceMs = sentMs;
+      world.schedule(world.nowMs + this.settings.serviceMs, () => this.#reply(client, connection, node, sentMs));
+      world.schedule(sentMs + this.settings.answerTimeoutMs, () => this.#giveUp(client, connection, sentMs));
     } else if (reset.length > 0 || responders.length > 0) {
       // A reset, or an answer from a node that does not hold the connection (which a real
       // client's TCP stack would also reset): reconnect at once.
@@ -188,6 +196,59 @@ export class ClientFleet {
     } else {
       world.schedule(world.nowMs + returnMs + this.settings.retryMs, () => this.#sendIfCurrent(client, connection));
     }
+  }
+
+  /** The node's application answers; the answer leaves only from a VIP address still local. */
+  #reply(client: SimClient, connection: Connection, nodeId: NodeId, sentMs: number): void {
+    const world = this.#world;
+    if (!this.active || client.connection !== connection || connection.awaitingSinceMs !== sentMs) return;
+    const node = world.node(nodeId);
+    if (node.process === "hung" && node.powered) {
+      // A frozen application answers when released, unless the client gave up first.
+      if (world.nowMs + this.settings.retryMs < sentMs + this.settings.answerTimeoutMs) world.schedule(world.nowMs + this.settings.retryMs, () => this.#reply(client, connection, nodeId, sentMs));
+      return;
+    }
+    if (!node.powered || !node.kernel.canAnswer()) {
+      // Nothing can leave from the VIP: the client, whose request was acknowledged, waits.
+      world.note(`client ${client.ip >>> 0} connection ${connection.id}: ${nodeId} ${node.powered ? "has dropped the VIP's address" : "is off"}, the answer is lost`);
+      return;
+    }
+    if (!world.serving(node)) {
+      // The application failed or stopped: its kernel closes the connection, which the
+      // client sees (the VIP's address is still local), and it reconnects at once.
+      world.schedule(world.nowMs + this.settings.latencyMs, () => {
+        if (!this.active || client.connection !== connection || connection.awaitingSinceMs !== sentMs) return;
+        client.resets++;
+        client.connection = null;
+        for (const each of world.nodes) each.kernel.conntrack.delete(connection.flowKey);
+        this.#open(client);
+      });
+      return;
+    }
+    world.schedule(world.nowMs + this.settings.latencyMs, () => {
+      if (!this.active || client.connection !== connection || connection.awaitingSinceMs !== sentMs) return;
+      connection.awaitingSinceMs = null;
+      client.successes++;
+      client.lastSuccessMs = world.nowMs;
+      this.onSuccess?.(client, nodeId, world.nowMs);
+      connection.requestsLeft--;
+      if (connection.requestsLeft > 0) {
+        world.schedule(world.nowMs + this.settings.thinkMs, () => this.#sendIfCurrent(client, connection));
+      } else {
+        for (const each of world.nodes) each.kernel.conntrack.delete(connection.flowKey);
+        client.connection = null;
+        world.schedule(world.nowMs + this.settings.thinkMs, () => this.#open(client));
+      }
+    });
+  }
+
+  /** No answer within answerTimeoutMs of the request: the client drops the connection. */
+  #giveUp(client: SimClient, connection: Connection, sentMs: number): void {
+    if (!this.active || client.connection !== connection || connection.awaitingSinceMs !== sentMs) return;
+    client.answerTimeouts++;
+    client.connection = null;
+    for (const node of this.#world.nodes) node.kernel.conntrack.delete(connection.flowKey);
+    this.#world.schedule(this.#world.nowMs, () => this.#open(client));
   }
 
   #sendIfCurrent(client: SimClient, connection: Connection): void {

@@ -144,7 +144,7 @@ export class SimCluster implements Cluster {
   async stopLoad(): Promise<LoadStats> {
     const stats = await this.loadStats();
     this.world.clients.stop();
-    this.note(`load stopped: ${stats.answered} answered, ${stats.resets} resets, longest gap ${stats.longestGapMs.toFixed(0)} ms`);
+    this.note(`load stopped: ${stats.answered} answered, ${stats.resets} resets, ${stats.answerTimeouts} answer timeouts, longest gap ${stats.longestGapMs.toFixed(0)} ms`);
     return stats;
   }
 
@@ -155,6 +155,8 @@ export class SimCluster implements Cluster {
       answered: clients.reduce((sum, client) => sum + client.successes, 0),
       resets: clients.reduce((sum, client) => sum + client.resets, 0),
       longestGapMs: this.#longestGapMs,
+      answerTimeouts: clients.reduce((sum, client) => sum + client.answerTimeouts, 0),
+      answerTimeoutMs: this.world.clients.settings.answerTimeoutMs,
     };
   }
 

@@ -181,6 +181,47 @@ describe("FarmWorld stopModule / startModule", () => {
     expect(world.isStable()).toBe(true);
   });
 
+  /** A world whose one client has a request acknowledged by a node that has not answered yet. */
+  function requestInService(): { world: FarmWorld; nodeId: NodeId; answeredBefore: number } {
+    const world = startedWorld({ clients: { count: 1, serviceMs: 30 } });
+    world.clients.start();
+    const client = world.clients.clients[0]!;
+    // Caught at most 1 ms into the 30 ms it takes to answer.
+    const inService = () => client.successes > 0 && client.connection !== null && client.connection.awaitingSinceMs !== null && world.nowMs - client.connection.awaitingSinceMs <= 1;
+    expect(world.runUntilCondition(inService, world.nowMs + 2_000, 1)).toBe(true);
+    return { world, nodeId: client.connection!.node!, answeredBefore: client.successes };
+  }
+
+  it("a node stopped while its application serves a request gets the answer out: its VIP drains until the application has stopped", () => {
+    const { world, nodeId, answeredBefore } = requestInService();
+    const client = world.clients.clients[0]!;
+    const kernel = world.node(nodeId).kernel;
+    world.stopModule(nodeId);
+    expect(kernel.vip).toBe("draining");
+    expect(kernel.acceptsAnything(world.nowMs), "a draining node accepts nothing").toBe(false);
+    world.runFor(31);
+    expect(client.successes, "the answer reached the client").toBe(answeredBefore + 1);
+    world.runFor(world.appSettings.stopMs);
+    expect(world.node(nodeId).appRunning).toBe(false);
+    expect(kernel.vip, "down once the application stopped").toBe("down");
+    world.runFor(2_000);
+    expect(client.answerTimeouts).toBe(0);
+    expect(client.successes).toBeGreaterThan(answeredBefore + 10);
+  });
+
+  it("a node that loses power while serving a request loses the answer: the client gives up after its answer timeout", () => {
+    const { world, nodeId, answeredBefore } = requestInService();
+    const client = world.clients.clients[0]!;
+    const offAtMs = world.nowMs;
+    world.powerOff(nodeId);
+    world.runFor(999);
+    expect(client.successes).toBe(answeredBefore);
+    expect(client.answerTimeouts).toBe(0);
+    world.runFor(2);
+    expect(client.answerTimeouts).toBe(1);
+    expect(world.runUntilCondition(() => client.successes > answeredBefore, offAtMs + 1_200, 1), "answered again soon after").toBe(true);
+  });
+
   it("a stopped node stays stopped across a crash and restart (the operator's wish is kept)", () => {
     const world = startedWorld();
     world.stopModule("n2");
