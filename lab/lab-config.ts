@@ -107,9 +107,11 @@ ${Object.entries(vars).map(([name, value]) => `      <var name="${name}" value="
 `;
 }
 
-/** HTTP on port 80 of every address, answering every request with the node's name; idle
- *  keep-alive connections are never timed out. Each accepted connection appends the
- *  client's address and port to a file.
+/** HTTP on port 80 of every address, answering every request with the node's name
+ *  (`/slow/MS`: after MS milliseconds); idle keep-alive connections are never timed out.
+ *  Each accepted connection appends the client's address and port to a file. SIGTERM
+ *  stops it as a real service stops: no new connection, idle ones closed, requests in
+ *  progress answered, then exit (at most 3 s later).
  *
  *  argv: name, accept log, pid file, and for the lab two more: the broken flag and the
  *  listening file. Without them (test/host/farm-lab.ts) it listens at once and writes the
@@ -130,8 +132,13 @@ const open = (onListening) => {
   const server = createServer((request, response) => {
     request.resume();
     response.setHeader("content-type", "text/plain");
-    response.end(name);
+    const url = request.url ?? "/";
+    const delayMs = url.startsWith("/slow/") ? Number(url.slice("/slow/".length)) : 0;
+    if (!(delayMs > 0)) response.end(name);
+    else setTimeout(() => response.end(name), Math.min(delayMs, 10_000));
   });
+  servers.add(server);
+  server.on("close", () => servers.delete(server));
   server.keepAliveTimeout = 0;
   server.on("connection", (socket) => {
     if (lab && socket.remoteAddress === "127.0.0.1") return;
@@ -140,7 +147,12 @@ const open = (onListening) => {
   server.listen(80, "0.0.0.0", () => onListening(server));
   return server;
 };
-process.on("SIGTERM", () => process.exit(0));
+const servers = new Set();
+process.on("SIGTERM", () => {
+  if (servers.size === 0) process.exit(0);
+  for (const server of servers) server.close(() => servers.size === 0 && process.exit(0));
+  setTimeout(() => process.exit(0), 3_000).unref();
+});
 if (!lab) {
   open(() => writeFile(pidFile, process.pid + "\\n"));
 } else {

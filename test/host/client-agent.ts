@@ -2,10 +2,10 @@
 // `ip netns exec NS node client-agent.ts`. One JSON command per line on stdin, one JSON
 // line per answer on stdout: {id, ok, result|error}.
 //
-//   get    {host, port, localAddress, ports, keep, timeoutMs}: one HTTP connection per
-//          source port, "GET /" on each; the answer is the body (the node's name), "reset",
-//          or null (nothing within timeoutMs). With keep the connections stay open
-//          (keep-alive) for `again`; without, the request asks the server to close.
+//   get    {host, port, localAddress, ports, keep, timeoutMs, path?}: one HTTP connection
+//          per source port, "GET /" (or path) on each; the answer is the body (the node's
+//          name), "reset", or null (nothing within timeoutMs). With keep the connections
+//          stay open (keep-alive) for `again`; without, the request asks the server to close.
 //   again  {ports, timeoutMs}: another request on connections kept open.
 //   probe  {host, port, localAddress, ports, intervalMs, timeoutMs, deadlineMs}: a new
 //          connection every intervalMs, from the next port, until one is answered; returns
@@ -34,8 +34,8 @@ const held = new Map<number, Held>();
 /** Wall-clock milliseconds with a fraction; comparable across processes of one host. */
 const wallMs = () => performance.timeOrigin + performance.now();
 
-function request(keep: boolean): string {
-  return `GET / HTTP/1.1\r\nHost: vip\r\nConnection: ${keep ? "keep-alive" : "close"}\r\n\r\n`;
+function request(keep: boolean, path = "/"): string {
+  return `GET ${path} HTTP/1.1\r\nHost: vip\r\nConnection: ${keep ? "keep-alive" : "close"}\r\n\r\n`;
 }
 
 /** Cuts complete HTTP responses (Content-Length bodies) out of the buffer. */
@@ -52,7 +52,7 @@ function takeResponses(entry: Held): void {
   }
 }
 
-function open(host: string, port: number, localAddress: string, localPort: number, keep: boolean, timeoutMs: number): Promise<Answer> {
+function open(host: string, port: number, localAddress: string, localPort: number, keep: boolean, timeoutMs: number, path = "/"): Promise<Answer> {
   return new Promise((resolve) => {
     const socket = connect({ host, port, localAddress, localPort });
     const entry: Held = { socket, onAnswer: null, buffered: Buffer.alloc(0), reset: false, closed: false };
@@ -68,7 +68,7 @@ function open(host: string, port: number, localAddress: string, localPort: numbe
     };
     const timer = setTimeout(() => finish(null), timeoutMs);
     entry.onAnswer = (body) => finish(body === "closed" ? null : body);
-    socket.on("connect", () => socket.write(request(keep)));
+    socket.on("connect", () => socket.write(request(keep, path)));
     socket.on("data", (chunk: Buffer) => {
       entry.buffered = Buffer.concat([entry.buffered, chunk]);
       takeResponses(entry);
@@ -157,7 +157,8 @@ async function run(command: Command): Promise<unknown> {
     case "get": {
       const ports = command["ports"] as number[];
       const [host, port, localAddress] = [command["host"] as string, command["port"] as number, command["localAddress"] as string];
-      return Promise.all(ports.map((localPort) => open(host, port, localAddress, localPort, command["keep"] === true, command["timeoutMs"] as number)));
+      const path = typeof command["path"] === "string" ? command["path"] : "/";
+      return Promise.all(ports.map((localPort) => open(host, port, localAddress, localPort, command["keep"] === true, command["timeoutMs"] as number, path)));
     }
     case "again":
       return Promise.all((command["ports"] as number[]).map((localPort) => again(localPort, command["timeoutMs"] as number)));

@@ -360,9 +360,11 @@ export class FarmLab {
     return kernelBucket(this.lab.clientIp, port, bucketCount, hashSeed);
   }
 
-  /** New HTTP connections to the VIP from `ports`, each answered (the node's name), reset or silent (null). */
-  async get(ports: readonly number[], options: { keep?: boolean; timeoutMs?: number } = {}): Promise<Answer[]> {
-    return (await this.client!.call("get", { host: this.lab.vip, port: 80, localAddress: this.lab.clientIp, ports, keep: options.keep ?? false, timeoutMs: options.timeoutMs ?? 2_000 })) as Answer[];
+  /** New HTTP connections to the VIP from `ports`, each answered (the node's name), reset or
+   *  silent (null, which includes a connection closed without an answer). `path` "/slow/MS"
+   *  is answered MS milliseconds after it arrives. */
+  async get(ports: readonly number[], options: { keep?: boolean; timeoutMs?: number; path?: string } = {}): Promise<Answer[]> {
+    return (await this.client!.call("get", { host: this.lab.vip, port: 80, localAddress: this.lab.clientIp, ports, keep: options.keep ?? false, timeoutMs: options.timeoutMs ?? 2_000, path: options.path ?? "/" })) as Answer[];
   }
 
   /** Another request on connections opened with `keep`. */

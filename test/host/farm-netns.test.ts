@@ -5,11 +5,12 @@
 // each answered once and spread over the nodes; a node's service killed with SIGKILL has
 // its buckets served by the others within a bounded time; restarted, it rejoins without
 // resetting the connections held meanwhile; forged, replayed and stale heartbeats change
-// nothing and are counted.
+// nothing and are counted; a node stopped while it answers a request still gets the answer out.
 //
 // Needs root, `ip`, nftables, the native addon and python3 (to capture a heartbeat); it
 // FAILS, saying which is missing, rather than skip: CI runs as root and must prove this.
 
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -17,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { encodeEnvelope, WireKey } from "../../drivers/real/wire.ts";
 import { defaultFarmPort } from "../../service/farm-parts.ts";
 import type { ModuleView } from "../../service/node-service.ts";
-import { bucketCount, captureDatagram, FarmLab, farmModule, farmState, requirePython, tandem, type Answer } from "./farm-lab.ts";
+import { bucketCount, captureDatagram, FarmLab, farmModule, farmState, requirePython, tandem, until, type Answer } from "./farm-lab.ts";
 import { requireHost } from "./netns-lab.ts";
 
 const what = "the host farm test (test/host/farm-netns.test.ts)";
@@ -222,4 +223,26 @@ describe("a three-node farm of real node services in network namespaces", () => 
     const ports = farm.ports(30);
     expectAnsweredOnce(ports, await farm.get(ports));
   }, 30_000);
+
+  it("`tandem stop` on a node answering a slow request: the answer still reaches the client (the VIP drains until stop_both is done), and the VIP then leaves lo", async () => {
+    // A request answered 800 ms after it arrives, on a new connection; once a node has
+    // accepted it, that node is stopped. Its filter empties at once; its application,
+    // stopped gracefully by stop_both, answers before it exits.
+    const [port] = farm.ports(1);
+    const answer = farm.get([port!], { path: "/slow/800", timeoutMs: 5_000 });
+    let server: string | undefined;
+    await until(() => (server = [...farm.accepted()].find(([, ports]) => ports.includes(port!))?.[0]) !== undefined, 2_000, () => `no node accepted the connection from port ${port}`);
+    const node = farm.nodes.find((each) => each.name === server)!;
+    const stopped = await tandem(node, ["stop", "-m", farmModule]);
+    expect(stopped.code, stopped.output).toBe(0);
+    const others = names.filter((name) => name !== node.name);
+    await farm.untilMembers(others, 5_000);
+    expect(await answer, `the answer to the request ${node.name} took before its stop`).toEqual([node.name]);
+    // Once the module is stopped (stop_both done), the VIP's address is gone from the node.
+    await until(async () => (await farmState(node)).state === "STOP", 10_000, () => `${node.name} did not reach STOP`);
+    expect(execFileSync("ip", ["-n", node.ns, "-4", "address", "show", "dev", "lo"], { encoding: "utf8" })).not.toContain(`${farm.lab.vip}/`);
+    const started = await tandem(node, ["start", "-m", farmModule, "--wait"]);
+    expect(started.code, started.output).toBe(0);
+    await farm.untilMembers(names);
+  }, 60_000);
 });
