@@ -110,8 +110,9 @@ ${Object.entries(vars).map(([name, value]) => `      <var name="${name}" value="
 /** HTTP on port 80 of every address, answering every request with the node's name
  *  (`/slow/MS`: after MS milliseconds); idle keep-alive connections are never timed out.
  *  Each accepted connection appends the client's address and port to a file. SIGTERM
- *  stops it as a real service stops: no new connection, idle ones closed, requests in
- *  progress answered, then exit (at most 3 s later).
+ *  stops it as a real service stops: it stops listening, answers the requests it has in
+ *  progress, and exits once they are answered (at most 3 s later), without waiting for
+ *  its clients to close their connections.
  *
  *  argv: name, accept log, pid file, and for the lab two more: the broken flag and the
  *  listening file. Without them (test/host/farm-lab.ts) it listens at once and writes the
@@ -130,6 +131,9 @@ const writeFile = (file, text) => {
 };
 const open = (onListening) => {
   const server = createServer((request, response) => {
+    inProgress++;
+    // Exits on the next turn, once the answer's write has reached the kernel.
+    response.on("close", () => --inProgress === 0 && stopping && setImmediate(() => process.exit(0)));
     request.resume();
     response.setHeader("content-type", "text/plain");
     const url = request.url ?? "/";
@@ -138,7 +142,6 @@ const open = (onListening) => {
     else setTimeout(() => response.end(name), Math.min(delayMs, 10_000));
   });
   servers.add(server);
-  server.on("close", () => servers.delete(server));
   server.keepAliveTimeout = 0;
   server.on("connection", (socket) => {
     if (lab && socket.remoteAddress === "127.0.0.1") return;
@@ -148,9 +151,12 @@ const open = (onListening) => {
   return server;
 };
 const servers = new Set();
+let inProgress = 0;
+let stopping = false;
 process.on("SIGTERM", () => {
-  if (servers.size === 0) process.exit(0);
-  for (const server of servers) server.close(() => servers.size === 0 && process.exit(0));
+  stopping = true;
+  for (const server of servers) server.close();
+  if (inProgress === 0) process.exit(0);
   setTimeout(() => process.exit(0), 3_000).unref();
 });
 if (!lab) {
