@@ -160,11 +160,11 @@ export class ClientFleet {
       this.#onPacket?.({ atMs: world.nowMs, clientIp: client.ip, connectionId: connection.id, isSyn, bucket, accepted, reset, responders, connectedTo: connection.node, stableView });
       // One event per packet: the client learns the answer now and adds the return trip
       // to whatever it does next.
-      this.#answer(client, connection, flowKey, responders, reset);
+      this.#answer(client, connection, responders, reset);
     });
   }
 
-  #answer(client: SimClient, connection: Connection, flowKey: string, responders: readonly NodeId[], reset: readonly NodeId[]): void {
+  #answer(client: SimClient, connection: Connection, responders: readonly NodeId[], reset: readonly NodeId[]): void {
     if (!this.active || client.connection !== connection) return;
     const world = this.#world;
     const returnMs = this.settings.latencyMs;
@@ -172,9 +172,8 @@ export class ClientFleet {
       // Two nodes answered the SYN (a partitioned farm): the client completes the
       // handshake with one, and the other, still half-open, answers that ACK with a reset
       // the client accepts (its sequence number is in the window). Seen in the lab.
-      for (const node of world.nodes) node.kernel.conntrack.delete(flowKey);
+      this.#close(client, connection);
       client.resets++;
-      client.connection = null;
       world.schedule(world.nowMs + returnMs, () => this.#open(client));
     } else if (responders.length > 0 && !connection.established) {
       connection.established = true;
@@ -210,7 +209,7 @@ export class ClientFleet {
     }
     if (!node.powered || !node.kernel.canAnswer()) {
       // Nothing can leave from the VIP: the client, whose request was acknowledged, waits.
-      world.note(`client ${client.ip >>> 0} connection ${connection.id}: ${nodeId} ${node.powered ? "has dropped the VIP's address" : "is off"}, the answer is lost`);
+      world.note(`client ${client.ip} connection ${connection.id}: ${nodeId} ${node.powered ? "has dropped the VIP's address" : "is off"}, the answer is lost`);
       return;
     }
     if (!world.serving(node)) {
@@ -218,9 +217,8 @@ export class ClientFleet {
       // client sees (the VIP's address is still local), and it reconnects at once.
       world.schedule(world.nowMs + this.settings.latencyMs, () => {
         if (!this.active || client.connection !== connection || connection.awaitingSinceMs !== sentMs) return;
+        this.#close(client, connection);
         client.resets++;
-        client.connection = null;
-        for (const each of world.nodes) each.kernel.conntrack.delete(connection.flowKey);
         this.#open(client);
       });
       return;
@@ -235,8 +233,7 @@ export class ClientFleet {
       if (connection.requestsLeft > 0) {
         world.schedule(world.nowMs + this.settings.thinkMs, () => this.#sendIfCurrent(client, connection));
       } else {
-        for (const each of world.nodes) each.kernel.conntrack.delete(connection.flowKey);
-        client.connection = null;
+        this.#close(client, connection);
         world.schedule(world.nowMs + this.settings.thinkMs, () => this.#open(client));
       }
     });
@@ -246,9 +243,14 @@ export class ClientFleet {
   #giveUp(client: SimClient, connection: Connection, sentMs: number): void {
     if (!this.active || client.connection !== connection || connection.awaitingSinceMs !== sentMs) return;
     client.answerTimeouts++;
+    this.#close(client, connection);
+    this.#world.schedule(this.#world.nowMs, () => this.#open(client));
+  }
+
+  /** The connection ends: the client forgets it, and so does every kernel's conntrack. */
+  #close(client: SimClient, connection: Connection): void {
     client.connection = null;
     for (const node of this.#world.nodes) node.kernel.conntrack.delete(connection.flowKey);
-    this.#world.schedule(this.#world.nowMs, () => this.#open(client));
   }
 
   #sendIfCurrent(client: SimClient, connection: Connection): void {
