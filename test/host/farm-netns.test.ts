@@ -10,7 +10,6 @@
 // Needs root, `ip`, nftables, the native addon and python3 (to capture a heartbeat); it
 // FAILS, saying which is missing, rather than skip: CI runs as root and must prove this.
 
-import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -19,7 +18,7 @@ import { encodeEnvelope, WireKey } from "../../drivers/real/wire.ts";
 import { defaultFarmPort } from "../../service/farm-parts.ts";
 import type { ModuleView } from "../../service/node-service.ts";
 import { bucketCount, captureDatagram, FarmLab, farmModule, farmState, requirePython, tandem, until, type Answer } from "./farm-lab.ts";
-import { requireHost } from "./netns-lab.ts";
+import { ip, requireHost } from "./netns-lab.ts";
 
 const what = "the host farm test (test/host/farm-netns.test.ts)";
 const names = ["n1", "n2", "n3"];
@@ -240,7 +239,7 @@ describe("a three-node farm of real node services in network namespaces", () => 
     expect(await answer, `the answer to the request ${node.name} took before its stop`).toEqual([node.name]);
     // Once the module is stopped (stop_both done), the VIP's address is gone from the node.
     await until(async () => (await farmState(node)).state === "STOP", 10_000, () => `${node.name} did not reach STOP`);
-    expect(execFileSync("ip", ["-n", node.ns, "-4", "address", "show", "dev", "lo"], { encoding: "utf8" })).not.toContain(`${farm.lab.vip}/`);
+    expect(ip("-n", node.ns, "-4", "address", "show", "dev", "lo")).not.toContain(`${farm.lab.vip}/`);
     const started = await tandem(node, ["start", "-m", farmModule, "--wait"]);
     expect(started.code, started.output).toBe(0);
     await farm.untilMembers(names);
