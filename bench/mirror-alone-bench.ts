@@ -75,7 +75,7 @@ async function main(): Promise<void> {
     const last = rates.at(-1)!;
     const first = rates[0]!;
     console.log(`last quarter ÷ first: mirrored ${(last.mirrored / first.mirrored).toFixed(2)}, raw ${(last.raw / first.raw).toFixed(2)}`);
-    console.log(`n1: ${view?.state} ${view?.readiness}, ${view?.mirror?.stats.metaWrites} metadata writes`);
+    console.log(`n1: ${view?.state} ${view?.readiness}, ${view?.mirror?.stats.metaWrites} metadata writes, ${view?.mirror?.lane.completed ?? 0} operations on the lane of a node alone (TANDEM_MIRROR_LANE=off in the environment: none, every write through the core)`);
   } finally {
     await mirror.destroy();
     rmSync(scratch, { recursive: true, force: true });

@@ -110,7 +110,9 @@ export interface NativeLaneReport {
 export interface FuseLane {
   /** The secondary's side: accepts the primary's lane connections. */
   listen(host: string, port: number): void;
-  on(session: number, epoch: number, host: string, port: number): void;
+  /** The primary's lane, connecting to the peer's at host:port; `on(null, epoch)`: the lane
+   *  of a primary alone (applied here only; off() waits for what is under way). */
+  on(session: number | null, epoch: number, host?: string, port?: number): void;
   off(): NativeLaneReport;
   harvest(): NativeLaneReport;
   arm(path: string, extents: readonly number[]): void;

@@ -21,6 +21,12 @@
 //    report, and disarms the rest. The core keeps hot, at every clear, what the lane may
 //    still write into (`armed` in mirror.ts).
 //  - Off, it reports once, stopped, with everything above.
+//  - Alone (on() without a session: a primary with no peer attached, in a generation of its
+//    own), it completes an operation once applied here, with this node's result, and
+//    marks it as any; off() waits for those under way rather than give them back (one
+//    applied again by the core while its own write was still going could land after a
+//    later write of another thread). The core attaches a returning peer only after that
+//    stopped report: the resync is planned from marks that include all it wrote.
 
 import type { DiskOp } from "./disk-ops.ts";
 import { blocksOfWrite } from "./disk-ops.ts";
@@ -46,8 +52,11 @@ export interface LaneReport {
 
 /** What a driver gives the core to run a lane with. */
 export interface LanePort {
-  /** The primary's lane runs for this attachment session and epoch. */
-  on(session: number, epoch: number): void;
+  /** The primary's lane runs for this attachment session and epoch; `session` null: alone,
+   *  no peer attached (its writes and fsyncs are applied here only, complete with this
+   *  node's result, and are reported like any lane's; off() returns once those under way
+   *  are done, so that none is given back to the core). */
+  on(session: number | null, epoch: number): void;
   /** Stops the lane; one stopped report follows (also when it had stopped on its own). */
   off(): void;
   /** A report follows; the extents it names as written, and those armed since the last

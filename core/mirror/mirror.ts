@@ -145,7 +145,7 @@ export type MirrorEffect =
   | { readonly kind: "accepting"; readonly on: boolean }
   | { readonly kind: "role"; readonly role: MirrorRole; readonly readiness: MirrorReadiness; readonly gen: Gen | null }
   /** The primary's lane (lane.ts): on, off (a stopped report follows), harvest (a report follows). */
-  | { readonly kind: "lane"; readonly action: "on"; readonly session: number; readonly epoch: number }
+  | { readonly kind: "lane"; readonly action: "on"; readonly session: number | null; readonly epoch: number }
   | { readonly kind: "lane"; readonly action: "off" | "harvest" }
   /** "all": the whole path is hot (created, truncated or renamed since the marks were cleared). */
   | { readonly kind: "lane-arm"; readonly path: string; readonly extents: readonly number[] | "all" }
@@ -357,9 +357,11 @@ export interface Mirror {
    *  `armed`: what the lane may have armed (what it was told since it opened; at a
    *  harvest's report, what that report says it wrote, with what it was told since the
    *  harvest before: `armedBefore`, between the two harvests, and `armedSince`, after the
-   *  last): a clear keeps all of it hot (keepHot). */
+   *  last): a clear keeps all of it hot (keepHot). `session` null: the lane of a primary
+   *  alone (no peer attached: its writes and fsyncs applied here only, their marks reported
+   *  like any lane's; laneWanted). */
   lane: {
-    readonly session: number;
+    readonly session: number | null;
     readonly epoch: number;
     state: "opening" | "on" | "stopping";
     armed: Map<string, Set<number> | "all">;
@@ -1179,7 +1181,16 @@ class Step {
     const verdict = decide({ node: s.config.self, summary: mine }, { node: s.config.peer, summary: peer }, s.config.defaultPrim, s.config.splitBrain);
     if (s.phase === "primary") {
       if (verdict.primary === s.config.self) {
-        if (s.link === null && (peer.role === "WAIT" || peer.role === "SECOND") && peer.attachable && (s.app === "running" || (s.app === "starting" && this.awaitingPeer()))) this.attach(peer);
+        if (s.link === null && (peer.role === "WAIT" || peer.role === "SECOND") && peer.attachable && (s.app === "running" || (s.app === "starting" && this.awaitingPeer()))) {
+          // The lane alone first stops, and the attach comes with its report (laneReport):
+          // what it wrote since its last report is known only then, and a resync planned
+          // without it would leave those blocks different on the peer.
+          if (s.lane !== null && s.lane.session === null) {
+            this.stopLane();
+            return;
+          }
+          this.attach(peer);
+        }
         return;
       }
       // Both primary at the same generation is a handover in flight, not a split brain.
@@ -1752,14 +1763,20 @@ class Step {
 
   // ---- the lane (lane.ts) ----
 
-  /** Whether the primary's writes may take the lane now: attached to an up-to-date peer,
-   *  running, with no script, fence or decision under way. (With ack "received" too: the
-   *  lane's frames are acknowledged once applied, and so are the core's operations while
-   *  the secondary follows a lane; see followLane.) */
-  laneWanted(): boolean {
+  /** Whether the primary's writes may take the lane now, and which: running, with no
+   *  script, fence or decision under way, and either attached to an up-to-date peer
+   *  ("attached"; with ack "received" too: the lane's frames are acknowledged once applied,
+   *  and so are the core's operations while the secondary follows a lane; see followLane),
+   *  or alone ("alone": no peer attached, in a generation of its own, made durable before
+   *  `dispatching` came back, and no witness check or grace under way). A node alone marks
+   *  every write and replicates none: without a lane each one took the core, 0.10-0.24 of
+   *  the raw disk (docs/replicator.md, "Measured: a node alone"). */
+  laneWanted(): "attached" | "alone" | null {
     const s = this.s;
     const link = s.link;
-    return s.config.lane && s.phase === "primary" && s.app === "running" && s.accepting && s.dispatching && s.job === null && s.fence === null && s.streamUp && link !== null && link.inSync;
+    if (!s.config.lane || s.phase !== "primary" || s.app !== "running" || !s.accepting || !s.dispatching || s.job !== null || s.fence !== null) return null;
+    if (link !== null) return s.streamUp && link.inSync ? "attached" : null;
+    return !s.genShared && s.witness === null && s.grace === null ? "alone" : null;
   }
 
   /** After every step: opens the lane when wanted, stops it when no longer, and stops the
@@ -1769,23 +1786,37 @@ class Step {
     if (!s.config.lane) return;
     const lane = s.lane;
     const wanted = this.laneWanted();
-    if (lane !== null && lane.state !== "stopping" && !(wanted && s.link!.session === lane.session)) {
-      if (lane.state === "on") {
-        lane.state = "stopping";
-        this.out.push({ kind: "lane", action: "off" });
-      } else {
-        s.lane = null;
-      }
-      // Ahead of what the stream carries next (the lane's unfinished operations among it).
-      this.send({ kind: "lane-close", session: lane.session, epoch: lane.epoch });
-    }
-    if (s.lane === null && wanted && this.now >= s.laneRetryMs) {
-      const lane = { session: s.link!.session, epoch: s.nextLaneEpoch++, state: "opening" as const, armed: new Map(), armedBefore: new Map(), armedSince: new Map() };
+    const session = wanted === "attached" ? s.link!.session : null;
+    if (lane !== null && lane.state !== "stopping" && !(wanted !== null && lane.session === session)) this.stopLane();
+    if (s.lane === null && wanted !== null && this.now >= s.laneRetryMs) {
+      const lane = { session, epoch: s.nextLaneEpoch++, state: "opening" as "opening" | "on", armed: new Map(), armedBefore: new Map(), armedSince: new Map() };
       s.lane = lane;
-      this.send({ kind: "lane-open", session: lane.session, epoch: lane.epoch });
+      if (session !== null) this.send({ kind: "lane-open", session, epoch: lane.epoch });
+      else {
+        // Alone: no peer to open it with. Its reports come at each checkpoint period.
+        lane.state = "on";
+        this.out.push({ kind: "lane", action: "on", session: null, epoch: lane.epoch });
+        this.out.push({ kind: "timer-arm", timer: "checkpoint", afterMs: s.config.checkpointMs });
+      }
     }
     const follow = s.followLane;
     if (follow !== null && !(s.phase === "secondary" && s.follow !== null && s.follow.session === follow.session && !s.follow.preserving)) this.stopFollowingLane();
+  }
+
+  /** Stops the primary's lane: one that is on reports, stopped, before anything it did is
+   *  known (busy() until then). */
+  stopLane(): void {
+    const s = this.s;
+    const lane = s.lane;
+    if (lane === null || lane.state === "stopping") return;
+    if (lane.state === "on") {
+      lane.state = "stopping";
+      this.out.push({ kind: "lane", action: "off" });
+    } else {
+      s.lane = null;
+    }
+    // Ahead of what the stream carries next (the lane's unfinished operations among it).
+    if (lane.session !== null) this.send({ kind: "lane-close", session: lane.session, epoch: lane.epoch });
   }
 
   /** The secondary follows the lane it was offered once the core's operations received
@@ -1832,24 +1863,30 @@ class Step {
       }
       harvested.armed = armed;
     }
+    const lane = s.lane;
+    const alone = lane !== null && lane.epoch === report.epoch && lane.session === null;
     s.stats.laneOps += report.completed;
     s.stats.completed += report.completed;
-    s.stats.replicatedOps += report.completed;
-    const lane = s.lane;
+    if (!alone) s.stats.replicatedOps += report.completed;
+    let attachWaits = false;
     if (report.stopped && lane !== null && lane.epoch === report.epoch && lane.state !== "opening") {
       if (lane.state === "on") {
         // On its own: a failure. The operations it gives back take the stream.
         this.log("warn", "mirror.lane_stopped", { why: report.why, resubmitted: report.resubmit.length });
         s.laneRetryMs = this.now + s.config.checkpointMs;
-        this.send({ kind: "lane-close", session: lane.session, epoch: lane.epoch });
+        if (lane.session !== null) this.send({ kind: "lane-close", session: lane.session, epoch: lane.epoch });
       }
       s.lane = null;
+      attachWaits = alone;
     }
     const link = s.link;
     if (link !== null && link.checkpoint !== null && link.checkpoint.harvesting) this.startFlush(link);
     // Applied here already: the core completes them as if intercepted now, in that order.
     for (const { id, op } of report.resubmit) this.intercepted(id, op);
     this.drained();
+    // A peer to attach waited for this report (evaluate): every mark of the lane alone is
+    // in the dirty map now, which the resync's plan is made of.
+    if (attachWaits && s.phase === "primary" && s.link === null && s.peerHello !== null && s.streamUp) this.evaluate();
   }
 
   /** Operations the peer never confirmed fail (this node may not complete them alone);
@@ -2755,8 +2792,18 @@ class Step {
         return;
       case "checkpoint": {
         const link = s.link;
-        if (link === null) return;
         const lane = s.lane;
+        if (link === null) {
+          // Alone nothing is cleared; the lane reports what it wrote (its marks, kept in
+          // memory natively until then) once per period.
+          if (lane !== null && lane.session === null && lane.state === "on") {
+            lane.armedBefore = lane.armedSince;
+            lane.armedSince = new Map();
+            this.out.push({ kind: "lane", action: "harvest" });
+            this.out.push({ kind: "timer-arm", timer: "checkpoint", afterMs: s.config.checkpointMs });
+          }
+          return;
+        }
         // A stopping lane's report is awaited: what it wrote is not known yet.
         if (link.inSync && link.checkpoint === null && lane?.state !== "stopping" && (s.meta.dirty.size > 0 || s.meta.hot.size > 0 || lane?.state === "on")) {
           if (lane?.state === "on") {

@@ -43,8 +43,9 @@ export class RealLane implements LanePort {
     options.native.onReport((report) => this.#report?.(this.#convert(report)));
   }
 
-  on(session: number, epoch: number): void {
-    this.#options.native.on(session, epoch, this.#options.peer.host, this.#options.peer.port);
+  on(session: number | null, epoch: number): void {
+    if (session === null) this.#options.native.on(null, epoch);
+    else this.#options.native.on(session, epoch, this.#options.peer.host, this.#options.peer.port);
   }
 
   off(): void {
@@ -106,7 +107,7 @@ export class CompositeLane implements LanePort {
     for (const { lane } of lanes) lane.listen((report) => this.#stoppedOnOwn(lane, report));
   }
 
-  on(session: number, epoch: number): void {
+  on(session: number | null, epoch: number): void {
     this.#epoch = epoch;
     for (const lane of this.#lanes.values()) lane.on(session, epoch);
   }

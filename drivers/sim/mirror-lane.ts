@@ -13,6 +13,8 @@
 // native/src/fuse-lane.h): its next writes are synced on both nodes before they complete,
 // and an fsync that finds every completed write of the path durable on both, with no
 // operation through the core since, completes at once.
+// Alone (on() without a session) it applies what it admits here only, completes it with
+// this node's result, and marks it; off() reports once those under way are done.
 // Injects nothing of its own: its connection shares the partitions and stops of the
 // stream (the world does both), and reports come at the same virtual time as what caused
 // them, never inside the core's step.
@@ -82,7 +84,9 @@ interface Habit {
 
 export class SimLane implements LanePort {
   readonly #o: SimLaneOptions;
-  #on: { readonly session: number; readonly epoch: number } | null = null;
+  #on: { readonly session: number | null; readonly epoch: number } | null = null;
+  /** Alone and asked to stop: the stopped report waits for the operations under way. */
+  #draining: string | null = null;
   #lastEpoch: number | null = null;
   #connected = false;
   readonly #armed = new Map<string, Set<number> | "all">();
@@ -109,9 +113,11 @@ export class SimLane implements LanePort {
   #follow: { readonly session: number; readonly epoch: number } | null = null;
   /** Operations this lane completed (a test's evidence that it ran). */
   completedTotal = 0;
-  /** Of those, writes made durable on both and fsyncs completed at once. */
+  /** Of those, writes made durable on both and fsyncs completed at once; and those of a
+   *  lane alone. */
   durableTotal = 0;
   sparedTotal = 0;
+  aloneTotal = 0;
 
   constructor(options: SimLaneOptions) {
     this.#o = options;
@@ -119,7 +125,7 @@ export class SimLane implements LanePort {
     options.stream.watchPeers((peer, connected) => {
       if (peer !== options.peer) return;
       this.#connected = connected;
-      if (!connected && this.#on !== null) this.#stop("the lane's connection to the peer is lost");
+      if (!connected && this.#on !== null && this.#on.session !== null) this.#stop("the lane's connection to the peer is lost");
     });
   }
 
@@ -128,6 +134,10 @@ export class SimLane implements LanePort {
   /** An operation the application issued: on the lane if admitted, else to the core. */
   submit(id: number, op: DiskOp): void {
     const admitted = this.#admits(op);
+    if (admitted && this.#on!.session === null) {
+      this.#flyAlone(id, op);
+      return;
+    }
     // Every write counts towards the path's habit, the core's too.
     const durable = op.kind === "write" && this.#on !== null && this.#connected && this.#wrote(op.path, admitted);
     if (admitted) {
@@ -151,7 +161,7 @@ export class SimLane implements LanePort {
   }
 
   #admits(op: DiskOp): boolean {
-    if (this.#on === null || !this.#connected || this.#withCore > 0) return false;
+    if (this.#on === null || (this.#on.session !== null && !this.#connected) || this.#withCore > 0) return false;
     if (op.kind === "fsync") return op.path !== null;
     if (op.kind !== "write") return false;
     const extents = extentsOfWrite(op, this.#o.blockSize, this.#o.extentBlocks);
@@ -199,6 +209,8 @@ export class SimLane implements LanePort {
 
   #fly(id: number, op: DiskOp, durable: boolean): void {
     const on = this.#on!;
+    const session = on.session;
+    assert(session !== null, "a lane alone sends no frames");
     let fsyncHabit: Flight["habit"] = null;
     if (op.kind === "fsync" && op.path !== null) {
       const habit = this.#habit(op.path);
@@ -210,7 +222,7 @@ export class SimLane implements LanePort {
     this.#touch(this.#touched, op);
     // Sent, and applied here at once (issued to the disk ahead of anything the core issues
     // next); a durable write's fsync issued right behind it.
-    this.#o.stream.send(this.#o.peer, { kind: "op", session: on.session, epoch: on.epoch, lseq: flight.lseq, op, durable });
+    this.#o.stream.send(this.#o.peer, { kind: "op", session, epoch: on.epoch, lseq: flight.lseq, op, durable });
     this.#applyDurably(this.#o.disk, op, durable, (result) => {
       flight.local = result;
       if (!this.#flights.includes(flight)) return;
@@ -219,6 +231,32 @@ export class SimLane implements LanePort {
         return;
       }
       this.#settle(flight);
+    });
+  }
+
+  /** Alone: applied here, completed with this node's result (a write marked whatever it
+   *  was: a failed one may have written part). */
+  #flyAlone(id: number, op: DiskOp): void {
+    const flight: Flight = { id, op, lseq: this.#nextLseq++, durable: false, habit: null, local: undefined, peer: undefined };
+    this.#flights.push(flight);
+    this.#touch(this.#touched, op);
+    this.#o.disk.apply(op, (result) => {
+      const index = this.#flights.indexOf(flight);
+      if (index < 0) return;
+      this.#flights.splice(index, 1);
+      if (op.kind === "write" && this.#o.plantedBug !== "lane-forgets-marks") this.#marks = unionDirty(this.#marks, dirtyOf(op, this.#o.blockSize));
+      this.#completed++;
+      this.completedTotal++;
+      this.aloneTotal++;
+      this.#o.answer(id, result);
+      if (this.#flights.length > 0) return;
+      if (this.#draining !== null) {
+        const why = this.#draining;
+        this.#draining = null;
+        this.#deliver(this.#take(true, why, []));
+        return;
+      }
+      if (this.#reporting === 0) this.#release();
     });
   }
 
@@ -277,8 +315,9 @@ export class SimLane implements LanePort {
 
   // ---- the core's side (LanePort) ----
 
-  on(session: number, epoch: number): void {
+  on(session: number | null, epoch: number): void {
     this.#on = { session, epoch };
+    this.#draining = null;
     this.#lastEpoch = epoch;
     this.#armed.clear();
     this.#armedSinceReport.clear();
@@ -286,6 +325,14 @@ export class SimLane implements LanePort {
   }
 
   off(): void {
+    if (this.#on !== null && this.#on.session === null && this.#flights.length > 0) {
+      // Alone: nothing is given back; the report once what is under way is done.
+      this.#on = null;
+      this.#draining = "asked";
+      this.#armed.clear();
+      this.#armedSinceReport.clear();
+      return;
+    }
     if (this.#on !== null) {
       this.#stop("asked");
       return;

@@ -757,9 +757,14 @@ class FuseLane : public Napi::ObjectWrap<FuseLane> {
     return env.Undefined();
   }
 
+  // on(session, epoch, host, port), or on(null, epoch): the lane of a primary alone.
   Napi::Value On(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 4 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsString() || !info[3].IsNumber()) throw Napi::TypeError::New(env, "on(session, epoch, host, port)");
+    if (info.Length() >= 2 && info[0].IsNull() && info[1].IsNumber()) {
+      lane_->OnAlone(static_cast<uint64_t>(info[1].As<Napi::Number>().DoubleValue()));
+      return env.Undefined();
+    }
+    if (info.Length() < 4 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsString() || !info[3].IsNumber()) throw Napi::TypeError::New(env, "on(session, epoch, host, port) or on(null, epoch)");
     lane_->On(static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue()), static_cast<uint64_t>(info[1].As<Napi::Number>().DoubleValue()), info[2].As<Napi::String>().Utf8Value(), info[3].As<Napi::Number>().Int32Value());
     return env.Undefined();
   }

@@ -530,6 +530,7 @@ void Lane::On(uint64_t session, uint64_t epoch, const std::string& host, int por
   std::lock_guard<std::mutex> lock(mutex_);
   on_ = true;
   ready_ = false;
+  alone_ = false;
   session_ = session;
   epoch_ = static_cast<int64_t>(epoch);
   armed_.clear();
@@ -541,6 +542,19 @@ void Lane::On(uint64_t session, uint64_t epoch, const std::string& host, int por
     pthread_setname_np(pthread_self(), "lane-acks");
     self->Connect(generation, host, port);
   }).detach();
+}
+
+void Lane::OnAlone(uint64_t epoch) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  on_ = true;
+  ready_ = true;
+  alone_ = true;
+  session_ = 0;
+  epoch_ = static_cast<int64_t>(epoch);
+  armed_.clear();
+  armedSinceReport_.clear();
+  habits_.clear();
+  ++generation_;
 }
 
 void Lane::Connect(uint64_t generation, std::string host, int port) {
@@ -689,6 +703,11 @@ int Lane::Offer(const Intercepted& op, int fd, bool datasync, bool* taken) {
       for (uint64_t extent = first; extent <= last && admitted; extent++) admitted = armed->second.count(extent) > 0;
     }
   }
+  if (alone_) {
+    if (!admitted) return 0;
+    *taken = true;
+    return OfferAlone(op, fd, datasync, lock);
+  }
   // Every write counts towards the path's habit, the core's too.
   Habit& habit = HabitOf(op.path);
   bool durable = false;
@@ -788,6 +807,41 @@ int Lane::Offer(const Intercepted& op, int fd, bool datasync, bool* taken) {
   int result = flight.resubmittedTo->WaitFor(flight.resubmitId);
   EndCore();
   return result;
+}
+
+int Lane::OfferAlone(const Intercepted& op, int fd, bool datasync, std::unique_lock<std::mutex>& lock) {
+  bool write = std::strcmp(op.kind, "write") == 0;
+  Flight flight;
+  flight.op = &op;
+  flight.datasync = datasync;
+  flights_.push_back(&flight);
+  if (write) {
+    TouchInto(pending_.touched, op);
+    NoteWritten(op.path);
+  }
+  lock.unlock();
+  int error = 0;
+  if (write) {
+    size_t done = 0;
+    while (done < op.length && error == 0) {
+      ssize_t count = pwrite(fd, op.data + done, op.length - done, op.offset + static_cast<off_t>(done));
+      if (count < 0) error = errno;
+      else done += static_cast<size_t>(count);
+    }
+  } else {
+    error = (datasync ? fdatasync(fd) : fsync(fd)) < 0 ? errno : 0;
+  }
+  lock.lock();
+  auto listed = std::find(flights_.begin(), flights_.end(), &flight);
+  // Not listed any more: the mount went meanwhile (Detach failed it, and marked it).
+  if (listed == flights_.end()) return -EIO;
+  flights_.erase(listed);
+  // A write is marked whatever its result: a failed one may have written part.
+  if (write) Mark(op);
+  pending_.completed++;
+  completedTotal_++;
+  if (flights_.empty()) coreCanGo_.notify_all();
+  return error == 0 ? 0 : -error;
 }
 
 void Lane::SettleLocked(Flight* flight) {
@@ -935,8 +989,16 @@ void Lane::StopOnOwnLocked(uint64_t generation, const std::string& why) {
 }
 
 LaneReport Lane::Off() {
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::unique_lock<std::mutex> lock(mutex_);
   if (!on_) return TakeLocked(true, "already stopped");
+  if (alone_) {
+    // Nothing is given back alone: one applied again by the core while its own write was
+    // still going could land after a later write of another thread. What is under way (a
+    // write or an fsync here) is waited for, admitting nothing more meanwhile.
+    ready_ = false;
+    coreCanGo_.wait(lock, [&] { return flights_.empty(); });
+    if (!on_) return TakeLocked(true, "already stopped");
+  }
   return StopLocked("asked");
 }
 

@@ -53,6 +53,10 @@ class Lane : public std::enable_shared_from_this<Lane> {
   // The primary's lane runs for session/epoch; connects to the peer's host:port first
   // (admits nothing until its handshake is done).
   void On(uint64_t session, uint64_t epoch, const std::string& host, int port);
+  // The lane of a primary alone (no peer attached): what it admits is applied here only and
+  // completes with this node's result, marked as any lane write. Off() waits for those under
+  // way instead of giving them back to the core.
+  void OnAlone(uint64_t epoch);
   LaneReport Off();
   LaneReport Harvest();
   void Arm(const std::string& path, const std::vector<uint64_t>& extents);
@@ -105,6 +109,9 @@ class Lane : public std::enable_shared_from_this<Lane> {
   // or failed and marked there when there is no core to give them to.
   void HaltLocked(LaneReport& report);
   void StopOnOwnLocked(uint64_t generation, const std::string& why);
+  // Offer() alone: applied here outside the lock (workers write in parallel, as on a local
+  // disk), the flight listed meanwhile so that the core and Off() wait for it.
+  int OfferAlone(const Intercepted& op, int fd, bool datasync, std::unique_lock<std::mutex>& lock);
   void SettleLocked(Flight* flight);
   void Mark(const Intercepted& op);
   void MarkInto(std::map<std::string, std::set<uint64_t>>& marks, const Intercepted& op) const;
@@ -139,6 +146,7 @@ class Lane : public std::enable_shared_from_this<Lane> {
   // The primary's lane.
   bool on_ = false;
   bool ready_ = false;
+  bool alone_ = false;  // OnAlone: no peer, no connection
   uint64_t generation_ = 0;  // one per On: threads of an older one do nothing
   uint64_t session_ = 0;
   int64_t epoch_ = -1;

@@ -311,6 +311,16 @@ describe("a mirror module on two node services", () => {
       `setfattr -n user.alone -v 1 ${alone}/created-alone-2`,
     ].join(" && ");
     expect(await mirror.app(1, script)).toEqual({ code: 0, output: "" });
+    // Alone, in-place rewrites take the lane of a node alone once the core armed their
+    // extents: applied here and completed without the core, marked for the resync below.
+    const before = (await mirror.view(1))!.mirror!.lane.completed;
+    const passes = [0, 1].map(() => `dd if=/dev/urandom of=${alone}/lanefile bs=4096 count=32 conv=notrunc,fsync oflag=dsync status=none`);
+    const rewrite = await mirror.app(1, passes.join(" && "));
+    expect(rewrite.code, rewrite.output).toBe(0);
+    const lane = (await mirror.view(1))!.mirror!.lane;
+    expect(lane.on).toBe(true);
+    // The second pass's 32 writes and their fsyncs at least.
+    expect(lane.completed - before).toBeGreaterThanOrEqual(64);
   }, 30_000);
 
   it("brings the old primary back as secondary with only the changed blocks resent", async () => {

@@ -19,8 +19,8 @@ class FakeLane implements FuseLane {
   #reporter: ((report: NativeLaneReport) => void) | null = null;
 
   listen(): void {}
-  on(session: number, epoch: number, host: string, port: number): void {
-    this.calls.push(`on ${session} ${epoch} ${host}:${port}`);
+  on(session: number | null, epoch: number, host?: string, port?: number): void {
+    this.calls.push(session === null ? `on alone ${epoch}` : `on ${session} ${epoch} ${host}:${port}`);
   }
   off(): NativeLaneReport {
     this.calls.push("off");

@@ -277,6 +277,46 @@ describe("the lane", () => {
     expect(world.violations).toEqual([]);
   });
 
+  // A primary alone (its peer powered off) writes through a lane of its own: applied here
+  // only, completed without the core, and marked. When the peer is back the resync must
+  // send what that lane wrote.
+  const alone = (plantedBug: MirrorPlantedBug) => {
+    const world = laneWorld({ seed: 6, plantedBug });
+    durableFile(world);
+    world.powerOff("n2");
+    const n1 = () => world.node("n1").runtime!.state;
+    expect(world.runUntilCondition(() => n1().link === null && n1().job === null && n1().lane?.session === null && n1().lane?.state === "on", 10_000)).toBe(true);
+    const lane = world.node("n1").lane!;
+    // The first write of each extent takes the core (which arms it), the next ones the lane.
+    for (let round = 0; round < 8; round++) expect(write(world, { kind: "write", path: "f", offset: (round % 4) * block, data: fill(0x70 + round) })).toBeNull();
+    const before = { lane: lane.aloneTotal, metaWrites: n1().stats.metaWrites };
+    expect(write(world, { kind: "write", path: "f", offset: block, data: fill(0x7f) })).toBeNull();
+    expect(write(world, { kind: "fsync", path: "f" })).toBeNull();
+    expect(lane.aloneTotal).toBe(before.lane + 2);
+    expect(n1().stats.metaWrites).toBe(before.metaWrites);
+    // A checkpoint period: the lane reports its marks, nothing is cleared alone.
+    world.runFor(1_200);
+    const marked = n1().meta.dirty.get("f")?.blocks.has(1) === true;
+    expect(write(world, { kind: "write", path: "f", offset: 2 * block, data: fill(0x7e) })).toBeNull();
+    world.powerOn("n2");
+    return { marked, ...finalTrees(world) };
+  };
+
+  it("alone, writes through a lane of its own, without the core, and the returning peer is resynced with all of it", () => {
+    const { marked, converged, n2 } = alone("none");
+    expect(marked).toBe(true);
+    expect(converged).toBe(true);
+    expect(n2?.subarray(block, 2 * block)).toEqual(fill(0x7f));
+    expect(n2?.subarray(2 * block, 3 * block)).toEqual(fill(0x7e));
+  });
+
+  it("(planted: a lane alone that forgets its marks leaves the returning peer with old blocks)", () => {
+    const { marked, converged, n2 } = alone("lane-forgets-marks");
+    expect(marked).toBe(false);
+    expect(converged).toBe(false);
+    expect(n2?.subarray(block, 2 * block)).not.toEqual(fill(0x7f));
+  });
+
   // async="second": the core answers a write once the secondary *received* it, while the
   // secondary's lane applies frames beside the core's applies (its own thread). A lane write
   // admitted after such an answer must not reach the secondary's disk before the core's

@@ -1,0 +1,133 @@
+// The native lane of a primary alone (native/src/fuse-lane.cc, OnAlone): writes into
+// extents the core armed, and fsyncs, are applied here by libfuse's workers and complete
+// without JavaScript; their marks come in the next report; off() gives nothing back, and
+// what comes after it is intercepted again. A mount in intercept mode with a lane, as the
+// node service makes it (service/mirror-parts.ts); the applications are child processes.
+//
+// It needs root and /dev/fuse and fails, never skips, without them.
+
+import { spawn } from "node:child_process";
+import { constants as osConstants, tmpdir } from "node:os";
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describeOp, type DiskOp } from "../../core/mirror/disk-ops.ts";
+import { RealDisk } from "../../drivers/real/disk.ts";
+import { fuseBinding, fuseUnavailable, mount, type FuseLane, type FuseMount } from "../../native/fuse.ts";
+
+const block = 4_096;
+const extentBytes = 16 * block;
+
+let scratch = "";
+const mounts: FuseMount[] = [];
+const lanes: FuseLane[] = [];
+const fds: number[] = [];
+
+beforeAll(() => {
+  const unavailable = fuseUnavailable();
+  expect(unavailable, unavailable?.message).toBeNull();
+});
+
+afterEach(() => {
+  for (const fuse of mounts.splice(0)) fuse.unmount({ force: true });
+  for (const lane of lanes.splice(0)) lane.close();
+  for (const fd of fds.splice(0)) closeSync(fd);
+  if (scratch !== "") rmSync(scratch, { recursive: true, force: true });
+  scratch = "";
+});
+
+/** Runs `script` under /bin/sh in `cwd`; its exit code and stderr. */
+function shell(cwd: string, script: string): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn("/bin/sh", ["-c", script], { cwd, stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on("close", (code) => resolve({ code, stderr }));
+  });
+}
+
+/** A tree with `f` (256 KiB of zeros) made underneath, mounted intercepting with a lane
+ *  alone on; each intercepted operation applied with the real disk port and recorded. */
+function aloneMount(): { dir: string; fuse: FuseMount; lane: FuseLane; ops: DiskOp[] } {
+  scratch = mkdtempSync(join(tmpdir(), "tandem-lane-alone-"));
+  const dir = join(scratch, "tree");
+  mkdirSync(dir);
+  mkdirSync(join(scratch, "state"));
+  writeFileSync(join(dir, "f"), new Uint8Array(16 * extentBytes / 4));
+  const tree = openSync(dir, "r");
+  fds.push(tree);
+  const lane = new (fuseBinding().FuseLane)(tree, new Uint8Array(32).fill(7), block, extentBytes);
+  lanes.push(lane);
+  const ops: DiskOp[] = [];
+  let disk: RealDisk<null> | null = null;
+  const fuse = mount(dir, {
+    mode: "intercept",
+    lane,
+    intercept: (id, op) => {
+      ops.push(op);
+      disk!.apply(op, (result) => fuse.answer(id, result === null ? 0 : osConstants.errno[result]));
+    },
+  });
+  mounts.push(fuse);
+  disk = new RealDisk<null>({
+    root: `/proc/self/fd/${fuse.handleFd}`,
+    metaFile: join(scratch, "state", "meta.json"),
+    preserveDir: join(scratch, "state", "preserved"),
+    codec: { encode: () => null, decode: () => null },
+  });
+  lane.on(null, 7);
+  return { dir, fuse, lane, ops };
+}
+
+describe("the native lane of a primary alone", () => {
+  it("applies writes into armed extents and fsyncs here without JavaScript, and reports their marks", async () => {
+    const { dir, lane, ops } = aloneMount();
+    lane.arm("f", [0]);
+    // Two blocks into extent 0 (armed) in one write and an fdatasync; then a block into
+    // extent 2 (not armed).
+    const script = [
+      "head -c 8192 /dev/zero | tr '\\0' 'A' | dd of=f bs=8192 iflag=fullblock oflag=seek_bytes seek=4096 conv=notrunc,fdatasync status=none",
+      "head -c 4096 /dev/zero | tr '\\0' 'B' | dd of=f bs=4096 seek=32 conv=notrunc status=none",
+    ].join(" && ");
+    expect(await shell(dir, script)).toEqual({ code: 0, stderr: "" });
+    expect(ops.map(describeOp)).toEqual(["write f @131072+4096"]);
+    const report = lane.harvest();
+    expect(report).toMatchObject({ epoch: 7, stopped: false, resubmit: [] });
+    expect(report.marks).toEqual([["f", [1, 2]]]);
+    expect(report.touched).toEqual([["f", [0]]]);
+    // The write, and the fsync (dd's fdatasync).
+    expect(report.completed).toBe(2);
+    expect(lane.stats().completed).toBe(2);
+    const bytes = readFileSync(join(dir, "f"));
+    expect(bytes.subarray(block, 3 * block).every((byte) => byte === 0x41)).toBe(true);
+    expect(bytes.subarray(32 * block, 33 * block).every((byte) => byte === 0x42)).toBe(true);
+    // The lane wrote it: the disk port's whole-tree fsync must cover it.
+    expect(lane.takeWritten()).toEqual(["f"]);
+  });
+
+  it("off() gives nothing back: a writer going on meanwhile finds its next writes intercepted", async () => {
+    const { dir, lane, ops } = aloneMount();
+    lane.arm("f", [2 ** 53 - 1]);
+    // 3000 writes of one block, each synced (O_DSYNC: the kernel sends an fsync after each).
+    const writer = shell(dir, "dd if=/dev/zero of=f bs=4096 count=3000 oflag=dsync conv=notrunc status=none");
+    let report: ReturnType<FuseLane["off"]> | null = null;
+    const deadline = Date.now() + 20_000;
+    while (report === null && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      if (lane.stats().completed >= 40) report = lane.off();
+    }
+    expect(report).not.toBeNull();
+    expect(report!.stopped).toBe(true);
+    expect(report!.resubmit).toEqual([]);
+    // Every write it completed is marked; a report may end between a write and its fsync.
+    const marked = report!.marks.flatMap(([, blocks]) => blocks);
+    expect(marked.length).toBeGreaterThan(0);
+    expect(report!.completed).toBe(lane.stats().completed);
+    const before = ops.length;
+    expect(await writer).toEqual({ code: 0, stderr: "" });
+    // After off(), every write and fsync takes the core.
+    expect(ops.length).toBeGreaterThan(before);
+    expect(lane.stats().completed).toBe(report!.completed);
+    expect(ops.slice(before).every((op) => op.kind === "write" || op.kind === "fsync")).toBe(true);
+  });
+});
