@@ -98,6 +98,7 @@ export interface NativeLaneReport {
   readonly epoch: number | null;
   readonly stopped: boolean;
   readonly why: string;
+  /** Per path, the blocks its completed writes changed, as runs: `[first, count, ...]`. */
   readonly marks: readonly (readonly [string, readonly number[]])[];
   /** Paths written since the last report, completed or not, with the extents (of the hot
    *  map) those writes fell in. */

@@ -17,7 +17,8 @@
 
 import type { DiskOp } from "../../core/mirror/disk-ops.ts";
 import type { LanePort, LaneReport } from "../../core/mirror/lane.ts";
-import type { FileDirty } from "../../core/mirror/meta.ts";
+import { assert } from "../../core/assert.ts";
+import { RunBlocks, type FileDirty } from "../../core/mirror/meta.ts";
 import { inVolume, opInVolume } from "../../core/mirror/volumes.ts";
 import type { FuseLane, NativeLaneReport } from "../../native/fuse.ts";
 
@@ -88,7 +89,13 @@ export class RealLane implements LanePort {
   #convert(native: NativeLaneReport): LaneReport {
     const volume = this.#options.volume;
     const path = volume === undefined ? (each: string) => each : (each: string) => inVolume(volume, each);
-    const marks = new Map<string, FileDirty>(native.marks.map(([each, blocks]) => [path(each), { all: false, blocks: new Set(blocks) }]));
+    const marks = new Map<string, FileDirty>(
+      native.marks.map(([each, runs]) => {
+        const blocks = RunBlocks.of(runs);
+        assert(blocks !== null, `the native lane reported marks of ${each} that are not runs: ${runs.slice(0, 8).join(",")}`);
+        return [path(each), { all: false, blocks }];
+      }),
+    );
     const resubmit: { id: number; op: DiskOp }[] = native.resubmit.map(({ id, op }) => ({ id: this.#options.adopt(id), op: volume === undefined ? op : opInVolume(volume, op) }));
     const touched = new Map(native.touched.map(([each, extents]) => [path(each), extents]));
     return { epoch: native.epoch, stopped: native.stopped, why: native.why, marks, touched, resubmit, completed: native.completed };

@@ -672,7 +672,8 @@ Settings ParseSettings(Napi::Env env, Napi::Value value) {
 
 // new FuseLane(handleFd, key, blockSize, extentBytes): the lane of one mirror module
 // (fuse-lane.h; drivers/real/lane.ts drives it). Reports are plain objects:
-//   { epoch, stopped, why, marks: [[path, [block, ...]], ...], touched: [[path, [extent, ...]], ...],
+//   { epoch, stopped, why, marks: [[path, [first, count, ...]], ...] (runs of blocks),
+//     touched: [[path, [extent, ...]], ...],
 //     resubmit: [{ id, op }], completed }   (ids: the intercepting mount's).
 class FuseLane : public Napi::ObjectWrap<FuseLane> {
  public:
@@ -711,7 +712,26 @@ class FuseLane : public Napi::ObjectWrap<FuseLane> {
   std::shared_ptr<Lane> lane() const { return lane_; }
 
  private:
-  // [[path, [n, ...]], ...]: a report's marks (blocks) or touched paths (extents).
+  // [[path, [first, count, ...]], ...]: a report's marks, as runs of blocks.
+  static Napi::Array PathsWithRuns(Napi::Env env, const std::map<std::string, BlockRuns>& entries) {
+    Napi::Array out = Napi::Array::New(env, entries.size());
+    uint32_t index = 0;
+    for (const auto& entry : entries) {
+      Napi::Array numbers = Napi::Array::New(env, entry.second.size() * 2);
+      uint32_t at = 0;
+      for (const auto& run : entry.second) {
+        numbers.Set(at++, Napi::Number::New(env, static_cast<double>(run.first)));
+        numbers.Set(at++, Napi::Number::New(env, static_cast<double>(run.second - run.first)));
+      }
+      Napi::Array pair = Napi::Array::New(env, 2);
+      pair.Set(0u, Napi::String::New(env, entry.first));
+      pair.Set(1u, numbers);
+      out.Set(index++, pair);
+    }
+    return out;
+  }
+
+  // [[path, [n, ...]], ...]: a report's touched paths (extents).
   static Napi::Array PathsWithNumbers(Napi::Env env, const std::map<std::string, std::set<uint64_t>>& entries) {
     Napi::Array out = Napi::Array::New(env, entries.size());
     uint32_t index = 0;
@@ -732,7 +752,7 @@ class FuseLane : public Napi::ObjectWrap<FuseLane> {
     out.Set("epoch", report.epoch < 0 ? env.Null() : Napi::Number::New(env, static_cast<double>(report.epoch)).As<Napi::Value>());
     out.Set("stopped", Napi::Boolean::New(env, report.stopped));
     out.Set("why", Napi::String::New(env, report.why));
-    out.Set("marks", PathsWithNumbers(env, report.marks));
+    out.Set("marks", PathsWithRuns(env, report.marks));
     out.Set("touched", PathsWithNumbers(env, report.touched));
     Napi::Array resubmit = Napi::Array::New(env, report.resubmit.size());
     uint32_t index = 0;

@@ -904,11 +904,24 @@ std::vector<std::string> Lane::TakeWritten(bool* all) {
   return paths;
 }
 
-void Lane::MarkInto(std::map<std::string, std::set<uint64_t>>& marks, const Intercepted& op) const {
+void AddRun(BlockRuns& runs, uint64_t first, uint64_t end) {
+  if (first >= end) return;
+  // The first run that ends at or past `first` (it overlaps or touches the new one) …
+  auto at = runs.upper_bound(first);
+  if (at != runs.begin() && std::prev(at)->second >= first) --at;
+  // … and every run after it that starts at or before `end` merge into one.
+  while (at != runs.end() && at->first <= end) {
+    first = std::min(first, at->first);
+    end = std::max(end, at->second);
+    at = runs.erase(at);
+  }
+  runs.emplace(first, end);
+}
+
+void Lane::MarkInto(std::map<std::string, BlockRuns>& marks, const Intercepted& op) const {
   if (op.length == 0) return;
-  std::set<uint64_t>& blocks = marks[op.path];
   uint64_t first = static_cast<uint64_t>(op.offset) / blockSize_, last = (static_cast<uint64_t>(op.offset) + op.length - 1) / blockSize_;
-  for (uint64_t block = first; block <= last; block++) blocks.insert(block);
+  AddRun(marks[op.path], first, last + 1);
 }
 
 void Lane::TouchInto(std::map<std::string, std::set<uint64_t>>& touched, const Intercepted& op) const {

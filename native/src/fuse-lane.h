@@ -25,12 +25,19 @@ namespace fusefs {
 
 class FrameMac;
 
+// Blocks as runs: first block -> one past the last, apart and not touching. A file
+// written in sequence is one run, where a set held every block (a 1 MiB write was 256
+// insertions under the lane's lock, and the report as many numbers).
+using BlockRuns = std::map<uint64_t, uint64_t>;
+// Adds blocks [first, end) to `runs`, merging what it overlaps or touches.
+void AddRun(BlockRuns& runs, uint64_t first, uint64_t end);
+
 // What a lane did since its last report (LaneReport in core/mirror/lane.ts).
 struct LaneReport {
   int64_t epoch = -1;  // -1: no lane was ever on
   bool stopped = false;
   std::string why;
-  std::map<std::string, std::set<uint64_t>> marks;  // blocks of completed writes
+  std::map<std::string, BlockRuns> marks;  // blocks of completed writes
   // Paths it wrote since its last report, completed or not, with the extents (of the hot
   // map, extentBytes each) those writes fell in.
   std::map<std::string, std::set<uint64_t>> touched;
@@ -114,7 +121,7 @@ class Lane : public std::enable_shared_from_this<Lane> {
   int OfferAlone(const Intercepted& op, int fd, bool datasync, std::unique_lock<std::mutex>& lock);
   void SettleLocked(Flight* flight);
   void Mark(const Intercepted& op);
-  void MarkInto(std::map<std::string, std::set<uint64_t>>& marks, const Intercepted& op) const;
+  void MarkInto(std::map<std::string, BlockRuns>& marks, const Intercepted& op) const;
   void TouchInto(std::map<std::string, std::set<uint64_t>>& touched, const Intercepted& op) const;
   // How the application syncs a path (docs/replicator.md, "Commits"). A path fsynced after
   // few writes is committed to: its next writes are made durable on both nodes before they

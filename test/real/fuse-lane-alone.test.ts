@@ -93,6 +93,7 @@ describe("the native lane of a primary alone", () => {
     expect(ops.map(describeOp)).toEqual(["write f @131072+4096"]);
     const report = lane.harvest();
     expect(report).toMatchObject({ epoch: 7, stopped: false, resubmit: [] });
+    // Blocks 1 and 2, as one run [first, count].
     expect(report.marks).toEqual([["f", [1, 2]]]);
     expect(report.touched).toEqual([["f", [0]]]);
     // The write, and the fsync (dd's fdatasync).
@@ -103,6 +104,12 @@ describe("the native lane of a primary alone", () => {
     expect(bytes.subarray(32 * block, 33 * block).every((byte) => byte === 0x42)).toBe(true);
     // The lane wrote it: the disk port's whole-tree fsync must cover it.
     expect(lane.takeWritten()).toEqual(["f"]);
+    // Runs merge what touches or overlaps: blocks 6, 4, 5 and 12, 14; then 9, 11, 10, 8.
+    const blocks = [6, 4, 5, 12, 14, 9, 11, 10, 8].map((at) => `dd if=/dev/zero of=f bs=4096 seek=${at} count=1 conv=notrunc status=none`);
+    expect(await shell(dir, blocks.slice(0, 5).join(" && "))).toEqual({ code: 0, stderr: "" });
+    expect(lane.harvest().marks).toEqual([["f", [4, 3, 12, 1, 14, 1]]]);
+    expect(await shell(dir, blocks.slice(5).join(" && "))).toEqual({ code: 0, stderr: "" });
+    expect(lane.harvest().marks).toEqual([["f", [8, 4]]]);
   });
 
   it("off() gives nothing back: a writer going on meanwhile finds its next writes intercepted", async () => {
@@ -119,9 +126,13 @@ describe("the native lane of a primary alone", () => {
     expect(report).not.toBeNull();
     expect(report!.stopped).toBe(true);
     expect(report!.resubmit).toEqual([]);
-    // Every write it completed is marked; a report may end between a write and its fsync.
-    const marked = report!.marks.flatMap(([, blocks]) => blocks);
-    expect(marked.length).toBeGreaterThan(0);
+    // The writes it completed, in sequence from block 0: one run.
+    expect(report!.marks).toHaveLength(1);
+    const [path, runs] = report!.marks[0]!;
+    expect(path).toBe("f");
+    expect(runs).toHaveLength(2);
+    expect(runs[0]).toBe(0);
+    expect(runs[1]).toBeGreaterThanOrEqual(20);
     expect(report!.completed).toBe(lane.stats().completed);
     const before = ops.length;
     expect(await writer).toEqual({ code: 0, stderr: "" });

@@ -84,8 +84,9 @@ describe("the lane of several directories", () => {
     composite.arm("1-data/base", "all");
     composite.arm("stray", [0]);
     expect(natives.map((native) => native.armed)).toEqual([[["base", [2 ** 53 - 1]]], [["seg/1", [0, 2]]]]);
-    natives[0]!.next = { epoch: 7, marks: [["base", [1, 2]]], touched: [["base", [0]]], completed: 4, resubmit: [{ id: 1, op: write("base") }] };
-    natives[1]!.next = { epoch: 7, marks: [["seg/1", [0]]], touched: [["seg/1", [0, 1]]], completed: 6, why: "" };
+    // Marks come as runs of blocks: [first, count, ...].
+    natives[0]!.next = { epoch: 7, marks: [["base", [1, 3, 9, 1]]], touched: [["base", [0]]], completed: 4, resubmit: [{ id: 1, op: write("base") }] };
+    natives[1]!.next = { epoch: 7, marks: [["seg/1", [0, 1]]], touched: [["seg/1", [0, 1]]], completed: 6, why: "" };
     composite.off();
     expect(reports).toEqual([]);
     await flush();
@@ -93,6 +94,8 @@ describe("the lane of several directories", () => {
     const report = reports[0]!;
     expect([report.epoch, report.stopped, report.completed, [...report.touched]]).toEqual([7, true, 10, [["1-data/base", [0]], ["2-wal/seg/1", [0, 1]]]]);
     expect([...report.marks.keys()]).toEqual(["1-data/base", "2-wal/seg/1"]);
+    expect([...report.marks.get("1-data/base")!.blocks]).toEqual([1, 2, 3, 9]);
+    expect([...report.marks.get("2-wal/seg/1")!.blocks]).toEqual([0]);
     expect(report.resubmit).toEqual([{ id: 101, op: write("1-data/base") }]);
     composite.follow({ session: 3, epoch: 8 });
     expect(natives.map((native) => native.calls.at(-1))).toEqual(["follow 3 8", "follow 3 8"]);
