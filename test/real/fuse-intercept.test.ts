@@ -10,24 +10,21 @@
 //
 // It needs root and /dev/fuse and fails, never skips, without them.
 
-import { spawn } from "node:child_process";
 import { constants as osConstants, tmpdir } from "node:os";
 import { lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { describeOp, type DiskOp, type DiskResult } from "../../core/mirror/disk-ops.ts";
-import { RealDisk } from "../../drivers/real/disk.ts";
-import { fuseUnavailable, mount, type FuseMount } from "../../native/fuse.ts";
+import type { RealDisk } from "../../drivers/real/disk.ts";
+import { mount, type FuseMount } from "../../native/fuse.ts";
+import { diskUnder, requireFuse, shell } from "./fuse-kit.ts";
 
 const nobody = 65534;
 
 let scratch = "";
 const mounts: FuseMount[] = [];
 
-beforeAll(() => {
-  const unavailable = fuseUnavailable();
-  expect(unavailable, unavailable?.message).toBeNull();
-});
+requireFuse();
 
 afterEach(() => {
   for (const fuse of mounts.splice(0)) fuse.unmount({ force: true });
@@ -43,15 +40,6 @@ function freshDir(): string {
   return dir;
 }
 
-/** Runs `script` under /bin/sh in `cwd` (as `uid` when given); its exit code and stderr. */
-function shell(cwd: string, script: string, uid?: number): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn("/bin/sh", ["-c", script], { cwd, stdio: ["ignore", "ignore", "pipe"], ...(uid === undefined ? {} : { uid, gid: uid }) });
-    let stderr = "";
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on("close", (code) => resolve({ code, stderr }));
-  });
-}
 
 function errnoOf(result: DiskResult): number {
   return result === null ? 0 : osConstants.errno[result];
@@ -76,12 +64,7 @@ function interceptingMount(dir: string, answer?: (op: DiskOp) => DiskResult | "n
     },
   });
   mounts.push(fuse);
-  disk = new RealDisk<null>({
-    root: `/proc/self/fd/${fuse.handleFd}`,
-    metaFile: join(scratch, "state", "meta.json"),
-    preserveDir: join(scratch, "state", "preserved"),
-    codec: { encode: () => null, decode: () => null },
-  });
+  disk = diskUnder(fuse, join(scratch, "state"));
   return { fuse, ops };
 }
 

@@ -6,14 +6,14 @@
 //
 // It needs root and /dev/fuse and fails, never skips, without them.
 
-import { spawn } from "node:child_process";
 import { constants as osConstants, tmpdir } from "node:os";
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { describeOp, type DiskOp } from "../../core/mirror/disk-ops.ts";
-import { RealDisk } from "../../drivers/real/disk.ts";
-import { fuseBinding, fuseUnavailable, mount, type FuseLane, type FuseMount } from "../../native/fuse.ts";
+import type { RealDisk } from "../../drivers/real/disk.ts";
+import { fuseBinding, mount, type FuseLane, type FuseMount } from "../../native/fuse.ts";
+import { diskUnder, requireFuse, shell } from "./fuse-kit.ts";
 
 const block = 4_096;
 const extentBytes = 16 * block;
@@ -23,10 +23,7 @@ const mounts: FuseMount[] = [];
 const lanes: FuseLane[] = [];
 const fds: number[] = [];
 
-beforeAll(() => {
-  const unavailable = fuseUnavailable();
-  expect(unavailable, unavailable?.message).toBeNull();
-});
+requireFuse();
 
 afterEach(() => {
   for (const fuse of mounts.splice(0)) fuse.unmount({ force: true });
@@ -36,15 +33,6 @@ afterEach(() => {
   scratch = "";
 });
 
-/** Runs `script` under /bin/sh in `cwd`; its exit code and stderr. */
-function shell(cwd: string, script: string): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn("/bin/sh", ["-c", script], { cwd, stdio: ["ignore", "ignore", "pipe"] });
-    let stderr = "";
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on("close", (code) => resolve({ code, stderr }));
-  });
-}
 
 /** A tree with `f` (256 KiB of zeros) made underneath, mounted intercepting with a lane
  *  alone on; each intercepted operation applied with the real disk port and recorded. */
@@ -69,12 +57,7 @@ function aloneMount(): { dir: string; fuse: FuseMount; lane: FuseLane; ops: Disk
     },
   });
   mounts.push(fuse);
-  disk = new RealDisk<null>({
-    root: `/proc/self/fd/${fuse.handleFd}`,
-    metaFile: join(scratch, "state", "meta.json"),
-    preserveDir: join(scratch, "state", "preserved"),
-    codec: { encode: () => null, decode: () => null },
-  });
+  disk = diskUnder(fuse, join(scratch, "state"));
   lane.on(null, 7);
   return { dir, fuse, lane, ops };
 }
