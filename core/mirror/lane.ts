@@ -48,6 +48,10 @@ export interface LaneReport {
   readonly resubmit: readonly { readonly id: number; readonly op: DiskOp }[];
   /** Operations it completed since its last report. */
   readonly completed: number;
+  /** Operations it completed with an error of this node's disk (alone only: attached, an
+   *  error here stops the lane and the core takes the operation), the first few of each
+   *  report: logged as the core logs its own (issue 8: errors are logged). */
+  readonly errors: readonly { readonly op: string; readonly error: string }[];
 }
 
 /** What a driver gives the core to run a lane with. */

@@ -1865,6 +1865,7 @@ class Step {
     }
     const lane = s.lane;
     const alone = lane !== null && lane.epoch === report.epoch && lane.session === null;
+    for (const { op, error } of report.errors) this.log(isMediaError(error as DiskError) ? "error" : "warn", "mirror.local_disk", { op, error, lane: true });
     s.stats.laneOps += report.completed;
     s.stats.completed += report.completed;
     if (!alone) s.stats.replicatedOps += report.completed;

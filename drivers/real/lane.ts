@@ -15,12 +15,18 @@
 // not in the native lane's, a report merges every lane's, and a lane that stops on its own
 // stops the others in the same report (the core knows one lane).
 
+import { constants as osConstants } from "node:os";
 import type { DiskOp } from "../../core/mirror/disk-ops.ts";
 import type { LanePort, LaneReport } from "../../core/mirror/lane.ts";
 import { assert } from "../../core/assert.ts";
 import { RunBlocks, type FileDirty } from "../../core/mirror/meta.ts";
 import { inVolume, opInVolume } from "../../core/mirror/volumes.ts";
 import type { FuseLane, NativeLaneReport } from "../../native/fuse.ts";
+
+/** An errno's name ("EIO"), as the core logs errors; the number when it has none here. */
+function errnoName(errno: number): string {
+  return Object.entries(osConstants.errno).find(([, value]) => value === errno)?.[0] ?? `errno ${errno}`;
+}
 
 /** The native lane's extent number for "the whole path" (fuse-lane.cc's kWholePath). */
 const wholePath = 2 ** 53 - 1;
@@ -98,7 +104,8 @@ export class RealLane implements LanePort {
     );
     const resubmit: { id: number; op: DiskOp }[] = native.resubmit.map(({ id, op }) => ({ id: this.#options.adopt(id), op: volume === undefined ? op : opInVolume(volume, op) }));
     const touched = new Map(native.touched.map(([each, extents]) => [path(each), extents]));
-    return { epoch: native.epoch, stopped: native.stopped, why: native.why, marks, touched, resubmit, completed: native.completed };
+    const errors = native.errors.map(({ op, errno }) => ({ op: volume === undefined ? op : op.replace(" ", ` ${volume}/`), error: errnoName(errno) }));
+    return { epoch: native.epoch, stopped: native.stopped, why: native.why, marks, touched, resubmit, completed: native.completed, errors };
   }
 }
 
@@ -163,5 +170,6 @@ function mergeReports(reports: readonly LaneReport[]): LaneReport {
     touched: new Map(reports.flatMap((report) => [...report.touched])),
     resubmit: reports.flatMap((report) => report.resubmit),
     completed: reports.reduce((sum, report) => sum + report.completed, 0),
+    errors: reports.flatMap((report) => report.errors),
   };
 }

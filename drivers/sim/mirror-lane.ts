@@ -37,6 +37,9 @@ export type LanePlantedBug = "none" | "lane-forgets-marks" | "lane-ignores-armin
  *  this many before its next fsync, go durable (the native lane's kCommitWrites). */
 export const commitWrites = 4;
 
+/** A report names at most this many errors (the native lane's kReportErrorsMax). */
+const laneErrorsMax = 16;
+
 export interface SimLaneOptions {
   readonly self: string;
   readonly peer: string;
@@ -95,6 +98,8 @@ export class SimLane implements LanePort {
   /** Admitted and unfinished, in the order applied here. */
   #flights: Flight[] = [];
   #marks: DirtyMap = emptyDirty;
+  /** Errors of operations completed alone since the last report (the first few). */
+  #errors: { op: string; error: string }[] = [];
   /** Paths written since the last report, with their extents. */
   readonly #touched = new Map<string, Set<number>>();
   #completed = 0;
@@ -245,6 +250,7 @@ export class SimLane implements LanePort {
       if (index < 0) return;
       this.#flights.splice(index, 1);
       if (op.kind === "write" && this.#o.plantedBug !== "lane-forgets-marks") this.#marks = unionDirty(this.#marks, dirtyOf(op, this.#o.blockSize));
+      if (result !== null && this.#errors.length < laneErrorsMax) this.#errors.push({ op: describeOp(op), error: result });
       this.#completed++;
       this.completedTotal++;
       this.aloneTotal++;
@@ -400,8 +406,9 @@ export class SimLane implements LanePort {
     for (const { op } of this.#flights) this.#touch(touched, op);
     for (const { op } of resubmit) this.#touch(touched, op);
     const sorted = new Map([...touched].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([path, extents]) => [path, [...extents].sort((a, b) => a - b)]));
-    const report: LaneReport = { epoch: this.#lastEpoch, stopped, why, marks: this.#marks, touched: sorted, resubmit, completed: this.#completed };
+    const report: LaneReport = { epoch: this.#lastEpoch, stopped, why, marks: this.#marks, touched: sorted, resubmit, completed: this.#completed, errors: this.#errors };
     this.#marks = emptyDirty;
+    this.#errors = [];
     this.#touched.clear();
     this.#completed = 0;
     return report;

@@ -674,7 +674,7 @@ Settings ParseSettings(Napi::Env env, Napi::Value value) {
 // (fuse-lane.h; drivers/real/lane.ts drives it). Reports are plain objects:
 //   { epoch, stopped, why, marks: [[path, [first, count, ...]], ...] (runs of blocks),
 //     touched: [[path, [extent, ...]], ...],
-//     resubmit: [{ id, op }], completed }   (ids: the intercepting mount's).
+//     resubmit: [{ id, op }], completed, errors: [{ op, errno }] }   (ids: the intercepting mount's).
 class FuseLane : public Napi::ObjectWrap<FuseLane> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -766,6 +766,15 @@ class FuseLane : public Napi::ObjectWrap<FuseLane> {
     }
     out.Set("resubmit", resubmit);
     out.Set("completed", Napi::Number::New(env, static_cast<double>(report.completed)));
+    Napi::Array errors = Napi::Array::New(env, report.errors.size());
+    index = 0;
+    for (const auto& entry : report.errors) {
+      Napi::Object item = Napi::Object::New(env);
+      item.Set("op", Napi::String::New(env, entry.first));
+      item.Set("errno", Napi::Number::New(env, entry.second));
+      errors.Set(index++, item);
+    }
+    out.Set("errors", errors);
     return out;
   }
 

@@ -96,6 +96,8 @@ constexpr size_t kPieceBytes = 256u << 10;
 // worker writes it here (Lane::Sender); a smaller one by its worker, when nothing is queued
 // before it, where waking another thread would cost more than it spares.
 constexpr size_t kInlineBytes = 64u << 10;
+// A report names at most this many errors of operations completed alone.
+constexpr size_t kReportErrorsMax = 16;
 // An armed "extent" meaning the whole path (the JavaScript side's 2^53 - 1).
 constexpr uint64_t kWholePath = (uint64_t{1} << 53) - 1;
 // Paths a lane remembers writing before it counts them all (Lane::TakeWritten).
@@ -838,6 +840,7 @@ int Lane::OfferAlone(const Intercepted& op, int fd, bool datasync, std::unique_l
   flights_.erase(listed);
   // A write is marked whatever its result: a failed one may have written part.
   if (write) Mark(op);
+  if (error != 0 && pending_.errors.size() < kReportErrorsMax) pending_.errors.emplace_back(std::string(op.kind) + " " + op.path, error);
   pending_.completed++;
   completedTotal_++;
   if (flights_.empty()) coreCanGo_.notify_all();

@@ -45,6 +45,9 @@ struct LaneReport {
   // interceptor's), and the operation (its data stays valid until that id is answered).
   std::vector<std::pair<uint64_t, Intercepted>> resubmit;
   uint64_t completed = 0;
+  // Operations completed alone with an error here (the first kReportErrorsMax): what, and
+  // the errno.
+  std::vector<std::pair<std::string, int>> errors;
 };
 
 class Lane : public std::enable_shared_from_this<Lane> {

@@ -6,6 +6,7 @@
 //
 // It needs root and /dev/fuse and fails, never skips, without them.
 
+import { execFileSync } from "node:child_process";
 import { constants as osConstants, tmpdir } from "node:os";
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -22,6 +23,7 @@ let scratch = "";
 const mounts: FuseMount[] = [];
 const lanes: FuseLane[] = [];
 const fds: number[] = [];
+const tmpfs: string[] = [];
 
 requireFuse();
 
@@ -29,17 +31,24 @@ afterEach(() => {
   for (const fuse of mounts.splice(0)) fuse.unmount({ force: true });
   for (const lane of lanes.splice(0)) lane.close();
   for (const fd of fds.splice(0)) closeSync(fd);
+  // Lazily: the lane holds a descriptor of the tree until it is collected.
+  for (const dir of tmpfs.splice(0)) execFileSync("umount", ["-l", dir]);
   if (scratch !== "") rmSync(scratch, { recursive: true, force: true });
   scratch = "";
 });
 
 
 /** A tree with `f` (256 KiB of zeros) made underneath, mounted intercepting with a lane
- *  alone on; each intercepted operation applied with the real disk port and recorded. */
-function aloneMount(): { dir: string; fuse: FuseMount; lane: FuseLane; ops: DiskOp[] } {
+ *  alone on; each intercepted operation applied with the real disk port and recorded.
+ *  `tmpfsBytes`: the tree is a tmpfs of that size (a disk that fills). */
+function aloneMount(tmpfsBytes?: number): { dir: string; fuse: FuseMount; lane: FuseLane; ops: DiskOp[] } {
   scratch = mkdtempSync(join(tmpdir(), "tandem-lane-alone-"));
   const dir = join(scratch, "tree");
   mkdirSync(dir);
+  if (tmpfsBytes !== undefined) {
+    execFileSync("mount", ["-t", "tmpfs", "-o", `size=${tmpfsBytes}`, "tandem-lane-alone", dir]);
+    tmpfs.push(dir);
+  }
   mkdirSync(join(scratch, "state"));
   writeFileSync(join(dir, "f"), new Uint8Array(16 * extentBytes / 4));
   const tree = openSync(dir, "r");
@@ -93,6 +102,21 @@ describe("the native lane of a primary alone", () => {
     expect(lane.harvest().marks).toEqual([["f", [4, 3, 12, 1, 14, 1]]]);
     expect(await shell(dir, blocks.slice(5).join(" && "))).toEqual({ code: 0, stderr: "" });
     expect(lane.harvest().marks).toEqual([["f", [8, 4]]]);
+  });
+
+  it("answers a write this node's disk refuses with its error, marks what it wrote, and reports the error", async () => {
+    // A tmpfs of 512 KiB holding f (256 KiB): a write of 1 MiB past its end fills it.
+    const { dir, lane, ops } = aloneMount(512 * 1024);
+    lane.arm("f", [2 ** 53 - 1]);
+    const run = await shell(dir, "dd if=/dev/zero of=f bs=1M count=1 seek=1 conv=notrunc status=none");
+    expect(run.code).not.toBe(0);
+    expect(run.stderr).toMatch(/No space left on device/);
+    expect(ops).toEqual([]);
+    const report = lane.harvest();
+    expect(report.errors[0]).toEqual({ op: "write f", errno: osConstants.errno.ENOSPC });
+    // What it wrote before the disk was full is marked: from block 256 (1 MiB) on.
+    expect(report.marks.length).toBe(1);
+    expect(report.marks[0]![1][0]).toBe(256);
   });
 
   it("off() gives nothing back: a writer going on meanwhile finds its next writes intercepted", async () => {

@@ -310,6 +310,23 @@ describe("the lane", () => {
     expect(n2?.subarray(2 * block, 3 * block)).toEqual(fill(0x7e));
   });
 
+  it("alone, answers an error of this node's disk as a local disk would, and logs it", () => {
+    const world = laneWorld({ seed: 7 });
+    durableFile(world);
+    world.powerOff("n2");
+    const n1 = () => world.node("n1").runtime!.state;
+    expect(world.runUntilCondition(() => n1().link === null && n1().job === null && n1().lane?.session === null && n1().lane?.state === "on", 10_000)).toBe(true);
+    const lane = world.node("n1").lane!;
+    expect(write(world, { kind: "write", path: "f", offset: 0, data: fill(0x61) })).toBeNull();
+    const before = lane.aloneTotal;
+    world.diskFailNext("n1", "EIO");
+    expect(write(world, { kind: "write", path: "f", offset: block, data: fill(0x62) })).toBe("EIO");
+    expect(lane.aloneTotal).toBe(before + 1);
+    world.runFor(1_200);
+    const logged = world.logs.filter(({ node, entry }) => node === "n1" && entry.event === "mirror.local_disk");
+    expect(logged.map(({ entry }) => [entry.level, entry.fields])).toEqual([["error", { module: "db", op: "write f @4096+4096", error: "EIO", lane: true }]]);
+  });
+
   it("(planted: a lane alone that forgets its marks leaves the returning peer with old blocks)", () => {
     const { marked, converged, n2 } = alone("lane-forgets-marks");
     expect(marked).toBe(false);
