@@ -105,8 +105,8 @@ export interface NativeLaneReport {
   readonly touched: readonly (readonly [string, readonly number[]])[];
   readonly resubmit: readonly { readonly id: number; readonly op: DiskOp }[];
   readonly completed: number;
-  /** Operations completed alone with an error here (the first few): what, and the errno. */
-  readonly errors: readonly { readonly op: string; readonly errno: number }[];
+  /** Operations completed with an error here (the first few; core/mirror/lane.ts). */
+  readonly errors: readonly { readonly path: string; readonly op: string; readonly errno: number }[];
 }
 
 /** The native lane of one mirror module (native/src/fuse-lane.h). */

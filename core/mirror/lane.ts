@@ -48,10 +48,12 @@ export interface LaneReport {
   readonly resubmit: readonly { readonly id: number; readonly op: DiskOp }[];
   /** Operations it completed since its last report. */
   readonly completed: number;
-  /** Operations it completed with an error of this node's disk (alone only: attached, an
-   *  error here stops the lane and the core takes the operation), the first few of each
-   *  report: logged as the core logs its own (issue 8: errors are logged). */
-  readonly errors: readonly { readonly op: string; readonly error: string }[];
+  /** Operations it completed with an error of this node's disk, the first few of each
+   *  report: alone, any; attached, an fsync that failed here (a failed writeback: applied
+   *  again, on another descriptor, it could succeed with the data gone), which stops the
+   *  lane like any different result. The core logs them as its own, and resends the path
+   *  of one completed while attached, as for any operation whose results differ. */
+  readonly errors: readonly { readonly path: string; readonly op: string; readonly error: string }[];
 }
 
 /** What a driver gives the core to run a lane with. */

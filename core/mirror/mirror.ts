@@ -1865,7 +1865,11 @@ class Step {
     }
     const lane = s.lane;
     const alone = lane !== null && lane.epoch === report.epoch && lane.session === null;
-    for (const { op, error } of report.errors) this.log(isMediaError(error as DiskError) ? "error" : "warn", "mirror.local_disk", { op, error, lane: true });
+    for (const { path, op, error } of report.errors) {
+      this.log(isMediaError(error as DiskError) ? "error" : "warn", "mirror.local_disk", { op, error, lane: true });
+      // Attached (alone there is no link): applied on the peer, not here.
+      this.divergePaths([path], `${op}: ${error} here (the lane)`);
+    }
     s.stats.laneOps += report.completed;
     s.stats.completed += report.completed;
     if (!alone) s.stats.replicatedOps += report.completed;

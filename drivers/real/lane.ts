@@ -104,7 +104,7 @@ export class RealLane implements LanePort {
     );
     const resubmit: { id: number; op: DiskOp }[] = native.resubmit.map(({ id, op }) => ({ id: this.#options.adopt(id), op: volume === undefined ? op : opInVolume(volume, op) }));
     const touched = new Map(native.touched.map(([each, extents]) => [path(each), extents]));
-    const errors = native.errors.map(({ op, errno }) => ({ op: volume === undefined ? op : op.replace(" ", ` ${volume}/`), error: errnoName(errno) }));
+    const errors = native.errors.map(({ path: each, op, errno }) => ({ path: path(each), op: volume === undefined ? op : op.replace(" ", ` ${volume}/`), error: errnoName(errno) }));
     return { epoch: native.epoch, stopped: native.stopped, why: native.why, marks, touched, resubmit, completed: native.completed, errors };
   }
 }

@@ -33,9 +33,10 @@
 // next call of a kind failing with a chosen error (failNext); every call on paths under a
 // prefix failing (failUnder/healUnder); a full disk (`capacityBytes`: ENOSPC); a power
 // loss during persistMeta, which keeps the previous metadata (atomic replace).
+// A failed writeback (loseWriteback: the next fsync of a file fails with EIO, and what
+// of it was not durable is gone from the cache too).
 // It cannot inject: silent corruption, acknowledged-durable data lost or misdirected,
-// completions out of order, writeback errors (data that never becomes durable while fsync
-// succeeds), a read-only remount (an EROFS rule fails reads too), or inode exhaustion.
+// completions out of order, writeback errors that no fsync reports, a read-only remount (an EROFS rule fails reads too), or inode exhaustion.
 // Extended attributes are kept per inode with its mode (durable with it, not counted
 // against capacityBytes), in the namespaces Linux keeps (`user.`, not on a symlink:
 // EPERM; `trusted.`, `security.`; any other is EOPNOTSUPP). Symbolic links are never
@@ -218,6 +219,7 @@ export class SimDisk<Meta> {
   readonly #failUnder = new Map<string, DiskError>();
   /** Inode → the token of its scheduled writeback. */
   readonly #dirty = new Map<number, number>();
+  #loseWriteback = false;
   #dirtySeq = 0;
   readonly #pendingWrites = new Map<number, PendingWrite[]>();
   #pendingWriteCount = 0;
@@ -306,6 +308,13 @@ export class SimDisk<Meta> {
   failNext(kind: DiskFaultKind, error: DiskError): void {
     assert(this.#failNext.length < failNextMax, `more than ${failNextMax} failNext faults queued`);
     this.#failNext.push({ kind, error });
+  }
+
+  /** loseWriteback: the next fsync of a file fails with EIO and drops what of the file was
+   *  not durable yet, as Linux does when writeback fails (ext4: the pages are clean again,
+   *  their data gone, and a later fsync on another descriptor succeeds). */
+  loseWriteback(): void {
+    this.#loseWriteback = true;
   }
 
   /** failUnder: every call issued from now on that names a path under `path` ("" for all,
@@ -730,6 +739,18 @@ export class SimDisk<Meta> {
     const found = lookup(this.#cache, path);
     if (found.error !== null) return found.error;
     if (found.inode === null) return "ENOENT";
+    if (this.#loseWriteback && found.inode.kind === "file") {
+      this.#loseWriteback = false;
+      const inode = found.inode;
+      const durable = this.#durable.get(inode.id);
+      inode.size = durable?.size ?? 0;
+      inode.pages = new Map(durable?.pages ?? []);
+      this.#dropPendingWrites(inode.id);
+      this.#dirty.delete(inode.id);
+      this.stats.errorsInjected++;
+      this.stats.errors++;
+      return "EIO";
+    }
     this.#syncInode(found.inode);
     this.#persistName(found.inode);
     return null;

@@ -21,7 +21,7 @@
 
 import { assert } from "../../core/assert.ts";
 import type { DiskOp, DiskResult } from "../../core/mirror/disk-ops.ts";
-import { describeOp } from "../../core/mirror/disk-ops.ts";
+import { describeOp, pathsOf, type DiskError } from "../../core/mirror/disk-ops.ts";
 import { addArmed, extentsOfWrite, type LanePort, type LaneReport } from "../../core/mirror/lane.ts";
 import { dirtyOf, emptyDirty, unionDirty, type DirtyMap, type MirrorMeta } from "../../core/mirror/meta.ts";
 import type { DiskPort, StreamPort } from "../../core/ports.ts";
@@ -99,7 +99,7 @@ export class SimLane implements LanePort {
   #flights: Flight[] = [];
   #marks: DirtyMap = emptyDirty;
   /** Errors of operations completed alone since the last report (the first few). */
-  #errors: { op: string; error: string }[] = [];
+  #errors: { path: string; op: string; error: string }[] = [];
   /** Paths written since the last report, with their extents. */
   readonly #touched = new Map<string, Set<number>>();
   #completed = 0;
@@ -232,7 +232,8 @@ export class SimLane implements LanePort {
       flight.local = result;
       if (!this.#flights.includes(flight)) return;
       if (result !== null) {
-        this.#stop(`${describeOp(op)}: ${result} here`);
+        if (op.kind === "fsync") this.#fsyncFailedHere(flight, result);
+        else this.#stop(`${describeOp(op)}: ${result} here`);
         return;
       }
       this.#settle(flight);
@@ -250,7 +251,7 @@ export class SimLane implements LanePort {
       if (index < 0) return;
       this.#flights.splice(index, 1);
       if (op.kind === "write" && this.#o.plantedBug !== "lane-forgets-marks") this.#marks = unionDirty(this.#marks, dirtyOf(op, this.#o.blockSize));
-      if (result !== null && this.#errors.length < laneErrorsMax) this.#errors.push({ op: describeOp(op), error: result });
+      if (result !== null) this.#noteError(op, result);
       this.#completed++;
       this.completedTotal++;
       this.aloneTotal++;
@@ -280,6 +281,23 @@ export class SimLane implements LanePort {
     if (flight === undefined) return;
     flight.peer = frame.result;
     this.#settle(flight);
+  }
+
+  #noteError(op: DiskOp, error: DiskError): void {
+    if (this.#errors.length < laneErrorsMax) this.#errors.push({ path: pathsOf(op)[0] ?? "", op: describeOp(op), error });
+  }
+
+  /** An fsync that failed here (a failed writeback): applied again by the core, on another
+   *  descriptor, it could succeed with the data gone. Answered with this node's error, as a
+   *  local disk would, whatever the peer says; the core resends the path (the report names
+   *  it); the others go back to the core, as for any different result. */
+  #fsyncFailedHere(flight: Flight, error: DiskError): void {
+    this.#flights.splice(this.#flights.indexOf(flight), 1);
+    this.#noteError(flight.op, error);
+    this.#completed++;
+    this.completedTotal++;
+    this.#o.answer(flight.id, error);
+    this.#stop(`${describeOp(flight.op)}: ${error} here`);
   }
 
   #settle(flight: Flight): void {

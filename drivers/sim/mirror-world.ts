@@ -468,6 +468,12 @@ export class MirrorWorld {
     else disk.slow(factor);
   }
 
+  /** The node's next fsync of a file fails with EIO and loses what of it was not durable. */
+  diskLoseWriteback(id: string): void {
+    this.note(`world disk-lose-writeback ${id}`);
+    this.node(id).disk.loseWriteback();
+  }
+
   diskFailNext(id: string, error: DiskError): void {
     this.note(`world disk-fail-next ${id} ${error}`);
     this.node(id).disk.failNext("write", error);

@@ -674,7 +674,7 @@ Settings ParseSettings(Napi::Env env, Napi::Value value) {
 // (fuse-lane.h; drivers/real/lane.ts drives it). Reports are plain objects:
 //   { epoch, stopped, why, marks: [[path, [first, count, ...]], ...] (runs of blocks),
 //     touched: [[path, [extent, ...]], ...],
-//     resubmit: [{ id, op }], completed, errors: [{ op, errno }] }   (ids: the intercepting mount's).
+//     resubmit: [{ id, op }], completed, errors: [{ path, op, errno }] }   (ids: the intercepting mount's).
 class FuseLane : public Napi::ObjectWrap<FuseLane> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -770,8 +770,9 @@ class FuseLane : public Napi::ObjectWrap<FuseLane> {
     index = 0;
     for (const auto& entry : report.errors) {
       Napi::Object item = Napi::Object::New(env);
-      item.Set("op", Napi::String::New(env, entry.first));
-      item.Set("errno", Napi::Number::New(env, entry.second));
+      item.Set("path", Napi::String::New(env, entry.path));
+      item.Set("op", Napi::String::New(env, entry.op));
+      item.Set("errno", Napi::Number::New(env, entry.error));
       errors.Set(index++, item);
     }
     out.Set("errors", errors);

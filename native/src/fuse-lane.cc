@@ -794,7 +794,8 @@ int Lane::Offer(const Intercepted& op, int fd, bool datasync, bool* taken) {
     lock.lock();
     flight.local = error;
     flight.hasLocal = true;
-    if (flight.state == Flight::State::kFlying) SettleLocked(&flight);
+    if (flight.state == Flight::State::kFlying && !write && error != 0) FsyncFailedHereLocked(&flight, generation);
+    else if (flight.state == Flight::State::kFlying) SettleLocked(&flight);
   }
   flight.changed.wait(lock, [&] { return flight.state != Flight::State::kFlying; });
   lock.unlock();
@@ -840,11 +841,30 @@ int Lane::OfferAlone(const Intercepted& op, int fd, bool datasync, std::unique_l
   flights_.erase(listed);
   // A write is marked whatever its result: a failed one may have written part.
   if (write) Mark(op);
-  if (error != 0 && pending_.errors.size() < kReportErrorsMax) pending_.errors.emplace_back(std::string(op.kind) + " " + op.path, error);
+  if (error != 0) NoteErrorLocked(op, error);
   pending_.completed++;
   completedTotal_++;
   if (flights_.empty()) coreCanGo_.notify_all();
   return error == 0 ? 0 : -error;
+}
+
+void Lane::FsyncFailedHereLocked(Flight* flight, uint64_t generation) {
+  // A failed writeback here: applied again by the core, on another descriptor, it could
+  // succeed with the data gone. Answered with this node's error, as a local disk would,
+  // whatever the peer says; the core resends the path (the report names it); the others go
+  // back to the core, as for any different result.
+  flights_.erase(std::find(flights_.begin(), flights_.end(), flight));
+  NoteErrorLocked(*flight->op, flight->local);
+  pending_.completed++;
+  completedTotal_++;
+  flight->state = Flight::State::kDone;
+  flight->changed.notify_one();
+  StopOnOwnLocked(generation, std::string("fsync ") + flight->op->path + ": " + std::strerror(flight->local) + " here");
+  if (flights_.empty()) coreCanGo_.notify_all();
+}
+
+void Lane::NoteErrorLocked(const Intercepted& op, int error) {
+  if (pending_.errors.size() < kReportErrorsMax) pending_.errors.push_back({op.path, std::string(op.kind) + " " + op.path, error});
 }
 
 void Lane::SettleLocked(Flight* flight) {

@@ -45,9 +45,14 @@ struct LaneReport {
   // interceptor's), and the operation (its data stays valid until that id is answered).
   std::vector<std::pair<uint64_t, Intercepted>> resubmit;
   uint64_t completed = 0;
-  // Operations completed alone with an error here (the first kReportErrorsMax): what, and
-  // the errno.
-  std::vector<std::pair<std::string, int>> errors;
+  // Operations completed with an error here (the first kReportErrorsMax): alone, any;
+  // attached, an fsync that failed here (LaneReport.errors in core/mirror/lane.ts).
+  struct Error {
+    std::string path;
+    std::string op;
+    int error;
+  };
+  std::vector<Error> errors;
 };
 
 class Lane : public std::enable_shared_from_this<Lane> {
@@ -123,7 +128,10 @@ class Lane : public std::enable_shared_from_this<Lane> {
   // disk), the flight listed meanwhile so that the core and Off() wait for it.
   int OfferAlone(const Intercepted& op, int fd, bool datasync, std::unique_lock<std::mutex>& lock);
   void SettleLocked(Flight* flight);
+  // An fsync that failed here: completed with that error; the lane stops.
+  void FsyncFailedHereLocked(Flight* flight, uint64_t generation);
   void Mark(const Intercepted& op);
+  void NoteErrorLocked(const Intercepted& op, int error);
   void MarkInto(std::map<std::string, BlockRuns>& marks, const Intercepted& op) const;
   void TouchInto(std::map<std::string, std::set<uint64_t>>& touched, const Intercepted& op) const;
   // How the application syncs a path (docs/replicator.md, "Commits"). A path fsynced after

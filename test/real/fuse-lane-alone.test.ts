@@ -113,7 +113,7 @@ describe("the native lane of a primary alone", () => {
     expect(run.stderr).toMatch(/No space left on device/);
     expect(ops).toEqual([]);
     const report = lane.harvest();
-    expect(report.errors[0]).toEqual({ op: "write f", errno: osConstants.errno.ENOSPC });
+    expect(report.errors[0]).toEqual({ path: "f", op: "write f", errno: osConstants.errno.ENOSPC });
     // What it wrote before the disk was full is marked: from block 256 (1 MiB) on.
     expect(report.marks.length).toBe(1);
     expect(report.marks[0]![1][0]).toBe(256);

@@ -4,7 +4,7 @@
 
 import { describe, expect, it } from "vitest";
 import type { DiskOp } from "../../core/mirror/disk-ops.ts";
-import { write } from "./mirror-submit.ts";
+import { syncedWorld, write } from "./mirror-submit.ts";
 import { inSync, settle } from "../../drivers/sim/mirror-checker.ts";
 import { commitWrites } from "../../drivers/sim/mirror-lane.ts";
 import { MirrorWorld, type MirrorPlantedBug } from "../../drivers/sim/mirror-world.ts";
@@ -275,6 +275,40 @@ describe("the lane", () => {
     expect(lane.sparedTotal).toBe(spared);
     for (const node of ["n1", "n2"]) expect(durable(node, 2), `block 2 on ${node}`).toEqual(fill(0x52));
     expect(world.violations).toEqual([]);
+  });
+
+  // The primary's writeback fails under a lane fsync (its disk loses what was not durable,
+  // and a later fsync on another descriptor would succeed): the application must get the
+  // error, as from a local disk, and the secondary must not keep what the primary lost.
+  it("answers a failed writeback's fsync with its error and resends the path, so both keep the same", () => {
+    const world = laneWorld({ seed: 8 });
+    durableFile(world);
+    const lane = world.node("n1").lane!;
+    // The first write arms extent 0 through the core; the second takes the lane.
+    expect(write(world, { kind: "write", path: "f", offset: 0, data: fill(0x51) })).toBeNull();
+    const before = lane.completedTotal;
+    expect(write(world, { kind: "write", path: "f", offset: block, data: fill(0x52) })).toBeNull();
+    expect(lane.completedTotal).toBe(before + 1);
+    world.diskLoseWriteback("n1");
+    expect(write(world, { kind: "fsync", path: "f" })).toBe("EIO");
+    const { converged, n2 } = finalTrees(world);
+    expect(converged).toBe(true);
+    // n1 lost both writes (never durable there): n2 has what n1 has.
+    expect(n2?.subarray(0, 2 * block)).toEqual(fill(0x41, 2 * block));
+    expect(world.violations).toEqual([]);
+  });
+
+  it("(without the lane, the core does the same: the error answered, the path resent)", () => {
+    const world = syncedWorld({ seed: 8, lane: false, ack: "applied", disk: { writebackMs: null, tornWrites: false } });
+    expect(write(world, { kind: "create", path: "f", mode: 0o644 })).toBeNull();
+    expect(write(world, { kind: "write", path: "f", offset: 0, data: fill(0x41, 2 * block) })).toBeNull();
+    expect(write(world, { kind: "fsync", path: "f" })).toBeNull();
+    expect(write(world, { kind: "write", path: "f", offset: block, data: fill(0x52) })).toBeNull();
+    world.diskLoseWriteback("n1");
+    expect(write(world, { kind: "fsync", path: "f" })).toBe("EIO");
+    const { converged, n2 } = finalTrees(world);
+    expect(converged).toBe(true);
+    expect(n2?.subarray(0, 2 * block)).toEqual(fill(0x41, 2 * block));
   });
 
   // A primary alone (its peer powered off) writes through a lane of its own: applied here
