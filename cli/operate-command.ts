@@ -155,7 +155,7 @@ function formatMirror(mirror: MirrorView): string {
   const data = `${mirror.consistent ? "" : "not up to date, "}generation ${mirror.gen ?? "none"}`;
   const resync = mirror.stats.resyncs === 0 ? "" : `, resynced ${mirror.stats.resyncs}× (${mirror.stats.resyncPaths} paths, ${(mirror.stats.resyncBlockBytes / 1_048_576).toFixed(1)} MiB)`;
   const commits = mirror.lane.durableWrites === 0 && mirror.lane.sparedFsyncs === 0 ? "" : `: ${mirror.lane.durableWrites} writes durable on both, ${mirror.lane.sparedFsyncs} fsyncs spared`;
-  const lane = mirror.lane.on ? `, lane on (${mirror.lane.completed} ops${commits})` : mirror.lane.applied > 0 ? `, lane applied ${mirror.lane.applied} ops` : "";
+  const lane = mirror.lane.on ? `, lane on${mirror.lane.alone ? ", alone" : ""} (${mirror.lane.completed} ops${commits})` : mirror.lane.applied > 0 ? `, lane applied ${mirror.lane.applied} ops` : "";
   return `${data}, ${peer}, ${mirror.dir} ${mirror.volume ?? "unmounted"}${formatResync(mirror.resync)}${resync}${lane}${mirror.why === "" ? "" : `  (${mirror.why})`}`;
 }
 

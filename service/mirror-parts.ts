@@ -57,7 +57,7 @@ export interface MirrorView {
   /** Writes and fsyncs the lane completed here as primary, and applied here as secondary;
    *  of those completed, writes made durable on both before completing and fsyncs that had
    *  nothing left to wait for (docs/replicator.md, "Commits"). */
-  readonly lane: { readonly on: boolean; readonly completed: number; readonly applied: number; readonly durableWrites: number; readonly sparedFsyncs: number };
+  readonly lane: { readonly on: boolean; readonly alone: boolean; readonly completed: number; readonly applied: number; readonly durableWrites: number; readonly sparedFsyncs: number };
   /** Why the module is not Ready (the core's last reason); empty when it is. */
   readonly why: string;
   /** The checkers' resources watched now (`tcp.pg`, `custom.x`) and their states. */
@@ -280,6 +280,8 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
           waiting: fuse.reduce((sum, each) => sum + (each?.waiting ?? 0), 0),
           lane: {
             on: state.lane?.state === "on",
+            // The lane of a node alone: applied here only, marked for the peer's return.
+            alone: state.lane?.state === "on" && state.lane.session === null,
             completed: nativeLanes.reduce((sum, each) => sum + each.stats().completed, 0),
             applied: nativeLanes.reduce((sum, each) => sum + each.stats().applied, 0),
             durableWrites: nativeLanes.reduce((sum, each) => sum + each.stats().durableWrites, 0),

@@ -20,7 +20,7 @@ function mirrorView(changes: Partial<MirrorView>): MirrorView {
     stats: { resyncBlockBytes: 0, resyncPaths: 0, resyncs: 0, fullResyncs: 0, replicatedOps: 0, completed: 0, metaWrites: 0, laneOps: 0 },
     intercepted: 0,
     waiting: 0,
-    lane: { on: false, completed: 0, applied: 0, durableWrites: 0, sparedFsyncs: 0 },
+    lane: { on: false, alone: false, completed: 0, applied: 0, durableWrites: 0, sparedFsyncs: 0 },
     why: "",
     resources: {},
     resync: null,
@@ -46,8 +46,10 @@ describe("tandem state for a mirror module", () => {
   });
 
   it("shows the lane's operations, and of them the commits' (docs/replicator.md, \"Commits\")", () => {
-    const lane = { on: true, completed: 120, applied: 0, durableWrites: 0, sparedFsyncs: 0 };
+    const lane = { on: true, alone: false, completed: 120, applied: 0, durableWrites: 0, sparedFsyncs: 0 };
     expect(formatView(moduleView(mirrorView({ lane })))).toMatch(/, lane on \(120 ops\)$/);
+    // A node alone's lane: applied here only (docs/mirror.md, "The lane").
+    expect(formatView(moduleView(mirrorView({ lane: { ...lane, alone: true } })))).toMatch(/, lane on, alone \(120 ops\)$/);
     const committed = formatView(moduleView(mirrorView({ lane: { ...lane, durableWrites: 40, sparedFsyncs: 39 } })));
     expect(committed).toMatch(/, lane on \(120 ops: 40 writes durable on both, 39 fsyncs spared\)$/);
   });

@@ -319,6 +319,7 @@ describe("a mirror module on two node services", () => {
     expect(rewrite.code, rewrite.output).toBe(0);
     const lane = (await mirror.view(1))!.mirror!.lane;
     expect(lane.on).toBe(true);
+    expect(lane.alone).toBe(true);
     // The second pass's 32 writes and their fsyncs at least.
     expect(lane.completed - before).toBeGreaterThanOrEqual(64);
   }, 30_000);
