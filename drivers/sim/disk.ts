@@ -310,8 +310,8 @@ export class SimDisk<Meta> {
     this.#failNext.push({ kind, error });
   }
 
-  /** loseWriteback: the next fsync of a file fails with EIO and drops what of the file was
-   *  not durable yet, as Linux does when writeback fails (ext4: the pages are clean again,
+  /** loseWriteback: the next fsync of a file with data not durable yet fails with EIO and
+   *  drops that data, as Linux does when writeback fails (ext4: the pages are clean again,
    *  their data gone, and a later fsync on another descriptor succeeds). */
   loseWriteback(): void {
     this.#loseWriteback = true;
@@ -739,7 +739,7 @@ export class SimDisk<Meta> {
     const found = lookup(this.#cache, path);
     if (found.error !== null) return found.error;
     if (found.inode === null) return "ENOENT";
-    if (this.#loseWriteback && found.inode.kind === "file") {
+    if (this.#loseWriteback && found.inode.kind === "file" && this.#unsyncedData(found.inode)) {
       this.#loseWriteback = false;
       const inode = found.inode;
       const durable = this.#durable.get(inode.id);
@@ -754,6 +754,15 @@ export class SimDisk<Meta> {
     this.#syncInode(found.inode);
     this.#persistName(found.inode);
     return null;
+  }
+
+  /** Whether a file's data in the cache is not all durable (pages are shared between the
+   *  layers, never changed in place: a page not the durable one is newer). */
+  #unsyncedData(inode: Inode): boolean {
+    const durable = this.#durable.get(inode.id);
+    if (durable === undefined || durable.size !== inode.size || durable.pages.size !== inode.pages.size) return true;
+    for (const [index, page] of inode.pages) if (durable.pages.get(index) !== page) return true;
+    return false;
   }
 
   /** The file a write or truncate acts on, or why there is none. */

@@ -29,6 +29,10 @@ export type MirrorVerb =
   | "diskFull"
   | "diskRoomy"
   | "diskError"
+  /** The node's next fsync of a file fails and loses what of it was not durable. Not drawn
+   *  by the generator yet: a durable lane write whose sync fails that way still loses
+   *  earlier writes of its file silently (docs/simulation.md); replays and tests use it. */
+  | "diskLoseWriteback"
   | "diskSlow"
   | "diskFast"
   /** A resource the module waits for goes down (a checker or rule with action wait). */
@@ -168,6 +172,8 @@ function apply(world: MirrorWorld, plan: MirrorPlan, fault: MirrorFault, isolate
       return world.diskFull(node, null);
     case "diskError":
       return world.diskFailNext(node, "EIO");
+    case "diskLoseWriteback":
+      return world.diskLoseWriteback(node);
     case "diskSlow":
       return world.diskSlow(node, 50);
     case "diskFast":
