@@ -33,10 +33,11 @@
 // next call of a kind failing with a chosen error (failNext); every call on paths under a
 // prefix failing (failUnder/healUnder); a full disk (`capacityBytes`: ENOSPC); a power
 // loss during persistMeta, which keeps the previous metadata (atomic replace).
-// A failed writeback (loseWriteback: the next fsync of a file fails with EIO, and what
-// of it was not durable is gone from the cache too).
+// A failed writeback (loseWriteback: the next fsync of a file with data not durable fails
+// with EIO, and that data is gone from the cache too).
 // It cannot inject: silent corruption, acknowledged-durable data lost or misdirected,
-// completions out of order, writeback errors that no fsync reports, a read-only remount (an EROFS rule fails reads too), or inode exhaustion.
+// completions out of order, writeback errors that no fsync reports, a read-only remount
+// (an EROFS rule fails reads too), or inode exhaustion.
 // Extended attributes are kept per inode with its mode (durable with it, not counted
 // against capacityBytes), in the namespaces Linux keeps (`user.`, not on a symlink:
 // EPERM; `trusted.`, `security.`; any other is EOPNOTSUPP). Symbolic links are never
