@@ -40,6 +40,25 @@ function durableFile(world: MirrorWorld): void {
   world.runFor(1_200);
 }
 
+/** Block 0 of f written through the core (which arms its extent), then block 1 on the lane. */
+function writeOnLane(world: MirrorWorld, first: number, second: number): void {
+  const lane = world.node("n1").lane!;
+  expect(write(world, { kind: "write", path: "f", offset: 0, data: fill(first) })).toBeNull();
+  const before = lane.completedTotal;
+  expect(write(world, { kind: "write", path: "f", offset: block, data: fill(second) })).toBeNull();
+  expect(lane.completedTotal).toBe(before + 1);
+}
+
+/** laneWorld with durableFile, then n2 powered off: n1 alone, its lane of a node alone on. */
+function aloneWorld(options: Parameters<typeof laneWorld>[0]): MirrorWorld {
+  const world = laneWorld(options);
+  durableFile(world);
+  world.powerOff("n2");
+  const n1 = () => world.node("n1").runtime!.state;
+  expect(world.runUntilCondition(() => n1().link === null && n1().job === null && n1().lane?.session === null && n1().lane?.state === "on", 10_000)).toBe(true);
+  return world;
+}
+
 function finalTrees(world: MirrorWorld): { converged: boolean; n2: Uint8Array | null } {
   const converged = settle(world, 30_000);
   return { converged, n2: world.node("n2").disk.fileBytes("f") };
@@ -65,11 +84,7 @@ describe("the lane", () => {
   const secondaryPowerLoss = (plantedBug: MirrorPlantedBug) => {
     const world = laneWorld({ seed: 2, plantedBug });
     durableFile(world);
-    const lane = world.node("n1").lane!;
-    expect(write(world, { kind: "write", path: "f", offset: 0, data: fill(0x43) })).toBeNull();
-    const before = lane.completedTotal;
-    expect(write(world, { kind: "write", path: "f", offset: block, data: fill(0x42) })).toBeNull();
-    expect(lane.completedTotal).toBe(before + 1);
+    writeOnLane(world, 0x43, 0x42);
     world.powerOff("n2");
     world.runFor(2_000);
     world.powerOn("n2");
@@ -283,12 +298,7 @@ describe("the lane", () => {
   it("answers a failed writeback's fsync with its error and resends the path, so both keep the same", () => {
     const world = laneWorld({ seed: 8 });
     durableFile(world);
-    const lane = world.node("n1").lane!;
-    // The first write arms extent 0 through the core; the second takes the lane.
-    expect(write(world, { kind: "write", path: "f", offset: 0, data: fill(0x51) })).toBeNull();
-    const before = lane.completedTotal;
-    expect(write(world, { kind: "write", path: "f", offset: block, data: fill(0x52) })).toBeNull();
-    expect(lane.completedTotal).toBe(before + 1);
+    writeOnLane(world, 0x51, 0x52);
     world.diskLoseWriteback("n1");
     expect(write(world, { kind: "fsync", path: "f" })).toBe("EIO");
     const { converged, n2 } = finalTrees(world);
@@ -315,11 +325,8 @@ describe("the lane", () => {
   // only, completed without the core, and marked. When the peer is back the resync must
   // send what that lane wrote.
   const alone = (plantedBug: MirrorPlantedBug) => {
-    const world = laneWorld({ seed: 6, plantedBug });
-    durableFile(world);
-    world.powerOff("n2");
+    const world = aloneWorld({ seed: 6, plantedBug });
     const n1 = () => world.node("n1").runtime!.state;
-    expect(world.runUntilCondition(() => n1().link === null && n1().job === null && n1().lane?.session === null && n1().lane?.state === "on", 10_000)).toBe(true);
     const lane = world.node("n1").lane!;
     // The first write of each extent takes the core (which arms it), the next ones the lane.
     for (let round = 0; round < 8; round++) expect(write(world, { kind: "write", path: "f", offset: (round % 4) * block, data: fill(0x70 + round) })).toBeNull();
@@ -345,11 +352,7 @@ describe("the lane", () => {
   });
 
   it("alone, answers an error of this node's disk as a local disk would, and logs it", () => {
-    const world = laneWorld({ seed: 7 });
-    durableFile(world);
-    world.powerOff("n2");
-    const n1 = () => world.node("n1").runtime!.state;
-    expect(world.runUntilCondition(() => n1().link === null && n1().job === null && n1().lane?.session === null && n1().lane?.state === "on", 10_000)).toBe(true);
+    const world = aloneWorld({ seed: 7 });
     const lane = world.node("n1").lane!;
     expect(write(world, { kind: "write", path: "f", offset: 0, data: fill(0x61) })).toBeNull();
     const before = lane.aloneTotal;
