@@ -107,6 +107,8 @@ export interface NativeLaneReport {
   readonly completed: number;
   /** Operations completed with an error here (the first few; core/mirror/lane.ts). */
   readonly errors: readonly { readonly path: string; readonly op: string; readonly errno: number }[];
+  /** Paths of operations whose results differed on the two nodes (core/mirror/lane.ts). */
+  readonly differed: readonly string[];
 }
 
 /** The native lane of one mirror module (native/src/fuse-lane.h). */

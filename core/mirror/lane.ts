@@ -49,11 +49,16 @@ export interface LaneReport {
   /** Operations it completed since its last report. */
   readonly completed: number;
   /** Operations it completed with an error of this node's disk, the first few of each
-   *  report: alone, any; attached, an fsync that failed here (a failed writeback: applied
-   *  again, on another descriptor, it could succeed with the data gone), which stops the
-   *  lane like any different result. The core logs them as its own, and resends the path
+   *  report: alone, any; attached, an fsync or a durable write's own sync that failed here
+   *  (a failed writeback: applied again, on another descriptor, it could succeed with the
+   *  data gone), which stops the lane like any different result. The core logs them as its own, and resends the path
    *  of one completed while attached, as for any operation whose results differ. */
   readonly errors: readonly { readonly path: string; readonly op: string; readonly error: string }[];
+  /** Paths of operations whose results differed on the two nodes (each stopped the lane).
+   *  Given back to the core and applied again, such an operation may agree the second time
+   *  with one side's data gone: a failed writeback (the peer's sync of a durable write)
+   *  drops every write of the file not yet durable. The core resends these paths. */
+  readonly differed: readonly string[];
 }
 
 /** What a driver gives the core to run a lane with. */

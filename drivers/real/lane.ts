@@ -105,7 +105,7 @@ export class RealLane implements LanePort {
     const resubmit: { id: number; op: DiskOp }[] = native.resubmit.map(({ id, op }) => ({ id: this.#options.adopt(id), op: volume === undefined ? op : opInVolume(volume, op) }));
     const touched = new Map(native.touched.map(([each, extents]) => [path(each), extents]));
     const errors = native.errors.map(({ path: each, op, errno }) => ({ path: path(each), op: volume === undefined ? op : op.replace(" ", ` ${volume}/`), error: errnoName(errno) }));
-    return { epoch: native.epoch, stopped: native.stopped, why: native.why, marks, touched, resubmit, completed: native.completed, errors };
+    return { epoch: native.epoch, stopped: native.stopped, why: native.why, marks, touched, resubmit, completed: native.completed, errors, differed: native.differed.map(path) };
   }
 }
 
@@ -171,5 +171,6 @@ function mergeReports(reports: readonly LaneReport[]): LaneReport {
     resubmit: reports.flatMap((report) => report.resubmit),
     completed: reports.reduce((sum, report) => sum + report.completed, 0),
     errors: reports.flatMap((report) => report.errors),
+    differed: reports.flatMap((report) => report.differed),
   };
 }

@@ -100,6 +100,7 @@ export class SimLane implements LanePort {
   #marks: DirtyMap = emptyDirty;
   /** Errors of operations completed alone since the last report (the first few). */
   #errors: { path: string; op: string; error: string }[] = [];
+  #differed: string[] = [];
   /** Paths written since the last report, with their extents. */
   readonly #touched = new Map<string, Set<number>>();
   #completed = 0;
@@ -228,11 +229,11 @@ export class SimLane implements LanePort {
     // Sent, and applied here at once (issued to the disk ahead of anything the core issues
     // next); a durable write's fsync issued right behind it.
     this.#o.stream.send(this.#o.peer, { kind: "op", session, epoch: on.epoch, lseq: flight.lseq, op, durable });
-    this.#applyDurably(this.#o.disk, op, durable, (result) => {
+    this.#applyDurably(this.#o.disk, op, durable, (result, syncFailed) => {
       flight.local = result;
       if (!this.#flights.includes(flight)) return;
       if (result !== null) {
-        if (op.kind === "fsync") this.#fsyncFailedHere(flight, result);
+        if (syncFailed) this.#syncFailedHere(flight, result);
         else this.#stop(`${describeOp(op)}: ${result} here`);
         return;
       }
@@ -287,12 +288,15 @@ export class SimLane implements LanePort {
     if (this.#errors.length < laneErrorsMax) this.#errors.push({ path: pathsOf(op)[0] ?? "", op: describeOp(op), error });
   }
 
-  /** An fsync that failed here (a failed writeback): applied again by the core, on another
-   *  descriptor, it could succeed with the data gone. Answered with this node's error, as a
-   *  local disk would, whatever the peer says; the core resends the path (the report names
-   *  it); the others go back to the core, as for any different result. */
-  #fsyncFailedHere(flight: Flight, error: DiskError): void {
+  /** An fsync, or a durable write's own sync, that failed here: a failed writeback, which
+   *  dropped every write of the file not yet durable. Applied again by the core, on another
+   *  descriptor, it could succeed with that data gone. Answered with this node's error, as
+   *  a local disk would (write(2) may report a writeback error too), whatever the peer says;
+   *  the core resends the path (the report names it); the others go back to the core, as
+   *  for any different result. A write is marked: it was written here before the sync. */
+  #syncFailedHere(flight: Flight, error: DiskError): void {
     this.#flights.splice(this.#flights.indexOf(flight), 1);
+    if (flight.op.kind === "write" && this.#o.plantedBug !== "lane-forgets-marks") this.#marks = unionDirty(this.#marks, dirtyOf(flight.op, this.#o.blockSize));
     this.#noteError(flight.op, error);
     this.#completed++;
     this.completedTotal++;
@@ -303,6 +307,7 @@ export class SimLane implements LanePort {
   #settle(flight: Flight): void {
     if (flight.local === undefined || flight.peer === undefined) return;
     if (flight.local !== flight.peer) {
+      this.#differed.push(...pathsOf(flight.op));
       this.#stop(`${describeOp(flight.op)}: ${flight.local ?? "ok"} here, ${flight.peer ?? "ok"} on ${this.#o.peer}`);
       return;
     }
@@ -322,15 +327,16 @@ export class SimLane implements LanePort {
     if (this.#flights.length === 0 && this.#reporting === 0) this.#release();
   }
 
-  /** Applies `op`, then for a durable write an fsync of its path, issued right behind it. */
-  #applyDurably(disk: Pick<DiskPort<MirrorMeta>, "apply">, op: DiskOp, durable: boolean, done: (result: DiskResult) => void): void {
+  /** Applies `op`, then for a durable write an fsync of its path, issued right behind it;
+   *  `syncFailed`: the error is a sync's (an fsync's, or a durable write's written here). */
+  #applyDurably(disk: Pick<DiskPort<MirrorMeta>, "apply">, op: DiskOp, durable: boolean, done: (result: DiskResult, syncFailed: boolean) => void): void {
     if (!durable || op.kind !== "write") {
-      disk.apply(op, done);
+      disk.apply(op, (result) => done(result, result !== null && op.kind === "fsync"));
       return;
     }
     let written: DiskResult = null;
     disk.apply(op, (result) => (written = result));
-    disk.apply({ kind: "fsync", path: op.path }, (result) => done(written ?? result));
+    disk.apply({ kind: "fsync", path: op.path }, (result) => done(written ?? result, written === null && result !== null));
   }
 
   #release(): void {
@@ -424,9 +430,10 @@ export class SimLane implements LanePort {
     for (const { op } of this.#flights) this.#touch(touched, op);
     for (const { op } of resubmit) this.#touch(touched, op);
     const sorted = new Map([...touched].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([path, extents]) => [path, [...extents].sort((a, b) => a - b)]));
-    const report: LaneReport = { epoch: this.#lastEpoch, stopped, why, marks: this.#marks, touched: sorted, resubmit, completed: this.#completed, errors: this.#errors };
+    const report: LaneReport = { epoch: this.#lastEpoch, stopped, why, marks: this.#marks, touched: sorted, resubmit, completed: this.#completed, errors: this.#errors, differed: this.#differed };
     this.#marks = emptyDirty;
     this.#errors = [];
+    this.#differed = [];
     this.#touched.clear();
     this.#completed = 0;
     return report;

@@ -674,7 +674,8 @@ Settings ParseSettings(Napi::Env env, Napi::Value value) {
 // (fuse-lane.h; drivers/real/lane.ts drives it). Reports are plain objects:
 //   { epoch, stopped, why, marks: [[path, [first, count, ...]], ...] (runs of blocks),
 //     touched: [[path, [extent, ...]], ...],
-//     resubmit: [{ id, op }], completed, errors: [{ path, op, errno }] }   (ids: the intercepting mount's).
+//     resubmit: [{ id, op }], completed, errors: [{ path, op, errno }], differed: [path] }
+//   (ids: the intercepting mount's).
 class FuseLane : public Napi::ObjectWrap<FuseLane> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -776,6 +777,10 @@ class FuseLane : public Napi::ObjectWrap<FuseLane> {
       errors.Set(index++, item);
     }
     out.Set("errors", errors);
+    Napi::Array differed = Napi::Array::New(env, report.differed.size());
+    index = 0;
+    for (const auto& path : report.differed) differed.Set(index++, Napi::String::New(env, path));
+    out.Set("differed", differed);
     return out;
   }
 

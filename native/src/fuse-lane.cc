@@ -786,15 +786,13 @@ int Lane::Offer(const Intercepted& op, int fd, bool datasync, bool* taken) {
   }
   if (!sent) StopOnOwnLocked(generation, "the lane could not send to the peer");
   if (!flight.hasLocal && flight.state == Flight::State::kFlying) {
-    // The local fsync outside the lock (while the peer syncs): others go on meanwhile. A
-    // failure here stops the lane like any different result, and the core applies the
-    // write again: what a failed writeback dropped from the page cache is written anew.
+    // The local fsync outside the lock (while the peer syncs): others go on meanwhile.
     lock.unlock();
     int error = (flight.datasync ? fdatasync(fd) : fsync(fd)) < 0 ? errno : 0;
     lock.lock();
     flight.local = error;
     flight.hasLocal = true;
-    if (flight.state == Flight::State::kFlying && !write && error != 0) FsyncFailedHereLocked(&flight, generation);
+    if (flight.state == Flight::State::kFlying && error != 0) SyncFailedHereLocked(&flight, generation);
     else if (flight.state == Flight::State::kFlying) SettleLocked(&flight);
   }
   flight.changed.wait(lock, [&] { return flight.state != Flight::State::kFlying; });
@@ -848,18 +846,22 @@ int Lane::OfferAlone(const Intercepted& op, int fd, bool datasync, std::unique_l
   return error == 0 ? 0 : -error;
 }
 
-void Lane::FsyncFailedHereLocked(Flight* flight, uint64_t generation) {
-  // A failed writeback here: applied again by the core, on another descriptor, it could
-  // succeed with the data gone. Answered with this node's error, as a local disk would,
-  // whatever the peer says; the core resends the path (the report names it); the others go
-  // back to the core, as for any different result.
+void Lane::SyncFailedHereLocked(Flight* flight, uint64_t generation) {
+  // An fsync, or a durable write's own sync, failed here: a failed writeback, which dropped
+  // every write of the file not yet durable. Applied again by the core, on another
+  // descriptor, it could succeed with that data gone. Answered with this node's error, as a
+  // local disk would (write(2) may report a writeback error too), whatever the peer says;
+  // the core resends the path (the report names it); the others go back to the core, as
+  // for any different result. A write is marked: it was written here before the sync.
   flights_.erase(std::find(flights_.begin(), flights_.end(), flight));
+  bool write = std::strcmp(flight->op->kind, "write") == 0;
+  if (write) Mark(*flight->op);
   NoteErrorLocked(*flight->op, flight->local);
   pending_.completed++;
   completedTotal_++;
   flight->state = Flight::State::kDone;
   flight->changed.notify_one();
-  StopOnOwnLocked(generation, std::string("fsync ") + flight->op->path + ": " + std::strerror(flight->local) + " here");
+  StopOnOwnLocked(generation, std::string(write ? "write " : "fsync ") + flight->op->path + ": " + std::strerror(flight->local) + (write ? " here, syncing it" : " here"));
   if (flights_.empty()) coreCanGo_.notify_all();
 }
 
@@ -870,6 +872,7 @@ void Lane::NoteErrorLocked(const Intercepted& op, int error) {
 void Lane::SettleLocked(Flight* flight) {
   if (!flight->hasLocal || !flight->hasPeer || flight->state != Flight::State::kFlying) return;
   if (flight->local != flight->peer) {
+    pending_.differed.push_back(flight->op->path);
     StopOnOwnLocked(generation_, std::string(flight->op->kind) + " " + flight->op->path + ": " + (flight->local == 0 ? "ok" : std::strerror(flight->local)) + " here, " + (flight->peer == 0 ? "ok" : std::strerror(flight->peer)) + " on the peer");
     return;
   }

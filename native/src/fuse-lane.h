@@ -46,13 +46,17 @@ struct LaneReport {
   std::vector<std::pair<uint64_t, Intercepted>> resubmit;
   uint64_t completed = 0;
   // Operations completed with an error here (the first kReportErrorsMax): alone, any;
-  // attached, an fsync that failed here (LaneReport.errors in core/mirror/lane.ts).
+  // attached, an fsync or a durable write's own sync that failed here (LaneReport.errors in
+  // core/mirror/lane.ts).
   struct Error {
     std::string path;
     std::string op;
     int error;
   };
   std::vector<Error> errors;
+  // Paths of operations whose results differed on the two nodes (LaneReport.differed in
+  // core/mirror/lane.ts): the core resends them.
+  std::vector<std::string> differed;
 };
 
 class Lane : public std::enable_shared_from_this<Lane> {
@@ -128,8 +132,8 @@ class Lane : public std::enable_shared_from_this<Lane> {
   // disk), the flight listed meanwhile so that the core and Off() wait for it.
   int OfferAlone(const Intercepted& op, int fd, bool datasync, std::unique_lock<std::mutex>& lock);
   void SettleLocked(Flight* flight);
-  // An fsync that failed here: completed with that error; the lane stops.
-  void FsyncFailedHereLocked(Flight* flight, uint64_t generation);
+  // An fsync, or a durable write's own sync, that failed here: completed with that error; the lane stops.
+  void SyncFailedHereLocked(Flight* flight, uint64_t generation);
   void Mark(const Intercepted& op);
   void NoteErrorLocked(const Intercepted& op, int error);
   void MarkInto(std::map<std::string, BlockRuns>& marks, const Intercepted& op) const;

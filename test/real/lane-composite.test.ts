@@ -60,7 +60,7 @@ class FakeLane implements FuseLane {
   }
 }
 
-const empty: NativeLaneReport = { epoch: null, stopped: false, why: "", marks: [], touched: [], resubmit: [], completed: 0, errors: [] };
+const empty: NativeLaneReport = { epoch: null, stopped: false, why: "", marks: [], touched: [], resubmit: [], completed: 0, errors: [], differed: [] };
 const write = (path: string): DiskOp => ({ kind: "write", path, offset: 0, data: new Uint8Array(4) });
 
 function setUp(): { composite: CompositeLane; natives: FakeLane[]; reports: LaneReport[]; flush: () => Promise<void> } {
@@ -86,7 +86,7 @@ describe("the lane of several directories", () => {
     composite.arm("stray", [0]);
     expect(natives.map((native) => native.armed)).toEqual([[["base", [2 ** 53 - 1]]], [["seg/1", [0, 2]]]]);
     // Marks come as runs of blocks: [first, count, ...].
-    natives[0]!.next = { epoch: 7, marks: [["base", [1, 3, 9, 1]]], touched: [["base", [0]]], completed: 4, resubmit: [{ id: 1, op: write("base") }] };
+    natives[0]!.next = { epoch: 7, marks: [["base", [1, 3, 9, 1]]], touched: [["base", [0]]], completed: 4, resubmit: [{ id: 1, op: write("base") }], differed: ["base"] };
     natives[1]!.next = { epoch: 7, marks: [["seg/1", [0, 1]]], touched: [["seg/1", [0, 1]]], completed: 6, why: "", errors: [{ path: "seg/1", op: "write seg/1", errno: osConstants.errno.ENOSPC }] };
     composite.off();
     expect(reports).toEqual([]);
@@ -99,6 +99,7 @@ describe("the lane of several directories", () => {
     expect([...report.marks.get("2-wal/seg/1")!.blocks]).toEqual([0]);
     expect(report.resubmit).toEqual([{ id: 101, op: write("1-data/base") }]);
     expect(report.errors).toEqual([{ path: "2-wal/seg/1", op: "write 2-wal/seg/1", error: "ENOSPC" }]);
+    expect(report.differed).toEqual(["1-data/base"]);
     composite.follow({ session: 3, epoch: 8 });
     expect(natives.map((native) => native.calls.at(-1))).toEqual(["follow 3 8", "follow 3 8"]);
   });

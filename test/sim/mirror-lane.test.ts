@@ -308,6 +308,51 @@ describe("the lane", () => {
     expect(world.violations).toEqual([]);
   });
 
+  // A committed path's write is made durable by the lane (synced on both before it
+  // completes). If that sync fails here, the failed writeback also dropped the file's
+  // earlier writes not yet durable: the write must answer the error (write(2) may report a
+  // writeback error), not go back to the core, which would write it again, complete it,
+  // and leave the primary without what the secondary keeps.
+  const durableWriteLost = (node: "n1" | "n2") => {
+    const world = laneWorld({ seed: 8 });
+    durableFile(world);
+    const lane = world.node("n1").lane!;
+    // Block 0 through the core (arming its extent), then the lane's fsync: committed.
+    expect(write(world, { kind: "write", path: "f", offset: 0, data: fill(0x51) })).toBeNull();
+    expect(write(world, { kind: "write", path: "f", offset: 0, data: fill(0x52) })).toBeNull();
+    expect(write(world, { kind: "fsync", path: "f" })).toBeNull();
+    // The file grown by a block through the core: in both page caches only.
+    expect(write(world, { kind: "truncate", path: "f", size: 5 * block })).toBeNull();
+    const wasDurable = world.node("n1").disk.fileBytes("f", "durable");
+    world.diskLoseWriteback(node);
+    const durableBefore = lane.durableTotal;
+    const answer = write(world, { kind: "write", path: "f", offset: 0, data: fill(0x54) });
+    return { answer, durable: lane.durableTotal - durableBefore, wasDurable, ...finalTrees(world), n1: world.node("n1").disk.fileBytes("f"), world };
+  };
+
+  it("answers a durable write whose own sync failed here with the error, and resends the path, so both keep the same", () => {
+    const { answer, durable, wasDurable, converged, n1, n2, world } = durableWriteLost("n1");
+    expect(answer).toBe("EIO");
+    expect(durable).toBe(0);
+    expect(converged).toBe(true);
+    // n1 lost the write and the grown block (neither durable there): n2 has what n1 has.
+    expect(wasDurable?.length).toBe(4 * block);
+    expect(wasDurable?.[0]).toBe(0x52);
+    expect(n1).toEqual(wasDurable);
+    expect(n2).toEqual(n1);
+    expect(world.violations).toEqual([]);
+  });
+
+  it("(a durable write whose sync failed on the secondary: the primary's data stays, and the secondary gets it back)", () => {
+    const { answer, converged, n1, n2, world } = durableWriteLost("n2");
+    expect(answer).toBeNull();
+    expect(converged).toBe(true);
+    expect([0, 1, 4].map((index) => n1?.[index * block])).toEqual([0x54, 0x41, 0]);
+    expect(n1?.length).toBe(5 * block);
+    expect(n2).toEqual(n1);
+    expect(world.violations).toEqual([]);
+  });
+
   it("(without the lane, the core does the same: the error answered, the path resent)", () => {
     const world = syncedWorld({ seed: 8, lane: false, ack: "applied", disk: { writebackMs: null, tornWrites: false } });
     expect(write(world, { kind: "create", path: "f", mode: 0o644 })).toBeNull();

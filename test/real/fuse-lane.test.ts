@@ -1,8 +1,10 @@
-// The native lane of a primary alone (native/src/fuse-lane.cc, OnAlone): writes into
-// extents the core armed, and fsyncs, are applied here by libfuse's workers and complete
-// without JavaScript; their marks come in the next report; off() gives nothing back, and
-// what comes after it is intercepted again. A mount in intercept mode with a lane, as the
-// node service makes it (service/mirror-parts.ts); the applications are child processes.
+// The native lane (native/src/fuse-lane.cc). Alone (OnAlone): writes into extents the
+// core armed, and fsyncs, are applied here by libfuse's workers and complete without
+// JavaScript; their marks come in the next report; off() gives nothing back, and what comes
+// after it is intercepted again. Attached to a peer's lane: an operation whose results
+// differ on the two nodes stops the lane, goes back to the core, and its path is reported
+// for a resend. A mount in intercept mode with a lane, as the node service makes it
+// (service/mirror-parts.ts); the applications are child processes.
 //
 // It needs root and /dev/fuse and fails, never skips, without them.
 
@@ -13,7 +15,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { describeOp, type DiskOp } from "../../core/mirror/disk-ops.ts";
 import type { RealDisk } from "../../drivers/real/disk.ts";
-import { fuseBinding, mount, type FuseLane, type FuseMount } from "../../native/fuse.ts";
+import { fuseBinding, mount, type FuseLane, type FuseMount, type NativeLaneReport } from "../../native/fuse.ts";
 import { diskUnder, requireFuse, shell } from "./fuse-kit.ts";
 
 const block = 4_096;
@@ -38,37 +40,47 @@ afterEach(() => {
 });
 
 
-/** A tree with `f` (256 KiB of zeros) made underneath, mounted intercepting with a lane
- *  alone on; each intercepted operation applied with the real disk port and recorded.
- *  `tmpfsBytes`: the tree is a tmpfs of that size (a disk that fills). */
-function aloneMount(tmpfsBytes?: number): { dir: string; fuse: FuseMount; lane: FuseLane; ops: DiskOp[] } {
-  scratch = mkdtempSync(join(tmpdir(), "tandem-lane-alone-"));
-  const dir = join(scratch, "tree");
+/** `<scratch>/<name>` with `f` (256 KiB of zeros) made in it, and a lane over it (its
+ *  directory handle). `tmpfsBytes`: the tree is a tmpfs of that size (a disk that fills). */
+function laneTree(name: string, tmpfsBytes?: number): { dir: string; lane: FuseLane } {
+  if (scratch === "") scratch = mkdtempSync(join(tmpdir(), "tandem-lane-"));
+  const dir = join(scratch, name);
   mkdirSync(dir);
   if (tmpfsBytes !== undefined) {
-    execFileSync("mount", ["-t", "tmpfs", "-o", `size=${tmpfsBytes}`, "tandem-lane-alone", dir]);
+    execFileSync("mount", ["-t", "tmpfs", "-o", `size=${tmpfsBytes}`, "tandem-lane", dir]);
     tmpfs.push(dir);
   }
-  mkdirSync(join(scratch, "state"));
   writeFileSync(join(dir, "f"), new Uint8Array(16 * extentBytes / 4));
   const tree = openSync(dir, "r");
   fds.push(tree);
   const lane = new (fuseBinding().FuseLane)(tree, new Uint8Array(32).fill(7), block, extentBytes);
   lanes.push(lane);
+  return { dir, lane };
+}
+
+/** laneTree "tree" mounted intercepting with its lane, not on yet; each operation
+ *  intercepted, or given back by the lane (`core`), applied with the real disk port and
+ *  recorded, as a core with no peer would. */
+function laneMount(tmpfsBytes?: number): { dir: string; fuse: FuseMount; lane: FuseLane; ops: DiskOp[]; core: (id: number, op: DiskOp) => void } {
+  const { dir, lane } = laneTree("tree", tmpfsBytes);
+  mkdirSync(join(scratch, "state"));
   const ops: DiskOp[] = [];
   let disk: RealDisk<null> | null = null;
-  const fuse = mount(dir, {
-    mode: "intercept",
-    lane,
-    intercept: (id, op) => {
-      ops.push(op);
-      disk!.apply(op, (result) => fuse.answer(id, result === null ? 0 : osConstants.errno[result]));
-    },
-  });
+  const core = (id: number, op: DiskOp) => {
+    ops.push(op);
+    disk!.apply(op, (result) => fuse.answer(id, result === null ? 0 : osConstants.errno[result]));
+  };
+  const fuse = mount(dir, { mode: "intercept", lane, intercept: core });
   mounts.push(fuse);
   disk = diskUnder(fuse, join(scratch, "state"));
-  lane.on(null, 7);
-  return { dir, fuse, lane, ops };
+  return { dir, fuse, lane, ops, core };
+}
+
+/** laneMount with its lane alone on. */
+function aloneMount(tmpfsBytes?: number): ReturnType<typeof laneMount> {
+  const made = laneMount(tmpfsBytes);
+  made.lane.on(null, 7);
+  return made;
 }
 
 describe("the native lane of a primary alone", () => {
@@ -147,5 +159,43 @@ describe("the native lane of a primary alone", () => {
     expect(ops.length).toBeGreaterThan(before);
     expect(lane.stats().completed).toBe(report!.completed);
     expect(ops.slice(before).every((op) => op.kind === "write" || op.kind === "fsync")).toBe(true);
+  });
+});
+
+describe("the native lane attached to a peer's", () => {
+  it("stops when the two nodes' results differ, gives the operation back, and reports its path for a resend", async () => {
+    // The peer's tree: a tmpfs of 512 KiB holding its own f (256 KiB), which a write of
+    // 1 MiB past the end fills; this node's has room.
+    const peer = laneTree("peer", 512 * 1024);
+    const port = 20_000 + (process.pid % 20_000);
+    peer.lane.listen("127.0.0.1", port);
+    peer.lane.follow(3, 7);
+    const { dir, lane, ops, core } = laneMount();
+    const reports: NativeLaneReport[] = [];
+    lane.onReport((report) => {
+      reports.push(report);
+      for (const { id, op } of report.resubmit) core(id, op);
+    });
+    lane.on(3, 7, "127.0.0.1", port);
+    lane.arm("f", [2 ** 53 - 1]);
+    // Until the lane is connected its writes take the core: one block at a time until one
+    // does not.
+    const deadline = Date.now() + 10_000;
+    let taken = false;
+    while (!taken && Date.now() < deadline) {
+      const before = ops.length;
+      expect(await shell(dir, "head -c 4096 /dev/zero | tr '\\0' 'A' | dd of=f bs=4096 conv=notrunc status=none")).toEqual({ code: 0, stderr: "" });
+      taken = ops.length === before;
+    }
+    expect(taken, "the lane never connected to its peer's").toBe(true);
+    expect(readFileSync(join(peer.dir, "f")).subarray(0, block).every((byte) => byte === 0x41)).toBe(true);
+    const run = await shell(dir, "dd if=/dev/zero of=f bs=1M count=1 seek=1 conv=notrunc status=none");
+    // Given back, the core applied it here (the test's core does not replicate).
+    expect(run).toEqual({ code: 0, stderr: "" });
+    expect(ops.map(describeOp)).toContain("write f @1048576+1048576");
+    expect(reports).toHaveLength(1);
+    expect(reports[0]).toMatchObject({ epoch: 7, stopped: true, differed: ["f"], errors: [] });
+    expect(reports[0]!.why).toBe("write f: ok here, No space left on device on the peer");
+    expect(reports[0]!.resubmit.map(({ op }) => describeOp(op))).toEqual(["write f @1048576+1048576"]);
   });
 });
