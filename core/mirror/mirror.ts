@@ -230,10 +230,14 @@ interface Link {
   endSent: boolean;
   /** `harvesting`: the lane's report is awaited before the flush (upTo not chosen yet). */
   checkpoint: { upTo: number; local: boolean; peer: boolean; harvesting: boolean } | null;
-  readonly startedMs: number;
-  /** stats.resyncBlockBytes when this attachment began (the counter is cumulative). */
-  readonly startBlockBytes: number;
-  readonly full: boolean;
+  /** When the resync under way began: the attachment's, or a resend of paths whose results
+   *  differed after it was in sync (`mirror.resynced` and the state's progress count from
+   *  here). */
+  startedMs: number;
+  /** stats.resyncBlockBytes then (the counter is cumulative). */
+  startBlockBytes: number;
+  /** That resync sends the whole tree. */
+  full: boolean;
   /** A checkpoint cleared marks during this attachment. */
   checkpointed: boolean;
 }
@@ -1924,6 +1928,11 @@ class Step {
     }
     s.meta = { ...s.meta, dirty: unionDirty(s.meta.dirty, marks) };
     this.persist();
+    if (link.inSync) {
+      link.startedMs = this.now;
+      link.startBlockBytes = s.stats.resyncBlockBytes;
+      link.full = false;
+    }
     if (link.inSync || link.endSent) {
       link.inSync = false;
       link.endSent = false;

@@ -347,6 +347,13 @@ describe("the lane", () => {
     const { answer, converged, n1, n2, world } = durableWriteLost("n2");
     expect(answer).toBeNull();
     expect(converged).toBe(true);
+    // The resend is a resync of its own: timed and counted from the divergence, not from
+    // the attachment's full resync seconds before.
+    const resynced = world.logs.filter(({ node, entry }) => node === "n1" && entry.event === "mirror.resynced").map(({ entry }) => entry.fields);
+    expect(resynced).toHaveLength(2);
+    expect(resynced[0]).toMatchObject({ full: true });
+    expect(resynced[1]).toMatchObject({ full: false });
+    expect(resynced[1]!.ms).toBeLessThan(100);
     expect([0, 1, 4].map((index) => n1?.[index * block])).toEqual([0x54, 0x41, 0]);
     expect(n1?.length).toBe(5 * block);
     expect(n2).toEqual(n1);
