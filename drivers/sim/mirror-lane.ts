@@ -90,6 +90,12 @@ export class SimLane implements LanePort {
   #on: { readonly session: number | null; readonly epoch: number } | null = null;
   /** Alone and asked to stop: the stopped report waits for the operations under way. */
   #draining: string | null = null;
+  /** Attached and stopped (why): the report waits for the results here of operations
+   *  still being applied (the native lane's syncs outside its lock, StopLocked). */
+  #stopping: string | null = null;
+  /** on() while stopping: the native lane's On waits for that stop (the JavaScript thread
+   *  blocked meanwhile); here it takes effect once the stop is done. */
+  #onAfterStop: { readonly session: number | null; readonly epoch: number } | null = null;
   #lastEpoch: number | null = null;
   #connected = false;
   readonly #armed = new Map<string, Set<number> | "all">();
@@ -232,12 +238,17 @@ export class SimLane implements LanePort {
     this.#applyDurably(this.#o.disk, op, durable, (result, syncFailed) => {
       flight.local = result;
       if (!this.#flights.includes(flight)) return;
-      if (result !== null) {
-        if (syncFailed) this.#syncFailedHere(flight, result);
-        else this.#stop(`${describeOp(op)}: ${result} here`);
-        return;
+      if (result === null) this.#settle(flight);
+      else if (syncFailed) this.#syncFailedHere(flight, result);
+      else this.#stop(`${describeOp(op)}: ${result} here`);
+      const stopping = this.#stopping;
+      if (stopping !== null && this.#flights.every((each) => each.local !== undefined)) {
+        this.#stopping = null;
+        this.#giveBack(stopping);
+        const next = this.#onAfterStop;
+        this.#onAfterStop = null;
+        if (next !== null) this.on(next.session, next.epoch);
       }
-      this.#settle(flight);
     });
   }
 
@@ -324,7 +335,7 @@ export class SimLane implements LanePort {
     this.#completed++;
     this.completedTotal++;
     this.#o.answer(flight.id, flight.local);
-    if (this.#flights.length === 0 && this.#reporting === 0) this.#release();
+    if (this.#flights.length === 0 && this.#reporting === 0 && this.#stopping === null) this.#release();
   }
 
   /** Applies `op`, then for a durable write an fsync of its path, issued right behind it;
@@ -346,6 +357,10 @@ export class SimLane implements LanePort {
   // ---- the core's side (LanePort) ----
 
   on(session: number | null, epoch: number): void {
+    if (this.#stopping !== null) {
+      this.#onAfterStop = { session, epoch };
+      return;
+    }
     this.#on = { session, epoch };
     this.#draining = null;
     this.#lastEpoch = epoch;
@@ -355,6 +370,13 @@ export class SimLane implements LanePort {
   }
 
   off(): void {
+    const deferred = this.#onAfterStop;
+    if (deferred !== null) {
+      // On and off while a stop waited: that lane never ran.
+      this.#onAfterStop = null;
+      this.#deliver({ ...this.#take(true, "asked", []), epoch: deferred.epoch });
+      return;
+    }
     if (this.#on !== null && this.#on.session === null && this.#flights.length > 0) {
       // Alone: nothing is given back; the report once what is under way is done.
       this.#on = null;
@@ -405,14 +427,24 @@ export class SimLane implements LanePort {
     this.#report = report;
   }
 
-  /** Stops the lane: its unfinished operations go back to the core, ahead of any other. */
+  /** Stops the lane: its unfinished operations go back to the core, ahead of any other,
+   *  once each has its result here. An fsync that failed here (a failed writeback) is
+   *  answered with that error (#syncFailedHere), where the core, applying it again, would
+   *  report a success with the data gone (the fuzzer found it after a hold stopped the
+   *  lane). A stop while one is under way is that one. */
   #stop(why: string): void {
-    const resubmit = this.#flights.map(({ id, op }) => ({ id, op }));
-    this.#flights = [];
+    if (this.#stopping !== null) return;
     this.#on = null;
     this.#armed.clear();
     this.#armedSinceReport.clear();
     this.#habits.clear();
+    if (this.#flights.some((flight) => flight.local === undefined)) this.#stopping = why;
+    else this.#giveBack(why);
+  }
+
+  #giveBack(why: string): void {
+    const resubmit = this.#flights.map(({ id, op }) => ({ id, op }));
+    this.#flights = [];
     this.#withCore += resubmit.length;
     this.#deliver(this.#take(true, why, resubmit));
   }

@@ -29,9 +29,7 @@ export type MirrorVerb =
   | "diskFull"
   | "diskRoomy"
   | "diskError"
-  /** The node's next fsync of a file fails and loses what of it was not durable. Not drawn
-   *  by the generator yet: a durable lane write whose sync fails that way still loses
-   *  earlier writes of its file silently (docs/simulation.md); replays and tests use it. */
+  /** The node's next fsync of a file with data not durable fails and loses that data. */
   | "diskLoseWriteback"
   | "diskSlow"
   | "diskFast"
@@ -214,7 +212,7 @@ export function mirrorPlanArbitrary(shape: MirrorPlanShape = {}): fc.Arbitrary<M
         { atMs, verb, node },
         { atMs: atMs + durationMs, verb: repairOf[verb], node },
       ]);
-    const single = fc.record({ atMs, node, verb: fc.constantFrom<MirrorVerb>("crashApp", "swap", "diskError", "powerOff", "crash", "crashAppStopstart") }).map((fault) => [fault]);
+    const single = fc.record({ atMs, node, verb: fc.constantFrom<MirrorVerb>("crashApp", "swap", "diskError", "diskLoseWriteback", "powerOff", "crash", "crashAppStopstart") }).map((fault) => [fault]);
     return fc.array(fc.oneof({ weight: 4, arbitrary: episode }, { weight: 1, arbitrary: single }), { maxLength: 6 }).map((each) => each.flat().sort((a, b) => a.atMs - b.atMs));
   };
   // Spread over the window, or (one plan in four) begun in a burst: uniform times rarely

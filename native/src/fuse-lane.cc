@@ -529,7 +529,9 @@ void Lane::Follow(bool on, uint64_t session, uint64_t epoch) {
 // ---- the primary ----
 
 void Lane::On(uint64_t session, uint64_t epoch, const std::string& host, int port) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::unique_lock<std::mutex> lock(mutex_);
+  // The flights of a stop waiting for syncs are the old lane's to give back (StopLocked).
+  syncsDone_.wait(lock, [&] { return !stopPending_; });
   on_ = true;
   ready_ = false;
   alone_ = false;
@@ -547,7 +549,8 @@ void Lane::On(uint64_t session, uint64_t epoch, const std::string& host, int por
 }
 
 void Lane::OnAlone(uint64_t epoch) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::unique_lock<std::mutex> lock(mutex_);
+  syncsDone_.wait(lock, [&] { return !stopPending_; });
   on_ = true;
   ready_ = true;
   alone_ = true;
@@ -786,14 +789,24 @@ int Lane::Offer(const Intercepted& op, int fd, bool datasync, bool* taken) {
   }
   if (!sent) StopOnOwnLocked(generation, "the lane could not send to the peer");
   if (!flight.hasLocal && flight.state == Flight::State::kFlying) {
-    // The local fsync outside the lock (while the peer syncs): others go on meanwhile.
+    // The local fsync outside the lock (while the peer syncs): others go on meanwhile. A
+    // stop waits for it (StopLocked).
+    syncing_++;
     lock.unlock();
     int error = (flight.datasync ? fdatasync(fd) : fsync(fd)) < 0 ? errno : 0;
     lock.lock();
+    syncing_--;
     flight.local = error;
     flight.hasLocal = true;
     if (flight.state == Flight::State::kFlying && error != 0) SyncFailedHereLocked(&flight, generation);
     else if (flight.state == Flight::State::kFlying) SettleLocked(&flight);
+    if (syncing_ == 0) {
+      if (stopPending_) {
+        stopPending_ = false;
+        PostStopLocked(stopPendingWhy_);
+      }
+      syncsDone_.notify_all();
+    }
   }
   flight.changed.wait(lock, [&] { return flight.state != Flight::State::kFlying; });
   lock.unlock();
@@ -969,7 +982,23 @@ LaneReport Lane::TakeLocked(bool stopped, const std::string& why) {
   return report;
 }
 
+// No flight goes back to the core while its sync here is under way: one that failed here
+// (a failed writeback) is answered with that error (SyncFailedHereLocked), where the core,
+// applying it again on another descriptor, would report a success with the data gone (the
+// fuzzer found it after a hold stopped the lane). So a stop first admits nothing (a stop
+// of another thread meanwhile is this one), then waits for those syncs: Off() on the
+// JavaScript thread, StopOnOwnLocked by leaving the stop to the last of them.
 LaneReport Lane::StopLocked(const std::string& why) {
+  on_ = false;
+  ready_ = false;
+  generation_++;
+  if (syncing_ > 0) {
+    // Only Off() comes here with syncs under way; it holds mutex_ in a unique_lock, which
+    // this waits through (the JavaScript thread, so no On() meanwhile).
+    std::unique_lock<std::mutex> held(mutex_, std::adopt_lock);
+    syncsDone_.wait(held, [&] { return syncing_ == 0; });
+    held.release();
+  }
   LaneReport report = TakeLocked(true, why);
   HaltLocked(report);
   return report;
@@ -1018,6 +1047,20 @@ void Lane::HaltLocked(LaneReport& report) {
 
 void Lane::StopOnOwnLocked(uint64_t generation, const std::string& why) {
   if (generation != generation_ || !on_) return;
+  if (syncing_ > 0) {
+    // Finished by the last sync under way (Offer), never waited for here: this may be the
+    // thread that reads the acknowledgements or sends the frames.
+    on_ = false;
+    ready_ = false;
+    generation_++;
+    stopPending_ = true;
+    stopPendingWhy_ = why;
+    return;
+  }
+  PostStopLocked(why);
+}
+
+void Lane::PostStopLocked(const std::string& why) {
   LaneReport report = StopLocked(why);
   std::function<void(LaneReport)> reporter = reporter_;
   auto shared = std::make_shared<LaneReport>(std::move(report));
@@ -1029,6 +1072,8 @@ void Lane::StopOnOwnLocked(uint64_t generation, const std::string& why) {
 
 LaneReport Lane::Off() {
   std::unique_lock<std::mutex> lock(mutex_);
+  // A stop of its own waiting for syncs: its report goes first.
+  syncsDone_.wait(lock, [&] { return !stopPending_; });
   if (!on_) return TakeLocked(true, "already stopped");
   if (alone_) {
     // Nothing is given back alone: one applied again by the core while its own write was

@@ -124,6 +124,8 @@ class Lane : public std::enable_shared_from_this<Lane> {
   void NoteWritten(const std::string& path);
   // Stops the lane: unfinished operations go back to the core through the report.
   LaneReport StopLocked(const std::string& why);
+  // The stopped report of a stop on its own, to the core through the intercept queue.
+  void PostStopLocked(const std::string& why);
   // Ends the connection and the unfinished operations: given back (listed in `report`),
   // or failed and marked there when there is no core to give them to.
   void HaltLocked(LaneReport& report);
@@ -163,6 +165,12 @@ class Lane : public std::enable_shared_from_this<Lane> {
 
   mutable std::mutex mutex_;
   std::condition_variable coreCanGo_;
+  // Flights whose sync here runs outside the lock; a stop of the lane's own waiting for
+  // them (StopOnOwnLocked: the last to finish completes it); the signal of either.
+  int syncing_ = 0;
+  bool stopPending_ = false;
+  std::string stopPendingWhy_;
+  std::condition_variable syncsDone_;
   Interceptor* interceptor_ = nullptr;
   std::function<void(LaneReport)> reporter_;
   // The primary's lane.

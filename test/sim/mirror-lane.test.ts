@@ -3,7 +3,7 @@
 // trees different after a failure the mirror must survive.
 
 import { describe, expect, it } from "vitest";
-import type { DiskOp } from "../../core/mirror/disk-ops.ts";
+import type { DiskOp, DiskResult } from "../../core/mirror/disk-ops.ts";
 import { syncedWorld, write } from "./mirror-submit.ts";
 import { inSync, settle } from "../../drivers/sim/mirror-checker.ts";
 import { commitWrites } from "../../drivers/sim/mirror-lane.ts";
@@ -304,6 +304,34 @@ describe("the lane", () => {
     const { converged, n2 } = finalTrees(world);
     expect(converged).toBe(true);
     // n1 lost both writes (never durable there): n2 has what n1 has.
+    expect(n2?.subarray(0, 2 * block)).toEqual(fill(0x41, 2 * block));
+    expect(world.violations).toEqual([]);
+  });
+
+  // The lane stopped (here by a resource the module waits for: it leaves the primary role)
+  // while its fsync is still being applied here, and that fsync fails (a failed
+  // writeback). Given back to the core at once, it was applied again and succeeded with
+  // the data gone: the stop must wait for it, and answer its error.
+  it("answers a failed writeback's fsync with its error when the lane stops while it is applied here", () => {
+    const world = laneWorld({ seed: 8, fsyncMs: 40 });
+    durableFile(world);
+    writeOnLane(world, 0x51, 0x52);
+    world.diskLoseWriteback("n1");
+    const lane = world.node("n1").lane!;
+    const before = lane.completedTotal;
+    let answer: DiskResult | "unreachable" | undefined;
+    world.submit({ kind: "fsync", path: "f" }, (result) => (answer = result));
+    world.runFor(5);
+    expect(answer).toBeUndefined();
+    world.hold("n1", true);
+    world.runFor(1);
+    world.hold("n1", false);
+    expect(world.runUntilCondition(() => answer !== undefined, world.nowMs + 5_000)).toBe(true);
+    expect(answer).toBe("EIO");
+    // Completed by the lane with its error, not by the core.
+    expect(lane.completedTotal).toBe(before + 1);
+    const { converged, n2 } = finalTrees(world);
+    expect(converged).toBe(true);
     expect(n2?.subarray(0, 2 * block)).toEqual(fill(0x41, 2 * block));
     expect(world.violations).toEqual([]);
   });
