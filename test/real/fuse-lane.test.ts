@@ -162,33 +162,42 @@ describe("the native lane of a primary alone", () => {
   });
 });
 
+/** laneMount with its lane on for session 3, epoch 7, to a peer's lane over laneTree "peer"
+ *  (`peerTmpfsBytes`: on a tmpfs of that size), f armed whole, connected: a block of 'A'
+ *  written at 0 took the lane. The test's core (`core`) applies here only; it takes what
+ *  the lane gives back in a report of its own. */
+async function attachedMount(peerTmpfsBytes?: number): Promise<ReturnType<typeof laneMount> & { peer: ReturnType<typeof laneTree>; port: number; reports: NativeLaneReport[] }> {
+  const peer = laneTree("peer", peerTmpfsBytes);
+  const port = 20_000 + (process.pid % 20_000);
+  peer.lane.listen("127.0.0.1", port);
+  peer.lane.follow(3, 7);
+  const made = laneMount();
+  const reports: NativeLaneReport[] = [];
+  made.lane.onReport((report) => {
+    reports.push(report);
+    for (const { id, op } of report.resubmit) made.core(id, op);
+  });
+  made.lane.on(3, 7, "127.0.0.1", port);
+  made.lane.arm("f", [2 ** 53 - 1]);
+  // Until the lane is connected its writes take the core: one block at a time until one
+  // does not.
+  const deadline = Date.now() + 10_000;
+  let taken = false;
+  while (!taken && Date.now() < deadline) {
+    const before = made.ops.length;
+    expect(await shell(made.dir, "head -c 4096 /dev/zero | tr '\\0' 'A' | dd of=f bs=4096 conv=notrunc status=none")).toEqual({ code: 0, stderr: "" });
+    taken = made.ops.length === before;
+  }
+  expect(taken, "the lane never connected to its peer's").toBe(true);
+  expect(readFileSync(join(peer.dir, "f")).subarray(0, block).every((byte) => byte === 0x41)).toBe(true);
+  return { ...made, peer, port, reports };
+}
+
 describe("the native lane attached to a peer's", () => {
   it("stops when the two nodes' results differ, gives the operation back, and reports its path for a resend", async () => {
     // The peer's tree: a tmpfs of 512 KiB holding its own f (256 KiB), which a write of
     // 1 MiB past the end fills; this node's has room.
-    const peer = laneTree("peer", 512 * 1024);
-    const port = 20_000 + (process.pid % 20_000);
-    peer.lane.listen("127.0.0.1", port);
-    peer.lane.follow(3, 7);
-    const { dir, lane, ops, core } = laneMount();
-    const reports: NativeLaneReport[] = [];
-    lane.onReport((report) => {
-      reports.push(report);
-      for (const { id, op } of report.resubmit) core(id, op);
-    });
-    lane.on(3, 7, "127.0.0.1", port);
-    lane.arm("f", [2 ** 53 - 1]);
-    // Until the lane is connected its writes take the core: one block at a time until one
-    // does not.
-    const deadline = Date.now() + 10_000;
-    let taken = false;
-    while (!taken && Date.now() < deadline) {
-      const before = ops.length;
-      expect(await shell(dir, "head -c 4096 /dev/zero | tr '\\0' 'A' | dd of=f bs=4096 conv=notrunc status=none")).toEqual({ code: 0, stderr: "" });
-      taken = ops.length === before;
-    }
-    expect(taken, "the lane never connected to its peer's").toBe(true);
-    expect(readFileSync(join(peer.dir, "f")).subarray(0, block).every((byte) => byte === 0x41)).toBe(true);
+    const { dir, ops, reports } = await attachedMount(512 * 1024);
     const run = await shell(dir, "dd if=/dev/zero of=f bs=1M count=1 seek=1 conv=notrunc status=none");
     // Given back, the core applied it here (the test's core does not replicate).
     expect(run).toEqual({ code: 0, stderr: "" });
@@ -197,5 +206,35 @@ describe("the native lane attached to a peer's", () => {
     expect(reports[0]).toMatchObject({ epoch: 7, stopped: true, differed: ["f"], errors: [] });
     expect(reports[0]!.why).toBe("write f: ok here, No space left on device on the peer");
     expect(reports[0]!.resubmit.map(({ op }) => describeOp(op))).toEqual(["write f @1048576+1048576"]);
+  });
+
+  // A stop waits for the syncs under way here (a durable write's, an fsync's), so that one
+  // that fails is answered with its error rather than given back: off() and on() again and
+  // again under a writer whose every write is synced must neither hang nor fail it.
+  it("stops and starts again under a writer whose writes it syncs, without a hang or a failed write", async () => {
+    const { dir, lane, peer, port, core, reports } = await attachedMount();
+    // 3000 writes of one block, each synced (O_DSYNC): a path committed to, its writes durable.
+    const writer = shell(dir, "dd if=/dev/zero of=f bs=4096 count=3000 oflag=dsync conv=notrunc status=none");
+    let done = false;
+    void writer.then(() => (done = true));
+    let epoch = 7;
+    let cycles = 0;
+    let durable = 0;
+    while (!done) {
+      await new Promise((resolve) => setTimeout(resolve, 15));
+      durable = Math.max(durable, lane.stats().durableWrites);
+      const report = lane.off();
+      expect(report.stopped).toBe(true);
+      for (const { id, op } of report.resubmit) core(id, op);
+      epoch++;
+      peer.lane.follow(3, epoch);
+      lane.on(3, epoch, "127.0.0.1", port);
+      lane.arm("f", [2 ** 53 - 1]);
+      cycles++;
+    }
+    expect(await writer).toEqual({ code: 0, stderr: "" });
+    expect(cycles).toBeGreaterThan(5);
+    expect(durable).toBeGreaterThan(0);
+    expect(reports.every((report) => report.errors.length === 0)).toBe(true);
   });
 });
