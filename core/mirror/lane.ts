@@ -51,8 +51,9 @@ export interface LaneReport {
   /** Operations it completed with an error of this node's disk, the first few of each
    *  report: alone, any; attached, an fsync or a durable write's own sync that failed here
    *  (a failed writeback: applied again, on another descriptor, it could succeed with the
-   *  data gone), which stops the lane like any different result. The core logs them as its own, and resends the path
-   *  of one completed while attached, as for any operation whose results differ. */
+   *  data gone), which stops the lane like any different result. The core logs them as
+   *  its own, and resends the path of one completed while attached, as for any operation
+   *  whose results differ. */
   readonly errors: readonly { readonly path: string; readonly op: string; readonly error: string }[];
   /** Paths of operations whose results differed on the two nodes (each stopped the lane).
    *  Given back to the core and applied again, such an operation may agree the second time

@@ -104,8 +104,10 @@ export class SimLane implements LanePort {
   /** Admitted and unfinished, in the order applied here. */
   #flights: Flight[] = [];
   #marks: DirtyMap = emptyDirty;
-  /** Errors of operations completed alone since the last report (the first few). */
+  /** Errors of operations completed with this node's error since the last report (the
+   *  first few): alone, any; attached, a sync that failed here. */
   #errors: { path: string; op: string; error: string }[] = [];
+  /** Paths of operations whose results differed since the last report. */
   #differed: string[] = [];
   /** Paths written since the last report, with their extents. */
   readonly #touched = new Map<string, Set<number>>();
