@@ -241,8 +241,7 @@ export class SimLane implements LanePort {
       flight.local = result;
       if (!this.#flights.includes(flight)) return;
       if (result === null) this.#settle(flight);
-      else if (syncFailed) this.#syncFailedHere(flight, result);
-      else this.#stop(`${describeOp(op)}: ${result} here`);
+      else this.#failedHere(flight, result, syncFailed);
       const stopping = this.#stopping;
       if (stopping !== null && this.#flights.every((each) => each.local !== undefined)) {
         this.#stopping = null;
@@ -301,20 +300,21 @@ export class SimLane implements LanePort {
     if (this.#errors.length < laneErrorsMax) this.#errors.push({ path: pathsOf(op)[0] ?? "", op: describeOp(op), error });
   }
 
-  /** An fsync, or a durable write's own sync, that failed here: a failed writeback, which
-   *  dropped every write of the file not yet durable. Applied again by the core, on another
-   *  descriptor, it could succeed with that data gone. Answered with this node's error, as
-   *  a local disk would (write(2) may report a writeback error too), whatever the peer says;
-   *  the core resends the path (the report names it); the others go back to the core, as
-   *  for any different result. A write is marked: it was written here before the sync. */
-  #syncFailedHere(flight: Flight, error: DiskError): void {
+  /** A write, an fsync, or a durable write's own sync (`syncing`), that failed here. It may
+   *  be a failed writeback (reported by fsync, by write(2) too, or by the sync of an
+   *  O_DSYNC write), which dropped every write of the file not yet durable: applied again
+   *  by the core, on another descriptor, it could succeed with that data gone. Answered
+   *  with this node's error, as a local disk would, whatever the peer says; the core
+   *  resends the path (the report names it); the others go back to the core, as for any
+   *  different result. A write is marked: it may have written all or part here. */
+  #failedHere(flight: Flight, error: DiskError, syncing: boolean): void {
     this.#flights.splice(this.#flights.indexOf(flight), 1);
     if (flight.op.kind === "write" && this.#o.plantedBug !== "lane-forgets-marks") this.#marks = unionDirty(this.#marks, dirtyOf(flight.op, this.#o.blockSize));
     this.#noteError(flight.op, error);
     this.#completed++;
     this.completedTotal++;
     this.#o.answer(flight.id, error);
-    this.#stop(`${describeOp(flight.op)}: ${error} here`);
+    this.#stop(`${describeOp(flight.op)}: ${error} here${syncing ? ", syncing it" : ""}`);
   }
 
   #settle(flight: Flight): void {
@@ -341,10 +341,10 @@ export class SimLane implements LanePort {
   }
 
   /** Applies `op`, then for a durable write an fsync of its path, issued right behind it;
-   *  `syncFailed`: the error is a sync's (an fsync's, or a durable write's written here). */
+   *  `syncFailed`: the error is a durable write's sync's (it was written here). */
   #applyDurably(disk: Pick<DiskPort<MirrorMeta>, "apply">, op: DiskOp, durable: boolean, done: (result: DiskResult, syncFailed: boolean) => void): void {
     if (!durable || op.kind !== "write") {
-      disk.apply(op, (result) => done(result, result !== null && op.kind === "fsync"));
+      disk.apply(op, (result) => done(result, false));
       return;
     }
     let written: DiskResult = null;
@@ -431,7 +431,7 @@ export class SimLane implements LanePort {
 
   /** Stops the lane: its unfinished operations go back to the core, ahead of any other,
    *  once each has its result here. An fsync that failed here (a failed writeback) is
-   *  answered with that error (#syncFailedHere), where the core, applying it again, would
+   *  answered with that error (#failedHere), where the core, applying it again, would
    *  report a success with the data gone (the fuzzer found it after a hold stopped the
    *  lane). A stop while one is under way is that one. */
   #stop(why: string): void {

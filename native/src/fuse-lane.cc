@@ -785,7 +785,7 @@ int Lane::Offer(const Intercepted& op, int fd, bool datasync, bool* taken) {
     }
     // A durable write is complete here once synced too.
     flight.hasLocal = flight.local != 0 || !flight.durable;
-    if (flight.local != 0) StopOnOwnLocked(generation, std::string("write ") + op.path + ": " + std::strerror(flight.local) + " here");
+    if (flight.local != 0) FailedHereLocked(&flight, generation, false);
   }
   if (!sent) StopOnOwnLocked(generation, "the lane could not send to the peer");
   if (!flight.hasLocal && flight.state == Flight::State::kFlying) {
@@ -798,7 +798,7 @@ int Lane::Offer(const Intercepted& op, int fd, bool datasync, bool* taken) {
     syncing_--;
     flight.local = error;
     flight.hasLocal = true;
-    if (flight.state == Flight::State::kFlying && error != 0) SyncFailedHereLocked(&flight, generation);
+    if (flight.state == Flight::State::kFlying && error != 0) FailedHereLocked(&flight, generation, write);
     else if (flight.state == Flight::State::kFlying) SettleLocked(&flight);
     if (syncing_ == 0) {
       if (stopPending_) {
@@ -859,13 +859,14 @@ int Lane::OfferAlone(const Intercepted& op, int fd, bool datasync, std::unique_l
   return error == 0 ? 0 : -error;
 }
 
-void Lane::SyncFailedHereLocked(Flight* flight, uint64_t generation) {
-  // An fsync, or a durable write's own sync, failed here: a failed writeback, which dropped
-  // every write of the file not yet durable. Applied again by the core, on another
-  // descriptor, it could succeed with that data gone. Answered with this node's error, as a
-  // local disk would (write(2) may report a writeback error too), whatever the peer says;
-  // the core resends the path (the report names it); the others go back to the core, as
-  // for any different result. A write is marked: it was written here before the sync.
+void Lane::FailedHereLocked(Flight* flight, uint64_t generation, bool syncing) {
+  // A write, an fsync, or a durable write's own sync, failed here. It may be a failed
+  // writeback (reported by fsync, and by write(2) too, or by the sync of an O_DSYNC
+  // write), which dropped every write of the file not yet durable: applied again by the
+  // core, on another descriptor, it could succeed with that data gone. Answered with this
+  // node's error, as a local disk would, whatever the peer says; the core resends the path
+  // (the report names it); the others go back to the core, as for any different result.
+  // A write is marked: it may have written all or part here.
   flights_.erase(std::find(flights_.begin(), flights_.end(), flight));
   bool write = std::strcmp(flight->op->kind, "write") == 0;
   if (write) Mark(*flight->op);
@@ -874,7 +875,7 @@ void Lane::SyncFailedHereLocked(Flight* flight, uint64_t generation) {
   completedTotal_++;
   flight->state = Flight::State::kDone;
   flight->changed.notify_one();
-  StopOnOwnLocked(generation, std::string(write ? "write " : "fsync ") + flight->op->path + ": " + std::strerror(flight->local) + (write ? " here, syncing it" : " here"));
+  StopOnOwnLocked(generation, std::string(write ? "write " : "fsync ") + flight->op->path + ": " + std::strerror(flight->local) + (syncing ? " here, syncing it" : " here"));
   if (flights_.empty()) coreCanGo_.notify_all();
 }
 
@@ -983,7 +984,7 @@ LaneReport Lane::TakeLocked(bool stopped, const std::string& why) {
 }
 
 // No flight goes back to the core while its sync here is under way: one that failed here
-// (a failed writeback) is answered with that error (SyncFailedHereLocked), where the core,
+// (a failed writeback) is answered with that error (FailedHereLocked), where the core,
 // applying it again on another descriptor, would report a success with the data gone (the
 // fuzzer found it after a hold stopped the lane). So a stop first admits nothing (a stop
 // of another thread meanwhile is this one), then waits for those syncs: Off() on the

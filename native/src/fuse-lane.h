@@ -134,8 +134,9 @@ class Lane : public std::enable_shared_from_this<Lane> {
   // disk), the flight listed meanwhile so that the core and Off() wait for it.
   int OfferAlone(const Intercepted& op, int fd, bool datasync, std::unique_lock<std::mutex>& lock);
   void SettleLocked(Flight* flight);
-  // An fsync, or a durable write's own sync, that failed here: completed with that error; the lane stops.
-  void SyncFailedHereLocked(Flight* flight, uint64_t generation);
+  // A write, an fsync or a durable write's own sync (`syncing`) that failed here: completed
+  // with that error, reported; the lane stops.
+  void FailedHereLocked(Flight* flight, uint64_t generation, bool syncing);
   void Mark(const Intercepted& op);
   void NoteErrorLocked(const Intercepted& op, int error);
   void MarkInto(std::map<std::string, BlockRuns>& marks, const Intercepted& op) const;

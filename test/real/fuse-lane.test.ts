@@ -26,6 +26,7 @@ const mounts: FuseMount[] = [];
 const lanes: FuseLane[] = [];
 const fds: number[] = [];
 const tmpfs: string[] = [];
+const loops: string[] = [];
 
 requireFuse();
 
@@ -34,15 +35,37 @@ afterEach(() => {
   for (const lane of lanes.splice(0)) lane.close();
   for (const fd of fds.splice(0)) closeSync(fd);
   // Lazily: the lane holds a descriptor of the tree until it is collected.
-  for (const dir of tmpfs.splice(0)) execFileSync("umount", ["-l", dir]);
+  // The last first: a loop device's file system, then the tmpfs holding its image.
+  for (const dir of tmpfs.splice(0).reverse()) execFileSync("umount", ["-l", dir]);
+  // Busy until the lazily unmounted file system is let go: detached then (autoclear).
+  for (const device of loops.splice(0)) execFileSync("losetup", ["-d", device]);
   if (scratch !== "") rmSync(scratch, { recursive: true, force: true });
   scratch = "";
 });
 
 
+/** A disk whose writeback fails: ext4 on a loop device over a 64 MiB image kept on a
+ *  tmpfs of 6 MiB, mounted at `dir`. Writes land in the page cache; once more than the
+ *  tmpfs holds is written back, the loop device's writes fail and so does the fsync that
+ *  asked for them (ENOSPC, then EIO: a failed writeback, as a dying disk gives). */
+function failingDisk(dir: string): void {
+  const backing = join(scratch, "backing");
+  mkdirSync(backing);
+  execFileSync("mount", ["-t", "tmpfs", "-o", "size=6m", "tandem-lane-backing", backing]);
+  tmpfs.push(backing);
+  const image = join(backing, "image");
+  execFileSync("truncate", ["-s", "64M", image]);
+  execFileSync("mkfs.ext4", ["-q", "-F", "-O", "^has_journal", image]);
+  const device = execFileSync("losetup", ["-f", "--show", image], { encoding: "utf8" }).trim();
+  loops.push(device);
+  execFileSync("mount", [device, dir]);
+  tmpfs.push(dir);
+}
+
 /** `<scratch>/<name>` with `f` (256 KiB of zeros) made in it, and a lane over it (its
- *  directory handle). `tmpfsBytes`: the tree is a tmpfs of that size (a disk that fills). */
-function laneTree(name: string, tmpfsBytes?: number): { dir: string; lane: FuseLane } {
+ *  directory handle). `tmpfsBytes`: the tree is a tmpfs of that size (a disk that fills);
+ *  `failing`: it is a failingDisk. */
+function laneTree(name: string, tmpfsBytes?: number, failing = false): { dir: string; lane: FuseLane } {
   if (scratch === "") scratch = mkdtempSync(join(tmpdir(), "tandem-lane-"));
   const dir = join(scratch, name);
   mkdirSync(dir);
@@ -50,6 +73,7 @@ function laneTree(name: string, tmpfsBytes?: number): { dir: string; lane: FuseL
     execFileSync("mount", ["-t", "tmpfs", "-o", `size=${tmpfsBytes}`, "tandem-lane", dir]);
     tmpfs.push(dir);
   }
+  if (failing) failingDisk(dir);
   writeFileSync(join(dir, "f"), new Uint8Array(16 * extentBytes / 4));
   const tree = openSync(dir, "r");
   fds.push(tree);
@@ -61,8 +85,8 @@ function laneTree(name: string, tmpfsBytes?: number): { dir: string; lane: FuseL
 /** laneTree "tree" mounted intercepting with its lane, not on yet; each operation
  *  intercepted, or given back by the lane (`core`), applied with the real disk port and
  *  recorded, as a core with no peer would. */
-function laneMount(tmpfsBytes?: number): { dir: string; fuse: FuseMount; lane: FuseLane; ops: DiskOp[]; core: (id: number, op: DiskOp) => void } {
-  const { dir, lane } = laneTree("tree", tmpfsBytes);
+function laneMount(tmpfsBytes?: number, failing = false): { dir: string; fuse: FuseMount; lane: FuseLane; ops: DiskOp[]; core: (id: number, op: DiskOp) => void } {
+  const { dir, lane } = laneTree("tree", tmpfsBytes, failing);
   mkdirSync(join(scratch, "state"));
   const ops: DiskOp[] = [];
   let disk: RealDisk<null> | null = null;
@@ -165,13 +189,14 @@ describe("the native lane of a primary alone", () => {
 /** laneMount with its lane on for session 3, epoch 7, to a peer's lane over laneTree "peer"
  *  (`peerTmpfsBytes`: on a tmpfs of that size), f armed whole, connected: a block of 'A'
  *  written at 0 took the lane. The test's core (`core`) applies here only; it takes what
- *  the lane gives back in a report of its own. */
-async function attachedMount(peerTmpfsBytes?: number): Promise<ReturnType<typeof laneMount> & { peer: ReturnType<typeof laneTree>; port: number; reports: NativeLaneReport[] }> {
+ *  the lane gives back in a report of its own. `failing`: this node's tree is a
+ *  failingDisk. */
+async function attachedMount(peerTmpfsBytes?: number, failing = false): Promise<ReturnType<typeof laneMount> & { peer: ReturnType<typeof laneTree>; port: number; reports: NativeLaneReport[] }> {
   const peer = laneTree("peer", peerTmpfsBytes);
   const port = 20_000 + (process.pid % 20_000);
   peer.lane.listen("127.0.0.1", port);
   peer.lane.follow(3, 7);
-  const made = laneMount();
+  const made = laneMount(undefined, failing);
   const reports: NativeLaneReport[] = [];
   made.lane.onReport((report) => {
     reports.push(report);
@@ -236,5 +261,45 @@ describe("the native lane attached to a peer's", () => {
     expect(cycles).toBeGreaterThan(5);
     expect(durable).toBeGreaterThan(0);
     expect(reports.every((report) => report.errors.length === 0)).toBe(true);
+  });
+
+  // An fsync that fails here (a failed writeback) is answered with this node's error, not
+  // given back to the core, which would apply it again on another descriptor and could
+  // report a success with the data gone. Here the tree's disk cannot write back 12 MiB.
+  it("answers an fsync that fails here with its error, and reports it", async () => {
+    const { dir, ops, reports } = await attachedMount(undefined, true);
+    const before = ops.length;
+    const run = await shell(dir, "head -c 12582912 /dev/urandom | dd of=f bs=1M iflag=fullblock conv=notrunc,fsync status=none");
+    expect(run.code).not.toBe(0);
+    expect(run.stderr).toMatch(/No space left on device|Input\/output error/);
+    // Neither the writes nor the fsync went to the core.
+    expect(ops.length).toBe(before);
+    expect(reports).toHaveLength(1);
+    const [failed] = reports[0]!.errors;
+    expect(reports[0]).toMatchObject({ epoch: 7, stopped: true, resubmit: [], differed: [] });
+    expect([osConstants.errno.ENOSPC, osConstants.errno.EIO]).toContain(failed?.errno);
+    expect(failed).toMatchObject({ path: "f", op: "fsync f" });
+    expect(reports[0]!.why).toMatch(/^fsync f: (No space left on device|Input\/output error) here$/);
+  });
+
+  // A committed path's writes are synced here (durable writes; an O_DSYNC write's own
+  // pwrite syncs it too): one that fails answers the write with the error, as write(2)
+  // may after a failed writeback, instead of going back to the core, which would write it
+  // again and complete it while the file's earlier unsynced writes are gone here only.
+  it("answers a synced write that fails here with the error, and reports it", async () => {
+    const { dir, lane, ops, reports } = await attachedMount(undefined, true);
+    const before = ops.length;
+    // 64 KiB writes, each synced (O_DSYNC): after the first, the path is committed to.
+    const run = await shell(dir, "head -c 13107200 /dev/urandom | dd of=f bs=64K iflag=fullblock oflag=dsync conv=notrunc status=none");
+    expect(run.code).not.toBe(0);
+    expect(run.stderr).toMatch(/No space left on device|Input\/output error/);
+    expect(lane.stats().durableWrites).toBeGreaterThan(0);
+    // Nothing went to the core: not the failed write, not anything after it.
+    expect(ops.length).toBe(before);
+    expect(reports).toHaveLength(1);
+    expect(reports[0]).toMatchObject({ stopped: true, resubmit: [] });
+    const [failed] = reports[0]!.errors;
+    expect(failed).toMatchObject({ path: "f", op: "write f" });
+    expect(reports[0]!.why).toMatch(/^write f: (No space left on device|Input\/output error) here(, syncing it)?$/);
   });
 });
