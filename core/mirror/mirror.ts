@@ -1874,7 +1874,7 @@ class Step {
       // Attached (alone there is no link): applied on the peer, not here.
       this.divergePaths([path], `${op}: ${error} here (the lane)`);
     }
-    for (const path of report.differed) this.divergePaths([path], `${report.why} (the lane)`);
+    if (report.differed.length > 0) this.divergePaths(report.differed, `${report.why} (the lane)`);
     s.stats.laneOps += report.completed;
     s.stats.completed += report.completed;
     if (!alone) s.stats.replicatedOps += report.completed;
