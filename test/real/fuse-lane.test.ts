@@ -34,8 +34,8 @@ afterEach(() => {
   for (const fuse of mounts.splice(0)) fuse.unmount({ force: true });
   for (const lane of lanes.splice(0)) lane.close();
   for (const fd of fds.splice(0)) closeSync(fd);
-  // Lazily: the lane holds a descriptor of the tree until it is collected.
-  // The last first: a loop device's file system, then the tmpfs holding its image.
+  // Lazily (the lane holds a descriptor of the tree until it is collected), and the last
+  // first: a loop device's file system, then the tmpfs holding its image.
   for (const dir of tmpfs.splice(0).reverse()) execFileSync("umount", ["-l", dir]);
   // Busy until the lazily unmounted file system is let go: detached then (autoclear).
   for (const device of loops.splice(0)) execFileSync("losetup", ["-d", device]);
@@ -55,8 +55,13 @@ function failingDisk(dir: string): void {
   tmpfs.push(backing);
   const image = join(backing, "image");
   execFileSync("truncate", ["-s", "64M", image]);
-  execFileSync("mkfs.ext4", ["-q", "-F", "-O", "^has_journal", image]);
-  const device = execFileSync("losetup", ["-f", "--show", image], { encoding: "utf8" }).trim();
+  let device = "";
+  try {
+    execFileSync("mkfs.ext4", ["-q", "-F", "-O", "^has_journal", image]);
+    device = execFileSync("losetup", ["-f", "--show", image], { encoding: "utf8" }).trim();
+  } catch (error) {
+    throw new Error(`a failing disk needs mkfs.ext4 (e2fsprogs), losetup (util-linux) and a free loop device: ${(error as Error).message}`);
+  }
   loops.push(device);
   execFileSync("mount", [device, dir]);
   tmpfs.push(dir);
