@@ -317,7 +317,10 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
       case "mkdir":
         await mkdir(this.#at(op.path), op.mode);
         await this.#own(op.path, op.owner);
-        await chmod(this.#at(op.path), op.mode);
+        // Exactly the mode asked for, whatever our umask; but under a default ACL the new
+        // directory's bits are the inherited ACL's, masked by the mode, as on a local disk
+        // (no umask applies there; a chmod would rewrite the inherited mask).
+        if (!this.#inheritedAcl(op.path)) await chmod(this.#at(op.path), op.mode);
         break;
       case "rmdir":
         await rmdir(this.#at(op.path));
@@ -628,6 +631,13 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
     } finally {
       await file.close();
     }
+  }
+
+  /** Whether the directory `path` was given a default ACL by its parent's (a new one has
+   *  one only by inheritance). */
+  #inheritedAcl(path: string): boolean {
+    const found = fuseBinding().xattrs(this.#at(path));
+    return typeof found !== "number" && found.some(([name]) => name === "system.posix_acl_default");
   }
 
   /** The extended attributes of `path` as a snapshot carries them: sorted by name, none

@@ -1018,10 +1018,20 @@ Napi::Value SetTimes(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, rc);
 }
 
+// Whether the directory holding `path` has a default POSIX ACL: a new entry then inherits
+// it, masked by the mode it is made with, and no umask applies (as on a local disk).
+bool ParentHasDefaultAcl(const std::string& path) {
+  size_t slash = path.rfind('/');
+  std::string parent = slash == std::string::npos ? std::string(".") : slash == 0 ? std::string("/") : path.substr(0, slash);
+  return lgetxattr(parent.c_str(), "system.posix_acl_default", nullptr, 0) > 0;
+}
+
 // createFile(path, mode, uid, gid): a new regular file (O_EXCL, never through a symlink)
 // with that owner (uid -1: the caller's) and exactly that mode whatever the umask (set
 // after fchown, which clears set-user/group-ID bits), in one call: the disk port's create
-// was four trips through libuv's thread pool. Returns 0 or an errno (the file stays when
+// was four trips through libuv's thread pool. Under a directory with a default ACL the
+// permission bits are the ones the inherited ACL gave (this process's umask does not apply
+// there): only set-ID bits are given back. Returns 0 or an errno (the file stays when
 // only its owner or mode failed, as with the calls one by one).
 Napi::Value CreateFile(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -1036,7 +1046,13 @@ Napi::Value CreateFile(const Napi::CallbackInfo& info) {
   if (fd < 0) return Napi::Number::New(env, errno);
   int rc = 0;
   if (uid >= 0 && fchown(fd, static_cast<uid_t>(uid), static_cast<gid_t>(gid)) < 0) rc = errno;
-  if (rc == 0 && fchmod(fd, mode) < 0) rc = errno;
+  if (rc == 0 && ParentHasDefaultAcl(path)) {
+    struct stat status {};
+    if (fstat(fd, &status) < 0) rc = errno;
+    else if ((mode & 07000) != 0 && fchmod(fd, (status.st_mode & 0777) | (mode & 07000)) < 0) rc = errno;
+  } else if (rc == 0 && fchmod(fd, mode) < 0) {
+    rc = errno;
+  }
   close(fd);
   return Napi::Number::New(env, rc);
 }

@@ -128,14 +128,30 @@ bool OfferToLane(Volume& volume, const Intercepted& op, fuse_file_info* file, bo
   return taken;
 }
 
+// The directory holding `relative`, relative to the directory handle ("." for the root's entries).
+std::string ParentOf(const char* relative) {
+  const char* slash = std::strrchr(relative, '/');
+  return slash == nullptr ? std::string(".") : std::string(relative, static_cast<size_t>(slash - relative));
+}
+
 // The group of the directory holding `relative` when it is set-group-ID (its new entries
 // then take that group), or -1.
 gid_t SetgidParentGroup(const Volume& volume, const char* relative) {
-  const char* slash = std::strrchr(relative, '/');
-  std::string parent = slash == nullptr ? std::string(".") : std::string(relative, static_cast<size_t>(slash - relative));
   struct stat status {};
-  if (fstatat(volume.dirFd, parent.c_str(), &status, 0) < 0 || (status.st_mode & S_ISGID) == 0) return static_cast<gid_t>(-1);
+  if (fstatat(volume.dirFd, ParentOf(relative).c_str(), &status, 0) < 0 || (status.st_mode & S_ISGID) == 0) return static_cast<gid_t>(-1);
   return status.st_gid;
+}
+
+// The mode a new path named `relative` is made with underneath. With POSIX ACLs on, the
+// kernel leaves the caller's umask to this file system (FUSE_CAP_DONT_MASK), and it
+// applies as on a local one: only when the parent has no default ACL. With one, the mode
+// goes down whole and the file system underneath masks the inherited ACL with it (this
+// process's umask is 0 on the FUSE threads; the core's create keeps the inherited ACL).
+mode_t CreationMode(const Volume& volume, const char* relative, mode_t mode) {
+  if (!volume.posixAcl.load(std::memory_order_relaxed)) return mode;
+  std::string parent = "/proc/self/fd/" + std::to_string(volume.dirFd) + "/" + ParentOf(relative);
+  if (lgetxattr(parent.c_str(), "system.posix_acl_default", nullptr, 0) > 0) return mode;
+  return mode & ~fuse_get_context()->umask;
 }
 
 // A new file, directory, node or symlink belongs to the process that created it, as on a
@@ -218,6 +234,18 @@ void* Init(fuse_conn_info* connection, fuse_config* config) {
     GrantKillprivV2();
     volume.killprivV2.store(true);
   }
+  // POSIX ACLs, when the file system underneath keeps them (its answer for the root's
+  // access ACL is ENODATA or the ACL, not EOPNOTSUPP): the kernel then reads them through
+  // getxattr and enforces them, and setfacl reaches setxattr (replicated like any other
+  // attribute; the file system underneath sets the mode an access ACL implies, on each
+  // node). Without DONT_MASK the kernel would apply the umask even under a default ACL,
+  // which must replace it: CreationMode() applies it as a local file system does.
+  std::string root = "/proc/self/fd/" + std::to_string(volume.dirFd) + "/.";
+  bool keepsAcls = lgetxattr(root.c_str(), "system.posix_acl_access", nullptr, 0) >= 0 || errno == ENODATA;
+  if (keepsAcls && (connection->capable & FUSE_CAP_POSIX_ACL) != 0 && (connection->capable & FUSE_CAP_DONT_MASK) != 0) {
+    connection->want |= FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
+    volume.posixAcl.store(true);
+  }
   if (volume.maxWriteSize != 0) connection->max_write = volume.maxWriteSize;
   if (volume.maxReadSize != 0) {
     connection->max_read = volume.maxReadSize;
@@ -249,10 +277,11 @@ int Mknod(const char* path, mode_t mode, dev_t device) {
       // Only regular files are replicated (the mount is nodev; fifos and sockets are local things).
       if (!S_ISREG(mode)) return -EPERM;
       Intercepted op = OpOn("create", path);
-      op.mode = mode & 07777;
+      op.mode = CreationMode(volume, relative, mode) & 07777;
       SetOwner(volume, relative, &op);
       return Ship(volume, op);
     }
+    mode = CreationMode(volume, relative, mode);
     if (mknodat(volume.dirFd, relative, mode, device) < 0) return -errno;
     int error = Adopt(volume, -1, relative, mode);
     return error < 0 ? Undo(volume, relative, 0, error) : 0;
@@ -265,10 +294,11 @@ int Mkdir(const char* path, mode_t mode) {
   return Modify(volume, kMkdir, [&] {
     if (Intercepting(volume)) {
       Intercepted op = OpOn("mkdir", path);
-      op.mode = mode & 07777;
+      op.mode = CreationMode(volume, relative, mode) & 07777;
       SetOwner(volume, relative, &op);
       return Ship(volume, op);
     }
+    mode = CreationMode(volume, relative, mode);
     if (mkdirat(volume.dirFd, relative, mode) < 0) return -errno;
     int error = Adopt(volume, -1, relative, S_IFDIR | mode);
     return error < 0 ? Undo(volume, relative, AT_REMOVEDIR, error) : 0;
@@ -461,7 +491,7 @@ int Open(const char* path, fuse_file_info* file) {
 // create only for a name it did not find), truncated first for O_TRUNC.
 int ShipCreate(Volume& volume, const char* path, const char* relative, mode_t mode, fuse_file_info* file) {
   Intercepted op = OpOn("create", path);
-  op.mode = mode & 07777;
+  op.mode = CreationMode(volume, relative, mode) & 07777;
   SetOwner(volume, relative, &op);
   int rc = Ship(volume, op);
   if (rc == -EEXIST && (file->flags & O_EXCL) == 0) {
@@ -476,6 +506,7 @@ int Create(const char* path, mode_t mode, fuse_file_info* file) {
   const char* relative = Relative(path);
   return Modify(volume, kCreate, [&] {
     if (Intercepting(volume)) return ShipCreate(volume, path, relative, mode, file);
+    mode = CreationMode(volume, relative, mode);
     int fd = openat(volume.dirFd, relative, UnderlyingFlags(file->flags) | O_CREAT, mode);
     if (fd < 0) return -errno;
     int error = Adopt(volume, fd, relative, S_IFREG | mode);
@@ -677,7 +708,11 @@ std::string XattrPath(const Volume& volume, const char* path) {
 int Getxattr(const char* path, const char* name, char* value, size_t size) {
   Volume& volume = CurrentVolume();
   ssize_t length = lgetxattr(XattrPath(volume, path).c_str(), name, value, size);
-  return Finish(volume, kGetxattr, length < 0 ? -errno : static_cast<int>(length));
+  int rc = length < 0 ? -errno : static_cast<int>(length);
+  // The kernel takes an ACL's EOPNOTSUPP for an error of the permission check itself: a
+  // path underneath on a file system without ACLs (a mount inside the tree) has none.
+  if (rc == -EOPNOTSUPP && volume.posixAcl.load(std::memory_order_relaxed) && std::strncmp(name, "system.posix_acl_", 17) == 0) rc = -ENODATA;
+  return Finish(volume, kGetxattr, rc);
 }
 
 int Listxattr(const char* path, char* list, size_t size) {
@@ -690,7 +725,7 @@ int Listxattr(const char* path, char* list, size_t size) {
 // is there; XATTR_REPLACE: ENODATA when it is not) as the application gave them.
 int Setxattr(const char* path, const char* name, const char* value, size_t size, int flags) {
   Volume& volume = CurrentVolume();
-  return Modify(volume, kSetxattr, [&] {
+  int result = Modify(volume, kSetxattr, [&] {
     if (!Intercepting(volume)) return ResultOf(lsetxattr(XattrPath(volume, path).c_str(), name, value, size, flags));
     Intercepted op = OpOn("setxattr", path);
     op.other = name;
@@ -699,6 +734,10 @@ int Setxattr(const char* path, const char* name, const char* value, size_t size,
     op.size = flags;
     return Ship(volume, op);
   });
+  // An access ACL sets the mode's group bits and may clear its set-group-ID bit: what
+  // KillSuidgid() found of open files no longer holds (as after a chmod).
+  if (std::strcmp(name, "system.posix_acl_access") == 0) volume.setIdEpoch.fetch_add(1, std::memory_order_acq_rel);
+  return result;
 }
 
 int Removexattr(const char* path, const char* name) {

@@ -136,6 +136,10 @@ struct Volume {
   // Granted FUSE_HANDLE_KILLPRIV_V2 at INIT (fuse-kernel-io.h): the set-ID bits are this
   // file system's to clear when the kernel asks.
   std::atomic<bool> killprivV2{false};
+  // Granted FUSE_CAP_POSIX_ACL (with FUSE_CAP_DONT_MASK) at INIT, because the file system
+  // underneath keeps POSIX ACLs: the kernel enforces them, and the caller's umask is this
+  // file system's to apply (CreationMode()).
+  std::atomic<bool> posixAcl{false};
   // What KillSuidgid() last found of an open file, by descriptor (below kSetIdCacheSize):
   // 0 unknown, else (setIdEpoch << 1) | has-set-ID-bits. The kernel asks at every write of
   // a caller without CAP_FSETID (PostgreSQL's), and an fstat each time cost its pgbench a

@@ -93,6 +93,10 @@ describe("a mirror module on two node services", () => {
       `setfattr -n user.gone -v x ${d}/sub/log`,
       `setfattr -x user.gone ${d}/sub/log`,
       `setfattr -n trusted.tag -v 0x00ff ${d}/sub`,
+      `setfacl -m u:${nobody}:--- ${d}/big`,
+      `mkdir ${d}/acl`,
+      `setfacl -d -m u:${nobody}:rw- ${d}/acl`,
+      `printf x > ${d}/acl/inherits`,
       `printf x > ${d}/shared/setuid`,
       `chmod 4777 ${d}/shared/setuid`,
       `sync ${d}/sub/log`,
@@ -110,6 +114,12 @@ describe("a mirror module on two node services", () => {
     expect(tree["sub"]).toMatch(/ xattrs trusted\.tag=00ff$/);
     expect(tree["shared/setuid"]).toMatch(/^file 777 /);
     expect(tree["shared/nobodys"]).toMatch(new RegExp(`^file 644 ${nobody}:${nobody} 4 `));
+    // POSIX ACLs: set (a named user denied), inherited from a default ACL (group write
+    // kept: no umask under one), and enforced through the mount.
+    expect(tree["big"]).toMatch(/ xattrs system\.posix_acl_access=/);
+    expect(tree["acl"]).toMatch(/ xattrs system\.posix_acl_default=/);
+    expect(tree["acl/inherits"]).toMatch(/^file 664 0:0 1 .* xattrs system\.posix_acl_access=/);
+    expect((await mirror.app(0, `cat ${d}/big > /dev/null`, nobody)).output).toContain("Permission denied");
     expect(treeOf(dir(1))).toEqual(tree);
     expect(tree["pair"]).toMatch(/ 123 [0-9a-f]{16} names pair,sub\/renamed$/);
     // Times set by the application (touch -d, as tar and cp -p do), to the nanosecond.
@@ -267,6 +277,7 @@ describe("a mirror module on two node services", () => {
     expect(output).toContain("Read-only file system");
     expect((await mirror.app(1, `cat ${dir(1)}/sub/log`)).output).toBe("first line\nsecond line\n");
     expect((await mirror.app(1, `getfattr --absolute-names --only-values -n user.mime ${dir(1)}/sub/log`)).output).toBe("text/plain");
+    expect((await mirror.app(1, `cat ${dir(1)}/big > /dev/null`, nobody)).output).toContain("Permission denied");
     expect((await mirror.app(1, `setfattr -n user.intruder -v x ${dir(1)}/sub/log`)).output).toContain("Read-only file system");
   }, 30_000);
 
