@@ -95,6 +95,8 @@ export const journalMagics = {
   change: 0x33434d54, // "TMC3"
 } as const;
 const journalVersion = 3;
+/** S_ISGID (Node's fs.constants has no set-ID bits). */
+const setGroupIdBit = 0o2000;
 /** A whole record's magic → its version, and the magic of the change records that may follow it. */
 const wholeMagics = new Map<number, { readonly version: number; readonly change: number | null }>([
   [journalMagics.legacy, { version: 1, change: null }],
@@ -317,10 +319,11 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
       case "mkdir":
         await mkdir(this.#at(op.path), op.mode);
         await this.#own(op.path, op.owner);
-        // Exactly the mode asked for, whatever our umask; but under a default ACL the new
-        // directory's bits are the inherited ACL's, masked by the mode, as on a local disk
-        // (no umask applies there; a chmod would rewrite the inherited mask).
-        if (!this.#inheritedAcl(op.path)) await chmod(this.#at(op.path), op.mode);
+        // Exactly the mode asked for, whatever our umask, with the set-group-ID bit a
+        // set-group-ID parent gives (mkdir's mode never carries it); but under a default
+        // ACL the new directory's bits are the inherited ACL's, masked by the mode, as on a
+        // local disk (no umask applies there; a chmod would rewrite the inherited mask).
+        if (!this.#inheritedAcl(op.path)) await chmod(this.#at(op.path), op.mode | ((await lstat(this.#at(op.path))).mode & setGroupIdBit));
         break;
       case "rmdir":
         await rmdir(this.#at(op.path));

@@ -152,6 +152,21 @@ describe("a FUSE mount that intercepts", () => {
     expect(readlinkSync(join(dir, "open/link"))).toBe("mine");
   });
 
+  it("gives a new directory under a set-group-ID one the bit and the group, as a local disk does", async () => {
+    const dir = freshDir();
+    const reference = join(scratch, "reference");
+    mkdirSync(reference);
+    interceptingMount(dir);
+    const script = `mkdir -m 2775 team && chown 0:${nobody} team && mkdir team/sub && touch team/f && mkdir -m 0700 team/private`;
+    for (const root of [reference, dir]) expect(await shell(root, script)).toEqual({ code: 0, stderr: "" });
+    for (const path of ["team", "team/sub", "team/f", "team/private"]) {
+      const [want, got] = [reference, dir].map((root) => lstatSync(join(root, path)));
+      expect(`${path} ${(got!.mode & 0o7777).toString(8)} ${got!.gid}`).toBe(`${path} ${(want!.mode & 0o7777).toString(8)} ${want!.gid}`);
+    }
+    expect(lstatSync(join(dir, "team")).mode & 0o7777).toBe(0o2775);
+    expect(lstatSync(join(dir, "team/sub")).mode & 0o7777).toBe(0o2755);
+  });
+
   it("answers the application the error JavaScript gives, and changes nothing then", async () => {
     const dir = freshDir();
     writeFileSync(join(dir, "full"), "before");
