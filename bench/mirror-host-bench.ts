@@ -6,7 +6,9 @@
 // run, in alternating order, on three directories of the same file system:
 //   RAW          a plain directory;
 //   PASSTHROUGH  a plain FUSE passthrough mount held by this process (native/fuse.ts);
-//   MIRRORED     n1's replicated directory, from inside n1's mount namespace (nsenter).
+//   MIRRORED     n1's replicated directory, from inside n1's mount namespace (nsenter);
+//   EXCLUDED     its `scratch/bench`, left out of replication (`<notreplicated path>`): what
+//                an application pays for scratch space in the mirrored directory.
 // Ratios: mirrored ÷ passthrough and mirrored ÷ raw; the network round trip between the
 // namespaces (ping) is printed beside the fsync latencies, for the goal "≤ local + one
 // round trip + 50 µs". Then pgbench (TPS, mirrored ÷ local) when PostgreSQL 15 is there.
@@ -31,7 +33,8 @@ import { emptySamples, fileSystemOf, fullShape, measure, median, quickShape, rec
 const mebibyte = 1024 * 1024;
 const pgBin = "/usr/lib/postgresql/15/bin";
 const allWorkloads: readonly Workload[] = ["rewrite", "cold-rewrite", "overwrite", "append", "creates"];
-type Place = "raw" | "passthrough" | "mirrored";
+type Place = "raw" | "passthrough" | "mirrored" | "excluded";
+const allPlaces: readonly Place[] = ["raw", "passthrough", "mirrored", "excluded"];
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
@@ -64,11 +67,18 @@ async function main(): Promise<void> {
     await mirror.begin();
     if (pin) pinTo(mirror.daemons[1]!.child.pid!, 1);
     const enter = ["nsenter", "-t", String(mirror.daemons[0]!.child.pid), "-m", "--"];
-    const places: Record<Place, { dir: string; prefix: readonly string[] }> = { raw: { dir: raw, prefix: [] }, passthrough: { dir: mounted, prefix: [] }, mirrored: { dir: mirror.nodes[0]!.dataDir, prefix: enter } };
-    const samples: Record<Place, Samples> = { raw: emptySamples(), passthrough: emptySamples(), mirrored: emptySamples() };
+    const excluded = join(mirror.nodes[0]!.dataDir, "scratch", "bench");
+    execFileSync(enter[0]!, [...enter.slice(1), "mkdir", "-p", excluded]);
+    const places: Record<Place, { dir: string; prefix: readonly string[] }> = {
+      raw: { dir: raw, prefix: [] },
+      passthrough: { dir: mounted, prefix: [] },
+      mirrored: { dir: mirror.nodes[0]!.dataDir, prefix: enter },
+      excluded: { dir: excluded, prefix: enter },
+    };
+    const samples: Record<Place, Samples> = { raw: emptySamples(), passthrough: emptySamples(), mirrored: emptySamples(), excluded: emptySamples() };
     console.log(`mirrored directory vs FUSE passthrough vs raw: ${fileSystemOf(raw)}; ${shape.roundCount} rounds (order rotated), medians${quick ? " (--quick)" : ""}${pin ? "; pinned: workloads, passthrough and n1 on CPU 0, n2 on CPU 1" : ""}`);
     for (let round = 0; round < shape.roundCount; round++) {
-      const order: Place[] = (["raw", "passthrough", "mirrored"] as const).map((_, index, all) => all[(index + round) % all.length]!);
+      const order: Place[] = allPlaces.map((_, index, all) => all[(index + round) % all.length]!);
       for (const workload of workloads) {
         for (const place of order) record(samples[place], await measure(workload, places[place].dir, quick, places[place].prefix), shape);
       }
@@ -108,12 +118,12 @@ function report(shape: Shape, samples: Record<Place, Samples>, rttUs: number, wo
     ["append", `4 KiB append + fdatasync p99`, (s) => s.appendP99Us, "µs"],
     ["creates", `small-file creates (${shape.createCount} x 1 KiB)`, (s) => s.createsPerSecond, "files/s"],
   ];
-  console.log(`${"".padEnd(66)} ${"raw".padStart(12)} ${"passthrough".padStart(12)} ${"mirrored".padStart(12)} ${"÷ passthr.".padStart(10)} ${"÷ raw".padStart(7)}`);
+  console.log(`${"".padEnd(66)} ${"raw".padStart(12)} ${"passthrough".padStart(12)} ${"mirrored".padStart(12)} ${"÷ passthr.".padStart(10)} ${"÷ raw".padStart(7)} ${"excluded".padStart(12)} ${"÷ passthr.".padStart(10)}`);
   for (const [workload, label, pick, unit] of rows) {
     if (!workloads.includes(workload)) continue;
-    const [raw, passthrough, mirrored] = (["raw", "passthrough", "mirrored"] as const).map((place) => median(pick(samples[place])));
+    const [raw, passthrough, mirrored, excluded] = allPlaces.map((place) => median(pick(samples[place])));
     const cell = (value: number) => `${value.toFixed(0)} ${unit}`.padStart(12);
-    console.log(`${label.padEnd(66)} ${cell(raw!)} ${cell(passthrough!)} ${cell(mirrored!)} ${(mirrored! / passthrough!).toFixed(2).padStart(10)} ${(mirrored! / raw!).toFixed(2).padStart(7)}`);
+    console.log(`${label.padEnd(66)} ${cell(raw!)} ${cell(passthrough!)} ${cell(mirrored!)} ${(mirrored! / passthrough!).toFixed(2).padStart(10)} ${(mirrored! / raw!).toFixed(2).padStart(7)} ${cell(excluded!)} ${(excluded! / passthrough!).toFixed(2).padStart(10)}`);
   }
   if (!workloads.includes("overwrite")) return;
   const local = median(samples.raw.overwriteP50Us);

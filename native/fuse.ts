@@ -31,6 +31,10 @@ export interface FuseMountOptions {
   /** Intercept mode: the module's lane (docs/replicator.md, "The lane"): writes and
    *  fsyncs it admits never reach `intercept`. */
   readonly lane?: FuseLane;
+  /** Intercept mode: paths (relative, as a DiskOp names them) left out of replication,
+   *  with everything below them: a change whose paths all lie there is applied here, as by
+   *  the passthrough, and never reaches `intercept` (counted in `excludedOps`). */
+  readonly excluded?: readonly string[];
   /** Lets every user reach the mount (FUSE's allow_other); the default when root. The
    *  kernel still checks each access against the files' own permissions. */
   readonly allowOther?: boolean;
@@ -64,6 +68,8 @@ export interface FuseStats {
   readonly intercepted: number;
   /** Writes and fsyncs the lane took. */
   readonly laneOps: number;
+  /** Changes applied here because their paths are all excluded (`excluded`, `exclude`). */
+  readonly excludedOps: number;
   readonly waiting: number;
   readonly bytesRead: number;
   readonly bytesWritten: number;
@@ -86,6 +92,9 @@ export interface FuseMount {
   /** Answers intercepted operation `id`: 0, or a positive errno the application gets.
    *  False when nothing waits under that id (answered already, or the mount stopped). */
   answer(id: number, errno: number): boolean;
+  /** Intercept mode: `path` (relative) is left out of replication from now on: its changes
+   *  are applied here (for rules only JavaScript tests, learned as paths come). */
+  exclude(path: string): void;
   /** Unmounts and stops the threads before it returns; idempotent. Throws with code EBUSY
    *  while files are open under the mount, unless `force`: then the connection is aborted
    *  first (those files answer ENOTCONN) and the mount detached; intercepted operations

@@ -19,6 +19,7 @@ import { toMirrorConfig } from "../core/config/to-mirror.ts";
 import type { ResourceState } from "../core/config/failover-rules.ts";
 import type { ClusterConfig, ModuleConfig } from "../core/config/module-config.ts";
 import { hashString32 } from "../core/hash.ts";
+import { excluderOf, type Exclusion } from "../core/mirror/exclude.ts";
 import type { MirrorReadiness, MirrorRole } from "../core/mirror/messages.ts";
 import type { Gen } from "../core/mirror/meta.ts";
 import { initMirror, roleOf, type MirrorCommand, type MirrorStats } from "../core/mirror/mirror.ts";
@@ -51,9 +52,11 @@ export interface MirrorView {
   readonly dir: string;
   readonly volume: VolumeMode | null;
   readonly stats: Readonly<MirrorStats>;
-  /** What the replicator intercepted and what waits for the core now. */
+  /** What the replicator intercepted and what waits for the core now (since the mount). */
   readonly intercepted: number;
   readonly waiting: number;
+  /** Changes of paths left out of replication that the mount applied itself (since the mount). */
+  readonly excludedLocal: number;
   /** Writes and fsyncs the lane completed here as primary, and applied here as secondary;
    *  of those completed, writes made durable on both before completing and fsyncs that had
    *  nothing left to wait for (docs/replicator.md, "Commits"). */
@@ -103,6 +106,18 @@ export function defaultMirrorPort(module: string): number {
 const mirrorFrameSizeMax = envelopeSizeMaxLimit;
 const mirrorSendBufferSizeMax = 4 * envelopeSizeMaxLimit;
 
+/** What one replicated directory leaves out of replication, its paths relative to it (the
+ *  volume `name` of a module with several, or null): the `<notreplicated path>` rules as
+ *  prefixes the mount tests itself, and the core's whole test. */
+function excludedIn(rules: readonly Exclusion[] | undefined, name: string | null): { readonly prefixes: readonly string[]; readonly excludes: (path: string) => boolean } {
+  const own = (rules ?? []).filter((rule) => rule.within === (name ?? undefined));
+  const excludes = excluderOf(rules);
+  return {
+    prefixes: own.flatMap((rule) => (rule.path !== null && !rule.inverted ? [rule.path] : [])),
+    excludes: name === null ? excludes : (path) => excludes(path === "" ? name : `${name}/${path}`),
+  };
+}
+
 export async function createRealMirror(options: RealMirrorOptions): Promise<MirrorParts> {
   const { module, cluster, node } = options;
   const bridged = toMirrorConfig(module, cluster, node, { scriptEnv: options.scriptEnv });
@@ -128,6 +143,7 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
     const volume = new MirrorVolume({
       dir,
       intercept: (id, op) => runtime!.deliver({ kind: "intercepted", id, op: several ? opInVolume(name, op) : op }),
+      excluded: excludedIn(config.notReplicated, several ? name : null),
       log: (event, fields) => log({ level: "info", event, fields }),
       lane: () => nativeLanes[index] ?? null,
       nextId: () => ++lastId,
@@ -144,8 +160,9 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
       closers.push(() => volume.close());
     }
     // One port per directory; the metadata is the first one's (the others never touch it).
-    const disks = volumes.map(({ volume }, index) => {
+    const disks = volumes.map(({ volume, name }, index) => {
       const disk = new RealDisk({
+        excludes: excludedIn(config.notReplicated, several ? name : null).excludes,
         root: volume.root,
         metaFile: join(mirrorState, "meta.json"),
         preserveDir: join(mirrorState, "preserved"),
@@ -278,6 +295,7 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
           stats: { ...state.stats },
           intercepted: fuse.reduce((sum, each) => sum + (each?.intercepted ?? 0), 0),
           waiting: fuse.reduce((sum, each) => sum + (each?.waiting ?? 0), 0),
+          excludedLocal: fuse.reduce((sum, each) => sum + (each?.excludedOps ?? 0), 0),
           lane: {
             on: state.lane?.state === "on",
             // The lane of a node alone: applied here only, marked for the peer's return.

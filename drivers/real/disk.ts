@@ -65,6 +65,9 @@ export interface RealDiskOptions<Meta> {
    *  null). Without it, what the lane wrote stayed in the page cache of both nodes while
    *  a checkpoint cleared its marks. */
   readonly writtenElsewhere?: () => readonly string[] | null;
+  /** Paths left out of replication, whose names the mount may change without this port
+   *  (drivers/real/mirror-volume.ts): never indexed as names of a file with several. */
+  readonly excludes?: (path: string) => boolean;
 }
 
 /** Calls waiting for their turn; the core keeps far fewer in flight. */
@@ -688,7 +691,7 @@ export class RealDisk<Meta> implements DiskPort<Meta> {
         for (const entry of entries) {
           const path = dir === "" ? entry.name : `${dir}/${entry.name}`;
           if (entry.isDirectory()) await walk(path);
-          else if (entry.isFile()) {
+          else if (entry.isFile() && this.#options.excludes?.(path) !== true) {
             const stats = await lstatOrNull(this.#at(path));
             if (stats === null || stats.nlink <= 1) continue;
             const names = found.get(stats.ino) ?? [];

@@ -25,7 +25,7 @@ import { execFileSync } from "node:child_process";
 import { closeSync, constants, openSync, statSync } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { assert } from "../../core/assert.ts";
-import type { DiskOp, DiskResult } from "../../core/mirror/disk-ops.ts";
+import { pathsOf, type DiskOp, type DiskResult } from "../../core/mirror/disk-ops.ts";
 import { mount as mountFuse, type FuseLane, type FuseMount, type FuseStats } from "../../native/fuse.ts";
 
 /** open(2)'s O_PATH on Linux (not in Node's fs.constants). */
@@ -45,6 +45,12 @@ export interface MirrorVolumeOptions {
   /** Allocates the ids the core knows operations by: shared by a module's volumes, so
    *  that they never give two operations the same (default: the volume's own count). */
   readonly nextId?: () => number;
+  /** What is left out of replication, paths relative to this directory: the `<notreplicated
+   *  path>` rules, each with everything below it, which the mount tests itself, and the
+   *  whole test (regular expressions too). A change whose paths are all excluded is applied
+   *  by the mount without the core (which would only apply it here); the paths only
+   *  `excludes` finds are learned by the mount from the first change of each that comes. */
+  readonly excluded?: { readonly prefixes: readonly string[]; readonly excludes: (path: string) => boolean };
 }
 
 /** What is at `dir` before a volume opens over it: a directory, the dead mount of a
@@ -146,6 +152,7 @@ export class MirrorVolume {
       mode,
       ...(mode === "intercept" ? { intercept: (nativeId: number, op: DiskOp) => this.#intercepted(fuse, nativeId, op) } : {}),
       ...(lane === null ? {} : { lane }),
+      ...(mode === "intercept" && this.#options.excluded !== undefined ? { excluded: this.#options.excluded.prefixes } : {}),
     });
     this.#fuse = fuse;
     this.#mode = mode;
@@ -158,6 +165,11 @@ export class MirrorVolume {
       return;
     }
     assert(this.#waiting.size < waitingOpsMax, `more than ${waitingOpsMax} intercepted operations waiting`);
+    const excludes = this.#options.excluded?.excludes;
+    if (excludes !== undefined) {
+      const paths = pathsOf(op);
+      if (paths.length > 0 && paths.every(excludes)) for (const path of paths) fuse.exclude(path);
+    }
     const id = this.#nextId();
     this.#waiting.set(id, { fuse, nativeId });
     this.#options.intercept(id, op);

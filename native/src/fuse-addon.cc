@@ -126,6 +126,7 @@ struct Settings {
   unsigned maxWriteSize = 0;
   unsigned threadCountMax = 16;
   unsigned idleThreadCountMax = 8;
+  std::vector<std::string> excluded;
 };
 
 // The descriptors of this process that are sockets, to find the one libfuse leaves open to
@@ -391,6 +392,7 @@ class Session {
 
   const std::string& dir() const { return dir_; }
   const Volume& volume() const { return volume_; }
+  Volume& volume() { return volume_; }
   JsInterceptor* interceptor() const { return interceptor_.get(); }
   bool mounted() const { return state_.load() == State::kServing; }
   bool loopEnded() const { return loopEnded_.load(); }
@@ -406,6 +408,7 @@ class Session {
     volume_.daemonGid = getegid();
     volume_.maxReadSize = settings_.maxReadSize;
     volume_.maxWriteSize = settings_.maxWriteSize;
+    volume_.excludedPrefixes = settings_.excluded;
     volume_.dirFd = open(dir_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (volume_.dirFd < 0) {
       *err = errno;
@@ -667,6 +670,17 @@ Settings ParseSettings(Napi::Env env, Napi::Value value) {
   settings.threadCountMax = SizeOption(env, options, "threadCountMax", settings.threadCountMax, 1, kThreadCountMaxLimit);
   unsigned idleFallback = std::min(settings.idleThreadCountMax, settings.threadCountMax);
   settings.idleThreadCountMax = SizeOption(env, options, "idleThreadCountMax", idleFallback, 1, settings.threadCountMax);
+  Napi::Value excluded = options.Get("excluded");
+  if (!excluded.IsUndefined()) {
+    if (!excluded.IsArray()) throw Napi::TypeError::New(env, "options.excluded must be an array of relative paths");
+    Napi::Array paths = excluded.As<Napi::Array>();
+    for (uint32_t index = 0; index < paths.Length(); index++) {
+      Napi::Value path = paths.Get(index);
+      std::string text = path.IsString() ? path.As<Napi::String>().Utf8Value() : "";
+      if (text.empty() || text[0] == '/' || text.back() == '/') throw Napi::TypeError::New(env, "options.excluded[" + std::to_string(index) + "] must be a relative path (no leading or trailing '/', not empty)");
+      settings.excluded.push_back(text);
+    }
+  }
   return settings;
 }
 
@@ -879,6 +893,7 @@ class FuseMount : public Napi::ObjectWrap<FuseMount> {
         InstanceMethod<&FuseMount::Stats>("stats"),
         InstanceMethod<&FuseMount::Unmount>("unmount"),
         InstanceMethod<&FuseMount::Answer>("answer"),
+        InstanceMethod<&FuseMount::Exclude>("exclude"),
         InstanceAccessor<&FuseMount::Dir>("dir"),
         InstanceAccessor<&FuseMount::HandleFd>("handleFd"),
     });
@@ -943,6 +958,16 @@ class FuseMount : public Napi::ObjectWrap<FuseMount> {
     return Napi::Boolean::New(env, interceptor->Answer(static_cast<uint64_t>(id), err));
   }
 
+  // exclude(path): `path` (relative) is left out of replication; its changes are applied
+  // here from now on (fuse-passthrough.h, Volume::excludedPaths).
+  Napi::Value Exclude(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "exclude(path) takes a relative path");
+    if (session_->interceptor() == nullptr) throw CodedError(env, "FUSE_NOT_INTERCEPTING", "exclude: this mount does not intercept");
+    LearnExcluded(session_->volume(), info[0].As<Napi::String>().Utf8Value());
+    return env.Undefined();
+  }
+
   // stats(): { mounted, operations: { getattr, ... }, errors, bytesRead, bytesWritten,
   //            loopResult, lastMessage } (counts since the mount).
   Napi::Value Stats(const Napi::CallbackInfo& info) {
@@ -958,6 +983,7 @@ class FuseMount : public Napi::ObjectWrap<FuseMount> {
     stats.Set("errors", Napi::Number::New(env, static_cast<double>(volume.errors.Load())));
     stats.Set("intercepted", Napi::Number::New(env, static_cast<double>(volume.intercepted.Load())));
     stats.Set("laneOps", Napi::Number::New(env, static_cast<double>(volume.laneOps.Load())));
+    stats.Set("excludedOps", Napi::Number::New(env, static_cast<double>(volume.excludedOps.Load())));
     JsInterceptor* interceptor = session_->interceptor();
     stats.Set("waiting", Napi::Number::New(env, interceptor == nullptr ? 0 : static_cast<double>(interceptor->WaitingCount())));
     stats.Set("bytesRead", Napi::Number::New(env, static_cast<double>(volume.bytesRead.Load())));

@@ -98,6 +98,44 @@ int Modify(Volume& volume, OpKind kind, Apply apply) {
 
 bool Intercepting(const Volume& volume) { return volume.mode == Mode::kIntercept; }
 
+// Whether `path` (as libfuse gives it: "/a/b") is left out of replication: below an
+// excluded prefix, or (`learned`) one of the paths JavaScript found excluded. Changes of
+// names (create, unlink, rename, link, mkdir, rmdir, symlink) take only the prefixes:
+// under a rule only JavaScript tests, the core's disk port keeps files open by name and
+// indexes hard links, and must see every change of the names it may know. Below a prefix
+// it never knows one (no change of those paths reaches it).
+bool Excluded(Volume& volume, const char* path, bool learned) {
+  if (path == nullptr || path[0] != '/' || path[1] == '\0') return false;
+  const char* relative = path + 1;
+  size_t length = std::strlen(relative);
+  for (const std::string& prefix : volume.excludedPrefixes) {
+    if (length >= prefix.size() && std::memcmp(relative, prefix.data(), prefix.size()) == 0 && (length == prefix.size() || relative[prefix.size()] == '/')) return true;
+  }
+  if (!learned || !volume.anyExcludedPath.load(std::memory_order_acquire)) return false;
+  std::lock_guard<std::mutex> hold(volume.excludedMutex);
+  return volume.excludedPaths.count(std::string(relative, length)) != 0;
+}
+
+// Whether a change of `path` goes to the core: intercepting, and the path replicated (a
+// change of an excluded path is applied here, counted). Without a path (a file unlinked
+// while open) it is applied here: nobody's business but its holders'. `names`: the change
+// makes or removes a name (Excluded()).
+bool Replicating(Volume& volume, const char* path, bool names = false) {
+  if (!Intercepting(volume) || path == nullptr) return false;
+  if (!Excluded(volume, path, !names)) return true;
+  volume.excludedOps.Add(1);
+  return false;
+}
+
+// The same for a change naming two paths (rename, link): applied here only when both are
+// excluded; between a replicated and an excluded path, the core decides.
+bool Replicating(Volume& volume, const char* from, const char* to) {
+  if (!Intercepting(volume)) return false;
+  if (!Excluded(volume, from, false) || !Excluded(volume, to, false)) return true;
+  volume.excludedOps.Add(1);
+  return false;
+}
+
 // A path as libfuse gives it ("/a/b", "/") in DiskOp form ("a/b", "").
 std::string DiskPath(const char* path) { return path[0] == '/' ? std::string(path + 1) : std::string(path); }
 
@@ -273,7 +311,7 @@ int Mknod(const char* path, mode_t mode, dev_t device) {
   Volume& volume = CurrentVolume();
   const char* relative = Relative(path);
   return Modify(volume, kMknod, [&] {
-    if (Intercepting(volume)) {
+    if (Replicating(volume, path, true)) {
       // Only regular files are replicated (the mount is nodev; fifos and sockets are local things).
       if (!S_ISREG(mode)) return -EPERM;
       Intercepted op = OpOn("create", path);
@@ -292,7 +330,7 @@ int Mkdir(const char* path, mode_t mode) {
   Volume& volume = CurrentVolume();
   const char* relative = Relative(path);
   return Modify(volume, kMkdir, [&] {
-    if (Intercepting(volume)) {
+    if (Replicating(volume, path, true)) {
       Intercepted op = OpOn("mkdir", path);
       op.mode = CreationMode(volume, relative, mode) & 07777;
       SetOwner(volume, relative, &op);
@@ -308,13 +346,13 @@ int Mkdir(const char* path, mode_t mode) {
 int Unlink(const char* path) {
   Volume& volume = CurrentVolume();
   const char* relative = Relative(path);
-  return Modify(volume, kUnlink, [&] { return Intercepting(volume) ? Ship(volume, OpOn("unlink", path)) : ResultOf(unlinkat(volume.dirFd, relative, 0)); });
+  return Modify(volume, kUnlink, [&] { return Replicating(volume, path, true) ? Ship(volume, OpOn("unlink", path)) : ResultOf(unlinkat(volume.dirFd, relative, 0)); });
 }
 
 int Rmdir(const char* path) {
   Volume& volume = CurrentVolume();
   const char* relative = Relative(path);
-  return Modify(volume, kRmdir, [&] { return Intercepting(volume) ? Ship(volume, OpOn("rmdir", path)) : ResultOf(unlinkat(volume.dirFd, relative, AT_REMOVEDIR)); });
+  return Modify(volume, kRmdir, [&] { return Replicating(volume, path, true) ? Ship(volume, OpOn("rmdir", path)) : ResultOf(unlinkat(volume.dirFd, relative, AT_REMOVEDIR)); });
 }
 
 // symlink(target, path): `target` is stored as given, never resolved by this process.
@@ -322,7 +360,7 @@ int Symlink(const char* target, const char* path) {
   Volume& volume = CurrentVolume();
   const char* relative = Relative(path);
   return Modify(volume, kSymlink, [&] {
-    if (Intercepting(volume)) {
+    if (Replicating(volume, path, true)) {
       Intercepted op = OpOn("symlink", path);
       op.other = target;
       SetOwner(volume, relative, &op);
@@ -341,7 +379,7 @@ int Rename(const char* from, const char* to, unsigned int flags) {
   const char* fromRelative = Relative(from);
   const char* toRelative = Relative(to);
   return Modify(volume, kRename, [&] {
-    if (!Intercepting(volume)) return ResultOf(renameat2(volume.dirFd, fromRelative, volume.dirFd, toRelative, flags));
+    if (!Replicating(volume, from, to)) return ResultOf(renameat2(volume.dirFd, fromRelative, volume.dirFd, toRelative, flags));
     if (flags != 0) return -EINVAL;
     Intercepted op = OpOn("rename", from);
     op.other = DiskPath(to);
@@ -355,7 +393,7 @@ int Link(const char* from, const char* to) {
   const char* toRelative = Relative(to);
   // Replicated as a second name of the file (the kernel refuses a directory before this).
   return Modify(volume, kLink, [&] {
-    if (!Intercepting(volume)) return ResultOf(linkat(volume.dirFd, fromRelative, volume.dirFd, toRelative, 0));
+    if (!Replicating(volume, from, to)) return ResultOf(linkat(volume.dirFd, fromRelative, volume.dirFd, toRelative, 0));
     Intercepted op = OpOn("link", from);
     op.other = DiskPath(to);
     return Ship(volume, op);
@@ -366,7 +404,7 @@ int Chmod(const char* path, mode_t mode, fuse_file_info* file) {
   Volume& volume = CurrentVolume();
   const char* relative = Relative(path);
   int result = Modify(volume, kChmod, [&] {
-    if (Intercepting(volume) && path != nullptr) {
+    if (Replicating(volume, path)) {
       Intercepted op = OpOn("setattr", path);
       op.mode = mode & 07777;
       return Ship(volume, op);
@@ -384,7 +422,7 @@ int Chown(const char* path, uid_t uid, gid_t gid, fuse_file_info* file) {
   Volume& volume = CurrentVolume();
   const char* relative = Relative(path);
   return Modify(volume, kChown, [&] {
-    if (Intercepting(volume) && path != nullptr) {
+    if (Replicating(volume, path)) {
       Intercepted op = OpOn("chown", path);
       op.uid = uid == static_cast<uid_t>(-1) ? -1 : static_cast<int64_t>(uid);
       op.gid = gid == static_cast<gid_t>(-1) ? -1 : static_cast<int64_t>(gid);
@@ -426,7 +464,7 @@ int KillSuidgid(Volume& volume, const char* path, int fd) {
   if ((status.st_mode & S_ISGID) != 0 && ((status.st_mode & S_IXGRP) != 0 || !CallerInGroup(status.st_gid))) kill |= S_ISGID;
   if (!S_ISREG(status.st_mode) || kill == 0) return 0;
   mode_t mode = status.st_mode & 07777 & ~kill;
-  if (Intercepting(volume) && path != nullptr) {
+  if (Replicating(volume, path)) {
     Intercepted op = OpOn("setattr", path);
     op.mode = mode;
     return Ship(volume, op);
@@ -447,7 +485,7 @@ int Truncate(const char* path, off_t size, fuse_file_info* file) {
   return Modify(volume, kTruncate, [&] {
     int killed = KillSuidgid(volume, path, file != nullptr ? static_cast<int>(file->fh) : -1);
     if (killed < 0) return killed;
-    if (Intercepting(volume) && path != nullptr) return ShipTruncate(volume, path, size);
+    if (Replicating(volume, path)) return ShipTruncate(volume, path, size);
     if (file != nullptr) return ResultOf(ftruncate(static_cast<int>(file->fh), size));
     int fd = openat(volume.dirFd, relative, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) return -errno;
@@ -478,7 +516,7 @@ int Open(const char* path, fuse_file_info* file) {
     return Modify(volume, kOpen, [&] {
       int killed = KillSuidgid(volume, path, -1);
       if (killed < 0) return killed;
-      if (!Intercepting(volume)) return OpenUnderlying(volume, relative, file);
+      if (!Replicating(volume, path)) return OpenUnderlying(volume, relative, file);
       int rc = ShipTruncate(volume, path, 0);
       return rc < 0 ? rc : OpenUnderlying(volume, relative, file, O_TRUNC);
     });
@@ -505,7 +543,7 @@ int Create(const char* path, mode_t mode, fuse_file_info* file) {
   Volume& volume = CurrentVolume();
   const char* relative = Relative(path);
   return Modify(volume, kCreate, [&] {
-    if (Intercepting(volume)) return ShipCreate(volume, path, relative, mode, file);
+    if (Replicating(volume, path, true)) return ShipCreate(volume, path, relative, mode, file);
     mode = CreationMode(volume, relative, mode);
     int fd = openat(volume.dirFd, relative, UnderlyingFlags(file->flags) | O_CREAT, mode);
     if (fd < 0) return -errno;
@@ -535,7 +573,7 @@ int Write(const char* path, const char* buffer, size_t size, off_t offset, fuse_
   return Modify(volume, kWrite, [&] {
     int killed = KillSuidgid(volume, path, static_cast<int>(file->fh));
     if (killed < 0) return killed;
-    if (Intercepting(volume) && path != nullptr) {
+    if (Replicating(volume, path)) {
       Intercepted op = OpOn("write", path);
       op.offset = offset;
       op.data = buffer;
@@ -571,7 +609,7 @@ int Release(const char* path, fuse_file_info* file) {
 int Fsync(const char* path, int dataOnly, fuse_file_info* file) {
   Volume& volume = CurrentVolume();
   return Modify(volume, kFsync, [&] {
-    if (Intercepting(volume) && path != nullptr) {
+    if (Replicating(volume, path)) {
       Intercepted op = OpOn("fsync", path);
       int rc = 0;
       if (OfferToLane(volume, op, file, dataOnly != 0, &rc)) return rc;
@@ -652,7 +690,7 @@ int Releasedir(const char* path, fuse_file_info* file) {
 int Fsyncdir(const char* path, int dataOnly, fuse_file_info* file) {
   Volume& volume = CurrentVolume();
   return Modify(volume, kFsyncdir, [&] {
-    if (Intercepting(volume) && path != nullptr) return Ship(volume, OpOn("fsync", path));
+    if (Replicating(volume, path)) return Ship(volume, OpOn("fsync", path));
     int fd = dirfd(DirOf(file)->stream);
     return ResultOf(dataOnly != 0 ? fdatasync(fd) : fsync(fd));
   });
@@ -662,7 +700,7 @@ int Utimens(const char* path, const struct timespec times[2], fuse_file_info* fi
   Volume& volume = CurrentVolume();
   const char* relative = Relative(path);
   return Modify(volume, kUtimens, [&] {
-    if (Intercepting(volume) && path != nullptr) {
+    if (Replicating(volume, path)) {
       // Replicated as a times operation: "now" read here, so that both nodes set the same.
       Intercepted op = OpOn("times", path);
       struct timespec now = {};
@@ -685,7 +723,7 @@ int Fallocate(const char* path, int mode, off_t offset, off_t length, fuse_file_
   return Modify(volume, kFallocate, [&] {
     if (file == nullptr) return -EOPNOTSUPP;
     int fd = static_cast<int>(file->fh);
-    if (!Intercepting(volume) || path == nullptr || mode == FALLOC_FL_KEEP_SIZE) return ResultOf(fallocate(fd, mode, offset, length));
+    if (!Replicating(volume, path) || mode == FALLOC_FL_KEEP_SIZE) return ResultOf(fallocate(fd, mode, offset, length));
     // Only a plain allocation is replicated, as what it means for the content: a file
     // extended with zeros. The space is reserved here first (without changing the size),
     // so a full disk answers ENOSPC before anything changed.
@@ -726,7 +764,7 @@ int Listxattr(const char* path, char* list, size_t size) {
 int Setxattr(const char* path, const char* name, const char* value, size_t size, int flags) {
   Volume& volume = CurrentVolume();
   int result = Modify(volume, kSetxattr, [&] {
-    if (!Intercepting(volume)) return ResultOf(lsetxattr(XattrPath(volume, path).c_str(), name, value, size, flags));
+    if (!Replicating(volume, path)) return ResultOf(lsetxattr(XattrPath(volume, path).c_str(), name, value, size, flags));
     Intercepted op = OpOn("setxattr", path);
     op.other = name;
     op.data = value;
@@ -743,7 +781,7 @@ int Setxattr(const char* path, const char* name, const char* value, size_t size,
 int Removexattr(const char* path, const char* name) {
   Volume& volume = CurrentVolume();
   return Modify(volume, kRemovexattr, [&] {
-    if (!Intercepting(volume)) return ResultOf(lremovexattr(XattrPath(volume, path).c_str(), name));
+    if (!Replicating(volume, path)) return ResultOf(lremovexattr(XattrPath(volume, path).c_str(), name));
     Intercepted op = OpOn("removexattr", path);
     op.other = name;
     return Ship(volume, op);
@@ -797,6 +835,14 @@ fuse_operations MakeOperations() {
 }
 
 }  // namespace
+
+void LearnExcluded(Volume& volume, const std::string& path) {
+  if (path.empty()) return;
+  std::lock_guard<std::mutex> hold(volume.excludedMutex);
+  if (volume.excludedPaths.size() >= Volume::kExcludedPathsMax) volume.excludedPaths.clear();
+  volume.excludedPaths.insert(path);
+  volume.anyExcludedPath.store(true, std::memory_order_release);
+}
 
 const fuse_operations& PassthroughOperations() {
   static const fuse_operations operations = MakeOperations();

@@ -14,7 +14,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_set>
+#include <vector>
 #include <sys/types.h>
 
 namespace tandem {
@@ -150,14 +153,31 @@ struct Volume {
   // The daemon's own ids: a file created for a caller with other ids is handed to it.
   uid_t daemonUid = 0;
   gid_t daemonGid = 0;
+  // Paths left out of replication (intercept mode): an operation whose paths all lie there
+  // is applied here as by a passthrough, never handed to the core, which would only have
+  // applied it here too (docs/mirror.md, "Not replicated"). Whether a path is excluded
+  // depends on nothing but its name, so what is known never goes stale: `excludedPrefixes`
+  // (the `<notreplicated path>` rules, with everything below them) is set before the
+  // mount; `excludedPaths` are the paths JavaScript found excluded by the rules only it
+  // tests (regular expressions), learned as their first operations go through the core.
+  std::vector<std::string> excludedPrefixes;
+  static constexpr size_t kExcludedPathsMax = 1 << 16;
+  std::mutex excludedMutex;
+  std::unordered_set<std::string> excludedPaths;
+  std::atomic<bool> anyExcludedPath{false};
 
   Counter operations[kOpCount];
   Counter intercepted;
   Counter laneOps;
+  Counter excludedOps;
   Counter errors;
   Counter bytesRead;
   Counter bytesWritten;
 };
+
+// Adds `path` (relative, no leading '/') to the volume's learned excluded paths. When the
+// set is full it starts again (the names of short-lived files would otherwise fill it).
+void LearnExcluded(Volume& volume, const std::string& path);
 
 // The operation table of the passthrough (high-level API: handlers receive paths).
 const fuse_operations& PassthroughOperations();

@@ -20,6 +20,7 @@ function mirrorView(changes: Partial<MirrorView>): MirrorView {
     stats: { resyncBlockBytes: 0, resyncPaths: 0, resyncs: 0, fullResyncs: 0, replicatedOps: 0, completed: 0, metaWrites: 0, laneOps: 0 },
     intercepted: 0,
     waiting: 0,
+    excludedLocal: 0,
     lane: { on: false, alone: false, completed: 0, applied: 0, durableWrites: 0, sparedFsyncs: 0 },
     why: "",
     resources: {},

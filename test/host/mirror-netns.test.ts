@@ -132,8 +132,14 @@ describe("a mirror module on two node services", () => {
 
   it("leaves what <notreplicated> names on the primary alone, replicating the rest", async () => {
     const d = dir(0);
-    const run = await mirror.app(0, [`mkdir ${d}/scratch`, `printf local > ${d}/scratch/a`, `printf local > ${d}/sub/b.tmp`, `printf kept > ${d}/sub/kept`, `sync ${d}/sub/kept`].join(" && "));
+    const before = (await mirror.view(0))!.mirror!;
+    const run = await mirror.app(0, [`mkdir ${d}/scratch`, `printf local > ${d}/scratch/a`, `printf local > ${d}/sub/b.tmp`, `printf more >> ${d}/sub/b.tmp`, `printf kept > ${d}/sub/kept`, `sync ${d}/sub/kept`].join(" && "));
     expect(run).toEqual({ code: 0, output: "" });
+    // Below the path rule everything was applied by the mount (mkdir, create, write); the
+    // regular expression's file took the core for its create (a change of names), the
+    // mount learning it then, and its two writes were the mount's.
+    const after = (await mirror.view(0))!.mirror!;
+    expect(after.excludedLocal - before.excludedLocal).toBe(5);
     const primary = treeOf(d);
     expect(primary["scratch/a"]).toMatch(/^file /);
     expect(primary["sub/b.tmp"]).toMatch(/^file /);

@@ -14,7 +14,7 @@ import { constants as osConstants, tmpdir } from "node:os";
 import { lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { describeOp, type DiskOp, type DiskResult } from "../../core/mirror/disk-ops.ts";
+import { describeOp, pathsOf, type DiskOp, type DiskResult } from "../../core/mirror/disk-ops.ts";
 import type { RealDisk } from "../../drivers/real/disk.ts";
 import { mount, type FuseMount } from "../../native/fuse.ts";
 import { diskUnder, requireFuse, shell } from "./fuse-kit.ts";
@@ -47,11 +47,12 @@ function errnoOf(result: DiskResult): number {
 
 /** A mount over `dir` that applies each intercepted op with the real disk port (or answers
  *  what `answer` returns instead) and records it. */
-function interceptingMount(dir: string, answer?: (op: DiskOp) => DiskResult | "never" | "apply"): { fuse: FuseMount; ops: DiskOp[] } {
+function interceptingMount(dir: string, answer?: (op: DiskOp) => DiskResult | "never" | "apply", excluded?: readonly string[]): { fuse: FuseMount; ops: DiskOp[] } {
   const ops: DiskOp[] = [];
   let disk: RealDisk<null> | null = null;
   const fuse = mount(dir, {
     mode: "intercept",
+    ...(excluded === undefined ? {} : { excluded }),
     intercept: (id, op) => {
       ops.push(op);
       const forced = answer?.(op) ?? "apply";
@@ -165,6 +166,46 @@ describe("a FUSE mount that intercepts", () => {
     }
     expect(lstatSync(join(dir, "team")).mode & 0o7777).toBe(0o2775);
     expect(lstatSync(join(dir, "team/sub")).mode & 0o7777).toBe(0o2755);
+  });
+
+  it("applies changes of excluded paths itself, handing over only those that touch a replicated one", async () => {
+    const dir = freshDir();
+    mkdirSync(join(dir, "data"));
+    const { fuse, ops } = interceptingMount(dir, undefined, ["tmp", "cache/deep"]);
+    const local = [
+      "mkdir -p tmp/a cache/deep/b",
+      "printf one > tmp/a/f && printf more >> tmp/a/f && truncate -s 2 tmp/a/f && chmod 600 tmp/a/f",
+      "mv tmp/a/f tmp/g && ln tmp/g tmp/h && ln -s g tmp/link && mkfifo tmp/fifo && setfattr -n user.x -v y tmp/g",
+      "printf two > cache/deep/b/f && sync tmp/g && rm tmp/h && rmdir tmp/a",
+      "touch -d @1000000000 tmp/g",
+      "printf three > cache/shallow",
+    ].join(" && ");
+    expect(await shell(dir, local)).toEqual({ code: 0, stderr: "" });
+    // Only cache and cache/shallow (not below cache/deep) reached the core.
+    expect(new Set(ops.map((op) => `${op.kind} ${pathsOf(op).join(" ")}`))).toEqual(new Set(["mkdir cache", "create cache/shallow", "write cache/shallow"]));
+    expect(fuse.stats().excludedOps).toBeGreaterThanOrEqual(14);
+    expect(readFileSync(join(dir, "tmp/g"), "utf8")).toBe("on");
+    expect((lstatSync(join(dir, "tmp/g")).mode & 0o777).toString(8)).toBe("600");
+    expect(readlinkSync(join(dir, "tmp/link"))).toBe("g");
+    expect(lstatSync(join(dir, "tmp/fifo")).isFIFO()).toBe(true);
+    expect(readFileSync(join(dir, "cache/deep/b/f"), "utf8")).toBe("two");
+
+    // Across the line: a name moved in or out, a second name: the core decides.
+    ops.length = 0;
+    expect(await shell(dir, "mv tmp/g data/g && mv data/g tmp/back && ln tmp/back data/x; mkfifo data/fifo; true")).toMatchObject({ code: 0 });
+    expect(ops.map((op) => `${op.kind} ${pathsOf(op).join(" ")}`)).toEqual(["rename tmp/g data/g", "rename data/g tmp/back", "link tmp/back data/x"]);
+  });
+
+  it("applies a learned excluded path's writes itself, its changes of names still through the core", async () => {
+    const dir = freshDir();
+    writeFileSync(join(dir, "app.log"), "");
+    const { fuse, ops } = interceptingMount(dir);
+    fuse.exclude("app.log");
+    expect(await shell(dir, "printf a >> app.log && printf b >> app.log && sync app.log && chmod 640 app.log && mv app.log app.log.1 && printf c > app.log")).toEqual({ code: 0, stderr: "" });
+    expect(ops.map((op) => `${op.kind} ${pathsOf(op).join(" ")}`)).toEqual(["rename app.log app.log.1", "create app.log"]);
+    expect(readFileSync(join(dir, "app.log.1"), "utf8")).toBe("ab");
+    expect(readFileSync(join(dir, "app.log"), "utf8")).toBe("c");
+    expect(fuse.stats().excludedOps).toBeGreaterThanOrEqual(4);
   });
 
   it("answers the application the error JavaScript gives, and changes nothing then", async () => {
