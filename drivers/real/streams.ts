@@ -37,6 +37,7 @@ import { NetworkBindError } from "./datagrams.ts";
 import {
   authenticate,
   encodeFrame,
+  framePrefixSize,
   envelopeSizeMaxLimit,
   envelopeSizeMin,
   FrameReader,
@@ -65,6 +66,40 @@ export const reconnectDelayMsMinDefault = 100;
 export const reconnectDelayMsMaxDefault = 5_000;
 /** Inbound connections still in their handshake; more are closed at once. */
 export const handshakesPendingMaxDefault = 16;
+/** Frames at least this large are made in buffers the stream reuses (FramePool). */
+const pooledFrameSizeMin = 64 * 1024;
+
+/** Buffers for large frames (a resync chunk, a large write: about 1 MiB each), reused once
+ *  the socket has written them. A new buffer per frame was garbage to collect and, on a
+ *  virtual machine, fresh memory to fault in at every chunk. Each buffer has `capacity`
+ *  bytes (the largest frame); at most `keepMax` wait unused. */
+class FramePool {
+  readonly #free: ArrayBuffer[] = [];
+  readonly #capacity: number;
+  readonly #keepMax: number;
+  /** Buffers given out again. */
+  reused = 0;
+
+  constructor(capacity: number, keepMax: number) {
+    this.#capacity = capacity;
+    this.#keepMax = keepMax;
+  }
+
+  /** A buffer of `size` bytes: a pooled one's start for a large frame. */
+  readonly allocate = (size: number): Buffer => {
+    if (size < pooledFrameSizeMin || size > this.#capacity) return Buffer.allocUnsafe(size);
+    const free = this.#free.pop();
+    if (free !== undefined) this.reused++;
+    return Buffer.from(free ?? new ArrayBuffer(this.#capacity), 0, size);
+  };
+
+  /** Takes back a buffer `allocate` gave once nothing reads it any more. */
+  release(bytes: Buffer): void {
+    const whole = bytes.buffer;
+    if (!(whole instanceof ArrayBuffer) || whole.byteLength !== this.#capacity || bytes.byteOffset !== 0 || this.#free.length >= this.#keepMax) return;
+    this.#free.push(whole);
+  }
+}
 const nonceSize = 32;
 /** Frames before the handshake is done are small: an unauthenticated peer cannot make
  *  this node buffer more than this per connection. */
@@ -126,6 +161,8 @@ export interface StreamStats {
   readonly dropped: Readonly<Record<StreamDropReason, number>>;
   readonly rejected: Readonly<RejectCounts>;
   readonly connected: Readonly<Record<NodeId, boolean>>;
+  /** Large frames written in a buffer an earlier frame had used (FramePool). */
+  readonly reusedFrameBuffers: number;
 }
 
 /** Capped exponential backoff with jitter: attempt 0 waits about `minMs`, each further
@@ -208,6 +245,7 @@ export class RealStreamPort<Message> implements StreamPort<Message> {
   readonly #log: (entry: LogEntry) => void;
   readonly #frameSizeMax: number;
   readonly #sendBufferSizeMax: number;
+  readonly #framePool: FramePool;
   readonly #pingIntervalMs: number;
   readonly #idleTimeoutMs: number;
   readonly #handshakeTimeoutMs: number;
@@ -252,6 +290,7 @@ export class RealStreamPort<Message> implements StreamPort<Message> {
     this.#log = options.log ?? (() => {});
     this.#frameSizeMax = options.frameSizeMax ?? frameSizeMaxDefault;
     this.#sendBufferSizeMax = options.sendBufferSizeMax ?? sendBufferSizeMaxDefault;
+    this.#framePool = new FramePool(framePrefixSize + this.#frameSizeMax, Math.ceil(this.#sendBufferSizeMax / this.#frameSizeMax) + 1);
     this.#pingIntervalMs = options.pingIntervalMs ?? pingIntervalMsDefault;
     this.#idleTimeoutMs = options.idleTimeoutMs ?? idleTimeoutMsDefault;
     this.#handshakeTimeoutMs = options.handshakeTimeoutMs ?? handshakeTimeoutMsDefault;
@@ -304,7 +343,7 @@ export class RealStreamPort<Message> implements StreamPort<Message> {
 
   stats(): StreamStats {
     const connected = Object.fromEntries([...this.#links.values()].map((link) => [link.id, link.up !== null]));
-    return { sent: this.#sent, received: this.#received, unheard: this.#unheard, established: this.#establishedCount, dropped: { ...this.#drops.counts }, rejected: { ...this.#rejects.counts }, connected };
+    return { sent: this.#sent, received: this.#received, unheard: this.#unheard, established: this.#establishedCount, dropped: { ...this.#drops.counts }, rejected: { ...this.#rejects.counts }, connected, reusedFrameBuffers: this.#framePool.reused };
   }
 
   send(to: NodeId, message: Message): void {
@@ -473,11 +512,16 @@ export class RealStreamPort<Message> implements StreamPort<Message> {
     assert(key !== null, `${kind} written before the session key exists`);
     const sequence = connection.sentSequence + 1;
     const fields = { kind, incarnation: this.#incarnation, sequence, sentAtUnixMs: Math.max(0, Math.round(this.#wallClockMs())), from: this.#self, to: connection.peer, channel: this.#channel, ring: "" };
-    const bytes = encodeFrame(fields, payload, key, this.#frameSizeMax);
+    const bytes = encodeFrame(fields, payload, key, this.#frameSizeMax, this.#framePool.allocate);
     if (bytes === null) return "oversized";
-    if (connection.socket.writableLength + bytes.length > this.#sendBufferSizeMax) return "overflow";
+    if (connection.socket.writableLength + bytes.length > this.#sendBufferSizeMax) {
+      this.#framePool.release(bytes);
+      return "overflow";
+    }
     connection.sentSequence = sequence;
-    connection.socket.write(bytes);
+    // Back to the pool once the socket is done with it (written, or failed: the callback
+    // comes last either way); a buffer whose callback never comes is left to the collector.
+    connection.socket.write(bytes, () => this.#framePool.release(bytes));
     return "ok";
   }
 

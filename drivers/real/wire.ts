@@ -212,15 +212,16 @@ export function encodeEnvelope(fields: EnvelopeFields, payload: unknown, key: En
 }
 
 /** An envelope as a stream frame (its length first), made in one buffer: framing a 1 MiB
- *  envelope afterwards copied it once more. Null as encodeEnvelope. */
-export function encodeFrame(fields: EnvelopeFields, payload: unknown, key: EnvelopeKey, sizeMax: number): Buffer | null {
-  const out = encodeAfter(framePrefixSize, fields, payload, key, sizeMax);
+ *  envelope afterwards copied it once more; in a buffer from `allocate` when given (of
+ *  exactly the size asked). Null as encodeEnvelope. */
+export function encodeFrame(fields: EnvelopeFields, payload: unknown, key: EnvelopeKey, sizeMax: number, allocate?: (size: number) => Buffer): Buffer | null {
+  const out = encodeAfter(framePrefixSize, fields, payload, key, sizeMax, allocate);
   out?.writeUInt32BE(out.length - framePrefixSize, 0);
   return out;
 }
 
 /** The envelope, `headroom` bytes into a buffer of its own (every byte of which is written). */
-function encodeAfter(headroom: number, fields: EnvelopeFields, payload: unknown, key: EnvelopeKey, sizeMax: number): Buffer | null {
+function encodeAfter(headroom: number, fields: EnvelopeFields, payload: unknown, key: EnvelopeKey, sizeMax: number, allocate: (size: number) => Buffer = Buffer.allocUnsafe): Buffer | null {
   checkFields(fields);
   assert(sizeMax >= envelopeSizeMin && sizeMax <= envelopeSizeMaxLimit, `envelope size limit ${sizeMax} out of range`);
   const attached: { parts: Uint8Array[]; bytes: number } = { parts: [], bytes: 0 };
@@ -239,7 +240,8 @@ function encodeAfter(headroom: number, fields: EnvelopeFields, payload: unknown,
   const size = fixedHeaderSize + 4 + 4 + key.macSize + strings.reduce((sum, bytes) => sum + bytes.length, 0) + bodySize;
   if (size > sizeMax) return null;
   // Not zeroed: every byte is written below (the last assertion checks the count).
-  const whole = Buffer.allocUnsafe(headroom + size);
+  const whole = allocate(headroom + size);
+  assert(whole.length === headroom + size, "an allocated frame buffer has the size asked");
   const out = whole.subarray(headroom);
   let offset = out.writeUInt16BE(wireMagic, 0);
   offset = out.writeUInt8(wireVersion, offset);

@@ -112,7 +112,7 @@ bool Excluded(Volume& volume, const char* path, bool learned) {
     if (length >= prefix.size() && std::memcmp(relative, prefix.data(), prefix.size()) == 0 && (length == prefix.size() || relative[prefix.size()] == '/')) return true;
   }
   if (!learned || !volume.anyExcludedPath.load(std::memory_order_acquire)) return false;
-  std::lock_guard<std::mutex> hold(volume.excludedMutex);
+  std::shared_lock<std::shared_mutex> hold(volume.excludedMutex);
   return volume.excludedPaths.count(std::string(relative, length)) != 0;
 }
 
@@ -838,7 +838,7 @@ fuse_operations MakeOperations() {
 
 void LearnExcluded(Volume& volume, const std::string& path) {
   if (path.empty()) return;
-  std::lock_guard<std::mutex> hold(volume.excludedMutex);
+  std::lock_guard<std::shared_mutex> hold(volume.excludedMutex);
   if (volume.excludedPaths.size() >= Volume::kExcludedPathsMax) volume.excludedPaths.clear();
   volume.excludedPaths.insert(path);
   volume.anyExcludedPath.store(true, std::memory_order_release);

@@ -15,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -162,7 +163,7 @@ struct Volume {
   // tests (regular expressions), learned as their first operations go through the core.
   std::vector<std::string> excludedPrefixes;
   static constexpr size_t kExcludedPathsMax = 1 << 16;
-  std::mutex excludedMutex;
+  std::shared_mutex excludedMutex;
   std::unordered_set<std::string> excludedPaths;
   std::atomic<bool> anyExcludedPath{false};
 

@@ -165,6 +165,22 @@ describe("RealStreamPort streams", () => {
     expect(port.stats().dropped.down).toBeGreaterThanOrEqual(1);
   });
 
+  it("writes large frames back to back in buffers it reuses once written, each arriving whole", async () => {
+    const h = await started({ frameSizeMax: 256 * 1024, sendBufferSizeMax: 1024 * 1024 });
+    const sent: TestMessage[] = [];
+    for (let n = 0; n < 60; n++) {
+      // Each frame's bytes its own (a buffer given out again too soon would show another's).
+      const message = testMessage(n, String.fromCharCode(97 + (n % 26)).repeat(100_000 + n * 1_000));
+      sent.push(message);
+      h.port("n1").send("n2", message);
+      if (n % 3 === 2) await yieldToLoop();
+    }
+    expect(await waitFor(() => fromPeer(h, "n2", "n1").length === sent.length, limitMs), "every frame arrives").toBe(true);
+    expect(h.received("n2").filter((each) => each.from === "n1").map((each) => each.message)).toEqual(sent);
+    expect(h.realPort("n1").stats().reusedFrameBuffers).toBeGreaterThan(30);
+    expect(h.realPort("n1").stats().dropped.overflow).toBe(0);
+  });
+
   it("drops a message over the frame limit and resets, so that a down report follows", async () => {
     const h = await started({ frameSizeMax: 64 * 1024, sendBufferSizeMax: 256 * 1024 });
     h.port("n1").send("n2", testMessage(1, "x".repeat(100_000)));
