@@ -69,12 +69,14 @@ export const handshakesPendingMaxDefault = 16;
 /** Frames at least this large are made in buffers the stream reuses (FramePool). */
 const pooledFrameSizeMin = 64 * 1024;
 
-/** Buffers for large frames (a resync chunk, a large write: about 1 MiB each), reused once
- *  the socket has written them. A new buffer per frame was garbage to collect and, on a
- *  virtual machine, fresh memory to fault in at every chunk. Each buffer has `capacity`
- *  bytes (the largest frame); at most `keepMax` wait unused. */
+/** Buffers for large frames (a resync chunk: about 1 MiB), reused once the socket has
+ *  written them. A new buffer per frame was garbage to collect and, on a virtual machine,
+ *  fresh memory to fault in at every chunk. Sizes go by classes (powers of two from
+ *  pooledFrameSizeMin, the last one `capacity`, the largest frame), so a frame never holds
+ *  more than twice its size while it waits in the send buffer; at most `keepMax` buffers of
+ *  a class wait unused. */
 class FramePool {
-  readonly #free: ArrayBuffer[] = [];
+  readonly #free = new Map<number, ArrayBuffer[]>();
   readonly #capacity: number;
   readonly #keepMax: number;
   /** Buffers given out again. */
@@ -85,19 +87,29 @@ class FramePool {
     this.#keepMax = keepMax;
   }
 
-  /** A buffer of `size` bytes: a pooled one's start for a large frame. */
+  /** A buffer of `size` bytes: the start of a pooled one for a large frame. */
   readonly allocate = (size: number): Buffer => {
     if (size < pooledFrameSizeMin || size > this.#capacity) return Buffer.allocUnsafe(size);
-    const free = this.#free.pop();
+    const held = this.#classOf(size);
+    const free = this.#free.get(held)?.pop();
     if (free !== undefined) this.reused++;
-    return Buffer.from(free ?? new ArrayBuffer(this.#capacity), 0, size);
+    return Buffer.from(free ?? new ArrayBuffer(held), 0, size);
   };
 
   /** Takes back a buffer `allocate` gave once nothing reads it any more. */
   release(bytes: Buffer): void {
     const whole = bytes.buffer;
-    if (!(whole instanceof ArrayBuffer) || whole.byteLength !== this.#capacity || bytes.byteOffset !== 0 || this.#free.length >= this.#keepMax) return;
-    this.#free.push(whole);
+    if (!(whole instanceof ArrayBuffer) || bytes.byteOffset !== 0 || whole.byteLength < pooledFrameSizeMin || this.#classOf(whole.byteLength) !== whole.byteLength) return;
+    const free = this.#free.get(whole.byteLength) ?? [];
+    if (free.length >= this.#keepMax) return;
+    free.push(whole);
+    this.#free.set(whole.byteLength, free);
+  }
+
+  /** The size of the buffers that hold frames of `size` bytes. */
+  #classOf(size: number): number {
+    const power = 2 ** Math.ceil(Math.log2(size));
+    return power >= this.#capacity ? this.#capacity : power;
   }
 }
 const nonceSize = 32;
