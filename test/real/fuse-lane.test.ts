@@ -3,12 +3,15 @@
 // JavaScript; their marks come in the next report; off() gives nothing back, and what comes
 // after it is intercepted again. Attached to a peer's lane: an operation whose results
 // differ on the two nodes stops the lane, goes back to the core, and its path is reported
-// for a resend. A mount in intercept mode with a lane, as the node service makes it
-// (service/mirror-parts.ts); the applications are child processes.
+// for a resend; a sync that fails here is answered with its error; a stop of its own while
+// a sync is under way here waits for it. A mount in intercept mode with a lane, as the
+// node service makes it (service/mirror-parts.ts); the applications are child processes.
 //
-// It needs root and /dev/fuse and fails, never skips, without them.
+// It needs root, /dev/fuse, losetup, mkfs.ext4 and a free loop device, and fails, never
+// skips, without them.
 
-import { execFileSync } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
+import { writeFile } from "node:fs/promises";
 import { constants as osConstants, tmpdir } from "node:os";
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -23,6 +26,8 @@ const extentBytes = 16 * block;
 
 let scratch = "";
 const mounts: FuseMount[] = [];
+/** Mounts the tree's disk lies on (heldDisk): unmounted after the tree's, before the rest. */
+const belowMounts: FuseMount[] = [];
 const lanes: FuseLane[] = [];
 const fds: number[] = [];
 const tmpfs: string[] = [];
@@ -32,6 +37,8 @@ requireFuse();
 
 afterEach(() => {
   for (const fuse of mounts.splice(0)) fuse.unmount({ force: true });
+  // With force: what the loop device still writes back through it then fails at once.
+  for (const fuse of belowMounts.splice(0)) fuse.unmount({ force: true });
   for (const lane of lanes.splice(0)) lane.close();
   for (const fd of fds.splice(0)) closeSync(fd);
   // Lazily (the lane holds a descriptor of the tree until it is collected), and the last
@@ -67,19 +74,50 @@ function failingDisk(dir: string): void {
   tmpfs.push(dir);
 }
 
+/** A disk whose flushes wait for the test: ext4 (no journal) on a loop device whose image
+ *  lies on a FUSE mount of this process's that hands every change to `intercept` (as
+ *  the mirror's does), mounted at `<scratch>/tree` with `f` in it. A flush of the loop
+ *  device is an fsync of the image: `intercept` may hold it. Asynchronous all through:
+ *  the loop device's I/O needs this thread to answer. */
+async function heldDisk(intercept: (below: FuseMount, disk: RealDisk<null>, id: number, op: DiskOp) => void): Promise<FuseMount> {
+  const run = (command: string, args: string[]) => new Promise<string>((resolve, reject) => execFile(command, args, { encoding: "utf8" }, (error, stdout) => (error === null ? resolve(stdout) : reject(error))));
+  scratch = mkdtempSync(join(tmpdir(), "tandem-lane-"));
+  const backing = join(scratch, "backing");
+  mkdirSync(backing);
+  const image = join(backing, "image");
+  execFileSync("truncate", ["-s", "64M", image]);
+  execFileSync("mkfs.ext4", ["-q", "-F", "-O", "^has_journal", image]);
+  mkdirSync(join(scratch, "below-state"));
+  let disk: RealDisk<null> | null = null;
+  const below: FuseMount = mount(backing, { mode: "intercept", intercept: (id, op) => intercept(below, disk!, id, op) });
+  belowMounts.push(below);
+  disk = diskUnder(below, join(scratch, "below-state"));
+  const device = (await run("losetup", ["-f", "--show", image])).trim();
+  loops.push(device);
+  const dir = join(scratch, "tree");
+  mkdirSync(dir);
+  await run("mount", [device, dir]);
+  tmpfs.push(dir);
+  await writeFile(join(dir, "f"), new Uint8Array(16 * extentBytes / 4));
+  return below;
+}
+
 /** `<scratch>/<name>` with `f` (256 KiB of zeros) made in it, and a lane over it (its
  *  directory handle). `tmpfsBytes`: the tree is a tmpfs of that size (a disk that fills);
  *  `failing`: it is a failingDisk. */
-function laneTree(name: string, tmpfsBytes?: number, failing = false): { dir: string; lane: FuseLane } {
+function laneTree(name: string, tmpfsBytes?: number, failing = false, ready = false): { dir: string; lane: FuseLane } {
   if (scratch === "") scratch = mkdtempSync(join(tmpdir(), "tandem-lane-"));
   const dir = join(scratch, name);
-  mkdirSync(dir);
-  if (tmpfsBytes !== undefined) {
-    execFileSync("mount", ["-t", "tmpfs", "-o", `size=${tmpfsBytes}`, "tandem-lane", dir]);
-    tmpfs.push(dir);
+  // `ready`: the test made the directory, f in it (heldDisk).
+  if (!ready) {
+    mkdirSync(dir);
+    if (tmpfsBytes !== undefined) {
+      execFileSync("mount", ["-t", "tmpfs", "-o", `size=${tmpfsBytes}`, "tandem-lane", dir]);
+      tmpfs.push(dir);
+    }
+    if (failing) failingDisk(dir);
+    writeFileSync(join(dir, "f"), new Uint8Array(16 * extentBytes / 4));
   }
-  if (failing) failingDisk(dir);
-  writeFileSync(join(dir, "f"), new Uint8Array(16 * extentBytes / 4));
   const tree = openSync(dir, "r");
   fds.push(tree);
   const lane = new (fuseBinding().FuseLane)(tree, new Uint8Array(32).fill(7), block, extentBytes);
@@ -90,8 +128,8 @@ function laneTree(name: string, tmpfsBytes?: number, failing = false): { dir: st
 /** laneTree "tree" mounted intercepting with its lane, not on yet; each operation
  *  intercepted, or given back by the lane (`core`), applied with the real disk port and
  *  recorded, as a core with no peer would. */
-function laneMount(tmpfsBytes?: number, failing = false): { dir: string; fuse: FuseMount; lane: FuseLane; ops: DiskOp[]; core: (id: number, op: DiskOp) => void } {
-  const { dir, lane } = laneTree("tree", tmpfsBytes, failing);
+function laneMount(tmpfsBytes?: number, failing = false, ready = false): { dir: string; fuse: FuseMount; lane: FuseLane; ops: DiskOp[]; core: (id: number, op: DiskOp) => void } {
+  const { dir, lane } = laneTree("tree", tmpfsBytes, failing, ready);
   mkdirSync(join(scratch, "state"));
   const ops: DiskOp[] = [];
   let disk: RealDisk<null> | null = null;
@@ -196,12 +234,12 @@ describe("the native lane of a primary alone", () => {
  *  written at 0 took the lane. The test's core (`core`) applies here only; it takes what
  *  the lane gives back in a report of its own. `failing`: this node's tree is a
  *  failingDisk. */
-async function attachedMount(peerTmpfsBytes?: number, failing = false): Promise<ReturnType<typeof laneMount> & { peer: ReturnType<typeof laneTree>; port: number; reports: NativeLaneReport[] }> {
+async function attachedMount(peerTmpfsBytes?: number, failing = false, ready = false): Promise<ReturnType<typeof laneMount> & { peer: ReturnType<typeof laneTree>; port: number; reports: NativeLaneReport[] }> {
   const peer = laneTree("peer", peerTmpfsBytes);
   const port = 20_000 + (process.pid % 20_000);
   peer.lane.listen("127.0.0.1", port);
   peer.lane.follow(3, 7);
-  const made = laneMount(undefined, failing);
+  const made = laneMount(undefined, failing, ready);
   const reports: NativeLaneReport[] = [];
   made.lane.onReport((report) => {
     reports.push(report);
@@ -307,4 +345,53 @@ describe("the native lane attached to a peer's", () => {
     expect(failed).toMatchObject({ path: "f", op: "write f" });
     expect(reports[0]!.why).toMatch(/^write f: (No space left on device|Input\/output error) here(, syncing it)?$/);
   });
+
+  // A stop on the lane's own threads (here: the peer's connection ends) while an fsync is
+  // being applied here is left pending: the thread that noticed may be the one reading the
+  // acknowledgements, so it cannot wait. The last sync to finish completes the stop, and
+  // that fsync is answered with its own result, never given back (given back, the core's
+  // fsync would be held too, and the writer would never finish). The tree's disk is a
+  // heldDisk, whose flushes wait for the test. (A stop that waited on the reading thread
+  // would look the same from here: what this shows is the stop's report after the sync,
+  // and the sync's own answer.)
+  for (const [outcome, errno] of [["succeeds", 0], ["fails", osConstants.errno.EIO]] as const) {
+    it(`leaves a stop of its own pending while an fsync here is under way, completing it once the fsync ${outcome}`, async () => {
+      const held: number[] = [];
+      let hold = false;
+      const below = await heldDisk((mounted, disk, id, op) => {
+        if (hold && op.kind === "fsync") return void held.push(id);
+        disk.apply(op, (result) => mounted.answer(id, result === null ? 0 : osConstants.errno[result]));
+      });
+      const { dir, ops, peer, reports } = await attachedMount(undefined, false, true);
+      hold = true;
+      const before = ops.length;
+      const writer = shell(dir, "dd if=/dev/zero of=f bs=64K count=1 conv=notrunc,fsync status=none");
+      const deadline = Date.now() + 10_000;
+      while (held.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(held, "the lane's fsync reached the mount below").toHaveLength(1);
+      // The peer goes: the lane's reader sees its connection end and stops, on its own.
+      peer.lane.close();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(reports, "no stop while the fsync is under way").toHaveLength(0);
+      hold = false;
+      below.answer(held[0]!, errno);
+      const run = await writer;
+      const deadlineReport = Date.now() + 10_000;
+      while (reports.length === 0 && Date.now() < deadlineReport) await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(reports).toHaveLength(1);
+      expect(reports[0]).toMatchObject({ epoch: 7, stopped: true, why: "the lane's connection to the peer ended" });
+      if (errno === 0) {
+        // Done here, and acknowledged by the peer before it went (or given back to the core).
+        expect(run).toEqual({ code: 0, stderr: "" });
+        expect(reports[0]!.errors).toEqual([]);
+      } else {
+        expect(run.code).not.toBe(0);
+        expect(run.stderr).toContain("Input/output error");
+        expect(reports[0]!.errors).toMatchObject([{ path: "f", op: "fsync f", errno }]);
+        // Answered with its error, not given back.
+        expect(reports[0]!.resubmit).toEqual([]);
+        expect(ops.length).toBe(before);
+      }
+    });
+  }
 });
