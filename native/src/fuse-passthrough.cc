@@ -166,6 +166,17 @@ bool OfferToLane(Volume& volume, const Intercepted& op, fuse_file_info* file, bo
   return taken;
 }
 
+// Extended attributes are reached by path through /proc (the directory handle is O_PATH,
+// and no *xattrat call is in this libc): `/proc/self/fd/N/a/b` for "a/b" relative to the
+// handle, the root as `N/.`. The l- calls never follow a symlink the path ends in (its own
+// attributes, as the kernel asks).
+std::string HandlePath(const Volume& volume, const std::string& relative) {
+  return "/proc/self/fd/" + std::to_string(volume.dirFd) + "/" + relative;
+}
+
+// The same for a path as libfuse gives it ("/a/b").
+std::string XattrPath(const Volume& volume, const char* path) { return HandlePath(volume, Relative(path)); }
+
 // The directory holding `relative`, relative to the directory handle ("." for the root's entries).
 std::string ParentOf(const char* relative) {
   const char* slash = std::strrchr(relative, '/');
@@ -187,8 +198,7 @@ gid_t SetgidParentGroup(const Volume& volume, const char* relative) {
 // process's umask is 0 on the FUSE threads; the core's create keeps the inherited ACL).
 mode_t CreationMode(const Volume& volume, const char* relative, mode_t mode) {
   if (!volume.posixAcl.load(std::memory_order_relaxed)) return mode;
-  std::string parent = "/proc/self/fd/" + std::to_string(volume.dirFd) + "/" + ParentOf(relative);
-  if (lgetxattr(parent.c_str(), "system.posix_acl_default", nullptr, 0) > 0) return mode;
+  if (lgetxattr(HandlePath(volume, ParentOf(relative)).c_str(), "system.posix_acl_default", nullptr, 0) > 0) return mode;
   return mode & ~fuse_get_context()->umask;
 }
 
@@ -278,8 +288,7 @@ void* Init(fuse_conn_info* connection, fuse_config* config) {
   // attribute; the file system underneath sets the mode an access ACL implies, on each
   // node). Without DONT_MASK the kernel would apply the umask even under a default ACL,
   // which must replace it: CreationMode() applies it as a local file system does.
-  std::string root = "/proc/self/fd/" + std::to_string(volume.dirFd) + "/.";
-  bool keepsAcls = lgetxattr(root.c_str(), "system.posix_acl_access", nullptr, 0) >= 0 || errno == ENODATA;
+  bool keepsAcls = lgetxattr(XattrPath(volume, "/").c_str(), "system.posix_acl_access", nullptr, 0) >= 0 || errno == ENODATA;
   if (keepsAcls && (connection->capable & FUSE_CAP_POSIX_ACL) != 0 && (connection->capable & FUSE_CAP_DONT_MASK) != 0) {
     connection->want |= FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
     volume.posixAcl.store(true);
@@ -733,13 +742,6 @@ int Fallocate(const char* path, int mode, off_t offset, off_t length, fuse_file_
     if (fstat(fd, &status) < 0) return -errno;
     return offset + length > status.st_size ? ShipTruncate(volume, path, offset + length) : 0;
   });
-}
-
-// Extended attributes are reached by path through /proc (the directory handle is O_PATH,
-// and no *xattrat call is in this libc): `/proc/self/fd/N/a/b`, the root as `N/.`. The l-
-// calls never follow a symlink the path ends in (its own attributes, as the kernel asks).
-std::string XattrPath(const Volume& volume, const char* path) {
-  return "/proc/self/fd/" + std::to_string(volume.dirFd) + "/" + Relative(path);
 }
 
 // Reads are served here, never through the core: a size query (size 0) included.
