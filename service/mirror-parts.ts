@@ -108,9 +108,12 @@ const mirrorSendBufferSizeMax = 4 * envelopeSizeMaxLimit;
 
 /** What one replicated directory leaves out of replication, its paths relative to it (the
  *  volume `name` of a module with several, or null): the `<notreplicated path>` rules as
- *  prefixes the mount tests itself, and the core's whole test. */
-function excludedIn(rules: readonly Exclusion[] | undefined, name: string | null): { readonly prefixes: readonly string[]; readonly excludes: (path: string) => boolean } {
-  const own = (rules ?? []).filter((rule) => rule.within === (name ?? undefined));
+ *  prefixes the mount tests itself, and the core's whole test; undefined without rules. */
+function excludedIn(rules: readonly Exclusion[] | undefined, name: string | null): { readonly prefixes: readonly string[]; readonly excludes: (path: string) => boolean } | undefined {
+  if (rules === undefined) return undefined;
+  const own = rules.filter((rule) => rule.within === (name ?? undefined));
+  // Nothing of this directory's: no test on each of its operations.
+  if (own.length === 0) return undefined;
   const excludes = excluderOf(rules);
   return {
     prefixes: own.flatMap((rule) => (rule.path !== null && !rule.inverted ? [rule.path] : [])),
@@ -140,15 +143,16 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
   let lastId = 0;
   const volumes = dirs.map((dir, index) => {
     const name = several ? config.layout![index]! : "";
+    const excluded = excludedIn(config.notReplicated, several ? name : null);
     const volume = new MirrorVolume({
       dir,
       intercept: (id, op) => runtime!.deliver({ kind: "intercepted", id, op: several ? opInVolume(name, op) : op }),
-      excluded: excludedIn(config.notReplicated, several ? name : null),
+      ...(excluded === undefined ? {} : { excluded }),
       log: (event, fields) => log({ level: "info", event, fields }),
       lane: () => nativeLanes[index] ?? null,
       nextId: () => ++lastId,
     });
-    return { dir, name, volume };
+    return { dir, name, volume, excluded };
   });
   const closers: (() => Promise<void> | void)[] = [];
   const closeAll = async () => {
@@ -160,9 +164,9 @@ export async function createRealMirror(options: RealMirrorOptions): Promise<Mirr
       closers.push(() => volume.close());
     }
     // One port per directory; the metadata is the first one's (the others never touch it).
-    const disks = volumes.map(({ volume, name }, index) => {
+    const disks = volumes.map(({ volume, excluded }, index) => {
       const disk = new RealDisk({
-        excludes: excludedIn(config.notReplicated, several ? name : null).excludes,
+        ...(excluded === undefined ? {} : { excludes: excluded.excludes }),
         root: volume.root,
         metaFile: join(mirrorState, "meta.json"),
         preserveDir: join(mirrorState, "preserved"),
