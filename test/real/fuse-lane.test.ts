@@ -60,18 +60,33 @@ function failingDisk(dir: string): void {
   mkdirSync(backing);
   execFileSync("mount", ["-t", "tmpfs", "-o", "size=6m", "tandem-lane-backing", backing]);
   tmpfs.push(backing);
-  const image = join(backing, "image");
-  execFileSync("truncate", ["-s", "64M", image]);
-  let device = "";
-  try {
-    execFileSync("mkfs.ext4", ["-q", "-F", "-O", "^has_journal", image]);
-    device = execFileSync("losetup", ["-f", "--show", image], { encoding: "utf8" }).trim();
-  } catch (error) {
-    throw new Error(`a failing disk needs mkfs.ext4 (e2fsprogs), losetup (util-linux) and a free loop device: ${(error as Error).message}`);
-  }
+  const image = ext4Image(backing);
+  const device = needing(() => execFileSync("losetup", ["-f", "--show", image], { encoding: "utf8" }).trim());
   loops.push(device);
   execFileSync("mount", [device, dir]);
   tmpfs.push(dir);
+}
+
+/** The failure of a step making one of this test's loop-device disks, saying what they need. */
+function diskNeeds(error: unknown): Error {
+  return new Error(`this test's disk needs mkfs.ext4 (e2fsprogs), losetup (util-linux) and a free loop device: ${(error as Error).message}`);
+}
+
+/** `run`, failing with diskNeeds. */
+function needing<T>(run: () => T): T {
+  try {
+    return run();
+  } catch (error) {
+    throw diskNeeds(error);
+  }
+}
+
+/** `<dir>/image`: 64 MiB holding ext4 without a journal; its path. */
+function ext4Image(dir: string): string {
+  const image = join(dir, "image");
+  execFileSync("truncate", ["-s", "64M", image]);
+  needing(() => execFileSync("mkfs.ext4", ["-q", "-F", "-O", "^has_journal", image]));
+  return image;
 }
 
 /** A disk whose flushes wait for the test: ext4 (no journal) on a loop device whose image
@@ -84,15 +99,17 @@ async function heldDisk(intercept: (below: FuseMount, disk: RealDisk<null>, id: 
   scratch = mkdtempSync(join(tmpdir(), "tandem-lane-"));
   const backing = join(scratch, "backing");
   mkdirSync(backing);
-  const image = join(backing, "image");
-  execFileSync("truncate", ["-s", "64M", image]);
-  execFileSync("mkfs.ext4", ["-q", "-F", "-O", "^has_journal", image]);
+  const image = ext4Image(backing);
   mkdirSync(join(scratch, "below-state"));
   let disk: RealDisk<null> | null = null;
   const below: FuseMount = mount(backing, { mode: "intercept", intercept: (id, op) => intercept(below, disk!, id, op) });
   belowMounts.push(below);
   disk = diskUnder(below, join(scratch, "below-state"));
-  const device = (await run("losetup", ["-f", "--show", image])).trim();
+  const device = (
+    await run("losetup", ["-f", "--show", image]).catch((error: unknown) => {
+      throw diskNeeds(error);
+    })
+  ).trim();
   loops.push(device);
   const dir = join(scratch, "tree");
   mkdirSync(dir);
