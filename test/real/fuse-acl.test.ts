@@ -4,12 +4,13 @@
 // entries, exactly as in a plain reference directory beside the mount: same ACLs
 // (getfacl), same modes, same refusals. What the mount handed to JavaScript, replayed on a
 // second tree (what the secondary does), and the tree read and installed whole into an
-// empty one (a full resync) give the same ACLs again.
+// empty one (a full resync) give the same ACLs again. A file system inside the tree that
+// keeps no ACLs (ramfs) is used as before.
 //
 // It needs root, /dev/fuse, setfacl and getfacl (Debian's acl), and a file system in
 // tmpdir() that keeps ACLs; it fails, never skips, without them.
 
-import { spawn, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { constants as osConstants, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -210,5 +211,23 @@ describe("POSIX ACLs through a passthrough mount", () => {
     expect(await asNobodyIn(mounted)).toBe(await asNobodyIn(reference));
     // getfacl through the mount reads what is underneath (the kernel asks the handler).
     expect(fuseBinding().xattrs(join(mounted, "granted"))).not.toBe(osConstants.errno.EOPNOTSUPP);
+  });
+
+  it("lets a file system inside the tree that keeps no ACLs (ramfs) be read and written as before", async () => {
+    const [mounted] = trees("tree");
+    const inner = join(mounted, "ram");
+    mkdirSync(inner);
+    execFileSync("mount", ["-t", "ramfs", "tandem-acl-ramfs", inner]);
+    try {
+      chmodSync(inner, 0o777);
+      mounts.push(mount(mounted, { mode: "passthrough" }));
+      // The kernel asks each path's ACL, which ramfs answers EOPNOTSUPP: taken for an
+      // error of the check itself, every open there would fail.
+      expect(await output(mounted, "printf kept > ram/f && cat ram/f", nobody)).toBe("kept");
+      expect(await output(mounted, "getfacl -p -c ram/f")).toBe("user::rw-\ngroup::r--\nother::r--\n\n");
+    } finally {
+      for (const fuse of mounts.splice(0)) fuse.unmount({ force: true });
+      execFileSync("umount", [inner]);
+    }
   });
 });
